@@ -1,0 +1,61 @@
+// Every bound in dsync, in one place, with the checks of how they relate.
+// Names carry the unit last (frameBytesMax, electionTimeoutTicksMin).
+
+import { assert } from './assert.js';
+
+// --- wire protocol ---
+export const protocolVersion = 1;
+/** Largest frame (after the length prefix) a peer may send; checked before buffering. */
+export const frameBytesMax = 4 * 1024 * 1024;
+/** Bytes in the fixed frame header after the u32 length: version u8, type u8, opcode u16, request id u32. */
+export const frameHeaderBytes = 8;
+export const frameLengthPrefixBytes = 4;
+
+// --- connections ---
+export const pendingRequestsPerConnectionMax = 4096;
+/** Bytes queued for one socket before we stop reading from it (backpressure). */
+export const connectionWriteQueueBytesMax = 8 * 1024 * 1024;
+export const connectionIdleMsMax = 5 * 60 * 1000;
+export const helloTimeoutMs = 10_000;
+export const connectionsMax = 10_000;
+export const peerReconnectBackoffMsMin = 50;
+export const peerReconnectBackoffMsMax = 2_000;
+
+// --- client ---
+export const clientRequestTimeoutMsDefault = 5_000;
+export const clientConnectTimeoutMsDefault = 3_000;
+
+// --- raft ---
+export const raftTickMs = 10;
+export const electionTimeoutTicksMin = 30;
+export const electionTimeoutTicksMax = 60;
+export const heartbeatIntervalTicks = 5;
+/** Entries per append message: bounds message size and per-message work. */
+export const appendEntriesCountMax = 512;
+/** Append messages a leader keeps in flight to one follower (pipelining). */
+export const inflightAppendsMax = 64;
+/** Proposals a group buffers before answering UNAVAILABLE. */
+export const proposalsPendingMax = 65_536;
+/** Applied entries after which a group snapshots and compacts its log. */
+export const snapshotEntriesThreshold = 10_000;
+
+// --- storage ---
+export const walSegmentBytesMax = 64 * 1024 * 1024;
+export const walRecordBytesMax = frameBytesMax + 1024;
+export const walRingBytes = 32 * 1024 * 1024;
+
+// --- locks ---
+export const waitersPerLockMax = 10_000;
+export const locksPerSessionMax = 100_000;
+export const sessionTtlMsMin = 1_000;
+export const sessionTtlMsMax = 10 * 60 * 1000;
+export const sessionTtlMsDefault = 10_000;
+export const lockNameBytesMax = 512;
+
+assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
+assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
+assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
+assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal that fits a frame');
+assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
+assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
+assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
