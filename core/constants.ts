@@ -43,6 +43,16 @@ export const snapshotEntriesThreshold = 10_000;
 export const walSegmentBytesMax = 64 * 1024 * 1024;
 export const walRecordBytesMax = frameBytesMax + 1024;
 export const walRingBytes = 32 * 1024 * 1024;
+/** Bytes of encoded records the WAL keeps in JS memory while the ring is full; beyond it append() throws WalOverloadError. */
+export const walPendingBytesMax = 256 * 1024 * 1024;
+/** whenDurable() promises outstanding at once (one per in-flight Ready per group is the expected use). */
+export const walDurableWaitersMax = 1_000_000;
+/** UTF-8 bytes of a node id stored in a hard state vote or a snapshot's configuration. */
+export const walNodeIdBytesMax = 255;
+/** Members listed in a snapshot's configuration (voters plus learners). */
+export const walSnapshotMembersMax = 1024;
+/** Application bytes in one group snapshot file. */
+export const walSnapshotDataBytesMax = 1024 * 1024 * 1024;
 
 // --- locks ---
 export const waitersPerLockMax = 10_000;
@@ -51,11 +61,22 @@ export const sessionTtlMsMin = 1_000;
 export const sessionTtlMsMax = 10 * 60 * 1000;
 export const sessionTtlMsDefault = 10_000;
 export const lockNameBytesMax = 512;
+/** Longest lock-delay a session may ask for (held back after its session expires). */
+export const lockDelayMsMax = 60_000;
+/** Client-chosen id of an acquire request, echoed in grant/failure events. */
+export const requestIdBytesMax = 128;
+/** Dedup entries kept for clients that have no open session (admin, closed): oldest evicted first. */
+export const dedupClientsWithoutSessionMax = 1024;
 
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
 assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal that fits a frame');
 assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
+assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');
+assert(walPendingBytesMax >= walRingBytes, 'the WAL overflow queue must hold at least a ring of records');
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
+assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
+assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no longer than a session TTL');
+assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');

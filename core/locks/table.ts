@@ -1,0 +1,773 @@
+// The lock table: the deterministic state machine that Raft group 0's committed
+// entries are applied to. Pure and synchronous; every replica reaches the same state.
+//
+// Decisions (see also commands.ts and waitfor.ts):
+// - Session id = the Raft index of its openSession entry.
+// - Fencing token of a grant = the Raft index of the entry whose apply made the
+//   grant (for a woken waiter, the release/expiry/... entry that woke it). Waiters
+//   granted by the same entry (a shared batch) share that token. lastToken per lock
+//   strictly increases from one granting entry to the next.
+// - Reentrancy: an acquire by a session that already holds the lock in a mode that
+//   covers the request (shared<-shared, exclusive<-anything) is granted at once, with
+//   count+1 and the EXISTING token and mode. Release decrements; at 0 the hold ends.
+// - Upgrade: an exclusive acquire by a session holding shared waits like any request,
+//   but is queued AHEAD of ordinary waiters (behind it they would wait for its shared
+//   hold while it waits for them: a self-made deadlock). It is granted, with a new
+//   token and count+1, when the session is the only holder. Two upgraders on one lock
+//   wait for each other: the second one gets DEADLOCK.
+// - A waiter is granted only from the head of the queue; after each grant the new head
+//   is tried again, so a run of shared waiters is granted together and an exclusive
+//   waiter blocks every later request (no writer starvation).
+// - A lock whose holder's session EXPIRED with lockDelayMs > 0 grants nothing until
+//   wakeDelayed is applied for it; close and release have no delay.
+// - Dedup: per clientId, the last applied seq and its result. A duplicate answers the
+//   cached result and changes nothing; a queued acquire's cached result is replaced by
+//   its final grant/failure, so a retry after failover learns the outcome. The entry
+//   lives while the client has an open session, then joins a bounded FIFO of
+//   sessionless clients (dedupClientsWithoutSessionMax), oldest evicted first.
+
+import { assert, assertNever } from '../assert.js';
+import {
+  dedupClientsWithoutSessionMax,
+  lockDelayMsMax,
+  lockNameBytesMax,
+  locksPerSessionMax,
+  requestIdBytesMax,
+  sessionTtlMsMax,
+  sessionTtlMsMin,
+  waitersPerLockMax,
+} from '../constants.js';
+import { fencingToken, logIndex, sessionId } from '../ids.js';
+import type { ClientId, FencingToken, LogIndex, SessionId } from '../ids.js';
+import type {
+  Acquire,
+  ApplyOutcome,
+  CancelWait,
+  DelayedLock,
+  ExpireSessions,
+  LockCommand,
+  LockError,
+  LockErrorCode,
+  LockEvent,
+  LockMode,
+  LockResult,
+} from './commands.js';
+import { blockersReduced, compatible, reachesItself } from './waitfor.js';
+
+interface Holder {
+  readonly session: SessionId;
+  mode: LockMode;
+  count: number;
+  token: FencingToken;
+}
+
+interface Waiter {
+  readonly session: SessionId;
+  readonly mode: LockMode;
+  readonly requestId: string;
+  readonly clientId: ClientId;
+  readonly seq: number;
+  readonly enqueuedIndex: LogIndex;
+}
+
+interface LockState {
+  readonly name: string;
+  /** Insertion order = grant order. */
+  readonly holders: Map<SessionId, Holder>;
+  readonly waiters: Waiter[];
+  lastToken: FencingToken;
+  /** Set while a lock-delay is pending. */
+  delay: DelayedLock | null;
+}
+
+interface SessionState {
+  readonly id: SessionId;
+  readonly clientId: ClientId;
+  readonly ttlMs: number;
+  readonly lockDelayMs: number;
+  renewedIndex: LogIndex;
+  renewedMs: number;
+  /** Lock names held, in first-grant order. */
+  readonly holds: Set<string>;
+  /** Lock name -> requestId of this session's waiting acquire there. */
+  readonly waits: Map<string, string>;
+}
+
+interface ClientEntry {
+  lastSeq: number;
+  lastResult: LockResult;
+  sessionCount: number;
+}
+
+// --- read API / snapshot shapes (plain JSON data) ---
+
+export interface HolderInfo {
+  readonly session: SessionId;
+  readonly mode: LockMode;
+  readonly count: number;
+  readonly token: FencingToken;
+}
+export interface WaiterInfo {
+  readonly session: SessionId;
+  readonly mode: LockMode;
+  readonly requestId: string;
+  readonly clientId: ClientId;
+  readonly seq: number;
+  readonly enqueuedIndex: LogIndex;
+}
+export interface LockInfo {
+  readonly name: string;
+  readonly holders: readonly HolderInfo[];
+  readonly waiters: readonly WaiterInfo[];
+  readonly lastToken: FencingToken;
+  readonly delay: DelayedLock | null;
+}
+export interface SessionInfo {
+  readonly session: SessionId;
+  readonly clientId: ClientId;
+  readonly ttlMs: number;
+  readonly lockDelayMs: number;
+  readonly renewedIndex: LogIndex;
+  /** Leader clock (nowMs) of the last applied openSession/keepAlive; informational. */
+  readonly renewedMs: number;
+  readonly holds: readonly string[];
+  readonly waits: readonly { readonly lock: string; readonly requestId: string }[];
+}
+export interface ClientSnapshot {
+  readonly clientId: ClientId;
+  readonly lastSeq: number;
+  readonly lastResult: LockResult;
+}
+export interface LockTableSnapshot {
+  readonly version: 1;
+  readonly lastAppliedIndex: LogIndex;
+  readonly sessions: readonly SessionInfo[];
+  readonly locks: readonly LockInfo[];
+  readonly clients: readonly ClientSnapshot[];
+  /** Clients without an open session, oldest first (eviction order). */
+  readonly sessionlessClients: readonly ClientId[];
+}
+
+const err = (code: LockErrorCode, message: string): LockError => ({ kind: 'error', code, message });
+
+/** UTF-8 length without TextEncoder allocation; lone surrogates count 3 like U+FFFD. */
+export function utf8Bytes(s: string): number {
+  let bytes = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function validLockName(name: unknown): string | null {
+  if (typeof name !== 'string' || name.length === 0) return 'lock name must be a non-empty string';
+  if (utf8Bytes(name) > lockNameBytesMax) return `lock name longer than ${lockNameBytesMax} bytes`;
+  return null;
+}
+
+function validRequestId(id: unknown): string | null {
+  if (typeof id !== 'string' || id.length === 0) return 'requestId must be a non-empty string';
+  if (utf8Bytes(id) > requestIdBytesMax) return `requestId longer than ${requestIdBytesMax} bytes`;
+  return null;
+}
+
+const isSeq = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+
+/** Apply-time scratch: what this entry did, collected in order. */
+interface Effects {
+  readonly index: LogIndex;
+  readonly nowMs: number;
+  readonly events: LockEvent[];
+  readonly endedSessions: SessionId[];
+  readonly delayedLocks: DelayedLock[];
+  /** Locks touched, in first-touch order: grant loops and invariant checks run over these. */
+  readonly touched: Set<string>;
+}
+
+export class LockTable {
+  private readonly sessions = new Map<SessionId, SessionState>();
+  private readonly locks = new Map<string, LockState>();
+  private readonly clients = new Map<ClientId, ClientEntry>();
+  /** Clients with no open session, oldest first; bounded by dedupClientsWithoutSessionMax. */
+  private readonly sessionless = new Set<ClientId>();
+  private lastAppliedIndex: LogIndex = logIndex(0);
+
+  // ------------------------------------------------------------------ apply
+
+  apply(cmd: LockCommand, index: LogIndex): ApplyOutcome {
+    assert(Number.isSafeInteger(index) && index > this.lastAppliedIndex, 'apply index must increase');
+    assert(typeof cmd === 'object' && cmd !== null, 'command is an object');
+    assert(Number.isFinite(cmd.nowMs), 'nowMs is stamped by the proposing leader');
+    this.lastAppliedIndex = index;
+    const fx: Effects = {
+      index,
+      nowMs: cmd.nowMs,
+      events: [],
+      endedSessions: [],
+      delayedLocks: [],
+      touched: new Set(),
+    };
+    const client = 'clientId' in cmd && cmd.clientId !== undefined ? cmd.clientId : null;
+    const seq = 'seq' in cmd ? cmd.seq : undefined;
+
+    if (client !== null) {
+      if (!isSeq(seq)) return this.outcome(fx, err('BAD_REQUEST', 'seq must be a positive integer'));
+      const entry = this.clients.get(client);
+      if (entry !== undefined && seq === entry.lastSeq) return this.outcome(fx, entry.lastResult, true);
+      if (entry !== undefined && seq < entry.lastSeq) {
+        return this.outcome(
+          fx,
+          err('STALE_REQUEST', `seq ${seq} is older than the last applied seq ${entry.lastSeq} of this client`),
+        );
+      }
+    } else if (seq !== undefined) {
+      return this.outcome(fx, err('BAD_REQUEST', 'seq without clientId'));
+    }
+
+    const result = this.dispatch(cmd, fx);
+    this.grantAndCheck(fx);
+    if (client !== null) this.remember(client, seq as number, result);
+    return this.outcome(fx, result);
+  }
+
+  private dispatch(cmd: LockCommand, fx: Effects): LockResult {
+    switch (cmd.kind) {
+      case 'openSession':
+        return this.openSession(cmd.clientId, cmd.ttlMs, cmd.lockDelayMs, fx);
+      case 'keepAlive': {
+        const s = this.sessions.get(cmd.session);
+        if (s === undefined) return this.noSession(cmd.session);
+        s.renewedIndex = fx.index;
+        s.renewedMs = fx.nowMs;
+        return { kind: 'ok' };
+      }
+      case 'closeSession': {
+        const s = this.sessions.get(cmd.session);
+        if (s === undefined) return this.noSession(cmd.session);
+        this.endSession(s, 'closed', fx);
+        return { kind: 'ok' };
+      }
+      case 'expireSessions':
+        return this.expireSessions(cmd, fx);
+      case 'acquire':
+        return this.acquire(cmd, fx);
+      case 'release':
+        return this.release(cmd.session, cmd.lock, fx);
+      case 'downgrade':
+        return this.downgrade(cmd.session, cmd.lock, fx);
+      case 'cancelWait':
+        return this.cancelWait(cmd, fx);
+      case 'forceRelease':
+        return this.forceRelease(cmd.lock, fx);
+      case 'wakeDelayed': {
+        const l = this.locks.get(cmd.lock);
+        if (l === undefined || l.delay === null) return err('NOT_FOUND', `lock ${cmd.lock} has no pending lock-delay`);
+        l.delay = null;
+        fx.touched.add(l.name);
+        return { kind: 'ok' };
+      }
+      default:
+        return assertNever(cmd, 'lock command');
+    }
+  }
+
+  private outcome(fx: Effects, result: LockResult, duplicate = false): ApplyOutcome {
+    return { result, duplicate, events: fx.events, endedSessions: fx.endedSessions, delayedLocks: fx.delayedLocks };
+  }
+
+  private noSession(id: SessionId): LockError {
+    return err('SESSION_EXPIRED', `session ${id} is not open (expired, closed or never opened)`);
+  }
+
+  private openSession(client: ClientId, ttlMs: number, lockDelayMs: number, fx: Effects): LockResult {
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < sessionTtlMsMin || ttlMs > sessionTtlMsMax) {
+      return err('BAD_REQUEST', `ttlMs must be an integer in [${sessionTtlMsMin}, ${sessionTtlMsMax}]`);
+    }
+    if (!Number.isSafeInteger(lockDelayMs) || lockDelayMs < 0 || lockDelayMs > lockDelayMsMax) {
+      return err('BAD_REQUEST', `lockDelayMs must be an integer in [0, ${lockDelayMsMax}]`);
+    }
+    const id = sessionId(fx.index);
+    assert(!this.sessions.has(id), 'session ids are unique log indices');
+    this.sessions.set(id, {
+      id,
+      clientId: client,
+      ttlMs,
+      lockDelayMs,
+      renewedIndex: fx.index,
+      renewedMs: fx.nowMs,
+      holds: new Set(),
+      waits: new Map(),
+    });
+    const entry = this.clientEntry(client);
+    entry.sessionCount++;
+    this.sessionless.delete(client);
+    return { kind: 'sessionOpened', session: id, ttlMs };
+  }
+
+  private expireSessions(cmd: ExpireSessions, fx: Effects): LockResult {
+    if (!Array.isArray(cmd.sessions)) return err('BAD_REQUEST', 'sessions must be an array');
+    const expired: SessionId[] = [];
+    for (const lease of cmd.sessions) {
+      const s = this.sessions.get(lease.session);
+      // Gone already, or renewed after the leader decided: not expired.
+      if (s === undefined || s.renewedIndex !== lease.renewedIndex) continue;
+      this.endSession(s, 'expired', fx);
+      expired.push(s.id);
+    }
+    return { kind: 'expired', sessions: expired };
+  }
+
+  /** Close or expiry: fail every wait, drop every hold (lock-delay on expiry), at once. */
+  private endSession(s: SessionState, why: 'closed' | 'expired', fx: Effects): void {
+    assert(this.sessions.get(s.id) === s, 'ending a live session');
+    for (const [name, requestId] of s.waits) {
+      const l = this.lockOf(name);
+      const w = this.removeWaiter(l, s.id);
+      assert(w.requestId === requestId, 'session waits agree with the queue');
+      this.failWaiter(w, name, 'SESSION_EXPIRED', `session ${s.id} ${why} while waiting`, fx);
+      fx.touched.add(name);
+    }
+    s.waits.clear();
+    for (const name of s.holds) {
+      const l = this.lockOf(name);
+      assert(l.holders.delete(s.id), 'session holds agree with holders');
+      fx.touched.add(name);
+      if (why === 'expired' && s.lockDelayMs > 0) {
+        const untilMs = fx.nowMs + s.lockDelayMs;
+        if (l.delay === null || l.delay.untilMs < untilMs) {
+          l.delay = { lock: name, untilMs, lockDelayMs: s.lockDelayMs };
+          const at = fx.delayedLocks.findIndex((d) => d.lock === name);
+          if (at >= 0) fx.delayedLocks.splice(at, 1);
+          fx.delayedLocks.push(l.delay);
+        }
+      }
+    }
+    s.holds.clear();
+    this.sessions.delete(s.id);
+    fx.endedSessions.push(s.id);
+    const entry = this.clients.get(s.clientId);
+    if (entry !== undefined) {
+      assert(entry.sessionCount > 0, 'client session count positive');
+      entry.sessionCount--;
+      if (entry.sessionCount === 0) this.markSessionless(s.clientId);
+    }
+  }
+
+  private acquire(cmd: Acquire, fx: Effects): LockResult {
+    const bad = validLockName(cmd.lock) ?? validRequestId(cmd.requestId);
+    if (bad !== null) return err('BAD_REQUEST', bad);
+    if (cmd.mode !== 'shared' && cmd.mode !== 'exclusive') return err('BAD_REQUEST', 'mode must be shared or exclusive');
+    const s = this.sessions.get(cmd.session);
+    if (s === undefined) return this.noSession(cmd.session);
+    if (s.waits.has(cmd.lock)) {
+      return err('BAD_REQUEST', `session ${s.id} already waits for ${cmd.lock} (request ${s.waits.get(cmd.lock)})`);
+    }
+    const existing = this.locks.get(cmd.lock);
+    const held = existing?.holders.get(s.id);
+
+    // Reentrant: the hold already covers the request.
+    if (held !== undefined && (held.mode === 'exclusive' || cmd.mode === 'shared')) {
+      held.count++;
+      return { kind: 'granted', lock: cmd.lock, token: held.token, mode: held.mode, count: held.count };
+    }
+    if (held === undefined && s.holds.size + s.waits.size >= locksPerSessionMax) {
+      return err('TOO_MANY_LOCKS', `session ${s.id} already holds or waits for ${locksPerSessionMax} locks`);
+    }
+    const l = existing ?? this.createLock(cmd.lock);
+    fx.touched.add(l.name);
+    const upgrade = held !== undefined;
+    if (this.grantable(l, s.id, cmd.mode) && (upgrade || l.waiters.length === 0)) {
+      const h = this.grant(l, s, cmd.mode, fx);
+      return { kind: 'granted', lock: l.name, token: h.token, mode: h.mode, count: h.count };
+    }
+    if (!cmd.wait) return err('WOULD_BLOCK', `lock ${l.name} is not available`);
+    if (l.waiters.length >= waitersPerLockMax) {
+      return err('TOO_MANY_WAITERS', `lock ${l.name} already has ${waitersPerLockMax} waiters`);
+    }
+    const waiter: Waiter = {
+      session: s.id,
+      mode: cmd.mode,
+      requestId: cmd.requestId,
+      clientId: cmd.clientId,
+      seq: cmd.seq,
+      enqueuedIndex: fx.index,
+    };
+    // Upgrades go ahead of ordinary waiters (behind earlier upgrades, of which the
+    // deadlock check lets at most one exist).
+    let at = l.waiters.length;
+    if (upgrade) {
+      at = 0;
+      while (at < l.waiters.length && l.holders.has((l.waiters[at] as Waiter).session)) at++;
+    }
+    l.waiters.splice(at, 0, waiter);
+    s.waits.set(l.name, cmd.requestId);
+    if (reachesItself(s.id, (x, out) => this.blockersOfSession(x, out), this.sessions.size)) {
+      l.waiters.splice(at, 1);
+      s.waits.delete(l.name);
+      return err('DEADLOCK', `acquiring ${l.name} would close a wait-for cycle through session ${s.id}`);
+    }
+    return { kind: 'queued', lock: l.name, requestId: cmd.requestId };
+  }
+
+  private release(session: SessionId, name: string, fx: Effects): LockResult {
+    const bad = validLockName(name);
+    if (bad !== null) return err('BAD_REQUEST', bad);
+    if (!this.sessions.has(session)) return this.noSession(session);
+    const l = this.locks.get(name);
+    const h = l?.holders.get(session);
+    if (l === undefined || h === undefined) return err('NOT_FOUND', `session ${session} does not hold ${name}`);
+    h.count--;
+    fx.touched.add(name);
+    if (h.count === 0) {
+      l.holders.delete(session);
+      const s = this.sessions.get(session) as SessionState;
+      s.holds.delete(name);
+    }
+    return { kind: 'released', lock: name, count: h.count };
+  }
+
+  private downgrade(session: SessionId, name: string, fx: Effects): LockResult {
+    const bad = validLockName(name);
+    if (bad !== null) return err('BAD_REQUEST', bad);
+    if (!this.sessions.has(session)) return this.noSession(session);
+    const h = this.locks.get(name)?.holders.get(session);
+    if (h === undefined) return err('NOT_FOUND', `session ${session} does not hold ${name}`);
+    if (h.mode !== 'exclusive') return err('BAD_REQUEST', `session ${session} holds ${name} shared, not exclusive`);
+    h.mode = 'shared';
+    fx.touched.add(name);
+    return { kind: 'downgraded', lock: name, token: h.token, count: h.count };
+  }
+
+  private cancelWait(cmd: CancelWait, fx: Effects): LockResult {
+    const bad = validLockName(cmd.lock) ?? validRequestId(cmd.requestId);
+    if (bad !== null) return err('BAD_REQUEST', bad);
+    if (cmd.reason !== 'timeout' && cmd.reason !== 'cancelled') return err('BAD_REQUEST', 'reason must be timeout or cancelled');
+    const s = this.sessions.get(cmd.session);
+    if (s === undefined) return this.noSession(cmd.session);
+    if (s.waits.get(cmd.lock) !== cmd.requestId) {
+      return err('NOT_FOUND', `request ${cmd.requestId} of session ${s.id} is not waiting for ${cmd.lock}`);
+    }
+    const l = this.lockOf(cmd.lock);
+    const w = this.removeWaiter(l, s.id);
+    s.waits.delete(cmd.lock);
+    fx.touched.add(cmd.lock);
+    switch (cmd.reason) {
+      case 'timeout':
+        this.failWaiter(w, cmd.lock, 'TIMEOUT', `wait for ${cmd.lock} timed out`, fx);
+        break;
+      case 'cancelled':
+        this.failWaiter(w, cmd.lock, 'CANCELLED', `wait for ${cmd.lock} cancelled`, fx);
+        break;
+      default:
+        return assertNever(cmd.reason, 'cancel reason');
+    }
+    return { kind: 'ok' };
+  }
+
+  private forceRelease(name: string, fx: Effects): LockResult {
+    const bad = validLockName(name);
+    if (bad !== null) return err('BAD_REQUEST', bad);
+    const l = this.locks.get(name);
+    if (l === undefined || l.holders.size === 0) return err('NOT_FOUND', `lock ${name} has no holders`);
+    for (const h of l.holders.values()) {
+      const s = this.sessions.get(h.session);
+      assert(s !== undefined && s.holds.delete(name), 'holder session holds the lock');
+      fx.events.push({ kind: 'revoked', session: h.session, lock: name, token: h.token });
+    }
+    l.holders.clear();
+    fx.touched.add(name);
+    return { kind: 'ok' };
+  }
+
+  // ------------------------------------------------------------------ grants
+
+  /** Could `session` be granted `mode` now, ignoring the queue (the delay counts)? */
+  private grantable(l: LockState, session: SessionId, mode: LockMode): boolean {
+    if (l.delay !== null) return false;
+    for (const h of l.holders.values()) {
+      if (h.session !== session && !compatible(h.mode, mode)) return false;
+    }
+    return true;
+  }
+
+  private grant(l: LockState, s: SessionState, mode: LockMode, fx: Effects): Holder {
+    assert(fx.index >= l.lastToken, 'fencing tokens never go back');
+    const token = fencingToken(fx.index);
+    l.lastToken = token;
+    const held = l.holders.get(s.id);
+    if (held !== undefined) {
+      // Upgrade shared -> exclusive: a new grant, so a new token.
+      assert(held.mode === 'shared' && mode === 'exclusive' && l.holders.size === 1, 'upgrade only when sole holder');
+      held.mode = 'exclusive';
+      held.count++;
+      held.token = token;
+      return held;
+    }
+    const h: Holder = { session: s.id, mode, count: 1, token };
+    l.holders.set(s.id, h);
+    s.holds.add(l.name);
+    return h;
+  }
+
+  /** Grant from the head of every touched lock's queue, GC empty locks, check invariants. */
+  private grantAndCheck(fx: Effects): void {
+    for (const name of fx.touched) {
+      const l = this.locks.get(name);
+      if (l === undefined) continue;
+      for (;;) {
+        const head = l.waiters[0];
+        if (head === undefined || !this.grantable(l, head.session, head.mode)) break;
+        l.waiters.shift();
+        const s = this.sessions.get(head.session);
+        assert(s !== undefined && s.waits.get(name) === head.requestId, 'waiter session waits here');
+        s.waits.delete(name);
+        const h = this.grant(l, s, head.mode, fx);
+        const ev: LockEvent = {
+          kind: 'granted',
+          session: s.id,
+          lock: name,
+          requestId: head.requestId,
+          clientId: head.clientId,
+          seq: head.seq,
+          token: h.token,
+          mode: h.mode,
+          count: h.count,
+        };
+        fx.events.push(ev);
+        this.updateCachedResult(head, { kind: 'granted', lock: name, token: h.token, mode: h.mode, count: h.count });
+      }
+      if (l.holders.size === 0 && l.waiters.length === 0 && l.delay === null) this.locks.delete(name);
+      else this.checkLock(l);
+    }
+  }
+
+  private failWaiter(w: Waiter, lock: string, code: 'SESSION_EXPIRED' | 'TIMEOUT' | 'CANCELLED', message: string, fx: Effects): void {
+    fx.events.push({
+      kind: 'failed',
+      session: w.session,
+      lock,
+      requestId: w.requestId,
+      clientId: w.clientId,
+      seq: w.seq,
+      code,
+      message,
+    });
+    this.updateCachedResult(w, err(code, message));
+  }
+
+  private updateCachedResult(w: Waiter, result: LockResult): void {
+    const entry = this.clients.get(w.clientId);
+    if (entry !== undefined && entry.lastSeq === w.seq) entry.lastResult = result;
+  }
+
+  /** Invariants of one lock, after every apply that touched it. */
+  private checkLock(l: LockState): void {
+    let exclusive = 0;
+    for (const h of l.holders.values()) {
+      assert(h.count > 0, `hold count positive on ${l.name}`);
+      assert(h.token > 0 && h.token <= l.lastToken, `holder token within lastToken on ${l.name}`);
+      if (h.mode === 'exclusive') exclusive++;
+      assert(this.sessions.get(h.session)?.holds.has(l.name) === true, `holder's session holds ${l.name}`);
+    }
+    assert(exclusive === 0 || l.holders.size === 1, `exclusive holder beside another holder on ${l.name}`);
+    assert(l.waiters.length <= waitersPerLockMax, `waiters bounded on ${l.name}`);
+    const head = l.waiters[0];
+    assert(head === undefined || !this.grantable(l, head.session, head.mode), `head waiter of ${l.name} is grantable`);
+    if (l.waiters.length <= 64) {
+      const seen = new Set<SessionId>();
+      for (const w of l.waiters) {
+        assert(!seen.has(w.session), `one waiter per session on ${l.name}`);
+        seen.add(w.session);
+        assert(this.sessions.get(w.session)?.waits.get(l.name) === w.requestId, `waiter's session waits on ${l.name}`);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private blockersOfSession(session: SessionId, out: SessionId[]): SessionId[] {
+    const s = this.sessions.get(session);
+    assert(s !== undefined, 'wait-for graph node is a live session');
+    for (const name of s.waits.keys()) {
+      const l = this.lockOf(name);
+      blockersReduced(l.holders.values(), l.waiters, session, out);
+    }
+    return out;
+  }
+
+  private lockOf(name: string): LockState {
+    const l = this.locks.get(name);
+    assert(l !== undefined, `lock ${name} exists`);
+    return l;
+  }
+
+  private createLock(name: string): LockState {
+    assert(!this.locks.has(name), 'creating a new lock');
+    const l: LockState = { name, holders: new Map(), waiters: [], lastToken: fencingToken(0), delay: null };
+    this.locks.set(name, l);
+    return l;
+  }
+
+  private removeWaiter(l: LockState, session: SessionId): Waiter {
+    const at = l.waiters.findIndex((w) => w.session === session);
+    assert(at >= 0, `session ${session} waits on ${l.name}`);
+    const [w] = l.waiters.splice(at, 1);
+    assert(w !== undefined && w.session === session, 'removed the right waiter');
+    return w;
+  }
+
+  private clientEntry(client: ClientId): ClientEntry {
+    let entry = this.clients.get(client);
+    if (entry === undefined) {
+      entry = { lastSeq: 0, lastResult: { kind: 'ok' }, sessionCount: 0 };
+      this.clients.set(client, entry);
+      this.markSessionless(client);
+    }
+    return entry;
+  }
+
+  private markSessionless(client: ClientId): void {
+    this.sessionless.delete(client);
+    this.sessionless.add(client);
+    while (this.sessionless.size > dedupClientsWithoutSessionMax) {
+      const oldest = this.sessionless.values().next().value as ClientId;
+      this.sessionless.delete(oldest);
+      assert(this.clients.get(oldest)?.sessionCount === 0, 'evicting a sessionless client');
+      this.clients.delete(oldest);
+    }
+  }
+
+  private remember(client: ClientId, seq: number, result: LockResult): void {
+    const entry = this.clientEntry(client);
+    assert(seq > entry.lastSeq, 'dedup seq increases');
+    entry.lastSeq = seq;
+    entry.lastResult = result;
+    if (entry.sessionCount === 0) this.markSessionless(client); // most recently used goes last
+  }
+
+  // ------------------------------------------------------------------ read API
+
+  lockInfo(name: string): LockInfo | null {
+    const l = this.locks.get(name);
+    if (l === undefined) return null;
+    return {
+      name: l.name,
+      holders: [...l.holders.values()].map((h) => ({ session: h.session, mode: h.mode, count: h.count, token: h.token })),
+      waiters: l.waiters.map((w) => ({
+        session: w.session,
+        mode: w.mode,
+        requestId: w.requestId,
+        clientId: w.clientId,
+        seq: w.seq,
+        enqueuedIndex: w.enqueuedIndex,
+      })),
+      lastToken: l.lastToken,
+      delay: l.delay === null ? null : { ...l.delay },
+    };
+  }
+
+  /** Every lock with a holder, a waiter or a pending delay, in creation order. */
+  listLocks(): LockInfo[] {
+    return [...this.locks.keys()].map((n) => this.lockInfo(n) as LockInfo);
+  }
+
+  sessionInfo(id: SessionId): SessionInfo | null {
+    const s = this.sessions.get(id);
+    if (s === undefined) return null;
+    return {
+      session: s.id,
+      clientId: s.clientId,
+      ttlMs: s.ttlMs,
+      lockDelayMs: s.lockDelayMs,
+      renewedIndex: s.renewedIndex,
+      renewedMs: s.renewedMs,
+      holds: [...s.holds],
+      waits: [...s.waits].map(([lock, requestId]) => ({ lock, requestId })),
+    };
+  }
+
+  /** Open sessions in id order (= opening order). */
+  listSessions(): SessionInfo[] {
+    return [...this.sessions.keys()].map((id) => this.sessionInfo(id) as SessionInfo);
+  }
+
+  /** Locks under lock-delay: the leader proposes wakeDelayed for each when due. */
+  delayedLocks(): DelayedLock[] {
+    const out: DelayedLock[] = [];
+    for (const l of this.locks.values()) if (l.delay !== null) out.push({ ...l.delay });
+    return out;
+  }
+
+  get appliedIndex(): LogIndex {
+    return this.lastAppliedIndex;
+  }
+
+  // ------------------------------------------------------------------ snapshot
+
+  toSnapshot(): LockTableSnapshot {
+    const clients: ClientSnapshot[] = [];
+    for (const [clientId, e] of this.clients) clients.push({ clientId, lastSeq: e.lastSeq, lastResult: structuredCloneResult(e.lastResult) });
+    return {
+      version: 1,
+      lastAppliedIndex: this.lastAppliedIndex,
+      sessions: this.listSessions(),
+      locks: this.listLocks(),
+      clients,
+      sessionlessClients: [...this.sessionless],
+    };
+  }
+
+  static fromSnapshot(snap: LockTableSnapshot): LockTable {
+    assert(snap.version === 1, `unknown lock table snapshot version ${String(snap.version)}`);
+    const t = new LockTable();
+    t.lastAppliedIndex = snap.lastAppliedIndex;
+    for (const s of snap.sessions) {
+      t.sessions.set(s.session, {
+        id: s.session,
+        clientId: s.clientId,
+        ttlMs: s.ttlMs,
+        lockDelayMs: s.lockDelayMs,
+        renewedIndex: s.renewedIndex,
+        renewedMs: s.renewedMs,
+        holds: new Set(s.holds),
+        waits: new Map(s.waits.map((w) => [w.lock, w.requestId])),
+      });
+    }
+    for (const li of snap.locks) {
+      const l: LockState = {
+        name: li.name,
+        holders: new Map(li.holders.map((h) => [h.session, { ...h }])),
+        waiters: li.waiters.map((w) => ({ ...w })),
+        lastToken: li.lastToken,
+        delay: li.delay === null ? null : { ...li.delay },
+      };
+      t.locks.set(l.name, l);
+    }
+    const counts = new Map<ClientId, number>();
+    for (const s of t.sessions.values()) counts.set(s.clientId, (counts.get(s.clientId) ?? 0) + 1);
+    for (const c of snap.clients) {
+      t.clients.set(c.clientId, {
+        lastSeq: c.lastSeq,
+        lastResult: structuredCloneResult(c.lastResult),
+        sessionCount: counts.get(c.clientId) ?? 0,
+      });
+    }
+    for (const c of snap.sessionlessClients) t.sessionless.add(c);
+    for (const l of t.locks.values()) t.checkLock(l);
+    assert(t.sessionless.size <= dedupClientsWithoutSessionMax, 'snapshot sessionless clients bounded');
+    return t;
+  }
+}
+
+function structuredCloneResult(r: LockResult): LockResult {
+  return r.kind === 'expired' ? { kind: 'expired', sessions: [...r.sessions] } : { ...r };
+}
