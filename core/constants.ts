@@ -38,6 +38,10 @@ export const inflightAppendsMax = 64;
 export const proposalsPendingMax = 65_536;
 /** Applied entries after which a group snapshots and compacts its log. */
 export const snapshotEntriesThreshold = 10_000;
+/** Committed entries handed out in one Ready (bounds apply work per ready()). */
+export const raftReadyCommittedEntriesMax = 4096;
+/** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
+export const raftReadRequestsPendingMax = 4096;
 
 // --- storage ---
 export const walSegmentBytesMax = 64 * 1024 * 1024;
