@@ -1,0 +1,239 @@
+// Start-up replay of the WAL directory: loads snapshots, reads segments in order,
+// verifies every CRC and seq, cuts a torn tail of the last segment, refuses anything
+// else that is damaged, and rebuilds each group's hard state, snapshot and log.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { assert } from '../../core/assert.js';
+import type { GroupId } from '../../core/ids.js';
+import type { Entry, HardState, Snapshot } from '../../core/raft/types.js';
+import { WalCorruptionError } from './errors.js';
+import {
+  checkRecordAt,
+  decodeEntriesBody,
+  decodeHardStateBody,
+  decodeSnapshotFile,
+  parseSegmentFileName,
+  parseSnapshotFileName,
+  readU64,
+  recordHeaderBytes,
+  RecordType,
+  snapshotTempSuffix,
+} from './format.js';
+
+/** What one Raft group gets back after a restart. */
+export interface RecoveredGroup {
+  /** Latest hard state written, or null when the group never wrote one. */
+  readonly hardState: HardState | null;
+  /** Latest snapshot saved, or null. */
+  readonly snapshot: Snapshot | null;
+  /** Entries after the snapshot (or from the first written), overwrites applied, contiguous. */
+  readonly entries: readonly Entry[];
+}
+
+/** Per-group facts about one segment, used to decide when the segment can be deleted. */
+export interface SegmentGroupInfo {
+  /** Highest entry index any record of the group in this segment holds (0 when none). */
+  maxEntryIndex: number;
+  /** Seq of the group's last entries record in this segment (0 when none). */
+  lastEntriesSeq: number;
+}
+
+export interface SegmentMeta {
+  readonly firstSeq: number;
+  lastSeq: number;
+  bytes: number;
+  /** The worker may still append to it (false for every segment found at start-up). */
+  open: boolean;
+  readonly groups: Map<GroupId, SegmentGroupInfo>;
+}
+
+export interface SnapshotState {
+  readonly index: number;
+  readonly term: number;
+  readonly floorSeq: number;
+}
+
+export interface RecoveryResult {
+  readonly groups: Map<GroupId, RecoveredGroup>;
+  readonly segments: SegmentMeta[];
+  readonly lastSeq: number;
+  readonly snapshots: Map<GroupId, SnapshotState>;
+  /** Seq of the record holding each group's latest hard state. */
+  readonly hardStateSeqs: Map<GroupId, number>;
+  readonly truncated: { readonly file: string; readonly fromBytes: number; readonly toBytes: number } | null;
+}
+
+interface GroupReplay {
+  hardState: HardState | null;
+  hardStateSeq: number;
+  log: Entry[];
+  readonly snapshot: Snapshot | null;
+  readonly floorSeq: number;
+}
+
+function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** True when some CRC-valid record with a plausible seq starts anywhere in buf[from..). */
+function validRecordAfter(buf: Uint8Array, from: number, expectedSeq: number): boolean {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // Bounded by the file length; the seq filter keeps CRCs to a handful of candidates.
+  for (let p = from; p + recordHeaderBytes <= buf.length; p++) {
+    const seq = readU64(view, p + 16);
+    if (seq < expectedSeq || seq > expectedSeq + 0xffff_ffff) continue;
+    if (checkRecordAt(buf, p).ok) return true;
+  }
+  return false;
+}
+
+function applyEntries(g: GroupReplay, entries: Entry[], file: string, offset: number): void {
+  const first = entries[0];
+  assert(first !== undefined, 'entries record is non-empty');
+  const head = g.log[0];
+  if (head === undefined || first.index <= head.index) {
+    g.log = entries;
+    return;
+  }
+  const lastIndex = head.index + g.log.length - 1;
+  if (first.index <= lastIndex + 1) {
+    // Overwrite semantics: a record starting at i replaces i.. of what came before.
+    g.log.length = first.index - head.index;
+    for (const e of entries) g.log.push(e);
+    return;
+  }
+  const snapIndex = g.snapshot?.meta.index ?? 0;
+  if (first.index <= snapIndex + 1) {
+    g.log = entries; // the hole is covered by the snapshot
+    return;
+  }
+  throw new WalCorruptionError(file, offset, `log gap: entries from ${first.index} after last index ${lastIndex}`);
+}
+
+/** Replays `dir`, repairing a torn tail in place. Throws WalCorruptionError on anything else. */
+export function recoverDir(dir: string): RecoveryResult {
+  fs.mkdirSync(dir, { recursive: true });
+  const names = fs.readdirSync(dir);
+
+  // Snapshots first: their floorSeq decides which entry records replay ignores.
+  const replay = new Map<GroupId, GroupReplay>();
+  const snapshots = new Map<GroupId, SnapshotState>();
+  let removedTemp = false;
+  for (const name of names) {
+    if (name.endsWith(snapshotTempSuffix)) {
+      fs.unlinkSync(path.join(dir, name)); // a snapshot write that crashed before its rename
+      removedTemp = true;
+      continue;
+    }
+    const group = parseSnapshotFileName(name);
+    if (group === null) continue;
+    const file = path.join(dir, name);
+    const decoded = decodeSnapshotFile(fs.readFileSync(file));
+    if (!decoded.ok) throw new WalCorruptionError(file, decoded.offset, decoded.reason);
+    assert(decoded.file.group === group, `snapshot file ${file} names its group`);
+    const { snapshot, floorSeq } = decoded.file;
+    replay.set(group, { hardState: null, hardStateSeq: 0, log: [], snapshot, floorSeq });
+    snapshots.set(group, { index: snapshot.meta.index, term: snapshot.meta.term, floorSeq });
+  }
+  if (removedTemp) fsyncPath(dir);
+
+  const segNames = names
+    .map((name) => ({ name, firstSeq: parseSegmentFileName(name) }))
+    .filter((s): s is { name: string; firstSeq: number } => s.firstSeq !== null)
+    .sort((a, b) => a.firstSeq - b.firstSeq);
+
+  const segments: SegmentMeta[] = [];
+  let lastSeq = 0;
+  let truncated: RecoveryResult['truncated'] = null;
+  for (let i = 0; i < segNames.length; i++) {
+    const seg = segNames[i];
+    assert(seg !== undefined, 'segment index in bounds');
+    const isLast = i === segNames.length - 1;
+    const file = path.join(dir, seg.name);
+    const buf = fs.readFileSync(file);
+    if (lastSeq !== 0 && seg.firstSeq !== lastSeq + 1) {
+      throw new WalCorruptionError(file, 0, `segment starts at seq ${seg.firstSeq}, expected ${lastSeq + 1}`);
+    }
+    const meta: SegmentMeta = { firstSeq: seg.firstSeq, lastSeq: seg.firstSeq - 1, bytes: 0, open: false, groups: new Map() };
+    let expectedSeq = seg.firstSeq;
+    let off = 0;
+    // Bounded by the file length: every iteration consumes a whole record or leaves.
+    while (off < buf.length) {
+      const check = checkRecordAt(buf, off);
+      const bad = !check.ok ? check.reason : check.header.seq !== expectedSeq ? `seq ${check.header.seq}, expected ${expectedSeq}` : null;
+      if (bad !== null || !check.ok) {
+        const reason = bad ?? 'invalid record';
+        if (isLast && !validRecordAfter(buf, off + 1, expectedSeq)) {
+          truncated = { file, fromBytes: buf.length, toBytes: off };
+          fs.truncateSync(file, off);
+          fsyncPath(file);
+          break;
+        }
+        throw new WalCorruptionError(file, off, reason);
+      }
+      const { header, totalBytes } = check;
+      const body = buf.subarray(off + recordHeaderBytes, off + totalBytes);
+      let g = replay.get(header.group);
+      if (g === undefined) {
+        g = { hardState: null, hardStateSeq: 0, log: [], snapshot: null, floorSeq: 0 };
+        replay.set(header.group, g);
+      }
+      let info = meta.groups.get(header.group);
+      if (info === undefined) {
+        info = { maxEntryIndex: 0, lastEntriesSeq: 0 };
+        meta.groups.set(header.group, info);
+      }
+      switch (header.type) {
+        case RecordType.HardState:
+          g.hardState = decodeHardStateBody(body);
+          g.hardStateSeq = header.seq;
+          break;
+        case RecordType.Entries: {
+          const entries = decodeEntriesBody(body);
+          const lastEntry = entries[entries.length - 1];
+          assert(lastEntry !== undefined, 'entries record is non-empty');
+          info.maxEntryIndex = Math.max(info.maxEntryIndex, lastEntry.index);
+          info.lastEntriesSeq = header.seq;
+          if (header.seq >= g.floorSeq) applyEntries(g, entries, file, off);
+          break;
+        }
+      }
+      meta.lastSeq = header.seq;
+      meta.bytes = off + totalBytes;
+      lastSeq = header.seq;
+      expectedSeq++;
+      off += totalBytes;
+    }
+    if (meta.bytes === 0) {
+      // Empty segment: only possible as the last one (created, crashed before any record).
+      if (!isLast) throw new WalCorruptionError(file, 0, 'empty segment before the last one');
+      fs.unlinkSync(file);
+      fsyncPath(dir);
+      continue;
+    }
+    segments.push(meta);
+  }
+
+  const groups = new Map<GroupId, RecoveredGroup>();
+  const hardStateSeqs = new Map<GroupId, number>();
+  for (const [group, g] of replay) {
+    const snapIndex = g.snapshot?.meta.index ?? 0;
+    const entries = g.log.filter((e) => e.index > snapIndex);
+    const first = entries[0];
+    if (first !== undefined && g.snapshot !== null && first.index !== snapIndex + 1) {
+      throw new WalCorruptionError(dir, 0, `group ${group}: log starts at ${first.index} after snapshot ${snapIndex}`);
+    }
+    for (let k = 1; k < entries.length; k++) {
+      assert(entries[k]?.index === (first?.index ?? 0) + k, 'recovered log is contiguous');
+    }
+    groups.set(group, { hardState: g.hardState, snapshot: g.snapshot, entries });
+    if (g.hardStateSeq > 0) hardStateSeqs.set(group, g.hardStateSeq);
+  }
+  return { groups, segments, lastSeq, snapshots, hardStateSeqs, truncated };
+}
