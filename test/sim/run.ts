@@ -1,0 +1,139 @@
+// Command-line runner for the cluster simulator.
+//   SEED=n        replay one seed exactly (TRACE=1 prints its event trace)
+//   SEEDS=n       run seeds SEED_START..SEED_START+n-1 (default 500), plus every seed in failed-seeds.json
+//   SOAK=1        20,000 seeds (npm run sim:soak)
+//   JOBS=n        worker threads (default: available cores)
+//   VARIANT=...   run a canary variant (ack-before-fsync | forget-vote)
+// A new failing seed is printed with its replay command and appended to
+// test/sim/failed-seeds.json (unless RECORD=0 or a canary variant runs).
+
+import { availableParallelism } from 'node:os';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import type { Variant } from './cluster.js';
+import { realRaft } from './raft-factory.js';
+import { loadFailedSeeds, recordFailedSeed } from './seeds.js';
+import { runSeed } from './swarm.js';
+import type { SwarmResult } from './swarm.js';
+
+interface WorkerJob {
+  readonly seeds: readonly number[];
+  readonly variant: Variant;
+}
+
+interface Summary {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly property: string;
+  readonly error: string;
+  readonly profile: string;
+  readonly steps: number;
+  readonly leaderAfterHealMs: number;
+}
+
+function summarize(r: SwarmResult): Summary {
+  return {
+    seed: r.seed,
+    ok: r.ok,
+    property: r.property,
+    error: r.error,
+    profile: r.profile,
+    steps: r.stats.steps,
+    leaderAfterHealMs: r.leaderAfterHealMs,
+  };
+}
+
+function parseVariant(v: string | undefined): Variant {
+  if (v === undefined || v === '' || v === 'correct') return 'correct';
+  if (v === 'ack-before-fsync' || v === 'forget-vote') return v;
+  throw new Error(`unknown VARIANT ${v}`);
+}
+
+function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
+  return n;
+}
+
+function runSeeds(seeds: readonly number[], variant: Variant, onResult: (s: Summary) => void): void {
+  for (const seed of seeds) onResult(summarize(runSeed(seed, { raftFactory: realRaft, variant })));
+}
+
+async function runParallel(seeds: readonly number[], variant: Variant, jobs: number): Promise<Summary[]> {
+  if (jobs <= 1 || seeds.length < 50) {
+    const out: Summary[] = [];
+    runSeeds(seeds, variant, (s) => out.push(s));
+    return out;
+  }
+  const chunks: number[][] = Array.from({ length: jobs }, () => []);
+  seeds.forEach((s, i) => chunks[i % jobs]!.push(s));
+  const parts = await Promise.all(
+    chunks.map(
+      (chunk) =>
+        new Promise<Summary[]>((resolvePart, reject) => {
+          const job: WorkerJob = { seeds: chunk, variant };
+          const worker = new Worker(new URL(import.meta.url), { workerData: job });
+          const out: Summary[] = [];
+          worker.on('message', (s: Summary) => out.push(s));
+          worker.on('error', reject);
+          worker.on('exit', (code) => (code === 0 ? resolvePart(out) : reject(new Error(`worker exited ${code}`))));
+        }),
+    ),
+  );
+  return parts.flat().sort((a, b) => a.seed - b.seed);
+}
+
+async function main(): Promise<number> {
+  const variant = parseVariant(process.env['VARIANT']);
+  const single = process.env['SEED'];
+  if (single !== undefined && single !== '') {
+    const seed = envInt('SEED', 0);
+    const r = runSeed(seed, { raftFactory: realRaft, variant, trace: process.env['TRACE'] === '1' });
+    if (process.env['TRACE'] === '1') console.log(r.trace.join('\n'));
+    console.log(`seed ${seed}: ${r.ok ? 'ok' : `FAILED ${r.property}`} (${r.stats.steps} steps, ${r.virtualMs} virtual ms, leader ${r.leaderAfterHealMs}ms after heal)`);
+    console.log(`  profile: ${r.profile}`);
+    if (!r.ok) console.log(`  ${r.error}`);
+    return r.ok ? 0 : 1;
+  }
+  const count = process.env['SOAK'] === '1' ? envInt('SEEDS', 20_000) : envInt('SEEDS', 500);
+  const start = envInt('SEED_START', 0);
+  const jobs = envInt('JOBS', availableParallelism());
+  const regression = variant === 'correct' ? loadFailedSeeds().map((s) => s.seed) : [];
+  const seeds = [...new Set([...regression, ...Array.from({ length: count }, (_, i) => start + i)])];
+  const t0 = performance.now();
+  const results = await runParallel(seeds, variant, jobs);
+  const elapsedS = (performance.now() - t0) / 1000;
+  const failed = results.filter((r) => !r.ok);
+  for (const r of failed) {
+    console.log(`FAILED seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 6).join('\n    ')}`);
+    console.log(`  profile: ${r.profile}`);
+    console.log(`  replay:  SEED=${r.seed} TRACE=1 node dist/test/sim/run.js`);
+    if (variant === 'correct' && process.env['RECORD'] !== '0') {
+      recordFailedSeed({ seed: r.seed, property: r.property, note: r.error.split('\n')[0] ?? '' });
+    }
+  }
+  const steps = results.reduce((a, r) => a + r.steps, 0);
+  const leaders = results.filter((r) => r.leaderAfterHealMs >= 0).map((r) => r.leaderAfterHealMs);
+  const leaderMax = leaders.length === 0 ? -1 : Math.max(...leaders);
+  console.log(
+    `${results.length} seeds (${regression.length} from failed-seeds.json), ${failed.length} failed, ` +
+      `${steps} steps, ${elapsedS.toFixed(1)}s on ${jobs} job(s); slowest leader after heal ${leaderMax}ms; variant ${variant}`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+if (isMainThread) {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exitCode = 2;
+    },
+  );
+} else {
+  const job = workerData as WorkerJob;
+  runSeeds(job.seeds, job.variant, (s) => parentPort?.postMessage(s));
+}
