@@ -783,8 +783,14 @@ export class Raft implements RaftNode {
     else this.send(MessageType.ReadIndexResp, from, this.term, { index, context });
   }
 
+  /** Sends new entries (or at least the commit index) to every peer, filling each pipeline. */
   private bcastAppend(): void {
-    for (const id of this.peers) this.sendAppend(id, true);
+    for (const id of this.peers) {
+      if (!this.sendAppend(id, true)) continue;
+      while (this.sendAppend(id, false)) {
+        // each call sends one batch until the window is full or nothing is left
+      }
+    }
   }
 
   private bcastHeartbeat(context: Uint8Array | null): void {

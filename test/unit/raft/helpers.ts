@@ -48,7 +48,7 @@ export function ent(index: number, t: number, data = ''): Entry {
 }
 
 /** A replica whose log already holds entries with the given terms (index 1, 2, ...). */
-export function withLog(id: NodeId, voters: readonly NodeId[], terms: readonly number[], hard: Partial<HardState> = {}, over: Partial<RaftConfig> = {}): Raft {
+export function withLog(id: NodeId, voters: readonly NodeId[], terms: readonly number[], hard: { term?: number; vote?: NodeId | ''; commit?: number } = {}, over: Partial<RaftConfig> = {}): Raft {
   const entries = terms.map((t, i) => ent(i + 1, t));
   const lastTerm = terms[terms.length - 1] ?? 0;
   return new Raft(config(id, over), {
