@@ -32,7 +32,8 @@ export function decodeConfChange(data: Uint8Array): ConfChange {
 /**
  * The configuration after `cc`. AddLearner on a voter demotes it; AddVoter on
  * a learner promotes it; Remove drops it from either set. A change that would
- * leave no voters is refused (returns `conf` unchanged) — it would wedge the group.
+ * remove or demote the last voter is refused (returns `conf` unchanged) — it
+ * would wedge the group.
  */
 export function applyConfChange(conf: ConfState, cc: ConfChange): ConfState {
   const voters = conf.voters.filter((v) => v !== cc.node);
@@ -49,7 +50,7 @@ export function applyConfChange(conf: ConfState, cc: ConfChange): ConfState {
     default:
       assertNever(cc.type, 'conf change type');
   }
-  if (voters.length === 0) return conf;
+  if (voters.length === 0 && conf.voters.length > 0) return conf;
   voters.sort();
   learners.sort();
   assert(!voters.some((v) => learners.includes(v)), 'a node is both voter and learner');

@@ -109,6 +109,9 @@ export class Net {
   readonly nodes = new Map<NodeId, Raft>();
   readonly storage = new Map<NodeId, Storage>();
   readonly cut = new Set<string>();
+  /** Drops a message when it returns true (after the cut check); dropped ones go to `droppedLog`. */
+  dropIf: ((m: Message) => boolean) | null = null;
+  droppedLog: Message[] = [];
   delivered = 0;
   /** Every message delivered, for counting round trips. */
   log: Message[] = [];
@@ -164,6 +167,10 @@ export class Net {
       }
       for (const m of inFlight) {
         if (this.cut.has(`${m.from}>${m.to}`)) continue;
+        if (this.dropIf !== null && this.dropIf(m)) {
+          this.droppedLog.push(m);
+          continue;
+        }
         const to = this.nodes.get(m.to);
         if (to === undefined) continue;
         this.delivered++;
