@@ -145,11 +145,13 @@ export class RaftLog {
   /**
    * etcd findConflictByTerm: the largest index <= i whose term is <= t (terms
    * never decrease along the log, so a binary search over the typed array).
-   * Returns [index, termAt]; a compacted index answers [snapIndex-ish, 0].
+   * Returns [index, termAt]; termAt is 0 when nothing at or above the
+   * compaction point qualifies (answer [snapIndex, 0]: probe from the snapshot).
    */
   findConflictByTerm(i: number, t: number): [number, number] {
     assert(i <= this.lastIndex(), `conflict probe ${i} beyond last ${this.lastIndex()}`);
-    if (i <= this.snapIndex) return [i, i === this.snapIndex ? this.snapTerm : 0];
+    if (i < this.snapIndex) return [i, 0];
+    if (i === this.snapIndex) return [i, this.snapTerm <= t ? this.snapTerm : 0];
     if (this.term(i) <= t) return [i, this.term(i)];
     // Find the largest position p in [0, i - snapIndex - 1) with terms[p] <= t.
     let lo = 0;
