@@ -3,8 +3,6 @@
 // offset for compaction, and the stable/unstable, committed and applied marks.
 
 import { assert } from '../assert.js';
-import { logIndex, term } from '../ids.js';
-import type { LogIndex, Term } from '../ids.js';
 import type { Entry, Snapshot } from './types.js';
 
 const termsCapacityMin = 64;
@@ -91,7 +89,7 @@ export class RaftLog {
   }
 
   /** Raft §5.3 "up-to-date": is (lastTerm, lastIndex) at least as recent as ours? */
-  isUpToDate(candidateLastIndex: number, candidateLastTerm: number): boolean {
+  isAtLeastAsRecent(candidateLastIndex: number, candidateLastTerm: number): boolean {
     const ourTerm = this.lastTerm();
     return candidateLastTerm > ourTerm || (candidateLastTerm === ourTerm && candidateLastIndex >= this.lastIndex());
   }
@@ -229,11 +227,4 @@ export class RaftLog {
     this.snapTerm = t;
   }
 
-  termOf(i: number): Term {
-    return term(this.term(i));
-  }
-
-  idx(i: number): LogIndex {
-    return logIndex(i);
-  }
 }

@@ -2,6 +2,33 @@
 // ready() out, advance() after the caller persisted, sent and applied it.
 // Pre-vote, check-quorum, ReadIndex, snapshots, learners, single-server
 // membership changes and leadership transfer. No I/O, clock or randomness.
+//
+// Contract for the code that drives a replica (server group runner, simulator):
+// - Loop: if hasReady(): rd = ready(); persist rd.snapshot (replacing log and
+//   state machine), then rd.entries (overwriting any stored suffix from
+//   rd.entries[0].index on), then rd.hardState, all durably; only then send
+//   rd.messages; apply rd.committedEntries in order (a snapshot first); serve
+//   reads in rd.readStates once applied >= index; then advance(). ready() must
+//   not be called again before advance(). step()/tick()/propose() may be called
+//   between ready() and advance(); their output goes into the next Ready.
+// - committedEntries may include entries from the same Ready's `entries`
+//   (persist first, as above). At most raftReadyCommittedEntriesMax per Ready.
+// - A leader's own entries count toward commit only after the advance() that
+//   follows the Ready that handed them out (ack-after-persist).
+// - Membership: a ConfChange entry takes effect inside advance() for the Ready
+//   that handed it out as committed (i.e. once the caller applied it). status()
+//   shows the configuration in force. PersistedState.conf is the bootstrap
+//   configuration (index 0); a joining node starts with the configuration it is
+//   being added with. Changes are replayed from the log after restart.
+// - Restart: new Raft(config, {hardState, snapshot, entries, conf}) with
+//   everything persisted; applied restarts at the snapshot index (0 without
+//   one), so committed entries after it are handed out again: rebuild the state
+//   machine from the snapshot and re-apply them.
+// - compact(index, data): the caller snapshotted its state at index <= applied
+//   and persists that snapshot itself; the log before it can be dropped from
+//   storage. The snapshot is what lagging followers receive.
+// - ReadIndex contexts must be unique (include the node id); a duplicate or
+//   a read lost with a leader change is never answered: callers time out.
 
 import { assert } from '../assert.js';
 import { logIndex, term as toTerm } from '../ids.js';
@@ -451,7 +478,7 @@ export class Raft implements RaftNode {
       this.vote === m.from ||
       (this.vote === '' && this.lead === '') ||
       (m.type === MessageType.PreVote && m.term > this.term);
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    if (canVote && this.log.isAtLeastAsRecent(m.index, m.logTerm)) {
       // Answer in the requested term so a pre-candidate does not drop it as stale.
       this.send(respType, m.from, m.term, {});
       if (m.type === MessageType.Vote) {
