@@ -52,7 +52,7 @@ import type {
   LockMode,
   LockResult,
 } from './commands.js';
-import { blockersReduced, compatible, reachesItself } from './waitfor.js';
+import { QueueIndex, compatible, reachesItself } from './waitfor.js';
 
 interface Holder {
   readonly session: SessionId;
@@ -410,7 +410,8 @@ export class LockTable {
     }
     l.waiters.splice(at, 0, waiter);
     s.waits.set(l.name, cmd.requestId);
-    if (reachesItself(s.id, (x, out) => this.blockersOfSession(x, out), this.sessions.size)) {
+    const indexes = new Map<string, QueueIndex>();
+    if (reachesItself(s.id, (x, out) => this.blockersOfSession(x, out, indexes), this.sessions.size)) {
       l.waiters.splice(at, 1);
       s.waits.delete(l.name);
       return err('DEADLOCK', `acquiring ${l.name} would close a wait-for cycle through session ${s.id}`);
@@ -594,12 +595,18 @@ export class LockTable {
 
   // ------------------------------------------------------------------ helpers
 
-  private blockersOfSession(session: SessionId, out: SessionId[]): SessionId[] {
+  /** Successors in the wait-for graph; `indexes` caches queue positions for one check. */
+  private blockersOfSession(session: SessionId, out: SessionId[], indexes: Map<string, QueueIndex>): SessionId[] {
     const s = this.sessions.get(session);
     assert(s !== undefined, 'wait-for graph node is a live session');
     for (const name of s.waits.keys()) {
       const l = this.lockOf(name);
-      blockersReduced(l.holders.values(), l.waiters, session, out);
+      let qi = indexes.get(name);
+      if (qi === undefined) {
+        qi = new QueueIndex(l.waiters);
+        indexes.set(name, qi);
+      }
+      qi.blockers(l.holders.values(), session, out);
     }
     return out;
   }

@@ -31,39 +31,54 @@ export function compatible(a: LockMode, b: LockMode): boolean {
 }
 
 /**
- * Reduced blockers of the waiter of `session` in `waiters` (it must be queued there).
- * Appends to `out`; returns out.
+ * Positions of one lock's waiters, built once per cycle check (a DFS may expand
+ * many waiters of the same hot lock; scanning the queue for each would be quadratic).
  */
+export class QueueIndex {
+  private readonly position = new Map<SessionId, number>();
+  /** nearestExclusive[i] = index of the last exclusive waiter before i, or -1. */
+  private readonly nearestExclusive: Int32Array;
+
+  constructor(readonly waiters: readonly QueueEntryView[]) {
+    this.nearestExclusive = new Int32Array(waiters.length);
+    let last = -1;
+    for (let i = 0; i < waiters.length; i++) {
+      const w = waiters[i] as QueueEntryView;
+      assert(!this.position.has(w.session), 'one waiter per session per lock');
+      this.position.set(w.session, i);
+      this.nearestExclusive[i] = last;
+      if (w.mode === 'exclusive') last = i;
+    }
+  }
+
+  /**
+   * Reduced blockers of `session`'s waiter (it must be queued): appended to `out`.
+   */
+  blockers(holders: Iterable<QueueEntryView>, session: SessionId, out: SessionId[]): SessionId[] {
+    const position = this.position.get(session);
+    assert(position !== undefined, 'blockers asked for a session that is not waiting on this lock');
+    const me = this.waiters[position] as QueueEntryView;
+    const nearest = this.nearestExclusive[position] as number;
+    for (const h of holders) {
+      if (h.session !== session && !compatible(h.mode, me.mode)) out.push(h.session);
+    }
+    if (me.mode === 'exclusive') {
+      for (let i = nearest >= 0 ? nearest : 0; i < position; i++) out.push((this.waiters[i] as QueueEntryView).session);
+    } else if (nearest >= 0) {
+      out.push((this.waiters[nearest] as QueueEntryView).session);
+    }
+    return out;
+  }
+}
+
+/** Reduced blockers of the waiter of `session` in `waiters` (one-off; see QueueIndex). */
 export function blockersReduced(
   holders: Iterable<QueueEntryView>,
   waiters: readonly QueueEntryView[],
   session: SessionId,
   out: SessionId[],
 ): SessionId[] {
-  let position = -1;
-  let nearestExclusive = -1;
-  for (let i = 0; i < waiters.length; i++) {
-    const w = waiters[i];
-    assert(w !== undefined, 'waiter index in range');
-    if (w.session === session) {
-      position = i;
-      break;
-    }
-    if (w.mode === 'exclusive') nearestExclusive = i;
-  }
-  assert(position >= 0, 'blockers asked for a session that is not waiting on this lock');
-  const me = waiters[position];
-  assert(me !== undefined, 'waiter at position');
-  for (const h of holders) {
-    if (h.session !== session && !compatible(h.mode, me.mode)) out.push(h.session);
-  }
-  if (me.mode === 'exclusive') {
-    const from = nearestExclusive >= 0 ? nearestExclusive : 0;
-    for (let i = from; i < position; i++) out.push((waiters[i] as QueueEntryView).session);
-  } else if (nearestExclusive >= 0) {
-    out.push((waiters[nearestExclusive] as QueueEntryView).session);
-  }
-  return out;
+  return new QueueIndex(waiters).blockers(holders, session, out);
 }
 
 /** The literal edge definition (naive twin of blockersReduced). */
