@@ -25,6 +25,9 @@
 //   its final grant/failure, so a retry after failover learns the outcome. The entry
 //   lives while the client has an open session, then joins a bounded FIFO of
 //   sessionless clients (dedupClientsWithoutSessionMax), oldest evicted first.
+// - Cost: the deadlock check on enqueue walks every session reachable from the
+//   requester, so on a hot lock it is O(waiters ahead): ~20 us at 64 waiters, ~3 ms
+//   at waitersPerLockMax (10,000). Release/hand-over is O(queue) for the shift.
 
 import { assert, assertNever } from '../assert.js';
 import {
