@@ -219,7 +219,8 @@ export class Wal {
       segmentBytesMax: this.segmentBytesMax,
       durableSeqStart: rec.lastSeq,
     };
-    this.worker = new Worker(new URL('./wal-worker.js', import.meta.url), { workerData });
+    // Plain node for the writer: no test-runner loaders or hooks inherited from the parent.
+    this.worker = new Worker(new URL('./wal-worker.js', import.meta.url), { workerData, execArgv: [] });
     this.worker.unref();
     this.worker.on('message', (msg: unknown) => {
       const text = typeof msg === 'object' && msg !== null && 'failed' in msg ? String(msg.failed) : 'unknown';
