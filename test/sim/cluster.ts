@@ -29,7 +29,8 @@ export type RaftFactory = (config: RaftConfig, persisted: PersistedState) => Raf
 /**
  * Deliberately broken harness variants (canaries) that the checkers must catch:
  * - ack-before-fsync: a Ready's messages go out before its write is durable;
- * - forget-vote: a restarted replica forgets whom it voted for in its term.
+ * - forget-vote: the disk loses the vote on a crash, so a restarted replica
+ *   can vote again in the same term.
  */
 export type Variant = 'correct' | 'ack-before-fsync' | 'forget-vote';
 
@@ -63,6 +64,12 @@ export interface ClusterOptions {
   /** Compact after about this many applied entries (randomized per snapshot); 0 never compacts. */
   readonly compactEveryApplied: number;
   readonly variant: Variant;
+  /**
+   * Check at send time that every acknowledgement (AppResp success, granted
+   * VoteResp) is backed by the sender's durable disk. Canary tests turn it off
+   * to show the end-to-end properties catch the same bugs on their own.
+   */
+  readonly checkAckDurability: boolean;
   readonly raftFactory: RaftFactory;
 }
 
@@ -92,6 +99,7 @@ export function defaultClusterOptions(seed: number, raftFactory: RaftFactory, ov
     inputsBatchMax: 2,
     compactEveryApplied: 0,
     variant: 'correct',
+    checkAckDurability: true,
     raftFactory,
     ...overrides,
   };
@@ -400,6 +408,7 @@ export class Cluster {
     const from = this.byId.get(msg.from);
     const to = this.byId.get(msg.to);
     assert(from !== undefined && to !== undefined, `message between unknown nodes ${msg.from} -> ${msg.to}`);
+    if (this.opts.checkAckDurability) this.checkAckDurable(from, msg);
     if (this.blocked[from.idx]![to.idx] || this.prng.next() < this.network.dropProb) {
       this.stats.dropped++;
       return;
@@ -414,6 +423,18 @@ export class Cluster {
         delayMs += this.prng.int(0, this.network.longDelayMsMax);
       }
       this.schedule(delayMs, () => this.deliver(copy, from.idx, to));
+    }
+  }
+
+  private checkAckDurable(from: SimNode, msg: Message): void {
+    if (msg.type === MessageType.AppResp && !msg.reject && msg.index > this.lastIndex(from)) {
+      this.checker.fail('ack-durability', `${from.id} acked index ${msg.index} to ${msg.to} with only ${this.lastIndex(from)} durable`);
+    }
+    if (msg.type === MessageType.VoteResp && !msg.reject) {
+      const hs = from.disk.hardState;
+      if (hs.term !== msg.term || hs.vote !== msg.to) {
+        this.checker.fail('ack-durability', `${from.id} granted its term-${msg.term} vote to ${msg.to} with term ${hs.term} vote '${hs.vote}' durable`);
+      }
     }
   }
 
@@ -453,6 +474,7 @@ export class Cluster {
       if (kept < n) this.stats.tornWrites++;
     }
     this.note(`crash ${node.id}${pending === null ? '' : ` (unsynced write: kept ${kept}/${pending.records.length} records)`}`);
+    if (this.opts.variant === 'forget-vote') node.disk.hardState = { ...node.disk.hardState, vote: '' };
     node.raft = null;
     node.pending = null;
     node.inputs = [];
@@ -471,10 +493,8 @@ export class Cluster {
 
   private boot(node: SimNode): void {
     const disk = node.disk;
-    const hardState: HardState =
-      this.opts.variant === 'forget-vote' ? { ...disk.hardState, vote: '' } : disk.hardState;
     const persisted: PersistedState = {
-      hardState,
+      hardState: disk.hardState,
       snapshot: disk.snapshot,
       entries: disk.entries.slice(),
       conf: this.conf,

@@ -4,6 +4,7 @@
 //   SOAK=1        20,000 seeds (npm run sim:soak)
 //   JOBS=n        worker threads (default: available cores)
 //   VARIANT=...   run a canary variant (ack-before-fsync | forget-vote)
+//   ACK_CHECK=0   turn off the send-time ack-durability check (see what end-to-end checks catch)
 // A new failing seed is printed with its replay command and appended to
 // test/sim/failed-seeds.json (unless RECORD=0 or a canary variant runs).
 
@@ -18,6 +19,7 @@ import type { SwarmResult } from './swarm.js';
 interface WorkerJob {
   readonly seeds: readonly number[];
   readonly variant: Variant;
+  readonly ackCheck: boolean;
 }
 
 interface Summary {
@@ -56,14 +58,17 @@ function envInt(name: string, fallback: number): number {
   return n;
 }
 
-function runSeeds(seeds: readonly number[], variant: Variant, onResult: (s: Summary) => void): void {
-  for (const seed of seeds) onResult(summarize(runSeed(seed, { raftFactory: realRaft, variant })));
+function runSeeds(seeds: readonly number[], variant: Variant, ackCheck: boolean, onResult: (s: Summary) => void): void {
+  for (const seed of seeds) {
+    onResult(summarize(runSeed(seed, { raftFactory: realRaft, variant, clusterOverrides: { checkAckDurability: ackCheck, ...(process.env['HARSH'] === '1' ? { fsyncMsMax: 10 } : {}) },
+      ...(process.env['HARSH'] === '1' ? { faultOverrides: { crash: true } } : {}) })));
+  }
 }
 
-async function runParallel(seeds: readonly number[], variant: Variant, jobs: number): Promise<Summary[]> {
+async function runParallel(seeds: readonly number[], variant: Variant, ackCheck: boolean, jobs: number): Promise<Summary[]> {
   if (jobs <= 1 || seeds.length < 50) {
     const out: Summary[] = [];
-    runSeeds(seeds, variant, (s) => out.push(s));
+    runSeeds(seeds, variant, ackCheck, (s) => out.push(s));
     return out;
   }
   const chunks: number[][] = Array.from({ length: jobs }, () => []);
@@ -72,7 +77,7 @@ async function runParallel(seeds: readonly number[], variant: Variant, jobs: num
     chunks.map(
       (chunk) =>
         new Promise<Summary[]>((resolvePart, reject) => {
-          const job: WorkerJob = { seeds: chunk, variant };
+          const job: WorkerJob = { seeds: chunk, variant, ackCheck };
           const worker = new Worker(new URL(import.meta.url), { workerData: job });
           const out: Summary[] = [];
           worker.on('message', (s: Summary) => out.push(s));
@@ -86,10 +91,16 @@ async function runParallel(seeds: readonly number[], variant: Variant, jobs: num
 
 async function main(): Promise<number> {
   const variant = parseVariant(process.env['VARIANT']);
+  const ackCheck = process.env['ACK_CHECK'] !== '0';
   const single = process.env['SEED'];
   if (single !== undefined && single !== '') {
     const seed = envInt('SEED', 0);
-    const r = runSeed(seed, { raftFactory: realRaft, variant, trace: process.env['TRACE'] === '1' });
+    const r = runSeed(seed, {
+      raftFactory: realRaft,
+      variant,
+      trace: process.env['TRACE'] === '1',
+      clusterOverrides: { checkAckDurability: ackCheck },
+    });
     if (process.env['TRACE'] === '1') console.log(r.trace.join('\n'));
     console.log(`seed ${seed}: ${r.ok ? 'ok' : `FAILED ${r.property}`} (${r.stats.steps} steps, ${r.virtualMs} virtual ms, leader ${r.leaderAfterHealMs}ms after heal)`);
     console.log(`  profile: ${r.profile}`);
@@ -102,7 +113,7 @@ async function main(): Promise<number> {
   const regression = variant === 'correct' ? loadFailedSeeds().map((s) => s.seed) : [];
   const seeds = [...new Set([...regression, ...Array.from({ length: count }, (_, i) => start + i)])];
   const t0 = performance.now();
-  const results = await runParallel(seeds, variant, jobs);
+  const results = await runParallel(seeds, variant, ackCheck, jobs);
   const elapsedS = (performance.now() - t0) / 1000;
   const failed = results.filter((r) => !r.ok);
   for (const r of failed) {
@@ -135,5 +146,5 @@ if (isMainThread) {
   );
 } else {
   const job = workerData as WorkerJob;
-  runSeeds(job.seeds, job.variant, (s) => parentPort?.postMessage(s));
+  runSeeds(job.seeds, job.variant, job.ackCheck, (s) => parentPort?.postMessage(s));
 }

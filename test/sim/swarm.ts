@@ -16,6 +16,9 @@ export interface SwarmOptions {
   /** Length of the fault phase in virtual ms. */
   readonly faultPhaseMs?: number;
   readonly trace?: boolean;
+  /** Applied over the seed's profile (canaries use it to turn off ack-durability checks). */
+  readonly clusterOverrides?: Partial<ClusterOptions>;
+  readonly faultOverrides?: Partial<FaultProfile>;
 }
 
 export interface SwarmResult {
@@ -32,7 +35,7 @@ export interface SwarmResult {
   readonly trace: readonly string[];
 }
 
-interface FaultProfile {
+export interface FaultProfile {
   readonly crash: boolean;
   readonly partition: boolean;
   readonly oneWay: boolean;
@@ -158,7 +161,9 @@ class SimClient {
 
 export function runSeed(seed: number, opts: SwarmOptions): SwarmResult {
   const variant = opts.variant ?? 'correct';
-  const { cluster: clusterOpts, faults } = profileFor(seed, opts.raftFactory, variant);
+  const profiled = profileFor(seed, opts.raftFactory, variant);
+  const faults: FaultProfile = { ...profiled.faults, ...opts.faultOverrides };
+  const clusterOpts: ClusterOptions = { ...profiled.cluster, ...opts.clusterOverrides };
   const profile = describe(clusterOpts, faults);
   const faultPhaseMs = opts.faultPhaseMs ?? 3_000;
   const c = new Cluster(clusterOpts);
