@@ -534,10 +534,8 @@ export class Wal {
   }
 
   private pollDurable(): void {
-    if (Atomics.load(this.ctrl, ctrlFailed) === 1 && this.failure === null) {
-      this.fail(new WalFailedError('WAL writer failed'));
-      return;
-    }
+    // The worker's 'message' (with the cause) and 'exit' events follow; they call fail().
+    if (Atomics.load(this.ctrl, ctrlFailed) === 1 || this.failure !== null) return;
     const d = Number(Atomics.load(this.seqs, seqDurable));
     if (d > this.durableSeq) {
       assert(d < this.nextSeq, 'durable seq never passes the appended seq');

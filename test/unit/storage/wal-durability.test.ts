@@ -5,7 +5,8 @@
 
 import t from 'tap';
 import { walRecordBytesMax } from '../../../core/constants.js';
-import { Wal } from '../../../server/storage/wal.js';
+import * as fs from 'node:fs';
+import { Wal, WalFailedError } from '../../../server/storage/wal.js';
 import { entries, g0, g1, hs, summary, tempDir } from './helpers.js';
 
 t.test('whenDurable resolves only after an fsync covering the record', async (t) => {
@@ -99,4 +100,23 @@ t.test('close drains, and the closed WAL refuses appends', async (t) => {
   t.ok(wal.durable >= seq, 'close waited for durability');
   t.throws(() => wal.append(g0, null, entries(0, 1, 101, 101)), { code: 'WAL_CLOSED' });
   await t.resolves(wal.close(), 'close is idempotent');
+});
+
+t.test('a writer I/O failure rejects waiters and fails later appends', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await Wal.open(dir);
+  // The worker creates its segment on the first write: with the directory gone, that fails.
+  fs.rmSync(dir, { recursive: true, force: true });
+  const seq = wal.append(g0, hs(1, 0), []);
+  const err = await wal.whenDurable(seq).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof WalFailedError, `whenDurable rejected: ${String(err)}`);
+  t.throws(() => wal.append(g0, hs(2, 0), []), { code: 'WAL_FAILED' });
+  const closeErr = await wal.close().then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(closeErr instanceof WalFailedError, 'close reports the failure');
 });
