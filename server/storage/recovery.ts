@@ -220,6 +220,10 @@ export function recoverDir(dir: string): RecoveryResult {
     segments.push(meta);
   }
 
+  // Seqs never go back, even if every segment were gone: a snapshot's floorSeq must
+  // stay at or below the seq of every record written after it.
+  for (const snap of snapshots.values()) lastSeq = Math.max(lastSeq, snap.floorSeq - 1);
+
   const groups = new Map<GroupId, RecoveredGroup>();
   const hardStateSeqs = new Map<GroupId, number>();
   for (const [group, g] of replay) {

@@ -372,10 +372,6 @@ export class Wal {
       await fsp.rename(temp, final);
       await fsyncDir(this.dir);
       g.durableSnapshot = state;
-      // Re-write the latest hard state so an old segment is not pinned by it alone.
-      if (g.hardState !== null && g.hardStateSeq < this.currentSegmentFirstSeq() && this.closing === null && this.failure === null) {
-        await this.whenDurable(this.append(group, g.hardState, []));
-      }
       await this.compactSegments();
     });
     g.snapshotChain = run.catch(() => undefined);
@@ -562,26 +558,29 @@ export class Wal {
     for (const w of waiters) w.reject(err);
   }
 
-  private currentSegmentFirstSeq(): number {
-    return this.segments[this.segments.length - 1]?.firstSeq ?? this.nextSeq;
-  }
-
-  /** A segment may go when every group's records in it are obsolete. */
-  private segmentObsolete(seg: SegmentMeta): boolean {
-    if (seg.open || seg.lastSeq > this.durableSeq) return false;
+  /**
+   * Why a segment must stay: entries some group still needs (entryPinned), or the
+   * latest hard state of some groups (hardStateGroups), which a re-write can move on.
+   */
+  private segmentPins(seg: SegmentMeta): { entryPinned: boolean; hardStateGroups: GroupId[] } {
+    const hardStateGroups: GroupId[] = [];
     for (const [group, info] of seg.groups) {
       const g = this.groups.get(group);
-      if (g === undefined) return false;
-      if (g.hardStateSeq >= seg.firstSeq && g.hardStateSeq <= seg.lastSeq) return false;
+      if (g === undefined) return { entryPinned: true, hardStateGroups };
+      if (g.hardStateSeq >= seg.firstSeq && g.hardStateSeq <= seg.lastSeq) hardStateGroups.push(group);
       if (info.maxEntryIndex === 0) continue;
       const snap = g.durableSnapshot;
-      if (snap === null) return false;
-      if (info.maxEntryIndex > snap.index && info.lastEntriesSeq >= snap.floorSeq) return false;
+      if (snap === null) return { entryPinned: true, hardStateGroups };
+      if (info.maxEntryIndex > snap.index && info.lastEntriesSeq >= snap.floorSeq) return { entryPinned: true, hardStateGroups };
     }
-    return true;
+    return { entryPinned: false, hardStateGroups };
   }
 
-  /** Deletes the oldest segments while they are obsolete; prefix only, one dir fsync per unlink. */
+  /**
+   * Deletes the oldest segments while they are obsolete; prefix only (so replay never
+   * sees a hole), one dir fsync per unlink. A segment held only by groups' latest hard
+   * states gets those re-written into the current segment first.
+   */
   private compactSegments(): Promise<void> {
     if (this.compacting !== null) {
       this.compactAgain = true;
@@ -590,10 +589,24 @@ export class Wal {
     this.compacting = (async () => {
       do {
         this.compactAgain = false;
-        // Bounded by the number of segments.
+        // Bounded by the number of segments: each pass deletes one or stops.
         for (;;) {
           const seg = this.segments[0];
-          if (seg === undefined || this.segments.length < 2 || !this.segmentObsolete(seg)) break;
+          if (seg === undefined || this.segments.length < 2 || seg.open || seg.lastSeq > this.durableSeq) break;
+          const pins = this.segmentPins(seg);
+          if (pins.entryPinned) break;
+          if (pins.hardStateGroups.length > 0) {
+            if (this.closing !== null || this.failure !== null) break;
+            let seq = 0;
+            for (const group of pins.hardStateGroups) {
+              const hs = this.groups.get(group)?.hardState;
+              assert(hs !== undefined && hs !== null, 'a pinning hard state is known');
+              seq = this.append(group, hs, []);
+            }
+            await this.whenDurable(seq);
+            assert(this.segmentPins(seg).hardStateGroups.length === 0, 'hard states moved to a newer segment');
+            continue;
+          }
           await fsp.unlink(path.join(this.dir, segmentFileName(seg.firstSeq)));
           await fsyncDir(this.dir);
           assert(this.segments[0] === seg, 'segments deleted in order');

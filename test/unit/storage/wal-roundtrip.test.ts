@@ -143,3 +143,38 @@ t.test('a log-replacing snapshot with no later entries leaves an empty log', asy
   t.throws(() => w2.append(g0, null, entries(0, 2, 4, 4)), /after the snapshot/, 'cannot append at or below the snapshot');
   t.equal(recovered.get(groupId(99)), undefined);
 });
+
+t.test('an idle group whose latest hard state sits in an old segment does not pin it', async (t) => {
+  const dir = tempDir(t);
+  const pad = 64 * 1024;
+  const { wal } = await Wal.open(dir, { segmentBytesMax: walRecordBytesMax });
+  wal.append(g7, hs(4, 0, 'n9'), []); // g7 writes one hard state, then stays idle
+  let seq = 0;
+  for (let i = 1; i <= 200; i++) seq = wal.append(g0, null, entries(0, 1, i, i, pad));
+  await wal.whenDurable(seq);
+  const before = listSegmentFiles(dir);
+  await wal.saveSnapshot(g0, snap(190, 1, 'g0-190'));
+  const after = listSegmentFiles(dir);
+  t.notOk(after.includes(before[0] ?? ''), 'the first segment (holding g7 hard state) was deleted');
+  t.ok(after.length < before.length, `segments ${before.length} -> ${after.length}`);
+  await wal.close();
+  const { wal: w2, recovered } = await Wal.open(dir, { segmentBytesMax: walRecordBytesMax });
+  t.teardown(() => w2.close());
+  t.same(recovered.get(g7)?.hardState, hs(4, 0, 'n9'), 'g7 hard state survived (re-written)');
+  t.same(recovered.get(g0)?.entries.map((e) => e.index), [191, 192, 193, 194, 195, 196, 197, 198, 199, 200]);
+});
+
+t.test('seqs never go back below a snapshot floor even with every segment gone', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await Wal.open(dir);
+  wal.append(g0, null, entries(0, 1, 1, 5));
+  await wal.saveSnapshot(g0, snap(5, 1, 'all'), { replacesLog: true });
+  await wal.close();
+  for (const f of listSegmentFiles(dir)) fs.rmSync(`${dir}/${f}`);
+  const { wal: w2 } = await Wal.open(dir);
+  await w2.whenDurable(w2.append(g0, null, entries(0, 2, 6, 7)));
+  await w2.close();
+  const { wal: w3, recovered } = await Wal.open(dir);
+  t.teardown(() => w3.close());
+  t.same(recovered.get(g0)?.entries.map((e) => e.index), [6, 7], 'entries after the floor are replayed');
+});
