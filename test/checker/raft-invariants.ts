@@ -12,7 +12,8 @@
 //   an earlier term;
 // - state machine safety: no two replicas apply different entries at one index;
 // - committed entries are never lost: no replica ever persists an entry that
-//   contradicts a known committed one.
+//   contradicts a known committed one, and (checked by the simulator after each
+//   crash) a majority of disks still hold every committed entry.
 
 export class InvariantViolation extends Error {
   override name = 'InvariantViolation';
@@ -165,6 +166,13 @@ export class RaftSafetyChecker {
 
   committedAt(index: number): string | undefined {
     return this.committed.get(index)?.key;
+  }
+
+  /** Known committed entries: index -> content key, in first-seen order. */
+  committedKeys(): IterableIterator<[number, string]> {
+    return (function* (m: Map<number, CommittedRecord>) {
+      for (const [index, r] of m) yield [index, r.key] as [number, string];
+    })(this.committed);
   }
 
   committedCount(): number {

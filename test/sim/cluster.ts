@@ -21,7 +21,7 @@ import type {
   Ready,
   Snapshot,
 } from '../../core/raft/types.js';
-import { RaftSafetyChecker } from '../checker/raft-invariants.js';
+import { RaftSafetyChecker, entryKey } from '../checker/raft-invariants.js';
 import { EventHeap } from './heap.js';
 
 export type RaftFactory = (config: RaftConfig, persisted: PersistedState) => RaftNode;
@@ -432,7 +432,8 @@ export class Cluster {
     }
     if (msg.type === MessageType.VoteResp && !msg.reject) {
       const hs = from.disk.hardState;
-      if (hs.term !== msg.term || hs.vote !== msg.to) {
+      // Durable: this vote, or a later term (which forbids voting in msg.term again).
+      if (hs.term < msg.term || (hs.term === msg.term && hs.vote !== msg.to)) {
         this.checker.fail('ack-durability', `${from.id} granted its term-${msg.term} vote to ${msg.to} with term ${hs.term} vote '${hs.vote}' durable`);
       }
     }
@@ -480,6 +481,27 @@ export class Cluster {
     node.inputs = [];
     node.sm = emptyStateMachine();
     node.incarnation++;
+    this.checkCommittedDurable();
+  }
+
+  /** Every committed entry is on a majority of disks (in the log or under a snapshot). */
+  checkCommittedDurable(): void {
+    const quorum = Math.floor(this.nodes.length / 2) + 1;
+    for (const [index, key] of this.checker.committedKeys()) {
+      let copies = 0;
+      for (const node of this.nodes) {
+        const snapIndex = node.disk.snapshot?.meta.index ?? 0;
+        if (index <= snapIndex) {
+          copies++;
+          continue;
+        }
+        const e = node.disk.entries[index - snapIndex - 1];
+        if (e !== undefined && entryKey(e) === key) copies++;
+      }
+      if (copies < quorum) {
+        this.checker.fail('committed-never-lost', `committed "${key}" at ${index} is durable on only ${copies} of ${this.nodes.length} disks`);
+      }
+    }
   }
 
   restart(idx: number): void {
@@ -575,7 +597,11 @@ export class Cluster {
     for (const entry of rd.entries) records.push({ kind: 'entry', entry });
     if (rd.hardState !== null) records.push({ kind: 'hardState', hardState: rd.hardState });
     const old = node.disk.hardState;
-    const tearable = rd.hardState === null || (rd.hardState.term === old.term && rd.hardState.vote === old.vote);
+    // A snapshot is recorded atomically with its hard state (etcd: snapshot file +
+    // WAL snapshot record); term/vote changes are too. Otherwise a crash may keep
+    // any prefix of the appended entries.
+    const tearable =
+      rd.snapshot === null && (rd.hardState === null || (rd.hardState.term === old.term && rd.hardState.vote === old.vote));
     const early = this.opts.variant === 'ack-before-fsync';
     if (early) for (const m of rd.messages) this.send(m);
     const write: PendingWrite = { records, ready: rd, sent: early, tearable, term: currentTerm };
