@@ -4,6 +4,7 @@
 //   SOAK=1        20,000 seeds (npm run sim:soak)
 //   JOBS=n        worker threads (default: available cores)
 //   VARIANT=...   run a canary variant (ack-before-fsync | forget-vote)
+//   FAULT_MS=n    length of the fault phase in virtual ms (default 3000)
 //   ACK_CHECK=0   turn off the send-time ack-durability check (see what end-to-end checks catch)
 // A new failing seed is printed with its replay command and appended to
 // test/sim/failed-seeds.json (unless RECORD=0 or a canary variant runs).
@@ -60,7 +61,7 @@ function envInt(name: string, fallback: number): number {
 
 function runSeeds(seeds: readonly number[], variant: Variant, ackCheck: boolean, onResult: (s: Summary) => void): void {
   for (const seed of seeds) {
-    onResult(summarize(runSeed(seed, { raftFactory: realRaft, variant, clusterOverrides: { checkAckDurability: ackCheck, ...(process.env['HARSH'] === '1' ? { fsyncMsMax: 10 } : {}) },
+    onResult(summarize(runSeed(seed, { raftFactory: realRaft, variant, faultPhaseMs: envInt('FAULT_MS', 3_000), clusterOverrides: { checkAckDurability: ackCheck, ...(process.env['HARSH'] === '1' ? { fsyncMsMax: 10 } : {}) },
       ...(process.env['HARSH'] === '1' ? { faultOverrides: { crash: true } } : {}) })));
   }
 }
@@ -98,6 +99,7 @@ async function main(): Promise<number> {
     const r = runSeed(seed, {
       raftFactory: realRaft,
       variant,
+      faultPhaseMs: envInt('FAULT_MS', 3_000),
       trace: process.env['TRACE'] === '1',
       clusterOverrides: { checkAckDurability: ackCheck },
     });
