@@ -6,6 +6,7 @@
 //   VARIANT=...   run a canary variant (ack-before-fsync | forget-vote)
 //   FAULT_MS=n    length of the fault phase in virtual ms (default 3000)
 //   ACK_CHECK=0   turn off the send-time ack-durability check (see what end-to-end checks catch)
+//   HARSH=1       always crash, long fsync windows (what canary.test.ts uses)
 // A new failing seed is printed with its replay command and appended to
 // test/sim/failed-seeds.json (unless RECORD=0 or a canary variant runs).
 
@@ -60,9 +61,16 @@ function envInt(name: string, fallback: number): number {
 }
 
 function runSeeds(seeds: readonly number[], variant: Variant, ackCheck: boolean, onResult: (s: Summary) => void): void {
+  const harsh = process.env['HARSH'] === '1'; // canary tuning: long fsync windows, crashes always on
   for (const seed of seeds) {
-    onResult(summarize(runSeed(seed, { raftFactory: realRaft, variant, faultPhaseMs: envInt('FAULT_MS', 3_000), clusterOverrides: { checkAckDurability: ackCheck, ...(process.env['HARSH'] === '1' ? { fsyncMsMax: 10 } : {}) },
-      ...(process.env['HARSH'] === '1' ? { faultOverrides: { crash: true } } : {}) })));
+    const r = runSeed(seed, {
+      raftFactory: realRaft,
+      variant,
+      faultPhaseMs: envInt('FAULT_MS', 3_000),
+      clusterOverrides: { checkAckDurability: ackCheck, ...(harsh ? { fsyncMsMax: 10 } : {}) },
+      ...(harsh ? { faultOverrides: { crash: true } } : {}),
+    });
+    onResult(summarize(r));
   }
 }
 
