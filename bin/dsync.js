@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The `dsync` executable: runs the compiled CLI (npm run build first).
+import '../dist/cli/dsync.js';

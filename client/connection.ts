@@ -1,0 +1,168 @@
+// One client connection to one node: hello handshake, pipelined requests
+// matched by request id (answers may come back in any order), per-request
+// deadlines swept by one timer, and push frames routed to listeners.
+
+import { connect, type Socket } from 'node:net';
+import { protocolVersion } from '../core/constants.js';
+import { DsyncError, ErrorCode, isErrorCode, type ProtocolError } from '../protocol/errors.js';
+import { FrameDecoder, FrameType, Opcode, opcodeName } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import { FrameWriter } from '../protocol/writer.js';
+
+interface Pending {
+  readonly opcode: number;
+  readonly deadlineMs: number;
+  resolve(payload: Uint8Array): void;
+  reject(err: DsyncError): void;
+}
+
+/** How often request deadlines are checked; a timeout fires at most this late. */
+const deadlineSweepMs = 50;
+const requestIdMax = 0xffff_ffff;
+
+export type PushListener = (opcode: number, requestId: number, payload: Uint8Array) => void;
+
+export class NodeConnection {
+  private readonly pending = new Map<number, Pending>();
+  private nextRequestId = 1;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private closedError: DsyncError | null = null;
+  private readonly writer: FrameWriter;
+  private readonly closeListeners: ((err: DsyncError) => void)[] = [];
+  /** The node's hello answer: its id and the members it knows. */
+  hello: ReturnType<typeof schema.HelloReply.decode> | null = null;
+
+  private constructor(private readonly socket: Socket, readonly address: string, private readonly onPush: PushListener) {
+    this.writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
+    const decoder = new FrameDecoder({
+      frame: (type, opcode, requestId, payload) => this.onFrame(type, opcode, requestId, payload),
+      error: (err: ProtocolError) => this.fail(new DsyncError(err.code, `node ${address} sent malformed bytes: ${err.message}`)),
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', (err) => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} failed: ${err.message}`)));
+    socket.on('close', () => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} closed`)));
+  }
+
+  /** Connects and completes the hello; rejects with a DsyncError on failure or timeout. */
+  static async open(address: string, opts: { connectTimeoutMs: number; name: string; onPush?: PushListener }): Promise<NodeConnection> {
+    const { host, port } = parseAddress(address);
+    const socket = connect({ host, port });
+    socket.setNoDelay(true);
+    const conn = new NodeConnection(socket, address, opts.onPush ?? (() => {}));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new DsyncError(ErrorCode.TIMEOUT, `could not connect to ${address} within ${opts.connectTimeoutMs} ms`));
+      }, opts.connectTimeoutMs);
+      socket.once('connect', () => { clearTimeout(timer); resolve(); });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new DsyncError(ErrorCode.UNAVAILABLE, `cannot connect to ${address}: ${err.message}`));
+      });
+    });
+    const reply = await conn.request(Opcode.Hello, schema.Hello.encode({ role: schema.Role.ROLE_CLIENT, protocolVersion,
+      name: opts.name }).finish(), opts.connectTimeoutMs);
+    conn.hello = schema.HelloReply.decode(reply);
+    return conn;
+  }
+
+  get isOpen(): boolean {
+    return this.closedError === null;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  onClose(fn: (err: DsyncError) => void): void {
+    if (this.closedError !== null) fn(this.closedError);
+    else this.closeListeners.push(fn);
+  }
+
+  /** Sends one request; resolves with the answer's payload or rejects with a DsyncError. */
+  request(opcode: number, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const requestId = this.allocateRequestId();
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.pending.set(requestId, { opcode, deadlineMs: Date.now() + timeoutMs, resolve, reject });
+      this.writer.send(FrameType.Request, opcode, requestId, payload);
+      if (this.sweepTimer === null) {
+        this.sweepTimer = setInterval(() => this.sweepDeadlines(), deadlineSweepMs);
+        this.sweepTimer.unref();
+      }
+    });
+  }
+
+  close(): void {
+    this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${this.address} closed by the client`));
+  }
+
+  private allocateRequestId(): number {
+    // Skip ids still in use after a wrap-around (only possible with ~4 billion requests).
+    for (;;) {
+      const id = this.nextRequestId;
+      this.nextRequestId = id === requestIdMax ? 1 : id + 1;
+      if (!this.pending.has(id)) return id;
+    }
+  }
+
+  private onFrame(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    if (type === FrameType.Push) {
+      this.onPush(opcode, requestId, payload);
+      return;
+    }
+    const p = this.pending.get(requestId);
+    if (p === undefined) return; // answered after its deadline: already rejected
+    this.pending.delete(requestId);
+    if (type === FrameType.Error) {
+      p.reject(decodeError(payload, p.opcode));
+      return;
+    }
+    p.resolve(payload);
+  }
+
+  private sweepDeadlines(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs <= now) {
+        this.pending.delete(id);
+        p.reject(new DsyncError(ErrorCode.TIMEOUT, `${opcodeName(p.opcode)} to ${this.address} got no answer in time`));
+      }
+    }
+    if (this.pending.size === 0 && this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
+  }
+
+  private fail(err: DsyncError): void {
+    if (this.closedError !== null) return;
+    this.closedError = err;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    this.writer.close();
+    this.socket.destroy();
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    for (const fn of this.closeListeners.splice(0)) fn(err);
+  }
+}
+
+export function decodeError(payload: Uint8Array, opcode: number): DsyncError {
+  try {
+    const e = schema.ErrorReply.decode(payload);
+    const code = isErrorCode(e.code) ? e.code : ErrorCode.INTERNAL;
+    return new DsyncError(code, e.message, { leaderAddress: e.leaderAddress, leaderId: e.leaderId });
+  } catch {
+    return new DsyncError(ErrorCode.BAD_PAYLOAD, `undecodable error answer to ${opcodeName(opcode)}`);
+  }
+}
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(address.trim());
+  const port = m === null ? NaN : Number(m[2]);
+  if (m === null || !(port > 0 && port <= 65535)) {
+    throw new DsyncError(ErrorCode.BAD_REQUEST, `"${address}" is not a host:port address`);
+  }
+  return { host: m[1] === '' ? '127.0.0.1' : m[1]!, port };
+}

@@ -1,0 +1,3 @@
+// The public surface of the dsync client library (`import { Client } from 'dsync'`).
+export { Client, type ClientOptions, type NodeStatus, type MemberStatus, type GroupStatus } from './client.js';
+export { DsyncError, ProtocolError, ErrorCode } from '../protocol/errors.js';

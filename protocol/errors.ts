@@ -1,0 +1,64 @@
+// Typed errors with stable string codes, shared by server and client (undici's
+// UND_ERR_* style). A code is part of the wire contract: never rename one.
+
+export const ErrorCode = {
+  BAD_REQUEST: 'BAD_REQUEST',
+  BAD_FRAME: 'BAD_FRAME',
+  BAD_VERSION: 'BAD_VERSION',
+  BAD_PAYLOAD: 'BAD_PAYLOAD',
+  FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
+  UNKNOWN_OPCODE: 'UNKNOWN_OPCODE',
+  HELLO_REQUIRED: 'HELLO_REQUIRED',
+  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  NOT_LEADER: 'NOT_LEADER',
+  UNAVAILABLE: 'UNAVAILABLE',
+  TIMEOUT: 'TIMEOUT',
+  NOT_FOUND: 'NOT_FOUND',
+  DEADLOCK: 'DEADLOCK',
+  LOCK_TIMEOUT: 'LOCK_TIMEOUT',
+  WOULD_BLOCK: 'WOULD_BLOCK',
+  SESSION_EXPIRED: 'SESSION_EXPIRED',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  CONNECTION_CLOSED: 'CONNECTION_CLOSED',
+  CANCELLED: 'CANCELLED',
+  INTERNAL: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const knownCodes = new Set<string>(Object.values(ErrorCode));
+export function isErrorCode(s: string): s is ErrorCode {
+  return knownCodes.has(s);
+}
+
+export interface DsyncErrorDetails {
+  /** NOT_LEADER: where the leader can be reached, when known. */
+  readonly leaderAddress?: string;
+  readonly leaderId?: string;
+}
+
+/** The one error type of dsync: a stable code plus a message a person can act on. */
+export class DsyncError extends Error {
+  override name = 'DsyncError';
+  readonly code: ErrorCode;
+  readonly leaderAddress: string;
+  readonly leaderId: string;
+
+  constructor(code: ErrorCode, message: string, details: DsyncErrorDetails = {}) {
+    super(message);
+    this.code = code;
+    this.leaderAddress = details.leaderAddress ?? '';
+    this.leaderId = details.leaderId ?? '';
+  }
+}
+
+/** Malformed bytes on the wire: bad length, oversized frame, unknown version/opcode, undecodable payload. */
+export class ProtocolError extends DsyncError {
+  override name = 'ProtocolError';
+  /** A fatal error means the byte stream can no longer be trusted: close the connection. */
+  readonly fatal: boolean;
+
+  constructor(code: ErrorCode, message: string, fatal: boolean) {
+    super(code, message);
+    this.fatal = fatal;
+  }
+}

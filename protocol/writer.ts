@@ -1,0 +1,75 @@
+// Batches outgoing frames per event-loop turn: frames queued during one turn
+// are laid out in one buffer and handed to the socket in one write (cork per
+// turn), so a burst of pipelined replies costs one syscall, not one each.
+
+import { assert } from '../core/assert.js';
+import { frameBytesMax, frameHeaderBytes } from '../core/constants.js';
+import { frameOverheadBytes, type FrameType, writeFrame } from './frame.js';
+
+export interface ByteSink {
+  /** Returns false when the sink's buffer is full (Node stream semantics). */
+  write(chunk: Uint8Array): boolean;
+}
+
+export class FrameWriter {
+  private readonly types: FrameType[] = [];
+  private readonly opcodes: number[] = [];
+  private readonly requestIds: number[] = [];
+  private readonly payloads: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  private closed = false;
+  private readonly flushBound = (): void => {
+    this.flush();
+  };
+
+  constructor(private readonly sink: ByteSink) {}
+
+  /** Bytes queued and not yet handed to the sink. */
+  get queuedBytes(): number {
+    return this.pendingBytes;
+  }
+
+  send(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    if (this.closed) return;
+    assert(frameHeaderBytes + payload.length <= frameBytesMax, `outgoing frame of ${payload.length} bytes exceeds the frame limit`);
+    this.types.push(type);
+    this.opcodes.push(opcode);
+    this.requestIds.push(requestId);
+    this.payloads.push(payload);
+    this.pendingBytes += frameOverheadBytes + payload.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  /** Hands every queued frame to the sink as one buffer; returns the sink's write() result. */
+  flush(): boolean {
+    this.flushScheduled = false;
+    const count = this.payloads.length;
+    if (count === 0 || this.closed) return true;
+    const out = Buffer.allocUnsafe(this.pendingBytes);
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      offset = writeFrame(out, offset, this.types[i]!, this.opcodes[i]!, this.requestIds[i]!, this.payloads[i]!);
+    }
+    assert(offset === this.pendingBytes, 'frame batch length mismatch');
+    this.types.length = 0;
+    this.opcodes.length = 0;
+    this.requestIds.length = 0;
+    this.payloads.length = 0;
+    this.pendingBytes = 0;
+    return this.sink.write(out);
+  }
+
+  /** Drops anything queued; later sends are ignored. */
+  close(): void {
+    this.closed = true;
+    this.types.length = 0;
+    this.opcodes.length = 0;
+    this.requestIds.length = 0;
+    this.payloads.length = 0;
+    this.pendingBytes = 0;
+  }
+}

@@ -1,0 +1,194 @@
+// Node configuration from an optional JSON file, then environment, then flags
+// (later wins), validated at start: a bad setting exits with a message naming it.
+
+import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type NodeId, nodeId } from '../core/ids.js';
+
+export interface PeerAddress {
+  readonly id: NodeId;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface NodeConfig {
+  readonly nodeId: NodeId;
+  /** Interface to bind (all three ports). */
+  readonly host: string;
+  readonly port: number;
+  readonly httpPort: number;
+  readonly consolePort: number;
+  /** The other members of group 0 (never this node). */
+  readonly peers: readonly PeerAddress[];
+  readonly dataDir: string;
+  readonly logLevel: LogLevel;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const logLevels: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/** A setting that failed validation; `setting` names it as the operator typed it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly setting: string, message: string) {
+    super(`invalid setting ${setting}: ${message}`);
+  }
+}
+
+/** Raw string settings, keyed by flag name (without dashes). */
+export type RawSettings = Partial<Record<SettingName, string>>;
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'data-dir' | 'log-level' | 'config';
+
+const envNames: Record<Exclude<SettingName, 'config'>, string> = {
+  id: 'NODE_ID',
+  host: 'HOST',
+  port: 'PORT',
+  'http-port': 'HTTP_PORT',
+  'console-port': 'CONSOLE_PORT',
+  peers: 'PEERS',
+  'data-dir': 'DATA_DIR',
+  'log-level': 'LOG_LEVEL',
+};
+const fileKeys: Record<Exclude<SettingName, 'config'>, string> = {
+  id: 'nodeId',
+  host: 'host',
+  port: 'port',
+  'http-port': 'httpPort',
+  'console-port': 'consolePort',
+  peers: 'peers',
+  'data-dir': 'dataDir',
+  'log-level': 'logLevel',
+};
+
+/** Where each setting came from, so an error can name it the way the operator wrote it. */
+function settingLabel(name: SettingName, source: 'flag' | 'env' | 'file'): string {
+  if (name === 'config') return '--config';
+  switch (source) {
+    case 'flag': return `--${name}`;
+    case 'env': return envNames[name];
+    case 'file': return `${fileKeys[name]} (config file)`;
+  }
+}
+
+export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const merged = new Map<SettingName, { value: string; source: 'flag' | 'env' | 'file' }>();
+  const configPath = flags.config ?? env['DSYNC_CONFIG'];
+  if (configPath !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(configPath, 'utf8'));
+    } catch (err) {
+      throw new ConfigError('--config', `cannot read ${configPath}: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError('--config', `${configPath} must hold a JSON object`);
+    }
+    const obj = parsed as Record<string, unknown>;
+    const allowed = new Set(Object.values(fileKeys));
+    for (const key of Object.keys(obj)) {
+      if (!allowed.has(key)) throw new ConfigError('--config', `unknown key "${key}" in ${configPath} (known: ${[...allowed].join(', ')})`);
+    }
+    for (const [name, key] of Object.entries(fileKeys) as [Exclude<SettingName, 'config'>, string][]) {
+      const v = obj[key];
+      if (v === undefined) continue;
+      const text = Array.isArray(v) ? v.join(',') : String(v);
+      merged.set(name, { value: text, source: 'file' });
+    }
+  }
+  for (const [name, envName] of Object.entries(envNames) as [Exclude<SettingName, 'config'>, string][]) {
+    const v = env[envName];
+    if (v !== undefined && v !== '') merged.set(name, { value: v, source: 'env' });
+  }
+  for (const [name, v] of Object.entries(flags) as [SettingName, string | undefined][]) {
+    if (name !== 'config' && v !== undefined) merged.set(name, { value: v, source: 'flag' });
+  }
+
+  const get = (name: Exclude<SettingName, 'config'>): { value: string; label: string } | undefined => {
+    const s = merged.get(name);
+    return s === undefined ? undefined : { value: s.value, label: settingLabel(name, s.source) };
+  };
+
+  const idSetting = get('id');
+  if (idSetting === undefined) throw new ConfigError('--id', 'a node id is required (flag --id or env NODE_ID)');
+  const id = parseNodeId(idSetting.value, idSetting.label);
+  const host = get('host')?.value ?? '127.0.0.1';
+  const portSetting = get('port');
+  const port = portSetting === undefined ? 7401 : parsePort(portSetting.value, portSetting.label);
+  const httpSetting = get('http-port');
+  const httpPort = httpSetting === undefined ? derivedPort(port, 1000) : parsePort(httpSetting.value, httpSetting.label);
+  const consoleSetting = get('console-port');
+  const consolePort = consoleSetting === undefined ? derivedPort(port, 2000) : parsePort(consoleSetting.value, consoleSetting.label);
+  const ports = [port, httpPort, consolePort].filter((p) => p !== 0);
+  if (new Set(ports).size !== ports.length) {
+    throw new ConfigError('--port', `the binary (${port}), HTTP (${httpPort}) and console (${consolePort}) ports must differ`);
+  }
+  const peersSetting = get('peers');
+  const peers = peersSetting === undefined ? [] : parsePeers(peersSetting.value, peersSetting.label, id, host, port);
+  const dataSetting = get('data-dir');
+  const dataDir = resolve(dataSetting?.value ?? join('data', id));
+  checkWritableDir(dataDir, dataSetting?.label ?? '--data-dir');
+  const levelSetting = get('log-level');
+  const logLevel = (levelSetting?.value ?? 'info') as LogLevel;
+  if (!logLevels.includes(logLevel)) {
+    throw new ConfigError(levelSetting?.label ?? '--log-level', `"${logLevel}" is not one of ${logLevels.join(', ')}`);
+  }
+  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel };
+}
+
+function derivedPort(port: number, offset: number): number {
+  return port === 0 ? 0 : port + offset <= 65535 ? port + offset : 0;
+}
+
+const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+function parseNodeId(text: string, label: string): NodeId {
+  if (!nodeIdPattern.test(text)) {
+    throw new ConfigError(label, `"${text}" is not a node id (1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)`);
+  }
+  return nodeId(text);
+}
+
+export function parsePort(text: string, label: string): number {
+  if (!/^\d+$/.test(text.trim())) throw new ConfigError(label, `"${text}" is not a port number (0-65535)`);
+  const port = Number(text);
+  if (port > 65535) throw new ConfigError(label, `${port} is out of range (0-65535)`);
+  return port;
+}
+
+/** `n2@127.0.0.1:7402,n3@127.0.0.1:7403` */
+export function parsePeers(text: string, label: string, self: NodeId, selfHost: string, selfPort: number): PeerAddress[] {
+  const peers: PeerAddress[] = [];
+  const ids = new Set<string>();
+  const addresses = new Set<string>();
+  for (const part of text.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
+    const m = /^([^@]+)@(.+):(\d+)$/.exec(part);
+    if (m === null) throw new ConfigError(label, `"${part}" is not id@host:port`);
+    const id = parseNodeId(m[1]!, label);
+    const host = m[2]!.replace(/^\[(.*)\]$/, '$1');
+    const port = parsePort(m[3]!, label);
+    if (port === 0) throw new ConfigError(label, `peer ${id} needs a real port, not 0`);
+    if (id === self) throw new ConfigError(label, `the peer list names this node (${self}) itself`);
+    if (ids.has(id)) throw new ConfigError(label, `peer ${id} is listed twice`);
+    const address = `${host}:${port}`;
+    if (addresses.has(address)) throw new ConfigError(label, `address ${address} is listed twice`);
+    if (port === selfPort && (host === selfHost || host === 'localhost')) {
+      throw new ConfigError(label, `peer ${id} has this node's own address ${address}`);
+    }
+    ids.add(id);
+    addresses.add(address);
+    peers.push({ id, host, port });
+  }
+  return peers;
+}
+
+function checkWritableDir(dir: string, label: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, fsConstants.W_OK);
+    // access() lies for root on read-only mounts; a real write is the only proof.
+    const probe = join(dir, `.write-probe-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (err) {
+    throw new ConfigError(label, `data directory ${dir} is not writable: ${(err as Error).message}`);
+  }
+}

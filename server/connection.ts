@@ -1,0 +1,191 @@
+// One accepted TCP connection: decodes frames incrementally, requires a hello
+// first, enforces per-connection limits (pending requests, idle time, write
+// queue) and applies backpressure (stop reading while the peer does not drain).
+
+import type { Socket } from 'node:net';
+import { connectionIdleMsMax, connectionWriteQueueBytesMax, helloTimeoutMs, pendingRequestsPerConnectionMax,
+  protocolVersion } from '../core/constants.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../protocol/errors.js';
+import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import { FrameWriter } from '../protocol/writer.js';
+import type { Logger } from './log.js';
+
+export type ConnectionRole = 'pending' | 'client' | 'peer';
+
+export interface ConnectionOwner {
+  readonly nodeId: string;
+  readonly log: Logger;
+  /** Answer to a client's hello: who we are and how to reach the members. */
+  helloReply(): Uint8Array;
+  /** A request (or push) from an authenticated connection. */
+  dispatch(conn: Connection, type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void;
+  closed(conn: Connection): void;
+}
+
+let nextConnectionId = 1;
+
+export class Connection implements FrameSink {
+  readonly id = nextConnectionId++;
+  role: ConnectionRole = 'pending';
+  /** Client name or peer node id from the hello. */
+  name = '';
+  private readonly decoder: FrameDecoder;
+  private readonly writer: FrameWriter;
+  private pendingRequests = 0;
+  private helloTimer: NodeJS.Timeout | null;
+  private isClosed = false;
+  private readonly closeListeners: (() => void)[] = [];
+
+  constructor(readonly socket: Socket, private readonly owner: ConnectionOwner) {
+    this.decoder = new FrameDecoder(this);
+    this.writer = new FrameWriter({ write: (chunk) => this.writeToSocket(chunk) });
+    socket.setNoDelay(true);
+    socket.setTimeout(connectionIdleMsMax);
+    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    socket.on('timeout', () => this.close('idle timeout'));
+    socket.on('drain', () => socket.resume());
+    socket.on('error', (err) => owner.log.debug('connection error', { conn: this.id, err: err.message }));
+    socket.on('close', () => this.onSocketClosed());
+    this.helloTimer = setTimeout(() => this.close('no hello within the handshake timeout'), helloTimeoutMs);
+    this.helloTimer.unref();
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  /** Runs `fn` once when the connection closes (e.g. to requeue a consumer's deliveries). */
+  onClose(fn: () => void): void {
+    if (this.isClosed) fn();
+    else this.closeListeners.push(fn);
+  }
+
+  // ---- FrameSink ----
+
+  frame(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    if (this.role === 'pending') {
+      this.handleHello(type, opcode, requestId, payload);
+      return;
+    }
+    if (type === FrameType.Request) {
+      if (this.pendingRequests >= pendingRequestsPerConnectionMax) {
+        this.replyError(requestId, opcode, new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
+          `more than ${pendingRequestsPerConnectionMax} requests pending on this connection; wait for answers`));
+        return;
+      }
+      this.pendingRequests++;
+    } else if (type !== FrameType.Push) {
+      this.replyError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests', false));
+      return;
+    }
+    try {
+      this.owner.dispatch(this, type, opcode, requestId, payload);
+    } catch (err) {
+      // A handler bug must not take the node down; answer and keep serving.
+      this.owner.log.error('handler failed', { conn: this.id, opcode: opcodeName(opcode), err: String(err) });
+      if (type === FrameType.Request) this.replyError(requestId, opcode, new DsyncError(ErrorCode.INTERNAL, `internal error handling ${opcodeName(opcode)}`));
+    }
+  }
+
+  error(err: ProtocolError, requestId: number): void {
+    if (err.fatal) {
+      // Tell the peer why, then close: the byte stream can no longer be trusted.
+      this.sendError(requestId, 0, err);
+      this.writer.flush();
+      this.close(err.message);
+      return;
+    }
+    this.sendError(requestId, 0, err);
+  }
+
+  // ---- replies ----
+
+  reply(requestId: number, opcode: number, payload: Uint8Array): void {
+    this.pendingRequests--;
+    this.writer.send(FrameType.Response, opcode, requestId, payload);
+  }
+
+  replyError(requestId: number, opcode: number, err: DsyncError): void {
+    this.pendingRequests--;
+    this.sendError(requestId, opcode, err);
+  }
+
+  /** Server-initiated frame (lock grant, raft batch); not tied to the pending count. */
+  push(opcode: number, requestId: number, payload: Uint8Array): void {
+    this.writer.send(FrameType.Push, opcode, requestId, payload);
+  }
+
+  close(reason: string): void {
+    if (this.isClosed) return;
+    this.owner.log.debug('closing connection', { conn: this.id, reason });
+    this.writer.flush();
+    this.socket.end();
+    this.socket.destroySoon();
+    // Make sure a peer that never reads cannot keep the socket alive.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.onSocketClosed();
+  }
+
+  private sendError(requestId: number, opcode: number, err: DsyncError): void {
+    const payload = schema.ErrorReply.encode({ code: err.code, message: err.message, leaderAddress: err.leaderAddress,
+      leaderId: err.leaderId }).finish();
+    this.writer.send(FrameType.Error, opcode, requestId, payload);
+  }
+
+  private handleHello(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    if (type !== FrameType.Request || opcode !== Opcode.Hello) {
+      this.sendError(requestId, opcode, new ProtocolError(ErrorCode.HELLO_REQUIRED, 'the first frame on a connection must be a hello', true));
+      this.close('first frame was not a hello');
+      return;
+    }
+    let hello: ReturnType<typeof schema.Hello.decode>;
+    try {
+      hello = schema.Hello.decode(payload);
+    } catch (err) {
+      this.sendError(requestId, opcode, new ProtocolError(ErrorCode.BAD_PAYLOAD, `undecodable hello: ${(err as Error).message}`, true));
+      this.close('undecodable hello');
+      return;
+    }
+    if (hello.protocolVersion !== protocolVersion) {
+      this.sendError(requestId, opcode, new ProtocolError(ErrorCode.BAD_VERSION,
+        `hello asks for protocol version ${hello.protocolVersion}; this node speaks ${protocolVersion}`, true));
+      this.close('protocol version mismatch');
+      return;
+    }
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.role = hello.role === schema.Role.ROLE_PEER ? 'peer' : 'client';
+    this.name = hello.name;
+    // Peers talk continuously (heartbeats); an idle peer link is a dead one.
+    this.writer.send(FrameType.Response, Opcode.Hello, requestId, this.owner.helloReply());
+  }
+
+  private writeToSocket(chunk: Uint8Array): boolean {
+    if (this.socket.destroyed) return false;
+    const ok = this.socket.write(chunk);
+    if (!ok) {
+      if (this.socket.writableLength > connectionWriteQueueBytesMax) {
+        this.owner.log.warn('closing a connection that does not read its replies', { conn: this.id, queuedBytes: this.socket.writableLength });
+        this.socket.destroy();
+        return false;
+      }
+      // Backpressure: stop reading requests until the peer drains what we owe it.
+      this.socket.pause();
+    }
+    return ok;
+  }
+
+  private onSocketClosed(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.writer.close();
+    this.owner.closed(this);
+    for (const fn of this.closeListeners.splice(0)) fn();
+  }
+}

@@ -1,0 +1,246 @@
+// The node process's wiring: one binary TCP port for clients and peers, the
+// console and HTTP ports, request dispatch by opcode to service handlers, and
+// graceful start/stop. Services (raft groups, locks, ...) plug in through
+// handle(), the console registry and the HTTP router.
+
+import { createServer, type Server } from 'node:net';
+import { connectionsMax, protocolVersion } from '../core/constants.js';
+import type { NodeId } from '../core/ids.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../protocol/errors.js';
+import { FrameType, Opcode, opcodeName } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import type { NodeConfig } from './config.js';
+import { Connection, type ConnectionOwner } from './connection.js';
+import { ConsoleRegistry, ConsoleServer } from './console.js';
+import { HttpServer, sendJson } from './http.js';
+import { Logger } from './log.js';
+import { PeerLinks } from './peers.js';
+
+/** What a request handler gets: where to answer, and the raw payload view. */
+export interface RequestContext {
+  readonly conn: Connection;
+  readonly requestId: number;
+  readonly opcode: number;
+}
+
+export type RequestHandler = (ctx: RequestContext, payload: Uint8Array) => void;
+export type PeerPushHandler = (from: NodeId, payload: Uint8Array) => void;
+
+/** Decodes a protobuf payload, turning any decoder exception into BAD_PAYLOAD. */
+export function decodePayload<T>(decode: (bytes: Uint8Array) => T, payload: Uint8Array, what: string): T {
+  try {
+    return decode(payload);
+  } catch (err) {
+    throw new ProtocolError(ErrorCode.BAD_PAYLOAD, `undecodable ${what} payload: ${(err as Error).message}`, false);
+  }
+}
+
+export interface MemberView {
+  readonly id: NodeId;
+  readonly address: string;
+  readonly connected: boolean;
+  readonly voter: boolean;
+}
+
+/** Group status as services report it (group 0 first). */
+export type GroupStatusView = ReturnType<typeof schema.GroupStatus.create>;
+
+export class DsyncNode implements ConnectionOwner {
+  readonly log: Logger;
+  readonly consoleCommands = new ConsoleRegistry();
+  readonly http = new HttpServer();
+  readonly peers: PeerLinks;
+  readonly startedAtMs = Date.now();
+  private readonly server: Server;
+  private readonly console: ConsoleServer;
+  private readonly connections = new Set<Connection>();
+  private readonly handlers = new Map<number, RequestHandler>();
+  private readonly peerPushHandlers = new Map<number, PeerPushHandler>();
+  private readonly groupStatusProviders: (() => GroupStatusView[])[] = [];
+  private readonly stopHooks: (() => Promise<void> | void)[] = [];
+  private leaderProvider: () => NodeId | '' = () => '';
+  boundPort = 0;
+
+  constructor(readonly config: NodeConfig, log?: Logger) {
+    this.log = log ?? new Logger(config.nodeId, config.logLevel);
+    this.peers = new PeerLinks(config.peers, config.nodeId, this.log);
+    this.server = createServer((socket) => {
+      const conn = new Connection(socket, this);
+      this.connections.add(conn);
+    });
+    this.server.maxConnections = connectionsMax;
+    this.console = new ConsoleServer(this.consoleCommands, `dsync node ${config.nodeId} console`, this.log);
+    this.registerBuiltins();
+  }
+
+  get nodeId(): string {
+    return this.config.nodeId;
+  }
+
+  /** Registers the handler for a client request opcode. */
+  handle(opcode: number, handler: RequestHandler): void {
+    if (this.handlers.has(opcode)) throw new Error(`handler for ${opcodeName(opcode)} registered twice`);
+    this.handlers.set(opcode, handler);
+  }
+
+  /** Registers the handler for a push frame from a peer node (e.g. Raft traffic). */
+  handlePeerPush(opcode: number, handler: PeerPushHandler): void {
+    this.peerPushHandlers.set(opcode, handler);
+  }
+
+  addGroupStatus(provider: () => GroupStatusView[]): void {
+    this.groupStatusProviders.push(provider);
+  }
+
+  setLeaderProvider(provider: () => NodeId | ''): void {
+    this.leaderProvider = provider;
+  }
+
+  onStop(hook: () => Promise<void> | void): void {
+    this.stopHooks.push(hook);
+  }
+
+  /** Client-facing address of a member (this node or a peer). */
+  addressOf(id: NodeId | ''): string {
+    if (id === '') return '';
+    if (id === this.config.nodeId) return `${this.config.host}:${this.boundPort || this.config.port}`;
+    const peer = this.config.peers.find((p) => p.id === id);
+    return peer === undefined ? '' : `${peer.host}:${peer.port}`;
+  }
+
+  members(): MemberView[] {
+    return [
+      { id: this.config.nodeId, address: this.addressOf(this.config.nodeId), connected: true, voter: true },
+      ...this.config.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.port}`, connected: this.peers.isConnected(p.id), voter: true })),
+    ];
+  }
+
+  groupStatuses(): GroupStatusView[] {
+    return this.groupStatusProviders.flatMap((p) => p());
+  }
+
+  leaderId(): NodeId | '' {
+    return this.leaderProvider();
+  }
+
+  /** The error a follower answers with: NOT_LEADER naming the leader when known. */
+  notLeader(what: string): DsyncError {
+    const leader = this.leaderId();
+    if (leader === '') return new DsyncError(ErrorCode.UNAVAILABLE, `no leader is known right now for ${what}; retry shortly`);
+    return new DsyncError(ErrorCode.NOT_LEADER, `${this.nodeId} is not the leader for ${what}; the leader is ${leader} at ${this.addressOf(leader)}`,
+      { leaderId: leader, leaderAddress: this.addressOf(leader) });
+  }
+
+  async start(): Promise<{ port: number; httpPort: number; consolePort: number }> {
+    const { host } = this.config;
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.config.port, host, () => {
+        this.server.off('error', reject);
+        const addr = this.server.address();
+        resolve(typeof addr === 'object' && addr !== null ? addr.port : this.config.port);
+      });
+    });
+    const httpPort = await this.http.listen(host, this.config.httpPort);
+    const consolePort = await this.console.listen(host, this.config.consolePort);
+    this.peers.start();
+    this.log.info('node listening', { port: this.boundPort, httpPort, consolePort, peers: this.config.peers.length });
+    return { port: this.boundPort, httpPort, consolePort };
+  }
+
+  async stop(): Promise<void> {
+    this.log.info('node stopping');
+    this.server.close();
+    for (const hook of this.stopHooks.splice(0).reverse()) await hook();
+    this.peers.stop();
+    for (const conn of this.connections) conn.close('node shutting down');
+    await this.console.close();
+    await this.http.close();
+    this.log.info('node stopped');
+  }
+
+  // ---- ConnectionOwner ----
+
+  helloReply(): Uint8Array {
+    return schema.HelloReply.encode({ nodeId: this.config.nodeId, protocolVersion, members: this.members() }).finish();
+  }
+
+  dispatch(conn: Connection, type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    if (type === FrameType.Push) {
+      const handler = conn.role === 'peer' ? this.peerPushHandlers.get(opcode) : undefined;
+      if (handler === undefined) {
+        conn.push(0, requestId, schema.ErrorReply.encode({ code: ErrorCode.BAD_REQUEST, message: `unexpected push ${opcodeName(opcode)}` }).finish());
+        return;
+      }
+      handler(conn.name as NodeId, payload);
+      return;
+    }
+    const handler = this.handlers.get(opcode);
+    if (handler === undefined) {
+      conn.replyError(requestId, opcode, new DsyncError(ErrorCode.UNKNOWN_OPCODE, `this node has no handler for ${opcodeName(opcode)}`));
+      return;
+    }
+    try {
+      handler({ conn, requestId, opcode }, payload);
+    } catch (err) {
+      if (err instanceof DsyncError) conn.replyError(requestId, opcode, err);
+      else throw err;
+    }
+  }
+
+  closed(conn: Connection): void {
+    this.connections.delete(conn);
+  }
+
+  // ---- built-in operations ----
+
+  statusReply(): ReturnType<typeof schema.StatusReply.create> {
+    const leader = this.leaderId();
+    return schema.StatusReply.create({
+      nodeId: this.config.nodeId,
+      address: this.addressOf(this.config.nodeId),
+      members: this.members(),
+      leaderId: leader,
+      leaderAddress: this.addressOf(leader),
+      uptimeMs: Date.now() - this.startedAtMs,
+      groups: this.groupStatuses(),
+    });
+  }
+
+  private registerBuiltins(): void {
+    this.handle(Opcode.Ping, (ctx, payload) => {
+      const ping = decodePayload((b) => schema.Ping.decode(b), payload, 'ping');
+      ctx.conn.reply(ctx.requestId, ctx.opcode, schema.Pong.encode({ payload: ping.payload }).finish());
+    });
+    this.handle(Opcode.Status, (ctx) => {
+      ctx.conn.reply(ctx.requestId, ctx.opcode, schema.StatusReply.encode(this.statusReply()).finish());
+    });
+
+    this.consoleCommands.register({ name: 'ping', usage: 'ping', help: 'check the console is alive', run: () => 'pong' });
+    this.consoleCommands.register({
+      name: 'status', usage: 'status', help: 'node id, leader, uptime, groups',
+      run: () => formatStatus(this.statusReply()),
+    });
+    this.consoleCommands.register({
+      name: 'members', usage: 'members', help: 'cluster members and link state',
+      run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'connected' : 'unreachable'}`).join('\n'),
+    });
+
+    this.http.route('GET', '/healthz', (_req, res) => {
+      sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, leader: this.leaderId(), uptimeMs: Date.now() - this.startedAtMs });
+    });
+  }
+}
+
+export function formatStatus(s: ReturnType<typeof schema.StatusReply.create>): string {
+  const lines = [
+    `node     ${s.nodeId} (${s.address})`,
+    `leader   ${s.leaderId === '' ? '(none known)' : `${s.leaderId} (${s.leaderAddress})`}`,
+    `uptime   ${Math.round(Number(s.uptimeMs) / 1000)}s`,
+    `members  ${s.members.map((m) => `${m.id ?? ''}${m.connected === true ? '' : '(down)'}`).join(' ')}`,
+  ];
+  for (const g of s.groups) {
+    lines.push(`group ${g.group ?? 0}  role=${g.role ?? ''} leader=${g.leaderId === '' ? '-' : g.leaderId ?? '-'} term=${Number(g.term ?? 0)} commit=${Number(g.commit ?? 0)} applied=${Number(g.applied ?? 0)} last=${Number(g.lastIndex ?? 0)} voters=${(g.voters ?? []).join(',')}`);
+  }
+  return lines.join('\n');
+}

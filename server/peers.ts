@@ -1,0 +1,121 @@
+// Outbound links to the other nodes: one TCP connection per peer, opened with a
+// peer hello, reconnected with capped exponential backoff. Sends are fire and
+// forget (Raft retransmits); a link that cannot keep up drops, never buffers
+// without bound.
+
+import { connect, type Socket } from 'node:net';
+import { connectionWriteQueueBytesMax, peerReconnectBackoffMsMax, peerReconnectBackoffMsMin,
+  protocolVersion } from '../core/constants.js';
+import type { NodeId } from '../core/ids.js';
+import type { ProtocolError } from '../protocol/errors.js';
+import { FrameDecoder, FrameType, Opcode } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import { FrameWriter } from '../protocol/writer.js';
+import type { PeerAddress } from './config.js';
+import type { Logger } from './log.js';
+
+class PeerLink {
+  private socket: Socket | null = null;
+  private writer: FrameWriter | null = null;
+  private ready = false;
+  private backoffMs = peerReconnectBackoffMsMin;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  droppedFrames = 0;
+
+  constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly log: Logger,
+    private readonly onUp: (peer: NodeId) => void) {}
+
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  start(): void {
+    this.dial();
+  }
+
+  send(opcode: number, payload: Uint8Array): boolean {
+    const socket = this.socket;
+    const writer = this.writer;
+    if (!this.ready || socket === null || writer === null || socket.writableLength + writer.queuedBytes > connectionWriteQueueBytesMax) {
+      this.droppedFrames++;
+      return false;
+    }
+    writer.send(FrameType.Push, opcode, 0, payload);
+    return true;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.writer?.close();
+    this.socket?.destroy();
+  }
+
+  private dial(): void {
+    if (this.stopped) return;
+    const socket = connect({ host: this.peer.host, port: this.peer.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
+    this.writer = writer;
+    const decoder = new FrameDecoder({
+      frame: (type, opcode) => {
+        if (type === FrameType.Response && opcode === Opcode.Hello && !this.ready) {
+          this.ready = true;
+          this.backoffMs = peerReconnectBackoffMsMin;
+          this.log.info('peer link up', { peer: this.peer.id });
+          this.onUp(this.peer.id);
+        }
+      },
+      error: (err: ProtocolError) => {
+        this.log.warn('peer sent malformed bytes; reconnecting', { peer: this.peer.id, err: err.message });
+        socket.destroy();
+      },
+    });
+    socket.on('connect', () => {
+      writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_PEER,
+        protocolVersion, name: this.selfId }).finish());
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', () => { /* 'close' follows; the reconnect is scheduled there */ });
+    socket.on('close', () => {
+      if (this.ready) this.log.info('peer link down', { peer: this.peer.id });
+      this.ready = false;
+      writer.close();
+      if (this.socket === socket) this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const delayMs = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, peerReconnectBackoffMsMax);
+    this.reconnectTimer = setTimeout(() => this.dial(), delayMs);
+    this.reconnectTimer.unref();
+  }
+}
+
+export class PeerLinks {
+  private readonly links = new Map<NodeId, PeerLink>();
+
+  constructor(peers: readonly PeerAddress[], selfId: NodeId, log: Logger, onUp: (peer: NodeId) => void = () => {}) {
+    for (const peer of peers) this.links.set(peer.id, new PeerLink(peer, selfId, log, onUp));
+  }
+
+  start(): void {
+    for (const link of this.links.values()) link.start();
+  }
+
+  send(peer: NodeId, opcode: number, payload: Uint8Array): boolean {
+    return this.links.get(peer)?.send(opcode, payload) ?? false;
+  }
+
+  isConnected(peer: NodeId): boolean {
+    return this.links.get(peer)?.connected ?? false;
+  }
+
+  stop(): void {
+    for (const link of this.links.values()) link.stop();
+  }
+}
