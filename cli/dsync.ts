@@ -10,6 +10,7 @@ import { Client } from '../client/index.js';
 import { DsyncError } from '../protocol/errors.js';
 import { ConfigError, loadConfig, parsePort, type RawSettings, type SettingName } from '../server/config.js';
 import { startNode, stopOnSignals } from '../server/main.js';
+import { WalCorruptionError } from '../server/storage/wal.js';
 import { parseArgs, UsageError } from './args.js';
 
 const cliPath = fileURLToPath(import.meta.url);
@@ -263,6 +264,10 @@ async function main(argv: readonly string[]): Promise<number> {
     if (err instanceof DsyncError) {
       process.stderr.write(`dsync ${name}: ${err.code}: ${err.message}\n`);
       return 1;
+    }
+    if (err instanceof WalCorruptionError) {
+      process.stderr.write(`dsync ${name}: refusing to start: ${err.message}\n`);
+      return 3;
     }
     throw err;
   }

@@ -22,6 +22,8 @@ export const Opcode = {
   Status: 3,
   /** Peer-only: a RaftBatch. Sent as a Push (no answer expected). */
   Raft: 10,
+  JournalAppend: 11,
+  JournalInfo: 12,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
 

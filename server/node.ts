@@ -159,6 +159,13 @@ export class DsyncNode implements ConnectionOwner {
     this.log.info('node stopped');
   }
 
+  /** Any failure as the DsyncError a client should see (programmer errors become INTERNAL). */
+  asDsyncError(err: unknown): DsyncError {
+    if (err instanceof DsyncError) return err;
+    this.log.error('internal error', { err: err instanceof Error ? err.stack ?? err.message : String(err) });
+    return new DsyncError(ErrorCode.INTERNAL, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+  }
+
   // ---- ConnectionOwner ----
 
   helloReply(): Uint8Array {

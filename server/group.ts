@@ -1,0 +1,366 @@
+// Drives Raft groups over the real transport and WAL: ticks from one timer,
+// peer messages batched per peer per turn across groups, persist-then-send,
+// committed entries applied to each group's state machine, waiting proposers
+// and linearizable readers answered. One GroupHost per node, one GroupRunner
+// per group.
+
+import { assert } from '../core/assert.js';
+import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, raftReadRequestsPendingMax,
+  raftTickMs, snapshotEntriesThreshold } from '../core/constants.js';
+import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../core/ids.js';
+import { Xoshiro128 } from '../core/prng.js';
+import { Raft } from '../core/raft/raft.js';
+import { type ConfState, type Entry, EntryType, type Message, Role } from '../core/raft/types.js';
+import { DsyncError, ErrorCode } from '../protocol/errors.js';
+import { Opcode } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import type { Logger } from './log.js';
+import type { DsyncNode, GroupStatusView } from './node.js';
+import { fromWire, toWire } from './raft-codec.js';
+import { type RecoveredGroup, toPersistedState, type Wal } from './storage/wal.js';
+
+/** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
+export interface StateMachine {
+  /** Applies one committed entry (never the leader's empty no-op); returns the proposer's answer. */
+  apply(entry: Entry): unknown;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+  /** Leadership of this replica changed (e.g. restart lease clocks on becoming leader). */
+  onLeaderChange?(isLeader: boolean, leader: NodeId | ''): void;
+}
+
+interface ProposalWaiter {
+  readonly term: number;
+  resolve(result: unknown): void;
+  reject(err: DsyncError): void;
+}
+
+interface ReadWaiter {
+  index: number;
+  resolve(): void;
+  reject(err: DsyncError): void;
+}
+
+const roleNames: Record<Role, string> = { [Role.Follower]: 'follower', [Role.PreCandidate]: 'pre-candidate',
+  [Role.Candidate]: 'candidate', [Role.Leader]: 'leader' };
+
+export class GroupRunner {
+  readonly raft: Raft;
+  private readyInFlight = false;
+  private scheduled = false;
+  private stopped = false;
+  private readonly proposals = new Map<number, ProposalWaiter>();
+  private readonly reads = new Map<string, ReadWaiter>();
+  /** Reads whose read index is known, waiting for apply to catch up. */
+  private readonly readsAwaitingApply: ReadWaiter[] = [];
+  private nextReadId = 1;
+  private appliedIndex = 0;
+  private appliedTerm = 0;
+  private snapshotIndex = 0;
+  private leaderId: NodeId | '' = '';
+  private role: Role = Role.Follower;
+  private readonly runBound = (): void => {
+    this.scheduled = false;
+    void this.processReady();
+  };
+
+  constructor(readonly group: GroupId, private readonly host: GroupHost, private readonly sm: StateMachine,
+    recovered: RecoveredGroup | undefined, bootstrap: ConfState, seed: number) {
+    const persisted = toPersistedState(recovered, bootstrap);
+    if (persisted.snapshot !== null) {
+      sm.restore(persisted.snapshot.data);
+      this.appliedIndex = persisted.snapshot.meta.index;
+      this.appliedTerm = persisted.snapshot.meta.term;
+      this.snapshotIndex = this.appliedIndex;
+    }
+    this.raft = new Raft({
+      id: host.nodeId,
+      electionTicks: electionTimeoutTicksMin,
+      heartbeatTicks: heartbeatIntervalTicks,
+      prng: new Xoshiro128(seed),
+      preVote: true,
+      checkQuorum: true,
+      maxEntriesPerMsg: appendEntriesCountMax,
+      maxInflightMsgs: inflightAppendsMax,
+    }, persisted);
+    this.schedule();
+  }
+
+  get isLeader(): boolean {
+    return this.role === Role.Leader;
+  }
+
+  get leader(): NodeId | '' {
+    return this.leaderId;
+  }
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  /** Proposes `data`; resolves with the state machine's answer once applied here. Leader only. */
+  propose(data: Uint8Array): Promise<unknown> {
+    if (this.stopped) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    const outcome = this.raft.propose(data);
+    if (!outcome.ok) {
+      if (outcome.reason === 'not-leader') return Promise.reject(this.host.node.notLeader(`group ${this.group}`));
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `group ${this.group} cannot take proposals right now (${outcome.reason}); retry shortly`));
+    }
+    this.schedule();
+    return new Promise((resolve, reject) => {
+      this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
+    });
+  }
+
+  /** Resolves once this replica has applied everything committed before the call (ReadIndex). */
+  readBarrier(): Promise<void> {
+    if (this.reads.size >= raftReadRequestsPendingMax) {
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'too many linearizable reads pending; retry shortly'));
+    }
+    const key = `${this.host.nodeId}:${this.nextReadId++}`;
+    if (!this.raft.readIndex(new TextEncoder().encode(key))) return Promise.reject(this.host.node.notLeader(`group ${this.group}`));
+    this.schedule();
+    return new Promise((resolve, reject) => {
+      this.reads.set(key, { index: 0, resolve, reject });
+    });
+  }
+
+  step(message: Message): void {
+    if (this.stopped) return;
+    this.raft.step(message);
+    this.schedule();
+  }
+
+  tick(): void {
+    if (this.stopped) return;
+    this.raft.tick();
+    this.schedule();
+  }
+
+  status(): GroupStatusView {
+    const s = this.raft.status();
+    return schema.GroupStatus.create({
+      group: this.group, leaderId: s.leader, term: s.term, commit: s.commit, applied: this.appliedIndex, lastIndex: s.lastIndex,
+      role: roleNames[s.role], voters: [...s.conf.voters], learners: [...s.conf.learners],
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.readyInFlight || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(this.runBound);
+  }
+
+  /** One Ready at a time: persist, then send, then apply, then advance. */
+  private async processReady(): Promise<void> {
+    if (this.readyInFlight || this.stopped || !this.raft.hasReady()) return;
+    this.readyInFlight = true;
+    const rd = this.raft.ready();
+    const wal = this.host.wal;
+    try {
+      if (rd.snapshot !== null) {
+        await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+      }
+      if (rd.hardState !== null || rd.entries.length > 0) {
+        const seq = wal.append(this.group, rd.hardState, rd.entries);
+        if (seq > wal.durable) await wal.whenDurable(seq);
+      }
+    } catch (err) {
+      // Without durable storage this replica must not say anything more: stop the node.
+      this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+      return;
+    }
+    if (this.stopped) return;
+    this.host.send(this.group, rd.messages);
+    if (rd.snapshot !== null) {
+      this.sm.restore(rd.snapshot.data);
+      this.appliedIndex = rd.snapshot.meta.index;
+      this.appliedTerm = rd.snapshot.meta.term;
+      this.snapshotIndex = this.appliedIndex;
+      this.rejectProposalsUpTo(this.appliedIndex);
+    }
+    for (const entry of rd.committedEntries) this.applyEntry(entry);
+    for (const rs of rd.readStates) {
+      const key = new TextDecoder().decode(rs.context);
+      const waiter = this.reads.get(key);
+      if (waiter === undefined) continue;
+      this.reads.delete(key);
+      waiter.index = rs.index;
+      if (this.appliedIndex >= rs.index) waiter.resolve();
+      else this.readsAwaitingApply.push(waiter);
+    }
+    this.releaseReads();
+    if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
+    this.raft.advance();
+    this.readyInFlight = false;
+    this.maybeCompact();
+    if (this.raft.hasReady()) this.schedule();
+  }
+
+  private applyEntry(entry: Entry): void {
+    assert(entry.index === this.appliedIndex + 1, `group ${this.group} applies ${entry.index} after ${this.appliedIndex}`);
+    this.appliedIndex = entry.index;
+    this.appliedTerm = entry.term;
+    let result: unknown = undefined;
+    if (entry.type === EntryType.Normal && entry.data.length > 0) result = this.sm.apply(entry);
+    const waiter = this.proposals.get(entry.index);
+    if (waiter === undefined) return;
+    this.proposals.delete(entry.index);
+    if (waiter.term === entry.term) waiter.resolve(result);
+    else waiter.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'leadership changed before the request committed; retry'));
+  }
+
+  private rejectProposalsUpTo(index: number): void {
+    for (const [i, w] of this.proposals) {
+      if (i <= index) {
+        this.proposals.delete(i);
+        w.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'the log was replaced by a snapshot before the request was applied; retry'));
+      }
+    }
+  }
+
+  private releaseReads(): void {
+    if (this.readsAwaitingApply.length === 0) return;
+    let kept = 0;
+    for (const w of this.readsAwaitingApply) {
+      if (this.appliedIndex >= w.index) w.resolve();
+      else this.readsAwaitingApply[kept++] = w;
+    }
+    this.readsAwaitingApply.length = kept;
+  }
+
+  private onSoftState(leader: NodeId | '', role: Role): void {
+    const wasLeader = this.role === Role.Leader;
+    const leaderChanged = leader !== this.leaderId;
+    this.leaderId = leader;
+    this.role = role;
+    if (wasLeader && role !== Role.Leader) {
+      // Proposals may still commit under the next leader; clients retry them with the same
+      // client id + sequence, which the state machine applies once.
+      this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
+    } else if (leaderChanged) {
+      this.failReads(new DsyncError(ErrorCode.UNAVAILABLE, 'the leader changed during a read; retry'));
+    }
+    if (leaderChanged || wasLeader !== (role === Role.Leader)) {
+      this.host.log.info('raft leadership', { group: this.group, leader, role: roleNames[role], term: this.raft.status().term });
+      this.sm.onLeaderChange?.(role === Role.Leader, leader);
+    }
+  }
+
+  private failWaiters(err: DsyncError): void {
+    for (const w of this.proposals.values()) w.reject(err);
+    this.proposals.clear();
+    this.failReads(err);
+  }
+
+  private failReads(err: DsyncError): void {
+    for (const w of this.reads.values()) w.reject(err);
+    this.reads.clear();
+    for (const w of this.readsAwaitingApply) w.reject(err);
+    this.readsAwaitingApply.length = 0;
+  }
+
+  private maybeCompact(): void {
+    if (this.appliedIndex - this.snapshotIndex < snapshotEntriesThreshold) return;
+    const index = logIndex(this.appliedIndex);
+    const data = this.sm.snapshot();
+    this.raft.compact(index, data);
+    this.snapshotIndex = this.appliedIndex;
+    const snapshot = { meta: { index, term: term(this.appliedTerm), conf: this.raft.status().conf }, data };
+    this.host.wal.saveSnapshot(this.group, snapshot).catch((err: unknown) => {
+      this.host.log.error('snapshot save failed', { group: this.group, err: String(err) });
+    });
+  }
+}
+
+/** Per node: the WAL, the tick timer, and the peer message batching shared by every group. */
+export class GroupHost {
+  readonly groups = new Map<GroupId, GroupRunner>();
+  private readonly outbox = new Map<NodeId, ReturnType<typeof toWire>[]>();
+  private flushScheduled = false;
+  private readonly tickTimer: NodeJS.Timeout;
+  readonly log: Logger;
+  readonly nodeId: NodeId;
+
+  constructor(readonly node: DsyncNode, readonly wal: Wal, readonly recovered: Map<GroupId, RecoveredGroup>) {
+    this.log = node.log;
+    this.nodeId = node.config.nodeId;
+    this.tickTimer = setInterval(() => {
+      for (const g of this.groups.values()) g.tick();
+    }, raftTickMs);
+    node.handlePeerPush(Opcode.Raft, (from, payload) => this.receive(from, payload));
+    node.addGroupStatus(() => [...this.groups.values()].map((g) => g.status()));
+  }
+
+  /** Starts (or restarts from the WAL) the replica of `group`. */
+  addGroup(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner {
+    assert(!this.groups.has(group), `group ${group} started twice`);
+    // The seed only spreads election timeouts; distinct per node and group is all it needs.
+    let seed = group * 7919;
+    for (const ch of this.nodeId) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0;
+    const runner = new GroupRunner(group, this, sm, this.recovered.get(group), bootstrap, seed ^ process.pid);
+    this.groups.set(group, runner);
+    return runner;
+  }
+
+  send(group: GroupId, messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    for (const m of messages) {
+      let queue = this.outbox.get(m.to);
+      if (queue === undefined) {
+        queue = [];
+        this.outbox.set(m.to, queue);
+      }
+      queue.push(toWire(group, m));
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.tickTimer);
+    for (const g of this.groups.values()) g.stop();
+    this.flush();
+    await this.wal.close();
+  }
+
+  fatal(message: string): void {
+    this.log.error(message);
+    // A replica that cannot persist must not keep voting or acknowledging.
+    process.exit(70);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const [peer, messages] of this.outbox) {
+      if (messages.length === 0) continue;
+      this.node.peers.send(peer, Opcode.Raft, schema.RaftBatch.encode({ messages }).finish());
+      messages.length = 0;
+    }
+  }
+
+  private receive(from: NodeId, payload: Uint8Array): void {
+    let batch: ReturnType<typeof schema.RaftBatch.decode>;
+    try {
+      batch = schema.RaftBatch.decode(payload);
+    } catch (err) {
+      this.log.warn('undecodable raft batch from peer', { peer: from, err: (err as Error).message });
+      return;
+    }
+    for (const w of batch.messages) {
+      const { group, message } = fromWire(w);
+      if (message.from !== from) {
+        this.log.warn('raft message names a sender other than its link', { peer: from, claimed: message.from });
+        continue;
+      }
+      this.groups.get(group)?.step(message);
+    }
+  }
+}
