@@ -7,6 +7,7 @@ import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { NodeConnection, type PushListener } from './connection.js';
+import { type HeldLock, LockManager, type LockOptions } from './locks.js';
 
 export interface ClientOptions {
   /** Any subset of the cluster's client addresses (host:port); the rest is discovered. */
@@ -19,6 +20,8 @@ export interface ClientOptions {
   readonly name?: string;
   /** How many times a leader-routed request follows NOT_LEADER / retries UNAVAILABLE (default 8). */
   readonly maxRedirects?: number;
+  /** TTL of this client's lock session (default 10000 ms); kept alive in the background. */
+  readonly sessionTtlMs?: number;
 }
 
 export interface MemberStatus {
@@ -58,8 +61,9 @@ export class Client {
   private closed = false;
   readonly requestTimeoutMs: number;
   private readonly connectTimeoutMs: number;
-  private readonly name: string;
+  readonly name: string;
   private readonly maxRedirects: number;
+  private readonly lockManager: LockManager;
 
   private constructor(opts: ClientOptions) {
     if (opts.seeds.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'Client.connect needs at least one seed address');
@@ -68,6 +72,17 @@ export class Client {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMsDefault;
     this.name = opts.name ?? `client-${process.pid}`;
     this.maxRedirects = opts.maxRedirects ?? 8;
+    this.lockManager = new LockManager(this, opts.sessionTtlMs);
+  }
+
+  /** Acquires a lock (waiting as needed); the held lock carries its fencing token. Works with `await using`. */
+  lock(name: string, opts?: LockOptions): Promise<HeldLock> {
+    return this.lockManager.lock(name, opts);
+  }
+
+  /** Acquires a lock only if it is free right now; resolves null otherwise. */
+  tryLock(name: string, opts?: Omit<LockOptions, 'waitMs'>): Promise<HeldLock | null> {
+    return this.lockManager.tryLock(name, opts);
   }
 
   /** Connects to the first reachable seed and learns the members from its hello. */
@@ -109,6 +124,8 @@ export class Client {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    await this.lockManager.close();
     this.closed = true;
     const all = [...this.connections.values()];
     this.connections.clear();

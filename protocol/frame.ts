@@ -24,6 +24,17 @@ export const Opcode = {
   Raft: 10,
   JournalAppend: 11,
   JournalInfo: 12,
+  SessionOpen: 20,
+  SessionKeepAlive: 21,
+  SessionClose: 22,
+  LockAcquire: 23,
+  LockRelease: 24,
+  LockDowngrade: 25,
+  LockCancel: 26,
+  LockForceRelease: 27,
+  LockInfo: 28,
+  LockList: 29,
+  SessionList: 30,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
 

@@ -35,7 +35,7 @@ export class Connection implements FrameSink {
   private pendingRequests = 0;
   private helloTimer: NodeJS.Timeout | null;
   private isClosed = false;
-  private readonly closeListeners: (() => void)[] = [];
+  private readonly closeListeners = new Set<() => void>();
 
   constructor(readonly socket: Socket, private readonly owner: ConnectionOwner) {
     this.decoder = new FrameDecoder(this);
@@ -60,9 +60,13 @@ export class Connection implements FrameSink {
   }
 
   /** Runs `fn` once when the connection closes (e.g. to requeue a consumer's deliveries). */
-  onClose(fn: () => void): void {
-    if (this.isClosed) fn();
-    else this.closeListeners.push(fn);
+  onClose(fn: () => void): () => void {
+    if (this.isClosed) {
+      fn();
+      return () => {};
+    }
+    this.closeListeners.add(fn);
+    return () => this.closeListeners.delete(fn);
   }
 
   // ---- FrameSink ----
@@ -186,6 +190,8 @@ export class Connection implements FrameSink {
     if (this.helloTimer !== null) clearTimeout(this.helloTimer);
     this.writer.close();
     this.owner.closed(this);
-    for (const fn of this.closeListeners.splice(0)) fn();
+    const listeners = [...this.closeListeners];
+    this.closeListeners.clear();
+    for (const fn of listeners) fn();
   }
 }

@@ -10,6 +10,7 @@ import type { NodeConfig } from './config.js';
 import { GroupHost, type GroupRunner } from './group.js';
 import { EntryKind, frameEntry, Group0StateMachine } from './group0.js';
 import { Journal } from './journal.js';
+import { LockService } from './locks.js';
 import { decodePayload, DsyncNode } from './node.js';
 import { Wal } from './storage/wal.js';
 
@@ -37,10 +38,15 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     restore: (s) => journal.restore(s as { count: number; hash: number }),
   });
 
+  const locks = new LockService(node);
+  sm.register(EntryKind.Lock, 'locks', locks);
+
   const voters = [config.nodeId, ...config.peers.map((p) => p.id)].sort() as NodeId[];
   const group0 = host.addGroup(metaGroup, sm, { voters, learners: [] });
   node.setLeaderProvider(() => group0.leader);
   registerJournal(node, group0, journal);
+  locks.attach(group0);
+  node.onStop(() => locks.stop());
 
   node.consoleCommands.register({
     name: 'raft', usage: 'raft', help: 'every Raft group on this node: role, term, commit, applied',

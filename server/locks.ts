@@ -1,0 +1,361 @@
+// The lock service: client lock requests become Raft entries of group 0,
+// applied to the replicated LockTable. The leader stamps time, runs the lease
+// clock (expiring sessions, waking lock-delays) and parks waiting acquires
+// until a grant or failure applies. Followers answer NOT_LEADER.
+
+import { assert } from '../core/assert.js';
+import { type ClientId, clientId as toClientId, logIndex, type NodeId, type SessionId, sessionId } from '../core/ids.js';
+import { LeaseClock, type LockCommand, type LockInfo, type LockMode, type LockResult, LockTable,
+  type LockTableSnapshot } from '../core/locks/index.js';
+import type { Entry } from '../core/raft/types.js';
+import { DsyncError, ErrorCode, isErrorCode } from '../protocol/errors.js';
+import { Opcode } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import type { Connection } from './connection.js';
+import type { GroupRunner } from './group.js';
+import { EntryKind, frameEntry, type SubMachine } from './group0.js';
+import { decodePayload, type DsyncNode, type RequestContext } from './node.js';
+
+/** How often the leader checks for expired leases and due lock-delays. */
+const leaseCheckIntervalMs = 50;
+
+const CommandKind = {
+  openSession: 1, keepAlive: 2, closeSession: 3, expireSessions: 4, acquire: 5, release: 6, downgrade: 7,
+  cancelWait: 8, forceRelease: 9, wakeDelayed: 10,
+} as const satisfies Record<LockCommand['kind'], number>;
+const kindByNumber = new Map<number, LockCommand['kind']>(Object.entries(CommandKind).map(([k, v]) => [v, k as LockCommand['kind']]));
+
+/** Encodes a lock command for the Raft log (protobuf LockCommandEntry). */
+export function encodeLockCommand(cmd: LockCommand): Uint8Array {
+  const e: ReturnType<typeof schema.LockCommandEntry.create> = schema.LockCommandEntry.create({ kind: CommandKind[cmd.kind], nowMs: cmd.nowMs });
+  if ('clientId' in cmd && cmd.clientId !== undefined) {
+    e.clientId = cmd.clientId;
+    e.seq = cmd.seq ?? 0;
+    e.hasClient = true;
+  }
+  if ('session' in cmd) e.session = cmd.session;
+  if ('lock' in cmd) e.lock = cmd.lock;
+  switch (cmd.kind) {
+    case 'openSession': e.ttlMs = cmd.ttlMs; e.lockDelayMs = cmd.lockDelayMs; break;
+    case 'acquire': e.exclusive = cmd.mode === 'exclusive'; e.requestId = cmd.requestId; e.wait = cmd.wait; break;
+    case 'cancelWait': e.requestId = cmd.requestId; e.reason = cmd.reason === 'timeout' ? 0 : 1; break;
+    case 'expireSessions':
+      e.expireSessions = cmd.sessions.map((s) => s.session);
+      e.expireRenewedIndex = cmd.sessions.map((s) => s.renewedIndex);
+      break;
+    default: break;
+  }
+  return schema.LockCommandEntry.encode(e).finish();
+}
+
+export function decodeLockCommand(body: Uint8Array): LockCommand {
+  const e = schema.LockCommandEntry.decode(body);
+  const kind = kindByNumber.get(e.kind);
+  assert(kind !== undefined, `lock entry of unknown kind ${e.kind}`);
+  const client = { clientId: toClientId(e.clientId), seq: Number(e.seq), nowMs: e.nowMs };
+  const session = sessionId(Number(e.session));
+  switch (kind) {
+    case 'openSession': return { kind, ...client, ttlMs: e.ttlMs, lockDelayMs: e.lockDelayMs };
+    case 'keepAlive': return { kind, ...client, session };
+    case 'closeSession': return { kind, ...client, session };
+    case 'expireSessions': return { kind, nowMs: e.nowMs, sessions: e.expireSessions.map((s, i) => ({
+      session: sessionId(Number(s)), renewedIndex: logIndex(Number(e.expireRenewedIndex[i] ?? 0)) })) };
+    case 'acquire': return { kind, ...client, session, lock: e.lock, mode: e.exclusive ? 'exclusive' : 'shared', requestId: e.requestId, wait: e.wait };
+    case 'release': return { kind, ...client, session, lock: e.lock };
+    case 'downgrade': return { kind, ...client, session, lock: e.lock };
+    case 'cancelWait': {
+      const base = { kind, nowMs: e.nowMs, session, lock: e.lock, requestId: e.requestId, reason: e.reason === 0 ? 'timeout' as const : 'cancelled' as const };
+      return e.hasClient ? { ...base, clientId: client.clientId, seq: client.seq } : base;
+    }
+    case 'forceRelease': return { kind, ...client, lock: e.lock };
+    case 'wakeDelayed': return { kind, nowMs: e.nowMs, lock: e.lock };
+  }
+}
+
+/** A lock-table error result as the DsyncError the client sees. */
+function lockError(code: string, message: string): DsyncError {
+  if (code === 'TIMEOUT') return new DsyncError(ErrorCode.LOCK_TIMEOUT, message);
+  return new DsyncError(isErrorCode(code) ? code : ErrorCode.INTERNAL, message);
+}
+
+interface ParkedAcquire {
+  readonly key: string;
+  readonly conn: Connection;
+  readonly requestId: number;
+  readonly session: SessionId;
+  readonly lock: string;
+  readonly lockRequestId: string;
+  timer: NodeJS.Timeout | null;
+  done: boolean;
+  unsubscribeClose: () => void;
+}
+
+export class LockService implements SubMachine {
+  private table = new LockTable();
+  private readonly leases = new LeaseClock();
+  private isLeader = false;
+  /** Acquires waiting on this node, by clientId + request id. */
+  private readonly parked = new Map<string, ParkedAcquire>();
+  private leaseTimer: NodeJS.Timeout | null = null;
+  private expiryInFlight = false;
+  private readonly wakesInFlight = new Set<string>();
+  private group0: GroupRunner | null = null;
+
+  constructor(private readonly node: DsyncNode) {}
+
+  attach(group0: GroupRunner): void {
+    this.group0 = group0;
+    this.registerHandlers();
+    this.registerConsole();
+  }
+
+  // ---- SubMachine (runs on every replica, deterministically) ----
+
+  apply(entry: Entry, body: Uint8Array): LockResult {
+    const cmd = decodeLockCommand(body);
+    const outcome = this.table.apply(cmd, entry.index);
+    if (this.isLeader) this.leases.observe(cmd, entry.index, outcome, Date.now());
+    for (const ev of outcome.events) {
+      if (ev.kind === 'revoked') continue;
+      const p = this.parked.get(parkKey(ev.clientId, ev.requestId));
+      if (p === undefined) continue;
+      if (ev.kind === 'granted') this.finish(p, grantReply(ev.lock, ev.token, ev.mode, ev.count), null);
+      else this.finish(p, null, lockError(ev.code, ev.message));
+    }
+    return outcome.result;
+  }
+
+  snapshot(): LockTableSnapshot {
+    return this.table.toSnapshot();
+  }
+
+  restore(state: unknown): void {
+    this.table = LockTable.fromSnapshot(state as LockTableSnapshot);
+  }
+
+  onLeaderChange(isLeader: boolean, _leader: NodeId | ''): void {
+    const was = this.isLeader;
+    this.isLeader = isLeader;
+    if (isLeader && !was) {
+      // Restart every countdown: a failover never expires sessions en masse.
+      this.leases.becomeLeader(Date.now(),
+        this.table.listSessions().map((s) => ({ session: s.session, ttlMs: s.ttlMs, renewedIndex: s.renewedIndex })),
+        this.table.delayedLocks().map((d) => ({ lock: d.lock, lockDelayMs: d.lockDelayMs })));
+      this.leaseTimer = setInterval(() => this.checkLeases(), leaseCheckIntervalMs);
+      this.leaseTimer.unref();
+    } else if (!isLeader && was) {
+      if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+      this.leaseTimer = null;
+      // The next leader does not know these waits: the clients retry them there (same seq).
+      const err = this.node.notLeader('locks');
+      for (const p of this.parked.values()) this.finish(p, null, err);
+    }
+  }
+
+  stop(): void {
+    if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+    this.leaseTimer = null;
+    for (const p of this.parked.values()) this.finish(p, null, new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+  }
+
+  // ---- leader-side proposals ----
+
+  private propose(cmd: LockCommand): Promise<LockResult> {
+    const group0 = this.group0;
+    assert(group0 !== null, 'lock service used before attach');
+    return group0.propose(frameEntry(EntryKind.Lock, encodeLockCommand(cmd))) as Promise<LockResult>;
+  }
+
+  private checkLeases(): void {
+    if (!this.isLeader) return;
+    const now = Date.now();
+    if (!this.expiryInFlight) {
+      const expired = this.leases.expired(now);
+      if (expired.length > 0) {
+        this.expiryInFlight = true;
+        this.propose({ kind: 'expireSessions', nowMs: now, sessions: expired })
+          .then((r) => this.node.log.info('sessions expired', { count: r.kind === 'expired' ? r.sessions.length : 0 }),
+            (err: unknown) => this.node.log.debug('expiry proposal failed', { err: String(err) }))
+          .finally(() => { this.expiryInFlight = false; });
+      }
+    }
+    for (const lock of this.leases.delaysDue(now)) {
+      if (this.wakesInFlight.has(lock)) continue;
+      this.wakesInFlight.add(lock);
+      this.propose({ kind: 'wakeDelayed', nowMs: now, lock })
+        .catch((err: unknown) => this.node.log.debug('lock-delay wake failed', { err: String(err) }))
+        .finally(() => this.wakesInFlight.delete(lock));
+    }
+  }
+
+  // ---- requests ----
+
+  private registerHandlers(): void {
+    const on = (opcode: number, fn: (ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>) => void): void => {
+      this.node.handle(opcode, (ctx, payload) => {
+        const req = decodePayload((b) => schema.LockRequest.decode(b), payload, 'lock request');
+        if (!this.isLeader) throw this.node.notLeader('locks');
+        if (req.clientId === '' && opcode !== Opcode.LockCancel) throw new DsyncError(ErrorCode.BAD_REQUEST, 'lock requests need a client id');
+        fn(ctx, req);
+      });
+    };
+    const answer = (ctx: RequestContext, promise: Promise<LockResult>): void => {
+      promise.then((r) => {
+        if (r.kind === 'error') ctx.conn.replyError(ctx.requestId, ctx.opcode, lockError(r.code, r.message));
+        else ctx.conn.reply(ctx.requestId, ctx.opcode, schema.LockReply.encode(resultReply(r)).finish());
+      }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
+    };
+    const client = (req: ReturnType<typeof schema.LockRequest.decode>): { clientId: ClientId; seq: number; nowMs: number } =>
+      ({ clientId: toClientId(req.clientId), seq: Number(req.seq), nowMs: Date.now() });
+
+    on(Opcode.SessionOpen, (ctx, req) => answer(ctx, this.propose({ kind: 'openSession', ...client(req), ttlMs: req.ttlMs, lockDelayMs: req.lockDelayMs })));
+    on(Opcode.SessionKeepAlive, (ctx, req) => answer(ctx, this.propose({ kind: 'keepAlive', ...client(req), session: sessionId(Number(req.session)) })));
+    on(Opcode.SessionClose, (ctx, req) => answer(ctx, this.propose({ kind: 'closeSession', ...client(req), session: sessionId(Number(req.session)) })));
+    on(Opcode.LockRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'release', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
+    on(Opcode.LockDowngrade, (ctx, req) => answer(ctx, this.propose({ kind: 'downgrade', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
+    on(Opcode.LockForceRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock })));
+    on(Opcode.LockCancel, (ctx, req) => answer(ctx, this.propose({
+      kind: 'cancelWait', ...client(req), session: sessionId(Number(req.session)), lock: req.lock, requestId: req.requestId, reason: 'cancelled',
+    })));
+    on(Opcode.LockAcquire, (ctx, req) => this.acquire(ctx, req, client(req)));
+
+    this.node.handle(Opcode.LockInfo, (ctx, payload) => {
+      const q = decodePayload((b) => schema.LockQuery.decode(b), payload, 'lock query');
+      this.linearizable(ctx, () => schema.LockListReply.encode({ locks: q.lock === '' ? this.table.listLocks().map(lockState)
+        : [this.table.lockInfo(q.lock)].filter((l): l is LockInfo => l !== null).map(lockState) }).finish());
+    });
+    this.node.handle(Opcode.LockList, (ctx) => {
+      this.linearizable(ctx, () => schema.LockListReply.encode({ locks: this.table.listLocks().map(lockState) }).finish());
+    });
+    this.node.handle(Opcode.SessionList, (ctx) => {
+      this.linearizable(ctx, () => schema.SessionListReply.encode({ sessions: this.table.listSessions().map((s) => ({
+        session: s.session, clientId: s.clientId, ttlMs: s.ttlMs, holds: [...s.holds], waits: s.waits.length, lockDelayMs: s.lockDelayMs,
+      })) }).finish());
+    });
+  }
+
+  /** Answers with the table's state after a ReadIndex barrier: never stale. */
+  private linearizable(ctx: RequestContext, render: () => Uint8Array): void {
+    const group0 = this.group0;
+    assert(group0 !== null, 'lock service used before attach');
+    group0.readBarrier().then(() => ctx.conn.reply(ctx.requestId, ctx.opcode, render()),
+      (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
+  }
+
+  private acquire(ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>,
+    client: { clientId: ClientId; seq: number; nowMs: number }): void {
+    if (req.requestId === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'acquire needs a request id');
+    const key = parkKey(client.clientId, req.requestId);
+    const session = sessionId(Number(req.session));
+    // Park before proposing: a grant can apply in the same batch as the queued answer.
+    const previous = this.parked.get(key);
+    if (previous !== undefined) this.finish(previous, null, new DsyncError(ErrorCode.CANCELLED, 'superseded by a retry of the same acquire'));
+    const p: ParkedAcquire = { key, conn: ctx.conn, requestId: ctx.requestId, session, lock: req.lock, lockRequestId: req.requestId,
+      timer: null, done: false, unsubscribeClose: () => {} };
+    this.parked.set(key, p);
+    p.unsubscribeClose = ctx.conn.onClose(() => {
+      if (p.done) return;
+      this.finish(p, null, null);
+      if (this.isLeader) {
+        // Nobody is left to take the grant: withdraw the wait.
+        this.propose({ kind: 'cancelWait', nowMs: Date.now(), session, lock: req.lock, requestId: req.requestId, reason: 'cancelled' })
+          .catch(() => { /* the session's expiry cleans up instead */ });
+      }
+    });
+    this.propose({ kind: 'acquire', ...client, session, lock: req.lock, mode: req.exclusive ? 'exclusive' : 'shared', requestId: req.requestId, wait: req.wait })
+      .then((r) => {
+        if (p.done) return;
+        if (r.kind === 'queued') {
+          if (req.waitMs > 0) {
+            p.timer = setTimeout(() => {
+              if (p.done || !this.isLeader) return;
+              this.propose({ kind: 'cancelWait', nowMs: Date.now(), session, lock: req.lock, requestId: req.requestId, reason: 'timeout' })
+                .catch((err: unknown) => this.finish(p, null, this.node.asDsyncError(err)));
+            }, req.waitMs);
+          }
+          return;
+        }
+        if (r.kind === 'error') this.finish(p, null, lockError(r.code, r.message));
+        else this.finish(p, resultReply(r), null);
+      }, (err: unknown) => this.finish(p, null, this.node.asDsyncError(err)));
+  }
+
+  /** Answers a parked acquire once (reply, error, or nothing when its connection is gone). */
+  private finish(p: ParkedAcquire, reply: ReturnType<typeof schema.LockReply.create> | null, err: DsyncError | null): void {
+    if (p.done) return;
+    p.done = true;
+    if (p.timer !== null) clearTimeout(p.timer);
+    p.unsubscribeClose();
+    if (this.parked.get(p.key) === p) this.parked.delete(p.key);
+    if (p.conn.closed) return;
+    if (reply !== null) p.conn.reply(p.requestId, Opcode.LockAcquire, schema.LockReply.encode(reply).finish());
+    else if (err !== null) p.conn.replyError(p.requestId, Opcode.LockAcquire, err);
+  }
+
+  // ---- console ----
+
+  private registerConsole(): void {
+    const c = this.node.consoleCommands;
+    c.register({
+      name: 'locks', usage: 'locks', help: 'every lock with holders and waiters (this node\'s applied state)',
+      run: () => {
+        const locks = this.table.listLocks();
+        if (locks.length === 0) return '(no locks held or awaited)';
+        return locks.map((l) => `${l.name}  holders=${l.holders.map((h) => `s${h.session}:${h.mode[0]}x${h.count}@${h.token}`).join(',') || '-'}  waiters=${l.waiters.length}  lastToken=${l.lastToken}`).join('\n');
+      },
+    });
+    c.register({
+      name: 'lock', usage: 'lock NAME', help: 'holders and waiters of one lock',
+      run: (args) => {
+        const name = args[0];
+        if (name === undefined) return 'usage: lock NAME';
+        const l = this.table.lockInfo(name);
+        if (l === null) return `lock ${name} is free and has no waiters`;
+        return [`lock ${l.name} lastToken=${l.lastToken}${l.delay === null ? '' : ` delayed until ${new Date(l.delay.untilMs).toISOString()}`}`,
+          ...l.holders.map((h) => `  holder  session=${h.session} mode=${h.mode} count=${h.count} token=${h.token}`),
+          ...l.waiters.map((w, i) => `  waiter#${i + 1} session=${w.session} mode=${w.mode} request=${w.requestId}`)].join('\n');
+      },
+    });
+    c.register({
+      name: 'sessions', usage: 'sessions', help: 'lock sessions with TTL and what they hold',
+      run: () => {
+        const sessions = this.table.listSessions();
+        if (sessions.length === 0) return '(no sessions)';
+        return sessions.map((s) => {
+          const left = this.isLeader ? this.leases.deadlineOf(s.session) : null;
+          return `session ${s.session} client=${s.clientId} ttl=${s.ttlMs}ms${left === null ? '' : ` expires in ${Math.max(0, left - Date.now())}ms`} holds=${s.holds.join(',') || '-'} waits=${s.waits.length}`;
+        }).join('\n');
+      },
+    });
+  }
+}
+
+function parkKey(clientId: string, requestId: string): string {
+  return `${clientId}\u0000${requestId}`;
+}
+
+function grantReply(lock: string, token: number, mode: LockMode, count: number): ReturnType<typeof schema.LockReply.create> {
+  return schema.LockReply.create({ lock, token, exclusive: mode === 'exclusive', count });
+}
+
+function resultReply(r: Exclude<LockResult, { kind: 'error' }>): ReturnType<typeof schema.LockReply.create> {
+  switch (r.kind) {
+    case 'sessionOpened': return schema.LockReply.create({ session: r.session, ttlMs: r.ttlMs });
+    case 'granted': return grantReply(r.lock, r.token, r.mode, r.count);
+    case 'downgraded': return grantReply(r.lock, r.token, 'shared', r.count);
+    case 'released': return schema.LockReply.create({ lock: r.lock, count: r.count });
+    case 'queued': return schema.LockReply.create({ lock: r.lock });
+    case 'expired': case 'ok': return schema.LockReply.create({});
+  }
+}
+
+function lockState(l: LockInfo): ReturnType<typeof schema.LockState.create> {
+  return schema.LockState.create({
+    name: l.name,
+    holders: l.holders.map((h) => ({ session: h.session, exclusive: h.mode === 'exclusive', count: h.count, token: h.token })),
+    waiters: l.waiters.map((w) => ({ session: w.session, exclusive: w.mode === 'exclusive', requestId: w.requestId, clientId: w.clientId })),
+    lastToken: l.lastToken,
+    delayUntilMs: l.delay?.untilMs ?? 0,
+  });
+}
+
