@@ -1,0 +1,228 @@
+// Raft benchmark (`npm run bench:raft`): committed proposals/s of group 0 on a local
+// 3-node cluster of child processes, 64 concurrent proposers of 64-byte journal
+// appends talking straight to the leader, each keeping DEPTH requests in flight.
+// An append is acknowledged only once committed (fsynced on a majority) and applied
+// on the leader. Prints throughput, p50/p99/p999 commit latency (HDR histogram),
+// fsyncs/s per node from the console `raft` WAL metrics, and the hardware floor
+// (write+fdatasync latency, loopback ping); checks that all nodes converged to one
+// (count, hash) with count >= acknowledged. JSON to bench/results/raft.json.
+//
+// Env: RAFT_BENCH_SECONDS (10), RAFT_BENCH_WARMUP_SECONDS (1), RAFT_BENCH_PROPOSERS (64),
+// RAFT_BENCH_DEPTH (8 requests in flight per proposer), RAFT_BENCH_PAYLOAD_BYTES (64).
+
+import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { Client } from '../client/index.js';
+import type { NodeConnection } from '../client/connection.js';
+import { DsyncError } from '../protocol/errors.js';
+import { Opcode } from '../protocol/frame.js';
+import { schema } from '../protocol/index.js';
+import { TestCluster } from '../test/integration/helpers/cluster.js';
+import { consoleCommand, waitForConvergence, waitForLeader } from '../test/integration/raft-helpers.js';
+
+function envInt(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${raw}`);
+  return n;
+}
+
+const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
+const warmupSeconds = envInt('RAFT_BENCH_WARMUP_SECONDS', 1, 0, 600);
+const proposersCount = envInt('RAFT_BENCH_PROPOSERS', 64, 1, 4096);
+const depthPerProposer = envInt('RAFT_BENCH_DEPTH', 8, 1, 1024);
+const payloadBytes = envInt('RAFT_BENCH_PAYLOAD_BYTES', 64, 1, 1024 * 1024);
+/** A single request slower than this is an error, not a latency sample. */
+const requestTimeoutMs = 10_000;
+/** Raw write+fdatasync samples for the hardware floor. */
+const fdatasyncSamplesCount = 300;
+const pingSamplesCount = 500;
+/** Highest latency the histogram tracks, in microseconds (requests time out well before). */
+const latencyUsMax = 60_000_000;
+
+const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'raft.json');
+
+interface WalMetricsView {
+  readonly fsyncs: number;
+}
+
+interface Cleanup {
+  readonly fns: (() => void | Promise<void>)[];
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+function percentileMs(sortedMs: readonly number[], p: number): number {
+  return sortedMs[Math.min(sortedMs.length - 1, Math.floor(p * sortedMs.length))] ?? 0;
+}
+
+/** Raw write + fdatasync of one 4 KiB block, in the directory the nodes write to. */
+function fdatasyncFloor(dir: string): { p50Ms: number; p99Ms: number; meanMs: number } {
+  const file = join(dir, 'fdatasync-probe.bin');
+  const fd = openSync(file, 'w');
+  const block = new Uint8Array(4096).fill(1);
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < fdatasyncSamplesCount; i++) {
+      const t0 = performance.now();
+      writeSync(fd, block);
+      fdatasyncSync(fd);
+      samples.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    unlinkSync(file);
+  }
+  samples.sort((a, b) => a - b);
+  return { p50Ms: percentileMs(samples, 0.5), p99Ms: percentileMs(samples, 0.99), meanMs: samples.reduce((a, b) => a + b, 0) / samples.length };
+}
+
+async function pingFloor(client: Client): Promise<{ p50Ms: number; p99Ms: number }> {
+  const samples: number[] = [];
+  for (let i = 0; i < pingSamplesCount; i++) samples.push(await client.ping());
+  samples.sort((a, b) => a - b);
+  return { p50Ms: percentileMs(samples, 0.5), p99Ms: percentileMs(samples, 0.99) };
+}
+
+async function walFsyncs(consolePort: number): Promise<number> {
+  const out = await consoleCommand(consolePort, 'raft');
+  const m = /^wal: (\{.*\})$/m.exec(out);
+  if (m === null || m[1] === undefined) throw new Error(`console raft printed no WAL metrics: ${out}`);
+  const metrics = JSON.parse(m[1]) as WalMetricsView;
+  if (typeof metrics.fsyncs !== 'number') throw new Error(`WAL metrics without fsyncs: ${m[1]}`);
+  return metrics.fsyncs;
+}
+
+async function main(): Promise<void> {
+  const cleanup: Cleanup = { fns: [], teardown(fn) { this.fns.push(fn); } };
+  const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-raft-'));
+  cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
+  try {
+    const floor = fdatasyncFloor(dataRoot);
+    const cluster = await TestCluster.start(cleanup, { dataRoot });
+    const control = await Client.connect({ seeds: cluster.seeds });
+    cleanup.teardown(() => control.close());
+    const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
+    const leaderNode = cluster.node(leader.leaderId);
+    const ping = await pingFloor(control);
+
+    // One connection per proposer, straight to the leader (no redirects: a leader change is an error here).
+    const conns: NodeConnection[] = [];
+    const clients: Client[] = [];
+    for (let i = 0; i < proposersCount; i++) {
+      const c = await Client.connect({ seeds: [leaderNode.address], name: `bench-raft-${i}` });
+      clients.push(c);
+      conns.push(await c.connection(leaderNode.address));
+    }
+    cleanup.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    });
+
+    const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
+    let ackedTotal = 0;
+    let ackedMeasured = 0;
+    let errors = 0;
+    let firstError = '';
+    let measuring = false;
+    let stopping = false;
+    const payloads = conns.map((_, i) => {
+      const data = new Uint8Array(payloadBytes);
+      for (let k = 0; k < data.length; k++) data[k] = (i * 31 + k) & 0xff;
+      return schema.JournalAppend.encode({ data }).finish();
+    });
+
+    const slot = async (conn: NodeConnection, payload: Uint8Array): Promise<void> => {
+      while (!stopping) {
+        const t0 = performance.now();
+        try {
+          await conn.request(Opcode.JournalAppend, payload, requestTimeoutMs);
+        } catch (err) {
+          if (!(err instanceof DsyncError)) throw err;
+          errors++;
+          if (firstError === '') firstError = `${err.code}: ${err.message}`;
+          if (!conn.isOpen) return;
+          continue;
+        }
+        ackedTotal++;
+        if (measuring) {
+          ackedMeasured++;
+          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        }
+      }
+    };
+    const running = Promise.all(conns.flatMap((conn, i) => Array.from({ length: depthPerProposer }, () => slot(conn, payloads[i] ?? new Uint8Array(0)))));
+
+    await sleep(warmupSeconds * 1000);
+    const fsyncsBefore = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+    measuring = true;
+    const t0 = performance.now();
+    await sleep(measureSeconds * 1000);
+    measuring = false;
+    const elapsedS = (performance.now() - t0) / 1000;
+    const fsyncsAfter = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+    stopping = true;
+    await running;
+
+    const converged = await waitForConvergence(control, cluster.seeds, ackedTotal, 60_000);
+    const journalCount = converged[0]?.count ?? 0;
+    if (journalCount < ackedTotal) throw new Error(`journal holds ${journalCount} < ${ackedTotal} acknowledged appends`);
+
+    const fsyncsPerSec: Record<string, number> = {};
+    cluster.nodes.forEach((n, i) => {
+      const role = n.spec.id === leader.leaderId ? 'leader' : 'follower';
+      fsyncsPerSec[`${n.spec.id} (${role})`] = ((fsyncsAfter[i] ?? 0) - (fsyncsBefore[i] ?? 0)) / elapsedS;
+    });
+    const leaderIndex = cluster.nodes.indexOf(leaderNode);
+    const leaderFsyncs = (fsyncsAfter[leaderIndex] ?? 0) - (fsyncsBefore[leaderIndex] ?? 0);
+    const proposalsPerSec = ackedMeasured / elapsedS;
+    const ms = (us: number): number => us / 1000;
+    const result = {
+      scenario: '3 nodes, group 0 journal appends, acknowledged once committed (fsynced on a majority) and applied on the leader',
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
+      config: { seconds: measureSeconds, warmupSeconds, proposers: proposersCount, depthPerProposer,
+        inFlightMax: proposersCount * depthPerProposer, payloadBytes },
+      proposalsPerSec,
+      commitLatencyMs: { p50: ms(histogram.getValueAtPercentile(50)), p99: ms(histogram.getValueAtPercentile(99)),
+        p999: ms(histogram.getValueAtPercentile(99.9)), max: ms(histogram.maxValue), mean: ms(histogram.mean) },
+      fsyncsPerSec,
+      proposalsPerLeaderFsync: ackedMeasured / Math.max(1, leaderFsyncs),
+      errors, firstError,
+      acknowledgedTotal: ackedTotal,
+      converged: { count: journalCount, hash: converged[0]?.hash ?? 0, nodes: converged.length },
+      floor: { fdatasync4KiBMs: floor, loopbackPingMs: ping },
+    };
+
+    mkdirSync(dirname(resultsPath), { recursive: true });
+    writeFileSync(resultsPath, JSON.stringify(result, null, 2) + '\n');
+    const f = (n: number): string => n.toFixed(3).padStart(9);
+    console.log(`bench:raft  3 nodes, ${proposersCount} proposers x depth ${depthPerProposer}, ${payloadBytes}-byte appends, ${elapsedS.toFixed(1)} s`);
+    console.log(`  committed proposals/s   ${proposalsPerSec.toFixed(0)}`);
+    console.log('  commit latency ms          p50       p99      p999       max');
+    console.log(`                       ${f(result.commitLatencyMs.p50)} ${f(result.commitLatencyMs.p99)} ${f(result.commitLatencyMs.p999)} ${f(result.commitLatencyMs.max)}`);
+    for (const [k, v] of Object.entries(fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
+    console.log(`  proposals per leader fsync ${result.proposalsPerLeaderFsync.toFixed(1)}`);
+    console.log(`  errors ${errors}${firstError === '' ? '' : ` (first: ${firstError})`}`);
+    console.log(`  converged: ${converged.length} nodes at count=${journalCount} hash=${result.converged.hash} (>= ${ackedTotal} acknowledged)`);
+    console.log(`  floor: write+fdatasync 4 KiB p50 ${floor.p50Ms.toFixed(3)} ms p99 ${floor.p99Ms.toFixed(3)} ms; loopback ping p50 ${ping.p50Ms.toFixed(3)} ms p99 ${ping.p99Ms.toFixed(3)} ms`);
+    console.log(`  JSON: ${resultsPath}`);
+  } finally {
+    for (const fn of cleanup.fns.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        console.error(`cleanup: ${String(err)}`);
+      }
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  process.exit(1);
+});
