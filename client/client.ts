@@ -80,6 +80,11 @@ export class Client {
     return this.lockManager.lock(name, opts);
   }
 
+  /** Lock administration and inspection (linearizable reads through the leader). */
+  get locks(): Pick<LockManager, 'info' | 'sessions' | 'forceRelease'> {
+    return this.lockManager;
+  }
+
   /** Acquires a lock only if it is free right now; resolves null otherwise. */
   tryLock(name: string, opts?: Omit<LockOptions, 'waitMs'>): Promise<HeldLock | null> {
     return this.lockManager.tryLock(name, opts);

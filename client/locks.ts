@@ -120,6 +120,37 @@ class Held implements HeldLock {
   }
 }
 
+export interface LockHolderInfo {
+  readonly session: number;
+  readonly mode: LockMode;
+  readonly count: number;
+  readonly token: number;
+}
+
+export interface LockWaiterInfo {
+  readonly session: number;
+  readonly mode: LockMode;
+  readonly requestId: string;
+}
+
+/** Holders and waiters of a lock, as of a linearizable read on the leader. */
+export interface LockInfo {
+  readonly name: string;
+  readonly holders: readonly LockHolderInfo[];
+  readonly waiters: readonly LockWaiterInfo[];
+  readonly lastToken: number;
+  /** Lock-delay after a holder's session expired: no grant before this (epoch ms); 0 when none. */
+  readonly delayUntilMs: number;
+}
+
+export interface LockSessionInfo {
+  readonly session: number;
+  readonly clientId: string;
+  readonly ttlMs: number;
+  readonly holds: readonly string[];
+  readonly waits: number;
+}
+
 export class LockManager {
   private readonly lanes: RequestLanes;
   private sessionId = 0;
@@ -133,7 +164,7 @@ export class LockManager {
   private closed = false;
 
   constructor(private readonly client: Client, private readonly defaultTtlMs = sessionTtlMsDefault) {
-    this.lanes = new RequestLanes(`${client.name}-${process.pid}-${randomUUID().slice(0, 8)}`);
+    this.lanes = new RequestLanes(`${client.name}-${randomUUID().slice(0, 8)}`);
   }
 
   async lock(name: string, opts: LockOptions = {}): Promise<HeldLock> {
@@ -161,6 +192,31 @@ export class LockManager {
         // The TTL ends it anyway.
       }
     }
+  }
+
+  /** Every lock with holders or waiters (empty name) or one lock; linearizable. */
+  async info(name = ''): Promise<LockInfo[]> {
+    const reply = schema.LockListReply.decode(await this.client.leaderRequest(Opcode.LockInfo, schema.LockQuery.encode({ lock: name }).finish()));
+    return reply.locks.map((l) => ({
+      name: l.name ?? '',
+      holders: (l.holders ?? []).map((h) => ({ session: Number(h.session ?? 0), mode: h.exclusive === true ? 'exclusive' as const : 'shared' as const,
+        count: h.count ?? 0, token: Number(h.token ?? 0) })),
+      waiters: (l.waiters ?? []).map((w) => ({ session: Number(w.session ?? 0), mode: w.exclusive === true ? 'exclusive' as const : 'shared' as const,
+        requestId: w.requestId ?? '' })),
+      lastToken: Number(l.lastToken ?? 0),
+      delayUntilMs: l.delayUntilMs ?? 0,
+    }));
+  }
+
+  async sessions(): Promise<LockSessionInfo[]> {
+    const reply = schema.SessionListReply.decode(await this.client.leaderRequest(Opcode.SessionList, new Uint8Array(0)));
+    return reply.sessions.map((s) => ({ session: Number(s.session ?? 0), clientId: s.clientId ?? '', ttlMs: s.ttlMs ?? 0,
+      holds: s.holds ?? [], waits: s.waits ?? 0 }));
+  }
+
+  /** Admin: takes a lock from whoever holds it (their sessions stay alive). */
+  async forceRelease(name: string): Promise<void> {
+    await this.mutate(Opcode.LockForceRelease, { lock: name });
   }
 
   forget(h: Held): void {
