@@ -24,7 +24,7 @@ interface Command {
   run(args: ReturnType<typeof parseArgs>): Promise<number>;
 }
 
-const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'data-dir', 'log-level', 'config'];
+const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'data-dir', 'log-level', 'advertise', 'config'];
 
 const commands: Record<string, Command> = {
   node: {
@@ -39,6 +39,7 @@ const commands: Record<string, Command> = {
   --peers LIST         other members: id@host:port,... (PEERS)
   --data-dir DIR       where the node keeps its log (DATA_DIR)         ./data/ID
   --log-level LEVEL    debug|info|warn|error (LOG_LEVEL)               info
+  --advertise H:P      address clients should use for this node (ADVERTISE)   host:port
   --config FILE        JSON file with the same settings (DSYNC_CONFIG)`,
     valueFlags: nodeFlags,
     switchFlags: [],

@@ -2,6 +2,7 @@
 // (later wins), validated at start: a bad setting exits with a message naming it.
 
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type NodeId, nodeId } from '../core/ids.js';
 
@@ -22,6 +23,8 @@ export interface NodeConfig {
   readonly peers: readonly PeerAddress[];
   readonly dataDir: string;
   readonly logLevel: LogLevel;
+  /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
+  readonly advertise: string;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -37,7 +40,7 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'data-dir' | 'log-level' | 'config';
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'data-dir' | 'log-level' | 'advertise' | 'config';
 
 const envNames: Record<Exclude<SettingName, 'config'>, string> = {
   id: 'NODE_ID',
@@ -48,6 +51,7 @@ const envNames: Record<Exclude<SettingName, 'config'>, string> = {
   peers: 'PEERS',
   'data-dir': 'DATA_DIR',
   'log-level': 'LOG_LEVEL',
+  advertise: 'ADVERTISE',
 };
 const fileKeys: Record<Exclude<SettingName, 'config'>, string> = {
   id: 'nodeId',
@@ -58,6 +62,7 @@ const fileKeys: Record<Exclude<SettingName, 'config'>, string> = {
   peers: 'peers',
   'data-dir': 'dataDir',
   'log-level': 'logLevel',
+  advertise: 'advertise',
 };
 
 /** Where each setting came from, so an error can name it the way the operator wrote it. */
@@ -132,7 +137,13 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   if (!logLevels.includes(logLevel)) {
     throw new ConfigError(levelSetting?.label ?? '--log-level', `"${logLevel}" is not one of ${logLevels.join(', ')}`);
   }
-  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel };
+  const advertiseSetting = get('advertise');
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const advertise = advertiseSetting?.value ?? `${wildcard ? hostname() : host}:${port}`;
+  if (!/^[^\s:]+:\d+$|^\[[^\]]+\]:\d+$/.test(advertise)) {
+    throw new ConfigError(advertiseSetting?.label ?? '--advertise', `"${advertise}" is not host:port`);
+  }
+  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel, advertise };
 }
 
 function derivedPort(port: number, offset: number): number {

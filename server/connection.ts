@@ -21,6 +21,8 @@ export interface ConnectionOwner {
   /** A request (or push) from an authenticated connection. */
   dispatch(conn: Connection, type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void;
   closed(conn: Connection): void;
+  /** A peer introduced itself (its id and advertised client address). */
+  peerHello(conn: Connection): void;
 }
 
 let nextConnectionId = 1;
@@ -30,6 +32,8 @@ export class Connection implements FrameSink {
   role: ConnectionRole = 'pending';
   /** Client name or peer node id from the hello. */
   name = '';
+  /** Peers: the client address the peer advertised. */
+  advertise = '';
   private readonly decoder: FrameDecoder;
   private readonly writer: FrameWriter;
   private pendingRequests = 0;
@@ -165,6 +169,8 @@ export class Connection implements FrameSink {
     this.helloTimer = null;
     this.role = hello.role === schema.Role.ROLE_PEER ? 'peer' : 'client';
     this.name = hello.name;
+    this.advertise = hello.advertise;
+    if (this.role === 'peer') this.owner.peerHello(this);
     // Peers talk continuously (heartbeats); an idle peer link is a dead one.
     this.writer.send(FrameType.Response, Opcode.Hello, requestId, this.owner.helloReply());
   }

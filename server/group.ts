@@ -10,7 +10,7 @@ import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks,
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../core/ids.js';
 import { Xoshiro128 } from '../core/prng.js';
 import { Raft } from '../core/raft/raft.js';
-import { type ConfState, type Entry, EntryType, type Message, Role } from '../core/raft/types.js';
+import { type ConfState, type Entry, EntryType, type Message, MessageType, type Ready, Role } from '../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
@@ -57,6 +57,8 @@ export class GroupRunner {
   private appliedIndex = 0;
   private appliedTerm = 0;
   private snapshotIndex = 0;
+  /** Highest term known to be on disk here: messages of this term may leave before a Ready's fsync. */
+  private durableTerm: number;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
   private readonly runBound = (): void => {
@@ -67,6 +69,7 @@ export class GroupRunner {
   constructor(readonly group: GroupId, private readonly host: GroupHost, private readonly sm: StateMachine,
     recovered: RecoveredGroup | undefined, bootstrap: ConfState, seed: number) {
     const persisted = toPersistedState(recovered, bootstrap);
+    this.durableTerm = persisted.hardState.term;
     if (persisted.snapshot !== null) {
       sm.restore(persisted.snapshot.data);
       this.appliedIndex = persisted.snapshot.meta.index;
@@ -156,27 +159,67 @@ export class GroupRunner {
     setImmediate(this.runBound);
   }
 
-  /** One Ready at a time: persist, then send, then apply, then advance. */
+  /**
+   * One Ready at a time: persist, then send, then apply, then advance. Two exceptions,
+   * both etcd's and both still "every ack durable on a majority":
+   * - App/Heartbeat messages whose term is already durable here go out before this
+   *   Ready's fsync (the leader writes its disk in parallel with replicating). The core
+   *   counts the leader's own entries toward commit only after advance(), so a commit
+   *   still needs a majority of fsyncs; every other message (AppResp, votes, ...) waits.
+   * - Committed entries that are all below this Ready's new entries were persisted by an
+   *   earlier Ready and are durable on a majority: they are applied (and their proposers
+   *   answered) before this Ready's fsync instead of after it.
+   */
   private async processReady(): Promise<void> {
     if (this.readyInFlight || this.stopped || !this.raft.hasReady()) return;
     this.readyInFlight = true;
     const rd = this.raft.ready();
     const wal = this.host.wal;
-    try {
-      if (rd.snapshot !== null) {
-        await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+    const persistNeeded = rd.snapshot !== null || rd.hardState !== null || rd.entries.length > 0;
+    let later = rd.messages;
+    if (persistNeeded && rd.snapshot === null && rd.messages.length > 0) {
+      const early: Message[] = [];
+      const rest: Message[] = [];
+      for (const m of rd.messages) {
+        if ((m.type === MessageType.App || m.type === MessageType.Heartbeat) && m.term <= this.durableTerm) early.push(m);
+        else rest.push(m);
       }
-      if (rd.hardState !== null || rd.entries.length > 0) {
-        const seq = wal.append(this.group, rd.hardState, rd.entries);
-        if (seq > wal.durable) await wal.whenDurable(seq);
+      this.host.send(this.group, early);
+      later = rest;
+    }
+    const firstNew = rd.entries[0];
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    const applyEarly = persistNeeded && rd.snapshot === null
+      && (lastCommitted === undefined || firstNew === undefined || lastCommitted.index < firstNew.index);
+    if (applyEarly) this.applyReady(rd);
+    if (persistNeeded) {
+      try {
+        if (rd.snapshot !== null) {
+          await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+        }
+        if (rd.hardState !== null || rd.entries.length > 0) {
+          const seq = wal.append(this.group, rd.hardState, rd.entries);
+          if (seq > wal.durable) await wal.whenDurable(seq);
+        }
+      } catch (err) {
+        // Without durable storage this replica must not say anything more: stop the node.
+        this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+        return;
       }
-    } catch (err) {
-      // Without durable storage this replica must not say anything more: stop the node.
-      this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
-      return;
+      if (rd.hardState !== null) this.durableTerm = Math.max(this.durableTerm, rd.hardState.term);
     }
     if (this.stopped) return;
-    this.host.send(this.group, rd.messages);
+    this.host.send(this.group, later);
+    if (!applyEarly) this.applyReady(rd);
+    if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
+    this.raft.advance();
+    this.readyInFlight = false;
+    this.maybeCompact();
+    if (this.raft.hasReady()) this.schedule();
+  }
+
+  /** Installs the Ready's snapshot, applies its committed entries, serves its reads. */
+  private applyReady(rd: Ready): void {
     if (rd.snapshot !== null) {
       this.sm.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.meta.index;
@@ -195,11 +238,6 @@ export class GroupRunner {
       else this.readsAwaitingApply.push(waiter);
     }
     this.releaseReads();
-    if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
-    this.raft.advance();
-    this.readyInFlight = false;
-    this.maybeCompact();
-    if (this.raft.hasReady()) this.schedule();
   }
 
   private applyEntry(entry: Entry): void {

@@ -59,11 +59,13 @@ export class DsyncNode implements ConnectionOwner {
   private readonly groupStatusProviders: (() => GroupStatusView[])[] = [];
   private readonly stopHooks: (() => Promise<void> | void)[] = [];
   private leaderProvider: () => NodeId | '' = () => '';
+  /** Client addresses peers advertised in their hello (may differ from the peer-link address). */
+  private readonly advertisedAddresses = new Map<string, string>();
   boundPort = 0;
 
   constructor(readonly config: NodeConfig, log?: Logger) {
     this.log = log ?? new Logger(config.nodeId, config.logLevel);
-    this.peers = new PeerLinks(config.peers, config.nodeId, this.log);
+    this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log);
     this.server = createServer((socket) => {
       const conn = new Connection(socket, this);
       this.connections.add(conn);
@@ -103,7 +105,9 @@ export class DsyncNode implements ConnectionOwner {
   /** Client-facing address of a member (this node or a peer). */
   addressOf(id: NodeId | ''): string {
     if (id === '') return '';
-    if (id === this.config.nodeId) return `${this.config.host}:${this.boundPort || this.config.port}`;
+    if (id === this.config.nodeId) return this.config.port === 0 ? `${this.config.host}:${this.boundPort}` : this.config.advertise;
+    const advertised = this.advertisedAddresses.get(id);
+    if (advertised !== undefined) return advertised;
     const peer = this.config.peers.find((p) => p.id === id);
     return peer === undefined ? '' : `${peer.host}:${peer.port}`;
   }
@@ -111,7 +115,7 @@ export class DsyncNode implements ConnectionOwner {
   members(): MemberView[] {
     return [
       { id: this.config.nodeId, address: this.addressOf(this.config.nodeId), connected: true, voter: true },
-      ...this.config.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.port}`, connected: this.peers.isConnected(p.id), voter: true })),
+      ...this.config.peers.map((p) => ({ id: p.id, address: this.addressOf(p.id), connected: this.peers.isConnected(p.id), voter: true })),
     ];
   }
 
@@ -197,6 +201,15 @@ export class DsyncNode implements ConnectionOwner {
 
   closed(conn: Connection): void {
     this.connections.delete(conn);
+  }
+
+  peerHello(conn: Connection): void {
+    if (!this.config.peers.some((p) => p.id === conn.name)) {
+      this.log.warn('refusing a peer link from a node not in the peer list', { name: conn.name, from: conn.remoteAddress });
+      conn.close(`node ${conn.name} is not a configured peer`);
+      return;
+    }
+    if (conn.advertise !== '') this.advertisedAddresses.set(conn.name, conn.advertise);
   }
 
   // ---- built-in operations ----

@@ -23,7 +23,7 @@ class PeerLink {
   private stopped = false;
   droppedFrames = 0;
 
-  constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly log: Logger,
+  constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
     private readonly onUp: (peer: NodeId) => void) {}
 
   get connected(): boolean {
@@ -75,7 +75,7 @@ class PeerLink {
     });
     socket.on('connect', () => {
       writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_PEER,
-        protocolVersion, name: this.selfId }).finish());
+        protocolVersion, name: this.selfId, advertise: this.advertise }).finish());
     });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
     socket.on('error', () => { /* 'close' follows; the reconnect is scheduled there */ });
@@ -99,8 +99,8 @@ class PeerLink {
 export class PeerLinks {
   private readonly links = new Map<NodeId, PeerLink>();
 
-  constructor(peers: readonly PeerAddress[], selfId: NodeId, log: Logger, onUp: (peer: NodeId) => void = () => {}) {
-    for (const peer of peers) this.links.set(peer.id, new PeerLink(peer, selfId, log, onUp));
+  constructor(peers: readonly PeerAddress[], selfId: NodeId, advertise: string, log: Logger, onUp: (peer: NodeId) => void = () => {}) {
+    for (const peer of peers) this.links.set(peer.id, new PeerLink(peer, selfId, advertise, log, onUp));
   }
 
   start(): void {
