@@ -4,6 +4,7 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from './log.js';
+import { listenOn } from './listen.js';
 
 /** Bytes of one console line; longer input is refused, not buffered. */
 const consoleLineBytesMax = 4096;
@@ -53,14 +54,7 @@ export class ConsoleServer {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        const addr = this.server.address();
-        resolve(typeof addr === 'object' && addr !== null ? addr.port : port);
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {

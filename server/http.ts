@@ -2,6 +2,7 @@
 // Prometheus metrics register routes here as they arrive.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOn } from './listen.js';
 
 export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -30,14 +31,7 @@ export class HttpServer {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        const addr = this.server.address();
-        resolve(typeof addr === 'object' && addr !== null ? addr.port : port);
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {

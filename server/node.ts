@@ -13,6 +13,7 @@ import type { NodeConfig } from './config.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ConsoleRegistry, ConsoleServer } from './console.js';
 import { HttpServer, sendJson } from './http.js';
+import { listenOn } from './listen.js';
 import { Logger } from './log.js';
 import { PeerLinks } from './peers.js';
 
@@ -137,14 +138,7 @@ export class DsyncNode implements ConnectionOwner {
 
   async start(): Promise<{ port: number; httpPort: number; consolePort: number }> {
     const { host } = this.config;
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.port, host, () => {
-        this.server.off('error', reject);
-        const addr = this.server.address();
-        resolve(typeof addr === 'object' && addr !== null ? addr.port : this.config.port);
-      });
-    });
+    this.boundPort = await listenOn(this.server, host, this.config.port);
     const httpPort = await this.http.listen(host, this.config.httpPort);
     const consolePort = await this.console.listen(host, this.config.consolePort);
     this.peers.start();
