@@ -3,13 +3,13 @@
 // `node lock-worker.js '<json LockWorkerArgs>'`; prints one JSON line per event on
 // stdout ({"ev":"ready"|"held"|"round"|"done"|"violation"|"error", ...}).
 //
-// - mode 'contend': `rounds` times: lock `lock` exclusively; inside, create the
+// - mode 'contend': once `startFile` exists, `rounds` times: lock `lock` exclusively; inside, create the
 //   marker file with O_EXCL (fails if anyone else is inside), read the shared file,
 //   check the last token there is smaller than ours, append ours, fsync, remove the
 //   marker, release. A check that fails prints a violation and exits 2.
 // - mode 'hold': lock `lock`, print 'held' with the token, then hold it until killed.
 
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { Client, DsyncError, type HeldLock } from '../../client/index.js';
 
 export interface LockWorkerArgs {
@@ -25,12 +25,16 @@ export interface LockWorkerArgs {
   readonly marker?: string;
   /** contend: how long to stay inside, ms. */
   readonly holdMs?: number;
+  /** contend: after 'ready', wait until this file exists, so every worker starts contending at once. */
+  readonly startFile?: string;
 }
 
 /** Attempts at one round before the worker gives up (each bounded by the client's request timeout). */
 const attemptsPerRoundMax = 60;
 /** A worker that runs longer than this is stuck: exit so the test reports it. */
 const workerRuntimeMsMax = 100_000;
+/** Longest wait for the start file. */
+const startWaitMsMax = 30_000;
 
 function emit(ev: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ ev, ...fields })}\n`);
@@ -83,6 +87,14 @@ async function contend(args: LockWorkerArgs): Promise<void> {
   let client = await Client.connect({ seeds: args.seeds, sessionTtlMs: args.sessionTtlMs, requestTimeoutMs: 10_000,
     maxRedirects: 40, name: args.label });
   emit('ready');
+  const startFile = args.startFile;
+  if (startFile !== undefined) {
+    const deadline = Date.now() + startWaitMsMax;
+    while (!existsSync(startFile)) {
+      if (Date.now() > deadline) throw new Error(`no start file ${startFile} within ${startWaitMsMax} ms`);
+      await sleep(10);
+    }
+  }
   for (let round = 0; round < rounds; round++) {
     let done = false;
     for (let attempt = 0; attempt < attemptsPerRoundMax && !done; attempt++) {

@@ -35,18 +35,25 @@ t.test('locks over real processes', async (t) => {
     const dir = tempDir(t, 'dsync-locks-');
     const file = join(dir, 'tokens.txt');
     const marker = join(dir, 'inside.marker');
+    const startFile = join(dir, 'go');
     writeFileSync(file, '');
     const first = await leaderNode(client, cluster);
 
     const workers = Array.from({ length: contendersCount }, (_, i) => LockWorker.spawn(t, {
       mode: 'contend', seeds: cluster.seeds, lock: 'contended', label: `w${i}`, sessionTtlMs: 10_000,
-      rounds: roundsPerContender, file, marker, holdMs: 2,
+      rounds: roundsPerContender, file, marker, holdMs: 2, startFile,
     }));
+    // Everyone connected first, so all 16 really contend from the first grant on.
+    await waitUntil(() => workers.every((w) => w.count('ready') === 1) || workers.some((w) => !w.proc.running),
+      'every worker to connect', contendTimeoutMs);
+    writeFileSync(startFile, 'go\n');
     const grants = (): number => workers.reduce((sum, w) => sum + w.count('round'), 0);
-    await waitUntil(() => grants() >= grantsBeforeKill || workers.some((w) => !w.proc.running),
+    await waitUntil(() => grants() >= grantsBeforeKill || workers.some((w) => !w.proc.running && w.count('done') === 0),
       `${grantsBeforeKill} grants before the leader kill`, contendTimeoutMs);
     const exit = await first.kill9();
-    t.equal(exit?.signal, 'SIGKILL', `leader ${first.spec.id} killed after ${grants()} grants`);
+    const grantsAtKill = grants();
+    t.equal(exit?.signal, 'SIGKILL', `leader ${first.spec.id} killed after ${grantsAtKill} grants`);
+    t.ok(grantsAtKill < contendersCount * roundsPerContender, 'the kill came while workers were still contending');
 
     await waitUntil(() => workers.every((w) => !w.proc.running), 'every worker to finish', contendTimeoutMs);
     for (const w of workers) {
