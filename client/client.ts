@@ -160,8 +160,11 @@ export class Client {
     const deadline = Date.now() + timeoutMs;
     for (let attempt = 0; attempt <= this.maxRedirects && Date.now() < deadline; attempt++) {
       const target = this.leaderAddress !== '' ? this.leaderAddress : undefined;
+      // The node actually asked (with no known leader, whichever anyConnection picked).
+      let tried = target;
       try {
         const conn = target === undefined ? await this.anyConnection() : await this.connection(target);
+        tried = conn.address;
         const remaining = Math.max(1, deadline - Date.now());
         return await conn.request(opcode, payload, remaining);
       } catch (err) {
@@ -173,8 +176,9 @@ export class Client {
           continue;
         }
         if (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.NOT_LEADER) {
-          // Forget the leader we believed in and try the next node after a short pause.
-          if (target !== undefined) this.rotateAway(target);
+          // Forget the leader we believed in and try the next node after a short pause (a
+          // leaderless minority node first in the list must not be asked again and again).
+          if (tried !== undefined) this.rotateAway(tried);
           this.leaderAddress = '';
           await sleep(Math.min(50 * 2 ** attempt, 500));
           continue;
