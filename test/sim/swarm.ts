@@ -245,7 +245,7 @@ export function runSeed(seed: number, opts: SwarmOptions): SwarmResult {
   }
 }
 
-function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, stillFaulty: () => boolean): void {
+export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, stillFaulty: () => boolean): void {
   const kinds: string[] = [];
   if (f.crash) kinds.push('crash', 'crash');
   if (f.partition) kinds.push('partition');

@@ -1,0 +1,136 @@
+// Command-line runner for the lock simulator (locks-sim.ts).
+//   SEED=n        replay one seed exactly (TRACE=1 prints its event trace)
+//   SEEDS=n       run seeds SEED_START..SEED_START+n-1 (default 500), plus every seed in locks-failed-seeds.json
+//   JOBS=n        worker threads (default: available cores)
+//   VARIANT=...   run a canary (apply-uncommitted | grant-when-blocked | barge | reuse-token)
+//   APPLY_CHECK=0 turn off the direct "applied entry is committed" check (see what the end-to-end checks catch)
+//   FAULT_MS=n    length of the fault phase in virtual ms (default 3000)
+// A new failing seed of the correct build is printed with its replay command and
+// appended to test/sim/locks-failed-seeds.json (unless RECORD=0).
+
+import { availableParallelism } from 'node:os';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { lockVariants, runLockSeed } from './locks-sim.js';
+import type { LockSimOptions, LockVariant } from './locks-sim.js';
+import { loadLockFailedSeeds, recordLockFailedSeed } from './locks-seeds.js';
+
+interface Job {
+  readonly seeds: readonly number[];
+  readonly opts: LockSimOptions;
+}
+
+export interface LockSeedSummary {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly property: string;
+  readonly error: string;
+  readonly profile: string;
+  readonly steps: number;
+  readonly grants: number;
+}
+
+function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
+  return n;
+}
+
+function parseVariant(v: string | undefined): LockVariant {
+  if (v === undefined || v === '') return 'correct';
+  const found = lockVariants.find((x) => x === v);
+  if (found === undefined) throw new Error(`unknown VARIANT ${v} (one of ${lockVariants.join(', ')})`);
+  return found;
+}
+
+function runSeeds(job: Job, onResult: (s: LockSeedSummary) => void): void {
+  for (const seed of job.seeds) {
+    const r = runLockSeed(seed, job.opts);
+    onResult({ seed, ok: r.ok, property: r.property, error: r.error, profile: r.profile, steps: r.stats.steps, grants: r.lockStats.grants });
+  }
+}
+
+/** Runs seeds over `jobs` worker threads (in this thread when jobs <= 1 or few seeds). */
+export async function runLockSeedsParallel(seeds: readonly number[], opts: LockSimOptions, jobs: number): Promise<LockSeedSummary[]> {
+  if (jobs <= 1 || seeds.length < 20) {
+    const out: LockSeedSummary[] = [];
+    runSeeds({ seeds, opts }, (s) => out.push(s));
+    return out;
+  }
+  const chunks: number[][] = Array.from({ length: jobs }, () => []);
+  seeds.forEach((s, i) => chunks[i % jobs]!.push(s));
+  const parts = await Promise.all(
+    chunks.map(
+      (chunk) =>
+        new Promise<LockSeedSummary[]>((resolvePart, reject) => {
+          const job: Job = { seeds: chunk, opts };
+          const worker = new Worker(new URL(import.meta.url), { workerData: job });
+          const out: LockSeedSummary[] = [];
+          worker.on('message', (s: LockSeedSummary) => out.push(s));
+          worker.on('error', reject);
+          worker.on('exit', (code) => (code === 0 ? resolvePart(out) : reject(new Error(`worker exited ${code}`))));
+        }),
+    ),
+  );
+  return parts.flat().sort((a, b) => a.seed - b.seed);
+}
+
+async function main(): Promise<number> {
+  const variant = parseVariant(process.env['VARIANT']);
+  const opts: LockSimOptions = { variant, checkCommittedAtApply: process.env['APPLY_CHECK'] !== '0', faultPhaseMs: envInt('FAULT_MS', 3_000) };
+  const single = process.env['SEED'];
+  if (single !== undefined && single !== '') {
+    const seed = envInt('SEED', 0);
+    const r = runLockSeed(seed, { ...opts, trace: process.env['TRACE'] === '1' });
+    if (process.env['TRACE'] === '1') console.log(r.trace.join('\n'));
+    console.log(`seed ${seed}: ${r.ok ? 'ok' : `FAILED ${r.property}`} (${r.stats.steps} steps, ${r.virtualMs} virtual ms)`);
+    console.log(`  profile: ${r.profile}`);
+    console.log(`  locks: ${JSON.stringify(r.lockStats)}`);
+    if (!r.ok) console.log(`  ${r.error}`);
+    return r.ok ? 0 : 1;
+  }
+  const count = envInt('SEEDS', 500);
+  const start = envInt('SEED_START', 0);
+  const jobs = envInt('JOBS', availableParallelism());
+  const regression = variant === 'correct' ? loadLockFailedSeeds().map((s) => s.seed) : [];
+  const seeds = [...new Set([...regression, ...Array.from({ length: count }, (_, i) => start + i)])];
+  const t0 = performance.now();
+  const results = await runLockSeedsParallel(seeds, opts, jobs);
+  const elapsedS = (performance.now() - t0) / 1000;
+  const failed = results.filter((r) => !r.ok);
+  for (const r of failed) {
+    console.log(`FAILED seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 8).join('\n    ')}`);
+    console.log(`  profile: ${r.profile}`);
+    console.log(`  replay:  SEED=${r.seed} TRACE=1 node dist/test/sim/locks-run.js`);
+    if (variant === 'correct' && opts.checkCommittedAtApply === true && process.env['RECORD'] !== '0') {
+      recordLockFailedSeed({ seed: r.seed, property: r.property, note: r.error.split('\n')[0] ?? '' });
+    }
+  }
+  const grants = results.reduce((a, r) => a + r.grants, 0);
+  const byProperty = new Map<string, number>();
+  for (const r of failed) byProperty.set(r.property, (byProperty.get(r.property) ?? 0) + 1);
+  console.log(
+    `${results.length} seeds (${regression.length} from locks-failed-seeds.json), ${failed.length} failed ${JSON.stringify([...byProperty])}, ` +
+      `${grants} grants checked, ${elapsedS.toFixed(1)}s on ${jobs} job(s); variant ${variant}`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+if (isMainThread) {
+  // Only as the entry point (locks.test.ts imports runLockSeedsParallel).
+  if (process.argv[1] !== undefined && new URL(import.meta.url).pathname === process.argv[1]) {
+    main().then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (err: unknown) => {
+        console.error(err);
+        process.exitCode = 2;
+      },
+    );
+  }
+} else {
+  const job = workerData as Job;
+  runSeeds(job, (s) => parentPort?.postMessage(s));
+}
