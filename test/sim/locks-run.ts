@@ -11,7 +11,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { lockVariants, runLockSeed } from './locks-sim.js';
-import type { LockSimOptions, LockVariant } from './locks-sim.js';
+import type { LockSimOptions, LockStats, LockVariant } from './locks-sim.js';
 import { loadLockFailedSeeds, recordLockFailedSeed } from './locks-seeds.js';
 
 interface Job {
@@ -26,7 +26,9 @@ export interface LockSeedSummary {
   readonly error: string;
   readonly profile: string;
   readonly steps: number;
+  readonly crashes: number;
   readonly grants: number;
+  readonly lockStats: LockStats;
 }
 
 function envInt(name: string, fallback: number): number {
@@ -47,7 +49,7 @@ function parseVariant(v: string | undefined): LockVariant {
 function runSeeds(job: Job, onResult: (s: LockSeedSummary) => void): void {
   for (const seed of job.seeds) {
     const r = runLockSeed(seed, job.opts);
-    onResult({ seed, ok: r.ok, property: r.property, error: r.error, profile: r.profile, steps: r.stats.steps, grants: r.lockStats.grants });
+    onResult({ seed, ok: r.ok, property: r.property, error: r.error, profile: r.profile, steps: r.stats.steps, crashes: r.stats.crashes, grants: r.lockStats.grants, lockStats: r.lockStats });
   }
 }
 
