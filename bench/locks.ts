@@ -1,0 +1,239 @@
+// Lock benchmark (`npm run bench:locks`): a local 3-node cluster of child
+// processes, 64 `Client` instances (one lock session each), two fixed scenarios:
+//   (a) distinct: each client loops acquire(random one of 1,000 names) + release;
+//       reported as acquire+release pairs/s.
+//   (b) hot: every client loops acquire('hot') + release on one lock; reported as
+//       hand-overs (grants) per second.
+// Every grant and release is a group 0 entry, acknowledged only once committed
+// (fsynced on a majority) and applied on the leader. Acquire latency (request
+// sent to grant received, including the wait in the queue) in an HDR histogram:
+// p50/p99/p999. Checks that the hot lock's fencing tokens never repeat. Prints a
+// table and writes JSON to bench/results/locks.json.
+//
+// Env: LOCKS_BENCH_SECONDS (10 per scenario), LOCKS_BENCH_WARMUP_SECONDS (1),
+// LOCKS_BENCH_CLIENTS (64), LOCKS_BENCH_NAMES (1000), LOCKS_BENCH_SCENARIOS
+// (distinct,hot), SEED (name choice), LOCKS_BENCH_CPU_PROF_DIR (if set, the nodes
+// run with --cpu-prof and write their profiles there on shutdown).
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { Client, DsyncError } from '../client/index.js';
+import { TestCluster } from '../test/integration/helpers/cluster.js';
+import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
+
+function envInt(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${raw}`);
+  return n;
+}
+
+const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
+const warmupSeconds = envInt('LOCKS_BENCH_WARMUP_SECONDS', 1, 0, 600);
+const clientsCount = envInt('LOCKS_BENCH_CLIENTS', 64, 1, 1024);
+const namesCount = envInt('LOCKS_BENCH_NAMES', 1000, 1, 1_000_000);
+const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
+const scenarioNames = (process.env.LOCKS_BENCH_SCENARIOS ?? 'distinct,hot').split(',').filter((s) => s !== '');
+const cpuProfDir = process.env.LOCKS_BENCH_CPU_PROF_DIR ?? '';
+/** One acquire waiting longer than this is an error, not a latency sample. */
+const acquireWaitMsMax = 10_000;
+/** Highest latency the histogram tracks, in microseconds. */
+const latencyUsMax = 60_000_000;
+/** Hot-lock tokens kept for the no-repeat check (bounds memory). */
+const tokensKeptMax = 2_000_000;
+
+const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'locks.json');
+
+type ScenarioName = 'distinct' | 'hot';
+function isScenario(s: string): s is ScenarioName {
+  return s === 'distinct' || s === 'hot';
+}
+
+interface Cleanup {
+  readonly fns: (() => void | Promise<void>)[];
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+/** xorshift32: the name sequence replays with the same SEED. */
+function prng(state: number): () => number {
+  let x = state === 0 ? 0x9e3779b9 : state >>> 0;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+interface ScenarioResult {
+  readonly scenario: ScenarioName;
+  readonly description: string;
+  readonly opsPerSec: number;
+  readonly opsUnit: string;
+  readonly measuredOps: number;
+  readonly seconds: number;
+  readonly acquireLatencyMs: { p50: number; p99: number; p999: number; max: number; mean: number };
+  readonly errors: number;
+  readonly firstError: string;
+  readonly goal: { opsPerSec: number; p99Ms: number; met: boolean };
+  readonly leaderFsyncsPerSec: number;
+  readonly entriesPerLeaderFsync: number;
+}
+
+interface WalMetricsView {
+  readonly fsyncs: number;
+}
+
+async function walFsyncs(consolePort: number): Promise<number> {
+  const out = await consoleCommand(consolePort, 'raft');
+  const m = /^wal: (\{.*\})$/m.exec(out);
+  if (m === null || m[1] === undefined) return Number.NaN;
+  return (JSON.parse(m[1]) as WalMetricsView).fsyncs;
+}
+
+async function runScenario(scenario: ScenarioName, clients: readonly Client[], leaderConsolePort: number): Promise<ScenarioResult> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
+  const next = prng(seed + (scenario === 'hot' ? 7919 : 0));
+  let measuring = false;
+  let stopping = false;
+  let measured = 0;
+  let errors = 0;
+  let firstError = '';
+  const hotTokens = new Set<number>();
+  let repeatedToken = 0;
+
+  const loop = async (client: Client): Promise<void> => {
+    while (!stopping) {
+      const name = scenario === 'hot' ? 'hot' : `bench-${next() % namesCount}`;
+      const t0 = performance.now();
+      try {
+        const lock = await client.lock(name, { waitMs: acquireWaitMsMax });
+        const latencyUs = Math.max(1, Math.round((performance.now() - t0) * 1000));
+        if (scenario === 'hot' && hotTokens.size < tokensKeptMax) {
+          if (hotTokens.has(lock.token)) repeatedToken = lock.token;
+          hotTokens.add(lock.token);
+        }
+        await lock.release();
+        if (measuring) {
+          measured++;
+          histogram.recordValue(latencyUs);
+        }
+      } catch (err) {
+        if (!(err instanceof DsyncError)) throw err;
+        errors++;
+        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+      }
+    }
+  };
+  const running = Promise.all(clients.map(loop));
+  await sleep(warmupSeconds * 1000);
+  const fsyncsBefore = await walFsyncs(leaderConsolePort);
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(measureSeconds * 1000);
+  measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  const fsyncs = (await walFsyncs(leaderConsolePort)) - fsyncsBefore;
+  stopping = true;
+  await running;
+  if (repeatedToken !== 0) throw new Error(`hot lock: fencing token ${repeatedToken} was granted twice`);
+
+  const ms = (us: number): number => us / 1000;
+  const opsPerSec = measured / seconds;
+  const latency = { p50: ms(histogram.getValueAtPercentile(50)), p99: ms(histogram.getValueAtPercentile(99)),
+    p999: ms(histogram.getValueAtPercentile(99.9)), max: ms(histogram.maxValue), mean: ms(histogram.mean) };
+  const goal = scenario === 'distinct' ? { opsPerSec: 20_000, p99Ms: 20 } : { opsPerSec: 3_500, p99Ms: 50 };
+  // Each counted op is two entries (acquire, release); sessions' keep-alives add a few.
+  return {
+    scenario,
+    description: scenario === 'distinct'
+      ? `${clients.length} clients, acquire+release of a random one of ${namesCount} names`
+      : `${clients.length} clients contending for one exclusive lock`,
+    opsPerSec,
+    opsUnit: scenario === 'distinct' ? 'acquire+release pairs/s' : 'hand-overs/s',
+    measuredOps: measured,
+    seconds,
+    acquireLatencyMs: latency,
+    errors,
+    firstError,
+    goal: { ...goal, met: opsPerSec >= goal.opsPerSec && latency.p99 < goal.p99Ms },
+    leaderFsyncsPerSec: fsyncs / seconds,
+    entriesPerLeaderFsync: (2 * measured) / Math.max(1, fsyncs),
+  };
+}
+
+async function main(): Promise<void> {
+  const scenarios = scenarioNames.map((s) => {
+    if (!isScenario(s)) throw new Error(`LOCKS_BENCH_SCENARIOS: unknown scenario ${s} (distinct, hot)`);
+    return s;
+  });
+  const cleanup: Cleanup = { fns: [], teardown(fn) { this.fns.push(fn); } };
+  const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-locks-'));
+  cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
+  if (cpuProfDir !== '') {
+    mkdirSync(resolve(cpuProfDir), { recursive: true });
+    // Inherited by the node processes only (this process already started).
+    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${resolve(cpuProfDir)}`.trim();
+  }
+  try {
+    const cluster = await TestCluster.start(cleanup, { dataRoot });
+    if (cpuProfDir !== '') delete process.env.NODE_OPTIONS;
+    const control = await Client.connect({ seeds: cluster.seeds, name: 'bench-control' });
+    cleanup.teardown(() => control.close());
+    const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
+    const leaderNode = cluster.node(leader.leaderId);
+    // Leader first in the seeds: no redirects in the measured loops.
+    const seeds = [leaderNode.address, ...cluster.seeds.filter((a) => a !== leaderNode.address)];
+    const clients: Client[] = [];
+    for (let i = 0; i < clientsCount; i++) clients.push(await Client.connect({ seeds, name: `bench-locks-${i}`, requestTimeoutMs: 15_000 }));
+    cleanup.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    });
+
+    const results: ScenarioResult[] = [];
+    for (const s of scenarios) results.push(await runScenario(s, clients, leaderNode.spec.consolePort));
+    const after = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
+
+    const report = {
+      benchmark: 'locks',
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
+      config: { seconds: measureSeconds, warmupSeconds, clients: clientsCount, names: namesCount, seed },
+      leader: { id: leader.leaderId, unchanged: after.leaderId === leader.leaderId && after.term === leader.term },
+      scenarios: results,
+    };
+    mkdirSync(dirname(resultsPath), { recursive: true });
+    writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
+
+    const f = (n: number, w = 9, d = 2): string => n.toFixed(d).padStart(w);
+    console.log(`bench:locks  3 nodes, ${clientsCount} clients, ${measureSeconds} s per scenario (+${warmupSeconds} s warm-up), seed ${seed}`);
+    console.log('  scenario          ops/s  unit                       p50 ms    p99 ms   p999 ms    max ms  errors  goal');
+    for (const r of results) {
+      console.log(`  ${r.scenario.padEnd(9)} ${f(r.opsPerSec, 12, 0)}  ${r.opsUnit.padEnd(24)} ${f(r.acquireLatencyMs.p50)} ${f(r.acquireLatencyMs.p99)} ${f(r.acquireLatencyMs.p999)} ${f(r.acquireLatencyMs.max)} ${String(r.errors).padStart(7)}  ${r.goal.met ? 'met' : 'NOT met'} (>= ${r.goal.opsPerSec}/s, p99 < ${r.goal.p99Ms} ms)`);
+      console.log(`            leader fsyncs/s ${r.leaderFsyncsPerSec.toFixed(0)}, lock entries per leader fsync ${r.entriesPerLeaderFsync.toFixed(1)}${r.firstError === '' ? '' : `; first error: ${r.firstError}`}`);
+    }
+    console.log(`  leader ${leader.leaderId} ${report.leader.unchanged ? 'led throughout' : 'CHANGED during the run'}`);
+    console.log(`  JSON: ${resultsPath}`);
+  } finally {
+    for (const fn of cleanup.fns.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        console.error(`cleanup: ${String(err)}`);
+      }
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  process.exit(1);
+});
