@@ -36,7 +36,12 @@ export class NodeConnection {
     this.writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
     const decoder = new FrameDecoder({
       frame: (type, opcode, requestId, payload) => this.onFrame(type, opcode, requestId, payload),
-      error: (err: ProtocolError) => this.fail(new DsyncError(err.code, `node ${address} sent malformed bytes: ${err.message}`)),
+      error: (err: ProtocolError, requestId: number) => {
+        const cause = new DsyncError(err.code, `node ${address} sent malformed bytes: ${err.message}`);
+        // A non-fatal error (e.g. a push with an opcode this client does not know) spoils one frame, not the stream.
+        if (err.fatal) this.fail(cause);
+        else this.rejectOne(requestId, cause);
+      },
     });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
     socket.on('error', (err) => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} failed: ${err.message}`)));
@@ -119,6 +124,13 @@ export class NodeConnection {
       return;
     }
     p.resolve(payload);
+  }
+
+  private rejectOne(requestId: number, err: DsyncError): void {
+    const p = this.pending.get(requestId);
+    if (p === undefined) return;
+    this.pending.delete(requestId);
+    p.reject(err);
   }
 
   private sweepDeadlines(): void {

@@ -17,6 +17,12 @@ export const FrameType = {
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 export const Opcode = {
+  /**
+   * No operation: the opcode of Error frames about the stream rather than one
+   * request (bad frame, unknown opcode) and of pushes that answer nothing. Known
+   * to the decoder so such frames reach the peer; no handler ever serves it.
+   */
+  None: 0,
   Hello: 1,
   Ping: 2,
   Status: 3,

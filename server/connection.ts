@@ -103,12 +103,12 @@ export class Connection implements FrameSink {
   error(err: ProtocolError, requestId: number): void {
     if (err.fatal) {
       // Tell the peer why, then close: the byte stream can no longer be trusted.
-      this.sendError(requestId, 0, err);
+      this.sendError(requestId, Opcode.None, err);
       this.writer.flush();
       this.close(err.message);
       return;
     }
-    this.sendError(requestId, 0, err);
+    this.sendError(requestId, Opcode.None, err);
   }
 
   // ---- replies ----
