@@ -13,7 +13,7 @@
 // Env: LOCKS_BENCH_SECONDS (10 per scenario), LOCKS_BENCH_WARMUP_SECONDS (1),
 // LOCKS_BENCH_CLIENTS (64), LOCKS_BENCH_NAMES (1000), LOCKS_BENCH_SCENARIOS
 // (distinct,hot), SEED (name choice), LOCKS_BENCH_CPU_PROF_DIR (if set, the nodes
-// run with --cpu-prof and write their profiles there on shutdown).
+// are CPU-profiled by locks-profiler.ts and write node-PID.cpuprofile there on shutdown).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -177,8 +177,10 @@ async function main(): Promise<void> {
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   if (cpuProfDir !== '') {
     mkdirSync(resolve(cpuProfDir), { recursive: true });
-    // Inherited by the node processes only (this process already started).
-    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${resolve(cpuProfDir)}`.trim();
+    // Inherited by the node processes only (this process already started); --cpu-prof is refused in NODE_OPTIONS.
+    const profiler = join(dirname(fileURLToPath(import.meta.url)), 'locks-profiler.js');
+    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
+    process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(cpuProfDir);
   }
   try {
     const cluster = await TestCluster.start(cleanup, { dataRoot });
