@@ -73,6 +73,10 @@ export interface LockStats {
   retries: number;
   rebuilds: number;
   overlapsChecked: number;
+  reentrant: number;
+  upgrades: number;
+  downgrades: number;
+  lockDelayWakes: number;
 }
 
 export interface LockSimResult {
@@ -218,6 +222,10 @@ export class LockSim {
     retries: 0,
     rebuilds: 0,
     overlapsChecked: 0,
+    reentrant: 0,
+    upgrades: 0,
+    downgrades: 0,
+    lockDelayWakes: 0,
   };
   cluster!: Cluster;
   private readonly replicas: (Replica | null)[] = [];
@@ -398,6 +406,13 @@ export class LockSim {
     if (r.kind === 'error' && r.code === 'WOULD_BLOCK') this.stats.wouldBlock++;
     if (r.kind === 'error' && r.code === 'DEADLOCK') this.stats.deadlocks++;
     if (cmd.kind === 'expireSessions' && r.kind === 'expired') this.stats.sessionsExpired += r.sessions.length;
+    if (!out.duplicate && cmd.kind === 'acquire' && r.kind === 'granted' && r.count > 1) {
+      if (r.token === index) this.stats.upgrades++;
+      else this.stats.reentrant++;
+    }
+    if (!out.duplicate && r.kind === 'downgraded') this.stats.downgrades++;
+    if (cmd.kind === 'wakeDelayed' && r.kind === 'ok') this.stats.lockDelayWakes++;
+    for (const ev of out.events) if (ev.kind === 'granted' && ev.count > 1) this.stats.upgrades++;
     for (const ev of out.events) {
       if (ev.kind === 'revoked') this.stats.revoked++;
       if (ev.kind === 'failed' && ev.code === 'TIMEOUT') this.stats.waitTimeouts++;
