@@ -180,6 +180,11 @@ export class Raft implements RaftNode {
         this.send(MessageType.AppResp, m.from, this.term, {});
       } else if (m.type === MessageType.PreVote) {
         this.send(MessageType.PreVoteResp, m.from, this.term, { reject: true });
+      } else if (m.type === MessageType.Vote) {
+        // Tell a stale candidate our term. Otherwise a voter that does not count
+        // it as a voter (an older configuration) and never messages it can stay
+        // terms ahead forever while rejecting it (membership sim, SEED=992).
+        this.send(MessageType.VoteResp, m.from, this.term, { reject: true });
       }
       return;
     }
