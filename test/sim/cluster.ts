@@ -10,6 +10,7 @@ import type { NodeId } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { EntryType, MessageType, Role } from '../../core/raft/types.js';
 import type {
+  ConfChange,
   ConfState,
   Entry,
   HardState,
@@ -71,6 +72,24 @@ export interface ClusterOptions {
    */
   readonly checkAckDurability: boolean;
   readonly raftFactory: RaftFactory;
+  /**
+   * Membership tests: only the first initialVoters nodes boot (as the bootstrap
+   * voters); the rest are spare machines started with join(). Default: all.
+   */
+  readonly initialVoters?: number;
+}
+
+/**
+ * Hooks for checkers layered on top of the simulator (membership, reads,
+ * transfer). Each is optional and observes only; a failure throws from it.
+ */
+export interface ClusterObserver {
+  /** After `node` handled one input (tick, message, proposal, ...). */
+  afterStep?(node: SimNode, raft: RaftNode): void;
+  /** After a Ready was persisted, sent, applied (rd.committedEntries) and advanced. */
+  afterAdvance?(node: SimNode, raft: RaftNode, rd: Ready): void;
+  /** A message handed to the network (before any drop). */
+  onSend?(msg: Message): void;
 }
 
 export const reliableNetwork = (): NetworkOptions => ({
@@ -130,7 +149,10 @@ export interface Disk {
 type Input =
   | { readonly kind: 'tick' }
   | { readonly kind: 'msg'; readonly msg: Message }
-  | { readonly kind: 'propose'; readonly data: Uint8Array; readonly done: (outcome: ProposeOutcome) => void };
+  | { readonly kind: 'propose'; readonly data: Uint8Array; readonly done: (outcome: ProposeOutcome) => void }
+  | { readonly kind: 'confChange'; readonly change: ConfChange; readonly done: (outcome: ProposeOutcome) => void }
+  | { readonly kind: 'read'; readonly context: Uint8Array; readonly done: (accepted: boolean) => void }
+  | { readonly kind: 'transfer'; readonly to: NodeId };
 
 /** The replicated state machine: the payloads applied, in order (duplicates from client retries are skipped). */
 export interface StateMachine {
@@ -157,6 +179,10 @@ export interface SimNode {
   lastTerm: number;
   leaderCheckTerm: number;
   compactAt: number;
+  /** Started at least once (bootstrap voters, or a spare after join()). */
+  joined: boolean;
+  /** PersistedState.conf it boots with: the bootstrap voters, or the configuration it joined with. */
+  bootConf: ConfState;
 }
 
 export interface ClusterStats {
@@ -249,6 +275,13 @@ export class Cluster {
   private readonly conf: ConfState;
   private readonly byId = new Map<string, SimNode>();
   nowMs = 0;
+  readonly observers: ClusterObserver[] = [];
+  /**
+   * Membership tests: the voters of the latest committed configuration. When
+   * set, checkCommittedDurable requires that the voters missing a committed
+   * entry are not a quorum of it (instead of a majority of all nodes holding it).
+   */
+  durableVoters: (() => readonly NodeId[]) | null = null;
   /** Optional trace of notable events (crashes, partitions, leaders) for failure reports. */
   readonly trace: string[] = [];
   traceEnabled = false;
@@ -261,7 +294,9 @@ export class Cluster {
     this.network = { ...opts.network };
     const ids: NodeId[] = [];
     for (let i = 0; i < opts.nodeCount; i++) ids.push(nodeId(`n${i + 1}`));
-    this.conf = { voters: ids, learners: [] };
+    const initialVoters = opts.initialVoters ?? opts.nodeCount;
+    assert(initialVoters >= 1 && initialVoters <= opts.nodeCount, 'initial voters');
+    this.conf = { voters: ids.slice(0, initialVoters), learners: [] };
     this.blocked = ids.map(() => ids.map(() => false));
     for (let i = 0; i < opts.nodeCount; i++) {
       const skew = 1 + opts.tickSkew * (2 * this.prng.next() - 1);
@@ -279,12 +314,14 @@ export class Cluster {
         lastTerm: 0,
         leaderCheckTerm: -1,
         compactAt: this.nextCompactAt(),
+        joined: i < initialVoters,
+        bootConf: this.conf,
       };
       this.nodes.push(node);
       this.byId.set(node.id, node);
     }
     for (const node of this.nodes) {
-      this.boot(node);
+      if (node.joined) this.boot(node);
       this.scheduleTick(node, this.prng.int(1, node.tickIntervalMs));
     }
   }
@@ -398,6 +435,7 @@ export class Cluster {
   }
 
   private send(msg: Message): void {
+    for (const o of this.observers) o.onSend?.(msg);
     this.stats.sent[msg.type] = (this.stats.sent[msg.type] ?? 0) + 1;
     if (msg.type === MessageType.VoteResp && !msg.reject) this.checker.onVoteGranted(msg.from, msg.term, msg.to);
     if (msg.type === MessageType.AppResp && msg.reject) this.stats.appRejects++;
@@ -486,6 +524,10 @@ export class Cluster {
 
   /** Every committed entry is on a majority of disks (in the log or under a snapshot). */
   checkCommittedDurable(): void {
+    if (this.durableVoters !== null) {
+      this.checkCommittedDurableInConf(this.durableVoters());
+      return;
+    }
     const quorum = Math.floor(this.nodes.length / 2) + 1;
     for (const [index, key] of this.checker.committedKeys()) {
       let copies = 0;
@@ -504,9 +546,39 @@ export class Cluster {
     }
   }
 
+  /** Membership: the voters without a committed entry must not form a quorum of `voters`. */
+  private checkCommittedDurableInConf(voters: readonly NodeId[]): void {
+    const quorum = Math.floor(voters.length / 2) + 1;
+    for (const [index, key] of this.checker.committedKeys()) {
+      let missing = 0;
+      for (const id of voters) {
+        const node = this.byId.get(id);
+        assert(node !== undefined, `unknown voter ${id}`);
+        const snapIndex = node.disk.snapshot?.meta.index ?? 0;
+        if (index <= snapIndex) continue;
+        const e = node.disk.entries[index - snapIndex - 1];
+        if (e === undefined || entryKey(e) !== key) missing++;
+      }
+      if (missing >= quorum) {
+        this.checker.fail('committed-never-lost', `committed "${key}" at ${index} is missing on ${missing} of voters ${voters.join(',')}: a quorum`);
+      }
+    }
+  }
+
+  /** Starts a spare node for the first time with the configuration it is being added with (empty disk). */
+  join(idx: number, conf: ConfState): void {
+    const node = this.node(idx);
+    assert(!node.joined && node.raft === null, `${node.id} already joined`);
+    node.joined = true;
+    node.bootConf = conf;
+    this.note(`join ${node.id} with voters ${conf.voters.join(',')} learners ${conf.learners.join(',')}`);
+    this.boot(node);
+    this.pump(node);
+  }
+
   restart(idx: number): void {
     const node = this.node(idx);
-    if (node.raft !== null) return;
+    if (node.raft !== null || !node.joined) return;
     this.stats.restarts++;
     this.note(`restart ${node.id} (term ${node.disk.hardState.term}, vote '${node.disk.hardState.vote}', last ${this.lastIndex(node)})`);
     this.boot(node);
@@ -519,7 +591,7 @@ export class Cluster {
       hardState: disk.hardState,
       snapshot: disk.snapshot,
       entries: disk.entries.slice(),
-      conf: this.conf,
+      conf: node.bootConf,
     };
     const config: RaftConfig = {
       id: node.id,
@@ -570,8 +642,18 @@ export class Cluster {
       case 'propose':
         input.done(raft.propose(input.data));
         break;
+      case 'confChange':
+        input.done(raft.proposeConfChange(input.change));
+        break;
+      case 'read':
+        input.done(raft.readIndex(input.context));
+        break;
+      case 'transfer':
+        raft.transferLeadership(input.to);
+        break;
     }
     this.afterStep(node, raft);
+    for (const o of this.observers) o.afterStep?.(node, raft);
   }
 
   /** Checks that need the replica's live status, after every input it handles. */
@@ -634,6 +716,7 @@ export class Cluster {
       const snapIndex = disk.snapshot?.meta.index ?? 0;
       this.checker.checkLeaderCompleteness(node.id, st.term, snapIndex, this.lastIndex(node), (i) => disk.entries[i - snapIndex - 1]);
     }
+    for (const o of this.observers) o.afterAdvance?.(node, raft, rd);
     this.maybeCompact(node, raft);
   }
 
@@ -748,6 +831,37 @@ export class Cluster {
       return;
     }
     node.inputs.push({ kind: 'propose', data: encoder.encode(payload), done });
+    this.pump(node);
+  }
+
+  /** Hands a membership change to node `idx` (a down node refuses at once). */
+  proposeConfChange(idx: number, change: ConfChange, done: (outcome: ProposeOutcome) => void): void {
+    const node = this.node(idx);
+    if (node.raft === null) {
+      done({ ok: false, reason: 'not-leader', leader: '' });
+      return;
+    }
+    node.inputs.push({ kind: 'confChange', change, done });
+    this.pump(node);
+  }
+
+  /** Asks node `idx` for a ReadIndex with `context`; `done(false)` when it knows no leader (or is down). */
+  readIndex(idx: number, context: Uint8Array, done: (accepted: boolean) => void): void {
+    const node = this.node(idx);
+    if (node.raft === null) {
+      done(false);
+      return;
+    }
+    node.inputs.push({ kind: 'read', context, done });
+    this.pump(node);
+  }
+
+  /** Asks node `idx` to hand leadership to `to` (ignored unless it leads). */
+  transferLeadership(idx: number, to: NodeId): void {
+    const node = this.node(idx);
+    if (node.raft === null) return;
+    this.note(`transfer ${node.id} -> ${to}`);
+    node.inputs.push({ kind: 'transfer', to });
     this.pump(node);
   }
 
