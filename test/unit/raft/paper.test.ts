@@ -68,6 +68,18 @@ t.test('§5.1 stale-term messages are ignored', (t) => {
   t.end();
 });
 
+t.test('§5.1 a stale candidate is told the current term (a lower-term Vote gets a rejecting VoteResp)', (t) => {
+  const r = withLog(A, [A, B, C], [1, 2], { term: 5 });
+  drain(r);
+  r.step(msg(MessageType.Vote, D, A, 3, { index: 2, logTerm: 2 }));
+  const answers = sent(r, MessageType.VoteResp);
+  t.equal(answers.length, 1, 'the stale candidate gets an answer');
+  t.equal(answers[0]?.term, 5, 'carrying our term, so it can catch up');
+  t.equal(answers[0]?.reject, true, 'and refusing the vote');
+  t.equal(r.status().term, 5, 'our term is unchanged');
+  t.end();
+});
+
 t.test('§5.2 election timeouts are randomized within [electionTicks, 2*electionTicks)', (t) => {
   const seen = new Set<number>();
   for (let seed = 0; seed < 200; seed++) {
