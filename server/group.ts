@@ -59,6 +59,9 @@ export class GroupRunner {
   private snapshotIndex = 0;
   /** Highest term known to be on disk here: messages of this term may leave before a Ready's fsync. */
   private durableTerm: number;
+  /** Term and vote of the last hard state known durable (a change to either must be waited for). */
+  private persistedTerm: number;
+  private persistedVote: string;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
   private readonly runBound = (): void => {
@@ -70,6 +73,8 @@ export class GroupRunner {
     recovered: RecoveredGroup | undefined, bootstrap: ConfState, seed: number) {
     const persisted = toPersistedState(recovered, bootstrap);
     this.durableTerm = persisted.hardState.term;
+    this.persistedTerm = persisted.hardState.term;
+    this.persistedVote = persisted.hardState.vote;
     if (persisted.snapshot !== null) {
       sm.restore(persisted.snapshot.data);
       this.appliedIndex = persisted.snapshot.meta.index;
@@ -175,9 +180,14 @@ export class GroupRunner {
     this.readyInFlight = true;
     const rd = this.raft.ready();
     const wal = this.host.wal;
-    const persistNeeded = rd.snapshot !== null || rd.hardState !== null || rd.entries.length > 0;
+    const hs = rd.hardState;
+    // The commit index is volatile state in Raft (a restart recomputes it): a Ready whose
+    // only durable change is the commit index is written but not waited for, so it does
+    // not cost a pipeline stall of one fsync. Term and vote changes are always waited for.
+    const termOrVoteChanged = hs !== null && (hs.term !== this.persistedTerm || hs.vote !== this.persistedVote);
+    const waitNeeded = rd.snapshot !== null || rd.entries.length > 0 || termOrVoteChanged;
     let later = rd.messages;
-    if (persistNeeded && rd.snapshot === null && rd.messages.length > 0) {
+    if (waitNeeded && rd.snapshot === null && rd.messages.length > 0) {
       const early: Message[] = [];
       const rest: Message[] = [];
       for (const m of rd.messages) {
@@ -189,24 +199,26 @@ export class GroupRunner {
     }
     const firstNew = rd.entries[0];
     const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
-    const applyEarly = persistNeeded && rd.snapshot === null
+    const applyEarly = waitNeeded && rd.snapshot === null
       && (lastCommitted === undefined || firstNew === undefined || lastCommitted.index < firstNew.index);
     if (applyEarly) this.applyReady(rd);
-    if (persistNeeded) {
-      try {
-        if (rd.snapshot !== null) {
-          await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
-        }
-        if (rd.hardState !== null || rd.entries.length > 0) {
-          const seq = wal.append(this.group, rd.hardState, rd.entries);
-          if (seq > wal.durable) await wal.whenDurable(seq);
-        }
-      } catch (err) {
-        // Without durable storage this replica must not say anything more: stop the node.
-        this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
-        return;
+    try {
+      if (rd.snapshot !== null) {
+        await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
       }
-      if (rd.hardState !== null) this.durableTerm = Math.max(this.durableTerm, rd.hardState.term);
+      if (hs !== null || rd.entries.length > 0) {
+        const seq = wal.append(this.group, hs, rd.entries);
+        if (waitNeeded && seq > wal.durable) await wal.whenDurable(seq);
+      }
+    } catch (err) {
+      // Without durable storage this replica must not say anything more: stop the node.
+      this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+      return;
+    }
+    if (hs !== null && waitNeeded) {
+      this.persistedTerm = hs.term;
+      this.persistedVote = hs.vote;
+      this.durableTerm = Math.max(this.durableTerm, hs.term);
     }
     if (this.stopped) return;
     this.host.send(this.group, later);
