@@ -1,4 +1,4 @@
-// Seeded pseudo-random generator (xoshiro128**). core/ never calls Math.random():
+// Seeded pseudo-random generator (xoshiro128**). core/ never uses the global random source:
 // randomness is injected so a seed replays a run exactly.
 
 export interface Prng {
