@@ -174,7 +174,7 @@ export class DsyncNode implements ConnectionOwner {
     if (type === FrameType.Push) {
       const handler = conn.role === 'peer' ? this.peerPushHandlers.get(opcode) : undefined;
       if (handler === undefined) {
-        conn.push(0, requestId, schema.ErrorReply.encode({ code: ErrorCode.BAD_REQUEST, message: `unexpected push ${opcodeName(opcode)}` }).finish());
+        conn.push(Opcode.None, requestId, schema.ErrorReply.encode({ code: ErrorCode.BAD_REQUEST, message: `unexpected push ${opcodeName(opcode)}` }).finish());
         return;
       }
       handler(conn.name as NodeId, payload);
