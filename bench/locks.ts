@@ -23,13 +23,7 @@ import * as hdr from 'hdr-histogram-js';
 import { Client, DsyncError } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${raw}`);
-  return n;
-}
+import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('LOCKS_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -52,11 +46,6 @@ function isScenario(s: string): s is ScenarioName {
   return s === 'distinct' || s === 'hot';
 }
 
-interface Cleanup {
-  readonly fns: (() => void | Promise<void>)[];
-  teardown(fn: () => void | Promise<void>): void;
-}
-
 /** xorshift32: the name sequence replays with the same SEED. */
 function prng(state: number): () => number {
   let x = state === 0 ? 0x9e3779b9 : state >>> 0;
@@ -77,7 +66,7 @@ interface ScenarioResult {
   readonly opsUnit: string;
   readonly measuredOps: number;
   readonly seconds: number;
-  readonly acquireLatencyMs: { p50: number; p99: number; p999: number; max: number; mean: number };
+  readonly acquireLatencyMs: LatencySummaryMs;
   readonly errors: number;
   readonly firstError: string;
   readonly goal: { opsPerSec: number; p99Ms: number; met: boolean };
@@ -143,10 +132,8 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], l
   await running;
   if (repeatedToken !== 0) throw new Error(`hot lock: fencing token ${repeatedToken} was granted twice`);
 
-  const ms = (us: number): number => us / 1000;
   const opsPerSec = measured / seconds;
-  const latency = { p50: ms(histogram.getValueAtPercentile(50)), p99: ms(histogram.getValueAtPercentile(99)),
-    p999: ms(histogram.getValueAtPercentile(99.9)), max: ms(histogram.maxValue), mean: ms(histogram.mean) };
+  const latency = latencySummaryMs(histogram);
   const goal = scenario === 'distinct' ? { opsPerSec: 20_000, p99Ms: 20 } : { opsPerSec: 3_500, p99Ms: 50 };
   // Each counted op is two entries (acquire, release); sessions' keep-alives add a few.
   return {
@@ -172,7 +159,7 @@ async function main(): Promise<void> {
     if (!isScenario(s)) throw new Error(`LOCKS_BENCH_SCENARIOS: unknown scenario ${s} (distinct, hot)`);
     return s;
   });
-  const cleanup: Cleanup = { fns: [], teardown(fn) { this.fns.push(fn); } };
+  const cleanup = createCleanup();
   const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-locks-'));
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   if (cpuProfDir !== '') {
@@ -221,21 +208,8 @@ async function main(): Promise<void> {
     console.log(`  leader ${leader.leaderId} ${report.leader.unchanged ? 'led throughout' : 'CHANGED during the run'}`);
     console.log(`  JSON: ${resultsPath}`);
   } finally {
-    for (const fn of cleanup.fns.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`cleanup: ${String(err)}`);
-      }
-    }
+    await runCleanup(cleanup);
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
-  process.exit(1);
-});
+runBenchmark(main);

@@ -22,13 +22,7 @@ import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForConvergence, waitForLeader } from '../test/integration/raft-helpers.js';
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${raw}`);
-  return n;
-}
+import { createCleanup, envInt, latencySummaryMs, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('RAFT_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -47,11 +41,6 @@ const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'b
 
 interface WalMetricsView {
   readonly fsyncs: number;
-}
-
-interface Cleanup {
-  readonly fns: (() => void | Promise<void>)[];
-  teardown(fn: () => void | Promise<void>): void;
 }
 
 function percentileMs(sortedMs: readonly number[], p: number): number {
@@ -96,7 +85,7 @@ async function walFsyncs(consolePort: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const cleanup: Cleanup = { fns: [], teardown(fn) { this.fns.push(fn); } };
+  const cleanup = createCleanup();
   const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-raft-'));
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   try {
@@ -177,15 +166,13 @@ async function main(): Promise<void> {
     const leaderIndex = cluster.nodes.indexOf(leaderNode);
     const leaderFsyncs = (fsyncsAfter[leaderIndex] ?? 0) - (fsyncsBefore[leaderIndex] ?? 0);
     const proposalsPerSec = ackedMeasured / elapsedS;
-    const ms = (us: number): number => us / 1000;
     const result = {
       scenario: '3 nodes, group 0 journal appends, acknowledged once committed (fsynced on a majority) and applied on the leader',
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
       config: { seconds: measureSeconds, warmupSeconds, proposers: proposersCount, depthPerProposer,
         inFlightMax: proposersCount * depthPerProposer, payloadBytes },
       proposalsPerSec,
-      commitLatencyMs: { p50: ms(histogram.getValueAtPercentile(50)), p99: ms(histogram.getValueAtPercentile(99)),
-        p999: ms(histogram.getValueAtPercentile(99.9)), max: ms(histogram.maxValue), mean: ms(histogram.mean) },
+      commitLatencyMs: latencySummaryMs(histogram),
       fsyncsPerSec,
       proposalsPerLeaderFsync: ackedMeasured / Math.max(1, leaderFsyncs),
       errors, firstError,
@@ -208,21 +195,8 @@ async function main(): Promise<void> {
     console.log(`  floor: write+fdatasync 4 KiB p50 ${floor.p50Ms.toFixed(3)} ms p99 ${floor.p99Ms.toFixed(3)} ms; loopback ping p50 ${ping.p50Ms.toFixed(3)} ms p99 ${ping.p99Ms.toFixed(3)} ms`);
     console.log(`  JSON: ${resultsPath}`);
   } finally {
-    for (const fn of cleanup.fns.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`cleanup: ${String(err)}`);
-      }
-    }
+    await runCleanup(cleanup);
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
-  process.exit(1);
-});
+runBenchmark(main);
