@@ -22,6 +22,11 @@ export interface ClientOptions {
   readonly maxRedirects?: number;
   /** TTL of this client's lock session (default 10000 ms); kept alive in the background. */
   readonly sessionTtlMs?: number;
+  /**
+   * Lock-delay (Chubby/Consul): when this client's session EXPIRES (a crash, not a clean
+   * release), the locks it held are not granted to anyone for this long (default 0).
+   */
+  readonly lockDelayMs?: number;
 }
 
 export interface MemberStatus {
@@ -72,7 +77,7 @@ export class Client {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMsDefault;
     this.name = opts.name ?? `client-${process.pid}`;
     this.maxRedirects = opts.maxRedirects ?? 8;
-    this.lockManager = new LockManager(this, opts.sessionTtlMs);
+    this.lockManager = new LockManager(this, opts.sessionTtlMs, opts.lockDelayMs);
   }
 
   /** Acquires a lock (waiting as needed); the held lock carries its fencing token. Works with `await using`. */

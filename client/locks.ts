@@ -163,7 +163,7 @@ export class LockManager {
   private nextRequest = 1;
   private closed = false;
 
-  constructor(private readonly client: Client, private readonly defaultTtlMs = sessionTtlMsDefault) {
+  constructor(private readonly client: Client, private readonly defaultTtlMs = sessionTtlMsDefault, private readonly lockDelayMs = 0) {
     this.lanes = new RequestLanes(`${client.name}-${randomUUID().slice(0, 8)}`);
   }
 
@@ -276,7 +276,7 @@ export class LockManager {
     if (this.sessionId !== 0) return Promise.resolve(this.sessionId);
     if (this.opening !== null) return this.opening;
     const sentAt = Date.now();
-    this.opening = this.mutate(Opcode.SessionOpen, { ttlMs, lockDelayMs: 0 }).then((r) => {
+    this.opening = this.mutate(Opcode.SessionOpen, { ttlMs, lockDelayMs: this.lockDelayMs }).then((r) => {
       this.sessionId = Number(r.session);
       this.sessionTtlMs = r.ttlMs;
       this.renewed(sentAt);

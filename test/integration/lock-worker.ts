@@ -18,6 +18,8 @@ export interface LockWorkerArgs {
   readonly lock: string;
   readonly label: string;
   readonly sessionTtlMs: number;
+  /** hold: the session's lock-delay (locks stay ungranted this long after the session expires). */
+  readonly lockDelayMs?: number;
   /** contend: how many times to take the lock. */
   readonly rounds?: number;
   /** contend: the shared token file and the "someone is inside" marker. */
@@ -131,7 +133,8 @@ async function contend(args: LockWorkerArgs): Promise<void> {
 }
 
 async function hold(args: LockWorkerArgs): Promise<void> {
-  const client = await Client.connect({ seeds: args.seeds, sessionTtlMs: args.sessionTtlMs, maxRedirects: 40, name: args.label });
+  const client = await Client.connect({ seeds: args.seeds, sessionTtlMs: args.sessionTtlMs, maxRedirects: 40, name: args.label,
+    lockDelayMs: args.lockDelayMs ?? 0 });
   emit('ready');
   const held = await client.lock(args.lock);
   emit('held', { token: held.token });

@@ -117,4 +117,30 @@ t.test('locks over real processes', async (t) => {
     t.notOk(lock.isLost, 'the waiter holds it');
     await lock.release();
   });
+
+  await t.test('lock-delay: after a holder with a lock-delay dies, its lock stays ungranted for the delay past its TTL', async (t) => {
+    const lockDelayMs = 3000;
+    const holder = LockWorker.spawn(t, { mode: 'hold', seeds: cluster.seeds, lock: 'delayed-lock', label: 'delayed-holder',
+      sessionTtlMs: shortTtlMs, lockDelayMs });
+    const heldToken = (await holder.waitFor('held')).token ?? 0;
+    const waiter = await Client.connect({ seeds: cluster.seeds, requestTimeoutMs: 10_000, maxRedirects: 40, name: 'delay-waiter' });
+    t.teardown(() => waiter.close());
+    let grantedAtMs = 0;
+    const waiting = waiter.lock('delayed-lock', { waitMs: 30_000 }).then((l) => {
+      grantedAtMs = Date.now();
+      return l;
+    });
+    waiting.catch(() => undefined);
+    await sleep(300);
+    const killedAtMs = Date.now();
+    await holder.proc.kill9();
+    const lock = await waiting;
+    const afterKillMs = grantedAtMs - killedAtMs;
+    t.comment(`granted ${afterKillMs} ms after the kill (TTL ${shortTtlMs} ms + lock-delay ${lockDelayMs} ms)`);
+    // Without the delay the hand-over comes within about one TTL (the test above); with it, the
+    // lock must stay free of grants for the whole delay after the expiry.
+    t.ok(afterKillMs >= lockDelayMs, `not granted before the lock-delay ran out (${afterKillMs} ms)`);
+    t.ok(lock.token > heldToken, 'the waiter gets a larger token');
+    await lock.release();
+  });
 });
