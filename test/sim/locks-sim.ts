@@ -28,11 +28,13 @@ import { EntryType, Role } from '../../core/raft/types.js';
 import type { ConfChange, Message, ProposeOutcome, RaftNode, RaftStatus, Ready } from '../../core/raft/types.js';
 import { InvariantViolation } from '../checker/raft-invariants.js';
 import { Cluster } from './cluster.js';
-import type { ClusterOptions, ClusterStats, RaftFactory, StateMachine } from './cluster.js';
+import { failureOf, seedOutcome } from './common.js';
+import type { SeedOutcome } from './common.js';
+import type { ClusterOptions, RaftFactory, StateMachine } from './cluster.js';
 import { LockHistoryChecker } from './locks-history.js';
 import { realRaft } from './raft-factory.js';
-import { injectFault, profileFor } from './swarm.js';
-import type { FaultProfile } from './swarm.js';
+import { healAll, profileFor, startFaults } from './swarm.js';
+import type { FaultProfile, FaultState } from './swarm.js';
 
 /**
  * Deliberately broken variants (canaries) the checkers must catch:
@@ -79,17 +81,9 @@ export interface LockStats {
   lockDelayWakes: number;
 }
 
-export interface LockSimResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  /** The violated property ('' when ok). */
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly stats: ClusterStats;
+export interface LockSimResult extends SeedOutcome {
   readonly lockStats: LockStats;
   readonly virtualMs: number;
-  readonly trace: readonly string[];
 }
 
 /** How often a leader checks its lease clock (server/locks.ts uses the same). */
@@ -959,33 +953,17 @@ export function runLockSeed(seed: number, opts: LockSimOptions = {}): LockSimRes
   c.schedule(100, checkLoop);
 
   const faultPrng = new Xoshiro128(seed ^ 0x7a7a7a7a);
-  let faultsOn = true;
-  const faultLoop = (): void => {
-    if (!faultsOn) return;
-    injectFault(c, faultPrng, faults, electionMs, () => faultsOn);
-    c.schedule(faultPrng.int(1, 2 * faults.faultIntervalMs), faultLoop);
-  };
-  c.schedule(faultPrng.int(0, faults.faultIntervalMs), faultLoop);
+  const faultState: FaultState = { on: true, keepDown: new Set() };
+  startFaults(c, faultPrng, faults, electionMs, faultState);
 
   const result = (property: string, error: string): LockSimResult => ({
-    seed,
-    ok: property === '',
-    property,
-    error,
-    profile,
-    stats: c.stats,
+    ...seedOutcome(seed, property, error, profile, c),
     lockStats: sim.stats,
     virtualMs: c.nowMs,
-    trace: c.trace,
   });
   try {
     c.runMs(faultPhaseMs);
-    faultsOn = false;
-    c.note('--- heal: liveness phase ---');
-    c.heal();
-    for (let i = 0; i < clusterOpts.nodeCount; i++) c.restart(i);
-    for (const node of c.nodes) node.pausedUntilMs = 0;
-    Object.assign(c.network, { dropProb: 0, dupProb: 0, longDelayProb: 0 });
+    healAll(c, faultState);
     if (operator !== null) operator.active = false;
     for (const cl of clients) {
       cl.keepsAlive = true;
@@ -1002,8 +980,7 @@ export function runLockSeed(seed: number, opts: LockSimOptions = {}): LockSimRes
     sim.checkModelAgainstTable();
     return result('', '');
   } catch (err) {
-    if (err instanceof InvariantViolation) return result(err.property, err.message);
-    const e = err instanceof Error ? err : new Error(String(err));
-    return result('exception', e.stack ?? e.message);
+    const failure = failureOf(err);
+    return result(failure.property, failure.error);
   }
 }

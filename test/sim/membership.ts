@@ -27,11 +27,13 @@ import { applyConfChange, decodeConfChange } from '../../core/raft/confchange.js
 import { majority } from '../../core/raft/quorum.js';
 import { ConfChangeType, EntryType, MessageType, Role } from '../../core/raft/types.js';
 import type { ConfChange, ConfState, Message, ProposeOutcome, RaftNode, Ready } from '../../core/raft/types.js';
-import { InvariantViolation, entryKey } from '../checker/raft-invariants.js';
+import { entryKey } from '../checker/raft-invariants.js';
 import { Cluster } from './cluster.js';
-import type { ClusterObserver, ClusterOptions, ClusterStats, RaftFactory, SimNode } from './cluster.js';
-import { profileFor } from './swarm.js';
-import type { FaultProfile } from './swarm.js';
+import { failureOf, seedOutcome } from './common.js';
+import type { SeedOutcome } from './common.js';
+import type { ClusterObserver, ClusterOptions, RaftFactory, SimNode } from './cluster.js';
+import { healAll, profileFor, startFaults } from './swarm.js';
+import type { FaultState } from './swarm.js';
 
 // ---------------------------------------------------------------- checker
 
@@ -281,85 +283,10 @@ export class MembershipChecker implements ClusterObserver {
 
 // ---------------------------------------------------------------- faults and clients
 
-export interface FaultState {
-  on: boolean;
-  /** Nodes the faults must not restart (decommissioned). */
-  readonly keepDown: Set<number>;
-}
-
 function pick<T>(prng: Xoshiro128, items: readonly T[]): T {
   const item = items[prng.int(0, items.length - 1)];
   assert(item !== undefined, 'pick from an empty list');
   return item;
-}
-
-/** One fault from the seed's profile, over every simulated node (not-yet-joined ones shrug it off). */
-export function injectFaultOnce(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, state: FaultState): void {
-  const kinds: string[] = [];
-  if (f.crash) kinds.push('crash', 'crash');
-  if (f.partition) kinds.push('partition');
-  if (f.oneWay) kinds.push('oneWay');
-  if (f.clockJump) kinds.push('clockJump');
-  if (f.clockPause) kinds.push('clockPause');
-  if (kinds.length === 0) return;
-  const n = c.nodes.length;
-  const kind = pick(prng, kinds);
-  const later = (fn: () => void): void => c.schedule(prng.int(electionMs, 15 * electionMs), () => {
-    if (state.on) fn();
-  });
-  switch (kind) {
-    case 'crash': {
-      const idx = prng.int(0, n - 1);
-      c.crash(idx);
-      c.schedule(prng.int(10, 15 * electionMs), () => {
-        if (state.on && !state.keepDown.has(idx)) c.restart(idx);
-      });
-      return;
-    }
-    case 'partition':
-      if (prng.next() < 0.4) c.isolate(prng.int(0, n - 1));
-      else {
-        const a: number[] = [];
-        const b: number[] = [];
-        for (let i = 0; i < n; i++) (prng.next() < 0.5 ? a : b).push(i);
-        c.partition([a, b]);
-      }
-      later(() => c.heal());
-      return;
-    case 'oneWay': {
-      const from = prng.int(0, n - 1);
-      c.blockOneWay(from, (from + prng.int(1, n - 1)) % n);
-      later(() => c.heal());
-      return;
-    }
-    case 'clockJump':
-      c.clockJump(prng.int(0, n - 1), prng.int(1, 3 * c.opts.electionTicks));
-      return;
-    case 'clockPause':
-      c.clockPause(prng.int(0, n - 1), prng.int(1, 3 * electionMs));
-      return;
-    default:
-      throw new Error(`unknown fault ${kind}`);
-  }
-}
-
-export function startFaults(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, state: FaultState): void {
-  const loop = (): void => {
-    if (!state.on) return;
-    injectFaultOnce(c, prng, f, electionMs, state);
-    c.schedule(prng.int(1, 2 * f.faultIntervalMs), loop);
-  };
-  c.schedule(prng.int(0, f.faultIntervalMs), loop);
-}
-
-/** Heals the network and clocks, restarts every joined node not kept down, stops message loss. */
-export function healAll(c: Cluster, state: FaultState): void {
-  state.on = false;
-  c.note('--- heal: liveness phase ---');
-  c.heal();
-  for (let i = 0; i < c.nodes.length; i++) if (!state.keepDown.has(i)) c.restart(i);
-  for (const node of c.nodes) node.pausedUntilMs = 0;
-  Object.assign(c.network, { dropProb: 0, dupProb: 0, longDelayProb: 0 });
 }
 
 /** The up leader with the highest term, as an index (-1 when none). */
@@ -582,19 +509,12 @@ export interface MembershipOptions {
   readonly strictRemoved?: boolean;
 }
 
-export interface MembershipResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly stats: ClusterStats;
+export interface MembershipResult extends SeedOutcome {
   readonly ops: Operator['counts'];
   readonly checks: MembershipChecker['counts'];
   readonly finalConf: string;
   readonly removedLeaderNote: string;
   readonly removedVoteNote: string;
-  readonly trace: readonly string[];
 }
 
 export const membershipNodeCount = 5;
@@ -638,18 +558,12 @@ export function runMembershipSeed(seed: number, opts: MembershipOptions): Member
     `compact~${clusterOpts.compactEveryApplied} faults=[${on.join(',')}]/${f.faultIntervalMs}ms clients=${f.clients}x${f.payloadsPerClient}`;
 
   const result = (property: string, error: string): MembershipResult => ({
-    seed,
-    ok: property === '',
-    property,
-    error,
-    profile,
-    stats: c.stats,
+    ...seedOutcome(seed, property, error, profile, c),
     ops: operator.counts,
     checks: checker.counts,
     finalConf: confString(checker.latest().conf),
     removedLeaderNote: checker.removedLeaderNote,
     removedVoteNote: checker.removedVoteNote,
-    trace: c.trace,
   });
   try {
     c.runMs(opts.faultPhaseMs ?? 3_000);
@@ -695,9 +609,8 @@ export function runMembershipSeed(seed: number, opts: MembershipOptions): Member
     if (li < 0 || c.one(probe, ms.length, true, 5_000) === null) return result('liveness', 'a proposal after convergence did not commit on every member');
     return result('', '');
   } catch (err) {
-    if (err instanceof InvariantViolation) return result(err.property, err.message);
-    const e = err instanceof Error ? err : new Error(String(err));
-    return result('exception', e.stack ?? e.message);
+    const failure = failureOf(err);
+    return result(failure.property, failure.error);
   }
 }
 

@@ -18,12 +18,13 @@ import { assert } from '../../core/assert.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { EntryType } from '../../core/raft/types.js';
 import type { RaftNode, Ready } from '../../core/raft/types.js';
-import { InvariantViolation } from '../checker/raft-invariants.js';
 import { Cluster } from './cluster.js';
-import type { ClusterObserver, ClusterOptions, ClusterStats, RaftFactory, SimNode } from './cluster.js';
-import { RetryingClient, healAll, startClient, startFaults } from './membership.js';
-import type { FaultState } from './membership.js';
-import { profileFor } from './swarm.js';
+import { failureOf, seedOutcome } from './common.js';
+import type { SeedOutcome } from './common.js';
+import type { ClusterObserver, ClusterOptions, RaftFactory, SimNode } from './cluster.js';
+import { RetryingClient, startClient } from './membership.js';
+import { healAll, profileFor, startFaults } from './swarm.js';
+import type { FaultState } from './swarm.js';
 
 /** correct: ReadIndex then wait for applied >= index; local: serve local state at once; no-wait: serve on the ReadState without waiting to apply. */
 export type ReadVariant = 'correct' | 'local' | 'no-wait';
@@ -210,16 +211,9 @@ export interface ReadsOptions {
   readonly clusterOverrides?: Partial<ClusterOptions>;
 }
 
-export interface ReadsResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly stats: ClusterStats;
+export interface ReadsResult extends SeedOutcome {
   readonly reads: ReadHarness['counts'];
   readonly writesCommitted: number;
-  readonly trace: readonly string[];
 }
 
 export function runReadsSeed(seed: number, opts: ReadsOptions): ReadsResult {
@@ -274,15 +268,9 @@ export function runReadsSeed(seed: number, opts: ReadsOptions): ReadsResult {
   startFaults(c, prng, f, electionMs, faults);
   const profile = `nodes=${clusterOpts.nodeCount} preVote=${clusterOpts.preVote} checkQuorum=${clusterOpts.checkQuorum} drop=${clusterOpts.network.dropProb} readers=${readersCount} variant=${variant}`;
   const result = (property: string, error: string): ReadsResult => ({
-    seed,
-    ok: property === '',
-    property,
-    error,
-    profile,
-    stats: c.stats,
+    ...seedOutcome(seed, property, error, profile, c),
     reads: h.counts,
     writesCommitted: [...h.writes.values()].filter((w) => w.commitIndex !== Infinity).length,
-    trace: c.trace,
   });
   try {
     c.runMs(opts.faultPhaseMs ?? 3_000);
@@ -312,8 +300,7 @@ export function runReadsSeed(seed: number, opts: ReadsOptions): ReadsResult {
     if (violation !== '') return result('linearizability', violation);
     return result('', '');
   } catch (err) {
-    if (err instanceof InvariantViolation) return result(err.property, err.message);
-    const e = err instanceof Error ? err : new Error(String(err));
-    return result('exception', e.stack ?? e.message);
+    const failure = failureOf(err);
+    return result(failure.property, failure.error);
   }
 }

@@ -11,8 +11,9 @@
 // test/sim/failed-seeds.json (unless RECORD=0 or a canary variant runs).
 
 import { availableParallelism } from 'node:os';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Variant } from './cluster.js';
+import { envInt, runMain, runSeedsOnWorkers, seedsToRun } from './common.js';
 import { realRaft } from './raft-factory.js';
 import { loadFailedSeeds, recordFailedSeed } from './seeds.js';
 import { runSeed } from './swarm.js';
@@ -52,14 +53,6 @@ function parseVariant(v: string | undefined): Variant {
   throw new Error(`unknown VARIANT ${v}`);
 }
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
-  return n;
-}
-
 function runSeeds(seeds: readonly number[], variant: Variant, ackCheck: boolean, onResult: (s: Summary) => void): void {
   const harsh = process.env['HARSH'] === '1'; // canary tuning: long fsync windows, crashes always on
   for (const seed of seeds) {
@@ -80,22 +73,7 @@ async function runParallel(seeds: readonly number[], variant: Variant, ackCheck:
     runSeeds(seeds, variant, ackCheck, (s) => out.push(s));
     return out;
   }
-  const chunks: number[][] = Array.from({ length: jobs }, () => []);
-  seeds.forEach((s, i) => chunks[i % jobs]!.push(s));
-  const parts = await Promise.all(
-    chunks.map(
-      (chunk) =>
-        new Promise<Summary[]>((resolvePart, reject) => {
-          const job: WorkerJob = { seeds: chunk, variant, ackCheck };
-          const worker = new Worker(new URL(import.meta.url), { workerData: job });
-          const out: Summary[] = [];
-          worker.on('message', (s: Summary) => out.push(s));
-          worker.on('error', reject);
-          worker.on('exit', (code) => (code === 0 ? resolvePart(out) : reject(new Error(`worker exited ${code}`))));
-        }),
-    ),
-  );
-  return parts.flat().sort((a, b) => a.seed - b.seed);
+  return runSeedsOnWorkers<WorkerJob, Summary>(seeds, jobs, new URL(import.meta.url), (chunk) => ({ seeds: chunk, variant, ackCheck }));
 }
 
 async function main(): Promise<number> {
@@ -121,7 +99,7 @@ async function main(): Promise<number> {
   const start = envInt('SEED_START', 0);
   const jobs = envInt('JOBS', availableParallelism());
   const regression = variant === 'correct' ? loadFailedSeeds().map((s) => s.seed) : [];
-  const seeds = [...new Set([...regression, ...Array.from({ length: count }, (_, i) => start + i)])];
+  const seeds = seedsToRun(regression, start, count);
   const t0 = performance.now();
   const results = await runParallel(seeds, variant, ackCheck, jobs);
   const elapsedS = (performance.now() - t0) / 1000;
@@ -145,15 +123,7 @@ async function main(): Promise<number> {
 }
 
 if (isMainThread) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exitCode = 2;
-    },
-  );
+  runMain(main);
 } else {
   const job = workerData as WorkerJob;
   runSeeds(job.seeds, job.variant, job.ackCheck, (s) => parentPort?.postMessage(s));

@@ -6,9 +6,10 @@
 
 import { Xoshiro128 } from '../../core/prng.js';
 import type { ProposeOutcome } from '../../core/raft/types.js';
-import { InvariantViolation } from '../checker/raft-invariants.js';
 import { Cluster, defaultClusterOptions } from './cluster.js';
-import type { ClusterOptions, ClusterStats, RaftFactory, Variant } from './cluster.js';
+import type { ClusterOptions, RaftFactory, Variant } from './cluster.js';
+import { failureOf, seedOutcome } from './common.js';
+import type { SeedOutcome } from './common.js';
 
 export interface SwarmOptions {
   readonly raftFactory: RaftFactory;
@@ -21,18 +22,10 @@ export interface SwarmOptions {
   readonly faultOverrides?: Partial<FaultProfile>;
 }
 
-export interface SwarmResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  /** The violated property ('liveness', 'election-safety', ..., or 'exception'). */
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly stats: ClusterStats;
+export interface SwarmResult extends SeedOutcome {
   readonly virtualMs: number;
   readonly leaderAfterHealMs: number;
   readonly payloadsCommitted: number;
-  readonly trace: readonly string[];
 }
 
 export interface FaultProfile {
@@ -181,38 +174,21 @@ export function runSeed(seed: number, opts: SwarmOptions): SwarmResult {
     };
     c.schedule(prng.int(0, intervalMs), loop);
   }
-  let faultsOn = true;
-  const n = clusterOpts.nodeCount;
-  const faultLoop = (): void => {
-    if (!faultsOn) return;
-    injectFault(c, prng, faults, electionMs, () => faultsOn);
-    c.schedule(prng.int(1, 2 * faults.faultIntervalMs), faultLoop);
-  };
-  c.schedule(prng.int(0, faults.faultIntervalMs), faultLoop);
+  const faultState: FaultState = { on: true, keepDown: new Set() };
+  startFaults(c, prng, faults, electionMs, faultState);
 
   let leaderAfterHealMs = -1;
   const result = (property: string, error: string): SwarmResult => ({
-    seed,
-    ok: property === '',
-    property,
-    error,
-    profile,
-    stats: c.stats,
+    ...seedOutcome(seed, property, error, profile, c),
     virtualMs: c.nowMs,
     leaderAfterHealMs,
     payloadsCommitted: clients.reduce((a, cl) => a + cl.issued.length, 0),
-    trace: c.trace,
   });
   try {
     // Safety phase: faults and clients; the checker runs on every step.
     c.runMs(faultPhaseMs);
     // Liveness phase: heal everything, then the cluster must converge.
-    faultsOn = false;
-    c.note('--- heal: liveness phase ---');
-    c.heal();
-    for (let i = 0; i < n; i++) c.restart(i);
-    for (const node of c.nodes) node.pausedUntilMs = 0;
-    Object.assign(c.network, { dropProb: 0, dupProb: 0, longDelayProb: 0 });
+    healAll(c, faultState);
     for (const client of clients) client.budget = Math.max(client.budget, 0) + 2;
     const healMs = c.nowMs;
     const leaderBoundMs = 30 * electionMs;
@@ -239,13 +215,21 @@ export function runSeed(seed: number, opts: SwarmOptions): SwarmResult {
     }
     return result('', '');
   } catch (err) {
-    if (err instanceof InvariantViolation) return result(err.property, err.message);
-    const e = err instanceof Error ? err : new Error(String(err));
-    return result('exception', e.stack ?? e.message);
+    const failure = failureOf(err);
+    return result(failure.property, failure.error);
   }
 }
 
-export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, stillFaulty: () => boolean): void {
+// ---------------------------------------------------------------- faults (shared by every simulator)
+
+/** Whether the fault phase is still on, and which nodes faults must not restart (decommissioned ones). */
+export interface FaultState {
+  on: boolean;
+  readonly keepDown: Set<number>;
+}
+
+/** One fault from the seed's profile, over every simulated node (not-yet-joined ones shrug it off). */
+export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, state: FaultState): void {
   const kinds: string[] = [];
   if (f.crash) kinds.push('crash', 'crash');
   if (f.partition) kinds.push('partition');
@@ -260,7 +244,7 @@ export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, elect
       const idx = prng.int(0, n - 1);
       c.crash(idx);
       c.schedule(prng.int(10, 15 * electionMs), () => {
-        if (stillFaulty()) c.restart(idx);
+        if (state.on && !state.keepDown.has(idx)) c.restart(idx);
       });
       break;
     }
@@ -274,7 +258,7 @@ export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, elect
         c.partition([a, b]);
       }
       c.schedule(prng.int(electionMs, 15 * electionMs), () => {
-        if (stillFaulty()) c.heal();
+        if (state.on) c.heal();
       });
       break;
     }
@@ -283,7 +267,7 @@ export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, elect
       const to = (from + prng.int(1, n - 1)) % n;
       c.blockOneWay(from, to);
       c.schedule(prng.int(electionMs, 15 * electionMs), () => {
-        if (stillFaulty()) c.heal();
+        if (state.on) c.heal();
       });
       break;
     }
@@ -296,4 +280,24 @@ export function injectFault(c: Cluster, prng: Xoshiro128, f: FaultProfile, elect
     default:
       throw new Error(`unknown fault ${kind}`);
   }
+}
+
+/** Injects faults from the profile at random intervals until `state.on` turns false. */
+export function startFaults(c: Cluster, prng: Xoshiro128, f: FaultProfile, electionMs: number, state: FaultState): void {
+  const loop = (): void => {
+    if (!state.on) return;
+    injectFault(c, prng, f, electionMs, state);
+    c.schedule(prng.int(1, 2 * f.faultIntervalMs), loop);
+  };
+  c.schedule(prng.int(0, f.faultIntervalMs), loop);
+}
+
+/** Ends the fault phase: heals the network and clocks, restarts every node not kept down, stops message loss. */
+export function healAll(c: Cluster, state: FaultState): void {
+  state.on = false;
+  c.note('--- heal: liveness phase ---');
+  c.heal();
+  for (let i = 0; i < c.nodes.length; i++) if (!state.keepDown.has(i)) c.restart(i);
+  for (const node of c.nodes) node.pausedUntilMs = 0;
+  Object.assign(c.network, { dropProb: 0, dupProb: 0, longDelayProb: 0 });
 }

@@ -12,12 +12,13 @@
 import { Xoshiro128 } from '../../core/prng.js';
 import type { ProposeOutcome } from '../../core/raft/types.js';
 import { Role } from '../../core/raft/types.js';
-import { InvariantViolation } from '../checker/raft-invariants.js';
 import { Cluster } from './cluster.js';
-import type { ClusterOptions, ClusterStats, RaftFactory } from './cluster.js';
-import { RetryingClient, healAll, startClient } from './membership.js';
-import type { FaultState } from './membership.js';
-import { profileFor } from './swarm.js';
+import type { ClusterOptions, RaftFactory } from './cluster.js';
+import { failureOf, seedOutcome } from './common.js';
+import type { SeedOutcome } from './common.js';
+import { RetryingClient, startClient } from './membership.js';
+import { healAll, profileFor } from './swarm.js';
+import type { FaultState } from './swarm.js';
 
 export interface TransferOptions {
   readonly raftFactory: RaftFactory;
@@ -26,15 +27,8 @@ export interface TransferOptions {
   readonly clusterOverrides?: Partial<ClusterOptions>;
 }
 
-export interface TransferResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly stats: ClusterStats;
+export interface TransferResult extends SeedOutcome {
   readonly counts: { started: number; lagging: number; completed: number; aborted: number; steppedDown: number; refusedTransferring: number };
-  readonly trace: readonly string[];
 }
 
 export function runTransferSeed(seed: number, opts: TransferOptions): TransferResult {
@@ -59,14 +53,8 @@ export function runTransferSeed(seed: number, opts: TransferOptions): TransferRe
   const counts = { started: 0, lagging: 0, completed: 0, aborted: 0, steppedDown: 0, refusedTransferring: 0 };
   const profile = `nodes=${clusterOpts.nodeCount} preVote=${clusterOpts.preVote} checkQuorum=${clusterOpts.checkQuorum} drop=${dropProb} delay<=${clusterOpts.network.delayMsMax}ms skew=${clusterOpts.tickSkew}`;
   const result = (property: string, error: string): TransferResult => ({
-    seed,
-    ok: property === '',
-    property,
-    error,
-    profile,
-    stats: c.stats,
+    ...seedOutcome(seed, property, error, profile, c),
     counts,
-    trace: c.trace,
   });
   let probeSeq = 0;
   const probe = (idx: number): ProposeOutcome | null => c.proposeNow(idx, `probe-${probeSeq++}`);
@@ -133,8 +121,7 @@ export function runTransferSeed(seed: number, opts: TransferOptions): TransferRe
     if (!c.runUntil(converged, 20_000)) return result('liveness', `not converged after the transfers: ${clients.map((cl) => cl.describe()).join('; ')}`);
     return result('', '');
   } catch (err) {
-    if (err instanceof InvariantViolation) return result(err.property, err.message);
-    const e = err instanceof Error ? err : new Error(String(err));
-    return result('exception', e.stack ?? e.message);
+    const failure = failureOf(err);
+    return result(failure.property, failure.error);
   }
 }
