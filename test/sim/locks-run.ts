@@ -9,10 +9,11 @@
 // appended to test/sim/locks-failed-seeds.json (unless RECORD=0).
 
 import { availableParallelism } from 'node:os';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { envInt, runMain, runSeedsOnWorkers, seedsToRun } from './common.js';
 import { lockVariants, runLockSeed } from './locks-sim.js';
 import type { LockSimOptions, LockStats, LockVariant } from './locks-sim.js';
-import { loadLockFailedSeeds, recordLockFailedSeed } from './locks-seeds.js';
+import { loadLockFailedSeeds, recordLockFailedSeed } from './seeds.js';
 
 interface Job {
   readonly seeds: readonly number[];
@@ -29,14 +30,6 @@ export interface LockSeedSummary {
   readonly crashes: number;
   readonly grants: number;
   readonly lockStats: LockStats;
-}
-
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
-  return n;
 }
 
 function parseVariant(v: string | undefined): LockVariant {
@@ -60,22 +53,7 @@ export async function runLockSeedsParallel(seeds: readonly number[], opts: LockS
     runSeeds({ seeds, opts }, (s) => out.push(s));
     return out;
   }
-  const chunks: number[][] = Array.from({ length: jobs }, () => []);
-  seeds.forEach((s, i) => chunks[i % jobs]!.push(s));
-  const parts = await Promise.all(
-    chunks.map(
-      (chunk) =>
-        new Promise<LockSeedSummary[]>((resolvePart, reject) => {
-          const job: Job = { seeds: chunk, opts };
-          const worker = new Worker(new URL(import.meta.url), { workerData: job });
-          const out: LockSeedSummary[] = [];
-          worker.on('message', (s: LockSeedSummary) => out.push(s));
-          worker.on('error', reject);
-          worker.on('exit', (code) => (code === 0 ? resolvePart(out) : reject(new Error(`worker exited ${code}`))));
-        }),
-    ),
-  );
-  return parts.flat().sort((a, b) => a.seed - b.seed);
+  return runSeedsOnWorkers<Job, LockSeedSummary>(seeds, jobs, new URL(import.meta.url), (chunk) => ({ seeds: chunk, opts }));
 }
 
 async function main(): Promise<number> {
@@ -96,7 +74,7 @@ async function main(): Promise<number> {
   const start = envInt('SEED_START', 0);
   const jobs = envInt('JOBS', availableParallelism());
   const regression = variant === 'correct' ? loadLockFailedSeeds().map((s) => s.seed) : [];
-  const seeds = [...new Set([...regression, ...Array.from({ length: count }, (_, i) => start + i)])];
+  const seeds = seedsToRun(regression, start, count);
   const t0 = performance.now();
   const results = await runLockSeedsParallel(seeds, opts, jobs);
   const elapsedS = (performance.now() - t0) / 1000;
@@ -122,15 +100,7 @@ async function main(): Promise<number> {
 if (isMainThread) {
   // Only as the entry point (locks.test.ts imports runLockSeedsParallel).
   if (process.argv[1] !== undefined && new URL(import.meta.url).pathname === process.argv[1]) {
-    main().then(
-      (code) => {
-        process.exitCode = code;
-      },
-      (err: unknown) => {
-        console.error(err);
-        process.exitCode = 2;
-      },
-    );
+    runMain(main);
   }
 } else {
   const job = workerData as Job;

@@ -13,15 +13,16 @@ import { availableParallelism } from 'node:os';
 import t from 'tap';
 import { runLockSeedsParallel } from './locks-run.js';
 import type { LockSeedSummary } from './locks-run.js';
-import { loadLockFailedSeeds } from './locks-seeds.js';
+import { failureReport } from './common.js';
 import { runLockSeed } from './locks-sim.js';
+import { loadLockFailedSeeds } from './seeds.js';
 
 const seedsCount = Number(process.env['LOCK_SIM_SEEDS'] ?? '600');
 const seedStart = Number(process.env['SEED_START'] ?? '0');
 const jobs = Math.max(1, Math.min(2, availableParallelism()));
 
 function report(r: LockSeedSummary): string {
-  return `seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 6).join(' | ')}\n  profile: ${r.profile}\n  replay: SEED=${r.seed} TRACE=1 node dist/test/sim/locks-run.js`;
+  return failureReport(r, 'node dist/test/sim/locks-run.js', 6);
 }
 
 t.test('every lock seed that ever failed still passes', async (t) => {

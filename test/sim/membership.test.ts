@@ -8,34 +8,18 @@
 // SEED=n (TRACE=1 prints its event trace).
 
 import t from 'tap';
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { failureReport } from './common.js';
 import { runMembershipSeed } from './membership.js';
 import type { MembershipResult } from './membership.js';
 import { realRaft } from './raft-factory.js';
+import { loadKeptSeeds } from './seeds.js';
 
 const seedEnv = process.env['SEED'];
 const seedsCount = Number(process.env['MEMBERSHIP_SEEDS'] ?? '300');
 const seedStart = Number(process.env['SEED_START'] ?? '0');
 
 function report(r: MembershipResult): string {
-  return `seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')}\n  profile: ${r.profile}\n  replay: SEED=${r.seed} TRACE=1 npx tap test/sim/membership.test.js`;
-}
-
-/** membership-seeds.json beside the source, whether we run from dist/ or another outDir. */
-function keptSeeds(): { seed: number; property: string }[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(process.cwd(), 'test', 'sim', 'membership-seeds.json'), resolve(here, '..', '..', '..', 'test', 'sim', 'membership-seeds.json')];
-  for (const path of candidates) {
-    try {
-      const parsed = JSON.parse(readFileSync(path, 'utf8')) as { seed: number; property: string }[];
-      return parsed;
-    } catch {
-      // try the next location
-    }
-  }
-  throw new Error(`membership-seeds.json not found (tried ${candidates.join(', ')})`);
+  return failureReport(r, 'npx tap test/sim/membership.test.js');
 }
 
 if (seedEnv !== undefined && seedEnv !== '') {
@@ -46,7 +30,7 @@ if (seedEnv !== undefined && seedEnv !== '') {
   });
 } else {
   t.test('every kept seed still passes', async (t) => {
-    const seeds = keptSeeds();
+    const seeds = loadKeptSeeds('membership-seeds.json');
     t.ok(seeds.length > 0, 'the kept-seed file is not empty');
     for (const s of seeds) {
       const r = runMembershipSeed(s.seed, { raftFactory: realRaft });

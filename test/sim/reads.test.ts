@@ -7,32 +7,18 @@
 // names the seed; replay one run with SEED=n (TRACE=1 adds the event trace).
 
 import t from 'tap';
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { failureReport } from './common.js';
 import { realRaft } from './raft-factory.js';
 import { runReadsSeed } from './reads.js';
 import type { ReadsResult } from './reads.js';
+import { loadKeptSeeds } from './seeds.js';
 
 const seedEnv = process.env['SEED'];
 const seedsCount = Number(process.env['READS_SEEDS'] ?? '300');
 const seedStart = Number(process.env['SEED_START'] ?? '0');
 
 function report(r: ReadsResult): string {
-  return `seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')}\n  profile: ${r.profile}\n  replay: SEED=${r.seed} TRACE=1 npx tap test/sim/reads.test.js`;
-}
-
-function keptSeeds(): number[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(process.cwd(), 'test', 'sim', 'reads-seeds.json'), resolve(here, '..', '..', '..', 'test', 'sim', 'reads-seeds.json')];
-  for (const path of candidates) {
-    try {
-      return (JSON.parse(readFileSync(path, 'utf8')) as { seed: number }[]).map((s) => s.seed);
-    } catch {
-      // try the next location
-    }
-  }
-  throw new Error(`reads-seeds.json not found (tried ${candidates.join(', ')})`);
+  return failureReport(r, 'npx tap test/sim/reads.test.js');
 }
 
 if (seedEnv !== undefined && seedEnv !== '') {
@@ -43,7 +29,7 @@ if (seedEnv !== undefined && seedEnv !== '') {
   });
 } else {
   t.test('every kept seed still passes', async (t) => {
-    for (const seed of keptSeeds()) {
+    for (const { seed } of loadKeptSeeds('reads-seeds.json')) {
       const r = runReadsSeed(seed, { raftFactory: realRaft });
       t.ok(r.ok, r.ok ? `seed ${seed} passes` : report(r));
     }

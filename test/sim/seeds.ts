@@ -1,5 +1,8 @@
-// The regression file of seeds that ever failed (test/sim/failed-seeds.json):
-// read by the runner and the tap suite, appended to by the runner.
+// The simulators' regression files: every seed that ever failed, replayed before
+// the random seeds. failed-seeds.json (cluster simulator: run.ts, sim.test.ts),
+// locks-failed-seeds.json (lock simulator: locks-run.ts, locks.test.ts), both
+// appended to by their runner; and the kept-seed files the membership, reads
+// and transfer suites replay (membership-seeds.json, ...).
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -11,33 +14,89 @@ export interface FailedSeed {
   readonly note: string;
 }
 
-/** The source file, whether we run from dist/ or from another outDir inside or outside the repo. */
-export function failedSeedsPath(): string {
-  const env = process.env['FAILED_SEEDS_FILE'];
-  if (env !== undefined && env !== '') return env;
-  const fromCwd = join(process.cwd(), 'test', 'sim', 'failed-seeds.json');
-  if (existsSync(fromCwd)) return fromCwd;
-  // dist/test/sim/seeds.js -> <repo>/test/sim/failed-seeds.json
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'sim', 'failed-seeds.json');
+/** A regression file in test/sim/ and the environment variable that can point elsewhere. */
+interface RegressionFile {
+  readonly fileName: string;
+  readonly pathEnv: string;
+  /** Whether an entry may be a bare seed number instead of { seed, property, note }. */
+  readonly bareSeedsAllowed: boolean;
 }
 
-export function loadFailedSeeds(): FailedSeed[] {
-  const path = failedSeedsPath();
+const clusterSeedsFile: RegressionFile = { fileName: 'failed-seeds.json', pathEnv: 'FAILED_SEEDS_FILE', bareSeedsAllowed: true };
+const lockSeedsFile: RegressionFile = { fileName: 'locks-failed-seeds.json', pathEnv: 'LOCK_FAILED_SEEDS_FILE', bareSeedsAllowed: false };
+
+/** The source file, whether we run from dist/, another outDir inside or outside the repo, or the repo root. */
+function regressionPath(file: RegressionFile): string {
+  const env = process.env[file.pathEnv];
+  if (env !== undefined && env !== '') return env;
+  const fromCwd = join(process.cwd(), 'test', 'sim', file.fileName);
+  if (existsSync(fromCwd)) return fromCwd;
+  // dist/test/sim/seeds.js -> <repo>/test/sim/<fileName>
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'sim', file.fileName);
+}
+
+function loadRegression(file: RegressionFile): FailedSeed[] {
+  const path = regressionPath(file);
   if (!existsSync(path)) return [];
   const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
   if (!Array.isArray(parsed)) throw new Error(`${path}: expected an array`);
   return parsed.map((item: unknown) => {
-    if (typeof item === 'number') return { seed: item, property: '', note: '' };
+    if (file.bareSeedsAllowed && typeof item === 'number') return { seed: item, property: '', note: '' };
     const o = item as { seed?: unknown; property?: unknown; note?: unknown };
     if (typeof o.seed !== 'number') throw new Error(`${path}: entry without a numeric seed`);
     return { seed: o.seed, property: typeof o.property === 'string' ? o.property : '', note: typeof o.note === 'string' ? o.note : '' };
   });
 }
 
-export function recordFailedSeed(entry: FailedSeed): boolean {
-  const seeds = loadFailedSeeds();
+/** Appends the seed unless it is already kept; false when it was. */
+function recordRegression(file: RegressionFile, entry: FailedSeed): boolean {
+  const seeds = loadRegression(file);
   if (seeds.some((s) => s.seed === entry.seed)) return false;
   seeds.push(entry);
-  writeFileSync(failedSeedsPath(), JSON.stringify(seeds, null, 2) + '\n');
+  writeFileSync(regressionPath(file), JSON.stringify(seeds, null, 2) + '\n');
   return true;
+}
+
+export function failedSeedsPath(): string {
+  return regressionPath(clusterSeedsFile);
+}
+
+export function loadFailedSeeds(): FailedSeed[] {
+  return loadRegression(clusterSeedsFile);
+}
+
+export function recordFailedSeed(entry: FailedSeed): boolean {
+  return recordRegression(clusterSeedsFile, entry);
+}
+
+export function lockSeedsPath(): string {
+  return regressionPath(lockSeedsFile);
+}
+
+export function loadLockFailedSeeds(): FailedSeed[] {
+  return loadRegression(lockSeedsFile);
+}
+
+export function recordLockFailedSeed(entry: FailedSeed): boolean {
+  return recordRegression(lockSeedsFile, entry);
+}
+
+/** A seed a suite keeps replaying, with the property it once showed (when the file says). */
+export interface KeptSeed {
+  readonly seed: number;
+  readonly property: string;
+}
+
+/** test/sim/<fileName> from the working directory, else beside the source when run from dist/; throws when neither parses. */
+export function loadKeptSeeds(fileName: string): KeptSeed[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(process.cwd(), 'test', 'sim', fileName), resolve(here, '..', '..', '..', 'test', 'sim', fileName)];
+  for (const path of candidates) {
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as KeptSeed[];
+    } catch {
+      // try the next location
+    }
+  }
+  throw new Error(`${fileName} not found (tried ${candidates.join(', ')})`);
 }

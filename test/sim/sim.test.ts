@@ -5,6 +5,7 @@
 // names the seed and property; replay with `SEED=n TRACE=1 node dist/test/sim/run.js`.
 
 import t from 'tap';
+import { failureReport } from './common.js';
 import { realRaft } from './raft-factory.js';
 import { loadFailedSeeds } from './seeds.js';
 import { runSeed } from './swarm.js';
@@ -14,7 +15,7 @@ const seedsCount = Number(process.env['SIM_SEEDS'] ?? '1000');
 const seedStart = Number(process.env['SEED_START'] ?? '0');
 
 function report(r: SwarmResult): string {
-  return `seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')}\n  profile: ${r.profile}\n  replay: SEED=${r.seed} TRACE=1 node dist/test/sim/run.js`;
+  return failureReport(r, 'node dist/test/sim/run.js');
 }
 
 t.test('every seed that ever failed still passes', async (t) => {

@@ -7,32 +7,18 @@
 // leader that ignores transferLeadership() - must be caught. Replay with SEED=n.
 
 import t from 'tap';
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { failureReport } from './common.js';
 import type { RaftFactory } from './cluster.js';
 import { realRaft } from './raft-factory.js';
 import { runTransferSeed } from './transfer.js';
 import type { TransferResult } from './transfer.js';
+import { loadKeptSeeds } from './seeds.js';
 
 const seedEnv = process.env['SEED'];
 const seedsCount = Number(process.env['TRANSFER_SEEDS'] ?? '300');
 
 function report(r: TransferResult): string {
-  return `seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')}\n  profile: ${r.profile}\n  replay: SEED=${r.seed} TRACE=1 npx tap test/sim/transfer.test.js`;
-}
-
-function keptSeeds(): number[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(process.cwd(), 'test', 'sim', 'transfer-seeds.json'), resolve(here, '..', '..', '..', 'test', 'sim', 'transfer-seeds.json')];
-  for (const path of candidates) {
-    try {
-      return (JSON.parse(readFileSync(path, 'utf8')) as { seed: number }[]).map((s) => s.seed);
-    } catch {
-      // try the next location
-    }
-  }
-  throw new Error(`transfer-seeds.json not found (tried ${candidates.join(', ')})`);
+  return failureReport(r, 'npx tap test/sim/transfer.test.js');
 }
 
 /** Canary: a replica whose transferLeadership() does nothing (so proposals keep being accepted). */
@@ -61,7 +47,7 @@ if (seedEnv !== undefined && seedEnv !== '') {
   });
 } else {
   t.test('every kept seed still passes', async (t) => {
-    for (const seed of keptSeeds()) {
+    for (const { seed } of loadKeptSeeds('transfer-seeds.json')) {
       const r = runTransferSeed(seed, { raftFactory: realRaft });
       t.ok(r.ok, r.ok ? `seed ${seed} passes` : report(r));
     }
