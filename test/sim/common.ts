@@ -40,6 +40,11 @@ export function failureReport(r: Pick<SeedOutcome, 'seed' | 'property' | 'error'
 
 // ---------------------------------------------------------------- command-line runners
 
+/** What a runner's worker posts back for one seed (structured-clone sized: no trace). */
+export interface SeedSummary extends Pick<SeedOutcome, 'seed' | 'ok' | 'property' | 'error' | 'profile'> {
+  readonly steps: number;
+}
+
 /** An integer from the environment variable `name`, `fallback` when unset or empty. */
 export function envInt(name: string, fallback: number): number {
   const v = process.env[name];

@@ -11,6 +11,7 @@
 import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { envInt, runMain, runSeedsOnWorkers, seedsToRun } from './common.js';
+import type { SeedSummary } from './common.js';
 import { lockVariants, runLockSeed } from './locks-sim.js';
 import type { LockSimOptions, LockStats, LockVariant } from './locks-sim.js';
 import { loadLockFailedSeeds, recordLockFailedSeed } from './seeds.js';
@@ -20,13 +21,7 @@ interface Job {
   readonly opts: LockSimOptions;
 }
 
-export interface LockSeedSummary {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly steps: number;
+export interface LockSeedSummary extends SeedSummary {
   readonly crashes: number;
   readonly grants: number;
   readonly lockStats: LockStats;

@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Variant } from './cluster.js';
 import { envInt, runMain, runSeedsOnWorkers, seedsToRun } from './common.js';
+import type { SeedSummary } from './common.js';
 import { realRaft } from './raft-factory.js';
 import { loadFailedSeeds, recordFailedSeed } from './seeds.js';
 import { runSeed } from './swarm.js';
@@ -25,13 +26,8 @@ interface WorkerJob {
   readonly ackCheck: boolean;
 }
 
-interface Summary {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly property: string;
-  readonly error: string;
-  readonly profile: string;
-  readonly steps: number;
+/** A seed's summary plus how soon a stable leader emerged after healing (-1: none). */
+interface Summary extends SeedSummary {
   readonly leaderAfterHealMs: number;
 }
 
