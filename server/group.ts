@@ -41,6 +41,10 @@ interface ReadWaiter {
   reject(err: DsyncError): void;
 }
 
+/** Read contexts are short strings; one codec instance each, not one per read. */
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
 const roleNames: Record<Role, string> = { [Role.Follower]: 'follower', [Role.PreCandidate]: 'pre-candidate',
   [Role.Candidate]: 'candidate', [Role.Leader]: 'leader' };
 
@@ -126,7 +130,7 @@ export class GroupRunner {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'too many linearizable reads pending; retry shortly'));
     }
     const key = `${this.host.nodeId}:${this.nextReadId++}`;
-    if (!this.raft.readIndex(new TextEncoder().encode(key))) return Promise.reject(this.host.node.notLeader(`group ${this.group}`));
+    if (!this.raft.readIndex(utf8Encoder.encode(key))) return Promise.reject(this.host.node.notLeader(`group ${this.group}`));
     this.schedule();
     return new Promise((resolve, reject) => {
       this.reads.set(key, { index: 0, resolve, reject });
@@ -241,7 +245,7 @@ export class GroupRunner {
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
     for (const rs of rd.readStates) {
-      const key = new TextDecoder().decode(rs.context);
+      const key = utf8Decoder.decode(rs.context);
       const waiter = this.reads.get(key);
       if (waiter === undefined) continue;
       this.reads.delete(key);

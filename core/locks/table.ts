@@ -64,14 +64,8 @@ interface Holder {
   token: FencingToken;
 }
 
-interface Waiter {
-  readonly session: SessionId;
-  readonly mode: LockMode;
-  readonly requestId: string;
-  readonly clientId: ClientId;
-  readonly seq: number;
-  readonly enqueuedIndex: LogIndex;
-}
+/** A queued request; the read API hands these out as they are (all fields readonly). */
+type Waiter = WaiterInfo;
 
 interface LockState {
   readonly name: string;
