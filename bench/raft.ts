@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { Client } from '../client/index.js';
-import type { NodeConnection } from '../client/connection.js';
+import type { NodeConnection } from '../client/transport/connection.js';
 import { DsyncError } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';

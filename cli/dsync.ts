@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../client/index.js';
 import { DsyncError } from '../protocol/errors.js';
-import { ConfigError, loadConfig, parsePort, type RawSettings, type SettingName } from '../server/config.js';
+import { ConfigError, loadConfig, parsePort, type RawSettings, type SettingName } from '../server/node/config.js';
 import { startNode, stopOnSignals } from '../server/main.js';
 import { WalCorruptionError } from '../server/storage/wal.js';
 import { parseArgs, UsageError } from './args.js';

@@ -6,8 +6,8 @@ import { clientConnectTimeoutMsDefault, clientRequestTimeoutMsDefault } from '..
 import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
-import { NodeConnection, type PushListener } from './connection.js';
-import { type HeldLock, LockManager, type LockOptions } from './locks.js';
+import { NodeConnection, type PushListener } from './transport/connection.js';
+import { type HeldLock, LockManager, type LockOptions } from './locks/locks.js';
 
 export interface ClientOptions {
   /** Any subset of the cluster's client addresses (host:port); the rest is discovered. */

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
-import type { NodeConfig } from './config.js';
-import { GroupHost, type GroupRunner } from './group.js';
-import { EntryKind, frameEntry, Group0StateMachine } from './group0.js';
-import { Journal } from './journal.js';
-import { LockService } from './locks.js';
-import { decodePayload, DsyncNode } from './node.js';
+import type { NodeConfig } from './node/config.js';
+import { GroupHost, type GroupRunner } from './raft/runner.js';
+import { EntryKind, frameEntry, Group0StateMachine } from './raft/group0.js';
+import { Journal } from './services/journal/journal.js';
+import { LockService } from './services/locks/service.js';
+import { decodePayload, DsyncNode } from './node/node.js';
 import { Wal } from './storage/wal.js';
 
 export const metaGroup: GroupId = groupId(0);

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { ConfigError, loadConfig, parsePeers, type RawSettings } from '../../../server/config.js';
+import { ConfigError, loadConfig, parsePeers, type RawSettings } from '../../../server/node/config.js';
 import { nodeId } from '../../../core/ids.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dsync-config-'));

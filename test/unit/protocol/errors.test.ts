@@ -5,7 +5,7 @@
 // client's decodeError, including an unknown code from a newer node.
 
 import t from 'tap';
-import { decodeError, parseAddress } from '../../../client/connection.js';
+import { decodeError, parseAddress } from '../../../client/transport/connection.js';
 import { DsyncError, ErrorCode, isErrorCode, Opcode, opcodeName, ProtocolError, schema } from '../../../protocol/index.js';
 
 t.test('error codes are stable', (t) => {

@@ -8,8 +8,8 @@ import { clientId, logIndex, sessionId, term } from '../../../core/ids.js';
 import type { LockCommand } from '../../../core/locks/index.js';
 import { EntryType, type Message, MessageType } from '../../../core/raft/types.js';
 import { schema } from '../../../protocol/index.js';
-import { decodeLockCommand, encodeLockCommand } from '../../../server/locks.js';
-import { fromWire, toWire } from '../../../server/raft-codec.js';
+import { decodeLockCommand, encodeLockCommand } from '../../../server/services/locks/service.js';
+import { fromWire, toWire } from '../../../server/raft/codec.js';
 import { groupId, nodeId } from '../../../core/ids.js';
 
 const client = { clientId: clientId('c-1/0'), seq: 7, nowMs: 1_700_000_000_123 };

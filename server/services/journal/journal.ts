@@ -3,7 +3,7 @@
 // same blobs in the same order — what integration tests and bench:raft check.
 
 import { crc32 } from 'node:zlib';
-import { assert } from '../core/assert.js';
+import { assert } from '../../../core/assert.js';
 
 export class Journal {
   private blobCount = 0;

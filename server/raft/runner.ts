@@ -4,20 +4,20 @@
 // and linearizable readers answered. One GroupHost per node, one GroupRunner
 // per group.
 
-import { assert } from '../core/assert.js';
+import { assert } from '../../core/assert.js';
 import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, raftReadRequestsPendingMax,
-  raftTickMs, snapshotEntriesThreshold } from '../core/constants.js';
-import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../core/ids.js';
-import { Xoshiro128 } from '../core/prng.js';
-import { Raft } from '../core/raft/raft.js';
-import { type ConfState, type Entry, EntryType, type Message, MessageType, type Ready, Role } from '../core/raft/types.js';
-import { DsyncError, ErrorCode } from '../protocol/errors.js';
-import { Opcode } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
-import type { Logger } from './log.js';
-import type { DsyncNode, GroupStatusView } from './node.js';
-import { fromWire, toWire } from './raft-codec.js';
-import { type RecoveredGroup, toPersistedState, type Wal } from './storage/wal.js';
+  raftTickMs, snapshotEntriesThreshold } from '../../core/constants.js';
+import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
+import { Xoshiro128 } from '../../core/prng.js';
+import { Raft } from '../../core/raft/raft.js';
+import { type ConfState, type Entry, EntryType, type Message, MessageType, type Ready, Role } from '../../core/raft/types.js';
+import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { Opcode } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
+import type { Logger } from '../node/log.js';
+import type { DsyncNode, GroupStatusView } from '../node/node.js';
+import { fromWire, toWire } from './codec.js';
+import { type RecoveredGroup, toPersistedState, type Wal } from '../storage/wal.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
 export interface StateMachine {

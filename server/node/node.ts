@@ -4,11 +4,11 @@
 // handle(), the console registry and the HTTP router.
 
 import { createServer, type Server } from 'node:net';
-import { connectionsMax, protocolVersion } from '../core/constants.js';
-import type { NodeId } from '../core/ids.js';
-import { DsyncError, ErrorCode, ProtocolError } from '../protocol/errors.js';
-import { FrameType, Opcode, opcodeName } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
+import { connectionsMax, protocolVersion } from '../../core/constants.js';
+import type { NodeId } from '../../core/ids.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
+import { FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
 import type { NodeConfig } from './config.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ConsoleRegistry, ConsoleServer } from './console.js';

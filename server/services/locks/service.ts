@@ -3,18 +3,18 @@
 // clock (expiring sessions, waking lock-delays) and parks waiting acquires
 // until a grant or failure applies. Followers answer NOT_LEADER.
 
-import { assert } from '../core/assert.js';
-import { type ClientId, clientId as toClientId, logIndex, type NodeId, type SessionId, sessionId } from '../core/ids.js';
+import { assert } from '../../../core/assert.js';
+import { type ClientId, clientId as toClientId, logIndex, type NodeId, type SessionId, sessionId } from '../../../core/ids.js';
 import { LeaseClock, type LockCommand, type LockInfo, type LockMode, type LockResult, LockTable,
-  type LockTableSnapshot } from '../core/locks/index.js';
-import type { Entry } from '../core/raft/types.js';
-import { DsyncError, ErrorCode, isErrorCode } from '../protocol/errors.js';
-import { Opcode } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
-import type { Connection } from './connection.js';
-import type { GroupRunner } from './group.js';
-import { EntryKind, frameEntry, type SubMachine } from './group0.js';
-import { decodePayload, type DsyncNode, type RequestContext } from './node.js';
+  type LockTableSnapshot } from '../../../core/locks/index.js';
+import type { Entry } from '../../../core/raft/types.js';
+import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
+import { Opcode } from '../../../protocol/frame.js';
+import { schema } from '../../../protocol/index.js';
+import type { Connection } from '../../node/connection.js';
+import type { GroupRunner } from '../../raft/runner.js';
+import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
+import { decodePayload, type DsyncNode, type RequestContext } from '../../node/node.js';
 
 /** How often the leader checks for expired leases and due lock-delays. */
 const leaseCheckIntervalMs = 50;

@@ -1,10 +1,10 @@
 // Converts Raft messages between core's typed structs and the protobuf
 // RaftMessage on the wire (the one codec for peer traffic).
 
-import { type GroupId, groupId, logIndex, type NodeId, term } from '../core/ids.js';
-import type { Entry, EntryType, Message, MessageType, Snapshot } from '../core/raft/types.js';
-import { schema } from '../protocol/index.js';
-import type { dsync } from '../protocol/generated/dsync.js';
+import { type GroupId, groupId, logIndex, type NodeId, term } from '../../core/ids.js';
+import type { Entry, EntryType, Message, MessageType, Snapshot } from '../../core/raft/types.js';
+import { schema } from '../../protocol/index.js';
+import type { dsync } from '../../protocol/generated/dsync.js';
 
 type WireMessage = ReturnType<typeof schema.RaftMessage.create>;
 const emptyBytes = new Uint8Array(0);

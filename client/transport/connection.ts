@@ -3,11 +3,11 @@
 // deadlines swept by one timer, and push frames routed to listeners.
 
 import { connect, type Socket } from 'node:net';
-import { protocolVersion } from '../core/constants.js';
-import { DsyncError, ErrorCode, isErrorCode, type ProtocolError } from '../protocol/errors.js';
-import { FrameDecoder, FrameType, Opcode, opcodeName } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
-import { FrameWriter } from '../protocol/writer.js';
+import { protocolVersion } from '../../core/constants.js';
+import { DsyncError, ErrorCode, isErrorCode, type ProtocolError } from '../../protocol/errors.js';
+import { FrameDecoder, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
+import { FrameWriter } from '../../protocol/writer.js';
 
 interface Pending {
   readonly opcode: number;

@@ -4,11 +4,11 @@
 // successful renewal + TTL has passed — before the server would expire it.
 
 import { randomUUID } from 'node:crypto';
-import { sessionTtlMsDefault } from '../core/constants.js';
-import { DsyncError, ErrorCode } from '../protocol/errors.js';
-import { Opcode } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
-import type { Client } from './client.js';
+import { sessionTtlMsDefault } from '../../core/constants.js';
+import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { Opcode } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
+import type { Client } from '../client.js';
 
 export class LockTimeoutError extends DsyncError {
   override name = 'LockTimeoutError';

@@ -5,12 +5,12 @@
 
 import { connect, type Socket } from 'node:net';
 import { connectionWriteQueueBytesMax, peerReconnectBackoffMsMax, peerReconnectBackoffMsMin,
-  protocolVersion } from '../core/constants.js';
-import type { NodeId } from '../core/ids.js';
-import type { ProtocolError } from '../protocol/errors.js';
-import { FrameDecoder, FrameType, Opcode } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
-import { FrameWriter } from '../protocol/writer.js';
+  protocolVersion } from '../../core/constants.js';
+import type { NodeId } from '../../core/ids.js';
+import type { ProtocolError } from '../../protocol/errors.js';
+import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
+import { FrameWriter } from '../../protocol/writer.js';
 import type { PeerAddress } from './config.js';
 import type { Logger } from './log.js';
 

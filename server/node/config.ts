@@ -4,7 +4,7 @@
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { type NodeId, nodeId } from '../core/ids.js';
+import { type NodeId, nodeId } from '../../core/ids.js';
 
 export interface PeerAddress {
   readonly id: NodeId;

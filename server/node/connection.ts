@@ -4,11 +4,11 @@
 
 import type { Socket } from 'node:net';
 import { connectionIdleMsMax, connectionWriteQueueBytesMax, helloTimeoutMs, pendingRequestsPerConnectionMax,
-  protocolVersion } from '../core/constants.js';
-import { DsyncError, ErrorCode, ProtocolError } from '../protocol/errors.js';
-import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
-import { FrameWriter } from '../protocol/writer.js';
+  protocolVersion } from '../../core/constants.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
+import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
+import { FrameWriter } from '../../protocol/writer.js';
 import type { Logger } from './log.js';
 
 export type ConnectionRole = 'pending' | 'client' | 'peer';

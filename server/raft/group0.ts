@@ -2,10 +2,10 @@
 // and the lock table (and later cluster metadata). Entries start with one byte
 // naming the sub-machine; the rest is that machine's payload.
 
-import { assert } from '../core/assert.js';
-import type { NodeId } from '../core/ids.js';
-import type { Entry } from '../core/raft/types.js';
-import type { StateMachine } from './group.js';
+import { assert } from '../../core/assert.js';
+import type { NodeId } from '../../core/ids.js';
+import type { Entry } from '../../core/raft/types.js';
+import type { StateMachine } from './runner.js';
 
 export const EntryKind = {
   Journal: 1,
