@@ -24,6 +24,8 @@ export const ErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   CONNECTION_CLOSED: 'CONNECTION_CLOSED',
   CANCELLED: 'CANCELLED',
+  /** An administrator took the lock away (force-release); the holder must stop using it. */
+  FORCE_RELEASED: 'FORCE_RELEASED',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -37,6 +39,8 @@ export interface DsyncErrorDetails {
   /** NOT_LEADER: where the leader can be reached, when known. */
   readonly leaderAddress?: string;
   readonly leaderId?: string;
+  /** Overload: retry after about this long. */
+  readonly retryAfterMs?: number;
 }
 
 /** The one error type of dsync: a stable code plus a message a person can act on. */
@@ -45,12 +49,14 @@ export class DsyncError extends Error {
   readonly code: ErrorCode;
   readonly leaderAddress: string;
   readonly leaderId: string;
+  readonly retryAfterMs: number;
 
   constructor(code: ErrorCode, message: string, details: DsyncErrorDetails = {}) {
     super(message);
     this.code = code;
     this.leaderAddress = details.leaderAddress ?? '';
     this.leaderId = details.leaderId ?? '';
+    this.retryAfterMs = details.retryAfterMs ?? 0;
   }
 }
 

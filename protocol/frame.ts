@@ -30,17 +30,20 @@ export const Opcode = {
   Raft: 10,
   JournalAppend: 11,
   JournalInfo: 12,
-  SessionOpen: 20,
-  SessionKeepAlive: 21,
-  SessionClose: 22,
-  LockAcquire: 23,
-  LockRelease: 24,
-  LockDowngrade: 25,
-  LockCancel: 26,
-  LockForceRelease: 27,
-  LockInfo: 28,
-  LockList: 29,
-  SessionList: 30,
+  // Locks service: 100-199 (each service owns an opcode range; the seam refuses overlaps).
+  SessionOpen: 100,
+  SessionKeepAlive: 101,
+  SessionClose: 102,
+  LockAcquire: 103,
+  LockRelease: 104,
+  LockDowngrade: 105,
+  LockCancel: 106,
+  LockForceRelease: 107,
+  LockInfo: 108,
+  LockList: 109,
+  SessionList: 110,
+  /** Push to a session's holder: a lock it held was taken away (force-release, expiry). */
+  LockLost: 111,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
 

@@ -1,17 +1,18 @@
-// Starting one node from a validated config: open the WAL, build the node,
-// start group 0 (journal + lock table), plug in the services, start
-// listening, and stop gracefully on SIGTERM/SIGINT.
+// Starting one node from a validated config: open the WAL, build the node and its
+// group host, start group 0 with every service's part of it, start the services on
+// the seam (server/services/service.ts), listen, and stop gracefully on SIGTERM/SIGINT.
 
 import { join } from 'node:path';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
-import { schema } from '../protocol/index.js';
 import type { NodeConfig } from './node/config.js';
+import { DsyncNode } from './node/node.js';
+import { Group0StateMachine } from './raft/group0.js';
 import { GroupHost, type GroupRunner } from './raft/runner.js';
-import { EntryKind, frameEntry, Group0StateMachine } from './raft/group0.js';
-import { Journal } from './services/journal/journal.js';
+import { monotonicClock, nodeScheduler } from './runtime.js';
+import { JournalService } from './services/journal/service.js';
 import { LockService } from './services/locks/service.js';
-import { decodePayload, DsyncNode } from './node/node.js';
+import { registerServices, type Service, serviceContext } from './services/service.js';
 import { Wal } from './storage/wal.js';
 
 export const metaGroup: GroupId = groupId(0);
@@ -23,30 +24,45 @@ export interface RunningNode {
   readonly host: GroupHost;
 }
 
+/** The services every node runs, in start order. */
+function services(): Service[] {
+  return [new JournalService(), new LockService()];
+}
+
 /** Builds and starts a node with every service wired in. Throws WalCorruptionError on a damaged log. */
 export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const { wal, recovered } = await Wal.open(join(config.dataDir, 'wal'));
   const node = new DsyncNode(config);
-  const host = new GroupHost(node, wal, recovered);
+  const host = new GroupHost({
+    nodeId: config.nodeId,
+    storage: wal,
+    recovered,
+    sendToPeer: (peer, batch) => { node.peers.send(peer, Opcode.Raft, batch); },
+    clock: monotonicClock,
+    scheduler: nodeScheduler,
+    log: node.log,
+    notLeader: (what, leader) => node.notLeader(what, leader),
+    fatal: (message) => {
+      node.log.error(message);
+      // A replica that cannot persist must not keep voting or acknowledging.
+      process.exit(70);
+    },
+    seed: process.pid,
+  });
+  node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
+  node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
   node.onStop(() => host.stop());
 
+  const list = services();
   const sm = new Group0StateMachine();
-  const journal = new Journal();
-  sm.register(EntryKind.Journal, 'journal', {
-    apply: (entry, body) => ({ index: entry.index, count: journal.apply(body) }),
-    snapshot: () => journal.toSnapshot(),
-    restore: (s) => journal.restore(s as { count: number; hash: number }),
-  });
-
-  const locks = new LockService(node);
-  sm.register(EntryKind.Lock, 'locks', locks);
-
+  registerServices(list, sm);
   const voters = [config.nodeId, ...config.peers.map((p) => p.id)].sort() as NodeId[];
-  const group0 = host.addGroup(metaGroup, sm, { voters, learners: [] });
+  const group0 = host.ensure(metaGroup, sm, { voters, learners: [] });
   node.setLeaderProvider(() => group0.leader);
-  registerJournal(node, group0, journal);
-  locks.attach(group0);
-  node.onStop(() => locks.stop());
+  for (const service of list) {
+    service.start(serviceContext(service, { node, groups: host, clock: monotonicClock, scheduler: nodeScheduler, log: node.log }));
+    node.onStop(() => service.stop());
+  }
 
   node.consoleCommands.register({
     name: 'raft', usage: 'raft', help: 'every Raft group on this node: role, term, commit, applied',
@@ -58,27 +74,6 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
 
   const ports = await node.start();
   return { node, ports, group0, host };
-}
-
-function registerJournal(node: DsyncNode, group0: GroupRunner, journal: Journal): void {
-  node.handle(Opcode.JournalAppend, (ctx, payload) => {
-    const req = decodePayload((b) => schema.JournalAppend.decode(b), payload, 'journal append');
-    group0.propose(frameEntry(EntryKind.Journal, req.data)).then((applied) => {
-      const { index, count } = applied as { index: number; count: number };
-      ctx.conn.reply(ctx.requestId, ctx.opcode, schema.JournalAppendReply.encode({ index, count }).finish());
-    }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, node.asDsyncError(err)));
-  });
-  node.handle(Opcode.JournalInfo, (ctx, payload) => {
-    const req = decodePayload((b) => schema.JournalInfoRequest.decode(b), payload, 'journal info');
-    const answer = (): void => ctx.conn.reply(ctx.requestId, ctx.opcode, schema.JournalInfoReply.encode({
-      count: journal.count, hash: journal.hash, appliedIndex: group0.applied, nodeId: node.nodeId,
-    }).finish());
-    if (req.local) {
-      answer();
-      return;
-    }
-    group0.readBarrier().then(answer, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, node.asDsyncError(err)));
-  });
 }
 
 /** Stops the node on the first SIGTERM/SIGINT; a second signal exits at once. */

@@ -164,7 +164,7 @@ export function decodeError(payload: Uint8Array, opcode: number): DsyncError {
   try {
     const e = schema.ErrorReply.decode(payload);
     const code = isErrorCode(e.code) ? e.code : ErrorCode.INTERNAL;
-    return new DsyncError(code, e.message, { leaderAddress: e.leaderAddress, leaderId: e.leaderId });
+    return new DsyncError(code, e.message, { leaderAddress: e.leaderAddress, leaderId: e.leaderId, retryAfterMs: e.retryAfterMs });
   } catch {
     return new DsyncError(ErrorCode.BAD_PAYLOAD, `undecodable error answer to ${opcodeName(opcode)}`);
   }

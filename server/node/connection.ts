@@ -141,7 +141,7 @@ export class Connection implements FrameSink {
 
   private sendError(requestId: number, opcode: number, err: DsyncError): void {
     const payload = schema.ErrorReply.encode({ code: err.code, message: err.message, leaderAddress: err.leaderAddress,
-      leaderId: err.leaderId }).finish();
+      leaderId: err.leaderId, retryAfterMs: err.retryAfterMs }).finish();
     this.writer.send(FrameType.Error, opcode, requestId, payload);
   }
 

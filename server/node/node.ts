@@ -16,15 +16,9 @@ import { HttpServer, sendJson } from './http.js';
 import { listenOn } from './listen.js';
 import { Logger } from './log.js';
 import { PeerLinks } from './peers.js';
+import type { RequestHandler, ServiceNode } from '../services/service.js';
 
-/** What a request handler gets: where to answer, and the raw payload view. */
-export interface RequestContext {
-  readonly conn: Connection;
-  readonly requestId: number;
-  readonly opcode: number;
-}
-
-export type RequestHandler = (ctx: RequestContext, payload: Uint8Array) => void;
+export type { RequestContext, RequestHandler } from '../services/service.js';
 export type PeerPushHandler = (from: NodeId, payload: Uint8Array) => void;
 
 /** Decodes a protobuf payload, turning any decoder exception into BAD_PAYLOAD. */
@@ -46,7 +40,7 @@ export interface MemberView {
 /** Group status as services report it (group 0 first). */
 export type GroupStatusView = ReturnType<typeof schema.GroupStatus.create>;
 
-export class DsyncNode implements ConnectionOwner {
+export class DsyncNode implements ConnectionOwner, ServiceNode {
   readonly log: Logger;
   readonly consoleCommands = new ConsoleRegistry();
   readonly http = new HttpServer();
@@ -76,7 +70,7 @@ export class DsyncNode implements ConnectionOwner {
     this.registerBuiltins();
   }
 
-  get nodeId(): string {
+  get nodeId(): NodeId {
     return this.config.nodeId;
   }
 
@@ -129,8 +123,7 @@ export class DsyncNode implements ConnectionOwner {
   }
 
   /** The error a follower answers with: NOT_LEADER naming the leader when known. */
-  notLeader(what: string): DsyncError {
-    const leader = this.leaderId();
+  notLeader(what: string, leader: NodeId | '' = this.leaderId()): DsyncError {
     if (leader === '') return new DsyncError(ErrorCode.UNAVAILABLE, `no leader is known right now for ${what}; retry shortly`);
     return new DsyncError(ErrorCode.NOT_LEADER, `${this.nodeId} is not the leader for ${what}; the leader is ${leader} at ${this.addressOf(leader)}`,
       { leaderId: leader, leaderAddress: this.addressOf(leader) });

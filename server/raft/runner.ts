@@ -10,14 +10,15 @@ import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks,
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
-import { type ConfState, type Entry, EntryType, type Message, MessageType, type Ready, Role } from '../../core/raft/types.js';
+import { type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
-import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
+import type { GroupStatusView } from '../node/node.js';
 import type { Logger } from '../node/log.js';
-import type { DsyncNode, GroupStatusView } from '../node/node.js';
+import type { Cancel, MonotonicClock, Scheduler } from '../runtime.js';
+import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
+import { toPersistedState } from '../storage/wal.js';
 import { fromWire, toWire } from './codec.js';
-import { type RecoveredGroup, toPersistedState, type Wal } from '../storage/wal.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
 export interface StateMachine {
@@ -115,7 +116,7 @@ export class GroupRunner {
     if (this.stopped) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
     const outcome = this.raft.propose(data);
     if (!outcome.ok) {
-      if (outcome.reason === 'not-leader') return Promise.reject(this.host.node.notLeader(`group ${this.group}`));
+      if (outcome.reason === 'not-leader') return Promise.reject(this.host.notLeader(this.group));
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `group ${this.group} cannot take proposals right now (${outcome.reason}); retry shortly`));
     }
     this.schedule();
@@ -130,7 +131,7 @@ export class GroupRunner {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'too many linearizable reads pending; retry shortly'));
     }
     const key = `${this.host.nodeId}:${this.nextReadId++}`;
-    if (!this.raft.readIndex(utf8Encoder.encode(key))) return Promise.reject(this.host.node.notLeader(`group ${this.group}`));
+    if (!this.raft.readIndex(utf8Encoder.encode(key))) return Promise.reject(this.host.notLeader(this.group));
     this.schedule();
     return new Promise((resolve, reject) => {
       this.reads.set(key, { index: 0, resolve, reject });
@@ -165,7 +166,7 @@ export class GroupRunner {
   private schedule(): void {
     if (this.scheduled || this.readyInFlight || this.stopped) return;
     this.scheduled = true;
-    setImmediate(this.runBound);
+    this.host.env.scheduler.defer(this.runBound);
   }
 
   /**
@@ -183,7 +184,7 @@ export class GroupRunner {
     if (this.readyInFlight || this.stopped || !this.raft.hasReady()) return;
     this.readyInFlight = true;
     const rd = this.raft.ready();
-    const wal = this.host.wal;
+    const wal = this.host.storage;
     const hs = rd.hardState;
     // The commit index is volatile state in Raft (a restart recomputes it): a Ready whose
     // only durable change is the commit index is written but not waited for, so it does
@@ -326,40 +327,104 @@ export class GroupRunner {
     this.raft.compact(index, data);
     this.snapshotIndex = this.appliedIndex;
     const snapshot = { meta: { index, term: term(this.appliedTerm), conf: this.raft.status().conf }, data };
-    this.host.wal.saveSnapshot(this.group, snapshot).catch((err: unknown) => {
+    this.host.storage.saveSnapshot(this.group, snapshot).catch((err: unknown) => {
       this.host.log.error('snapshot save failed', { group: this.group, err: String(err) });
     });
   }
 }
 
+/** The runner's view of the WAL (server/storage/wal.ts); test/sim passes a simulated disk. */
+export interface RaftStorage {
+  /** Queues entries, then the hard state that may commit them; returns the batch's sequence number. */
+  append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number;
+  /** Highest sequence number known durable. */
+  readonly durable: number;
+  whenDurable(seq: number): Promise<void>;
+  saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Everything a GroupHost needs from its node: the real node (server/main.ts) or a simulated one. */
+export interface GroupHostEnv {
+  readonly nodeId: NodeId;
+  readonly storage: RaftStorage;
+  readonly recovered: ReadonlyMap<GroupId, RecoveredGroup>;
+  /** Sends one encoded RaftBatch to a peer (best effort: Raft retries what is lost). */
+  sendToPeer(peer: NodeId, batch: Uint8Array): void;
+  readonly clock: MonotonicClock;
+  readonly scheduler: Scheduler;
+  readonly log: Logger;
+  /** NOT_LEADER naming `leader` (UNAVAILABLE when none is known) for a request about `what`. */
+  notLeader(what: string, leader: NodeId | ''): DsyncError;
+  /** This replica cannot go on safely (storage failed): stop the node, never keep voting. */
+  fatal(message: string): void;
+  /** Spreads election timeouts; distinct per node and per process (a restart draws anew). */
+  readonly seed: number;
+}
+
+/** Groups hosted on a node, as services see them (ARCHITECTURE.md, "Layout"). */
+export interface GroupRegistry {
+  readonly group0: GroupRunner;
+  /** The replica of `group`, started (or restarted from the WAL) if not hosted yet. */
+  ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner;
+  /** Stops hosting `group`: its waiters fail with UNAVAILABLE; its WAL records stay until compaction. */
+  drop(group: GroupId): void;
+  /** The leader this node believes `group` has ('' when unknown or not hosted). */
+  leaderOf(group: GroupId): NodeId | '';
+}
+
 /** Per node: the WAL, the tick timer, and the peer message batching shared by every group. */
-export class GroupHost {
+export class GroupHost implements GroupRegistry {
   readonly groups = new Map<GroupId, GroupRunner>();
   private readonly outbox = new Map<NodeId, ReturnType<typeof toWire>[]>();
   private flushScheduled = false;
-  private readonly tickTimer: NodeJS.Timeout;
+  private readonly stopTicks: Cancel;
+  private group0Runner: GroupRunner | null = null;
   readonly log: Logger;
   readonly nodeId: NodeId;
+  readonly storage: RaftStorage;
+  private readonly flushBound = (): void => this.flush();
 
-  constructor(readonly node: DsyncNode, readonly wal: Wal, readonly recovered: Map<GroupId, RecoveredGroup>) {
-    this.log = node.log;
-    this.nodeId = node.config.nodeId;
-    this.tickTimer = setInterval(() => {
+  constructor(readonly env: GroupHostEnv) {
+    this.log = env.log;
+    this.nodeId = env.nodeId;
+    this.storage = env.storage;
+    this.stopTicks = env.scheduler.every(raftTickMs, () => {
       for (const g of this.groups.values()) g.tick();
-    }, raftTickMs);
-    node.handlePeerPush(Opcode.Raft, (from, payload) => this.receive(from, payload));
-    node.addGroupStatus(() => [...this.groups.values()].map((g) => g.status()));
+    });
   }
 
-  /** Starts (or restarts from the WAL) the replica of `group`. */
-  addGroup(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner {
-    assert(!this.groups.has(group), `group ${group} started twice`);
+  get group0(): GroupRunner {
+    assert(this.group0Runner !== null, 'group 0 is started before services use it');
+    return this.group0Runner;
+  }
+
+  ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner {
+    const existing = this.groups.get(group);
+    if (existing !== undefined) return existing;
     // The seed only spreads election timeouts; distinct per node and group is all it needs.
     let seed = group * 7919;
     for (const ch of this.nodeId) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0;
-    const runner = new GroupRunner(group, this, sm, this.recovered.get(group), bootstrap, seed ^ process.pid);
+    const runner = new GroupRunner(group, this, sm, this.env.recovered.get(group), bootstrap, seed ^ this.env.seed);
     this.groups.set(group, runner);
+    if (group === 0) this.group0Runner = runner;
     return runner;
+  }
+
+  drop(group: GroupId): void {
+    assert(group !== 0, 'group 0 is never dropped');
+    const runner = this.groups.get(group);
+    if (runner === undefined) return;
+    runner.stop();
+    this.groups.delete(group);
+  }
+
+  leaderOf(group: GroupId): NodeId | '' {
+    return this.groups.get(group)?.leader ?? '';
+  }
+
+  notLeader(group: GroupId): DsyncError {
+    return this.env.notLeader(`group ${group}`, this.leaderOf(group));
   }
 
   send(group: GroupId, messages: readonly Message[]): void {
@@ -374,33 +439,32 @@ export class GroupHost {
     }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      this.env.scheduler.defer(this.flushBound);
     }
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.tickTimer);
+    this.stopTicks();
     for (const g of this.groups.values()) g.stop();
     this.flush();
-    await this.wal.close();
+    await this.storage.close();
   }
 
   fatal(message: string): void {
-    this.log.error(message);
-    // A replica that cannot persist must not keep voting or acknowledging.
-    process.exit(70);
+    this.env.fatal(message);
   }
 
   private flush(): void {
     this.flushScheduled = false;
     for (const [peer, messages] of this.outbox) {
       if (messages.length === 0) continue;
-      this.node.peers.send(peer, Opcode.Raft, schema.RaftBatch.encode({ messages }).finish());
+      this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages }).finish());
       messages.length = 0;
     }
   }
 
-  private receive(from: NodeId, payload: Uint8Array): void {
+  /** One RaftBatch pushed by `from` over its peer link. */
+  receive(from: NodeId, payload: Uint8Array): void {
     let batch: ReturnType<typeof schema.RaftBatch.decode>;
     try {
       batch = schema.RaftBatch.decode(payload);

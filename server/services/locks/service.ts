@@ -11,10 +11,10 @@ import type { Entry } from '../../../core/raft/types.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
-import type { Connection } from '../../node/connection.js';
 import type { GroupRunner } from '../../raft/runner.js';
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
-import { decodePayload, type DsyncNode, type RequestContext } from '../../node/node.js';
+import { decodePayload } from '../../node/node.js';
+import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
 
 /** How often the leader checks for expired leases and due lock-delays. */
 const leaseCheckIntervalMs = 50;
@@ -80,7 +80,7 @@ function lockError(code: string, message: string): DsyncError {
 
 interface ParkedAcquire {
   readonly key: string;
-  readonly conn: Connection;
+  readonly conn: ClientLink;
   readonly requestId: number;
   readonly session: SessionId;
   readonly lock: string;
@@ -90,7 +90,10 @@ interface ParkedAcquire {
   unsubscribeClose: () => void;
 }
 
-export class LockService implements SubMachine {
+export class LockService implements SubMachine, Service {
+  readonly name = 'locks';
+  readonly opcodes = { min: Opcode.SessionOpen, max: 199 };
+  readonly group0: { kind: EntryKind; machine: SubMachine } = { kind: EntryKind.Lock, machine: this };
   private table = new LockTable();
   private readonly leases = new LeaseClock();
   private isLeader = false;
@@ -99,14 +102,27 @@ export class LockService implements SubMachine {
   private leaseTimer: NodeJS.Timeout | null = null;
   private expiryInFlight = false;
   private readonly wakesInFlight = new Set<string>();
-  private group0: GroupRunner | null = null;
+  private runner: GroupRunner | null = null;
+  private ctx: ServiceContext | null = null;
 
-  constructor(private readonly node: DsyncNode) {}
-
-  attach(group0: GroupRunner): void {
-    this.group0 = group0;
+  start(ctx: ServiceContext): void {
+    this.ctx = ctx;
+    this.runner = ctx.groups.group0;
     this.registerHandlers();
     this.registerConsole();
+  }
+
+  private get context(): ServiceContext {
+    assert(this.ctx !== null, 'lock service used before start');
+    return this.ctx;
+  }
+
+  private get node(): ServiceNode {
+    return this.context.node;
+  }
+
+  private notLeader(): DsyncError {
+    return this.node.notLeader('locks', this.runner?.leader ?? '');
   }
 
   // ---- SubMachine (runs on every replica, deterministically) ----
@@ -147,7 +163,7 @@ export class LockService implements SubMachine {
       if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
       this.leaseTimer = null;
       // The next leader does not know these waits: the clients retry them there (same seq).
-      const err = this.node.notLeader('locks');
+      const err = this.notLeader();
       for (const p of this.parked.values()) this.finish(p, null, err);
     }
   }
@@ -161,7 +177,7 @@ export class LockService implements SubMachine {
   // ---- leader-side proposals ----
 
   private propose(cmd: LockCommand): Promise<LockResult> {
-    const group0 = this.group0;
+    const group0 = this.runner;
     assert(group0 !== null, 'lock service used before attach');
     return group0.propose(frameEntry(EntryKind.Lock, encodeLockCommand(cmd))) as Promise<LockResult>;
   }
@@ -192,9 +208,9 @@ export class LockService implements SubMachine {
 
   private registerHandlers(): void {
     const on = (opcode: number, fn: (ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>) => void): void => {
-      this.node.handle(opcode, (ctx, payload) => {
+      this.context.handle(opcode, (ctx, payload) => {
         const req = decodePayload((b) => schema.LockRequest.decode(b), payload, 'lock request');
-        if (!this.isLeader) throw this.node.notLeader('locks');
+        if (!this.isLeader) throw this.notLeader();
         if (req.clientId === '' && opcode !== Opcode.LockCancel) throw new DsyncError(ErrorCode.BAD_REQUEST, 'lock requests need a client id');
         fn(ctx, req);
       });
@@ -219,15 +235,15 @@ export class LockService implements SubMachine {
     })));
     on(Opcode.LockAcquire, (ctx, req) => this.acquire(ctx, req, client(req)));
 
-    this.node.handle(Opcode.LockInfo, (ctx, payload) => {
+    this.context.handle(Opcode.LockInfo, (ctx, payload) => {
       const q = decodePayload((b) => schema.LockQuery.decode(b), payload, 'lock query');
       this.linearizable(ctx, () => schema.LockListReply.encode({ locks: q.lock === '' ? this.table.listLocks().map(lockState)
         : [this.table.lockInfo(q.lock)].filter((l): l is LockInfo => l !== null).map(lockState) }).finish());
     });
-    this.node.handle(Opcode.LockList, (ctx) => {
+    this.context.handle(Opcode.LockList, (ctx) => {
       this.linearizable(ctx, () => schema.LockListReply.encode({ locks: this.table.listLocks().map(lockState) }).finish());
     });
-    this.node.handle(Opcode.SessionList, (ctx) => {
+    this.context.handle(Opcode.SessionList, (ctx) => {
       this.linearizable(ctx, () => schema.SessionListReply.encode({ sessions: this.table.listSessions().map((s) => ({
         session: s.session, clientId: s.clientId, ttlMs: s.ttlMs, holds: [...s.holds], waits: s.waits.length, lockDelayMs: s.lockDelayMs,
       })) }).finish());
@@ -236,7 +252,7 @@ export class LockService implements SubMachine {
 
   /** Answers with the table's state after a ReadIndex barrier: never stale. */
   private linearizable(ctx: RequestContext, render: () => Uint8Array): void {
-    const group0 = this.group0;
+    const group0 = this.runner;
     assert(group0 !== null, 'lock service used before attach');
     group0.readBarrier().then(() => ctx.conn.reply(ctx.requestId, ctx.opcode, render()),
       (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));

@@ -1,0 +1,100 @@
+// The one seam every service (locks, queues, cache) plugs into: a name, an opcode
+// range of its own, an optional part of group 0's state machine, start/stop. The
+// node (server/main.ts) and the simulator (test/sim) start services the same way.
+
+import { assert } from '../../core/assert.js';
+import type { NodeId } from '../../core/ids.js';
+import type { DsyncError } from '../../protocol/errors.js';
+import { opcodeName } from '../../protocol/frame.js';
+import type { ConsoleRegistry } from '../node/console.js';
+import type { Logger } from '../node/log.js';
+import type { EntryKind, Group0StateMachine, SubMachine } from '../raft/group0.js';
+import type { GroupRegistry } from '../raft/runner.js';
+import type { MonotonicClock, Scheduler } from '../runtime.js';
+
+/** Opcodes below this belong to the node itself (hello, ping, status, raft); services start here. */
+export const serviceOpcodeMin = 11;
+
+/** Where a request came from and how to answer it: a client connection on a node, a simulated one in test/sim. */
+export interface ClientLink {
+  readonly closed: boolean;
+  reply(requestId: number, opcode: number, payload: Uint8Array): void;
+  replyError(requestId: number, opcode: number, err: DsyncError): void;
+  /** A frame the client did not ask for (e.g. a lock taken away). */
+  push(opcode: number, requestId: number, payload: Uint8Array): void;
+  /** Calls fn once when the link closes; returns an unsubscribe. */
+  onClose(fn: () => void): () => void;
+}
+
+/** What a request handler gets: where to answer, and which request it answers. */
+export interface RequestContext {
+  readonly conn: ClientLink;
+  readonly requestId: number;
+  readonly opcode: number;
+}
+
+/** Throws a DsyncError to answer with it; anything else is a bug and stops the node. */
+export type RequestHandler = (ctx: RequestContext, payload: Uint8Array) => void;
+
+/** The node as services see it. */
+export interface ServiceNode {
+  readonly nodeId: NodeId;
+  readonly log: Logger;
+  readonly consoleCommands: ConsoleRegistry;
+  /** NOT_LEADER naming `leader` (UNAVAILABLE when none is known) for a request about `what`. */
+  notLeader(what: string, leader: NodeId | ''): DsyncError;
+  /** Any failure as the DsyncError a client should see (programmer errors logged, INTERNAL). */
+  asDsyncError(err: unknown): DsyncError;
+  handle(opcode: number, handler: RequestHandler): void;
+}
+
+export interface ServiceContext {
+  readonly node: ServiceNode;
+  readonly groups: GroupRegistry;
+  readonly clock: MonotonicClock;
+  readonly scheduler: Scheduler;
+  readonly log: Logger;
+  /** Registers a request handler for an opcode in this service's range. */
+  handle(opcode: number, handler: RequestHandler): void;
+}
+
+export interface Service {
+  readonly name: string;
+  /** Inclusive range of request/push opcodes this service owns; ranges of two services never overlap. */
+  readonly opcodes: { readonly min: number; readonly max: number };
+  /** The part of group 0's replicated state this service owns, if any. */
+  readonly group0?: { readonly kind: EntryKind; readonly machine: SubMachine };
+  start(ctx: ServiceContext): void;
+  stop(): Promise<void> | void;
+}
+
+/** Checks the services' opcode ranges and names, and registers their group 0 parts. Throws on a conflict. */
+export function registerServices(services: readonly Service[], group0: Group0StateMachine): void {
+  const sorted = [...services].sort((a, b) => a.opcodes.min - b.opcodes.min);
+  let previous: Service | null = null;
+  for (const s of sorted) {
+    if (s.opcodes.min < serviceOpcodeMin || s.opcodes.max < s.opcodes.min) {
+      throw new Error(`service ${s.name} claims opcodes ${s.opcodes.min}-${s.opcodes.max}; services use ${serviceOpcodeMin} and up, min <= max`);
+    }
+    if (previous !== null && s.opcodes.min <= previous.opcodes.max) {
+      throw new Error(`services ${previous.name} (${previous.opcodes.min}-${previous.opcodes.max}) and ${s.name} (${s.opcodes.min}-${s.opcodes.max}) claim overlapping opcodes`);
+    }
+    if (previous !== null && previous.name === s.name) throw new Error(`service ${s.name} registered twice`);
+    previous = s;
+  }
+  for (const s of services) {
+    if (s.group0 !== undefined) group0.register(s.group0.kind, s.name, s.group0.machine);
+  }
+}
+
+/** The context one service starts with: the shared parts, and a handle() fenced to its opcode range. */
+export function serviceContext(service: Service, shared: Omit<ServiceContext, 'handle'>): ServiceContext {
+  return {
+    ...shared,
+    handle: (opcode, handler) => {
+      assert(opcode >= service.opcodes.min && opcode <= service.opcodes.max,
+        `service ${service.name} registers ${opcodeName(opcode)} outside its opcodes ${service.opcodes.min}-${service.opcodes.max}`);
+      shared.node.handle(opcode, handler);
+    },
+  };
+}
