@@ -72,14 +72,16 @@ export interface Service {
 export function registerServices(services: readonly Service[], group0: Group0StateMachine): void {
   const sorted = [...services].sort((a, b) => a.opcodes.min - b.opcodes.min);
   let previous: Service | null = null;
+  const names = new Set<string>();
   for (const s of sorted) {
+    if (names.has(s.name)) throw new Error(`service ${s.name} registered twice`);
+    names.add(s.name);
     if (s.opcodes.min < serviceOpcodeMin || s.opcodes.max < s.opcodes.min) {
       throw new Error(`service ${s.name} claims opcodes ${s.opcodes.min}-${s.opcodes.max}; services use ${serviceOpcodeMin} and up, min <= max`);
     }
     if (previous !== null && s.opcodes.min <= previous.opcodes.max) {
       throw new Error(`services ${previous.name} (${previous.opcodes.min}-${previous.opcodes.max}) and ${s.name} (${s.opcodes.min}-${s.opcodes.max}) claim overlapping opcodes`);
     }
-    if (previous !== null && previous.name === s.name) throw new Error(`service ${s.name} registered twice`);
     previous = s;
   }
   for (const s of services) {
