@@ -15,6 +15,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
+import { routerOf } from '../client/client.js';
 import { Client } from '../client/index.js';
 import type { NodeConnection } from '../client/transport/connection.js';
 import { DsyncError } from '../protocol/errors.js';
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < proposersCount; i++) {
       const c = await Client.connect({ seeds: [leaderNode.address], name: `bench-raft-${i}` });
       clients.push(c);
-      conns.push(await c.connection(leaderNode.address));
+      conns.push(await routerOf(c).connection(leaderNode.address));
     }
     cleanup.teardown(async () => {
       await Promise.all(clients.map((c) => c.close()));

@@ -24,6 +24,18 @@ export const peerReconnectBackoffMsMax = 2_000;
 // --- client ---
 export const clientRequestTimeoutMsDefault = 5_000;
 export const clientConnectTimeoutMsDefault = 3_000;
+/**
+ * Longest wait for one node's answer to a request that is safe to repeat before the
+ * client tries another member: a paused leader costs one attempt, not the whole deadline.
+ */
+export const clientAttemptTimeoutMsDefault = 1_000;
+/** Attempts per request (NOT_LEADER redirects and retries on other members). */
+export const clientRequestAttemptsMaxDefault = 8;
+/** Pause before retrying on another member, doubling per retry between these. */
+export const clientRetryBackoffMsMin = 50;
+export const clientRetryBackoffMsMax = 500;
+/** Background retries of a release whose answer never came, before the session is given up instead. */
+export const clientReleaseRetryCountMax = 64;
 
 // --- raft ---
 export const raftTickMs = 10;
@@ -80,6 +92,9 @@ assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several ma
 assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');
 assert(walPendingBytesMax >= walRingBytes, 'the WAL overflow queue must hold at least a ring of records');
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
+assert(clientRetryBackoffMsMax >= clientRetryBackoffMsMin && clientRetryBackoffMsMin > 0, 'client backoff range');
+assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attempt is shorter than the whole request');
+assert(clientRequestAttemptsMaxDefault >= 3 && clientReleaseRetryCountMax > 0, 'a request may try every member of a 3-node cluster');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
 assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no longer than a session TTL');

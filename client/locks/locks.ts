@@ -1,14 +1,16 @@
 // Distributed locks for the client: one session per Client kept alive in the
 // background, lock()/tryLock() returning a held lock with its fencing token,
 // and typed errors. A lock is declared lost to its holder once the last
-// successful renewal + TTL has passed — before the server would expire it.
+// successful renewal + TTL has passed — before the server would expire it —
+// and no grant reaches user code unless its session is live by that measure.
 
 import { randomUUID } from 'node:crypto';
-import { sessionTtlMsDefault } from '../../core/constants.js';
-import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { assert } from '../../core/assert.js';
+import { clientReleaseRetryCountMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin, sessionTtlMsDefault } from '../../core/constants.js';
+import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
-import type { Client } from '../client.js';
+import type { GroupTransport, RequestOptions } from '../transport/router.js';
 
 export class LockTimeoutError extends DsyncError {
   override name = 'LockTimeoutError';
@@ -22,6 +24,14 @@ export class SessionExpiredError extends DsyncError {
   override name = 'SessionExpiredError';
   constructor(message: string) { super(ErrorCode.SESSION_EXPIRED, message); }
 }
+/** An administrator took the lock away (`dsync lock release --force`); the holder must stop using it. */
+export class ForceReleasedError extends DsyncError {
+  override name = 'ForceReleasedError';
+  constructor(message: string) { super(ErrorCode.FORCE_RELEASED, message); }
+}
+
+/** The lock service lives in Raft group 0. */
+const lockGroup = 0;
 
 /** The typed error for a lock failure (subclasses for the codes callers branch on). */
 function typed(err: DsyncError): DsyncError {
@@ -29,6 +39,7 @@ function typed(err: DsyncError): DsyncError {
     case ErrorCode.LOCK_TIMEOUT: return new LockTimeoutError(err.message);
     case ErrorCode.DEADLOCK: return new DeadlockError(err.message);
     case ErrorCode.SESSION_EXPIRED: return new SessionExpiredError(err.message);
+    case ErrorCode.FORCE_RELEASED: return new ForceReleasedError(err.message);
     default: return err;
   }
 }
@@ -85,39 +96,407 @@ class RequestLanes {
 }
 
 class Held implements HeldLock {
-  private released = false;
+  private releasing: Promise<void> | null = null;
   isLost = false;
   readonly lost: Promise<DsyncError>;
   private markLost!: (err: DsyncError) => void;
 
-  constructor(private readonly locks: LockManager, readonly name: string, public mode: LockMode, public token: number, readonly session: number) {
+  constructor(private readonly locks: LockClient, readonly name: string, public mode: LockMode, public token: number, readonly session: number) {
     this.lost = new Promise((resolve) => { this.markLost = resolve; });
   }
 
+  /** No longer trusted to be held (session lost, force-released, ...); a release() after it sends nothing. */
   lose(err: DsyncError): void {
-    if (this.isLost || this.released) return;
+    if (this.isLost) return;
     this.isLost = true;
     this.markLost(err);
   }
 
-  async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    this.locks.forget(this);
-    if (this.isLost) return;
-    await this.locks.mutate(Opcode.LockRelease, { session: this.session, lock: this.name });
+  release(): Promise<void> {
+    this.releasing ??= this.locks.releaseHold(this);
+    return this.releasing;
   }
 
   async downgrade(): Promise<void> {
-    if (this.released || this.isLost) throw new DsyncError(ErrorCode.BAD_REQUEST, `lock ${this.name} is not held`);
-    const r = await this.locks.mutate(Opcode.LockDowngrade, { session: this.session, lock: this.name });
-    this.mode = 'shared';
-    this.token = Number(r.token);
+    if (this.releasing !== null || this.isLost) throw new DsyncError(ErrorCode.BAD_REQUEST, `lock ${this.name} is not held`);
+    try {
+      const r = await this.locks.mutate(Opcode.LockDowngrade, { session: this.session, lock: this.name });
+      this.mode = 'shared';
+      this.token = Number(r.token);
+    } catch (err) {
+      if (err instanceof DsyncError) this.locks.holdGone(this, err);
+      throw err;
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }
+}
+
+/** A lock session this client keeps alive; replaced by a new object on every (re)open. */
+interface LiveSession {
+  readonly id: number;
+  readonly ttlMs: number;
+  /** performance.now() at the FIRST send of the newest successful renewal (open or keep-alive). */
+  renewedAtMs: number;
+  keepAliveTimer: NodeJS.Timeout | null;
+  lossTimer: NodeJS.Timeout | null;
+  keepAliveInFlight: boolean;
+}
+
+/** Lock administration and inspection, as `client.locks`. */
+export interface LockAdmin {
+  /** Every lock with holders or waiters (empty name) or one lock; linearizable. */
+  info(name?: string): Promise<LockInfo[]>;
+  /** Every open lock session; linearizable. */
+  sessions(): Promise<LockSessionInfo[]>;
+  /** Takes a lock from whoever holds it (their sessions stay alive; they are told by a LockLost push). */
+  forceRelease(name: string): Promise<void>;
+}
+
+export interface LockClientOptions {
+  /** Client name, the prefix of this client's request lanes (client ids). */
+  readonly name: string;
+  readonly sessionTtlMs?: number;
+  readonly lockDelayMs?: number;
+}
+
+/** Errors after which a request may not have reached the leader: retrying (same seq) is safe. */
+function isRetryable(err: DsyncError): boolean {
+  return err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.CONNECTION_CLOSED
+    || err.code === ErrorCode.NOT_LEADER || err.code === ErrorCode.TOO_MANY_REQUESTS;
+}
+
+/** Answers to a release/downgrade that mean the hold is no longer ours. */
+function isHoldGone(err: DsyncError): boolean {
+  return err.code === ErrorCode.NOT_FOUND || err.code === ErrorCode.SESSION_EXPIRED || err.code === ErrorCode.FORCE_RELEASED;
+}
+
+/** The lock part of a Client: sessions, acquires, releases and the admin calls, over a GroupTransport. */
+export class LockClient implements LockAdmin {
+  private readonly lanes: RequestLanes;
+  private session: LiveSession | null = null;
+  private opening: Promise<number> | null = null;
+  private readonly held = new Set<Held>();
+  private nextRequest = 1;
+  private closed = false;
+  private readonly defaultTtlMs: number;
+  private readonly lockDelayMs: number;
+
+  constructor(private readonly transport: GroupTransport, opts: LockClientOptions) {
+    this.lanes = new RequestLanes(`${opts.name}-${randomUUID().slice(0, 8)}`);
+    this.defaultTtlMs = opts.sessionTtlMs ?? sessionTtlMsDefault;
+    this.lockDelayMs = opts.lockDelayMs ?? 0;
+    transport.onPush(Opcode.LockLost, (_opcode, _requestId, payload) => this.onLockLost(payload));
+  }
+
+  async lock(name: string, opts: LockOptions = {}): Promise<HeldLock> {
+    const held = await this.acquire(name, opts, true);
+    if (held === null) throw new DsyncError(ErrorCode.INTERNAL, 'a waiting acquire answered without a grant');
+    return held;
+  }
+
+  async tryLock(name: string, opts: Omit<LockOptions, 'waitMs'> = {}): Promise<HeldLock | null> {
+    return this.acquire(name, opts, false);
+  }
+
+  /** Ends the session: releases everything it holds. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const s = this.session;
+    if (s === null) return;
+    this.endSession(s, new SessionExpiredError('the client closed its lock session'), false);
+    try {
+      await this.mutate(Opcode.SessionClose, { session: s.id });
+    } catch {
+      // The TTL ends it anyway.
+    }
+  }
+
+  async info(name = ''): Promise<LockInfo[]> {
+    const raw = await this.transport.request(lockGroup, Opcode.LockInfo, schema.LockQuery.encode({ lock: name }).finish(), { idempotent: true });
+    const reply = schema.LockListReply.decode(raw);
+    return reply.locks.map((l) => ({
+      name: l.name ?? '',
+      holders: (l.holders ?? []).map((h) => ({ session: Number(h.session ?? 0), mode: h.exclusive === true ? 'exclusive' as const : 'shared' as const,
+        count: h.count ?? 0, token: Number(h.token ?? 0) })),
+      waiters: (l.waiters ?? []).map((w) => ({ session: Number(w.session ?? 0), mode: w.exclusive === true ? 'exclusive' as const : 'shared' as const,
+        requestId: w.requestId ?? '' })),
+      lastToken: Number(l.lastToken ?? 0),
+      delayUntilMs: l.delayUntilMs ?? 0,
+    }));
+  }
+
+  async sessions(): Promise<LockSessionInfo[]> {
+    const raw = await this.transport.request(lockGroup, Opcode.SessionList, new Uint8Array(0), { idempotent: true });
+    return schema.SessionListReply.decode(raw).sessions.map((s) => ({ session: Number(s.session ?? 0), clientId: s.clientId ?? '',
+      ttlMs: s.ttlMs ?? 0, holds: s.holds ?? [], waits: s.waits ?? 0 }));
+  }
+
+  async forceRelease(name: string): Promise<void> {
+    await this.mutate(Opcode.LockForceRelease, { lock: name });
+  }
+
+  /** One mutating lock request on a lane (client id + seq), routed to the leader; retries are applied once. */
+  async mutate(opcode: number, fields: Omit<Parameters<typeof schema.LockRequest.create>[0] & object, 'clientId' | 'seq'>,
+    opts: RequestOptions = {}): Promise<ReturnType<typeof schema.LockReply.decode>> {
+    return this.lanes.run((clientId, seq) => this.send(opcode, { ...fields, clientId, seq }, opts));
+  }
+
+  /**
+   * Releases one hold. After the hold was lost, resolves without a request. An answer
+   * saying the hold is gone (NOT_FOUND, SESSION_EXPIRED, FORCE_RELEASED) marks it lost and
+   * resolves. When the cluster does not answer, resolves and keeps retrying in the
+   * background on the same lane and seq (applied once) until the release applies or the
+   * session is lost; after clientReleaseRetryCountMax retries the session is given up,
+   * so the server frees the lock when its TTL runs out.
+   */
+  releaseHold(h: Held): Promise<void> {
+    this.held.delete(h);
+    if (h.isLost) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (err === null) resolve();
+        else reject(err);
+      };
+      this.lanes.run(async (clientId, seq) => {
+        for (let retry = 0; ; retry++) {
+          try {
+            await this.send(Opcode.LockRelease, { session: h.session, lock: h.name, clientId, seq });
+            settle(null);
+            return;
+          } catch (err) {
+            if (!(err instanceof DsyncError)) throw err;
+            if (isHoldGone(err)) {
+              this.holdGone(h, err);
+              settle(null);
+              return;
+            }
+            if (!isRetryable(err)) {
+              settle(err);
+              return;
+            }
+            // Unanswered: the hold may still be in place. Hand it to the background.
+            settle(null);
+            const s = this.session;
+            if (s === null || s.id !== h.session) return; // the session is gone: so is the hold
+            if (retry >= clientReleaseRetryCountMax) {
+              this.sessionLost(s, new SessionExpiredError(`release of ${h.name} got no answer after ${retry} retries; giving up session ${s.id}`));
+              return;
+            }
+            await sleep(Math.min(clientRetryBackoffMsMin * 2 ** retry, clientRetryBackoffMsMax));
+          }
+        }
+      }).catch(settle);
+    });
+  }
+
+  /** A request about `h` answered that the hold is not ours any more: `lost` fires. */
+  holdGone(h: Held, err: DsyncError): void {
+    if (!isHoldGone(err)) return;
+    this.held.delete(h);
+    h.lose(typed(err));
+    const s = this.session;
+    if (err.code === ErrorCode.SESSION_EXPIRED && s !== null && s.id === h.session) this.sessionLost(s, err);
+  }
+
+  private async send(opcode: number, fields: Parameters<typeof schema.LockRequest.create>[0] & object,
+    opts: RequestOptions = {}): Promise<ReturnType<typeof schema.LockReply.decode>> {
+    const payload = schema.LockRequest.encode(fields).finish();
+    try {
+      return schema.LockReply.decode(await this.transport.request(lockGroup, opcode, payload, { idempotent: true, ...opts }));
+    } catch (err) {
+      throw err instanceof DsyncError ? typed(err) : err;
+    }
+  }
+
+  private async acquire(name: string, opts: LockOptions, wait: boolean): Promise<Held | null> {
+    if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
+    if (name.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a lock needs a name');
+    const signal = opts.signal;
+    signal?.throwIfAborted();
+    const mode = opts.mode ?? 'exclusive';
+    const waitMs = opts.waitMs ?? 0;
+    if (!Number.isFinite(waitMs) || waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a finite number >= 0');
+    const session = await this.ensureSession(opts.ttlMs ?? this.defaultTtlMs);
+    const requestId = `r${this.nextRequest++}`;
+    const cancel = (): void => {
+      this.mutate(Opcode.LockCancel, { session, lock: name, requestId }).catch(() => { /* best effort: the session's end withdraws it anyway */ });
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    let r: ReturnType<typeof schema.LockReply.decode>;
+    try {
+      const timeoutMs = !wait ? this.transport.requestTimeoutMs : waitMs > 0 ? waitMs + this.transport.requestTimeoutMs : Infinity;
+      r = await this.mutate(Opcode.LockAcquire, { session, lock: name, exclusive: mode === 'exclusive', requestId, wait, waitMs: wait ? waitMs : 0 },
+        { timeoutMs, followLeader: wait });
+    } catch (err) {
+      if (err instanceof DsyncError) {
+        if (!wait && err.code === ErrorCode.WOULD_BLOCK) return null;
+        if (err.code === ErrorCode.CANCELLED && signal?.aborted === true) throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
+        if (err.code === ErrorCode.SESSION_EXPIRED) {
+          const s = this.session;
+          if (s !== null && s.id === session) this.sessionLost(s, err);
+        }
+        // Given up on without an answer (our deadline, or no leader): the wait may still be
+        // queued under the live session, where it would block every later acquire of this
+        // lock by the session ("already waits for"). Withdraw it.
+        if (wait && isRetryable(err)) cancel();
+      }
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+    const s = this.session;
+    if (s === null || s.id !== session || !this.isLive(s)) {
+      // Granted to a session this client already counts as lost, or whose TTL ran out while
+      // the answer travelled: the server may expire it any moment and grant the lock to
+      // someone else, so it must not reach user code. Ending the session frees the grant.
+      const why = `lock ${name} was granted to session ${session} after its ${s?.ttlMs ?? 'TTL'} ms lease could no longer be trusted`;
+      if (s !== null && s.id === session) this.sessionLost(s, new SessionExpiredError(why));
+      throw new SessionExpiredError(why);
+    }
+    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
+    this.held.add(held);
+    if (signal?.aborted === true) {
+      await held.release();
+      throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
+    }
+    return held;
+  }
+
+  private isLive(s: LiveSession): boolean {
+    return this.session === s && performance.now() < s.renewedAtMs + s.ttlMs;
+  }
+
+  private async ensureSession(ttlMs: number): Promise<number> {
+    const s = this.session;
+    if (s !== null) {
+      if (this.isLive(s)) return s.id;
+      // Its loss timer is due but has not run yet.
+      this.sessionLost(s, new SessionExpiredError(`no successful renewal of lock session ${s.id} within its ${s.ttlMs} ms TTL`));
+    }
+    this.opening ??= this.openSession(ttlMs).finally(() => { this.opening = null; });
+    return this.opening;
+  }
+
+  private async openSession(ttlMs: number): Promise<number> {
+    let firstSentMs = NaN;
+    const r = await this.mutate(Opcode.SessionOpen, { ttlMs, lockDelayMs: this.lockDelayMs },
+      { onSend: (atMs) => { if (Number.isNaN(firstSentMs)) firstSentMs = atMs; } });
+    assert(!Number.isNaN(firstSentMs), 'an answered request was sent');
+    const s: LiveSession = { id: Number(r.session), ttlMs: r.ttlMs, renewedAtMs: firstSentMs, keepAliveTimer: null, lossTimer: null,
+      keepAliveInFlight: false };
+    assert(s.id > 0 && s.ttlMs > 0, 'SessionOpen answers a session id and TTL');
+    if (this.closed) {
+      this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
+      throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
+    }
+    if (performance.now() >= s.renewedAtMs + s.ttlMs) {
+      // The answer took longer than the TTL (a stalled leader), counted from the first send.
+      // Nothing is held under the session yet, and a keep-alive that succeeds proves it never
+      // ended (session ids are never reused), so one fresh renewal decides.
+      await this.renew(s);
+      if (performance.now() >= s.renewedAtMs + s.ttlMs) {
+        this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
+        throw new SessionExpiredError(`lock session ${s.id} opened too late to be renewed within its ${s.ttlMs} ms TTL`);
+      }
+    }
+    this.session = s;
+    // Timers belong to this session object: a late or repeated open starts its own.
+    s.keepAliveTimer = setInterval(() => { void this.keepAlive(s); }, Math.max(100, Math.floor(s.ttlMs / 3)));
+    s.keepAliveTimer.unref();
+    this.scheduleLoss(s);
+    return s.id;
+  }
+
+  private async keepAlive(s: LiveSession): Promise<void> {
+    if (this.session !== s || s.keepAliveInFlight) return;
+    await this.renew(s);
+    if (this.session === s) this.scheduleLoss(s);
+  }
+
+  /**
+   * One keep-alive. On success the renewal counts from its FIRST send, not the answered
+   * attempt's: a retry may be answered from the dedup record of an earlier attempt that
+   * the server applied (and started the countdown at) earlier. The server does not renew
+   * on acquire (core/locks/table.ts renews on keepAlive only), so grants never count.
+   */
+  private async renew(s: LiveSession): Promise<void> {
+    s.keepAliveInFlight = true;
+    let firstSentMs = NaN;
+    try {
+      const leftMs = s.renewedAtMs + s.ttlMs - performance.now();
+      await this.mutate(Opcode.SessionKeepAlive, { session: s.id }, {
+        // Past the loss deadline an answer is still worth having while the session opens.
+        timeoutMs: Math.max(leftMs, Math.floor(s.ttlMs / 3), 1),
+        attemptTimeoutMs: Math.max(100, Math.floor(s.ttlMs / 3)),
+        onSend: (atMs) => { if (Number.isNaN(firstSentMs)) firstSentMs = atMs; },
+      });
+      s.renewedAtMs = Math.max(s.renewedAtMs, firstSentMs);
+    } catch (err) {
+      if (err instanceof DsyncError && err.code === ErrorCode.SESSION_EXPIRED && this.session === s) this.sessionLost(s, err);
+    } finally {
+      s.keepAliveInFlight = false;
+    }
+  }
+
+  private scheduleLoss(s: LiveSession): void {
+    if (s.lossTimer !== null) clearTimeout(s.lossTimer);
+    s.lossTimer = setTimeout(() => {
+      if (this.session === s) this.sessionLost(s, new SessionExpiredError(`no successful renewal of lock session ${s.id} within its ${s.ttlMs} ms TTL`));
+    }, Math.max(0, s.renewedAtMs + s.ttlMs - performance.now()));
+    s.lossTimer.unref();
+  }
+
+  /** The session can no longer be trusted: every hold under it is lost, and the server is asked to end it. */
+  private sessionLost(s: LiveSession, err: DsyncError): void {
+    if (this.session !== s) return;
+    this.endSession(s, err instanceof SessionExpiredError ? err : new SessionExpiredError(err.message), true);
+  }
+
+  private endSession(s: LiveSession, err: DsyncError, closeOnServer: boolean): void {
+    assert(this.session === s, 'ending the live session');
+    if (s.keepAliveTimer !== null) clearInterval(s.keepAliveTimer);
+    if (s.lossTimer !== null) clearTimeout(s.lossTimer);
+    s.keepAliveTimer = null;
+    s.lossTimer = null;
+    this.session = null;
+    for (const h of this.held) if (h.session === s.id) h.lose(err);
+    for (const h of [...this.held]) if (h.session === s.id) this.held.delete(h);
+    // Frees at once what the server may still hold for it (a grant the client refused, waits).
+    if (closeOnServer) this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
+  }
+
+  /** A LockLost push: the server took a hold of ours away (force-release, expiry). */
+  private onLockLost(payload: Uint8Array): void {
+    let p: ReturnType<typeof schema.LockLostPush.decode>;
+    try {
+      p = schema.LockLostPush.decode(payload);
+    } catch {
+      return; // undecodable push: nothing to act on; the lease timer still guards the hold
+    }
+    const session = Number(p.session);
+    const token = Number(p.token);
+    const code = isErrorCode(p.code) ? p.code : ErrorCode.FORCE_RELEASED;
+    const err = typed(new DsyncError(code, p.message !== '' ? p.message : `lock ${p.lock} was taken from session ${session} (${code})`));
+    for (const h of [...this.held]) {
+      // A hold granted after the lost one has a higher token (tokens increase per lock).
+      if (h.session === session && h.name === p.lock && (token === 0 || h.token <= token)) {
+        this.held.delete(h);
+        h.lose(err);
+      }
+    }
+    const s = this.session;
+    if (code === ErrorCode.SESSION_EXPIRED && s !== null && s.id === session) this.sessionLost(s, err);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export interface LockHolderInfo {
@@ -151,178 +530,3 @@ export interface LockSessionInfo {
   readonly waits: number;
 }
 
-export class LockManager {
-  private readonly lanes: RequestLanes;
-  private sessionId = 0;
-  private sessionTtlMs = 0;
-  private opening: Promise<number> | null = null;
-  private lastRenewalMs = 0;
-  private keepAliveTimer: NodeJS.Timeout | null = null;
-  private lossTimer: NodeJS.Timeout | null = null;
-  private readonly held = new Set<Held>();
-  private nextRequest = 1;
-  private closed = false;
-
-  constructor(private readonly client: Client, private readonly defaultTtlMs = sessionTtlMsDefault, private readonly lockDelayMs = 0) {
-    this.lanes = new RequestLanes(`${client.name}-${randomUUID().slice(0, 8)}`);
-  }
-
-  async lock(name: string, opts: LockOptions = {}): Promise<HeldLock> {
-    const held = await this.acquire(name, opts, true);
-    if (held === null) throw new DsyncError(ErrorCode.INTERNAL, 'a waiting acquire answered without a grant');
-    return held;
-  }
-
-  async tryLock(name: string, opts: Omit<LockOptions, 'waitMs'> = {}): Promise<HeldLock | null> {
-    return this.acquire(name, opts, false);
-  }
-
-  /** Ends the session: releases everything it holds. */
-  async close(): Promise<void> {
-    this.closed = true;
-    this.stopTimers();
-    const session = this.sessionId;
-    this.sessionId = 0;
-    for (const h of this.held) h.lose(new SessionExpiredError('the client closed its lock session'));
-    this.held.clear();
-    if (session !== 0) {
-      try {
-        await this.mutate(Opcode.SessionClose, { session });
-      } catch {
-        // The TTL ends it anyway.
-      }
-    }
-  }
-
-  /** Every lock with holders or waiters (empty name) or one lock; linearizable. */
-  async info(name = ''): Promise<LockInfo[]> {
-    const reply = schema.LockListReply.decode(await this.client.leaderRequest(Opcode.LockInfo, schema.LockQuery.encode({ lock: name }).finish()));
-    return reply.locks.map((l) => ({
-      name: l.name ?? '',
-      holders: (l.holders ?? []).map((h) => ({ session: Number(h.session ?? 0), mode: h.exclusive === true ? 'exclusive' as const : 'shared' as const,
-        count: h.count ?? 0, token: Number(h.token ?? 0) })),
-      waiters: (l.waiters ?? []).map((w) => ({ session: Number(w.session ?? 0), mode: w.exclusive === true ? 'exclusive' as const : 'shared' as const,
-        requestId: w.requestId ?? '' })),
-      lastToken: Number(l.lastToken ?? 0),
-      delayUntilMs: l.delayUntilMs ?? 0,
-    }));
-  }
-
-  async sessions(): Promise<LockSessionInfo[]> {
-    const reply = schema.SessionListReply.decode(await this.client.leaderRequest(Opcode.SessionList, new Uint8Array(0)));
-    return reply.sessions.map((s) => ({ session: Number(s.session ?? 0), clientId: s.clientId ?? '', ttlMs: s.ttlMs ?? 0,
-      holds: s.holds ?? [], waits: s.waits ?? 0 }));
-  }
-
-  /** Admin: takes a lock from whoever holds it (their sessions stay alive). */
-  async forceRelease(name: string): Promise<void> {
-    await this.mutate(Opcode.LockForceRelease, { lock: name });
-  }
-
-  forget(h: Held): void {
-    this.held.delete(h);
-  }
-
-  /** One mutating lock request on a lane (client id + seq), routed to the leader. */
-  async mutate(opcode: number, fields: Omit<Parameters<typeof schema.LockRequest.create>[0] & object, 'clientId' | 'seq'>,
-    timeoutMs = this.client.requestTimeoutMs): Promise<ReturnType<typeof schema.LockReply.decode>> {
-    return this.lanes.run(async (clientId, seq) => {
-      const payload = schema.LockRequest.encode({ ...fields, clientId, seq }).finish();
-      try {
-        return schema.LockReply.decode(await this.client.leaderRequest(opcode, payload, timeoutMs));
-      } catch (err) {
-        throw err instanceof DsyncError ? typed(err) : err;
-      }
-    });
-  }
-
-  private async acquire(name: string, opts: LockOptions, wait: boolean): Promise<Held | null> {
-    if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
-    if (name.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a lock needs a name');
-    const signal = opts.signal;
-    signal?.throwIfAborted();
-    const mode = opts.mode ?? 'exclusive';
-    const waitMs = opts.waitMs ?? 0;
-    if (!Number.isFinite(waitMs) || waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a finite number >= 0');
-    const session = await this.ensureSession(opts.ttlMs ?? this.defaultTtlMs);
-    const requestId = `r${this.nextRequest++}`;
-    const onAbort = (): void => {
-      this.mutate(Opcode.LockCancel, { session, lock: name, requestId }).catch(() => { /* the acquire's own answer reports the outcome */ });
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const timeoutMs = !wait ? this.client.requestTimeoutMs : waitMs > 0 ? waitMs + this.client.requestTimeoutMs : Infinity;
-      const r = await this.mutate(Opcode.LockAcquire, { session, lock: name, exclusive: mode === 'exclusive', requestId, wait, waitMs: wait ? waitMs : 0 }, timeoutMs);
-      const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
-      this.held.add(held);
-      if (signal?.aborted === true) {
-        await held.release();
-        throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
-      }
-      return held;
-    } catch (err) {
-      if (err instanceof DsyncError) {
-        if (!wait && err.code === ErrorCode.WOULD_BLOCK) return null;
-        if (err.code === ErrorCode.CANCELLED && signal?.aborted === true) throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
-        if (err.code === ErrorCode.SESSION_EXPIRED) this.sessionLost(err);
-      }
-      throw err;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-  }
-
-  private ensureSession(ttlMs: number): Promise<number> {
-    if (this.sessionId !== 0) return Promise.resolve(this.sessionId);
-    if (this.opening !== null) return this.opening;
-    const sentAt = Date.now();
-    this.opening = this.mutate(Opcode.SessionOpen, { ttlMs, lockDelayMs: this.lockDelayMs }).then((r) => {
-      this.sessionId = Number(r.session);
-      this.sessionTtlMs = r.ttlMs;
-      this.renewed(sentAt);
-      this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.max(100, Math.floor(this.sessionTtlMs / 3)));
-      this.keepAliveTimer.unref();
-      return this.sessionId;
-    }).finally(() => {
-      this.opening = null;
-    });
-    return this.opening;
-  }
-
-  private keepAlive(): void {
-    const session = this.sessionId;
-    if (session === 0) return;
-    // Count the renewal from when it was sent: the server's countdown started no earlier.
-    const sentAt = Date.now();
-    this.mutate(Opcode.SessionKeepAlive, { session }, Math.max(100, Math.floor(this.sessionTtlMs / 3))).then(() => {
-      if (this.sessionId === session) this.renewed(sentAt);
-    }, (err: unknown) => {
-      if (err instanceof DsyncError && err.code === ErrorCode.SESSION_EXPIRED && this.sessionId === session) this.sessionLost(err);
-    });
-  }
-
-  private renewed(sentAtMs: number): void {
-    this.lastRenewalMs = Math.max(this.lastRenewalMs, sentAtMs);
-    if (this.lossTimer !== null) clearTimeout(this.lossTimer);
-    const session = this.sessionId;
-    this.lossTimer = setTimeout(() => {
-      if (this.sessionId === session) this.sessionLost(new SessionExpiredError(`no successful renewal of lock session ${session} within its ${this.sessionTtlMs} ms TTL`));
-    }, this.lastRenewalMs + this.sessionTtlMs - Date.now());
-    this.lossTimer.unref();
-  }
-
-  private sessionLost(err: DsyncError): void {
-    this.stopTimers();
-    this.sessionId = 0;
-    const lost = err instanceof SessionExpiredError ? err : new SessionExpiredError(err.message);
-    for (const h of this.held) h.lose(lost);
-    this.held.clear();
-  }
-
-  private stopTimers(): void {
-    if (this.keepAliveTimer !== null) clearInterval(this.keepAliveTimer);
-    if (this.lossTimer !== null) clearTimeout(this.lossTimer);
-    this.keepAliveTimer = null;
-    this.lossTimer = null;
-  }
-}

@@ -84,12 +84,21 @@ export class NodeConnection {
     else this.closeListeners.push(fn);
   }
 
-  /** Sends one request; resolves with the answer's payload or rejects with a DsyncError. */
-  request(opcode: number, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  /**
+   * Sends one request; resolves with the answer's payload or rejects with a DsyncError.
+   * An abort (e.g. the router learned the leader moved) stops waiting for the answer and
+   * rejects with the signal's reason when it is a DsyncError, else with CANCELLED.
+   */
+  request(opcode: number, payload: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
+    if (signal?.aborted === true) return Promise.reject(abortError(signal, opcode));
     const requestId = this.allocateRequestId();
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.pending.set(requestId, { opcode, deadlineMs: Date.now() + timeoutMs, resolve, reject });
+      const onAbort = (): void => this.rejectOne(requestId, abortError(signal as AbortSignal, opcode));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => signal?.removeEventListener('abort', onAbort);
+      this.pending.set(requestId, { opcode, deadlineMs: Date.now() + timeoutMs,
+        resolve: (p) => { done(); resolve(p); }, reject: (e) => { done(); reject(e); } });
       this.writer.send(FrameType.Request, opcode, requestId, payload);
       if (this.sweepTimer === null) {
         this.sweepTimer = setInterval(() => this.sweepDeadlines(), deadlineSweepMs);
@@ -158,6 +167,11 @@ export class NodeConnection {
     this.pending.clear();
     for (const fn of this.closeListeners.splice(0)) fn(err);
   }
+}
+
+function abortError(signal: AbortSignal, opcode: number): DsyncError {
+  const reason: unknown = signal.reason;
+  return reason instanceof DsyncError ? reason : new DsyncError(ErrorCode.CANCELLED, `${opcodeName(opcode)} was abandoned`);
 }
 
 export function decodeError(payload: Uint8Array, opcode: number): DsyncError {

@@ -9,6 +9,7 @@
 
 import { connect } from 'node:net';
 import t from 'tap';
+import { routerOf } from '../../client/client.js';
 import { Client, DsyncError, ErrorCode } from '../../client/index.js';
 import { protocolVersion } from '../../core/constants.js';
 import { Xoshiro128 } from '../../core/prng.js';
@@ -222,7 +223,7 @@ t.test('10,000 pipelined pings on one connection come back matched to their requ
   // The same through the client library: 10,000 concurrent requests on one NodeConnection.
   const client = await Client.connect({ seeds: [node.address], requestTimeoutMs: 30_000 });
   t.teardown(() => client.close());
-  const nodeConn = await client.connection(node.address);
+  const nodeConn = await routerOf(client).connection(node.address);
   const answers = await Promise.all(Array.from({ length: count }, async (_, i) => {
     const reply = await nodeConn.request(Opcode.Ping, schema.Ping.encode({ payload: u32(i) }).finish(), 30_000);
     return Buffer.compare(schema.Pong.decode(reply).payload, u32(i)) === 0;
@@ -233,7 +234,7 @@ t.test('10,000 pipelined pings on one connection come back matched to their requ
 t.test('client errors are typed', async (t) => {
   const client = await Client.connect({ seeds: [node.address], requestTimeoutMs: 500 });
   t.teardown(() => client.close());
-  const conn = await client.connection(node.address);
+  const conn = await routerOf(client).connection(node.address);
 
   const unknown = await conn.request(0x7777, new Uint8Array(0), 2_000).then(() => null, (err: unknown) => err);
   t.ok(unknown instanceof DsyncError, 'an unknown opcode rejects with a DsyncError');

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { routerOf } from '../../client/client.js';
 import type { Client } from '../../client/index.js';
 import { DsyncError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
@@ -90,7 +91,7 @@ export type RawLockOutcome = { readonly kind: 'reply'; readonly reply: ReturnTyp
  */
 export async function rawLockRequest(client: Client, address: string, opcode: number,
   fields: Parameters<typeof schema.LockRequest.create>[0] & object, timeoutMs = 3_000): Promise<RawLockOutcome> {
-  const conn = await client.connection(address);
+  const conn = await routerOf(client).connection(address);
   try {
     const raw = await conn.request(opcode, schema.LockRequest.encode(fields).finish(), timeoutMs);
     return { kind: 'reply', reply: schema.LockReply.decode(raw) };

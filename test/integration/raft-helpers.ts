@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { routerOf } from '../../client/client.js';
 import type { Client } from '../../client/index.js';
 import { DsyncError } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
@@ -29,7 +30,7 @@ export interface JournalInfo {
 
 /** The journal as `address` sees it: its own applied state (`local`) or linearizable through the leader. */
 export async function journalInfo(client: Client, address: string, local = true, timeoutMs = 2_000): Promise<JournalInfo> {
-  const conn = await client.connection(address);
+  const conn = await routerOf(client).connection(address);
   const raw = await conn.request(Opcode.JournalInfo, schema.JournalInfoRequest.encode({ local }).finish(), timeoutMs);
   const r = schema.JournalInfoReply.decode(raw);
   return { nodeId: r.nodeId, count: Number(r.count), hash: r.hash >>> 0, appliedIndex: Number(r.appliedIndex) };
@@ -37,7 +38,8 @@ export async function journalInfo(client: Client, address: string, local = true,
 
 /** One acknowledged append through the leader; resolves with the journal count after it. */
 export async function journalAppend(client: Client, data: Uint8Array, timeoutMs?: number): Promise<{ index: number; count: number }> {
-  const raw = await client.leaderRequest(Opcode.JournalAppend, schema.JournalAppend.encode({ data }).finish(), timeoutMs);
+  const raw = await routerOf(client).request(0, Opcode.JournalAppend, schema.JournalAppend.encode({ data }).finish(),
+    timeoutMs === undefined ? {} : { timeoutMs });
   const r = schema.JournalAppendReply.decode(raw);
   return { index: Number(r.index), count: Number(r.count) };
 }

@@ -1,0 +1,270 @@
+// Routes a client's requests to the leader of each Raft group over one connection
+// per node: remembers a leader per group, follows NOT_LEADER, and moves on to the
+// next member when a node fails, is unreachable or (for requests safe to repeat)
+// does not answer within one attempt, so a paused leader costs one attempt.
+
+import { assert } from '../../core/assert.js';
+import { clientAttemptTimeoutMsDefault, clientConnectTimeoutMsDefault, clientRequestAttemptsMaxDefault, clientRequestTimeoutMsDefault,
+  clientRetryBackoffMsMax, clientRetryBackoffMsMin } from '../../core/constants.js';
+import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { NodeConnection, type PushListener } from './connection.js';
+
+export interface RequestOptions {
+  /** The whole deadline across attempts (default: the router's requestTimeoutMs). */
+  readonly timeoutMs?: number;
+  /** Caps one attempt of an idempotent request below the router's attemptTimeoutMs. */
+  readonly attemptTimeoutMs?: number;
+  /**
+   * The request carries a client id + seq (or only reads), so sending it again is applied
+   * once: a per-attempt TIMEOUT then moves on to another member. Without it an attempt may
+   * use the whole deadline and TIMEOUT is final (the request may have been applied).
+   */
+  readonly idempotent?: boolean;
+  /**
+   * A long poll (a waiting acquire): an attempt may last the whole deadline, and is
+   * abandoned and sent to the new leader as soon as any request learns the group's
+   * leader moved. Implies idempotent.
+   */
+  readonly followLeader?: boolean;
+  /** Told performance.now() just before each attempt goes out (a renewal counts from its first send). */
+  readonly onSend?: (atMs: number) => void;
+}
+
+/** What a service's part of the client needs from the transport (fakes implement it in tests). */
+export interface GroupTransport {
+  readonly requestTimeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  /** Sends to the leader of `group`, retrying as RequestOptions says; rejects with the last DsyncError. */
+  request(group: number, opcode: number, payload: Uint8Array, opts?: RequestOptions): Promise<Uint8Array>;
+  /** Routes push frames of one opcode (from any node) to a listener. */
+  onPush(opcode: number, listener: PushListener): void;
+}
+
+export interface RouterOptions {
+  readonly seeds: readonly string[];
+  readonly name: string;
+  readonly requestTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  readonly attemptTimeoutMs?: number;
+  readonly attemptsMax?: number;
+}
+
+type LeaderWatcher = (group: number, address: string) => void;
+
+export class Router implements GroupTransport {
+  readonly requestTimeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly attemptsMax: number;
+  private readonly name: string;
+  private readonly connections = new Map<string, Promise<NodeConnection>>();
+  private readonly pushListeners = new Map<number, PushListener>();
+  /** Seeds plus members nodes reported; the first is asked when a group's leader is unknown. */
+  private readonly addresses: string[];
+  private readonly leaders = new Map<number, string>();
+  /** Addresses that just failed an attempt (performance.now() until which): a redirect to one is not followed. */
+  private readonly suspects = new Map<string, number>();
+  private readonly leaderWatchers = new Set<LeaderWatcher>();
+  private closed = false;
+
+  constructor(opts: RouterOptions) {
+    if (opts.seeds.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'Client.connect needs at least one seed address');
+    this.addresses = [...opts.seeds];
+    this.name = opts.name;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? clientRequestTimeoutMsDefault;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMsDefault;
+    this.attemptTimeoutMs = opts.attemptTimeoutMs ?? Math.min(clientAttemptTimeoutMsDefault, Math.ceil(this.requestTimeoutMs / 3));
+    this.attemptsMax = opts.attemptsMax ?? clientRequestAttemptsMaxDefault;
+    for (const [what, v] of [['requestTimeoutMs', this.requestTimeoutMs], ['connectTimeoutMs', this.connectTimeoutMs],
+      ['attemptTimeoutMs', this.attemptTimeoutMs], ['maxRedirects', this.attemptsMax]] as const) {
+      if (!(Number.isFinite(v) && v > 0)) throw new DsyncError(ErrorCode.BAD_REQUEST, `${what} must be a positive number`);
+    }
+  }
+
+  /** Every member address learned so far (seeds plus what nodes reported). */
+  members(): readonly string[] {
+    return this.addresses;
+  }
+
+  /** The node this router believes leads `group` ('' when unknown). */
+  leaderOf(group: number): string {
+    return this.leaders.get(group) ?? '';
+  }
+
+  onPush(opcode: number, listener: PushListener): void {
+    this.pushListeners.set(opcode, listener);
+  }
+
+  async request(group: number, opcode: number, payload: Uint8Array, opts: RequestOptions = {}): Promise<Uint8Array> {
+    const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
+    assert(timeoutMs > 0, 'a request needs a positive deadline');
+    const idempotent = opts.idempotent === true || opts.followLeader === true;
+    const deadlineMs = performance.now() + timeoutMs;
+    let lastError: DsyncError | null = null;
+    let retries = 0;
+    for (let attempt = 0; attempt < this.attemptsMax; attempt++) {
+      const remainingMs = deadlineMs - performance.now();
+      if (remainingMs <= 0) break;
+      const target = this.target(group);
+      const attemptMs = !idempotent || opts.followLeader === true ? remainingMs
+        : Math.min(remainingMs, this.attemptTimeoutMs, opts.attemptTimeoutMs ?? Infinity);
+      try {
+        const reply = await this.attempt(group, target, opcode, payload, attemptMs, opts);
+        this.suspects.delete(target);
+        this.setLeader(group, target);
+        return reply;
+      } catch (err) {
+        if (!(err instanceof DsyncError)) throw err;
+        lastError = err;
+        if (err.code === ErrorCode.NOT_LEADER && err.leaderAddress !== '' && err.leaderAddress !== target
+          && !this.isSuspect(err.leaderAddress)) {
+          this.learn(err.leaderAddress);
+          this.setLeader(group, err.leaderAddress);
+          continue;
+        }
+        const retryable = err.code === ErrorCode.NOT_LEADER || err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.CONNECTION_CLOSED
+          || err.code === ErrorCode.TOO_MANY_REQUESTS || (idempotent && err.code === ErrorCode.TIMEOUT);
+        if (!retryable) throw err;
+        // Move away from the failing node: the next attempt asks another member, and a
+        // redirect back to it (a follower that has not noticed the pause yet) waits a while.
+        if (err.code !== ErrorCode.NOT_LEADER && err.code !== ErrorCode.TOO_MANY_REQUESTS) {
+          this.suspects.set(target, performance.now() + this.attemptTimeoutMs);
+        }
+        this.rotateAway(target);
+        if (this.leaders.get(group) === target) this.leaders.delete(group);
+        const backoffMs = err.retryAfterMs > 0 ? err.retryAfterMs
+          : Math.min(clientRetryBackoffMsMin * 2 ** retries, clientRetryBackoffMsMax);
+        retries++;
+        const left = deadlineMs - performance.now();
+        if (left <= 0) break;
+        await sleep(Math.min(backoffMs, left));
+      }
+    }
+    throw lastError ?? new DsyncError(ErrorCode.TIMEOUT, 'request timed out before any node answered');
+  }
+
+  /** Connection to the given address, opened (once) on first use. */
+  connection(address: string): Promise<NodeConnection> {
+    if (this.closed) return Promise.reject(new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed'));
+    let p = this.connections.get(address);
+    if (p === undefined) {
+      p = NodeConnection.open(address, { connectTimeoutMs: this.connectTimeoutMs, name: this.name,
+        onPush: (opcode, requestId, payload) => this.pushListeners.get(opcode)?.(opcode, requestId, payload) });
+      this.connections.set(address, p);
+      const opened = p;
+      opened.then((conn) => {
+        for (const m of conn.hello?.members ?? []) this.learn(m.address ?? '');
+        conn.onClose(() => {
+          if (this.connections.get(address) === opened) this.connections.delete(address);
+        });
+      }, () => {
+        if (this.connections.get(address) === opened) this.connections.delete(address);
+      });
+    }
+    return p;
+  }
+
+  /** Any live connection: an open one if there is one, else the first address that answers. */
+  async anyConnection(): Promise<NodeConnection> {
+    let lastError: unknown = null;
+    for (const address of [...this.addresses]) {
+      try {
+        const conn = await this.connection(address);
+        if (conn.isOpen) return conn;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    const last = lastError instanceof DsyncError ? ` (last error: ${lastError.message})` : '';
+    throw new DsyncError(ErrorCode.UNAVAILABLE, `no dsync node reachable at ${this.addresses.join(', ')}${last}`);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    for (const p of all) {
+      try {
+        (await p).close();
+      } catch {
+        // a connection that never opened has nothing to close
+      }
+    }
+  }
+
+  /** One attempt at one node; a connection that cannot be had in time is UNAVAILABLE (nothing was sent). */
+  private async attempt(group: number, target: string, opcode: number, payload: Uint8Array, attemptMs: number,
+    opts: RequestOptions): Promise<Uint8Array> {
+    const conn = await withDeadline(this.connection(target), attemptMs, () =>
+      new DsyncError(ErrorCode.UNAVAILABLE, `no connection to ${target} within ${Math.round(attemptMs)} ms`)).catch((err: unknown) => {
+      throw err instanceof DsyncError && err.code !== ErrorCode.CONNECTION_CLOSED
+        ? new DsyncError(ErrorCode.UNAVAILABLE, err.message) : err;
+    });
+    if (opts.followLeader !== true) {
+      opts.onSend?.(performance.now());
+      return conn.request(opcode, payload, attemptMs);
+    }
+    const abandon = new AbortController();
+    const watcher: LeaderWatcher = (g, address) => {
+      if (g === group && address !== target) {
+        abandon.abort(new DsyncError(ErrorCode.NOT_LEADER, `the leader of group ${group} moved to ${address}`, { leaderAddress: address }));
+      }
+    };
+    this.leaderWatchers.add(watcher);
+    try {
+      opts.onSend?.(performance.now());
+      return await conn.request(opcode, payload, attemptMs, abandon.signal);
+    } finally {
+      this.leaderWatchers.delete(watcher);
+    }
+  }
+
+  private target(group: number): string {
+    const leader = this.leaders.get(group);
+    if (leader !== undefined) return leader;
+    // Leader unknown: the first member that has not just failed (all failed: the first).
+    const first = this.addresses.find((a) => !this.isSuspect(a)) ?? this.addresses[0];
+    assert(first !== undefined, 'the router always knows an address');
+    return first;
+  }
+
+  private setLeader(group: number, address: string): void {
+    if (this.leaders.get(group) === address) return;
+    this.leaders.set(group, address);
+    for (const w of [...this.leaderWatchers]) w(group, address);
+  }
+
+  private isSuspect(address: string): boolean {
+    const until = this.suspects.get(address);
+    if (until === undefined) return false;
+    if (until > performance.now()) return true;
+    this.suspects.delete(address);
+    return false;
+  }
+
+  private learn(address: string): void {
+    if (address !== '' && !this.addresses.includes(address)) this.addresses.push(address);
+  }
+
+  /** Moves a failing address to the back so the next attempt tries another node first. */
+  private rotateAway(address: string): void {
+    const i = this.addresses.indexOf(address);
+    if (i >= 0 && this.addresses.length > 1) {
+      this.addresses.splice(i, 1);
+      this.addresses.push(address);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `p`, or a rejection with `timeout()` after `ms` (p keeps running; its outcome is then ignored). */
+function withDeadline<T>(p: Promise<T>, ms: number, timeout: () => DsyncError): Promise<T> {
+  if (!Number.isFinite(ms)) return p;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(timeout()), ms);
+    p.then((v) => { clearTimeout(timer); resolve(v); }, (err: unknown) => { clearTimeout(timer); reject(err); });
+  });
+}
