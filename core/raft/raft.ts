@@ -39,6 +39,7 @@ import { RaftLog, termUnavailable } from './log.js';
 import { bytesEqual, newMessage, noEntries } from './message.js';
 import type { MessageFields } from './message.js';
 import { Progress, ProgressState } from './progress.js';
+import type { ProgressStatus } from './progress.js';
 import { committedIndex, majority, voteResult, VoteResult } from './quorum.js';
 import { ReadOnlyQueue } from './readonly.js';
 import { EntryType, MessageType, Role } from './types.js';
@@ -338,6 +339,18 @@ export class Raft implements RaftNode {
       lastIndex: logIndex(this.log.lastIndex()),
       conf: { voters: [...this.voters], learners: [...this.learners] },
     };
+  }
+
+  /**
+   * Leader only: a copy of what it tracks for member `id` (flow-control state,
+   * match, next); null on a non-leader or for a non-member. Read-only, so
+   * tests and status pages can look without reaching into the replica.
+   */
+  progressOf(id: NodeId): ProgressStatus | null {
+    if (this.role !== Role.Leader) return null;
+    const pr = this.progress.get(id);
+    if (pr === undefined) return null;
+    return { state: pr.state, match: logIndex(pr.match), next: logIndex(pr.next), paused: pr.isPaused() };
   }
 
   // ---------------------------------------------------------------- roles
