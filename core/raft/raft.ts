@@ -765,7 +765,13 @@ export class Raft implements RaftNode {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (!pr.maybeUpdate(m.index)) return;
+    // A probing follower that acks exactly the match we know (a delayed or
+    // duplicated ack, or the answer to an empty probe) has shown that next =
+    // match + 1 is safe: replicate from there now, as etcd does, instead of
+    // staying paused until the outstanding probe is answered or a heartbeat
+    // response arrives.
+    const probeConfirmed = pr.state === ProgressState.Probe && m.index === pr.match;
+    if (!pr.maybeUpdate(m.index) && !probeConfirmed) return;
     switch (pr.state) {
       case ProgressState.Probe:
         pr.becomeReplicate();
