@@ -804,7 +804,10 @@ export class Raft implements RaftNode {
     pr.probeSent = false;
     // If every append in the window was lost, free one so replication restarts.
     if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
-    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    // A probing follower is probed even when it looks caught up: the answer
+    // (an ack at match for an empty append) is what takes it back to Replicate
+    // in handleAppendResp. Snapshot state is paused, so nothing goes out there.
+    if (pr.match < this.log.lastIndex() || pr.state === ProgressState.Probe) this.sendAppend(m.from, true);
     if (m.context.length === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (acks === null) return;
