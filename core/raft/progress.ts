@@ -2,6 +2,7 @@
 // the probe/replicate/snapshot flow states, and the in-flight append window.
 
 import { assert } from '../assert.js';
+import type { LogIndex } from '../ids.js';
 
 export const enum ProgressState {
   /** Unknown match: send one append at a time and back off on rejection. */
@@ -58,6 +59,15 @@ export class Inflights {
     this.start = 0;
     this.count = 0;
   }
+}
+
+/** A read-only copy of one follower's Progress, as a leader reports it (Raft.progressOf). */
+export interface ProgressStatus {
+  readonly state: ProgressState;
+  readonly match: LogIndex;
+  readonly next: LogIndex;
+  /** Nothing more is sent until an answer (or a heartbeat response) arrives. */
+  readonly paused: boolean;
 }
 
 export class Progress {

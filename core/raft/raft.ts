@@ -39,6 +39,7 @@ import { RaftLog, termUnavailable } from './log.js';
 import { bytesEqual, newMessage, noEntries } from './message.js';
 import type { MessageFields } from './message.js';
 import { Progress, ProgressState } from './progress.js';
+import type { ProgressStatus } from './progress.js';
 import { committedIndex, majority, voteResult, VoteResult } from './quorum.js';
 import { ReadOnlyQueue } from './readonly.js';
 import { EntryType, MessageType, Role } from './types.js';
@@ -338,6 +339,18 @@ export class Raft implements RaftNode {
       lastIndex: logIndex(this.log.lastIndex()),
       conf: { voters: [...this.voters], learners: [...this.learners] },
     };
+  }
+
+  /**
+   * Leader only: a copy of what it tracks for member `id` (flow-control state,
+   * match, next); null on a non-leader or for a non-member. Read-only, so
+   * tests and status pages can look without reaching into the replica.
+   */
+  progressOf(id: NodeId): ProgressStatus | null {
+    if (this.role !== Role.Leader) return null;
+    const pr = this.progress.get(id);
+    if (pr === undefined) return null;
+    return { state: pr.state, match: logIndex(pr.match), next: logIndex(pr.next), paused: pr.isPaused() };
   }
 
   // ---------------------------------------------------------------- roles
@@ -752,7 +765,13 @@ export class Raft implements RaftNode {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (!pr.maybeUpdate(m.index)) return;
+    // A probing follower that acks exactly the match we know (a delayed or
+    // duplicated ack, or the answer to an empty probe) has shown that next =
+    // match + 1 is safe: replicate from there now, as etcd does, instead of
+    // staying paused until the outstanding probe is answered or a heartbeat
+    // response arrives.
+    const probeConfirmed = pr.state === ProgressState.Probe && m.index === pr.match;
+    if (!pr.maybeUpdate(m.index) && !probeConfirmed) return;
     switch (pr.state) {
       case ProgressState.Probe:
         pr.becomeReplicate();
@@ -785,7 +804,10 @@ export class Raft implements RaftNode {
     pr.probeSent = false;
     // If every append in the window was lost, free one so replication restarts.
     if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
-    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    // A probing follower is probed even when it looks caught up: the answer
+    // (an ack at match for an empty append) is what takes it back to Replicate
+    // in handleAppendResp. Snapshot state is paused, so nothing goes out there.
+    if (pr.match < this.log.lastIndex() || pr.state === ProgressState.Probe) this.sendAppend(m.from, true);
     if (m.context.length === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (acks === null) return;
