@@ -73,6 +73,12 @@ export const requestIdBytesMax = 128;
 export const dedupClientsWithoutSessionMax = 1024;
 /** Tombstones (client id + last seq) of evicted sessionless entries: a retry of one answers STALE_REQUEST. */
 export const dedupEvictedClientsMax = 65_536;
+/** Acquires one lock-service leader keeps waiting for an answer (beyond: UNAVAILABLE with a retry hint). */
+export const lockParkedAcquiresMax = 65_536;
+/** Client connections per session the leader remembers, to push LockLost to (a client keeps one per node). */
+export const lockSessionLinksMax = 16;
+/** How long a client should wait before retrying when the lock service is overloaded. */
+export const lockOverloadRetryAfterMs = 100;
 /** Client ids (lanes) whose dedup entries one session keeps: the most lanes one client opens (client/locks). */
 export const dedupLanesPerSessionMax = 1024;
 

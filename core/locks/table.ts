@@ -131,6 +131,8 @@ export interface WaiterInfo {
   readonly clientId: ClientId;
   readonly seq: number;
   readonly enqueuedIndex: LogIndex;
+  /** The acquire's wait limit (0 = none): a new leader restarts its countdown. */
+  readonly waitMs: number;
 }
 export interface LockInfo {
   readonly name: string;
@@ -389,7 +391,9 @@ export class LockTable {
     s.waits.clear();
     for (const name of s.holds) {
       const l = this.lockOf(name);
-      assert(l.holders.delete(s.id), 'session holds agree with holders');
+      const h = l.holders.get(s.id);
+      assert(h !== undefined && l.holders.delete(s.id), 'session holds agree with holders');
+      if (why === 'expired') fx.events.push({ kind: 'revoked', session: s.id, lock: name, token: h.token, reason: 'expired' });
       fx.touched.add(name);
       if (why === 'expired' && s.lockDelayMs > 0) {
         const untilMs = fx.nowMs + s.lockDelayMs;
@@ -413,6 +417,8 @@ export class LockTable {
     const bad = validLockName(cmd.lock) ?? validRequestId(cmd.requestId);
     if (bad !== null) return err('BAD_REQUEST', bad);
     if (cmd.mode !== 'shared' && cmd.mode !== 'exclusive') return err('BAD_REQUEST', 'mode must be shared or exclusive');
+    const waitMs = cmd.waitMs ?? 0;
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0) return err('BAD_REQUEST', 'waitMs must be a non-negative integer');
     const s = this.sessions.get(cmd.session);
     if (s === undefined) return this.noSession(cmd.session);
     if (s.waits.has(cmd.lock)) {
@@ -447,6 +453,7 @@ export class LockTable {
       clientId: cmd.clientId,
       seq: cmd.seq,
       enqueuedIndex: fx.index,
+      waitMs,
     };
     // Upgrades go ahead of ordinary waiters (behind earlier upgrades, of which the
     // deadlock check lets at most one exist).
@@ -529,7 +536,7 @@ export class LockTable {
     for (const h of l.holders.values()) {
       const s = this.sessions.get(h.session);
       assert(s !== undefined && s.holds.delete(name), 'holder session holds the lock');
-      fx.events.push({ kind: 'revoked', session: h.session, lock: name, token: h.token });
+      fx.events.push({ kind: 'revoked', session: h.session, lock: name, token: h.token, reason: 'forced' });
     }
     l.holders.clear();
     fx.touched.add(name);
@@ -742,6 +749,7 @@ export class LockTable {
         clientId: w.clientId,
         seq: w.seq,
         enqueuedIndex: w.enqueuedIndex,
+        waitMs: w.waitMs,
       })),
       lastToken: l.lastToken,
       delay: l.delay === null ? null : { ...l.delay },
@@ -751,6 +759,10 @@ export class LockTable {
   /** Every lock with a holder, a waiter or a pending delay, in creation order. */
   listLocks(): LockInfo[] {
     return [...this.locks.keys()].map((n) => this.lockInfo(n) as LockInfo);
+  }
+
+  hasSession(id: SessionId): boolean {
+    return this.sessions.has(id);
   }
 
   sessionInfo(id: SessionId): SessionInfo | null {

@@ -36,6 +36,7 @@ interface MWait {
   clientId: ClientId;
   seq: number;
   enqueuedIndex: number;
+  waitMs: number;
 }
 interface MLock {
   holders: MHold[];
@@ -165,6 +166,7 @@ export class Model {
           clientId: cmd.clientId,
           seq: cmd.seq,
           enqueuedIndex: index,
+          waitMs: cmd.waitMs ?? 0,
         };
         const trial = [...lock.waiters];
         if (mine) {
@@ -208,7 +210,7 @@ export class Model {
       case 'forceRelease': {
         const l = this.locks[cmd.lock];
         if (!l || l.holders.length === 0) return e('NOT_FOUND');
-        for (const h of l.holders) this.events.push({ kind: 'revoked', session: h.session, lock: cmd.lock, token: h.token });
+        for (const h of l.holders) this.events.push({ kind: 'revoked', session: h.session, lock: cmd.lock, token: h.token, reason: 'forced' });
         l.holders = [];
         return { kind: 'ok' };
       }
@@ -228,7 +230,9 @@ export class Model {
       for (const [name, l] of Object.entries(this.locks)) {
         for (const w of l.waiters.filter((x) => x.session === id)) this.fail(name, w, 'SESSION_EXPIRED');
         l.waiters = l.waiters.filter((x) => x.session !== id);
-        if (l.holders.some((h) => h.session === id)) {
+        const mine = l.holders.find((h) => h.session === id);
+        if (mine) {
+          if (expired) this.events.push({ kind: 'revoked', session: id, lock: name, token: mine.token, reason: 'expired' });
           l.holders = l.holders.filter((h) => h.session !== id);
           if (expired && s.lockDelayMs > 0 && (l.delay === null || l.delay.untilMs < nowMs + s.lockDelayMs)) {
             l.delay = { lock: name, untilMs: nowMs + s.lockDelayMs, lockDelayMs: s.lockDelayMs };

@@ -162,7 +162,9 @@ t.test('expiry releases holds and fails waits at once, with events; a renewal in
   // b waits on L and M; expire b and a together.
   const out = d.expire(a, b);
   t.match(out.result, { kind: 'expired', sessions: [a, b] });
-  t.same(kinds(out), [`failed:${b}`, `failed:${b}`, `granted:${c}`, `granted:${c}`]);
+  t.same(kinds(out), [`revoked:${a}`, `revoked:${a}`, `revoked:${a}`, `failed:${b}`, `failed:${b}`, `granted:${c}`, `granted:${c}`],
+    'the expired holder is told of each hold (to push LockLost), then waits fail, then grants');
+  t.ok(out.events.every((e) => e.kind !== 'revoked' || e.reason === 'expired'));
   t.ok(out.events.every((e) => e.kind !== 'failed' || e.code === 'SESSION_EXPIRED'));
   t.same(out.endedSessions, [a, b]);
   t.same(d.holders('L'), [`${c}:shared:1`]);
