@@ -81,8 +81,18 @@ export const lockNameBytesMax = 512;
 export const lockDelayMsMax = 60_000;
 /** Client-chosen id of an acquire request, echoed in grant/failure events. */
 export const requestIdBytesMax = 128;
-/** Dedup entries kept for clients that have no open session (admin, closed): oldest evicted first. */
+/** Dedup entries kept for sessionless requests (forceRelease): least recently used evicted first. */
 export const dedupClientsWithoutSessionMax = 1024;
+/** Tombstones (client id + last seq) of evicted sessionless entries: a retry of one answers STALE_REQUEST. */
+export const dedupEvictedClientsMax = 65_536;
+/** Acquires one lock-service leader keeps waiting for an answer (beyond: UNAVAILABLE with a retry hint). */
+export const lockParkedAcquiresMax = 65_536;
+/** Client connections per session the leader remembers, to push LockLost to (a client keeps one per node). */
+export const lockSessionLinksMax = 16;
+/** How long a client should wait before retrying when the lock service is overloaded. */
+export const lockOverloadRetryAfterMs = 100;
+/** Client ids (lanes) whose dedup entries one session keeps: the most lanes one client opens (client/locks). */
+export const dedupLanesPerSessionMax = 1024;
 
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
@@ -99,3 +109,5 @@ assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must o
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
 assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no longer than a session TTL');
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');
+assert(dedupEvictedClientsMax >= dedupClientsWithoutSessionMax, 'tombstones outlast the entries they replace');
+assert(dedupLanesPerSessionMax > 0, 'a session accepts requests from at least one client id');
