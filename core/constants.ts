@@ -42,6 +42,10 @@ export const snapshotEntriesThreshold = 10_000;
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
 export const raftReadRequestsPendingMax = 4096;
+/** Random bytes per boot that prefix a node's ReadIndex contexts (a restart never reuses one). */
+export const readContextNonceBytes = 8;
+/** A ReadIndex context: the boot nonce, then a u64 read counter. */
+export const readContextBytes = readContextNonceBytes + 8;
 
 // --- storage ---
 export const walSegmentBytesMax = 64 * 1024 * 1024;
@@ -79,6 +83,7 @@ assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal th
 assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
 assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');
 assert(walPendingBytesMax >= walRingBytes, 'the WAL overflow queue must hold at least a ring of records');
+assert(readContextNonceBytes >= 8 && readContextBytes === readContextNonceBytes + 8, 'read context: a 64-bit nonce and a u64 counter');
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');

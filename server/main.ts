@@ -2,7 +2,9 @@
 // group host, start group 0 with every service's part of it, start the services on
 // the seam (server/services/service.ts), listen, and stop gracefully on SIGTERM/SIGINT.
 
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { readContextNonceBytes } from '../core/constants.js';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
 import type { NodeConfig } from './node/config.js';
@@ -48,6 +50,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
       process.exit(70);
     },
     seed: process.pid,
+    bootNonce: new Uint8Array(randomBytes(readContextNonceBytes)),
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));

@@ -6,7 +6,7 @@
 
 import { assert } from '../../core/assert.js';
 import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, raftReadRequestsPendingMax,
-  raftTickMs, snapshotEntriesThreshold } from '../../core/constants.js';
+  raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
@@ -42,9 +42,29 @@ interface ReadWaiter {
   reject(err: DsyncError): void;
 }
 
-/** Read contexts are short strings; one codec instance each, not one per read. */
-const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder();
+/**
+ * A ReadIndex context is this boot's nonce then a big-endian u64 read counter
+ * (readContextBytes in all). The counter restarts at 1 each boot; the nonce keeps a
+ * leader from taking a new read for one of the previous process's (a duplicate, or
+ * one answered at an older index). The runner keys its waiters by the counter alone.
+ */
+function encodeReadContext(nonce: Uint8Array, counter: number): Uint8Array {
+  assert(Number.isSafeInteger(counter) && counter > 0, 'read counter is a positive safe integer');
+  const ctx = new Uint8Array(readContextBytes);
+  ctx.set(nonce, 0);
+  const view = new DataView(ctx.buffer);
+  view.setUint32(readContextNonceBytes, Math.floor(counter / 0x1_0000_0000));
+  view.setUint32(readContextNonceBytes + 4, counter >>> 0);
+  return ctx;
+}
+
+/** The counter of a context this boot issued, or 0 for anything else (another boot's, another node's). */
+function decodeReadContext(nonce: Uint8Array, ctx: Uint8Array): number {
+  if (ctx.length !== readContextBytes) return 0;
+  for (let i = 0; i < readContextNonceBytes; i++) if (ctx[i] !== nonce[i]) return 0;
+  const view = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength);
+  return view.getUint32(readContextNonceBytes) * 0x1_0000_0000 + view.getUint32(readContextNonceBytes + 4);
+}
 
 const roleNames: Record<Role, string> = { [Role.Follower]: 'follower', [Role.PreCandidate]: 'pre-candidate',
   [Role.Candidate]: 'candidate', [Role.Leader]: 'leader' };
@@ -55,7 +75,8 @@ export class GroupRunner {
   private scheduled = false;
   private stopped = false;
   private readonly proposals = new Map<number, ProposalWaiter>();
-  private readonly reads = new Map<string, ReadWaiter>();
+  /** Waiting reads by their context's counter (see encodeReadContext). */
+  private readonly reads = new Map<number, ReadWaiter>();
   /** Reads whose read index is known, waiting for apply to catch up. */
   private readonly readsAwaitingApply: ReadWaiter[] = [];
   private nextReadId = 1;
@@ -130,8 +151,8 @@ export class GroupRunner {
     if (this.reads.size >= raftReadRequestsPendingMax) {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'too many linearizable reads pending; retry shortly'));
     }
-    const key = `${this.host.nodeId}:${this.nextReadId++}`;
-    if (!this.raft.readIndex(utf8Encoder.encode(key))) return Promise.reject(this.host.notLeader(this.group));
+    const key = this.nextReadId++;
+    if (!this.raft.readIndex(encodeReadContext(this.host.env.bootNonce, key))) return Promise.reject(this.host.notLeader(this.group));
     this.schedule();
     return new Promise((resolve, reject) => {
       this.reads.set(key, { index: 0, resolve, reject });
@@ -246,7 +267,7 @@ export class GroupRunner {
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
     for (const rs of rd.readStates) {
-      const key = utf8Decoder.decode(rs.context);
+      const key = decodeReadContext(this.host.env.bootNonce, rs.context);
       const waiter = this.reads.get(key);
       if (waiter === undefined) continue;
       this.reads.delete(key);
@@ -360,6 +381,11 @@ export interface GroupHostEnv {
   fatal(message: string): void;
   /** Spreads election timeouts; distinct per node and per process (a restart draws anew). */
   readonly seed: number;
+  /**
+   * readContextNonceBytes bytes, distinct per node and per boot (random on a node; the
+   * simulator draws them from its seed): prefixes every ReadIndex context this process issues.
+   */
+  readonly bootNonce: Uint8Array;
 }
 
 /** Groups hosted on a node, as services see them (ARCHITECTURE.md, "Layout"). */
@@ -386,6 +412,7 @@ export class GroupHost implements GroupRegistry {
   private readonly flushBound = (): void => this.flush();
 
   constructor(readonly env: GroupHostEnv) {
+    assert(env.bootNonce.length === readContextNonceBytes, `the boot nonce is ${readContextNonceBytes} bytes`);
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
