@@ -5,8 +5,8 @@
 // per group.
 
 import { assert } from '../../core/assert.js';
-import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, raftReadRequestsPendingMax,
-  raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
+import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, overloadRetryAfterMs,
+  proposalsPendingMax, raftReadRequestsPendingMax, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
@@ -18,6 +18,7 @@ import type { Logger } from '../node/log.js';
 import type { Cancel, MonotonicClock, Scheduler } from '../runtime.js';
 import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
 import { toPersistedState } from '../storage/wal.js';
+import { entryBytes } from '../storage/format.js';
 import { fromWire, toWire } from './codec.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
@@ -80,6 +81,8 @@ export class GroupRunner {
   /** Reads whose read index is known, waiting for apply to catch up. */
   private readonly readsAwaitingApply: ReadWaiter[] = [];
   private nextReadId = 1;
+  /** WAL bytes this group's accepted proposals hold in GroupHost's reservation until their Ready is appended. */
+  private walBytesReserved = 0;
   private appliedIndex = 0;
   private appliedTerm = 0;
   private snapshotIndex = 0;
@@ -132,14 +135,28 @@ export class GroupRunner {
     return this.appliedIndex;
   }
 
-  /** Proposes `data`; resolves with the state machine's answer once applied here. Leader only. */
+  /**
+   * Proposes `data`; resolves with the state machine's answer once applied here. Leader only.
+   * Overload (proposalsPendingMax waiting, or no WAL room) answers UNAVAILABLE with a retry hint.
+   */
   propose(data: Uint8Array): Promise<unknown> {
     if (this.stopped) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    if (this.proposals.size >= proposalsPendingMax) {
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        `group ${this.group} has ${this.proposals.size} proposals waiting to commit; retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
+    }
+    const bytes = entryBytes({ term: term(0), index: logIndex(0), type: EntryType.Normal, data });
+    if (!this.host.reserveWal(bytes)) {
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        'the write-ahead log is behind (too many bytes queued for the disk); retry shortly', { retryAfterMs: overloadRetryAfterMs }));
+    }
     const outcome = this.raft.propose(data);
     if (!outcome.ok) {
+      this.host.releaseWal(bytes);
       if (outcome.reason === 'not-leader') return Promise.reject(this.host.notLeader(this.group));
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `group ${this.group} cannot take proposals right now (${outcome.reason}); retry shortly`));
     }
+    this.walBytesReserved += bytes;
     this.schedule();
     return new Promise((resolve, reject) => {
       this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
@@ -181,7 +198,22 @@ export class GroupRunner {
 
   stop(): void {
     this.stopped = true;
+    this.releaseWalReservation(null);
     this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+  }
+
+  /** Hands back the reservation of entries now queued in the WAL (all of it with null: they never will be). */
+  private releaseWalReservation(appended: readonly Entry[] | null): void {
+    if (this.walBytesReserved === 0) return;
+    let bytes = this.walBytesReserved;
+    if (appended !== null) {
+      let appendedBytes = 0;
+      for (const e of appended) appendedBytes += entryBytes(e);
+      bytes = Math.min(bytes, appendedBytes);
+    }
+    this.walBytesReserved -= bytes;
+    this.host.releaseWal(bytes);
+    assert(this.walBytesReserved >= 0, 'WAL reservation accounting');
   }
 
   private schedule(): void {
@@ -234,6 +266,7 @@ export class GroupRunner {
       }
       if (hs !== null || rd.entries.length > 0) {
         const seq = wal.append(this.group, hs, rd.entries);
+        this.releaseWalReservation(rd.entries);
         if (waitNeeded && seq > wal.durable) await wal.whenDurable(seq);
       }
     } catch (err) {
@@ -316,6 +349,7 @@ export class GroupRunner {
     this.leaderId = leader;
     this.role = role;
     if (wasLeader && role !== Role.Leader) {
+      this.releaseWalReservation(null);
       // Proposals may still commit under the next leader; clients retry them with the same
       // client id + sequence, which the state machine applies once.
       this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
@@ -360,6 +394,8 @@ export interface RaftStorage {
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number;
   /** Highest sequence number known durable. */
   readonly durable: number;
+  /** Whether `bytes` more of proposed entries fit while leaving room for what Raft must persist. */
+  hasRoomFor(bytes: number): boolean;
   whenDurable(seq: number): Promise<void>;
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
   close(): Promise<void>;
@@ -406,6 +442,8 @@ export class GroupHost implements GroupRegistry {
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
+  /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
+  private walBytesReserved = 0;
   readonly log: Logger;
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
@@ -479,6 +517,18 @@ export class GroupHost implements GroupRegistry {
 
   fatal(message: string): void {
     this.env.fatal(message);
+  }
+
+  /** Takes `bytes` of WAL room for a proposal; false (nothing taken) when the WAL is too far behind. */
+  reserveWal(bytes: number): boolean {
+    if (!this.storage.hasRoomFor(this.walBytesReserved + bytes)) return false;
+    this.walBytesReserved += bytes;
+    return true;
+  }
+
+  releaseWal(bytes: number): void {
+    assert(bytes >= 0 && bytes <= this.walBytesReserved, `release ${bytes} of ${this.walBytesReserved} reserved WAL bytes`);
+    this.walBytesReserved -= bytes;
   }
 
   private flush(): void {
