@@ -48,6 +48,8 @@ export const raftReadRequestsPendingMax = 4096;
 export const readContextNonceBytes = 8;
 /** A ReadIndex context: the boot nonce, then a u64 read counter. */
 export const readContextBytes = readContextNonceBytes + 8;
+/** Bytes of a peer's Raft message context (read contexts, the campaign-transfer marker); more is malformed. */
+export const raftMessageContextBytesMax = 64;
 
 // --- storage ---
 export const walSegmentBytesMax = 64 * 1024 * 1024;
@@ -91,6 +93,7 @@ assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal th
 assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
 assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');
 assert(walPendingBytesMax >= walRingBytes, 'the WAL overflow queue must hold at least a ring of records');
+assert(raftMessageContextBytesMax >= readContextBytes, 'a read context fits a peer message context');
 assert(readContextNonceBytes >= 8 && readContextBytes === readContextNonceBytes + 8, 'read context: a 64-bit nonce and a u64 counter');
 assert(walPendingBytesMax >= 2 * walProposalHeadroomBytes && walProposalHeadroomBytes >= 4 * walRecordBytesMax,
   'WAL headroom holds several maximal records and leaves proposals at least half the queue');

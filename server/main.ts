@@ -44,11 +44,8 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     scheduler: nodeScheduler,
     log: node.log,
     notLeader: (what, leader) => node.notLeader(what, leader),
-    fatal: (message) => {
-      node.log.error(message);
-      // A replica that cannot persist must not keep voting or acknowledging.
-      process.exit(70);
-    },
+    // A replica that cannot persist must not keep voting or acknowledging.
+    fatal: (message) => node.fatal(message),
     seed: process.pid,
     bootNonce: new Uint8Array(randomBytes(readContextNonceBytes)),
   });

@@ -24,6 +24,8 @@ export interface ConnectionOwner {
   closed(conn: Connection): void;
   /** A peer introduced itself (its id and advertised client address). */
   peerHello(conn: Connection): void;
+  /** A handler threw something other than a DsyncError: a bug (e.g. an AssertionError); stop the node. */
+  fatal(message: string, err: unknown): void;
 }
 
 let nextConnectionId = 1;
@@ -97,9 +99,10 @@ export class Connection implements FrameSink {
     try {
       this.owner.dispatch(this, type, opcode, requestId, payload);
     } catch (err) {
-      // A handler bug must not take the node down; answer and keep serving.
-      this.owner.log.error('handler failed', { conn: this.id, opcode: opcodeName(opcode), err: String(err) });
-      if (type === FrameType.Request) this.replyError(requestId, opcode, new DsyncError(ErrorCode.INTERNAL, `internal error handling ${opcodeName(opcode)}`));
+      // Operating errors arrive as DsyncError answers, never as exceptions here: anything
+      // thrown is a broken invariant, and a node that keeps going after one can corrupt
+      // state or vote wrongly. Stop it (crash-only), never swallow.
+      this.owner.fatal(`handler for ${opcodeName(opcode)} threw on connection ${this.id} (${this.role} ${this.name})`, err);
     }
   }
 

@@ -19,7 +19,11 @@ import { PeerLinks } from './peers.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
 
 export type { RequestContext, RequestHandler } from '../services/service.js';
-export type PeerPushHandler = (from: NodeId, payload: Uint8Array) => void;
+
+/** Exit code of a node stopped by a broken invariant or failed storage (EX_SOFTWARE). */
+export const fatalExitCode = 70;
+/** Handles a push from a peer; a returned ProtocolError closes that peer's link with its message. */
+export type PeerPushHandler = (from: NodeId, payload: Uint8Array) => ProtocolError | null;
 
 /** Decodes a protobuf payload, turning any decoder exception into BAD_PAYLOAD. */
 export function decodePayload<T>(decode: (bytes: Uint8Array) => T, payload: Uint8Array, what: string): T {
@@ -54,6 +58,8 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   private readonly groupStatusProviders: (() => GroupStatusView[])[] = [];
   private readonly stopHooks: (() => Promise<void> | void)[] = [];
   private leaderProvider: () => NodeId | '' = () => '';
+  /** What a broken invariant does: exit at once (main.ts may replace it; tests record instead). */
+  private fatalHandler: (message: string) => void = () => { process.exit(fatalExitCode); };
   /** Client addresses peers advertised in their hello (may differ from the peer-link address). */
   private readonly advertisedAddresses = new Map<string, string>();
   boundPort = 0;
@@ -91,6 +97,18 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   setLeaderProvider(provider: () => NodeId | ''): void {
     this.leaderProvider = provider;
+  }
+
+  /** Replaces what fatal() does after logging (the default exits with fatalExitCode). */
+  setFatalHandler(handler: (message: string) => void): void {
+    this.fatalHandler = handler;
+  }
+
+  /** A bug or lost storage: log it with its stack and stop the process; a replica that goes on may do harm. */
+  fatal(message: string, err?: unknown): void {
+    const detail = err === undefined ? '' : err instanceof Error ? err.stack ?? err.message : String(err);
+    this.log.error('fatal: stopping the node', { reason: message, err: detail });
+    this.fatalHandler(err === undefined ? message : `${message}: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   onStop(hook: () => Promise<void> | void): void {
@@ -170,7 +188,12 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
         conn.push(Opcode.None, requestId, schema.ErrorReply.encode({ code: ErrorCode.BAD_REQUEST, message: `unexpected push ${opcodeName(opcode)}` }).finish());
         return;
       }
-      handler(conn.name as NodeId, payload);
+      const malformed = handler(conn.name as NodeId, payload);
+      if (malformed !== null) {
+        this.log.warn('closing a peer link that sent a malformed push', { peer: conn.name, opcode: opcodeName(opcode), err: malformed.message });
+        conn.push(Opcode.None, requestId, schema.ErrorReply.encode({ code: malformed.code, message: malformed.message }).finish());
+        conn.close(malformed.message);
+      }
       return;
     }
     const handler = this.handlers.get(opcode);

@@ -11,7 +11,7 @@ import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
 import { type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
-import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { GroupStatusView } from '../node/node.js';
 import type { Logger } from '../node/log.js';
@@ -19,7 +19,7 @@ import type { Cancel, MonotonicClock, Scheduler } from '../runtime.js';
 import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
 import { toPersistedState } from '../storage/wal.js';
 import { entryBytes } from '../storage/format.js';
-import { fromWire, toWire } from './codec.js';
+import { checkWire, fromWire, toWire } from './codec.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
 export interface StateMachine {
@@ -207,9 +207,7 @@ export class GroupRunner {
     if (this.walBytesReserved === 0) return;
     let bytes = this.walBytesReserved;
     if (appended !== null) {
-      let appendedBytes = 0;
-      for (const e of appended) appendedBytes += entryBytes(e);
-      bytes = Math.min(bytes, appendedBytes);
+      bytes = Math.min(bytes, entriesBytes(appended));
     }
     this.walBytesReserved -= bytes;
     this.host.releaseWal(bytes);
@@ -540,22 +538,39 @@ export class GroupHost implements GroupRegistry {
     }
   }
 
-  /** One RaftBatch pushed by `from` over its peer link. */
-  receive(from: NodeId, payload: Uint8Array): void {
+  /**
+   * One RaftBatch pushed by `from` over its peer link. The whole batch is checked before
+   * any of it is stepped; a malformed one is returned (and nothing stepped) so the caller
+   * closes that link: a peer that sends it is broken or hostile, never worth a crash.
+   */
+  receive(from: NodeId, payload: Uint8Array): ProtocolError | null {
     let batch: ReturnType<typeof schema.RaftBatch.decode>;
     try {
       batch = schema.RaftBatch.decode(payload);
     } catch (err) {
-      this.log.warn('undecodable raft batch from peer', { peer: from, err: (err as Error).message });
-      return;
+      return new ProtocolError(ErrorCode.BAD_PAYLOAD, `undecodable raft batch from ${from}: ${(err as Error).message}`, true);
+    }
+    for (const w of batch.messages) {
+      const malformed = checkWire(w, from, this.nodeId);
+      if (malformed !== null) return malformed;
     }
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
-      if (message.from !== from) {
-        this.log.warn('raft message names a sender other than its link', { peer: from, claimed: message.from });
+      const runner = this.groups.get(group);
+      if (runner === undefined) continue;
+      if (message.entries.length > 0 && !this.storage.hasRoomFor(this.walBytesReserved + entriesBytes(message.entries))) {
+        // The WAL is behind: drop the append unanswered (the leader resends it) rather than overflow the WAL.
+        this.log.debug('dropping a raft append while the WAL is behind', { peer: from, group, entries: message.entries.length });
         continue;
       }
-      this.groups.get(group)?.step(message);
+      runner.step(message);
     }
+    return null;
   }
+}
+
+function entriesBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += entryBytes(e);
+  return bytes;
 }

@@ -4,38 +4,18 @@
 // the limit must be dispatched and exactly the rest refused with TOO_MANY_REQUESTS
 // (a refusal must not free a slot it never took).
 
-import { createServer, type Server } from 'node:net';
 import t from 'tap';
 import { pendingRequestsPerConnectionMax } from '../../../core/constants.js';
 import { ErrorCode } from '../../../protocol/errors.js';
 import { FrameType, Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
-import { Connection, type ConnectionOwner } from '../../../server/node/connection.js';
-import { Logger } from '../../../server/node/log.js';
-import { errorCode, pingFrame, RawConnection } from '../../integration/helpers/raw.js';
+import { errorCode, pingFrame } from '../../integration/helpers/raw.js';
+import { connectionRig } from './connection-env.js';
 
 t.test('pipelining 2x the pending limit: the limit is dispatched, the rest refused', async (t) => {
   let dispatched = 0;
-  const conns: Connection[] = [];
-  const owner: ConnectionOwner = {
-    nodeId: 'n1',
-    log: new Logger('n1', 'error', () => {}),
-    helloReply: () => schema.HelloReply.encode({ nodeId: 'n1' }).finish(),
-    dispatch: () => { dispatched++; }, // never answers: every dispatched request stays pending
-    closed: () => {},
-    peerHello: () => {},
-  };
-  const server: Server = createServer((socket) => { conns.push(new Connection(socket, owner)); });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => new Promise<void>((r) => {
-    for (const c of conns) c.close('test over');
-    server.close(() => r());
-  }));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  const raw = await RawConnection.open(address.port);
-  t.teardown(() => raw.destroy());
-  await raw.hello();
+  // The owner never answers: every dispatched request stays pending.
+  const { raw, conns } = await connectionRig(t, () => { dispatched++; });
 
   const total = 2 * pendingRequestsPerConnectionMax;
   const frames: Uint8Array[] = [];
