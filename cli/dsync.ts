@@ -3,6 +3,7 @@
 
 import { DsyncError } from '../protocol/errors.js';
 import { ConfigError } from '../server/node/config.js';
+import { StartError } from '../server/main.js';
 import { WalCorruptionError } from '../server/storage/wal.js';
 import { parseArgs, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -57,6 +58,10 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`dsync ${name}: ${err.code}: ${err.message}\n`);
       return 1;
     }
+    if (err instanceof StartError) {
+      process.stderr.write(`dsync ${name}: ${err.message}\n`);
+      return 1;
+    }
     if (err instanceof WalCorruptionError) {
       process.stderr.write(`dsync ${name}: refusing to start: ${err.message}\n`);
       return 3;
@@ -65,8 +70,14 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/** How long a finished command may take to wind down before it is made to exit (a failed start must not linger). */
+const exitGraceMs = 500;
+
 main(process.argv.slice(2)).then((code) => {
-  if (code >= 0) process.exitCode = code;
+  if (code < 0) return;
+  process.exitCode = code;
+  // Exits on its own when nothing is left; if something still holds the event loop, the timer ends it.
+  setTimeout(() => process.exit(code), exitGraceMs).unref();
 }, (err: unknown) => {
   process.stderr.write(`dsync: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   process.exitCode = 1;

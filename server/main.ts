@@ -15,7 +15,10 @@ import { monotonicClock, nodeScheduler } from './runtime.js';
 import { JournalService } from './services/journal/service.js';
 import { LockService } from './services/locks/service.js';
 import { registerServices, type Service, serviceContext } from './services/service.js';
-import { Wal } from './storage/wal.js';
+import { Wal, WalCorruptionError } from './storage/wal.js';
+import { StartError } from './node/listen.js';
+
+export { StartError } from './node/listen.js';
 
 export const metaGroup: GroupId = groupId(0);
 
@@ -31,10 +34,32 @@ function services(): Service[] {
   return [new JournalService(), new LockService()];
 }
 
-/** Builds and starts a node with every service wired in. Throws WalCorruptionError on a damaged log. */
+/**
+ * Builds and starts a node with every service wired in. Throws WalCorruptionError on a
+ * damaged log and StartError (one line naming the setting) on anything else that stops
+ * it from starting, after undoing what it had started (servers, groups, the WAL writer).
+ */
 export async function startNode(config: NodeConfig): Promise<RunningNode> {
-  const { wal, recovered } = await Wal.open(join(config.dataDir, 'wal'));
+  let opened: Awaited<ReturnType<typeof Wal.open>>;
+  try {
+    opened = await Wal.open(join(config.dataDir, 'wal'));
+  } catch (err) {
+    if (err instanceof WalCorruptionError) throw err;
+    throw new StartError(`cannot open the log in ${join(config.dataDir, 'wal')} (${config.settingLabels.dataDir}): ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const { wal, recovered } = opened;
   const node = new DsyncNode(config);
+  try {
+    return await wire(config, node, wal, recovered);
+  } catch (err) {
+    await node.abortStart().catch(() => {});
+    await wal.close().catch(() => {});
+    if (err instanceof StartError) throw err;
+    throw new StartError(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
     storage: wal,

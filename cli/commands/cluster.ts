@@ -10,6 +10,12 @@ import { parsePort } from '../../server/node/config.js';
 import { type ParsedArgs, UsageError } from '../args.js';
 import type { Command } from '../command.js';
 
+/** How long the nodes get to answer as themselves before the cluster gives up. */
+const clusterStartMsMax = 20_000;
+
+/** How long stopped nodes get to exit before they are killed. */
+const clusterStopGraceMs = 5_000;
+
 /** The CLI entry point the children run (dist/cli/dsync.js). */
 const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'dsync.js');
 
@@ -37,6 +43,8 @@ async function runCluster(args: ParsedArgs): Promise<number> {
   const ids = Array.from({ length: count }, (_, i) => `n${i + 1}`);
   const portOf = (i: number): number => basePort + i;
   const children: ChildProcess[] = [];
+  /** Last stderr line of each child: why it exited, when it did. */
+  const lastLines = new Map<string, string>();
   let stopping = false;
 
   for (let i = 0; i < count; i++) {
@@ -49,9 +57,12 @@ async function runCluster(args: ParsedArgs): Promise<number> {
       '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(logFile, { end: false });
     child.stderr?.pipe(logFile, { end: false });
-    if (verbose) {
-      child.stderr?.on('data', (b: Buffer) => process.stderr.write(b.toString().split('\n').filter((l) => l.length > 0).map((l) => `[${id}] ${l}\n`).join('')));
-    }
+    child.stderr?.on('data', (b: Buffer) => {
+      const lines = b.toString().split('\n').filter((l) => l.length > 0);
+      const last = lines[lines.length - 1];
+      if (last !== undefined) lastLines.set(id, last);
+      if (verbose) process.stderr.write(lines.map((l) => `[${id}] ${l}\n`).join(''));
+    });
     child.on('exit', (code, signal) => {
       if (!stopping) process.stderr.write(`node ${id} exited (${signal ?? `code ${code}`}); see ${join(dataDir, 'node.log')}\n`);
     });
@@ -62,28 +73,54 @@ async function runCluster(args: ParsedArgs): Promise<number> {
     if (stopping) return;
     stopping = true;
     process.stdout.write('\nstopping the cluster...\n');
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
+  const allExited = (): Promise<void[]> =>
+    Promise.all(children.map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())))));
+  /** Reports the node that failed to start, stops the others and waits for them (SIGKILL after a grace period). */
+  const failStart = async (id: string, why: string): Promise<number> => {
+    process.stderr.write(`dsync cluster: node ${id} did not start: ${why}\n`);
+    stopAll();
+    const killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); }, clusterStopGraceMs);
+    await allExited();
+    clearTimeout(killTimer);
+    return 1;
+  };
 
   const seeds = ids.map((_, i) => `${host}:${portOf(i)}`);
-  const readyDeadline = Date.now() + 20_000;
-  for (const seed of seeds) {
+  const readyDeadline = Date.now() + clusterStartMsMax;
+  // Ready means: our own child is alive and the node answering on its port says it is that node.
+  for (let i = 0; i < count; i++) {
+    const id = ids[i]!;
+    const child = children[i]!;
+    const seed = seeds[i]!;
     for (;;) {
-      try {
-        const c = await Client.connect({ seeds: [seed], connectTimeoutMs: 500 });
-        await c.ping();
-        await c.close();
-        break;
-      } catch (err) {
-        if (Date.now() > readyDeadline || stopping) {
-          process.stderr.write(`node at ${seed} did not come up: ${(err as Error).message}\n`);
-          stopAll();
-          return 1;
-        }
-        await new Promise((r) => setTimeout(r, 100));
+      if (child.exitCode !== null || child.signalCode !== null) {
+        // Let its last words arrive before quoting them.
+        await new Promise((r) => setTimeout(r, 50));
+        const last = lastLines.get(id);
+        return await failStart(id, `it exited (${child.signalCode ?? `code ${child.exitCode}`})${last === undefined ? '' : `: ${last}`}`);
       }
+      let answer = '';
+      try {
+        const c = await Client.connect({ seeds: [seed], connectTimeoutMs: 500, requestTimeoutMs: 1000 });
+        try {
+          answer = (await c.status(seed)).nodeId;
+        } finally {
+          await c.close();
+        }
+      } catch (err) {
+        answer = `(${(err as Error).message})`;
+      }
+      if (answer === id && child.exitCode === null && child.signalCode === null) break;
+      if (stopping) return 1;
+      if (Date.now() > readyDeadline) {
+        return await failStart(id, answer.startsWith('(') ? `${seed} did not answer within ${clusterStartMsMax} ms ${answer}`
+          : `${seed} is answered by ${answer === '' ? 'something else' : `node ${answer}`}, not by ${id}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 
@@ -98,6 +135,6 @@ async function runCluster(args: ParsedArgs): Promise<number> {
     '', `Node logs: ${dataRoot}/nK/node.log. Ctrl-C stops every node.`, '');
   process.stdout.write(lines.join('\n'));
 
-  await Promise.all(children.map((c) => new Promise<void>((r) => (c.exitCode !== null ? r() : c.once('exit', () => r())))));
+  await allExited();
   return stopping ? 0 : 1;
 }

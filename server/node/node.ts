@@ -13,7 +13,7 @@ import type { NodeConfig } from './config.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ConsoleRegistry, ConsoleServer } from './console.js';
 import { HttpServer, sendJson } from './http.js';
-import { listenOn } from './listen.js';
+import { listenError, listenOn } from './listen.js';
 import { Logger } from './log.js';
 import { PeerLinks } from './peers.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
@@ -147,14 +147,37 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       { leaderId: leader, leaderAddress: this.addressOf(leader) });
   }
 
+  /**
+   * Binds the three ports, then dials the peers. Throws StartError naming the setting when
+   * a port cannot be bound, after closing whatever it had bound (no half-started node).
+   */
   async start(): Promise<{ port: number; httpPort: number; consolePort: number }> {
-    const { host } = this.config;
-    this.boundPort = await listenOn(this.server, host, this.config.port);
-    const httpPort = await this.http.listen(host, this.config.httpPort);
-    const consolePort = await this.console.listen(host, this.config.consolePort);
+    const { host, settingLabels: labels } = this.config;
+    const bound: (() => Promise<void>)[] = [];
+    const bind = async (what: () => Promise<number>, close: () => Promise<void>, port: number, label: string): Promise<number> => {
+      try {
+        const p = await what();
+        bound.push(close);
+        return p;
+      } catch (err) {
+        for (const c of bound.reverse()) await c();
+        throw listenError(err, host, port, label);
+      }
+    };
+    this.boundPort = await bind(() => listenOn(this.server, host, this.config.port),
+      () => new Promise((r) => this.server.close(() => r())), this.config.port, labels.port);
+    const httpPort = await bind(() => this.http.listen(host, this.config.httpPort), () => this.http.close(), this.config.httpPort, labels.httpPort);
+    const consolePort = await bind(() => this.console.listen(host, this.config.consolePort), () => this.console.close(),
+      this.config.consolePort, labels.consolePort);
     this.peers.start();
     this.log.info('node listening', { port: this.boundPort, httpPort, consolePort, peers: this.config.peers.length });
     return { port: this.boundPort, httpPort, consolePort };
+  }
+
+  /** Undoes a start that failed before the node served anyone: the stop hooks (services, groups, WAL), quietly. */
+  async abortStart(): Promise<void> {
+    for (const hook of this.stopHooks.splice(0).reverse()) await hook();
+    this.peers.stop();
   }
 
   async stop(): Promise<void> {
