@@ -11,6 +11,7 @@ import { assert } from '../../core/assert.js';
 import {
   walDurableWaitersMax,
   walPendingBytesMax,
+  walProposalHeadroomBytes,
   walRecordBytesMax,
   walRingBytes,
   walSegmentBytesMax,
@@ -241,6 +242,16 @@ export class Wal {
    * seq of the last record: durable once whenDurable(seq) resolves / onDurable reports >= seq.
    * Throws WalOverloadError (nothing queued) when walPendingBytesMax would be exceeded.
    */
+  /**
+   * Whether `bytes` more of proposed entries may be queued: leaves walProposalHeadroomBytes
+   * of walPendingBytesMax for hard states and a follower's appends (the runner refuses
+   * proposals instead of letting append() throw WalOverloadError).
+   */
+  hasRoomFor(bytes: number): boolean {
+    assert(bytes >= 0, 'room asked for a non-negative size');
+    return this.pendingBytes + bytes <= walPendingBytesMax - walProposalHeadroomBytes;
+  }
+
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number {
     this.assertWritable();
     assert(hardState !== null || entries.length > 0, 'append writes something');
