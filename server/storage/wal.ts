@@ -236,10 +236,14 @@ export class Wal {
   }
 
   /**
-   * Queues hardState (if any) and entries (which overwrite the group's log from
-   * entries[0].index on) for the disk. Never blocks, never awaits. Returns the write
+   * Queues entries (which overwrite the group's log from entries[0].index on), then
+   * hardState (if any), for the disk. Never blocks, never awaits. Returns the write
    * seq of the last record: durable once whenDurable(seq) resolves / onDurable reports >= seq.
    * Throws WalOverloadError (nothing queued) when walPendingBytesMax would be exceeded.
+   *
+   * Entries go before the hard state (as in etcd's WAL.Save): a crash can leave any
+   * prefix of the records on disk, and a hard state whose commit names entries that
+   * were lost behind it would make the group unable to restart.
    */
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number {
     this.assertWritable();
@@ -267,13 +271,6 @@ export class Wal {
       throw new WalOverloadError(`WAL queue holds ${this.pendingBytes} bytes; limit ${walPendingBytesMax}`);
     }
     let seq = 0;
-    if (hardState !== null && voteBytes !== null) {
-      seq = this.nextSeq++;
-      const len = encodeHardStateRecord(this.scratch, group, seq, hardState, voteBytes);
-      this.enqueue(len, group, seq, 0);
-      g.hardState = hardState;
-      g.hardStateSeq = seq;
-    }
     if (first !== undefined) {
       // Split into records of at most walRecordBytesMax; each continues where the last ended.
       let from = 0;
@@ -300,6 +297,14 @@ export class Wal {
       assert(last !== undefined, 'non-empty entries');
       g.lastIndex = last.index;
     }
+    if (hardState !== null && voteBytes !== null) {
+      seq = this.nextSeq++;
+      const len = encodeHardStateRecord(this.scratch, group, seq, hardState, voteBytes);
+      this.enqueue(len, group, seq, 0);
+      g.hardState = hardState;
+      g.hardStateSeq = seq;
+    }
+    assert(seq > 0 && seq === this.nextSeq - 1, 'append returns the seq of its last record');
     this.appends++;
     this.scheduleWake();
     this.refWorker();
