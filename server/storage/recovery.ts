@@ -1,11 +1,13 @@
 // Start-up replay of the WAL directory: loads snapshots, reads segments in order,
 // verifies every CRC and seq, cuts a torn tail of the last segment, refuses anything
-// else that is damaged, and rebuilds each group's hard state, snapshot and log.
+// else that is damaged, and rebuilds each group's hard state, snapshot and log, with
+// the commit index clamped into [snapshot index, last recovered index] (clampCommit).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assert } from '../../core/assert.js';
 import type { GroupId } from '../../core/ids.js';
+import { logIndex } from '../../core/ids.js';
 import type { Entry, HardState, Snapshot } from '../../core/raft/types.js';
 import { WalCorruptionError } from './errors.js';
 import {
@@ -62,6 +64,14 @@ export interface RecoveryResult {
   /** Seq of the record holding each group's latest hard state. */
   readonly hardStateSeqs: Map<GroupId, number>;
   readonly truncated: { readonly file: string; readonly fromBytes: number; readonly toBytes: number } | null;
+  /** Groups whose recovered commit lay outside [snapshot index, last index] and was moved inside it. */
+  readonly commitsClamped: readonly CommitClamp[];
+}
+
+export interface CommitClamp {
+  readonly group: GroupId;
+  readonly fromIndex: number;
+  readonly toIndex: number;
 }
 
 interface GroupReplay {
@@ -91,6 +101,19 @@ function validRecordAfter(buf: Uint8Array, from: number, expectedSeq: number): b
     if (checkRecordAt(buf, p).ok) return true;
   }
   return false;
+}
+
+/**
+ * The commit a restart can use: at most the last recovered index (a WAL written before
+ * entries went ahead of the hard state in a batch can hold a commit whose entries were
+ * lost behind it), at least the snapshot index (a snapshot is renamed into place before
+ * the hard state that follows it is written). Commit is volatile in Raft: lowering it
+ * only makes the replica learn it again from the leader; raising it to the snapshot
+ * index is safe because a snapshot holds committed state only.
+ */
+export function clampCommit(commit: number, snapIndex: number, lastIndex: number): number {
+  assert(snapIndex <= lastIndex, `snapshot ${snapIndex} after last index ${lastIndex}`);
+  return Math.max(snapIndex, Math.min(commit, lastIndex));
 }
 
 function applyEntries(g: GroupReplay, entries: Entry[], file: string, offset: number): void {
@@ -226,6 +249,7 @@ export function recoverDir(dir: string): RecoveryResult {
 
   const groups = new Map<GroupId, RecoveredGroup>();
   const hardStateSeqs = new Map<GroupId, number>();
+  const commitsClamped: CommitClamp[] = [];
   for (const [group, g] of replay) {
     const snapIndex = g.snapshot?.meta.index ?? 0;
     const entries = g.log.filter((e) => e.index > snapIndex);
@@ -236,8 +260,18 @@ export function recoverDir(dir: string): RecoveryResult {
     for (let k = 1; k < entries.length; k++) {
       assert(entries[k]?.index === (first?.index ?? 0) + k, 'recovered log is contiguous');
     }
-    groups.set(group, { hardState: g.hardState, snapshot: g.snapshot, entries });
+    const lastIndex = entries[entries.length - 1]?.index ?? snapIndex;
+    let hardState = g.hardState;
+    if (hardState !== null) {
+      const commit = clampCommit(hardState.commit, snapIndex, lastIndex);
+      if (commit !== hardState.commit) {
+        commitsClamped.push({ group, fromIndex: hardState.commit, toIndex: commit });
+        hardState = { ...hardState, commit: logIndex(commit) };
+      }
+      assert(hardState.commit >= snapIndex && hardState.commit <= lastIndex, `group ${group}: recovered commit inside the log`);
+    }
+    groups.set(group, { hardState, snapshot: g.snapshot, entries });
     if (g.hardStateSeq > 0) hardStateSeqs.set(group, g.hardStateSeq);
   }
-  return { groups, segments, lastSeq, snapshots, hardStateSeqs, truncated };
+  return { groups, segments, lastSeq, snapshots, hardStateSeqs, truncated, commitsClamped };
 }

@@ -90,6 +90,10 @@ export interface WalMetrics {
   readonly pendingBytes: number;
   readonly segments: number;
   readonly segmentsDeleted: number;
+  /** Groups whose recovered commit open() moved inside the recovered log (see recovery.ts). */
+  readonly recoveryCommitsClamped: number;
+  /** Bytes open() cut off the end of the last segment (a torn tail). */
+  readonly recoveryCutBytes: number;
 }
 
 export interface WalOpenResult {
@@ -124,16 +128,18 @@ interface AtomicsWaitAsync {
 const atomicsWaitAsync = (Atomics as unknown as AtomicsWaitAsync).waitAsync;
 assert(typeof atomicsWaitAsync === 'function', 'Atomics.waitAsync is available (Node >= 20)');
 
-const zeroHardState: HardState = { term: term(0), vote: '', commit: logIndex(0) };
-
-/** Builds Raft's restart input from a recovered group (bootstrapConf when there is no snapshot). */
+/**
+ * Builds Raft's restart input from a recovered group (bootstrapConf when there is no
+ * snapshot). A group with a snapshot but no hard state (a crash between the snapshot's
+ * rename and the first hard state after it) restarts with commit at the snapshot index.
+ */
 export function toPersistedState(rec: RecoveredGroup | undefined, bootstrapConf: ConfState): PersistedState {
-  return {
-    hardState: rec?.hardState ?? zeroHardState,
-    snapshot: rec?.snapshot ?? null,
-    entries: rec?.entries ?? [],
-    conf: rec?.snapshot?.meta.conf ?? bootstrapConf,
-  };
+  const snapIndex = rec?.snapshot?.meta.index ?? logIndex(0);
+  const hardState: HardState = rec?.hardState ?? { term: term(0), vote: '', commit: snapIndex };
+  const entries = rec?.entries ?? [];
+  const lastIndex = entries[entries.length - 1]?.index ?? snapIndex;
+  assert(hardState.commit >= snapIndex && hardState.commit <= lastIndex, 'recovery keeps commit inside the log');
+  return { hardState, snapshot: rec?.snapshot ?? null, entries, conf: rec?.snapshot?.meta.conf ?? bootstrapConf };
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -162,6 +168,8 @@ export class Wal {
   private durableSeq: number;
   private appends = 0;
   private segmentsDeleted = 0;
+  private readonly recoveryCommitsClamped: number;
+  private readonly recoveryCutBytes: number;
   private readonly waiters: Waiter[] = [];
   private readonly listeners = new Set<(durableSeq: number) => void>();
   private watching = false;
@@ -196,6 +204,8 @@ export class Wal {
     this.seqs = new BigInt64Array(seqSab);
     this.scratch = new Uint8Array(walRecordBytesMax);
     this.segments = rec.segments;
+    this.recoveryCommitsClamped = rec.commitsClamped.length;
+    this.recoveryCutBytes = rec.truncated === null ? 0 : rec.truncated.fromBytes - rec.truncated.toBytes;
     this.nextSeq = rec.lastSeq + 1;
     this.durableSeq = rec.lastSeq;
     Atomics.store(this.seqs, seqDurable, BigInt(rec.lastSeq));
@@ -403,6 +413,8 @@ export class Wal {
       pendingBytes: this.pendingBytes,
       segments: this.segments.length,
       segmentsDeleted: this.segmentsDeleted,
+      recoveryCommitsClamped: this.recoveryCommitsClamped,
+      recoveryCutBytes: this.recoveryCutBytes,
     };
   }
 
