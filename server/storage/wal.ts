@@ -60,7 +60,11 @@ export type { RecoveredGroup } from './recovery.js';
 export interface WalOptions {
   /** Segment roll size; default walSegmentBytesMax. Smaller values are for tests. */
   readonly segmentBytesMax?: number;
-  /** Ring capacity; default walRingBytes. Must hold one maximal record. */
+  /**
+   * Ring capacity; default walRingBytes. Must hold one maximal record. It bounds a batch,
+   * so open() also takes it as the most a crash can tear (recovery.ts): reopen a
+   * directory with a ring at least as large as the one that wrote it.
+   */
   readonly ringBytes?: number;
 }
 
@@ -184,7 +188,7 @@ export class Wal {
 
   /** Replays `dir` (creating it if needed) and starts the writer. */
   static async open(dir: string, opts: WalOptions = {}): Promise<WalOpenResult> {
-    const rec = recoverDir(dir);
+    const rec = recoverDir(dir, { tornBytesMax: opts.ringBytes ?? walRingBytes });
     const wal = new Wal(dir, opts, rec);
     return { wal, recovered: rec.groups };
   }
