@@ -81,7 +81,7 @@ export function recordsIn(buf: Uint8Array): RecordSpan[] {
 
 export const bootstrapConf: ConfState = { voters: [nodeId('n1'), nodeId('n2'), nodeId('n3')], learners: [] };
 
-/** Restarts a replica from a recovered group exactly as server/group.ts does; throws what Raft throws. */
+/** Restarts a replica from a recovered group the way the server's group runner does (same config); throws what Raft throws. */
 export function restartRaft(rec: RecoveredGroup | undefined): Raft {
   return new Raft({
     id: nodeId('n1'),
