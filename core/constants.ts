@@ -108,6 +108,43 @@ export const lockOverloadRetryAfterMs = 100;
 /** Client ids (lanes) whose dedup entries one session keeps: the most lanes one client opens (client/locks). */
 export const dedupLanesPerSessionMax = 1024;
 
+// --- cache (core/cache) ---
+/** Cache nodes in one cluster: a node is a bit in a directory entry's u32 sharer mask. */
+export const cacheNodesMax = 32;
+/** Directory entries one home keeps (keys it is home of with state in memory); an idle entry is freed for a new key. */
+export const cacheHomeEntriesMaxDefault = 65_536;
+/** Requests waiting behind busy directory entries, over all keys of one home (a pool of records). */
+export const cacheHomeQueuedRequestsMax = 65_536;
+/** Requests waiting behind one busy directory entry; more are answered with a Nack (retry). */
+export const cacheHomeQueuePerKeyMax = 64;
+/** Least recently used entries a home looks at to find one to free or evict when its directory is full. */
+export const cacheEvictScanMax = 16;
+/** Lines one node caches by default (LRU beyond). */
+export const cacheLineEntriesMaxDefault = 65_536;
+/** Bytes of keys and values one node caches by default (LRU beyond). */
+export const cacheLineBytesMaxDefault = 64 * 1024 * 1024;
+/** Keys with a request in flight from one node to their homes (each holds the client ops queued behind it). */
+export const cacheNodeTransactionsMax = 4_096;
+/** Client operations one node holds waiting (over all keys). */
+export const cacheNodeOpsPendingMax = 65_536;
+export const cacheKeyBytesMax = 512;
+export const cacheValueBytesMax = 1024 * 1024;
+export const cacheLeaseMsMin = 250;
+export const cacheLeaseMsDefault = 2_000;
+export const cacheLeaseMsMax = 60_000;
+/**
+ * Subtracted from a lease on the holder's side: the clock-rate difference a lease
+ * tolerates between a node and a home over one lease (a node stops serving first).
+ */
+export const cacheLeaseDriftMarginMs = 50;
+/** Resend period of a request or invalidation without an answer. */
+export const cacheRetryMsDefault = 100;
+export const cacheRetryMsMin = 5;
+/** Largest version: a key's version is a u32 and never wraps. */
+export const cacheVersionMax = 0xffff_ffff;
+/** Longest TTL a set may carry. */
+export const cacheTtlMsMax = 365 * 24 * 60 * 60 * 1000;
+
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
@@ -130,3 +167,11 @@ assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no 
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');
 assert(dedupEvictedClientsMax >= dedupClientsWithoutSessionMax, 'tombstones outlast the entries they replace');
 assert(dedupLanesPerSessionMax > 0, 'a session accepts requests from at least one client id');
+assert(cacheNodesMax <= 32, 'a cache node is a bit in a u32 sharer mask');
+assert(cacheHomeQueuePerKeyMax <= cacheHomeQueuedRequestsMax && cacheEvictScanMax > 0, 'cache home queue bounds');
+assert(cacheLeaseMsMin > 4 * cacheLeaseDriftMarginMs, 'a lease outlasts its drift margin several times');
+assert(cacheLeaseMsMin <= cacheLeaseMsDefault && cacheLeaseMsDefault <= cacheLeaseMsMax, 'cache lease default within range');
+assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cacheLeaseMsDefault, 'several retries fit in a lease');
+assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
+assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
+assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');

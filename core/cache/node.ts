@@ -1,0 +1,746 @@
+// One node's side of the coherent cache: the lines it holds (lines.ts) and, per key, at
+// most one request in flight to the key's home, with the client operations that arrived
+// meanwhile queued behind it in order. Pure: client ops and home messages in, messages
+// and completions out through ready(); time is the nowMs argument.
+//
+// Decisions:
+// - A hit touches typed arrays only (no allocation): a line serves while nowMs is before
+//   its lease, which the home computed on this node's clock from the request's send time.
+//   A hit past half the lease sends a Renew; a line whose lease ran out is dropped (a
+//   dirty one is first given back with PutM, the only way dirty data leaves a node).
+// - One transaction per key keeps the home's reasoning simple: a node asks again only
+//   when it holds nothing dirty, so a new request from a recorded holder means "nothing here".
+// - A grant is stale when an Inv/Fwd for the same key arrived while it was in flight with
+//   a version >= the grant's (the home granted, then took it back): the node asks again.
+//   The same check decides whether a WriteAck may install the written value as a line.
+// - Writes: E->M is silent. Write-back writes locally in M (dirty). Write-through, and any
+//   set with a TTL, sends Write from E/M and completes on WriteAck (memory has it). Nack
+//   stale means not applied: the node starts over (GetM). A Write unanswered for a whole
+//   lease is given up with an unknown outcome (the home remembers applied writes that long).
+//   A MOESI O line (dirty, shared) is given back with PutM before a write asks for M, so
+//   the O->M upgrade is PutM then GetM and the home never grants M to a dirty holder.
+// - Bounds: lines by count and bytes (LRU, skipping lines with a transaction in flight),
+//   transactions and queued ops by count; beyond them an op is refused with BUSY.
+
+import { assert } from '../assert.js';
+import {
+  cacheKeyBytesMax,
+  cacheLineBytesMaxDefault,
+  cacheLineEntriesMaxDefault,
+  cacheNodeOpsPendingMax,
+  cacheNodeTransactionsMax,
+  cacheTtlMsMax,
+  cacheValueBytesMax,
+} from '../constants.js';
+import type { CacheNodeIndex } from '../ids.js';
+import { utf8Bytes } from '../locks/table.js';
+import { CacheLines } from './lines.js';
+import { St, assertCacheConfig, valueBytes } from './messages.js';
+import type { CacheConfig, CacheValue, Data, Fwd, Inv, Nack, Push, PutAck, Renewed, ToHome, ToNode, WriteAck } from './messages.js';
+
+/** The op waits for its home; its completion comes out of ready(). */
+export const PENDING: unique symbol = Symbol('cache.pending');
+/** A set (or flush) completed at once. */
+export const DONE: unique symbol = Symbol('cache.done');
+/** Key or value over its size limit. */
+export const TOO_LARGE: unique symbol = Symbol('cache.too-large');
+/** Too many ops or transactions waiting at this node: retry later. */
+export const BUSY: unique symbol = Symbol('cache.busy');
+export type Refusal = typeof TOO_LARGE | typeof BUSY;
+
+export type CacheCompletion =
+  | { readonly opId: number; readonly ok: true; readonly value: CacheValue }
+  /** A write that was resent for a whole lease without an answer: it may or may not have happened. */
+  | { readonly opId: number; readonly ok: false; readonly error: 'UNKNOWN_OUTCOME' };
+
+export interface NodeReady {
+  readonly messages: ToHome[];
+  readonly completions: CacheCompletion[];
+}
+
+export interface NodeOptions {
+  readonly self: CacheNodeIndex;
+  /** Boot incarnation, > 0 and larger after every restart (homes forget older ones). */
+  readonly incarnation: number;
+  /** The key's home (the ring owner); injected so core/cache does not depend on the ring. */
+  readonly homeOf: (key: string) => CacheNodeIndex;
+  readonly entriesMax?: number;
+  readonly bytesMax?: number;
+  /** Deliberately broken build for checker canaries: clean lines are served after their lease ran out. */
+  readonly canary?: 'serve-past-lease';
+}
+
+export class NodeCounters {
+  hits = 0;
+  misses = 0;
+  evictions = 0;
+  invalidationsReceived = 0;
+  forwardsReceived = 0;
+  writeBacks = 0;
+  writesThrough = 0;
+  /** Lines dropped at access because their lease ran out. */
+  leaseExpiries = 0;
+  staleGrants = 0;
+  /** Write-back: dirty lines the home no longer recognised (reclaimed): their writes are lost. */
+  dirtyLost = 0;
+  writesGivenUp = 0;
+  pushesInstalled = 0;
+  renewalsSent = 0;
+  refused = 0;
+}
+
+interface Op {
+  readonly opId: number;
+  readonly isSet: boolean;
+  readonly value: CacheValue;
+  readonly ttlMs: number;
+}
+
+interface FlushGroup {
+  readonly opId: number;
+  remaining: number;
+}
+
+type TxnKind = 'GetS' | 'GetM' | 'Write' | 'PutM';
+
+interface Txn {
+  readonly key: string;
+  readonly kind: TxnKind;
+  reqId: number;
+  msg: ToHome;
+  firstSentMs: number;
+  retryAtMs: number;
+  /** Highest Inv/Fwd version received while this transaction was in flight (-1: none). */
+  invFloor: number;
+  /** Client ops of this key, in arrival order; a Write's op is ops[0] unless it is a flush. */
+  ops: Op[];
+  /** Write/PutM/writing GetM: the value sent. */
+  readonly value: CacheValue;
+  /** A GetM that carries the write of ops[0] (applied by the home when it grants). */
+  readonly writes: boolean;
+  readonly flush: FlushGroup | null;
+}
+
+export class NodeCache {
+  readonly counters = new NodeCounters();
+  readonly lines: CacheLines;
+  private readonly cfg: CacheConfig;
+  private readonly self: CacheNodeIndex;
+  private readonly incarnation: number;
+  private readonly homeOf: (key: string) => CacheNodeIndex;
+  private readonly servePastLease: boolean;
+  private readonly txns = new Map<string, Txn>();
+  /** Slots of dirty lines (write-back), for renewal and give-back on tick. */
+  private readonly dirtySlots = new Set<number>();
+  /**
+   * The last answer to a Fwd per key: a resent Fwd (its Ack was lost) gets the same answer,
+   * dirty data included, though the line is gone or clean by then. Kept two leases (the home
+   * resends only until it reclaims, within a lease of the round's start).
+   */
+  private readonly fwdAnswers = new Map<string, { readonly epoch: number; readonly round: number; readonly ack: ToHome; readonly atMs: number }>();
+  private opsWaiting = 0;
+  private reqCounter = 0;
+  private messages: ToHome[] = [];
+  private completions: CacheCompletion[] = [];
+
+  constructor(cfg: CacheConfig, opts: NodeOptions) {
+    assertCacheConfig(cfg);
+    assert(Number.isInteger(opts.incarnation) && opts.incarnation > 0, 'node incarnation > 0');
+    this.cfg = cfg;
+    this.self = opts.self;
+    this.incarnation = opts.incarnation;
+    this.homeOf = opts.homeOf;
+    this.servePastLease = opts.canary === 'serve-past-lease';
+    this.lines = new CacheLines(opts.entriesMax ?? cacheLineEntriesMaxDefault, opts.bytesMax ?? cacheLineBytesMaxDefault);
+  }
+
+  ready(): NodeReady {
+    const out = { messages: this.messages, completions: this.completions };
+    this.messages = [];
+    this.completions = [];
+    return out;
+  }
+
+  get transactions(): number {
+    return this.txns.size;
+  }
+
+  get dirtyCount(): number {
+    return this.dirtySlots.size;
+  }
+
+  /** Dirty data this node alone has: dirty lines and PutMs not yet acknowledged (lost if it crashes now). */
+  get dirtyHeld(): number {
+    let n = 0;
+    for (const slot of this.dirtySlots) if (this.lines.state(slot) !== St.O) n++; // the home keeps O data
+    for (const t of this.txns.values()) if (t.kind === 'PutM') n++;
+    return n;
+  }
+
+  /**
+   * The line `key` is served from (state, version, value) for tests and the console; null
+   * if none: no line, lease run out, or a transaction of the key in flight (ops then wait).
+   */
+  line(key: string, nowMs: number): { state: St; version: number; value: CacheValue; dirty: boolean; leaseUntilMs: number } | null {
+    const slot = this.lines.find(key);
+    if (slot < 0 || nowMs >= this.lines.leaseUntilMs(slot) || this.txns.has(key)) return null;
+    return { state: this.lines.state(slot), version: this.lines.version(slot), value: this.lines.value(slot), dirty: this.lines.dirty(slot), leaseUntilMs: this.lines.leaseUntilMs(slot) };
+  }
+
+  // ------------------------------------------------------------------ client ops
+
+  /** A hit returns the value at once; otherwise PENDING and a completion later. */
+  get(opId: number, key: string, nowMs: number): CacheValue | typeof PENDING | Refusal {
+    if (utf8Bytes(key) > cacheKeyBytesMax) return this.refuse(TOO_LARGE);
+    const txn = this.txns.get(key);
+    if (txn === undefined) {
+      const slot = this.validSlot(key, nowMs);
+      if (slot >= 0) {
+        this.counters.hits++;
+        this.lines.touch(slot);
+        this.maybeRenew(slot, nowMs);
+        return this.lines.value(slot);
+      }
+    }
+    return this.submit(key, { opId, isSet: false, value: null, ttlMs: 0 }, txn, nowMs);
+  }
+
+  /** Sets (value) or deletes (null) `key`; ttlMs > 0 makes it expire. */
+  set(opId: number, key: string, value: CacheValue, nowMs: number, ttlMs = 0): typeof DONE | typeof PENDING | Refusal {
+    if (utf8Bytes(key) > cacheKeyBytesMax || valueBytes(value) > cacheValueBytesMax) return this.refuse(TOO_LARGE);
+    assert(Number.isFinite(ttlMs) && ttlMs >= 0 && ttlMs <= cacheTtlMsMax, 'ttlMs within 0..cacheTtlMsMax');
+    const txn = this.txns.get(key);
+    if (txn === undefined && this.cfg.writePolicy === 'write-back' && ttlMs === 0) {
+      const slot = this.validSlot(key, nowMs);
+      if (slot >= 0 && this.localWrite(slot, value)) {
+        this.shrink(nowMs);
+        return DONE;
+      }
+    }
+    const r = this.submit(key, { opId, isSet: true, value, ttlMs }, txn, nowMs);
+    return r === PENDING || r === TOO_LARGE || r === BUSY ? r : DONE;
+  }
+
+  delete(opId: number, key: string, nowMs: number): typeof DONE | typeof PENDING | Refusal {
+    return this.set(opId, key, null, nowMs);
+  }
+
+  /** Write-back: sends every dirty line to memory (lines stay, clean). DONE if none was dirty. */
+  flush(opId: number, nowMs: number): typeof DONE | typeof PENDING {
+    const group: FlushGroup = { opId, remaining: 0 };
+    for (const slot of [...this.dirtySlots]) {
+      const key = this.lines.key(slot);
+      if (this.txns.has(key) || this.txns.size >= cacheNodeTransactionsMax) continue;
+      group.remaining++;
+      this.startWrite(key, slot, this.lines.value(slot), 0, [], group, nowMs);
+    }
+    return group.remaining === 0 ? DONE : PENDING;
+  }
+
+  /** Drops the line of `key` (as LRU would): a dirty line goes back to its home first. */
+  evict(key: string, nowMs: number): boolean {
+    const slot = this.lines.find(key);
+    if (slot < 0 || this.txns.has(key)) return false;
+    return this.evictSlot(slot, nowMs);
+  }
+
+  // ------------------------------------------------------------------ home messages
+
+  step(msg: ToNode, nowMs: number): void {
+    assert(msg.to === this.self, 'message delivered to the wrong node');
+    if (msg.incarnation !== this.incarnation) return; // meant for an earlier life of this node
+    switch (msg.kind) {
+      case 'Data':
+        this.onData(msg, nowMs);
+        return;
+      case 'WriteAck':
+        this.onWriteAck(msg, nowMs);
+        return;
+      case 'PutAck':
+        this.onPutAck(msg, nowMs);
+        return;
+      case 'Nack':
+        this.onNack(msg, nowMs);
+        return;
+      case 'Inv':
+        this.onInv(msg);
+        return;
+      case 'Fwd':
+        this.onFwd(msg, nowMs);
+        return;
+      case 'Push':
+        this.onPush(msg, nowMs);
+        return;
+      case 'Renewed':
+        this.onRenewed(msg, nowMs);
+        return;
+      default:
+        assertNeverMsg(msg);
+    }
+  }
+
+  /** Resends unanswered requests, renews dirty lines, gives back dirty lines whose lease ran out. */
+  tick(nowMs: number): void {
+    for (const txn of [...this.txns.values()]) {
+      if ((txn.kind === 'Write' || txn.writes) && nowMs - txn.firstSentMs >= this.cfg.leaseMs) {
+        this.giveUpWrite(txn, nowMs);
+      } else if (nowMs >= txn.retryAtMs) {
+        txn.retryAtMs = nowMs + this.cfg.retryMs;
+        this.messages.push(txn.msg);
+      }
+    }
+    for (const [key, a] of this.fwdAnswers) if (nowMs - a.atMs >= 2 * this.cfg.leaseMs) this.fwdAnswers.delete(key);
+    for (const slot of [...this.dirtySlots]) {
+      const key = this.lines.key(slot);
+      if (this.txns.has(key)) continue;
+      if (nowMs >= this.lines.leaseUntilMs(slot)) {
+        if (this.txns.size < cacheNodeTransactionsMax) this.startPutM(key, slot, [], nowMs);
+      } else {
+        this.maybeRenew(slot, nowMs);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ running ops
+
+  private refuse(r: Refusal): Refusal {
+    this.counters.refused++;
+    return r;
+  }
+
+  private submit(key: string, op: Op, txn: Txn | undefined, nowMs: number): typeof PENDING | Refusal {
+    if (this.opsWaiting >= cacheNodeOpsPendingMax) return this.refuse(BUSY);
+    if (txn !== undefined) {
+      txn.ops.push(op);
+      this.opsWaiting++;
+      return PENDING;
+    }
+    if (this.txns.size >= cacheNodeTransactionsMax) return this.refuse(BUSY);
+    this.opsWaiting++;
+    this.run(key, [op], nowMs, true);
+    return PENDING;
+  }
+
+  /** The slot of a servable line of key, or -1 (an expired clean line is dropped on the way). */
+  private validSlot(key: string, nowMs: number): number {
+    const slot = this.lines.find(key);
+    if (slot < 0) return -1;
+    if (nowMs < this.lines.leaseUntilMs(slot)) return slot;
+    if (this.servePastLease && !this.lines.dirty(slot) && this.lines.leaseUntilMs(slot) > -Infinity) return slot;
+    if (!this.lines.dirty(slot)) {
+      this.counters.leaseExpiries++;
+      this.removeLine(slot);
+    }
+    return -1;
+  }
+
+  /** Write-back write in E/M without a TTL on the line: true if done. */
+  private localWrite(slot: number, value: CacheValue): boolean {
+    const st = this.lines.state(slot);
+    if ((st !== St.E && st !== St.M) || this.lines.hasTtl(slot)) return false;
+    this.lines.setState(slot, St.M);
+    this.lines.setValue(slot, value);
+    this.lines.setDirty(slot, true);
+    this.dirtySlots.add(slot);
+    this.lines.touch(slot);
+    return true;
+  }
+
+  /**
+   * Runs `ops` of `key` in order (no transaction of key is in flight): completes what the
+   * line allows, then starts one transaction that carries the rest. `missCounted`: the
+   * first op is a get already counted (as the miss that brought the line here) or new.
+   */
+  private run(key: string, ops: Op[], nowMs: number, fresh: boolean): void {
+    assert(!this.txns.has(key), 'run with a transaction in flight');
+    let i = 0;
+    for (; i < ops.length; i++) {
+      const op = ops[i] as Op;
+      const countIt = fresh || i > 0;
+      let slot = this.lines.find(key);
+      if (slot >= 0 && nowMs >= this.lines.leaseUntilMs(slot)) {
+        if (this.lines.dirty(slot)) {
+          this.startPutM(key, slot, ops.slice(i), nowMs);
+          return;
+        }
+        this.counters.leaseExpiries++;
+        this.removeLine(slot);
+        slot = -1;
+      }
+      if (!op.isSet) {
+        if (slot >= 0) {
+          if (countIt) this.counters.hits++;
+          this.lines.touch(slot);
+          this.maybeRenew(slot, nowMs);
+          this.complete(op, this.lines.value(slot));
+          continue;
+        }
+        if (countIt) this.counters.misses++;
+        this.startTxn('GetS', key, ops.slice(i), nowMs);
+        return;
+      }
+      const st = slot >= 0 ? this.lines.state(slot) : St.I;
+      if (st === St.O) {
+        // MOESI: a dirty shared owner gives its data back before it asks for M (it asks only holding nothing dirty).
+        this.startPutM(key, slot, ops.slice(i), nowMs);
+        return;
+      }
+      const local = this.cfg.writePolicy === 'write-back' && op.ttlMs === 0;
+      if (st === St.E || st === St.M) {
+        if (local && this.localWrite(slot, op.value)) {
+          this.shrink(nowMs);
+          this.complete(op, op.value);
+          continue;
+        }
+        this.startWrite(key, slot, op.value, op.ttlMs, ops.slice(i), null, nowMs);
+        return;
+      }
+      if (local) this.startTxn('GetM', key, ops.slice(i), nowMs);
+      else this.startWritingGetM(key, op, ops.slice(i), nowMs);
+      return;
+    }
+  }
+
+  private complete(op: Op, value: CacheValue): void {
+    this.opsWaiting--;
+    assert(this.opsWaiting >= 0, 'ops waiting never negative');
+    this.completions.push({ opId: op.opId, ok: true, value });
+  }
+
+  private newTxn(kind: TxnKind, key: string, ops: Op[], value: CacheValue, flush: FlushGroup | null, msg: (reqId: number) => ToHome, nowMs: number, writes = false): Txn {
+    const reqId = ++this.reqCounter;
+    const txn: Txn = { key, kind, reqId, msg: msg(reqId), firstSentMs: nowMs, retryAtMs: nowMs + this.cfg.retryMs, invFloor: -1, ops, value, flush, writes };
+    this.txns.set(key, txn);
+    this.messages.push(txn.msg);
+    return txn;
+  }
+
+  private base(key: string, reqId: number, nowMs: number): { from: CacheNodeIndex; incarnation: number; to: CacheNodeIndex; key: string; reqId: number; sentMs: number } {
+    return { from: this.self, incarnation: this.incarnation, to: this.homeOf(key), key, reqId, sentMs: nowMs };
+  }
+
+  private startTxn(kind: 'GetS' | 'GetM', key: string, ops: Op[], nowMs: number): void {
+    if (kind === 'GetS') this.newTxn(kind, key, ops, null, null, (reqId) => ({ kind, ...this.base(key, reqId, nowMs) }), nowMs);
+    else this.newTxn(kind, key, ops, null, null, (reqId) => ({ kind, ...this.base(key, reqId, nowMs), write: false, value: null, ttlMs: 0 }), nowMs);
+  }
+
+  /** GetM carrying the write of `op` (= ops[0]): write-through, or a set with a TTL. */
+  private startWritingGetM(key: string, op: Op, ops: Op[], nowMs: number): void {
+    this.counters.writesThrough++;
+    const { value, ttlMs } = op;
+    this.newTxn('GetM', key, ops, value, null, (reqId) => ({ kind: 'GetM', ...this.base(key, reqId, nowMs), write: true, value, ttlMs }), nowMs, true);
+  }
+
+  private startWrite(key: string, slot: number, value: CacheValue, ttlMs: number, ops: Op[], flush: FlushGroup | null, nowMs: number): void {
+    this.counters.writesThrough++;
+    const version = this.lines.version(slot);
+    this.newTxn('Write', key, ops, value, flush, (reqId) => ({ kind: 'Write', ...this.base(key, reqId, nowMs), version, value, ttlMs }), nowMs);
+  }
+
+  /** Gives a dirty line back; the line leaves now, the data stays in the transaction until PutAck. */
+  private startPutM(key: string, slot: number, ops: Op[], nowMs: number): void {
+    this.counters.writeBacks++;
+    const version = this.lines.version(slot);
+    const value = this.lines.value(slot);
+    this.removeLine(slot);
+    this.newTxn('PutM', key, ops, value, null, (reqId) => ({ kind: 'PutM', ...this.base(key, reqId, nowMs), version, value }), nowMs);
+  }
+
+  /** Same transaction kind, new reqId (a new request: the old answer is stale). */
+  private restart(txn: Txn, nowMs: number): void {
+    this.txns.delete(txn.key);
+    this.run(txn.key, txn.ops, nowMs, false);
+  }
+
+  private finish(txn: Txn, nowMs: number, firstDone: boolean): void {
+    this.txns.delete(txn.key);
+    const rest = firstDone ? txn.ops.slice(1) : txn.ops;
+    if (rest.length > 0) this.run(txn.key, rest, nowMs, true);
+  }
+
+  private giveUpWrite(txn: Txn, nowMs: number): void {
+    this.counters.writesGivenUp++;
+    // A clean line may be behind the home now; a dirty one (a flush) keeps its data and goes back by PutM.
+    const slot = this.lines.find(txn.key);
+    if (slot >= 0 && !this.lines.dirty(slot)) this.removeLine(slot);
+    this.settleFlush(txn);
+    const op = txn.flush === null ? txn.ops[0] : undefined;
+    if (op !== undefined) {
+      this.opsWaiting--;
+      this.completions.push({ opId: op.opId, ok: false, error: 'UNKNOWN_OUTCOME' });
+    }
+    this.finish(txn, nowMs, op !== undefined);
+  }
+
+  private settleFlush(txn: Txn): void {
+    const g = txn.flush;
+    if (g === null) return;
+    g.remaining--;
+    if (g.remaining === 0) this.completions.push({ opId: g.opId, ok: true, value: null });
+  }
+
+  // ------------------------------------------------------------------ handlers
+
+  private onData(msg: Data, nowMs: number): void {
+    const txn = this.txns.get(msg.key);
+    if (txn === undefined || txn.reqId !== msg.reqId || (txn.kind !== 'GetS' && txn.kind !== 'GetM')) return;
+    if (msg.version <= txn.invFloor || msg.leaseUntilMs <= nowMs) {
+      // Taken back (or expired) while in flight: ask again; a carried write happened, though.
+      this.counters.staleGrants++;
+      if (txn.writes) {
+        const slot = this.lines.find(msg.key);
+        if (slot >= 0) this.removeLine(slot);
+        this.complete(txn.ops[0] as Op, txn.value);
+        this.finish(txn, nowMs, true);
+        return;
+      }
+      this.restart(txn, nowMs);
+      return;
+    }
+    assert(txn.kind === 'GetS' ? msg.state === St.S || msg.state === St.E : msg.state === St.M || (txn.writes && msg.state === St.S), 'grant state fits the request');
+    let slot = this.lines.find(msg.key);
+    if (slot >= 0) {
+      assert(!this.lines.dirty(slot), 'a node asks only when it holds nothing dirty');
+      this.lines.setState(slot, msg.state);
+      this.lines.setValue(slot, msg.value);
+      this.lines.touch(slot);
+    } else if (this.makeRoom(CacheLines.bytesOf(msg.key, msg.value), nowMs)) {
+      slot = this.lines.insert(msg.key, msg.state, msg.version, msg.leaseUntilMs, msg.value, msg.ttl);
+    }
+    if (slot >= 0) {
+      this.lines.setVersion(slot, msg.version);
+      this.lines.setLease(slot, msg.leaseUntilMs);
+      this.lines.setTtl(slot, msg.ttl);
+      if (txn.writes) {
+        this.complete(txn.ops[0] as Op, txn.value);
+        this.finish(txn, nowMs, true);
+        return;
+      }
+      this.txns.delete(txn.key);
+      this.run(txn.key, txn.ops, nowMs, false);
+      return;
+    }
+    if (txn.writes) {
+      this.complete(txn.ops[0] as Op, txn.value);
+      this.finish(txn, nowMs, true);
+      return;
+    }
+    // No room for a line: the reads waiting now can still take the value; the rest asks again.
+    this.txns.delete(txn.key);
+    let i = 0;
+    if (txn.kind === 'GetS') {
+      while (i < txn.ops.length && !(txn.ops[i] as Op).isSet) this.complete(txn.ops[i++] as Op, msg.value);
+    }
+    // A set next: its write rides on the GetM (applied at the grant), which needs no line;
+    // asking for a line again would loop for as long as the other lines are busy.
+    const next = txn.ops[i];
+    assert(next === undefined || next.isSet, "only a set is left after the reads");
+    if (next !== undefined) this.startWritingGetM(txn.key, next, txn.ops.slice(i), nowMs);
+  }
+
+  private onWriteAck(msg: WriteAck, nowMs: number): void {
+    const txn = this.txns.get(msg.key);
+    if (txn === undefined || txn.reqId !== msg.reqId || (txn.kind !== 'Write' && !txn.writes)) return;
+    const slot = this.lines.find(msg.key);
+    if (slot >= 0) {
+      if (msg.state === St.I || msg.version <= txn.invFloor || msg.leaseUntilMs <= nowMs) {
+        this.removeLine(slot);
+      } else {
+        this.lines.setValue(slot, txn.value);
+        this.lines.setState(slot, msg.state);
+        this.lines.setVersion(slot, msg.version);
+        this.lines.setLease(slot, msg.leaseUntilMs);
+        this.lines.setTtl(slot, msg.ttl);
+        if (msg.state !== St.O) {
+          this.lines.setDirty(slot, false);
+          this.dirtySlots.delete(slot);
+        }
+        this.lines.touch(slot);
+        this.shrink(nowMs);
+      }
+    }
+    this.settleFlush(txn);
+    const op = txn.flush === null ? txn.ops[0] : undefined;
+    if (op !== undefined) this.complete(op, op.value);
+    this.finish(txn, nowMs, op !== undefined);
+  }
+
+  private onPutAck(msg: PutAck, nowMs: number): void {
+    const txn = this.txns.get(msg.key);
+    if (txn === undefined || txn.reqId !== msg.reqId || txn.kind !== 'PutM') return;
+    if (!msg.applied) this.counters.dirtyLost++;
+    this.finish(txn, nowMs, false);
+  }
+
+  private onNack(msg: Nack, nowMs: number): void {
+    const txn = this.txns.get(msg.key);
+    if (txn === undefined || txn.reqId !== msg.reqId) return;
+    if (msg.reason === 'busy') {
+      txn.retryAtMs = nowMs + Math.max(msg.retryAfterMs, this.cfg.retryMs);
+      return;
+    }
+    assert(txn.kind === 'Write', 'only a Write is refused as stale');
+    // Not applied: the node is no longer the owner at that version. Start over.
+    if (txn.flush !== null) {
+      // A flush not applied and its line gone meanwhile (invalidated after a reclaim): the data is lost.
+      if (this.lines.find(txn.key) < 0) this.counters.dirtyLost++;
+      this.settleFlush(txn);
+      this.finish(txn, nowMs, false);
+      return;
+    }
+    this.restart(txn, nowMs);
+  }
+
+  private noteTakenBack(key: string, version: number): void {
+    const txn = this.txns.get(key);
+    if (txn !== undefined && version > txn.invFloor) txn.invFloor = version;
+  }
+
+  private onInv(msg: Inv): void {
+    this.counters.invalidationsReceived++;
+    const slot = this.lines.find(msg.key);
+    if (slot >= 0 && this.lines.version(slot) <= msg.version) {
+      // An owner is sent Fwd, so a dirty line here is one the home no longer records as
+      // owned: its flush (a Write in flight) was applied, or the home reclaimed it (lost).
+      if (this.lines.dirty(slot) && this.txns.get(msg.key)?.kind !== 'Write') this.counters.dirtyLost++;
+      this.removeLine(slot);
+    }
+    this.noteTakenBack(msg.key, msg.version);
+    this.ack(msg.key, msg.epoch, msg.round, false, false, null);
+  }
+
+  private onFwd(msg: Fwd, nowMs: number): void {
+    this.counters.forwardsReceived++;
+    const prev = this.fwdAnswers.get(msg.key);
+    if (prev !== undefined && prev.epoch === msg.epoch && prev.round === msg.round) {
+      this.messages.push(prev.ack);
+      return;
+    }
+    this.noteTakenBack(msg.key, msg.version);
+    this.answerFwd(msg);
+    const ack = this.messages[this.messages.length - 1];
+    assert(ack !== undefined && ack.kind === 'Ack', 'a Fwd is answered');
+    this.fwdAnswers.set(msg.key, { epoch: msg.epoch, round: msg.round, ack, atMs: nowMs });
+  }
+
+  private answerFwd(msg: Fwd): void {
+    const slot = this.lines.find(msg.key);
+    const st = slot >= 0 ? this.lines.state(slot) : St.I;
+    if (slot >= 0 && (st === St.E || st === St.M || st === St.O)) {
+      const dirty = this.lines.dirty(slot);
+      const value = this.lines.value(slot);
+      if (this.lines.version(slot) < msg.version || msg.toState === St.I) {
+        // Behind the home (an answer to this node is still in flight) or asked to drop it.
+        this.removeLine(slot);
+        this.ack(msg.key, msg.epoch, msg.round, false, dirty, dirty ? value : null);
+        return;
+      }
+      if (dirty && this.cfg.protocol === 'MOESI') {
+        this.lines.setState(slot, St.O);
+      } else {
+        this.lines.setState(slot, St.S);
+        this.lines.setDirty(slot, false);
+        this.dirtySlots.delete(slot);
+      }
+      this.ack(msg.key, msg.epoch, msg.round, true, dirty, dirty ? value : null);
+      return;
+    }
+    if (slot >= 0) this.removeLine(slot);
+    const txn = this.txns.get(msg.key);
+    if (txn !== undefined && txn.kind === 'PutM') {
+      this.ack(msg.key, msg.epoch, msg.round, false, true, txn.value);
+      return;
+    }
+    this.ack(msg.key, msg.epoch, msg.round, false, false, null);
+  }
+
+  private onPush(msg: Push, nowMs: number): void {
+    if (this.txns.has(msg.key) || this.lines.find(msg.key) >= 0) return;
+    if (!this.makeRoom(CacheLines.bytesOf(msg.key, msg.value), nowMs)) return;
+    // Not servable until renewed: the lease must be anchored at a time this node sent something.
+    const slot = this.lines.insert(msg.key, St.S, msg.version, -Infinity, msg.value, false);
+    this.counters.pushesInstalled++;
+    this.sendRenew(slot, nowMs);
+  }
+
+  private onRenewed(msg: Renewed, nowMs: number): void {
+    const slot = this.lines.find(msg.key);
+    if (slot < 0 || msg.version < this.lines.version(slot)) return; // an answer about an older copy
+    if (!msg.ok) {
+      if (this.lines.dirty(slot)) this.counters.dirtyLost++;
+      this.removeLine(slot);
+      return;
+    }
+    const valid = nowMs < this.lines.leaseUntilMs(slot);
+    if (valid) {
+      // A servable line is one the home records, so its copy is current whatever the number says.
+      this.lines.setVersion(slot, msg.version);
+      if (msg.leaseUntilMs > this.lines.leaseUntilMs(slot)) this.lines.setLease(slot, msg.leaseUntilMs);
+    } else if (msg.version === this.lines.version(slot) && !this.lines.dirty(slot)) {
+      // A pushed (or lapsed) copy at the very version the home has: servable again.
+      this.lines.setLease(slot, msg.leaseUntilMs);
+    }
+  }
+
+  // ------------------------------------------------------------------ lines
+
+  private ack(key: string, epoch: number, round: number, kept: boolean, dirty: boolean, value: CacheValue): void {
+    this.messages.push({ kind: 'Ack', from: this.self, incarnation: this.incarnation, to: this.homeOf(key), key, epoch, round, kept, dirty, value });
+  }
+
+  private maybeRenew(slot: number, nowMs: number): void {
+    const left = this.lines.leaseUntilMs(slot) - nowMs;
+    if (left < this.cfg.leaseMs / 2 && nowMs - this.lines.renewSentMs(slot) >= this.cfg.retryMs) this.sendRenew(slot, nowMs);
+  }
+
+  private sendRenew(slot: number, nowMs: number): void {
+    this.counters.renewalsSent++;
+    this.lines.setRenewSent(slot, nowMs);
+    const key = this.lines.key(slot);
+    this.messages.push({ kind: 'Renew', ...this.base(key, 0, nowMs), version: this.lines.version(slot) });
+  }
+
+  private removeLine(slot: number): void {
+    this.dirtySlots.delete(slot);
+    this.lines.remove(slot);
+  }
+
+  private evictSlot(slot: number, nowMs: number): boolean {
+    const key = this.lines.key(slot);
+    if (this.txns.has(key)) return false;
+    if (this.lines.dirty(slot)) {
+      if (this.txns.size >= cacheNodeTransactionsMax) return false;
+      this.counters.evictions++;
+      this.startPutM(key, slot, [], nowMs);
+      return true;
+    }
+    this.counters.evictions++;
+    this.removeLine(slot);
+    return true;
+  }
+
+  /** Evicts least recently used lines (skipping ones with a transaction) until `bytes` more fit. */
+  private makeRoom(bytes: number, nowMs: number): boolean {
+    let s = this.lines.lru();
+    while (!this.lines.fits(1, bytes) && s >= 0) {
+      const newer = this.lines.newer(s);
+      this.evictSlot(s, nowMs);
+      s = newer;
+    }
+    return this.lines.fits(1, bytes);
+  }
+
+  /** After a value grew in place: evict others until the bounds hold again. */
+  private shrink(nowMs: number): void {
+    let s = this.lines.lru();
+    while (!this.lines.fits(0, 0) && s >= 0) {
+      const newer = this.lines.newer(s);
+      this.evictSlot(s, nowMs);
+      s = newer;
+    }
+  }
+}
+
+function assertNeverMsg(m: never): never {
+  throw new Error(`unknown message ${JSON.stringify(m)}`);
+}

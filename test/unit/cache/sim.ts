@@ -1,0 +1,282 @@
+// Test helper (not a test): a small deterministic network of N cache nodes, each also the
+// home of some keys, driven by a list of actions (client ops, deliver / drop / duplicate
+// a message in any order, time passing, node crashes, evictions, flushes). Memory is an
+// InMemoryBacking per home whose completions travel through the same network, so they
+// arrive late and out of order too. It records the client history for the
+// linearizability check and checks the coherence invariants after every action.
+
+import { CacheHome } from '../../../core/cache/home.js';
+import { InMemoryBacking } from '../../../core/cache/backing.js';
+import type { MemoryOp } from '../../../core/cache/backing.js';
+import { St, stateNames } from '../../../core/cache/messages.js';
+import type { CacheConfig, CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
+import { BUSY, DONE, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/node.js';
+import { cacheNodeIndex } from '../../../core/ids.js';
+import type { CacheNodeIndex } from '../../../core/ids.js';
+import type { HistoryOp } from '../../checker/cache-linearizability.js';
+
+export type Action =
+  | { readonly t: 'get'; readonly node: number; readonly key: number }
+  | { readonly t: 'set'; readonly node: number; readonly key: number; readonly del: boolean }
+  | { readonly t: 'deliver'; readonly pick: number }
+  | { readonly t: 'drop'; readonly pick: number }
+  | { readonly t: 'dup'; readonly pick: number }
+  | { readonly t: 'tick'; readonly ms: number }
+  | { readonly t: 'crash'; readonly node: number }
+  | { readonly t: 'evict'; readonly node: number; readonly key: number }
+  | { readonly t: 'flush'; readonly node: number };
+
+type Flight =
+  | { readonly to: 'home'; readonly msg: ToHome }
+  | { readonly to: 'node'; readonly msg: ToNode }
+  | { readonly to: 'memory'; readonly home: number; readonly op: MemoryOp };
+
+export interface SimOptions {
+  readonly nodes: number;
+  readonly keys: number;
+  readonly cfg: CacheConfig;
+  readonly canary?: 'skip-one-invalidation' | 'serve-past-lease';
+  readonly lineEntriesMax?: number;
+  readonly homeEntriesMax?: number;
+  /** Check the coherence invariants after every action (off to prove the history check alone catches a canary). */
+  readonly invariants: boolean;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const str = (v: CacheValue): string | null => (v === null ? null : dec.decode(v));
+
+interface Open {
+  readonly key: string;
+  readonly kind: 'get' | 'set';
+  readonly value: string | null;
+  readonly invoke: number;
+  readonly node: number;
+}
+
+export class Sim {
+  nowMs = 1_000;
+  events = 0;
+  readonly nodes: NodeCache[] = [];
+  readonly incarnations: number[] = [];
+  readonly homes: CacheHome[] = [];
+  readonly backings: InMemoryBacking[] = [];
+  readonly flights: Flight[] = [];
+  readonly history: HistoryOp[] = [];
+  readonly open = new Map<number, Open>();
+  private opCounter = 0;
+  /** Write-back dirty data that died with crashed nodes. */
+  dirtyLostAtCrashes = 0;
+  private writeCounter = 0;
+  private readonly homeVersionMax = new Map<string, number>();
+  private readonly lineVersion = new Map<string, number>();
+  readonly keyNames: string[];
+
+  constructor(readonly opts: SimOptions) {
+    this.keyNames = Array.from({ length: opts.keys }, (_, i) => `k${i}`);
+    for (let n = 0; n < opts.nodes; n++) {
+      this.incarnations.push(1);
+      this.nodes.push(this.newNode(n));
+      const home = new CacheHome(opts.cfg, {
+        self: cacheNodeIndex(n), epoch: 1, startedMs: this.nowMs - opts.cfg.leaseMs,
+        ...(opts.homeEntriesMax !== undefined ? { entriesMax: opts.homeEntriesMax } : {}),
+        ...(opts.canary === 'skip-one-invalidation' ? { canary: opts.canary } : {}),
+      });
+      this.homes.push(home);
+      this.backings.push(new InMemoryBacking());
+    }
+  }
+
+  homeOf = (key: string): CacheNodeIndex => cacheNodeIndex(Number(key.slice(1)) % this.opts.nodes);
+
+  private newNode(n: number): NodeCache {
+    return new NodeCache(this.opts.cfg, {
+      self: cacheNodeIndex(n), incarnation: this.incarnations[n] as number, homeOf: this.homeOf,
+      ...(this.opts.lineEntriesMax !== undefined ? { entriesMax: this.opts.lineEntriesMax } : {}),
+      ...(this.opts.canary === 'serve-past-lease' ? { canary: this.opts.canary } : {}),
+    });
+  }
+
+  apply(a: Action): void {
+    switch (a.t) {
+      case 'get': {
+        const node = a.node % this.opts.nodes;
+        const key = this.keyNames[a.key % this.opts.keys] as string;
+        const opId = ++this.opCounter;
+        const invoke = ++this.events;
+        const r = (this.nodes[node] as NodeCache).get(opId, key, this.nowMs);
+        if (r === PENDING) this.open.set(opId, { key, kind: 'get', value: null, invoke, node });
+        else if (r !== TOO_LARGE && r !== BUSY) this.history.push({ key, kind: 'get', value: str(r), invoke, complete: ++this.events });
+        break;
+      }
+      case 'set': {
+        const node = a.node % this.opts.nodes;
+        const key = this.keyNames[a.key % this.opts.keys] as string;
+        const opId = ++this.opCounter;
+        const value = a.del ? null : `w${++this.writeCounter}`;
+        const invoke = ++this.events;
+        const r = (this.nodes[node] as NodeCache).set(opId, key, value === null ? null : enc.encode(value), this.nowMs);
+        if (r === PENDING) this.open.set(opId, { key, kind: 'set', value, invoke, node });
+        else if (r === DONE) this.history.push({ key, kind: 'set', value, invoke, complete: ++this.events });
+        break;
+      }
+      case 'deliver':
+      case 'dup':
+      case 'drop': {
+        if (this.flights.length === 0) break;
+        const i = a.pick % this.flights.length;
+        const f = this.flights[i] as Flight;
+        if (a.t === 'drop') {
+          if (f.to !== 'memory') this.flights.splice(i, 1);
+          break;
+        }
+        if (a.t === 'deliver' || f.to === 'memory') this.flights.splice(i, 1);
+        this.deliver(f);
+        break;
+      }
+      case 'tick':
+        this.nowMs += a.ms;
+        for (const node of this.nodes) node.tick(this.nowMs);
+        for (const home of this.homes) home.tick(this.nowMs);
+        break;
+      case 'crash': {
+        const n = a.node % this.opts.nodes;
+        this.dirtyLostAtCrashes += (this.nodes[n] as NodeCache).dirtyHeld;
+        // Dirty data in an Ack still in flight: the home drops it once the new incarnation spoke (counted either way).
+        for (const f of this.flights) if (f.to === 'home' && f.msg.from === n && f.msg.kind === 'Ack' && f.msg.dirty) this.dirtyLostAtCrashes++;
+        this.lostOld += (this.nodes[n] as NodeCache).counters.dirtyLost;
+        // Its pending ops never complete; messages to and from it stay in flight (and go stale).
+        for (const [id, o] of this.open) if (o.node === n) this.closeNever(id, o);
+        this.incarnations[n] = (this.incarnations[n] as number) + 1;
+        this.nodes[n] = this.newNode(n);
+        for (const k of this.keyNames) this.lineVersion.delete(`${n}/${k}`);
+        break;
+      }
+      case 'evict':
+        (this.nodes[a.node % this.opts.nodes] as NodeCache).evict(this.keyNames[a.key % this.opts.keys] as string, this.nowMs);
+        break;
+      case 'flush':
+        (this.nodes[a.node % this.opts.nodes] as NodeCache).flush(++this.opCounter, this.nowMs);
+        break;
+    }
+    this.collect();
+    if (this.opts.invariants) this.checkInvariants();
+  }
+
+  private closeNever(id: number, o: Open): void {
+    this.open.delete(id);
+    if (o.kind === 'set') this.history.push({ key: o.key, kind: 'set', value: o.value, invoke: o.invoke, complete: Infinity });
+  }
+
+  private deliver(f: Flight): void {
+    if (f.to === 'home') (this.homes[f.msg.to] as CacheHome).step(f.msg, this.nowMs);
+    else if (f.to === 'node') (this.nodes[f.msg.to] as NodeCache).step(f.msg, this.nowMs);
+    else {
+      const home = this.homes[f.home] as CacheHome;
+      const backing = this.backings[f.home] as InMemoryBacking;
+      if (f.op.kind === 'read') home.memoryRead(f.op.key, backing.read(f.op.key), this.nowMs);
+      else {
+        backing.write(f.op.key, f.op.record);
+        home.memoryWritten(f.op.key, this.nowMs);
+      }
+    }
+  }
+
+  /** Moves every output into the network and every completion into the history. */
+  private collect(): void {
+    for (let again = true; again; ) {
+      again = false;
+      for (let n = 0; n < this.nodes.length; n++) {
+        const r = (this.nodes[n] as NodeCache).ready();
+        for (const msg of r.messages) this.flights.push({ to: 'home', msg });
+        for (const c of r.completions) {
+          const o = this.open.get(c.opId);
+          if (o === undefined) continue; // a flush
+          if (!c.ok) {
+            this.closeNever(c.opId, o);
+            continue;
+          }
+          this.open.delete(c.opId);
+          this.history.push({ key: o.key, kind: o.kind, value: o.kind === 'get' ? str(c.value) : o.value, invoke: o.invoke, complete: ++this.events });
+        }
+      }
+      for (let h = 0; h < this.homes.length; h++) {
+        const r = (this.homes[h] as CacheHome).ready();
+        for (const msg of r.messages) this.flights.push({ to: 'node', msg });
+        for (const op of r.memory) this.flights.push({ to: 'memory', home: h, op });
+        if (r.messages.length + r.memory.length > 0) again = true;
+      }
+    }
+  }
+
+  /** Dirty data lost (crashes, and owners whose line the home had reclaimed): write-back's loss window. */
+  get dirtyLost(): number {
+    // An owner's Ack with dirty data can be lost and the owner then reclaimed: only the home sees that.
+    const reclaimed = this.homes.reduce((n, home) => n + home.counters.writeBackLossReclaimed, 0);
+    return this.dirtyLostAtCrashes + this.nodes.reduce((n, node) => n + node.counters.dirtyLost, 0) + this.lostOld + reclaimed;
+  }
+  private lostOld = 0;
+
+  /** Heal: no more faults; time passes and everything is delivered until no op is left waiting. */
+  settle(roundsMax = 2_000): boolean {
+    for (let i = 0; i < roundsMax; i++) {
+      if (this.open.size === 0 && this.flights.length === 0) return true;
+      // Bounded: messages that keep making messages without time passing are a livelock.
+      for (let d = 0; this.flights.length > 0; d++) {
+        if (d > 100_000) throw new Error('livelock: messages keep flowing without progress');
+        this.apply({ t: 'deliver', pick: 0 });
+      }
+      if (this.open.size === 0) return true;
+      this.apply({ t: 'tick', ms: 10 });
+    }
+    return this.open.size === 0;
+  }
+
+  /** Single writer, directory matches lines, versions monotonic. Throws with a description. */
+  checkInvariants(): void {
+    for (const key of this.keyNames) {
+      const home = this.homes[this.homeOf(key)] as CacheHome;
+      const entry = home.entry(key);
+      if (entry !== null) {
+        const prev = this.homeVersionMax.get(key) ?? 0;
+        if (entry.version < prev) throw new Error(`home version of ${key} went back from ${prev} to ${entry.version}`);
+        this.homeVersionMax.set(key, entry.version);
+      }
+      let exclusive = 0;
+      let owned = 0;
+      let copies = 0;
+      let shared: string | null | undefined;
+      let ownedValue: string | null | undefined;
+      const desc: string[] = [];
+      for (let n = 0; n < this.nodes.length; n++) {
+        const line = (this.nodes[n] as NodeCache).line(key, this.nowMs);
+        if (line === null) continue;
+        copies++;
+        desc.push(`${n}:${stateNames[line.state]}v${line.version}=${str(line.value)}`);
+        const lv = `${n}/${key}`;
+        if (line.version < (this.lineVersion.get(lv) ?? 0)) throw new Error(`line version of ${key} at node ${n} went back`);
+        this.lineVersion.set(lv, line.version);
+        if (line.state === St.E || line.state === St.M) exclusive++;
+        if (line.state === St.O) {
+          owned++;
+          ownedValue = str(line.value);
+        }
+        if (line.state === St.S) {
+          const v = str(line.value);
+          if (shared !== undefined && shared !== v) throw new Error(`two S copies of ${key} differ: ${desc.join(' ')}`);
+          shared = v;
+        }
+        if (entry === null) throw new Error(`node ${n} holds ${key} but its home has no entry`);
+        const recorded = entry.owner === n || (entry.sharers & (1 << n)) !== 0;
+        if (!recorded) throw new Error(`node ${n} serves ${key} (${desc.join(' ')}) but the home does not record it: owner ${entry.owner} sharers ${entry.sharers.toString(2)}`);
+        if (line.state !== St.S && entry.owner !== n) throw new Error(`node ${n} holds ${key} in ${stateNames[line.state]} but the home's owner is ${entry.owner}`);
+      }
+      if (exclusive > 1 || (exclusive === 1 && copies > 1)) throw new Error(`single writer broken for ${key}: ${desc.join(' ')}`);
+      if (owned > 1) throw new Error(`two O owners of ${key}: ${desc.join(' ')}`);
+      if (shared !== undefined && ownedValue !== undefined && shared !== ownedValue) throw new Error(`S copies differ from the O owner for ${key}: ${desc.join(' ')}`);
+      if (shared !== undefined && ownedValue === undefined && entry !== null && !entry.busy && !entry.memoryStale && str(entry.value) !== shared) {
+        throw new Error(`S copies of ${key} (${String(shared)}) differ from home memory (${String(str(entry.value))})`);
+      }
+    }
+  }
+}
