@@ -230,6 +230,7 @@ export class GroupRunner {
     if (!applyEarly) this.applyReady(rd);
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     this.raft.advance();
+    this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     this.readyInFlight = false;
     this.maybeCompact();
     if (this.raft.hasReady()) this.schedule();
@@ -321,7 +322,7 @@ export class GroupRunner {
   }
 
   private maybeCompact(): void {
-    if (this.appliedIndex - this.snapshotIndex < snapshotEntriesThreshold) return;
+    if (this.appliedIndex - this.snapshotIndex < (this.host.env.snapshotEntriesThreshold ?? snapshotEntriesThreshold)) return;
     const index = logIndex(this.appliedIndex);
     const data = this.sm.snapshot();
     this.raft.compact(index, data);
@@ -360,6 +361,16 @@ export interface GroupHostEnv {
   fatal(message: string): void;
   /** Spreads election timeouts; distinct per node and per process (a restart draws anew). */
   readonly seed: number;
+  /** test/sim only: sees every Ready after advance() (the safety checker's view of a replica). */
+  readonly observe?: RaftObserver;
+  /** test/sim only: compact after this many applied entries instead of snapshotEntriesThreshold. */
+  readonly snapshotEntriesThreshold?: number;
+}
+
+/** Watches a group's replica without changing it (test/sim feeds its checkers from here). */
+export interface RaftObserver {
+  /** After a Ready was persisted, sent, applied and advanced. */
+  afterAdvance(group: GroupId, raft: Raft, rd: Ready): void;
 }
 
 /** Groups hosted on a node, as services see them (ARCHITECTURE.md, "Layout"). */
