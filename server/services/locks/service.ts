@@ -12,6 +12,7 @@ import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js'
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
 import type { GroupRunner } from '../../raft/runner.js';
+import type { Cancel } from '../../runtime.js';
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import { decodePayload } from '../../node/node.js';
 import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
@@ -85,7 +86,7 @@ interface ParkedAcquire {
   readonly session: SessionId;
   readonly lock: string;
   readonly lockRequestId: string;
-  timer: NodeJS.Timeout | null;
+  timer: Cancel | null;
   done: boolean;
   unsubscribeClose: () => void;
 }
@@ -99,7 +100,7 @@ export class LockService implements SubMachine, Service {
   private isLeader = false;
   /** Acquires waiting on this node, by clientId + request id. */
   private readonly parked = new Map<string, ParkedAcquire>();
-  private leaseTimer: NodeJS.Timeout | null = null;
+  private leaseTimer: Cancel | null = null;
   private expiryInFlight = false;
   private readonly wakesInFlight = new Set<string>();
   private runner: GroupRunner | null = null;
@@ -121,6 +122,11 @@ export class LockService implements SubMachine, Service {
     return this.context.node;
   }
 
+  /** Every duration on the context's monotonic clock (a simulated one in test/sim). */
+  private nowMs(): number {
+    return this.context.clock.nowMs();
+  }
+
   private notLeader(): DsyncError {
     return this.node.notLeader('locks', this.runner?.leader ?? '');
   }
@@ -130,7 +136,7 @@ export class LockService implements SubMachine, Service {
   apply(entry: Entry, body: Uint8Array): LockResult {
     const cmd = decodeLockCommand(body);
     const outcome = this.table.apply(cmd, entry.index);
-    if (this.isLeader) this.leases.observe(cmd, entry.index, outcome, Date.now());
+    if (this.isLeader) this.leases.observe(cmd, entry.index, outcome, this.nowMs());
     for (const ev of outcome.events) {
       if (ev.kind === 'revoked') continue;
       const p = this.parked.get(parkKey(ev.clientId, ev.requestId));
@@ -154,13 +160,12 @@ export class LockService implements SubMachine, Service {
     this.isLeader = isLeader;
     if (isLeader && !was) {
       // Restart every countdown: a failover never expires sessions en masse.
-      this.leases.becomeLeader(Date.now(),
+      this.leases.becomeLeader(this.nowMs(),
         this.table.listSessions().map((s) => ({ session: s.session, ttlMs: s.ttlMs, renewedIndex: s.renewedIndex })),
         this.table.delayedLocks().map((d) => ({ lock: d.lock, lockDelayMs: d.lockDelayMs })));
-      this.leaseTimer = setInterval(() => this.checkLeases(), leaseCheckIntervalMs);
-      this.leaseTimer.unref();
+      this.leaseTimer = this.context.scheduler.every(leaseCheckIntervalMs, () => this.checkLeases());
     } else if (!isLeader && was) {
-      if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+      this.leaseTimer?.();
       this.leaseTimer = null;
       // The next leader does not know these waits: the clients retry them there (same seq).
       const err = this.notLeader();
@@ -169,7 +174,7 @@ export class LockService implements SubMachine, Service {
   }
 
   stop(): void {
-    if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+    this.leaseTimer?.();
     this.leaseTimer = null;
     for (const p of this.parked.values()) this.finish(p, null, new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
   }
@@ -184,7 +189,7 @@ export class LockService implements SubMachine, Service {
 
   private checkLeases(): void {
     if (!this.isLeader) return;
-    const now = Date.now();
+    const now = this.nowMs();
     if (!this.expiryInFlight) {
       const expired = this.leases.expired(now);
       if (expired.length > 0) {
@@ -222,7 +227,7 @@ export class LockService implements SubMachine, Service {
       }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
     };
     const client = (req: ReturnType<typeof schema.LockRequest.decode>): { clientId: ClientId; seq: number; nowMs: number } =>
-      ({ clientId: toClientId(req.clientId), seq: Number(req.seq), nowMs: Date.now() });
+      ({ clientId: toClientId(req.clientId), seq: Number(req.seq), nowMs: this.nowMs() });
 
     on(Opcode.SessionOpen, (ctx, req) => answer(ctx, this.propose({ kind: 'openSession', ...client(req), ttlMs: req.ttlMs, lockDelayMs: req.lockDelayMs })));
     on(Opcode.SessionKeepAlive, (ctx, req) => answer(ctx, this.propose({ kind: 'keepAlive', ...client(req), session: sessionId(Number(req.session)) })));
@@ -274,7 +279,7 @@ export class LockService implements SubMachine, Service {
       this.finish(p, null, null);
       if (this.isLeader) {
         // Nobody is left to take the grant: withdraw the wait.
-        this.propose({ kind: 'cancelWait', nowMs: Date.now(), session, lock: req.lock, requestId: req.requestId, reason: 'cancelled' })
+        this.propose({ kind: 'cancelWait', nowMs: this.nowMs(), session, lock: req.lock, requestId: req.requestId, reason: 'cancelled' })
           .catch(() => { /* the session's expiry cleans up instead */ });
       }
     });
@@ -283,11 +288,11 @@ export class LockService implements SubMachine, Service {
         if (p.done) return;
         if (r.kind === 'queued') {
           if (req.waitMs > 0) {
-            p.timer = setTimeout(() => {
+            p.timer = this.context.scheduler.after(req.waitMs, () => {
               if (p.done || !this.isLeader) return;
-              this.propose({ kind: 'cancelWait', nowMs: Date.now(), session, lock: req.lock, requestId: req.requestId, reason: 'timeout' })
+              this.propose({ kind: 'cancelWait', nowMs: this.nowMs(), session, lock: req.lock, requestId: req.requestId, reason: 'timeout' })
                 .catch((err: unknown) => this.finish(p, null, this.node.asDsyncError(err)));
-            }, req.waitMs);
+            });
           }
           return;
         }
@@ -300,7 +305,7 @@ export class LockService implements SubMachine, Service {
   private finish(p: ParkedAcquire, reply: ReturnType<typeof schema.LockReply.create> | null, err: DsyncError | null): void {
     if (p.done) return;
     p.done = true;
-    if (p.timer !== null) clearTimeout(p.timer);
+    p.timer?.();
     p.unsubscribeClose();
     if (this.parked.get(p.key) === p) this.parked.delete(p.key);
     if (p.conn.closed) return;
@@ -339,7 +344,7 @@ export class LockService implements SubMachine, Service {
         if (sessions.length === 0) return '(no sessions)';
         return sessions.map((s) => {
           const left = this.isLeader ? this.leases.deadlineOf(s.session) : null;
-          return `session ${s.session} client=${s.clientId} ttl=${s.ttlMs}ms${left === null ? '' : ` expires in ${Math.max(0, left - Date.now())}ms`} holds=${s.holds.join(',') || '-'} waits=${s.waits.length}`;
+          return `session ${s.session} client=${s.clientId} ttl=${s.ttlMs}ms${left === null ? '' : ` expires in ${Math.max(0, left - this.nowMs())}ms`} holds=${s.holds.join(',') || '-'} waits=${s.waits.length}`;
         }).join('\n');
       },
     });
