@@ -120,11 +120,14 @@ export class SimDisk {
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number {
     assert(hardState !== null || entries.length > 0, 'append writes something');
     this.stats.appends++;
+    // The term the entries are attributed to is the one before this batch's hard state:
+    // a Ready may carry entries taken in term t together with a step to a later term.
+    const termBefore = this.appendedTerm.get(group) ?? 0;
     if (hardState !== null) this.appendedTerm.set(group, hardState.term);
     const records: DiskRecord[] = [];
     // Entries first, the hard state that may commit them last (etcd's order; item 2 of issue 7).
     if (entries.length > 0) {
-      records.push({ seq: this.nextSeq++, group, kind: 'entries', entries: entries.slice(), term: this.appendedTerm.get(group) ?? 0 });
+      records.push({ seq: this.nextSeq++, group, kind: 'entries', entries: entries.slice(), term: termBefore });
     }
     if (hardState !== null) records.push({ seq: this.nextSeq++, group, kind: 'hardState', hardState });
     const durableAtMs = Math.max(this.lastDurableAtMs, this.world.nowMs + this.prng.int(0, this.opts.fsyncMsMax));
