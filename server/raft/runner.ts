@@ -282,6 +282,7 @@ export class GroupRunner {
     if (!applyEarly) this.applyReady(rd);
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     this.raft.advance();
+    this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     this.readyInFlight = false;
     this.maybeCompact();
     if (this.raft.hasReady()) this.schedule();
@@ -374,7 +375,7 @@ export class GroupRunner {
   }
 
   private maybeCompact(): void {
-    if (this.appliedIndex - this.snapshotIndex < snapshotEntriesThreshold) return;
+    if (this.appliedIndex - this.snapshotIndex < (this.host.env.snapshotEntriesThreshold ?? snapshotEntriesThreshold)) return;
     const index = logIndex(this.appliedIndex);
     const data = this.sm.snapshot();
     this.raft.compact(index, data);
@@ -420,6 +421,16 @@ export interface GroupHostEnv {
    * simulator draws them from its seed): prefixes every ReadIndex context this process issues.
    */
   readonly bootNonce: Uint8Array;
+  /** test/sim only: sees every Ready after advance() (the safety checker's view of a replica). */
+  readonly observe?: RaftObserver;
+  /** test/sim only: compact after this many applied entries instead of snapshotEntriesThreshold. */
+  readonly snapshotEntriesThreshold?: number;
+}
+
+/** Watches a group's replica without changing it (test/sim feeds its checkers from here). */
+export interface RaftObserver {
+  /** After a Ready was persisted, sent, applied and advanced. */
+  afterAdvance(group: GroupId, raft: Raft, rd: Ready): void;
 }
 
 /** Groups hosted on a node, as services see them (ARCHITECTURE.md, "Layout"). */
