@@ -15,8 +15,9 @@
 // - token-order: a grant that completed before another was invoked has a token
 //   that is not smaller (tokens strictly increase per lock in grant order).
 // - hold-overlap: two holders believed they held incompatible modes of one lock
-//   at the same time: from the grant's answer until release was invoked or `lost`
-//   fired, by more than `toleranceMs`.
+//   at the same time: from the grant's answer until release was invoked, `lost`
+//   fired or the holder stalled (a paused process believes nothing), by more than
+//   `toleranceMs`.
 // - rejected-live-access: the resource rejected an access by a holder that had
 //   checked, just before, that its lock was not lost, i.e. someone got a newer
 //   token while it still held. Rejections of zombie accesses (a holder that stalled
@@ -61,6 +62,8 @@ export interface AccessOp extends BaseOp {
   readonly zombie: boolean;
   /** Position in the order the resource judged accesses (one resource, one order). */
   readonly resourceSeq: number;
+  /** For a zombie access: when the stall began (the holder believed nothing from then on). */
+  readonly stalledFromMs?: number;
 }
 
 export type LockOp = AcquireOp | ReleaseOp | LostOp | AccessOp;
@@ -117,7 +120,11 @@ export function checkLockHistory(ops: readonly LockOp[], opts: LockCheckOptions 
     else stats.grantsShared++;
   }
   for (const op of ops) {
-    if (op.f === 'release') {
+    if (op.f === 'access' && op.zombie) {
+      // A stalled holder stopped acting on its belief when the stall began; what it sends after is a zombie's.
+      const h = holds.get(op.grant);
+      if (h !== undefined) h.endMs = Math.min(h.endMs, op.stalledFromMs ?? op.invokeMs);
+    } else if (op.f === 'release') {
       const h = holds.get(op.grant);
       if (h !== undefined) h.endMs = Math.min(h.endMs, op.invokeMs);
     } else if (op.f === 'lost') {
