@@ -27,6 +27,8 @@ export interface LockClientArgs {
   readonly opsMax: number;
   /** One hold, then exit (a fresh client whose first lock() meets a fault). */
   readonly once: boolean;
+  /** Start (connect, then lock) only when the runner says 'go': spawned ahead so start-up time does not eat the fault. */
+  readonly standby: boolean;
   /** 'ignore-lost': the broken client that keeps using a lock after `lost` fired. */
   readonly canary: string | null;
 }
@@ -41,7 +43,8 @@ export type ClientMessage =
 /** What the runner tells a client. */
 export type RunnerMessage =
   | { readonly t: 'verdict'; readonly req: number; readonly accepted: boolean }
-  | { readonly t: 'stop' };
+  | { readonly t: 'stop' }
+  | { readonly t: 'go'; readonly seeds: readonly string[]; readonly node: string };
 
 /** An acquire waits at most this many TTLs before giving up (LOCK_TIMEOUT). */
 const waitTtls = 3;
@@ -60,9 +63,17 @@ function send(m: ClientMessage): void {
   process.send?.(m);
 }
 
+let go: (m: { seeds: readonly string[]; node: string }) => void = () => {};
+const started = new Promise<{ seeds: readonly string[]; node: string }>((r) => { go = r; });
 process.on('message', (m: RunnerMessage) => {
-  if (m.t === 'stop') stopping = true;
-  else verdicts.get(m.req)?.(m.accepted);
+  if (m.t === 'stop') {
+    stopping = true;
+    if (args.standby) process.exit(0);
+  } else if (m.t === 'go') {
+    go(m);
+  } else {
+    verdicts.get(m.req)?.(m.accepted);
+  }
 });
 process.on('disconnect', () => process.exit(0));
 
@@ -97,8 +108,8 @@ function access(lock: string, mode: LockMode, grant: number, token: number, zomb
   });
 }
 
-async function hold(client: Client): Promise<void> {
-  const base = { process: args.name, node: args.node, service: 'locks' } as const;
+async function hold(client: Client, node: string): Promise<void> {
+  const base = { process: args.name, node, service: 'locks' } as const;
   const lock = args.locks[prng.int(0, args.locks.length - 1)] ?? 'x';
   const mode: LockMode = prng.next() < args.sharedRatio ? 'shared' : 'exclusive';
   const id = nextId++;
@@ -143,12 +154,13 @@ async function hold(client: Client): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const client = await Client.connect({ seeds: args.seeds, sessionTtlMs: args.ttlMs, requestTimeoutMs: 4_000, connectTimeoutMs: 2_000,
+  const target = args.standby ? await started : { seeds: args.seeds, node: args.node };
+  const client = await Client.connect({ seeds: target.seeds, sessionTtlMs: args.ttlMs, requestTimeoutMs: 4_000, connectTimeoutMs: 2_000,
     maxRedirects: 16, name: args.name });
   let ops = 0;
   try {
     do {
-      await hold(client);
+      await hold(client, target.node);
       ops++;
     } while (!args.once && !stopping && ops < args.opsMax && now() < args.loadUntilMs);
   } finally {

@@ -58,6 +58,8 @@ export class LockWorkload implements Workload {
   private readonly children = new Set<ChildProcess>();
   private readonly finished: Promise<void>[] = [];
   private clientsStarted = 0;
+  /** A fresh client waiting for the 'first-lock' fault. */
+  private standby: ChildProcess | null = null;
 
   constructor(private readonly opts: LockWorkloadOptions = {}) {}
 
@@ -68,6 +70,7 @@ export class LockWorkload implements Workload {
     for (let k = 0; k < perNode; k++) {
       for (let i = 0; i < ctx.seeds.length; i++) this.spawn(i, false);
     }
+    this.standby = this.spawn(0, true);
     await Promise.resolve();
   }
 
@@ -75,7 +78,11 @@ export class LockWorkload implements Workload {
     const ctx = this.ctx;
     if (ctx === null || notice.tag !== 'first-lock' || notice.leader === null) return;
     const i = ctx.nodeIds.indexOf(notice.leader);
-    if (i >= 0) this.spawn(i, true);
+    const c = this.standby;
+    this.standby = null;
+    if (i < 0 || c === null || !c.connected) return;
+    // Attached to the paused leader: its first lock() starts there.
+    c.send({ t: 'go', seeds: [...ctx.seeds.slice(i), ...ctx.seeds.slice(0, i)], node: notice.leader } satisfies RunnerMessage);
   }
 
   async stop(): Promise<void> {
@@ -109,9 +116,9 @@ export class LockWorkload implements Workload {
     }
   }
 
-  private spawn(nodeIndex: number, once: boolean): void {
+  private spawn(nodeIndex: number, once: boolean): ChildProcess | null {
     const ctx = this.ctx;
-    if (ctx === null) return;
+    if (ctx === null) return null;
     const index = this.clientsStarted++;
     const node = ctx.nodeIds[nodeIndex] ?? '?';
     const seeds = [...ctx.seeds.slice(nodeIndex), ...ctx.seeds.slice(0, nodeIndex)];
@@ -120,7 +127,7 @@ export class LockWorkload implements Workload {
       originMs: ctx.originMs, idBase: ctx.history.idBlock(), ttlMs: ctx.ttlMs, locks: this.opts.locks ?? ['x', 'y'],
       sharedRatio: this.opts.sharedRatio ?? 0.25,
       stallRatio: ctx.canary === null ? (this.opts.stallRatio ?? 0.04) : 0.3,
-      loadUntilMs: ctx.loadUntilMs, opsMax: this.opts.opsMax ?? 2_000, once, canary: ctx.canary,
+      loadUntilMs: ctx.loadUntilMs, opsMax: this.opts.opsMax ?? 2_000, once, standby: once, canary: ctx.canary,
     };
     const child = fork(clientScript, [JSON.stringify(args)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
     this.children.add(child);
@@ -135,6 +142,7 @@ export class LockWorkload implements Workload {
         resolve();
       });
     }));
+    return child;
   }
 
   private onMessage(child: ChildProcess, args: LockClientArgs, m: ClientMessage): void {

@@ -176,3 +176,13 @@ t.test('availability: during and outside faults, time to recover after each heal
   t.equal(r.recoveries[1]?.recoverMs, null, 'no grant after the second heal');
   t.equal(r.recoverMsMax, 60);
 });
+
+t.test('access-after-lost: a client that keeps using a lock after lost fired', async (t) => {
+  const h = new H();
+  const a = h.acquire('c1', 'x', 'exclusive', 0, 10, 5);
+  h.lost(a, 100);
+  const late = h.access(a, 400, true);
+  const r = checkLockHistory(h.ops);
+  t.same(r.anomalies.map((x) => x.kind), ['access-after-lost']);
+  t.same(r.anomalies[0]?.ops, [a.id, late.id]);
+});

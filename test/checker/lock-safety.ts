@@ -22,6 +22,9 @@
 //   checked, just before, that its lock was not lost, i.e. someone got a newer
 //   token while it still held. Rejections of zombie accesses (a holder that stalled
 //   past its lease without looking) are expected and counted, not anomalies.
+// - access-after-lost: a holder used the resource after its `lost` had fired
+//   (later than `toleranceMs`) without being a declared zombie: a client that
+//   ignores `lost`, whatever the resource then decided.
 
 import type { Anomaly, BaseOp } from './history.js';
 
@@ -144,6 +147,11 @@ export function checkLockHistory(ops: readonly LockOp[], opts: LockCheckOptions 
 
   for (const op of ops) {
     if (op.f !== 'access') continue;
+    const hold = holds.get(op.grant);
+    if (!op.zombie && hold !== undefined && op.invokeMs > hold.lostMs + toleranceMs) {
+      anomalies.push({ kind: 'access-after-lost', ops: [op.grant, op.id],
+        message: `${op.process} used ${op.lock} (token ${op.token}) ${(op.invokeMs - hold.lostMs).toFixed(0)} ms after its lock was declared lost` });
+    }
     if (op.accepted) {
       stats.accessesAccepted++;
       if (op.zombie) stats.zombieAccepted++;
