@@ -11,7 +11,7 @@ import t from 'tap';
 import { formatReport } from './report.js';
 import { runChaos } from './runner.js';
 
-const seeds = (process.env['CHAOS_SEEDS'] ?? '1,2,3').split(',').map(Number).filter((n) => Number.isInteger(n));
+const seeds = (process.env['CHAOS_SEEDS'] ?? '1,2,3').split(',').filter((s) => s.trim() !== '').map(Number).filter((n) => Number.isInteger(n));
 const durationMs = Number(process.env['CHAOS_DURATION_S'] ?? 60) * 1000;
 const canaryDurationMs = Number(process.env['CHAOS_CANARY_S'] ?? 15) * 1000;
 /** Per run: load + start/stop slack. */
