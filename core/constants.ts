@@ -48,12 +48,20 @@ export const appendEntriesCountMax = 512;
 export const inflightAppendsMax = 64;
 /** Proposals a group buffers before answering UNAVAILABLE. */
 export const proposalsPendingMax = 65_536;
+/** The retry hint (ErrorReply.retry_after_ms) sent with an overload answer: UNAVAILABLE, TOO_MANY_REQUESTS. */
+export const overloadRetryAfterMs = 100;
 /** Applied entries after which a group snapshots and compacts its log. */
 export const snapshotEntriesThreshold = 10_000;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
 export const raftReadRequestsPendingMax = 4096;
+/** Random bytes per boot that prefix a node's ReadIndex contexts (a restart never reuses one). */
+export const readContextNonceBytes = 8;
+/** A ReadIndex context: the boot nonce, then a u64 read counter. */
+export const readContextBytes = readContextNonceBytes + 8;
+/** Bytes of a peer's Raft message context (read contexts, the campaign-transfer marker); more is malformed. */
+export const raftMessageContextBytesMax = 64;
 
 // --- storage ---
 export const walSegmentBytesMax = 64 * 1024 * 1024;
@@ -61,6 +69,12 @@ export const walRecordBytesMax = frameBytesMax + 1024;
 export const walRingBytes = 32 * 1024 * 1024;
 /** Bytes of encoded records the WAL keeps in JS memory while the ring is full; beyond it append() throws WalOverloadError. */
 export const walPendingBytesMax = 256 * 1024 * 1024;
+/**
+ * Queued WAL bytes kept free of proposals: proposals are refused (UNAVAILABLE) once the
+ * queue would come within this of walPendingBytesMax, so hard states and a follower's
+ * appends always fit and append() never overflows because clients sent too much.
+ */
+export const walProposalHeadroomBytes = 64 * 1024 * 1024;
 /** whenDurable() promises outstanding at once (one per in-flight Ready per group is the expected use). */
 export const walDurableWaitersMax = 1_000_000;
 /** UTF-8 bytes of a node id stored in a hard state vote or a snapshot's configuration. */
@@ -81,8 +95,18 @@ export const lockNameBytesMax = 512;
 export const lockDelayMsMax = 60_000;
 /** Client-chosen id of an acquire request, echoed in grant/failure events. */
 export const requestIdBytesMax = 128;
-/** Dedup entries kept for clients that have no open session (admin, closed): oldest evicted first. */
+/** Dedup entries kept for sessionless requests (forceRelease): least recently used evicted first. */
 export const dedupClientsWithoutSessionMax = 1024;
+/** Tombstones (client id + last seq) of evicted sessionless entries: a retry of one answers STALE_REQUEST. */
+export const dedupEvictedClientsMax = 65_536;
+/** Acquires one lock-service leader keeps waiting for an answer (beyond: UNAVAILABLE with a retry hint). */
+export const lockParkedAcquiresMax = 65_536;
+/** Client connections per session the leader remembers, to push LockLost to (a client keeps one per node). */
+export const lockSessionLinksMax = 16;
+/** How long a client should wait before retrying when the lock service is overloaded. */
+export const lockOverloadRetryAfterMs = 100;
+/** Client ids (lanes) whose dedup entries one session keeps: the most lanes one client opens (client/locks). */
+export const dedupLanesPerSessionMax = 1024;
 
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
@@ -91,6 +115,11 @@ assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal th
 assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
 assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');
 assert(walPendingBytesMax >= walRingBytes, 'the WAL overflow queue must hold at least a ring of records');
+assert(raftMessageContextBytesMax >= readContextBytes, 'a read context fits a peer message context');
+assert(readContextNonceBytes >= 8 && readContextBytes === readContextNonceBytes + 8, 'read context: a 64-bit nonce and a u64 counter');
+assert(walPendingBytesMax >= 2 * walProposalHeadroomBytes && walProposalHeadroomBytes >= 4 * walRecordBytesMax,
+  'WAL headroom holds several maximal records and leaves proposals at least half the queue');
+assert(overloadRetryAfterMs > 0 && overloadRetryAfterMs < clientRequestTimeoutMsDefault, 'a retry hint shorter than a request timeout');
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
 assert(clientRetryBackoffMsMax >= clientRetryBackoffMsMin && clientRetryBackoffMsMin > 0, 'client backoff range');
 assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attempt is shorter than the whole request');
@@ -99,3 +128,5 @@ assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must o
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
 assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no longer than a session TTL');
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');
+assert(dedupEvictedClientsMax >= dedupClientsWithoutSessionMax, 'tombstones outlast the entries they replace');
+assert(dedupLanesPerSessionMax > 0, 'a session accepts requests from at least one client id');

@@ -2,7 +2,9 @@
 // group host, start group 0 with every service's part of it, start the services on
 // the seam (server/services/service.ts), listen, and stop gracefully on SIGTERM/SIGINT.
 
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { readContextNonceBytes } from '../core/constants.js';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
 import type { NodeConfig } from './node/config.js';
@@ -13,7 +15,10 @@ import { monotonicClock, nodeScheduler } from './runtime.js';
 import { JournalService } from './services/journal/service.js';
 import { LockService } from './services/locks/service.js';
 import { registerServices, type Service, serviceContext } from './services/service.js';
-import { Wal } from './storage/wal.js';
+import { Wal, WalCorruptionError } from './storage/wal.js';
+import { StartError } from './node/listen.js';
+
+export { StartError } from './node/listen.js';
 
 export const metaGroup: GroupId = groupId(0);
 
@@ -29,10 +34,32 @@ function services(): Service[] {
   return [new JournalService(), new LockService()];
 }
 
-/** Builds and starts a node with every service wired in. Throws WalCorruptionError on a damaged log. */
+/**
+ * Builds and starts a node with every service wired in. Throws WalCorruptionError on a
+ * damaged log and StartError (one line naming the setting) on anything else that stops
+ * it from starting, after undoing what it had started (servers, groups, the WAL writer).
+ */
 export async function startNode(config: NodeConfig): Promise<RunningNode> {
-  const { wal, recovered } = await Wal.open(join(config.dataDir, 'wal'));
+  let opened: Awaited<ReturnType<typeof Wal.open>>;
+  try {
+    opened = await Wal.open(join(config.dataDir, 'wal'));
+  } catch (err) {
+    if (err instanceof WalCorruptionError) throw err;
+    throw new StartError(`cannot open the log in ${join(config.dataDir, 'wal')} (${config.settingLabels.dataDir}): ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const { wal, recovered } = opened;
   const node = new DsyncNode(config);
+  try {
+    return await wire(config, node, wal, recovered);
+  } catch (err) {
+    await node.abortStart().catch(() => {});
+    await wal.close().catch(() => {});
+    if (err instanceof StartError) throw err;
+    throw new StartError(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
     storage: wal,
@@ -42,12 +69,10 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     scheduler: nodeScheduler,
     log: node.log,
     notLeader: (what, leader) => node.notLeader(what, leader),
-    fatal: (message) => {
-      node.log.error(message);
-      // A replica that cannot persist must not keep voting or acknowledging.
-      process.exit(70);
-    },
+    // A replica that cannot persist must not keep voting or acknowledging.
+    fatal: (message) => node.fatal(message),
     seed: process.pid,
+    bootNonce: new Uint8Array(randomBytes(readContextNonceBytes)),
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));

@@ -58,6 +58,11 @@ export interface Acquire extends FromClient {
   readonly requestId: string;
   /** false = tryLock: WOULD_BLOCK instead of queueing. */
   readonly wait: boolean;
+  /**
+   * How long the client waits (0 or absent = no limit). Replicated with the waiter so
+   * whichever node leads times it out (LeaseClock, on that leader's clock).
+   */
+  readonly waitMs?: number;
 }
 export interface Release extends FromClient {
   readonly kind: 'release';
@@ -164,8 +169,17 @@ export type LockEvent =
       readonly code: 'SESSION_EXPIRED' | 'TIMEOUT' | 'CANCELLED';
       readonly message: string;
     }
-  /** A holder lost the lock by forceRelease (not sent for its own release/close/expiry). */
-  | { readonly kind: 'revoked'; readonly session: SessionId; readonly lock: string; readonly token: FencingToken };
+  /**
+   * A holder lost the lock without asking: forceRelease ('forced') or its session's
+   * expiry ('expired'); never for its own release or close. The leader tells the holder.
+   */
+  | {
+      readonly kind: 'revoked';
+      readonly session: SessionId;
+      readonly lock: string;
+      readonly token: FencingToken;
+      readonly reason: 'forced' | 'expired';
+    };
 
 export interface DelayedLock {
   readonly lock: string;

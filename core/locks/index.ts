@@ -3,6 +3,6 @@
 
 export type * from './commands.js';
 export { LockTable, utf8Bytes } from './table.js';
-export type { ClientSnapshot, HolderInfo, LockInfo, LockTableSnapshot, SessionInfo, WaiterInfo } from './table.js';
+export type { ClientSnapshot, HolderInfo, LockInfo, LockTableSnapshot, SessionInfo, SessionSnapshot, WaiterInfo } from './table.js';
 export { LeaseClock } from './leases.js';
-export type { DelaySeed, LeaseSeed } from './leases.js';
+export type { DelaySeed, LeaseSeed, WaitSeed } from './leases.js';

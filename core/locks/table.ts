@@ -20,11 +20,28 @@
 //   waiter blocks every later request (no writer starvation).
 // - A lock whose holder's session EXPIRED with lockDelayMs > 0 grants nothing until
 //   wakeDelayed is applied for it; close and release have no delay.
-// - Dedup: per clientId, the last applied seq and its result. A duplicate answers the
-//   cached result and changes nothing; a queued acquire's cached result is replaced by
-//   its final grant/failure, so a retry after failover learns the outcome. The entry
-//   lives while the client has an open session, then joins a bounded FIFO of
-//   sessionless clients (dedupClientsWithoutSessionMax), oldest evicted first.
+// - Dedup: per client id (a client "lane": one mutating request in flight), the last
+//   applied seq and its result. A duplicate answers the cached result and changes
+//   nothing; an older seq answers STALE_REQUEST; a queued acquire's cached result is
+//   replaced by its final grant/failure, so a retry after failover learns the outcome.
+//   Where the entry lives decides how long a retry stays safe, so it is scoped:
+//   * a request that names a session (keepAlive, close, acquire, release, downgrade,
+//     a client's cancelWait) keeps its entry IN that session, keyed by client id, and
+//     it dies with the session (a retry then answers SESSION_EXPIRED, never a second
+//     apply). No global LRU can evict it. Per session at most
+//     dedupLanesPerSessionMax client ids (a client's lane limit); one more is refused.
+//   * openSession keeps its entry in the session it opened (found through the opener's
+//     client id). If that session has already ended, a retry opens a fresh session:
+//     the client asked for a session and gets a live one, nothing else changes.
+//   * forceRelease (the one sessionless command) keeps its entry in a bounded FIFO
+//     (dedupClientsWithoutSessionMax). An evicted entry leaves a tombstone (client id
+//     and last seq, dedupEvictedClientsMax of them): a request from that client with a
+//     seq at or below the tombstone answers STALE_REQUEST ("evicted, retry with a new
+//     client id", TigerBeetle's eviction message) instead of being applied again.
+//     Client lanes share ids between sessions and admin requests, so an unknown id
+//     with a seq above 1 is normal and is applied. Only a retry whose entry AND
+//     tombstone were both evicted (more than the two bounds of other admin clients
+//     in between) could be re-applied.
 // - Cost: the deadlock check on enqueue walks every session reachable from the
 //   requester, so on a hot lock it is O(waiters ahead): ~20 us at 64 waiters, ~3 ms
 //   at waitersPerLockMax (10,000). Release/hand-over is O(queue) for the shift.
@@ -32,6 +49,8 @@
 import { assert, assertNever } from '../assert.js';
 import {
   dedupClientsWithoutSessionMax,
+  dedupEvictedClientsMax,
+  dedupLanesPerSessionMax,
   lockDelayMsMax,
   lockNameBytesMax,
   locksPerSessionMax,
@@ -88,12 +107,13 @@ interface SessionState {
   readonly holds: Set<string>;
   /** Lock name -> requestId of this session's waiting acquire there. */
   readonly waits: Map<string, string>;
+  /** Dedup entries of the client ids (lanes) that made requests in this session. */
+  readonly lanes: Map<ClientId, DedupEntry>;
 }
 
-interface ClientEntry {
+interface DedupEntry {
   lastSeq: number;
   lastResult: LockResult;
-  sessionCount: number;
 }
 
 // --- read API / snapshot shapes (plain JSON data) ---
@@ -111,6 +131,8 @@ export interface WaiterInfo {
   readonly clientId: ClientId;
   readonly seq: number;
   readonly enqueuedIndex: LogIndex;
+  /** The acquire's wait limit (0 = none): a new leader restarts its countdown. */
+  readonly waitMs: number;
 }
 export interface LockInfo {
   readonly name: string;
@@ -135,14 +157,19 @@ export interface ClientSnapshot {
   readonly lastSeq: number;
   readonly lastResult: LockResult;
 }
+export interface SessionSnapshot extends SessionInfo {
+  /** The session's dedup entries, in first-use order. */
+  readonly lanes: readonly ClientSnapshot[];
+}
 export interface LockTableSnapshot {
-  readonly version: 1;
+  readonly version: 2;
   readonly lastAppliedIndex: LogIndex;
-  readonly sessions: readonly SessionInfo[];
+  readonly sessions: readonly SessionSnapshot[];
   readonly locks: readonly LockInfo[];
-  readonly clients: readonly ClientSnapshot[];
-  /** Clients without an open session, oldest first (eviction order). */
-  readonly sessionlessClients: readonly ClientId[];
+  /** Dedup entries of sessionless requests (forceRelease), oldest first (eviction order). */
+  readonly sessionlessClients: readonly ClientSnapshot[];
+  /** Tombstones of evicted sessionless entries, oldest first. */
+  readonly evictedClients: readonly { readonly clientId: ClientId; readonly lastSeq: number }[];
 }
 
 const err = (code: LockErrorCode, message: string): LockError => ({ kind: 'error', code, message });
@@ -193,9 +220,12 @@ interface Effects {
 export class LockTable {
   private readonly sessions = new Map<SessionId, SessionState>();
   private readonly locks = new Map<string, LockState>();
-  private readonly clients = new Map<ClientId, ClientEntry>();
-  /** Clients with no open session, oldest first; bounded by dedupClientsWithoutSessionMax. */
-  private readonly sessionless = new Set<ClientId>();
+  /** Dedup entries of sessionless requests, least recently used first; bounded by dedupClientsWithoutSessionMax. */
+  private readonly sessionless = new Map<ClientId, DedupEntry>();
+  /** client id -> last seq of an evicted sessionless entry, oldest first; bounded by dedupEvictedClientsMax. */
+  private readonly evicted = new Map<ClientId, number>();
+  /** client id -> the live sessions it opened (derived from sessions: finds an openSession's dedup entry). */
+  private readonly openedBy = new Map<ClientId, Set<SessionId>>();
   private lastAppliedIndex: LogIndex = logIndex(0);
 
   // ------------------------------------------------------------------ apply
@@ -218,7 +248,7 @@ export class LockTable {
 
     if (client !== null) {
       if (!isSeq(seq)) return this.outcome(fx, err('BAD_REQUEST', 'seq must be a positive integer'));
-      const entry = this.clients.get(client);
+      const entry = this.dedupEntry(cmd, client);
       if (entry !== undefined && seq === entry.lastSeq) return this.outcome(fx, entry.lastResult, true);
       if (entry !== undefined && seq < entry.lastSeq) {
         return this.outcome(
@@ -226,14 +256,40 @@ export class LockTable {
           err('STALE_REQUEST', `seq ${seq} is older than the last applied seq ${entry.lastSeq} of this client`),
         );
       }
+      const evictedSeq = cmd.kind === 'forceRelease' && entry === undefined ? this.evicted.get(client) : undefined;
+      if (evictedSeq !== undefined && seq <= evictedSeq) {
+        return this.outcome(fx, err('STALE_REQUEST',
+          `the dedup entry of client ${client} (seq ${evictedSeq}) was evicted; retry with a new client id`));
+      }
+      const s = sessionOf(cmd) === null ? undefined : this.sessions.get(sessionOf(cmd) as SessionId);
+      if (s !== undefined && !s.lanes.has(client) && s.lanes.size >= dedupLanesPerSessionMax) {
+        return this.outcome(fx, err('BAD_REQUEST',
+          `session ${s.id} already has requests from ${dedupLanesPerSessionMax} client ids (the most one client uses)`));
+      }
     } else if (seq !== undefined) {
       return this.outcome(fx, err('BAD_REQUEST', 'seq without clientId'));
     }
 
     const result = this.dispatch(cmd, fx);
     this.grantAndCheck(fx);
-    if (client !== null) this.remember(client, seq as number, result);
+    if (client !== null) this.remember(cmd, client, seq as number, result);
     return this.outcome(fx, result);
+  }
+
+  /** Where a client request's dedup entry lives (see the header): its session, the opened session, or the sessionless FIFO. */
+  private dedupEntry(cmd: LockCommand, client: ClientId): DedupEntry | undefined {
+    if (cmd.kind === 'openSession') {
+      let found: DedupEntry | undefined;
+      for (const id of this.openedBy.get(client) ?? []) {
+        const e = this.sessions.get(id)?.lanes.get(client);
+        if (e !== undefined && (found === undefined || e.lastSeq > found.lastSeq)) found = e;
+      }
+      return found;
+    }
+    const session = sessionOf(cmd);
+    if (session !== null) return this.sessions.get(session)?.lanes.get(client);
+    assert(cmd.kind === 'forceRelease', `sessionless client command ${cmd.kind}`);
+    return this.sessionless.get(client);
   }
 
   private dispatch(cmd: LockCommand, fx: Effects): LockResult {
@@ -303,10 +359,9 @@ export class LockTable {
       renewedMs: fx.nowMs,
       holds: new Set(),
       waits: new Map(),
+      lanes: new Map(),
     });
-    const entry = this.clientEntry(client);
-    entry.sessionCount++;
-    this.sessionless.delete(client);
+    this.addOpener(client, id);
     return { kind: 'sessionOpened', session: id, ttlMs };
   }
 
@@ -336,7 +391,9 @@ export class LockTable {
     s.waits.clear();
     for (const name of s.holds) {
       const l = this.lockOf(name);
-      assert(l.holders.delete(s.id), 'session holds agree with holders');
+      const h = l.holders.get(s.id);
+      assert(h !== undefined && l.holders.delete(s.id), 'session holds agree with holders');
+      if (why === 'expired') fx.events.push({ kind: 'revoked', session: s.id, lock: name, token: h.token, reason: 'expired' });
       fx.touched.add(name);
       if (why === 'expired' && s.lockDelayMs > 0) {
         const untilMs = fx.nowMs + s.lockDelayMs;
@@ -351,18 +408,17 @@ export class LockTable {
     s.holds.clear();
     this.sessions.delete(s.id);
     fx.endedSessions.push(s.id);
-    const entry = this.clients.get(s.clientId);
-    if (entry !== undefined) {
-      assert(entry.sessionCount > 0, 'client session count positive');
-      entry.sessionCount--;
-      if (entry.sessionCount === 0) this.markSessionless(s.clientId);
-    }
+    const opened = this.openedBy.get(s.clientId);
+    assert(opened !== undefined && opened.delete(s.id), 'an ending session is indexed by its opener');
+    if (opened.size === 0) this.openedBy.delete(s.clientId);
   }
 
   private acquire(cmd: Acquire, fx: Effects): LockResult {
     const bad = validLockName(cmd.lock) ?? validRequestId(cmd.requestId);
     if (bad !== null) return err('BAD_REQUEST', bad);
     if (cmd.mode !== 'shared' && cmd.mode !== 'exclusive') return err('BAD_REQUEST', 'mode must be shared or exclusive');
+    const waitMs = cmd.waitMs ?? 0;
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0) return err('BAD_REQUEST', 'waitMs must be a non-negative integer');
     const s = this.sessions.get(cmd.session);
     if (s === undefined) return this.noSession(cmd.session);
     if (s.waits.has(cmd.lock)) {
@@ -397,6 +453,7 @@ export class LockTable {
       clientId: cmd.clientId,
       seq: cmd.seq,
       enqueuedIndex: fx.index,
+      waitMs,
     };
     // Upgrades go ahead of ordinary waiters (behind earlier upgrades, of which the
     // deadlock check lets at most one exist).
@@ -479,7 +536,7 @@ export class LockTable {
     for (const h of l.holders.values()) {
       const s = this.sessions.get(h.session);
       assert(s !== undefined && s.holds.delete(name), 'holder session holds the lock');
-      fx.events.push({ kind: 'revoked', session: h.session, lock: name, token: h.token });
+      fx.events.push({ kind: 'revoked', session: h.session, lock: name, token: h.token, reason: 'forced' });
     }
     l.holders.clear();
     fx.touched.add(name);
@@ -563,7 +620,7 @@ export class LockTable {
   }
 
   private updateCachedResult(w: Waiter, result: LockResult): void {
-    const entry = this.clients.get(w.clientId);
+    const entry = this.sessions.get(w.session)?.lanes.get(w.clientId);
     if (entry !== undefined && entry.lastSeq === w.seq) entry.lastResult = result;
   }
 
@@ -629,33 +686,52 @@ export class LockTable {
     return w;
   }
 
-  private clientEntry(client: ClientId): ClientEntry {
-    let entry = this.clients.get(client);
-    if (entry === undefined) {
-      entry = { lastSeq: 0, lastResult: { kind: 'ok' }, sessionCount: 0 };
-      this.clients.set(client, entry);
-      this.markSessionless(client);
+  private addOpener(client: ClientId, id: SessionId): void {
+    let opened = this.openedBy.get(client);
+    if (opened === undefined) {
+      opened = new Set();
+      this.openedBy.set(client, opened);
     }
-    return entry;
+    opened.add(id);
   }
 
-  private markSessionless(client: ClientId): void {
-    this.sessionless.delete(client);
-    this.sessionless.add(client);
+  /** Records a client request's result where dedupEntry() will find it. */
+  private remember(cmd: LockCommand, client: ClientId, seq: number, result: LockResult): void {
+    if (cmd.kind === 'openSession') {
+      if (result.kind !== 'sessionOpened') return; // nothing changed: a retry answers the same
+      const s = this.sessions.get(result.session);
+      assert(s !== undefined && s.lanes.size === 0, 'a new session has no dedup entries');
+      s.lanes.set(client, { lastSeq: seq, lastResult: result });
+      return;
+    }
+    const session = sessionOf(cmd);
+    if (session !== null) {
+      // Gone (never open, or closed by this request): a retry answers SESSION_EXPIRED.
+      const s = this.sessions.get(session);
+      if (s === undefined) return;
+      const entry = s.lanes.get(client);
+      assert(entry === undefined || seq > entry.lastSeq, 'dedup seq increases');
+      if (entry === undefined) s.lanes.set(client, { lastSeq: seq, lastResult: result });
+      else {
+        entry.lastSeq = seq;
+        entry.lastResult = result;
+      }
+      assert(s.lanes.size <= dedupLanesPerSessionMax, 'session dedup entries bounded');
+      return;
+    }
+    const entry = this.sessionless.get(client);
+    assert(entry === undefined || seq > entry.lastSeq, 'dedup seq increases');
+    this.sessionless.delete(client); // most recently used goes last
+    this.sessionless.set(client, { lastSeq: seq, lastResult: result });
+    this.evicted.delete(client);
     while (this.sessionless.size > dedupClientsWithoutSessionMax) {
-      const oldest = this.sessionless.values().next().value as ClientId;
+      const [oldest, e] = this.sessionless.entries().next().value as [ClientId, DedupEntry];
       this.sessionless.delete(oldest);
-      assert(this.clients.get(oldest)?.sessionCount === 0, 'evicting a sessionless client');
-      this.clients.delete(oldest);
+      this.evicted.set(oldest, e.lastSeq);
     }
-  }
-
-  private remember(client: ClientId, seq: number, result: LockResult): void {
-    const entry = this.clientEntry(client);
-    assert(seq > entry.lastSeq, 'dedup seq increases');
-    entry.lastSeq = seq;
-    entry.lastResult = result;
-    if (entry.sessionCount === 0) this.markSessionless(client); // most recently used goes last
+    while (this.evicted.size > dedupEvictedClientsMax) {
+      this.evicted.delete(this.evicted.keys().next().value as ClientId);
+    }
   }
 
   // ------------------------------------------------------------------ read API
@@ -673,6 +749,7 @@ export class LockTable {
         clientId: w.clientId,
         seq: w.seq,
         enqueuedIndex: w.enqueuedIndex,
+        waitMs: w.waitMs,
       })),
       lastToken: l.lastToken,
       delay: l.delay === null ? null : { ...l.delay },
@@ -682,6 +759,10 @@ export class LockTable {
   /** Every lock with a holder, a waiter or a pending delay, in creation order. */
   listLocks(): LockInfo[] {
     return [...this.locks.keys()].map((n) => this.lockInfo(n) as LockInfo);
+  }
+
+  hasSession(id: SessionId): boolean {
+    return this.sessions.has(id);
   }
 
   sessionInfo(id: SessionId): SessionInfo | null {
@@ -718,21 +799,23 @@ export class LockTable {
   // ------------------------------------------------------------------ snapshot
 
   toSnapshot(): LockTableSnapshot {
-    const clients: ClientSnapshot[] = [];
-    for (const [clientId, e] of this.clients) clients.push({ clientId, lastSeq: e.lastSeq, lastResult: structuredCloneResult(e.lastResult) });
+    const lanes = (m: ReadonlyMap<ClientId, DedupEntry>): ClientSnapshot[] =>
+      [...m].map(([clientId, e]) => ({ clientId, lastSeq: e.lastSeq, lastResult: structuredCloneResult(e.lastResult) }));
     return {
-      version: 1,
+      version: 2,
       lastAppliedIndex: this.lastAppliedIndex,
-      sessions: this.listSessions(),
+      sessions: this.listSessions().map((info) => ({ ...info, lanes: lanes((this.sessions.get(info.session) as SessionState).lanes) })),
       locks: this.listLocks(),
-      clients,
-      sessionlessClients: [...this.sessionless],
+      sessionlessClients: lanes(this.sessionless),
+      evictedClients: [...this.evicted].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
     };
   }
 
   static fromSnapshot(snap: LockTableSnapshot): LockTable {
-    assert(snap.version === 1, `unknown lock table snapshot version ${String(snap.version)}`);
+    assert(snap.version === 2, `unknown lock table snapshot version ${String(snap.version)}`);
     const t = new LockTable();
+    const entries = (cs: readonly ClientSnapshot[]): Map<ClientId, DedupEntry> =>
+      new Map(cs.map((c) => [c.clientId, { lastSeq: c.lastSeq, lastResult: structuredCloneResult(c.lastResult) }]));
     t.lastAppliedIndex = snap.lastAppliedIndex;
     for (const s of snap.sessions) {
       t.sessions.set(s.session, {
@@ -744,7 +827,10 @@ export class LockTable {
         renewedMs: s.renewedMs,
         holds: new Set(s.holds),
         waits: new Map(s.waits.map((w) => [w.lock, w.requestId])),
+        lanes: entries(s.lanes),
       });
+      t.addOpener(s.clientId, s.session);
+      assert(s.lanes.length <= dedupLanesPerSessionMax, 'snapshot session dedup entries bounded');
     }
     for (const li of snap.locks) {
       const l: LockState = {
@@ -756,19 +842,24 @@ export class LockTable {
       };
       t.locks.set(l.name, l);
     }
-    const counts = new Map<ClientId, number>();
-    for (const s of t.sessions.values()) counts.set(s.clientId, (counts.get(s.clientId) ?? 0) + 1);
-    for (const c of snap.clients) {
-      t.clients.set(c.clientId, {
-        lastSeq: c.lastSeq,
-        lastResult: structuredCloneResult(c.lastResult),
-        sessionCount: counts.get(c.clientId) ?? 0,
-      });
-    }
-    for (const c of snap.sessionlessClients) t.sessionless.add(c);
+    for (const [c, e] of entries(snap.sessionlessClients)) t.sessionless.set(c, e);
+    for (const c of snap.evictedClients) t.evicted.set(c.clientId, c.lastSeq);
     for (const l of t.locks.values()) t.checkLock(l);
     assert(t.sessionless.size <= dedupClientsWithoutSessionMax, 'snapshot sessionless clients bounded');
+    assert(t.evicted.size <= dedupEvictedClientsMax, 'snapshot evicted clients bounded');
     return t;
+  }
+}
+
+/** The session a client command names, or null (openSession, forceRelease, leader commands). */
+function sessionOf(cmd: LockCommand): SessionId | null {
+  switch (cmd.kind) {
+    case 'keepAlive': case 'closeSession': case 'acquire': case 'release': case 'downgrade': case 'cancelWait':
+      return cmd.session;
+    case 'openSession': case 'expireSessions': case 'forceRelease': case 'wakeDelayed':
+      return null;
+    default:
+      return assertNever(cmd, 'lock command');
   }
 }
 

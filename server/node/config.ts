@@ -25,6 +25,8 @@ export interface NodeConfig {
   readonly logLevel: LogLevel;
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
   readonly advertise: string;
+  /** How the operator set each port and the data dir (`--port`, `PORT`, ...), so start errors can name it. */
+  readonly settingLabels: Readonly<Record<'port' | 'httpPort' | 'consolePort' | 'dataDir', string>>;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -143,7 +145,13 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   if (!/^[^\s:]+:\d+$|^\[[^\]]+\]:\d+$/.test(advertise)) {
     throw new ConfigError(advertiseSetting?.label ?? '--advertise', `"${advertise}" is not host:port`);
   }
-  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel, advertise };
+  const settingLabels = {
+    port: portSetting?.label ?? '--port',
+    httpPort: httpSetting?.label ?? '--http-port',
+    consolePort: consoleSetting?.label ?? '--console-port',
+    dataDir: dataSetting?.label ?? '--data-dir',
+  };
+  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel, advertise, settingLabels };
 }
 
 function derivedPort(port: number, offset: number): number {

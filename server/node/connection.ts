@@ -3,7 +3,8 @@
 // queue) and applies backpressure (stop reading while the peer does not drain).
 
 import type { Socket } from 'node:net';
-import { connectionIdleMsMax, connectionWriteQueueBytesMax, helloTimeoutMs, pendingRequestsPerConnectionMax,
+import { assert } from '../../core/assert.js';
+import { connectionIdleMsMax, connectionWriteQueueBytesMax, helloTimeoutMs, overloadRetryAfterMs, pendingRequestsPerConnectionMax,
   protocolVersion } from '../../core/constants.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
@@ -23,6 +24,8 @@ export interface ConnectionOwner {
   closed(conn: Connection): void;
   /** A peer introduced itself (its id and advertised client address). */
   peerHello(conn: Connection): void;
+  /** A handler threw something other than a DsyncError: a bug (e.g. an AssertionError); stop the node. */
+  fatal(message: string, err: unknown): void;
 }
 
 let nextConnectionId = 1;
@@ -82,8 +85,10 @@ export class Connection implements FrameSink {
     }
     if (type === FrameType.Request) {
       if (this.pendingRequests >= pendingRequestsPerConnectionMax) {
-        this.replyError(requestId, opcode, new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
-          `more than ${pendingRequestsPerConnectionMax} requests pending on this connection; wait for answers`));
+        // Refused before it was counted: answered without touching the pending count.
+        this.sendError(requestId, opcode, new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
+          `more than ${pendingRequestsPerConnectionMax} requests pending on this connection; wait for answers`,
+          { retryAfterMs: overloadRetryAfterMs }));
         return;
       }
       this.pendingRequests++;
@@ -94,9 +99,10 @@ export class Connection implements FrameSink {
     try {
       this.owner.dispatch(this, type, opcode, requestId, payload);
     } catch (err) {
-      // A handler bug must not take the node down; answer and keep serving.
-      this.owner.log.error('handler failed', { conn: this.id, opcode: opcodeName(opcode), err: String(err) });
-      if (type === FrameType.Request) this.replyError(requestId, opcode, new DsyncError(ErrorCode.INTERNAL, `internal error handling ${opcodeName(opcode)}`));
+      // Operating errors arrive as DsyncError answers, never as exceptions here: anything
+      // thrown is a broken invariant, and a node that keeps going after one can corrupt
+      // state or vote wrongly. Stop it (crash-only), never swallow.
+      this.owner.fatal(`handler for ${opcodeName(opcode)} threw on connection ${this.id} (${this.role} ${this.name})`, err);
     }
   }
 
@@ -114,13 +120,24 @@ export class Connection implements FrameSink {
   // ---- replies ----
 
   reply(requestId: number, opcode: number, payload: Uint8Array): void {
-    this.pendingRequests--;
+    this.answered();
     this.writer.send(FrameType.Response, opcode, requestId, payload);
   }
 
   replyError(requestId: number, opcode: number, err: DsyncError): void {
-    this.pendingRequests--;
+    this.answered();
     this.sendError(requestId, opcode, err);
+  }
+
+  /** Number of requests dispatched and not answered yet (bounded by pendingRequestsPerConnectionMax). */
+  get pending(): number {
+    return this.pendingRequests;
+  }
+
+  /** One counted request got its one answer. */
+  private answered(): void {
+    assert(this.pendingRequests > 0, `connection ${this.id}: an answer without a pending request`);
+    this.pendingRequests--;
   }
 
   /** Server-initiated frame (lock grant, raft batch); not tied to the pending count. */

@@ -13,13 +13,17 @@ import type { NodeConfig } from './config.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ConsoleRegistry, ConsoleServer } from './console.js';
 import { HttpServer, sendJson } from './http.js';
-import { listenOn } from './listen.js';
+import { listenError, listenOn } from './listen.js';
 import { Logger } from './log.js';
 import { PeerLinks } from './peers.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
 
 export type { RequestContext, RequestHandler } from '../services/service.js';
-export type PeerPushHandler = (from: NodeId, payload: Uint8Array) => void;
+
+/** Exit code of a node stopped by a broken invariant or failed storage (EX_SOFTWARE). */
+export const fatalExitCode = 70;
+/** Handles a push from a peer; a returned ProtocolError closes that peer's link with its message. */
+export type PeerPushHandler = (from: NodeId, payload: Uint8Array) => ProtocolError | null;
 
 /** Decodes a protobuf payload, turning any decoder exception into BAD_PAYLOAD. */
 export function decodePayload<T>(decode: (bytes: Uint8Array) => T, payload: Uint8Array, what: string): T {
@@ -54,6 +58,8 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   private readonly groupStatusProviders: (() => GroupStatusView[])[] = [];
   private readonly stopHooks: (() => Promise<void> | void)[] = [];
   private leaderProvider: () => NodeId | '' = () => '';
+  /** What a broken invariant does: exit at once (main.ts may replace it; tests record instead). */
+  private fatalHandler: (message: string) => void = () => { process.exit(fatalExitCode); };
   /** Client addresses peers advertised in their hello (may differ from the peer-link address). */
   private readonly advertisedAddresses = new Map<string, string>();
   boundPort = 0;
@@ -93,6 +99,18 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.leaderProvider = provider;
   }
 
+  /** Replaces what fatal() does after logging (the default exits with fatalExitCode). */
+  setFatalHandler(handler: (message: string) => void): void {
+    this.fatalHandler = handler;
+  }
+
+  /** A bug or lost storage: log it with its stack and stop the process; a replica that goes on may do harm. */
+  fatal(message: string, err?: unknown): void {
+    const detail = err === undefined ? '' : err instanceof Error ? err.stack ?? err.message : String(err);
+    this.log.error('fatal: stopping the node', { reason: message, err: detail });
+    this.fatalHandler(err === undefined ? message : `${message}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+
   onStop(hook: () => Promise<void> | void): void {
     this.stopHooks.push(hook);
   }
@@ -129,14 +147,37 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       { leaderId: leader, leaderAddress: this.addressOf(leader) });
   }
 
+  /**
+   * Binds the three ports, then dials the peers. Throws StartError naming the setting when
+   * a port cannot be bound, after closing whatever it had bound (no half-started node).
+   */
   async start(): Promise<{ port: number; httpPort: number; consolePort: number }> {
-    const { host } = this.config;
-    this.boundPort = await listenOn(this.server, host, this.config.port);
-    const httpPort = await this.http.listen(host, this.config.httpPort);
-    const consolePort = await this.console.listen(host, this.config.consolePort);
+    const { host, settingLabels: labels } = this.config;
+    const bound: (() => Promise<void>)[] = [];
+    const bind = async (what: () => Promise<number>, close: () => Promise<void>, port: number, label: string): Promise<number> => {
+      try {
+        const p = await what();
+        bound.push(close);
+        return p;
+      } catch (err) {
+        for (const c of bound.reverse()) await c();
+        throw listenError(err, host, port, label);
+      }
+    };
+    this.boundPort = await bind(() => listenOn(this.server, host, this.config.port),
+      () => new Promise((r) => this.server.close(() => r())), this.config.port, labels.port);
+    const httpPort = await bind(() => this.http.listen(host, this.config.httpPort), () => this.http.close(), this.config.httpPort, labels.httpPort);
+    const consolePort = await bind(() => this.console.listen(host, this.config.consolePort), () => this.console.close(),
+      this.config.consolePort, labels.consolePort);
     this.peers.start();
     this.log.info('node listening', { port: this.boundPort, httpPort, consolePort, peers: this.config.peers.length });
     return { port: this.boundPort, httpPort, consolePort };
+  }
+
+  /** Undoes a start that failed before the node served anyone: the stop hooks (services, groups, WAL), quietly. */
+  async abortStart(): Promise<void> {
+    for (const hook of this.stopHooks.splice(0).reverse()) await hook();
+    this.peers.stop();
   }
 
   async stop(): Promise<void> {
@@ -170,7 +211,12 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
         conn.push(Opcode.None, requestId, schema.ErrorReply.encode({ code: ErrorCode.BAD_REQUEST, message: `unexpected push ${opcodeName(opcode)}` }).finish());
         return;
       }
-      handler(conn.name as NodeId, payload);
+      const malformed = handler(conn.name as NodeId, payload);
+      if (malformed !== null) {
+        this.log.warn('closing a peer link that sent a malformed push', { peer: conn.name, opcode: opcodeName(opcode), err: malformed.message });
+        conn.push(Opcode.None, requestId, schema.ErrorReply.encode({ code: malformed.code, message: malformed.message }).finish());
+        conn.close(malformed.message);
+      }
       return;
     }
     const handler = this.handlers.get(opcode);

@@ -1,8 +1,11 @@
 // Converts Raft messages between core's typed structs and the protobuf
-// RaftMessage on the wire (the one codec for peer traffic).
+// RaftMessage on the wire (the one codec for peer traffic), and checks what a
+// peer sent before core/raft sees it: peer input is untrusted, Raft.step asserts.
 
+import { appendEntriesCountMax, raftMessageContextBytesMax } from '../../core/constants.js';
 import { type GroupId, groupId, logIndex, type NodeId, term } from '../../core/ids.js';
-import type { Entry, EntryType, Message, MessageType, Snapshot } from '../../core/raft/types.js';
+import { type Entry, EntryType, type Message, MessageType, type Snapshot } from '../../core/raft/types.js';
+import { ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { dsync } from '../../protocol/generated/dsync.js';
 
@@ -61,4 +64,78 @@ export function fromWire(w: dsync.RaftMessage.$Properties): { group: GroupId; me
       context: w.context ?? emptyBytes,
     },
   };
+}
+
+const messageTypeMax = MessageType.ReadIndexResp;
+
+/**
+ * Why a peer's RaftMessage cannot be stepped, or null when it can: the type is known,
+ * it comes from `from` and is addressed to `self`, every number is a non-negative safe
+ * integer, terms are ordered as Raft's own messages order them (log terms and entry
+ * terms never above the message term, entries' terms non-decreasing from the previous
+ * log term), entries appear only on appends, contiguous right after `index`, and a
+ * snapshot only on (and always on) a snapshot message. A non-null answer means the
+ * link is broken or hostile: close it (BAD_PAYLOAD, fatal to the connection).
+ */
+export function checkWire(w: dsync.RaftMessage.$Properties, from: NodeId, self: NodeId): ProtocolError | null {
+  const bad = (why: string): ProtocolError => new ProtocolError(ErrorCode.BAD_PAYLOAD, `malformed raft message from ${from}: ${why}`, true);
+  const type = w.type ?? 0;
+  if (!Number.isInteger(type) || type < 0 || type > messageTypeMax) return bad(`unknown message type ${type}`);
+  if ((w.from ?? '') !== from) return bad(`it names ${JSON.stringify(w.from ?? '')} as its sender on ${from}'s link`);
+  if ((w.to ?? '') !== self) return bad(`it is addressed to ${JSON.stringify(w.to ?? '')}, not this node (${self})`);
+  const n = {
+    group: wireNumber(w.group), term: wireNumber(w.term), logTerm: wireNumber(w.logTerm), index: wireNumber(w.index),
+    commit: wireNumber(w.commit), rejectHint: wireNumber(w.rejectHint), rejectHintTerm: wireNumber(w.rejectHintTerm),
+  };
+  for (const [name, v] of Object.entries(n)) {
+    if (!isCount(v)) return bad(`${name} ${v} is not a non-negative safe integer`);
+  }
+  if (n.logTerm > n.term) return bad(`log term ${n.logTerm} is above the message term ${n.term}`);
+  if (n.rejectHintTerm > n.term) return bad(`reject hint term ${n.rejectHintTerm} is above the message term ${n.term}`);
+  if ((w.context?.length ?? 0) > raftMessageContextBytesMax) return bad(`context of ${w.context?.length ?? 0} bytes (limit ${raftMessageContextBytesMax})`);
+  const entries = w.entries ?? [];
+  if (entries.length > 0 && type !== MessageType.App) return bad(`entries on a message of type ${type}`);
+  if (entries.length > appendEntriesCountMax) return bad(`${entries.length} entries (limit ${appendEntriesCountMax})`);
+  let prevIndex = n.index;
+  let prevTerm = n.logTerm;
+  for (const e of entries) {
+    const index = wireNumber(e.index);
+    const entryTerm = wireNumber(e.term);
+    if (!isCount(index) || !isCount(entryTerm)) return bad(`entry index ${index} / term ${entryTerm} is not a non-negative safe integer`);
+    if (index !== prevIndex + 1) return bad(`entry ${index} does not follow ${prevIndex} (entries must be contiguous after the message index)`);
+    if (entryTerm < prevTerm) return bad(`entry ${index} has term ${entryTerm}, below the term ${prevTerm} before it`);
+    if (entryTerm > n.term) return bad(`entry ${index} has term ${entryTerm}, above the message term ${n.term}`);
+    const entryType = e.type ?? 0;
+    if (entryType !== EntryType.Normal && entryType !== EntryType.ConfChange) return bad(`entry ${index} has unknown type ${entryType}`);
+    prevIndex = index;
+    prevTerm = entryTerm;
+  }
+  const snap = w.snapshot;
+  const hasSnapshot = snap !== null && snap !== undefined;
+  if (hasSnapshot !== (type === MessageType.Snap)) return bad(type === MessageType.Snap ? 'a snapshot message without a snapshot' : `a snapshot on a message of type ${type}`);
+  if (hasSnapshot) {
+    const snapIndex = wireNumber(snap.index);
+    const snapTerm = wireNumber(snap.term);
+    if (!isCount(snapIndex) || !isCount(snapTerm)) return bad('snapshot index or term is not a non-negative safe integer');
+    if (snapTerm > n.term) return bad(`snapshot term ${snapTerm} is above the message term ${n.term}`);
+    if ((snap.voters ?? []).length === 0) return bad('a snapshot whose configuration has no voters');
+  }
+  return null;
+}
+
+/**
+ * A decoded uint64/uint32 as a number: protobufjs hands out a number or, for 64-bit
+ * fields, a Long ({ low, high } halves); anything else is NaN (refused by isCount).
+ */
+function wireNumber(v: unknown): number {
+  if (v === null || v === undefined) return 0;
+  if (typeof v === 'number') return v;
+  if (typeof v === 'object' && 'low' in v && 'high' in v && typeof v.low === 'number' && typeof v.high === 'number') {
+    return (v.high >>> 0) * 0x1_0000_0000 + (v.low >>> 0);
+  }
+  return Number.NaN;
+}
+
+function isCount(v: number): boolean {
+  return Number.isSafeInteger(v) && v >= 0;
 }

@@ -5,20 +5,21 @@
 // per group.
 
 import { assert } from '../../core/assert.js';
-import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, raftReadRequestsPendingMax,
-  raftTickMs, snapshotEntriesThreshold } from '../../core/constants.js';
+import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, overloadRetryAfterMs,
+  proposalsPendingMax, raftReadRequestsPendingMax, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
 import { type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
-import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { GroupStatusView } from '../node/node.js';
 import type { Logger } from '../node/log.js';
 import type { Cancel, MonotonicClock, Scheduler } from '../runtime.js';
 import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
 import { toPersistedState } from '../storage/wal.js';
-import { fromWire, toWire } from './codec.js';
+import { entryBytes } from '../storage/format.js';
+import { checkWire, fromWire, toWire } from './codec.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
 export interface StateMachine {
@@ -42,9 +43,29 @@ interface ReadWaiter {
   reject(err: DsyncError): void;
 }
 
-/** Read contexts are short strings; one codec instance each, not one per read. */
-const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder();
+/**
+ * A ReadIndex context is this boot's nonce then a big-endian u64 read counter
+ * (readContextBytes in all). The counter restarts at 1 each boot; the nonce keeps a
+ * leader from taking a new read for one of the previous process's (a duplicate, or
+ * one answered at an older index). The runner keys its waiters by the counter alone.
+ */
+function encodeReadContext(nonce: Uint8Array, counter: number): Uint8Array {
+  assert(Number.isSafeInteger(counter) && counter > 0, 'read counter is a positive safe integer');
+  const ctx = new Uint8Array(readContextBytes);
+  ctx.set(nonce, 0);
+  const view = new DataView(ctx.buffer);
+  view.setUint32(readContextNonceBytes, Math.floor(counter / 0x1_0000_0000));
+  view.setUint32(readContextNonceBytes + 4, counter >>> 0);
+  return ctx;
+}
+
+/** The counter of a context this boot issued, or 0 for anything else (another boot's, another node's). */
+function decodeReadContext(nonce: Uint8Array, ctx: Uint8Array): number {
+  if (ctx.length !== readContextBytes) return 0;
+  for (let i = 0; i < readContextNonceBytes; i++) if (ctx[i] !== nonce[i]) return 0;
+  const view = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength);
+  return view.getUint32(readContextNonceBytes) * 0x1_0000_0000 + view.getUint32(readContextNonceBytes + 4);
+}
 
 const roleNames: Record<Role, string> = { [Role.Follower]: 'follower', [Role.PreCandidate]: 'pre-candidate',
   [Role.Candidate]: 'candidate', [Role.Leader]: 'leader' };
@@ -55,10 +76,13 @@ export class GroupRunner {
   private scheduled = false;
   private stopped = false;
   private readonly proposals = new Map<number, ProposalWaiter>();
-  private readonly reads = new Map<string, ReadWaiter>();
+  /** Waiting reads by their context's counter (see encodeReadContext). */
+  private readonly reads = new Map<number, ReadWaiter>();
   /** Reads whose read index is known, waiting for apply to catch up. */
   private readonly readsAwaitingApply: ReadWaiter[] = [];
   private nextReadId = 1;
+  /** WAL bytes this group's accepted proposals hold in GroupHost's reservation until their Ready is appended. */
+  private walBytesReserved = 0;
   private appliedIndex = 0;
   private appliedTerm = 0;
   private snapshotIndex = 0;
@@ -111,14 +135,28 @@ export class GroupRunner {
     return this.appliedIndex;
   }
 
-  /** Proposes `data`; resolves with the state machine's answer once applied here. Leader only. */
+  /**
+   * Proposes `data`; resolves with the state machine's answer once applied here. Leader only.
+   * Overload (proposalsPendingMax waiting, or no WAL room) answers UNAVAILABLE with a retry hint.
+   */
   propose(data: Uint8Array): Promise<unknown> {
     if (this.stopped) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    if (this.proposals.size >= proposalsPendingMax) {
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        `group ${this.group} has ${this.proposals.size} proposals waiting to commit; retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
+    }
+    const bytes = entryBytes({ term: term(0), index: logIndex(0), type: EntryType.Normal, data });
+    if (!this.host.reserveWal(bytes)) {
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        'the write-ahead log is behind (too many bytes queued for the disk); retry shortly', { retryAfterMs: overloadRetryAfterMs }));
+    }
     const outcome = this.raft.propose(data);
     if (!outcome.ok) {
+      this.host.releaseWal(bytes);
       if (outcome.reason === 'not-leader') return Promise.reject(this.host.notLeader(this.group));
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `group ${this.group} cannot take proposals right now (${outcome.reason}); retry shortly`));
     }
+    this.walBytesReserved += bytes;
     this.schedule();
     return new Promise((resolve, reject) => {
       this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
@@ -130,8 +168,8 @@ export class GroupRunner {
     if (this.reads.size >= raftReadRequestsPendingMax) {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'too many linearizable reads pending; retry shortly'));
     }
-    const key = `${this.host.nodeId}:${this.nextReadId++}`;
-    if (!this.raft.readIndex(utf8Encoder.encode(key))) return Promise.reject(this.host.notLeader(this.group));
+    const key = this.nextReadId++;
+    if (!this.raft.readIndex(encodeReadContext(this.host.env.bootNonce, key))) return Promise.reject(this.host.notLeader(this.group));
     this.schedule();
     return new Promise((resolve, reject) => {
       this.reads.set(key, { index: 0, resolve, reject });
@@ -160,7 +198,20 @@ export class GroupRunner {
 
   stop(): void {
     this.stopped = true;
+    this.releaseWalReservation(null);
     this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+  }
+
+  /** Hands back the reservation of entries now queued in the WAL (all of it with null: they never will be). */
+  private releaseWalReservation(appended: readonly Entry[] | null): void {
+    if (this.walBytesReserved === 0) return;
+    let bytes = this.walBytesReserved;
+    if (appended !== null) {
+      bytes = Math.min(bytes, entriesBytes(appended));
+    }
+    this.walBytesReserved -= bytes;
+    this.host.releaseWal(bytes);
+    assert(this.walBytesReserved >= 0, 'WAL reservation accounting');
   }
 
   private schedule(): void {
@@ -213,6 +264,7 @@ export class GroupRunner {
       }
       if (hs !== null || rd.entries.length > 0) {
         const seq = wal.append(this.group, hs, rd.entries);
+        this.releaseWalReservation(rd.entries);
         if (waitNeeded && seq > wal.durable) await wal.whenDurable(seq);
       }
     } catch (err) {
@@ -246,7 +298,7 @@ export class GroupRunner {
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
     for (const rs of rd.readStates) {
-      const key = utf8Decoder.decode(rs.context);
+      const key = decodeReadContext(this.host.env.bootNonce, rs.context);
       const waiter = this.reads.get(key);
       if (waiter === undefined) continue;
       this.reads.delete(key);
@@ -295,6 +347,7 @@ export class GroupRunner {
     this.leaderId = leader;
     this.role = role;
     if (wasLeader && role !== Role.Leader) {
+      this.releaseWalReservation(null);
       // Proposals may still commit under the next leader; clients retry them with the same
       // client id + sequence, which the state machine applies once.
       this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
@@ -339,6 +392,8 @@ export interface RaftStorage {
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number;
   /** Highest sequence number known durable. */
   readonly durable: number;
+  /** Whether `bytes` more of proposed entries fit while leaving room for what Raft must persist. */
+  hasRoomFor(bytes: number): boolean;
   whenDurable(seq: number): Promise<void>;
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
   close(): Promise<void>;
@@ -360,6 +415,11 @@ export interface GroupHostEnv {
   fatal(message: string): void;
   /** Spreads election timeouts; distinct per node and per process (a restart draws anew). */
   readonly seed: number;
+  /**
+   * readContextNonceBytes bytes, distinct per node and per boot (random on a node; the
+   * simulator draws them from its seed): prefixes every ReadIndex context this process issues.
+   */
+  readonly bootNonce: Uint8Array;
 }
 
 /** Groups hosted on a node, as services see them (ARCHITECTURE.md, "Layout"). */
@@ -380,12 +440,15 @@ export class GroupHost implements GroupRegistry {
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
+  /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
+  private walBytesReserved = 0;
   readonly log: Logger;
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
   private readonly flushBound = (): void => this.flush();
 
   constructor(readonly env: GroupHostEnv) {
+    assert(env.bootNonce.length === readContextNonceBytes, `the boot nonce is ${readContextNonceBytes} bytes`);
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
@@ -454,6 +517,18 @@ export class GroupHost implements GroupRegistry {
     this.env.fatal(message);
   }
 
+  /** Takes `bytes` of WAL room for a proposal; false (nothing taken) when the WAL is too far behind. */
+  reserveWal(bytes: number): boolean {
+    if (!this.storage.hasRoomFor(this.walBytesReserved + bytes)) return false;
+    this.walBytesReserved += bytes;
+    return true;
+  }
+
+  releaseWal(bytes: number): void {
+    assert(bytes >= 0 && bytes <= this.walBytesReserved, `release ${bytes} of ${this.walBytesReserved} reserved WAL bytes`);
+    this.walBytesReserved -= bytes;
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     for (const [peer, messages] of this.outbox) {
@@ -463,22 +538,39 @@ export class GroupHost implements GroupRegistry {
     }
   }
 
-  /** One RaftBatch pushed by `from` over its peer link. */
-  receive(from: NodeId, payload: Uint8Array): void {
+  /**
+   * One RaftBatch pushed by `from` over its peer link. The whole batch is checked before
+   * any of it is stepped; a malformed one is returned (and nothing stepped) so the caller
+   * closes that link: a peer that sends it is broken or hostile, never worth a crash.
+   */
+  receive(from: NodeId, payload: Uint8Array): ProtocolError | null {
     let batch: ReturnType<typeof schema.RaftBatch.decode>;
     try {
       batch = schema.RaftBatch.decode(payload);
     } catch (err) {
-      this.log.warn('undecodable raft batch from peer', { peer: from, err: (err as Error).message });
-      return;
+      return new ProtocolError(ErrorCode.BAD_PAYLOAD, `undecodable raft batch from ${from}: ${(err as Error).message}`, true);
+    }
+    for (const w of batch.messages) {
+      const malformed = checkWire(w, from, this.nodeId);
+      if (malformed !== null) return malformed;
     }
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
-      if (message.from !== from) {
-        this.log.warn('raft message names a sender other than its link', { peer: from, claimed: message.from });
+      const runner = this.groups.get(group);
+      if (runner === undefined) continue;
+      if (message.entries.length > 0 && !this.storage.hasRoomFor(this.walBytesReserved + entriesBytes(message.entries))) {
+        // The WAL is behind: drop the append unanswered (the leader resends it) rather than overflow the WAL.
+        this.log.debug('dropping a raft append while the WAL is behind', { peer: from, group, entries: message.entries.length });
         continue;
       }
-      this.groups.get(group)?.step(message);
+      runner.step(message);
     }
+    return null;
   }
+}
+
+function entriesBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += entryBytes(e);
+  return bytes;
 }

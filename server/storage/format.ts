@@ -105,6 +105,13 @@ export function parseSnapshotFileName(name: string): GroupId | null {
 
 export const snapshotTempSuffix = '.tmp';
 
+/**
+ * The smallest unit a disk writes (a sector): a write lost in a crash leaves whole
+ * sectors, aligned in the file, reading back as zeros. 512 is the smallest in use
+ * (etcd's WAL uses the same figure to tell a torn record from a damaged one).
+ */
+export const tornSectorBytes = 512;
+
 // --- record encoding (main thread) ---
 
 const textEncoder = new TextEncoder();

@@ -11,6 +11,7 @@ import { assert } from '../../core/assert.js';
 import {
   walDurableWaitersMax,
   walPendingBytesMax,
+  walProposalHeadroomBytes,
   walRecordBytesMax,
   walRingBytes,
   walSegmentBytesMax,
@@ -60,7 +61,11 @@ export type { RecoveredGroup } from './recovery.js';
 export interface WalOptions {
   /** Segment roll size; default walSegmentBytesMax. Smaller values are for tests. */
   readonly segmentBytesMax?: number;
-  /** Ring capacity; default walRingBytes. Must hold one maximal record. */
+  /**
+   * Ring capacity; default walRingBytes. Must hold one maximal record. It bounds a batch,
+   * so open() also takes it as the most a crash can tear (recovery.ts): reopen a
+   * directory with a ring at least as large as the one that wrote it.
+   */
   readonly ringBytes?: number;
 }
 
@@ -90,6 +95,10 @@ export interface WalMetrics {
   readonly pendingBytes: number;
   readonly segments: number;
   readonly segmentsDeleted: number;
+  /** Groups whose recovered commit open() moved inside the recovered log (see recovery.ts). */
+  readonly recoveryCommitsClamped: number;
+  /** Bytes open() cut off the end of the last segment (a torn tail). */
+  readonly recoveryCutBytes: number;
 }
 
 export interface WalOpenResult {
@@ -124,16 +133,18 @@ interface AtomicsWaitAsync {
 const atomicsWaitAsync = (Atomics as unknown as AtomicsWaitAsync).waitAsync;
 assert(typeof atomicsWaitAsync === 'function', 'Atomics.waitAsync is available (Node >= 20)');
 
-const zeroHardState: HardState = { term: term(0), vote: '', commit: logIndex(0) };
-
-/** Builds Raft's restart input from a recovered group (bootstrapConf when there is no snapshot). */
+/**
+ * Builds Raft's restart input from a recovered group (bootstrapConf when there is no
+ * snapshot). A group with a snapshot but no hard state (a crash between the snapshot's
+ * rename and the first hard state after it) restarts with commit at the snapshot index.
+ */
 export function toPersistedState(rec: RecoveredGroup | undefined, bootstrapConf: ConfState): PersistedState {
-  return {
-    hardState: rec?.hardState ?? zeroHardState,
-    snapshot: rec?.snapshot ?? null,
-    entries: rec?.entries ?? [],
-    conf: rec?.snapshot?.meta.conf ?? bootstrapConf,
-  };
+  const snapIndex = rec?.snapshot?.meta.index ?? logIndex(0);
+  const hardState: HardState = rec?.hardState ?? { term: term(0), vote: '', commit: snapIndex };
+  const entries = rec?.entries ?? [];
+  const lastIndex = entries[entries.length - 1]?.index ?? snapIndex;
+  assert(hardState.commit >= snapIndex && hardState.commit <= lastIndex, 'recovery keeps commit inside the log');
+  return { hardState, snapshot: rec?.snapshot ?? null, entries, conf: rec?.snapshot?.meta.conf ?? bootstrapConf };
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -162,6 +173,8 @@ export class Wal {
   private durableSeq: number;
   private appends = 0;
   private segmentsDeleted = 0;
+  private readonly recoveryCommitsClamped: number;
+  private readonly recoveryCutBytes: number;
   private readonly waiters: Waiter[] = [];
   private readonly listeners = new Set<(durableSeq: number) => void>();
   private watching = false;
@@ -176,7 +189,7 @@ export class Wal {
 
   /** Replays `dir` (creating it if needed) and starts the writer. */
   static async open(dir: string, opts: WalOptions = {}): Promise<WalOpenResult> {
-    const rec = recoverDir(dir);
+    const rec = recoverDir(dir, { tornBytesMax: opts.ringBytes ?? walRingBytes });
     const wal = new Wal(dir, opts, rec);
     return { wal, recovered: rec.groups };
   }
@@ -196,6 +209,8 @@ export class Wal {
     this.seqs = new BigInt64Array(seqSab);
     this.scratch = new Uint8Array(walRecordBytesMax);
     this.segments = rec.segments;
+    this.recoveryCommitsClamped = rec.commitsClamped.length;
+    this.recoveryCutBytes = rec.truncated === null ? 0 : rec.truncated.fromBytes - rec.truncated.toBytes;
     this.nextSeq = rec.lastSeq + 1;
     this.durableSeq = rec.lastSeq;
     Atomics.store(this.seqs, seqDurable, BigInt(rec.lastSeq));
@@ -236,11 +251,25 @@ export class Wal {
   }
 
   /**
-   * Queues hardState (if any) and entries (which overwrite the group's log from
-   * entries[0].index on) for the disk. Never blocks, never awaits. Returns the write
+   * Queues entries (which overwrite the group's log from entries[0].index on), then
+   * hardState (if any), for the disk. Never blocks, never awaits. Returns the write
    * seq of the last record: durable once whenDurable(seq) resolves / onDurable reports >= seq.
    * Throws WalOverloadError (nothing queued) when walPendingBytesMax would be exceeded.
+   *
+   * Entries go before the hard state (as in etcd's WAL.Save): a crash can leave any
+   * prefix of the records on disk, and a hard state whose commit names entries that
+   * were lost behind it would make the group unable to restart.
    */
+  /**
+   * Whether `bytes` more of proposed entries may be queued: leaves walProposalHeadroomBytes
+   * of walPendingBytesMax for hard states and a follower's appends (the runner refuses
+   * proposals instead of letting append() throw WalOverloadError).
+   */
+  hasRoomFor(bytes: number): boolean {
+    assert(bytes >= 0, 'room asked for a non-negative size');
+    return this.pendingBytes + bytes <= walPendingBytesMax - walProposalHeadroomBytes;
+  }
+
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number {
     this.assertWritable();
     assert(hardState !== null || entries.length > 0, 'append writes something');
@@ -267,13 +296,6 @@ export class Wal {
       throw new WalOverloadError(`WAL queue holds ${this.pendingBytes} bytes; limit ${walPendingBytesMax}`);
     }
     let seq = 0;
-    if (hardState !== null && voteBytes !== null) {
-      seq = this.nextSeq++;
-      const len = encodeHardStateRecord(this.scratch, group, seq, hardState, voteBytes);
-      this.enqueue(len, group, seq, 0);
-      g.hardState = hardState;
-      g.hardStateSeq = seq;
-    }
     if (first !== undefined) {
       // Split into records of at most walRecordBytesMax; each continues where the last ended.
       let from = 0;
@@ -300,6 +322,14 @@ export class Wal {
       assert(last !== undefined, 'non-empty entries');
       g.lastIndex = last.index;
     }
+    if (hardState !== null && voteBytes !== null) {
+      seq = this.nextSeq++;
+      const len = encodeHardStateRecord(this.scratch, group, seq, hardState, voteBytes);
+      this.enqueue(len, group, seq, 0);
+      g.hardState = hardState;
+      g.hardStateSeq = seq;
+    }
+    assert(seq > 0 && seq === this.nextSeq - 1, 'append returns the seq of its last record');
     this.appends++;
     this.scheduleWake();
     this.refWorker();
@@ -398,6 +428,8 @@ export class Wal {
       pendingBytes: this.pendingBytes,
       segments: this.segments.length,
       segmentsDeleted: this.segmentsDeleted,
+      recoveryCommitsClamped: this.recoveryCommitsClamped,
+      recoveryCutBytes: this.recoveryCutBytes,
     };
   }
 

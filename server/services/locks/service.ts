@@ -1,12 +1,29 @@
 // The lock service: client lock requests become Raft entries of group 0,
-// applied to the replicated LockTable. The leader stamps time, runs the lease
-// clock (expiring sessions, waking lock-delays) and parks waiting acquires
-// until a grant or failure applies. Followers answer NOT_LEADER.
+// applied to the replicated LockTable. The leader runs the lease clock (expiring
+// sessions, waking lock-delays, timing out waits), parks waiting acquires until a
+// grant or failure applies, and tells a holder whose lock was taken away (LockLost
+// push). Followers answer NOT_LEADER.
+//
+// Time: every duration the leader measures (leases, lock-delays, wait limits) is on
+// ctx.clock, a monotonic clock, so a wall-clock step neither expires sessions nor
+// ends waits. Entries still carry the proposer's wall time (nowMs) for display only
+// (a session's last renewal, a lock-delay's "until"); no decision reads it.
+//
+// Wait limits travel in the acquire entry (waitMs) and stay with the waiter, so a
+// new leader times out the waits it inherits (restarting their countdowns, as it
+// does for leases).
+//
+// Answers a client can rely on after it lost a lock: release (and downgrade) by a
+// session that is no longer open answers SESSION_EXPIRED; by an open session that
+// does not hold the lock (force-released) answers NOT_FOUND. Neither changes
+// anything, so a client may treat both as "already released". A retried release
+// (same client id and seq) answers what the first one did.
 
 import { assert } from '../../../core/assert.js';
+import { lockOverloadRetryAfterMs, lockParkedAcquiresMax, lockSessionLinksMax } from '../../../core/constants.js';
 import { type ClientId, clientId as toClientId, logIndex, type NodeId, type SessionId, sessionId } from '../../../core/ids.js';
-import { LeaseClock, type LockCommand, type LockInfo, type LockMode, type LockResult, LockTable,
-  type LockTableSnapshot } from '../../../core/locks/index.js';
+import { LeaseClock, type LockCommand, type LockEvent, type LockInfo, type LockMode, type LockResult, LockTable,
+  type LockTableSnapshot, type WaitSeed } from '../../../core/locks/index.js';
 import type { Entry } from '../../../core/raft/types.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
@@ -14,6 +31,7 @@ import { schema } from '../../../protocol/index.js';
 import type { GroupRunner } from '../../raft/runner.js';
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import { decodePayload } from '../../node/node.js';
+import type { Cancel } from '../../runtime.js';
 import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
 
 /** How often the leader checks for expired leases and due lock-delays. */
@@ -37,7 +55,7 @@ export function encodeLockCommand(cmd: LockCommand): Uint8Array {
   if ('lock' in cmd) e.lock = cmd.lock;
   switch (cmd.kind) {
     case 'openSession': e.ttlMs = cmd.ttlMs; e.lockDelayMs = cmd.lockDelayMs; break;
-    case 'acquire': e.exclusive = cmd.mode === 'exclusive'; e.requestId = cmd.requestId; e.wait = cmd.wait; break;
+    case 'acquire': e.exclusive = cmd.mode === 'exclusive'; e.requestId = cmd.requestId; e.wait = cmd.wait; e.waitMs = cmd.waitMs ?? 0; break;
     case 'cancelWait': e.requestId = cmd.requestId; e.reason = cmd.reason === 'timeout' ? 0 : 1; break;
     case 'expireSessions':
       e.expireSessions = cmd.sessions.map((s) => s.session);
@@ -60,7 +78,8 @@ export function decodeLockCommand(body: Uint8Array): LockCommand {
     case 'closeSession': return { kind, ...client, session };
     case 'expireSessions': return { kind, nowMs: e.nowMs, sessions: e.expireSessions.map((s, i) => ({
       session: sessionId(Number(s)), renewedIndex: logIndex(Number(e.expireRenewedIndex[i] ?? 0)) })) };
-    case 'acquire': return { kind, ...client, session, lock: e.lock, mode: e.exclusive ? 'exclusive' : 'shared', requestId: e.requestId, wait: e.wait };
+    case 'acquire': return { kind, ...client, session, lock: e.lock, mode: e.exclusive ? 'exclusive' : 'shared', requestId: e.requestId, wait: e.wait,
+      waitMs: e.waitMs };
     case 'release': return { kind, ...client, session, lock: e.lock };
     case 'downgrade': return { kind, ...client, session, lock: e.lock };
     case 'cancelWait': {
@@ -85,7 +104,6 @@ interface ParkedAcquire {
   readonly session: SessionId;
   readonly lock: string;
   readonly lockRequestId: string;
-  timer: NodeJS.Timeout | null;
   done: boolean;
   unsubscribeClose: () => void;
 }
@@ -99,9 +117,17 @@ export class LockService implements SubMachine, Service {
   private isLeader = false;
   /** Acquires waiting on this node, by clientId + request id. */
   private readonly parked = new Map<string, ParkedAcquire>();
-  private leaseTimer: NodeJS.Timeout | null = null;
+  private leaseTimer: Cancel | null = null;
   private expiryInFlight = false;
   private readonly wakesInFlight = new Set<string>();
+  /** Wait timeouts proposed and not yet answered, by session + lock. */
+  private readonly timeoutsInFlight = new Set<string>();
+  /**
+   * While leader: the connections each open session's requests came through, to push
+   * LockLost to (link -> its close unsubscribe). Only live sessions; at most
+   * lockSessionLinksMax links each, the oldest forgotten first.
+   */
+  private readonly sessionLinks = new Map<SessionId, Map<ClientLink, () => void>>();
   private runner: GroupRunner | null = null;
   private ctx: ServiceContext | null = null;
 
@@ -121,6 +147,11 @@ export class LockService implements SubMachine, Service {
     return this.context.node;
   }
 
+  /** Monotonic milliseconds: every duration the leader measures. */
+  private monotonicMs(): number {
+    return this.context.clock.nowMs();
+  }
+
   private notLeader(): DsyncError {
     return this.node.notLeader('locks', this.runner?.leader ?? '');
   }
@@ -130,14 +161,18 @@ export class LockService implements SubMachine, Service {
   apply(entry: Entry, body: Uint8Array): LockResult {
     const cmd = decodeLockCommand(body);
     const outcome = this.table.apply(cmd, entry.index);
-    if (this.isLeader) this.leases.observe(cmd, entry.index, outcome, Date.now());
+    if (this.isLeader) this.leases.observe(cmd, entry.index, outcome, this.monotonicMs());
     for (const ev of outcome.events) {
-      if (ev.kind === 'revoked') continue;
+      if (ev.kind === 'revoked') {
+        if (this.isLeader) this.pushLost(ev);
+        continue;
+      }
       const p = this.parked.get(parkKey(ev.clientId, ev.requestId));
       if (p === undefined) continue;
       if (ev.kind === 'granted') this.finish(p, grantReply(ev.lock, ev.token, ev.mode, ev.count), null);
       else this.finish(p, null, lockError(ev.code, ev.message));
     }
+    for (const s of outcome.endedSessions) this.forgetLinks(s);
     return outcome.result;
   }
 
@@ -154,14 +189,19 @@ export class LockService implements SubMachine, Service {
     this.isLeader = isLeader;
     if (isLeader && !was) {
       // Restart every countdown: a failover never expires sessions en masse.
-      this.leases.becomeLeader(Date.now(),
+      const waits: WaitSeed[] = [];
+      for (const l of this.table.listLocks()) {
+        for (const w of l.waiters) if (w.waitMs > 0) waits.push({ session: w.session, lock: l.name, requestId: w.requestId, waitMs: w.waitMs });
+      }
+      this.leases.becomeLeader(this.monotonicMs(),
         this.table.listSessions().map((s) => ({ session: s.session, ttlMs: s.ttlMs, renewedIndex: s.renewedIndex })),
-        this.table.delayedLocks().map((d) => ({ lock: d.lock, lockDelayMs: d.lockDelayMs })));
-      this.leaseTimer = setInterval(() => this.checkLeases(), leaseCheckIntervalMs);
-      this.leaseTimer.unref();
+        this.table.delayedLocks().map((d) => ({ lock: d.lock, lockDelayMs: d.lockDelayMs })), waits);
+      this.leaseTimer = this.context.scheduler.every(leaseCheckIntervalMs, () => this.checkLeases());
     } else if (!isLeader && was) {
-      if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+      this.leaseTimer?.();
       this.leaseTimer = null;
+      // The next leader learns the links as requests arrive there.
+      for (const s of [...this.sessionLinks.keys()]) this.forgetLinks(s);
       // The next leader does not know these waits: the clients retry them there (same seq).
       const err = this.notLeader();
       for (const p of this.parked.values()) this.finish(p, null, err);
@@ -169,8 +209,9 @@ export class LockService implements SubMachine, Service {
   }
 
   stop(): void {
-    if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+    this.leaseTimer?.();
     this.leaseTimer = null;
+    for (const s of [...this.sessionLinks.keys()]) this.forgetLinks(s);
     for (const p of this.parked.values()) this.finish(p, null, new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
   }
 
@@ -184,12 +225,13 @@ export class LockService implements SubMachine, Service {
 
   private checkLeases(): void {
     if (!this.isLeader) return;
-    const now = Date.now();
+    const now = this.monotonicMs();
+    const wallMs = Date.now(); // stamped into entries for display only
     if (!this.expiryInFlight) {
       const expired = this.leases.expired(now);
       if (expired.length > 0) {
         this.expiryInFlight = true;
-        this.propose({ kind: 'expireSessions', nowMs: now, sessions: expired })
+        this.propose({ kind: 'expireSessions', nowMs: wallMs, sessions: expired })
           .then((r) => this.node.log.info('sessions expired', { count: r.kind === 'expired' ? r.sessions.length : 0 }),
             (err: unknown) => this.node.log.debug('expiry proposal failed', { err: String(err) }))
           .finally(() => { this.expiryInFlight = false; });
@@ -198,10 +240,61 @@ export class LockService implements SubMachine, Service {
     for (const lock of this.leases.delaysDue(now)) {
       if (this.wakesInFlight.has(lock)) continue;
       this.wakesInFlight.add(lock);
-      this.propose({ kind: 'wakeDelayed', nowMs: now, lock })
+      this.propose({ kind: 'wakeDelayed', nowMs: wallMs, lock })
         .catch((err: unknown) => this.node.log.debug('lock-delay wake failed', { err: String(err) }))
         .finally(() => this.wakesInFlight.delete(lock));
     }
+    for (const w of this.leases.waitsDue(now)) {
+      const key = `${w.session}\u0000${w.lock}`;
+      if (this.timeoutsInFlight.has(key)) continue;
+      this.timeoutsInFlight.add(key);
+      this.propose({ kind: 'cancelWait', nowMs: wallMs, session: w.session, lock: w.lock, requestId: w.requestId, reason: 'timeout' })
+        .catch((err: unknown) => this.node.log.debug('wait timeout proposal failed', { err: String(err) }))
+        .finally(() => this.timeoutsInFlight.delete(key));
+    }
+  }
+
+  // ---- telling holders ----
+
+  /** Remembers that `session`'s requests arrive over `link` (leader only; live sessions only). */
+  private trackLink(session: SessionId, link: ClientLink): void {
+    if (!this.isLeader || link.closed || !this.table.hasSession(session)) return;
+    let links = this.sessionLinks.get(session);
+    if (links === undefined) {
+      links = new Map();
+      this.sessionLinks.set(session, links);
+    }
+    if (links.has(link)) return;
+    while (links.size >= lockSessionLinksMax) {
+      const [oldest, unsubscribe] = links.entries().next().value as [ClientLink, () => void];
+      unsubscribe();
+      links.delete(oldest);
+    }
+    const mine = links;
+    links.set(link, link.onClose(() => {
+      mine.delete(link);
+      if (mine.size === 0 && this.sessionLinks.get(session) === mine) this.sessionLinks.delete(session);
+    }));
+    assert(links.size <= lockSessionLinksMax, 'session links bounded');
+  }
+
+  private forgetLinks(session: SessionId): void {
+    const links = this.sessionLinks.get(session);
+    if (links === undefined) return;
+    for (const unsubscribe of links.values()) unsubscribe();
+    this.sessionLinks.delete(session);
+  }
+
+  /** Tells every connection of the holder's session that its hold is gone. */
+  private pushLost(ev: Extract<LockEvent, { kind: 'revoked' }>): void {
+    const links = this.sessionLinks.get(ev.session);
+    if (links === undefined) return;
+    const code = ev.reason === 'forced' ? ErrorCode.FORCE_RELEASED : ErrorCode.SESSION_EXPIRED;
+    const message = ev.reason === 'forced'
+      ? `lock ${ev.lock} (token ${ev.token}) was force-released by an operator`
+      : `session ${ev.session} expired: lock ${ev.lock} (token ${ev.token}) is released`;
+    const payload = schema.LockLostPush.encode({ session: ev.session, lock: ev.lock, code, message, token: ev.token }).finish();
+    for (const link of links.keys()) if (!link.closed) link.push(Opcode.LockLost, 0, payload);
   }
 
   // ---- requests ----
@@ -212,11 +305,13 @@ export class LockService implements SubMachine, Service {
         const req = decodePayload((b) => schema.LockRequest.decode(b), payload, 'lock request');
         if (!this.isLeader) throw this.notLeader();
         if (req.clientId === '' && opcode !== Opcode.LockCancel) throw new DsyncError(ErrorCode.BAD_REQUEST, 'lock requests need a client id');
+        if (Number(req.session) !== 0) this.trackLink(sessionId(Number(req.session)), ctx.conn);
         fn(ctx, req);
       });
     };
     const answer = (ctx: RequestContext, promise: Promise<LockResult>): void => {
       promise.then((r) => {
+        if (r.kind === 'sessionOpened') this.trackLink(r.session, ctx.conn);
         if (r.kind === 'error') ctx.conn.replyError(ctx.requestId, ctx.opcode, lockError(r.code, r.message));
         else ctx.conn.reply(ctx.requestId, ctx.opcode, schema.LockReply.encode(resultReply(r)).finish());
       }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
@@ -265,9 +360,13 @@ export class LockService implements SubMachine, Service {
     const session = sessionId(Number(req.session));
     // Park before proposing: a grant can apply in the same batch as the queued answer.
     const previous = this.parked.get(key);
+    if (previous === undefined && this.parked.size >= lockParkedAcquiresMax) {
+      throw new DsyncError(ErrorCode.UNAVAILABLE, `${lockParkedAcquiresMax} acquires are already waiting on this leader`,
+        { retryAfterMs: lockOverloadRetryAfterMs });
+    }
     if (previous !== undefined) this.finish(previous, null, new DsyncError(ErrorCode.CANCELLED, 'superseded by a retry of the same acquire'));
     const p: ParkedAcquire = { key, conn: ctx.conn, requestId: ctx.requestId, session, lock: req.lock, lockRequestId: req.requestId,
-      timer: null, done: false, unsubscribeClose: () => {} };
+      done: false, unsubscribeClose: () => {} };
     this.parked.set(key, p);
     p.unsubscribeClose = ctx.conn.onClose(() => {
       if (p.done) return;
@@ -278,19 +377,12 @@ export class LockService implements SubMachine, Service {
           .catch(() => { /* the session's expiry cleans up instead */ });
       }
     });
-    this.propose({ kind: 'acquire', ...client, session, lock: req.lock, mode: req.exclusive ? 'exclusive' : 'shared', requestId: req.requestId, wait: req.wait })
+    // The wait limit goes into the entry: the lease clock of whichever node leads times it out.
+    this.propose({ kind: 'acquire', ...client, session, lock: req.lock, mode: req.exclusive ? 'exclusive' : 'shared', requestId: req.requestId,
+      wait: req.wait, waitMs: req.waitMs })
       .then((r) => {
         if (p.done) return;
-        if (r.kind === 'queued') {
-          if (req.waitMs > 0) {
-            p.timer = setTimeout(() => {
-              if (p.done || !this.isLeader) return;
-              this.propose({ kind: 'cancelWait', nowMs: Date.now(), session, lock: req.lock, requestId: req.requestId, reason: 'timeout' })
-                .catch((err: unknown) => this.finish(p, null, this.node.asDsyncError(err)));
-            }, req.waitMs);
-          }
-          return;
-        }
+        if (r.kind === 'queued') return;
         if (r.kind === 'error') this.finish(p, null, lockError(r.code, r.message));
         else this.finish(p, resultReply(r), null);
       }, (err: unknown) => this.finish(p, null, this.node.asDsyncError(err)));
@@ -300,7 +392,6 @@ export class LockService implements SubMachine, Service {
   private finish(p: ParkedAcquire, reply: ReturnType<typeof schema.LockReply.create> | null, err: DsyncError | null): void {
     if (p.done) return;
     p.done = true;
-    if (p.timer !== null) clearTimeout(p.timer);
     p.unsubscribeClose();
     if (this.parked.get(p.key) === p) this.parked.delete(p.key);
     if (p.conn.closed) return;
@@ -339,7 +430,7 @@ export class LockService implements SubMachine, Service {
         if (sessions.length === 0) return '(no sessions)';
         return sessions.map((s) => {
           const left = this.isLeader ? this.leases.deadlineOf(s.session) : null;
-          return `session ${s.session} client=${s.clientId} ttl=${s.ttlMs}ms${left === null ? '' : ` expires in ${Math.max(0, left - Date.now())}ms`} holds=${s.holds.join(',') || '-'} waits=${s.waits.length}`;
+          return `session ${s.session} client=${s.clientId} ttl=${s.ttlMs}ms${left === null ? '' : ` expires in ${Math.max(0, left - this.monotonicMs())}ms`} holds=${s.holds.join(',') || '-'} waits=${s.waits.length}`;
         }).join('\n');
       },
     });

@@ -237,15 +237,26 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((r) => server.close(() => r()));
 }
 
-/** `count` distinct ports the OS says are free right now (listen on port 0, then release). */
+/** Ports handed out by freePorts() come from here: below the ephemeral range, apart from freeBasePort's blocks. */
+const freePortsMin = 10_000;
+const freePortsSpan = 10_000;
+/** Where the next freePorts() search starts: pid-dependent so parallel test files rarely collide, moving on per call. */
+let freePortsCursor = (process.pid * 131) % freePortsSpan;
+
+/**
+ * `count` distinct ports that are free right now, in 10000..19999 (never the
+ * ephemeral range above 32767, where the OS also picks outgoing ports).
+ */
 export async function freePorts(count: number): Promise<number[]> {
   const servers: Server[] = [];
   try {
-    for (let i = 0; i < count; i++) {
-      const s = await listenOn(0);
-      if (s === null) throw new Error('cannot listen on an ephemeral port');
-      servers.push(s);
+    for (let attempt = 0; attempt < portSearchAttemptsMax * 10 && servers.length < count; attempt++) {
+      const port = freePortsMin + freePortsCursor;
+      freePortsCursor = (freePortsCursor + 1) % freePortsSpan;
+      const s = await listenOn(port);
+      if (s !== null) servers.push(s);
     }
+    if (servers.length < count) throw new Error(`found only ${servers.length} of ${count} free ports below 20000`);
     return servers.map((s) => {
       const addr = s.address();
       if (addr === null || typeof addr === 'string') throw new Error('no port');
@@ -259,13 +270,14 @@ export async function freePorts(count: number): Promise<number[]> {
 /**
  * A base port P such that P..P+count-1, and the same +1000 (HTTP) and +2000
  * (console), are all free: the layout `dsync cluster --base-port P` uses.
- * Searched in 20000..39999, below the usual ephemeral range, starting at a
- * pid-dependent offset so parallel runs rarely collide.
+ * Bases are searched in 20000..29999 so that even base+2000+count stays below
+ * the ephemeral range (32768 up), starting at a pid-dependent offset so
+ * parallel runs rarely collide.
  */
 export async function freeBasePort(count: number): Promise<number> {
-  let base = 20_000 + ((process.pid * 37) % 17_000);
+  let base = 20_000 + ((process.pid * 37) % 10_000);
   for (let attempt = 0; attempt < portSearchAttemptsMax; attempt++) {
-    base = 20_000 + ((base - 20_000 + 97) % 17_000);
+    base = 20_000 + ((base - 20_000 + 97) % 10_000);
     const wanted = [0, 1000, 2000].flatMap((offset) => Array.from({ length: count }, (_, i) => base + offset + i));
     const held: Server[] = [];
     let ok = true;

@@ -95,3 +95,18 @@ t.test('observe follows a table: open, renew, duplicate, close, expiry with lock
   t.same(c.delaysDue(99_999), []);
   t.equal(c.nextDeadlineMs(), null);
 });
+
+t.test('wait limits: due after waitMs on this clock, restarted by becomeLeader, ended by the wait\'s grant or failure', async (t) => {
+  const c = new LeaseClock();
+  const s = sessionId(3);
+  c.becomeLeader(0, [], [], [{ session: s, lock: 'L', requestId: 'r', waitMs: 500 }, { session: s, lock: 'N', requestId: 'n', waitMs: 0 }]);
+  t.equal(c.waitingCount, 1, 'a wait without a limit is not tracked');
+  t.same(c.waitsDue(499), []);
+  t.same(c.waitsDue(500), [{ session: s, lock: 'L', requestId: 'r', waitMs: 500 }]);
+  t.equal(c.nextDeadlineMs(), 500);
+  c.becomeLeader(10_000, [], [], [{ session: s, lock: 'L', requestId: 'r', waitMs: 500 }]);
+  t.same(c.waitsDue(10_499), [], 'a new leader restarts the countdown');
+  t.equal(c.waitsDue(10_500).length, 1);
+  c.untrackWait(s, 'L');
+  t.same(c.waitsDue(1e9), []);
+});

@@ -18,7 +18,7 @@ import type { Plain } from './model.js';
 
 type Op =
   | { op: 'open'; client: number; lockDelay: boolean }
-  | { op: 'acquire'; s: number; lock: string; mode: LockMode; wait: boolean }
+  | { op: 'acquire'; s: number; lock: string; mode: LockMode; wait: boolean; waitMs: number }
   | { op: 'release'; s: number; lock: string }
   | { op: 'downgrade'; s: number; lock: string }
   | { op: 'cancel'; s: number; lock: string; timeout: boolean }
@@ -41,6 +41,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       lock: lockName,
       mode: fc.constantFrom<LockMode>('shared', 'exclusive'),
       wait: fc.constantFrom(true, true, true, false),
+      waitMs: fc.constantFrom(0, 0, 250),
     }),
   },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('release' as const), s: sIdx, lock: lockName }) },
@@ -116,7 +117,7 @@ function runOps(ops: readonly Op[]): void {
       case 'acquire': {
         const s = sess(o.s);
         sender = owner(s);
-        cmd = { kind: 'acquire', session: s, lock: o.lock, mode: o.mode, wait: o.wait, requestId: `q${index + 1}`, ...fromClient(sender) };
+        cmd = { kind: 'acquire', session: s, lock: o.lock, mode: o.mode, wait: o.wait, requestId: `q${index + 1}`, waitMs: o.waitMs, ...fromClient(sender) };
         break;
       }
       case 'release':

@@ -6,6 +6,7 @@
 import type { ClientId, LogIndex, SessionId } from '../../../core/ids.js';
 import type { LockCommand, LockErrorCode, LockMode, LockResult } from '../../../core/locks/commands.js';
 import { blockersFull, naiveHasCycle, naiveReachesItself } from '../../../core/locks/waitfor.js';
+import { dedupClientsWithoutSessionMax, dedupEvictedClientsMax, dedupLanesPerSessionMax } from '../../../core/constants.js';
 
 /** Results and events without human-readable messages (those may differ). */
 export type Plain = Record<string, unknown>;
@@ -15,6 +16,12 @@ interface MSession {
   client: ClientId;
   lockDelayMs: number;
   renewedIndex: number;
+  /** Dedup entries of the client ids that made requests naming this session (or opened it). */
+  lanes: Record<string, MDedup>;
+}
+interface MDedup {
+  lastSeq: number;
+  lastResult: Plain;
 }
 interface MHold {
   session: SessionId;
@@ -29,6 +36,7 @@ interface MWait {
   clientId: ClientId;
   seq: number;
   enqueuedIndex: number;
+  waitMs: number;
 }
 interface MLock {
   holders: MHold[];
@@ -43,7 +51,9 @@ const both = (a: LockMode, b: LockMode): boolean => a === 'shared' && b === 'sha
 export class Model {
   sessions: MSession[] = [];
   locks: Record<string, MLock> = {};
-  clients: Record<string, { lastSeq: number; lastResult: Plain }> = {};
+  /** forceRelease dedup entries, least recently used first; then tombstones of evicted ones. */
+  sessionless: { client: string; entry: MDedup }[] = [];
+  evicted: { client: string; lastSeq: number }[] = [];
   private events: Plain[] = [];
 
   apply(cmd: LockCommand, index: LogIndex): { result: Plain; events: Plain[] } {
@@ -51,14 +61,53 @@ export class Model {
     const c = 'clientId' in cmd ? cmd.clientId : undefined;
     const seq = 'seq' in cmd ? cmd.seq : undefined;
     if (c !== undefined && seq !== undefined) {
-      const entry = this.clients[c];
+      const entry = this.dedup(cmd, c);
       if (entry && seq === entry.lastSeq) return { result: entry.lastResult, events: [] };
       if (entry && seq < entry.lastSeq) return { result: e('STALE_REQUEST'), events: [] };
+      const tomb = this.evicted.find((x) => x.client === c);
+      if (!entry && cmd.kind === 'forceRelease' && tomb && seq <= tomb.lastSeq) return { result: e('STALE_REQUEST'), events: [] };
+      const s = 'session' in cmd ? this.session(cmd.session) : undefined;
+      if (s && s.lanes[c] === undefined && Object.keys(s.lanes).length >= dedupLanesPerSessionMax) return { result: e('BAD_REQUEST'), events: [] };
     }
     const result = this.run(cmd, index);
     this.settle(index);
-    if (c !== undefined && seq !== undefined) this.clients[c] = { lastSeq: seq, lastResult: result };
+    if (c !== undefined && seq !== undefined) this.remember(cmd, c, seq, result);
     return { result, events: this.events };
+  }
+
+  /** The spec: a session's request dedups in the session; openSession in the sessions its client opened; forceRelease in the FIFO. */
+  private dedup(cmd: LockCommand, c: string): MDedup | undefined {
+    if (cmd.kind === 'openSession') {
+      const entries = this.sessions.filter((s) => s.client === c).map((s) => s.lanes[c]).filter((x): x is MDedup => x !== undefined);
+      return entries.sort((a, b) => b.lastSeq - a.lastSeq)[0];
+    }
+    if ('session' in cmd) return this.session(cmd.session)?.lanes[c];
+    return this.sessionless.find((x) => x.client === c)?.entry;
+  }
+
+  private remember(cmd: LockCommand, c: string, seq: number, result: Plain): void {
+    if (cmd.kind === 'openSession') {
+      if (result['kind'] === 'sessionOpened') (this.session(result['session'] as SessionId) as MSession).lanes[c] = { lastSeq: seq, lastResult: result };
+      return;
+    }
+    if ('session' in cmd) {
+      const s = this.session(cmd.session);
+      if (s) s.lanes[c] = { lastSeq: seq, lastResult: result };
+      return;
+    }
+    this.sessionless = [...this.sessionless.filter((x) => x.client !== c), { client: c, entry: { lastSeq: seq, lastResult: result } }];
+    this.evicted = this.evicted.filter((x) => x.client !== c);
+    while (this.sessionless.length > dedupClientsWithoutSessionMax) {
+      const [oldest] = this.sessionless.splice(0, 1);
+      if (oldest) this.evicted.push({ client: oldest.client, lastSeq: oldest.entry.lastSeq });
+    }
+    while (this.evicted.length > dedupEvictedClientsMax) this.evicted.shift();
+  }
+
+  /** The cached answer of the request that queued waiter w, if it is still the lane's latest. */
+  private waiterEntry(w: MWait): MDedup | undefined {
+    const entry = this.session(w.session)?.lanes[w.clientId];
+    return entry && entry.lastSeq === w.seq ? entry : undefined;
   }
 
   private session(id: SessionId): MSession | undefined {
@@ -73,7 +122,7 @@ export class Model {
   private run(cmd: LockCommand, index: number): Plain {
     switch (cmd.kind) {
       case 'openSession':
-        this.sessions.push({ id: index as SessionId, client: cmd.clientId, lockDelayMs: cmd.lockDelayMs, renewedIndex: index });
+        this.sessions.push({ id: index as SessionId, client: cmd.clientId, lockDelayMs: cmd.lockDelayMs, renewedIndex: index, lanes: {} });
         return { kind: 'sessionOpened', session: index, ttlMs: cmd.ttlMs };
       case 'keepAlive': {
         const s = this.session(cmd.session);
@@ -117,6 +166,7 @@ export class Model {
           clientId: cmd.clientId,
           seq: cmd.seq,
           enqueuedIndex: index,
+          waitMs: cmd.waitMs ?? 0,
         };
         const trial = [...lock.waiters];
         if (mine) {
@@ -160,7 +210,7 @@ export class Model {
       case 'forceRelease': {
         const l = this.locks[cmd.lock];
         if (!l || l.holders.length === 0) return e('NOT_FOUND');
-        for (const h of l.holders) this.events.push({ kind: 'revoked', session: h.session, lock: cmd.lock, token: h.token });
+        for (const h of l.holders) this.events.push({ kind: 'revoked', session: h.session, lock: cmd.lock, token: h.token, reason: 'forced' });
         l.holders = [];
         return { kind: 'ok' };
       }
@@ -180,7 +230,9 @@ export class Model {
       for (const [name, l] of Object.entries(this.locks)) {
         for (const w of l.waiters.filter((x) => x.session === id)) this.fail(name, w, 'SESSION_EXPIRED');
         l.waiters = l.waiters.filter((x) => x.session !== id);
-        if (l.holders.some((h) => h.session === id)) {
+        const mine = l.holders.find((h) => h.session === id);
+        if (mine) {
+          if (expired) this.events.push({ kind: 'revoked', session: id, lock: name, token: mine.token, reason: 'expired' });
           l.holders = l.holders.filter((h) => h.session !== id);
           if (expired && s.lockDelayMs > 0 && (l.delay === null || l.delay.untilMs < nowMs + s.lockDelayMs)) {
             l.delay = { lock: name, untilMs: nowMs + s.lockDelayMs, lockDelayMs: s.lockDelayMs };
@@ -193,8 +245,8 @@ export class Model {
 
   private fail(lock: string, w: MWait, code: string): void {
     this.events.push({ kind: 'failed', session: w.session, lock, requestId: w.requestId, clientId: w.clientId, seq: w.seq, code });
-    const entry = this.clients[w.clientId];
-    if (entry && entry.lastSeq === w.seq) entry.lastResult = { kind: 'error', code };
+    const entry = this.waiterEntry(w);
+    if (entry) entry.lastResult = { kind: 'error', code };
   }
 
   private grant(name: string, session: SessionId, mode: LockMode, index: number): MHold {
@@ -225,8 +277,8 @@ export class Model {
         const h = this.grant(name, w.session, w.mode, index);
         const ev = { kind: 'granted', session: w.session, lock: name, requestId: w.requestId, clientId: w.clientId, seq: w.seq, token: h.token, mode: h.mode, count: h.count };
         this.events.push(ev);
-        const entry = this.clients[w.clientId];
-        if (entry && entry.lastSeq === w.seq) entry.lastResult = { kind: 'granted', lock: name, token: h.token, mode: h.mode, count: h.count };
+        const entry = this.waiterEntry(w);
+        if (entry) entry.lastResult = { kind: 'granted', lock: name, token: h.token, mode: h.mode, count: h.count };
         changed = true;
       }
     }

@@ -1,14 +1,18 @@
 // Checks the lock table's promises one scenario at a time: compatibility matrix,
 // FIFO, shared batching, writer non-starvation, reentrancy, downgrade, upgrade,
 // expiry/close, cancelWait, tryLock, idempotent retries, deadlock detection (and its
-// absence), lock-delay, snapshots and fencing tokens. Each test drives a LockTable
+// absence), lock-delay, snapshots, fencing tokens, and where dedup entries live
+// (per session, so no crowd of other clients can make a retry apply twice). Each test drives a LockTable
 // through the Driver (increasing indices, clientId+seq per session) and asserts on
 // results, events and the read API.
 
+import assert from 'node:assert/strict';
 import t from 'tap';
+import { dedupClientsWithoutSessionMax, dedupLanesPerSessionMax } from '../../../core/constants.js';
 import { clientId, logIndex, sessionId } from '../../../core/ids.js';
 import type { SessionId } from '../../../core/ids.js';
 import type { ApplyOutcome, LockEvent, LockMode } from '../../../core/locks/commands.js';
+import type { LockTableSnapshot } from '../../../core/locks/table.js';
 import { LockTable } from '../../../core/locks/table.js';
 import { Driver } from './driver.js';
 
@@ -158,7 +162,9 @@ t.test('expiry releases holds and fails waits at once, with events; a renewal in
   // b waits on L and M; expire b and a together.
   const out = d.expire(a, b);
   t.match(out.result, { kind: 'expired', sessions: [a, b] });
-  t.same(kinds(out), [`failed:${b}`, `failed:${b}`, `granted:${c}`, `granted:${c}`]);
+  t.same(kinds(out), [`revoked:${a}`, `revoked:${a}`, `revoked:${a}`, `failed:${b}`, `failed:${b}`, `granted:${c}`, `granted:${c}`],
+    'the expired holder is told of each hold (to push LockLost), then waits fail, then grants');
+  t.ok(out.events.every((e) => e.kind !== 'revoked' || e.reason === 'expired'));
   t.ok(out.events.every((e) => e.kind !== 'failed' || e.code === 'SESSION_EXPIRED'));
   t.same(out.endedSessions, [a, b]);
   t.same(d.holders('L'), [`${c}:shared:1`]);
@@ -372,4 +378,116 @@ t.test('snapshot round trip gives an identical table that behaves the same', asy
   const o2 = copy.apply(next, logIndex(d.index + 1));
   t.same(o2, o1, 'same outcome from both');
   t.equal(JSON.stringify(copy.toSnapshot()), JSON.stringify(d.table.toSnapshot()));
+});
+
+// Issue 7 item 4: a client's lanes are client ids that never open a session; their
+// dedup entries must not share a global LRU with every other client, or a retried
+// request whose answer was lost is applied a second time.
+t.test('dedup lives with the session: retries stay exactly-once however many other clients act', async (t) => {
+  const others = dedupClientsWithoutSessionMax + 1;
+  /** Makes `others` requests from as many distinct lane ids, spread over sessions within the per-session lane bound. */
+  const crowd = (d: Driver, kind: 'keepAlive' | 'forceRelease'): void => {
+    let session: SessionId | null = null;
+    for (let i = 0; i < others; i++) {
+      if (kind === 'forceRelease') {
+        d.applyRaw({ kind, lock: `free${i}`, clientId: clientId(`admin-lane-${i}`), seq: 1, nowMs: d.nowMs });
+        continue;
+      }
+      if (session === null || i % 512 === 0) session = d.open(`crowd-opener-${i}`);
+      const out = d.applyRaw({ kind, session, clientId: clientId(`crowd-lane-${i}`), seq: 1, nowMs: d.nowMs });
+      assert.equal(out.result.kind, 'ok');
+    }
+  };
+  const cases: { name: string; run: (d: Driver) => void }[] = [
+    {
+      name: 'acquire on a lane that did not open the session, retried after 1,025 other lanes',
+      run: (d) => {
+        const s = d.open('opener');
+        const acquire = { kind: 'acquire', session: s, lock: 'L', mode: 'exclusive', wait: true, requestId: 'q1',
+          clientId: clientId('opener/1'), seq: 7, nowMs: d.nowMs } as const;
+        const first = d.applyRaw(acquire);
+        t.match(first.result, { kind: 'granted', count: 1 });
+        crowd(d, 'keepAlive');
+        const retry = d.applyRaw(acquire);
+        t.same(retry.result, first.result, 'the retry answers the original grant');
+        t.equal(retry.duplicate, true);
+        t.same(d.holders('L'), [`${s}:exclusive:1`], 'hold count stays 1');
+      },
+    },
+    {
+      name: 'queued acquire retried after 1,025 other lanes learns its grant, applied once',
+      run: (d) => {
+        const [a, b] = [d.open('a'), d.open('b')];
+        d.acquire(a, 'L', 'exclusive');
+        const acquire = { kind: 'acquire', session: b, lock: 'L', mode: 'shared', wait: true, requestId: 'w',
+          clientId: clientId('b/3'), seq: 2, nowMs: d.nowMs } as const;
+        t.match(d.applyRaw(acquire).result, { kind: 'queued' });
+        d.release(a, 'L');
+        crowd(d, 'keepAlive');
+        t.match(d.applyRaw(acquire).result, { kind: 'granted', lock: 'L', count: 1 });
+        t.same(d.holders('L'), [`${b}:shared:1`]);
+      },
+    },
+    {
+      name: 'forceRelease retried after its entry was evicted answers STALE_REQUEST, not a second release',
+      run: (d) => {
+        const [a, b] = [d.open('a'), d.open('b')];
+        d.acquire(a, 'L', 'exclusive');
+        d.acquire(b, 'L', 'exclusive');
+        const force = { kind: 'forceRelease', lock: 'L', clientId: clientId('admin/0'), seq: 4, nowMs: d.nowMs } as const;
+        t.same(d.applyRaw(force).result, { kind: 'ok' });
+        t.same(d.holders('L'), [`${b}:exclusive:1`], 'the waiter got the lock');
+        crowd(d, 'forceRelease');
+        t.match(d.applyRaw(force).result, { kind: 'error', code: 'STALE_REQUEST', message: /evicted; retry with a new client id/ });
+        t.same(d.holders('L'), [`${b}:exclusive:1`], 'the new holder keeps the lock');
+        t.same(d.applyRaw({ ...force, seq: 5 }).result, { kind: 'ok' }, 'a newer seq on that lane is a new request');
+        t.same(d.holders('L'), []);
+      },
+    },
+    {
+      name: 'openSession retried after 1,025 other lanes answers the same session',
+      run: (d) => {
+        const open = { kind: 'openSession', ttlMs: 5_000, lockDelayMs: 0, clientId: clientId('z/0'), seq: 9, nowMs: d.nowMs } as const;
+        const first = d.applyRaw(open);
+        crowd(d, 'keepAlive');
+        const before = d.table.listSessions().length;
+        t.same(d.applyRaw(open).result, first.result);
+        t.equal(d.table.listSessions().length, before, 'no second session');
+      },
+    },
+    {
+      name: 'release retried after its session closed answers SESSION_EXPIRED and changes nothing',
+      run: (d) => {
+        const [a, b] = [d.open('a'), d.open('b')];
+        d.acquire(a, 'L', 'exclusive');
+        const release = { kind: 'release', session: a, lock: 'L', clientId: clientId('a/1'), seq: 3, nowMs: d.nowMs } as const;
+        t.match(d.applyRaw(release).result, { kind: 'released', count: 0 });
+        d.acquire(b, 'L', 'exclusive');
+        d.send({ kind: 'closeSession', session: a });
+        t.match(d.applyRaw(release).result, { kind: 'error', code: 'SESSION_EXPIRED' });
+        t.same(d.holders('L'), [`${b}:exclusive:1`]);
+      },
+    },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, async () => {
+      const d = new Driver();
+      c.run(d);
+      const snap = JSON.stringify(d.table.toSnapshot());
+      t.equal(JSON.stringify(LockTable.fromSnapshot(JSON.parse(snap) as LockTableSnapshot).toSnapshot()), snap, 'snapshot round trip');
+    });
+  }
+});
+
+t.test('one session accepts requests from at most dedupLanesPerSessionMax client ids', async (t) => {
+  const d = new Driver();
+  const s = d.open('opener');
+  // The opener's lane is the first entry.
+  for (let i = 1; i < dedupLanesPerSessionMax; i++) {
+    t.equal(d.applyRaw({ kind: 'keepAlive', session: s, clientId: clientId(`lane-${i}`), seq: 1, nowMs: d.nowMs }).result.kind, 'ok');
+  }
+  t.match(d.applyRaw({ kind: 'keepAlive', session: s, clientId: clientId('one-too-many'), seq: 1, nowMs: d.nowMs }).result,
+    { kind: 'error', code: 'BAD_REQUEST' });
+  t.equal(d.applyRaw({ kind: 'keepAlive', session: s, clientId: clientId('lane-1'), seq: 2, nowMs: d.nowMs }).result.kind, 'ok',
+    'known lanes keep working');
 });

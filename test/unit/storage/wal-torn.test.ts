@@ -1,15 +1,20 @@
 // Start-up replay against damaged files: a torn tail (bytes chopped off the end of
 // the last segment) is cut back to the last good record and every earlier record is
-// recovered; a flipped byte with valid records after it, or damage in a segment that
-// is not the last, makes open() reject with WalCorruptionError naming file and offset.
+// recovered; a sector of the last batch that never reached the disk (zeroed by hand)
+// cuts the log there and drops the valid records after it, leaving no hole; a flipped
+// byte with valid records after it, valid records more than one batch past the damage,
+// or damage in a segment that is not the last, make open() reject with
+// WalCorruptionError naming file and offset.
 
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assert } from '../../../core/assert.js';
 import { walRecordBytesMax } from '../../../core/constants.js';
+import { tornSectorBytes } from '../../../server/storage/format.js';
+import { recoverDir } from '../../../server/storage/recovery.js';
 import { listSegmentFiles, Wal, WalCorruptionError } from '../../../server/storage/wal.js';
-import { entries, g0, hs, tempDir } from './helpers.js';
+import { entries, g0, hs, recordsIn, restartRaft, tempDir } from './helpers.js';
 
 const recordCount = 20;
 /** What `p` rejected with, or the string 'resolved' (which no check accepts). */
@@ -112,4 +117,80 @@ t.test('damage at the end of a segment that is not the last one is corruption', 
   fs.truncateSync(first, size - 10);
   const err = await rejection(Wal.open(dir));
   t.ok(err instanceof WalCorruptionError && err.file === first && err.offset < size, `refused: ${String(err)}`);
+});
+
+const batchRecordCount = 20;
+
+/**
+ * Writes `recordCount` single-entry records one batch each, then `batchRecordCount`
+ * entries with their hard states in one turn (one batch, unless the writer wakes in
+ * the middle; recovery cannot see batch boundaries anyway), and returns the segment
+ * bytes and where those last records start.
+ */
+async function writeLastBatch(dir: string): Promise<{ file: string; buf: Buffer; batchStart: number }> {
+  const { wal } = await Wal.open(dir);
+  for (let i = 1; i <= recordCount; i++) await wal.whenDurable(wal.append(g0, null, entries(0, 1, i, i, 100 + i)));
+  const batchStart = wal.metrics().bytesWritten;
+  let seq = 0;
+  for (let i = recordCount + 1; i <= recordCount + batchRecordCount; i++) seq = wal.append(g0, hs(1, i - 1), entries(0, 1, i, i, 100 + i));
+  await wal.whenDurable(seq);
+  await wal.close();
+  const segs = listSegmentFiles(dir);
+  assert(segs.length === 1, 'small log fits one segment');
+  const file = path.join(dir, segs[0] ?? '');
+  return { file, buf: fs.readFileSync(file), batchStart };
+}
+
+t.test('a lost sector in the last batch: the log is cut there and the valid records after it are dropped', async (t) => {
+  const dir = tempDir(t);
+  const { file, buf, batchStart } = await writeLastBatch(dir);
+  const lastRecord = recordsIn(buf).pop();
+  assert(lastRecord !== undefined, 'records written');
+  // Every sector that overlaps the last batch and has a whole record after it: the first
+  // one is shared with synced records and loses only its part of the batch.
+  const sectorEnds: number[] = [];
+  for (let end = (Math.floor(batchStart / tornSectorBytes) + 1) * tornSectorBytes; end <= lastRecord.offset; end += tornSectorBytes) sectorEnds.push(end);
+  t.ok(sectorEnds.length >= 3, `${sectorEnds.length} sectors to lose`);
+  for (const end of sectorEnds) {
+    const lostFrom = Math.max(end - tornSectorBytes, batchStart);
+    const damaged = Buffer.from(buf);
+    damaged.fill(0, lostFrom, end);
+    const good = recordsIn(damaged);
+    const cut = good[good.length - 1]?.end ?? 0;
+    const goodEntries = good.filter((r) => r.type === 'entries').length;
+    fs.writeFileSync(file, damaged);
+    const rec = recoverDir(dir);
+    const what = `sector [${lostFrom}, ${end})`;
+    t.ok(rec.truncated !== null && rec.truncated.validRecordsDropped >= 1, `${what}: valid records after it dropped (${rec.truncated?.validRecordsDropped})`);
+    t.equal(fs.statSync(file).size, cut, `${what}: file cut at the first damaged record (${cut})`);
+    const r = rec.groups.get(g0);
+    t.same(r?.entries.map((e) => e.index), Array.from({ length: goodEntries }, (_, k) => k + 1), `${what}: entries 1..${goodEntries}, no hole`);
+    t.ok((r?.hardState?.commit ?? 0) <= goodEntries, `${what}: commit inside the log`);
+    t.doesNotThrow(() => restartRaft(r), `${what}: Raft restarts`);
+    // The WAL writes on after the cut, and the next restart sees one contiguous log.
+    const { wal } = await Wal.open(dir);
+    await wal.whenDurable(wal.append(g0, hs(2, goodEntries), entries(0, 2, goodEntries + 1, goodEntries + 1)));
+    await wal.close();
+    const again = recoverDir(dir);
+    t.same(again.groups.get(g0)?.entries.map((e) => e.index), Array.from({ length: goodEntries + 1 }, (_, k) => k + 1), `${what}: appends continue the log`);
+    for (const n of fs.readdirSync(dir)) fs.rmSync(path.join(dir, n));
+    fs.writeFileSync(file, buf);
+  }
+});
+
+t.test('valid records more than one batch after a lost sector are corruption', async (t) => {
+  const dir = tempDir(t);
+  const { file, buf, batchStart } = await writeLastBatch(dir);
+  const lastRecord = recordsIn(buf).pop();
+  assert(lastRecord !== undefined, 'records written');
+  const end = (Math.floor(batchStart / tornSectorBytes) + 2) * tornSectorBytes;
+  assert(end <= lastRecord.offset, 'a whole record after the lost sector');
+  const damaged = Buffer.from(buf);
+  damaged.fill(0, end - tornSectorBytes, end);
+  fs.writeFileSync(file, damaged);
+  const firstBad = recordsIn(damaged).pop()?.end ?? 0;
+  const span = buf.length - firstBad;
+  t.throws(() => recoverDir(dir, { tornBytesMax: span - 1 }), WalCorruptionError, 'valid records end further than one batch from the damage');
+  t.equal(fs.statSync(file).size, buf.length, 'a refused log is not truncated');
+  t.equal(recoverDir(dir, { tornBytesMax: span }).truncated?.toBytes, firstBad, 'within one batch: cut at the damage');
 });

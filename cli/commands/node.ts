@@ -1,0 +1,38 @@
+// `dsync node`: run one node in the foreground from flags, environment and an
+// optional config file (server/node/config.ts validates them).
+
+import { loadConfig, type RawSettings, type SettingName } from '../../server/node/config.js';
+import { startNode, stopOnSignals } from '../../server/main.js';
+import type { Command } from '../command.js';
+
+const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'data-dir', 'log-level', 'advertise', 'config'];
+
+export const nodeCommand: Command = {
+  usage: 'dsync node --id n1 [--port 7401] [--peers n2@127.0.0.1:7402,...] [--data-dir ./data/n1]',
+  summary: 'run one node in the foreground',
+  help: `Options (flags override environment, which overrides the config file):
+  --id ID              node id (env NODE_ID)                           required
+  --host HOST          interface to bind (env HOST)                    127.0.0.1
+  --port N             binary protocol port, clients and peers (PORT)  7401
+  --http-port N        HTTP port: /healthz (HTTP_PORT)                 port+1000
+  --console-port N     text console port (CONSOLE_PORT)                port+2000
+  --peers LIST         other members: id@host:port,... (PEERS)
+  --data-dir DIR       where the node keeps its log (DATA_DIR)         ./data/ID
+  --log-level LEVEL    debug|info|warn|error (LOG_LEVEL)               info
+  --advertise H:P      address clients should use for this node (ADVERTISE)   host:port
+  --config FILE        JSON file with the same settings (DSYNC_CONFIG)`,
+  valueFlags: nodeFlags,
+  switchFlags: [],
+  async run(args) {
+    const raw: RawSettings = {};
+    for (const name of nodeFlags) {
+      const v = args.flags.get(name);
+      if (v !== undefined) raw[name] = v;
+    }
+    const config = loadConfig(raw);
+    const { node, ports } = await startNode(config);
+    stopOnSignals(node);
+    process.stdout.write(`dsync node ${config.nodeId} listening on ${config.host}:${ports.port} (http ${ports.httpPort}, console ${ports.consolePort})\n`);
+    return -1; // keep running
+  },
+};

@@ -1,0 +1,113 @@
+// Checks the lock service's leader duties that live outside the lock table: lease
+// countdowns on the monotonic clock (a wall-clock step expires nothing), wait limits
+// that survive a failover, and the LockLost push to a holder whose lock was taken.
+// Replicas run on a fake group 0, clock and scheduler (lock-service-harness.ts); the
+// tests move time by hand and assert on which entries applied and what links got.
+
+import t from 'tap';
+import { nodeId, type SessionId, sessionId } from '../../../core/ids.js';
+import type { LockTableSnapshot } from '../../../core/locks/index.js';
+import { ErrorCode } from '../../../protocol/errors.js';
+import { Opcode } from '../../../protocol/frame.js';
+import { schema } from '../../../protocol/index.js';
+import { FakeClock, FakeGroup, FakeLink, replyTo } from './lock-service-harness.js';
+
+const n1 = nodeId('n1');
+const n2 = nodeId('n2');
+
+async function openSession(g: FakeGroup, link: FakeLink, client: string, ttlMs: number): Promise<SessionId> {
+  const rid = g.request(g.leader as typeof n1, link, Opcode.SessionOpen, { clientId: client, seq: 1, ttlMs });
+  await g.settle();
+  const reply = replyTo(link, rid);
+  t.ok(reply !== null && Number(reply.session) > 0, `${client} opened a session`);
+  return sessionId(Number(reply?.session ?? 0));
+}
+
+function decodeLost(payload: Uint8Array): { session: number; lock: string; code: string; token: number } {
+  const m = schema.LockLostPush.decode(payload);
+  return { session: Number(m.session), lock: m.lock, code: m.code, token: Number(m.token) };
+}
+
+const snap = (g: FakeGroup, id = n1): LockTableSnapshot => g.replica(id).service.snapshot();
+
+t.test('a wall-clock step forward longer than the TTL expires no session; the monotonic clock does', async (t) => {
+  const clock = new FakeClock();
+  const g = new FakeGroup(clock, 1);
+  g.elect(n1);
+  const link = new FakeLink();
+  const s = await openSession(g, link, 'c1', 5_000);
+  const realNow = Date.now;
+  const stepped = realNow() + 60 * 60 * 1000;
+  Date.now = () => stepped;
+  t.teardown(() => { Date.now = realNow; });
+  clock.ms += 1_000; // one second passes on the monotonic clock
+  g.replica(n1).scheduler.runDue();
+  // A service still on the wall clock would run its own timer; give it the chance.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  await g.settle();
+  t.same(snap(g).sessions.map((x) => x.session), [s], 'the session is still open after a one-hour wall-clock step');
+  Date.now = realNow;
+  clock.ms += 5_000; // now the TTL has passed on the monotonic clock
+  g.replica(n1).scheduler.runDue();
+  await g.settle();
+  t.same(snap(g).sessions, [], 'the session expires when its TTL passes on the monotonic clock');
+  g.replica(n1).service.stop();
+});
+
+t.test('a wait limit survives a failover: the new leader times the inherited wait out', async (t) => {
+  const clock = new FakeClock();
+  const g = new FakeGroup(clock, 2);
+  g.elect(n1);
+  const holder = new FakeLink();
+  const waiter = new FakeLink();
+  const a = await openSession(g, holder, 'ha', 60_000);
+  const b = await openSession(g, waiter, 'wb', 60_000);
+  g.request(n1, holder, Opcode.LockAcquire, { clientId: 'ha', seq: 2, session: a, lock: 'L', exclusive: true, requestId: 'r1', wait: true });
+  const rid = g.request(n1, waiter, Opcode.LockAcquire,
+    { clientId: 'wb', seq: 2, session: b, lock: 'L', exclusive: true, requestId: 'r2', wait: true, waitMs: 1_000 });
+  await g.settle();
+  t.equal(snap(g, n2).locks[0]?.waiters.length, 1, 'the acquire waits, on every replica');
+  t.equal(snap(g, n2).locks[0]?.waiters[0]?.waitMs, 1_000, 'the wait limit is replicated with the waiter');
+  g.elect(n2);
+  await g.settle();
+  t.match(waiter.errors.find((e) => e.requestId === rid)?.err, { code: ErrorCode.NOT_LEADER }, 'the old leader hands the wait back');
+  clock.ms += 999;
+  g.replica(n2).scheduler.runDue();
+  await g.settle();
+  t.equal(snap(g, n2).locks[0]?.waiters.length, 1, 'not timed out before its limit (counted from the new leadership)');
+  clock.ms += 60; // past the limit and the leader's next check
+  g.replica(n2).scheduler.runDue();
+  await new Promise((resolve) => setTimeout(resolve, 1_100)); // a per-node timer on the old leader would have fired by now
+  await g.settle();
+  t.same(snap(g, n2).locks[0]?.waiters ?? [], [], 'the new leader timed the wait out');
+  t.same(snap(g, n2).sessions.find((s) => s.session === b)?.waits ?? null, [], 'the session no longer waits, so its next lock() can');
+  for (const r of g.replicas) r.service.stop();
+});
+
+t.test('the holder hears LockLost when its lock is force-released or its session expires', async (t) => {
+  const clock = new FakeClock();
+  const g = new FakeGroup(clock, 1);
+  g.elect(n1);
+  const holder = new FakeLink();
+  const admin = new FakeLink();
+  const a = await openSession(g, holder, 'h1', 5_000);
+  g.request(n1, holder, Opcode.LockAcquire, { clientId: 'h1', seq: 2, session: a, lock: 'L', exclusive: true, requestId: 'r1', wait: true });
+  g.request(n1, holder, Opcode.LockAcquire, { clientId: 'h1', seq: 3, session: a, lock: 'M', exclusive: false, requestId: 'r2', wait: true });
+  await g.settle();
+  t.equal(holder.pushes.length, 0, 'nothing pushed while the holds stand');
+  g.request(n1, admin, Opcode.LockForceRelease, { clientId: 'admin', seq: 1, lock: 'L' });
+  await g.settle();
+  const lost = holder.pushes.map((p) => ({ opcode: p.opcode, ...decodeLost(p.payload) }));
+  t.match(lost, [{ opcode: Opcode.LockLost, session: a, lock: 'L', code: ErrorCode.FORCE_RELEASED }], 'the holder is told its lock was force-released');
+  t.equal(admin.pushes.length, 0, 'the operator is not');
+  clock.ms += 5_001;
+  g.replica(n1).scheduler.runDue();
+  await g.settle();
+  const after = holder.pushes.slice(1).map((p) => decodeLost(p.payload));
+  t.match(after, [{ session: a, lock: 'M', code: ErrorCode.SESSION_EXPIRED }], 'then told its remaining hold ended with the session');
+  holder.close();
+  g.request(n1, admin, Opcode.LockForceRelease, { clientId: 'admin', seq: 2, lock: 'L' });
+  await g.settle();
+  t.equal(holder.pushes.length, 2, 'a closed link gets nothing more');
+  g.replica(n1).service.stop();
+});
