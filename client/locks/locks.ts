@@ -324,8 +324,22 @@ export class LockClient implements LockAdmin {
     if (!Number.isFinite(waitMs) || waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a finite number >= 0');
     const session = await this.ensureSession(opts.ttlMs ?? this.defaultTtlMs);
     const requestId = `r${this.nextRequest++}`;
+    // A grant this acquire will not hand to user code (aborted, or granted before its cancel
+    // applied) is released exactly once, whichever answer reports it first.
+    let grantDropped = false;
+    const dropGrant = async (reply: ReturnType<typeof schema.LockReply.decode>): Promise<void> => {
+      if (grantDropped) return;
+      grantDropped = true;
+      const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', Number(reply.token), session);
+      this.held.add(h);
+      await h.release();
+    };
     const cancel = (): void => {
-      this.mutate(Opcode.LockCancel, { session, lock: name, requestId }).catch(() => { /* best effort: the session's end withdraws it anyway */ });
+      this.mutate(Opcode.LockCancel, { session, lock: name, requestId })
+        // A token in the answer: the request was granted before the cancel applied (the
+        // grant never reached us). Release that hold, or nobody ever would.
+        .then((r) => (Number(r.token) > 0 ? dropGrant(r) : undefined))
+        .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
     let r: ReturnType<typeof schema.LockReply.decode>;
@@ -359,12 +373,12 @@ export class LockClient implements LockAdmin {
       if (s !== null && s.id === session) this.sessionLost(s, new SessionExpiredError(why));
       throw new SessionExpiredError(why);
     }
-    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
-    this.held.add(held);
     if (signal?.aborted === true) {
-      await held.release();
+      await dropGrant(r);
       throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
     }
+    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
+    this.held.add(held);
     return held;
   }
 

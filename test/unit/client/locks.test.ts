@@ -206,3 +206,47 @@ t.test('item 6: a waiting acquire answered with a definite error is not cancelle
   await sleep(20);
   t.equal(fake.count(Opcode.LockCancel), 0, 'the server already withdrew it');
 });
+
+t.test('item 2: a give-up whose cancel answers that the request was already granted releases that hold', async (t) => {
+  const base = grantAll(10_000);
+  let acquires = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    // The grant applies but its answer is lost; the cancel arrives after it.
+    if (opcode === Opcode.LockAcquire && ++acquires === 1) throw new DsyncError(ErrorCode.TIMEOUT, 'LockAcquire got no answer in time');
+    if (opcode === Opcode.LockCancel) return { lock: req.lock, token: 555, exclusive: true, count: 1 };
+    return base(opcode, req);
+  });
+  await t.rejects(locks.lock('a', { waitMs: 100 }), { code: ErrorCode.TIMEOUT });
+  await until(() => fake.count(Opcode.LockRelease) === 1, 'a LockRelease of the unseen grant');
+  const release = fake.sent.find((s) => s.opcode === Opcode.LockRelease);
+  t.equal(release?.req.lock, 'a');
+  t.equal(Number(release?.req.session), sessionId);
+  t.same(fake.ops().slice(-2), ['LockCancel', 'LockRelease'], 'released after the cancel answered the grant');
+  await sleep(20);
+  t.equal(fake.count(Opcode.LockRelease), 1, 'released once');
+});
+
+t.test('item 2: an aborted acquire granted both to the acquire and to its cancel releases the hold once', async (t) => {
+  const base = grantAll(10_000);
+  let grant: (() => void) | null = null;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) {
+      // Answered only after the cancel was answered: both carry the grant.
+      await new Promise<void>((resolve) => { grant = resolve; });
+      return { lock: req.lock, token: 777, exclusive: true, count: 1 };
+    }
+    if (opcode === Opcode.LockCancel) {
+      setTimeout(() => grant?.(), 10);
+      return { lock: req.lock, token: 777, exclusive: true, count: 1 };
+    }
+    return base(opcode, req);
+  });
+  const abort = new AbortController();
+  const pending = locks.lock('a', { signal: abort.signal });
+  await until(() => fake.count(Opcode.LockAcquire) === 1, 'the acquire is sent');
+  abort.abort();
+  await t.rejects(pending, { code: ErrorCode.CANCELLED });
+  await until(() => fake.count(Opcode.LockRelease) >= 1, 'a LockRelease');
+  await sleep(30);
+  t.equal(fake.count(Opcode.LockRelease), 1, 'exactly one release for the one grant');
+});
