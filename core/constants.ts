@@ -56,6 +56,13 @@ export const snapshotEntriesThreshold = 10_000;
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
 export const raftReadRequestsPendingMax = 4096;
+/**
+ * Ticks a linearizable read may wait for its ReadIndex answer before it fails with
+ * UNAVAILABLE (retry). Peer sends are fire and forget, so a follower's forwarded
+ * ReadIndex (or the answer) can be lost, and nothing else would ever end that wait.
+ * Two election timeouts: a live leader answers within a heartbeat round trip.
+ */
+export const raftReadTimeoutTicks = 2 * electionTimeoutTicksMax;
 /** Random bytes per boot that prefix a node's ReadIndex contexts (a restart never reuses one). */
 export const readContextNonceBytes = 8;
 /** A ReadIndex context: the boot nonce, then a u64 read counter. */
@@ -111,6 +118,7 @@ export const dedupLanesPerSessionMax = 1024;
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
+assert(raftReadTimeoutTicks >= 2 * electionTimeoutTicksMax, 'a read outlives an election before it is given up');
 assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal that fits a frame');
 assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
 assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');

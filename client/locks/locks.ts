@@ -69,31 +69,68 @@ export interface HeldLock extends AsyncDisposable {
   downgrade(): Promise<void>;
 }
 
-/** Client id + sequence lanes: each lane has one mutating request in flight, so retries dedup exactly. */
+/**
+ * Client id + sequence lanes: each lane has one mutating request in flight, so retries
+ * dedup exactly.
+ *
+ * STALE_REQUEST (core/locks/table.ts) means the server's dedup record for this client id
+ * is past this seq, or was evicted: it cannot tell whether this request was applied, and
+ * will refuse every seq up to the one it remembers. The lane then takes a fresh client id
+ * (seq restarts at 1). A request that may safely be applied twice (`reapplySafe`) is sent
+ * once more under the fresh id; any other fails with STALE_REQUEST saying that it may or
+ * may not have been applied.
+ */
 class RequestLanes {
-  private readonly lanes: { id: string; seq: number; busy: boolean }[] = [];
+  private readonly lanes: { readonly index: number; id: string; seq: number; busy: boolean }[] = [];
   private static readonly lanesMax = 1024;
+  /** Fresh client ids handed out after STALE_REQUEST (part of each new id, so ids never repeat). */
+  private renewals = 0;
 
   constructor(private readonly base: string) {}
 
-  async run<T>(fn: (clientId: string, seq: number) => Promise<T>): Promise<T> {
+  async run<T>(fn: (clientId: string, seq: number) => Promise<T>, reapplySafe = false): Promise<T> {
     let lane = this.lanes.find((l) => !l.busy);
     if (lane === undefined) {
       if (this.lanes.length >= RequestLanes.lanesMax) {
         throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `more than ${RequestLanes.lanesMax} lock requests in flight from one client`);
       }
-      lane = { id: `${this.base}/${this.lanes.length}`, seq: 0, busy: false };
+      lane = { index: this.lanes.length, id: `${this.base}/${this.lanes.length}`, seq: 0, busy: false };
       this.lanes.push(lane);
     }
     lane.busy = true;
-    lane.seq++;
+    const firstId = lane.id;
     try {
-      return await fn(lane.id, lane.seq);
+      for (let attempt = 0; ; attempt++) {
+        lane.seq++;
+        const [id, seq] = [lane.id, lane.seq];
+        try {
+          return await fn(id, seq);
+        } catch (err) {
+          if (!(err instanceof DsyncError) || err.code !== ErrorCode.STALE_REQUEST) throw err;
+          lane.id = `${this.base}/${lane.index}.${++this.renewals}`;
+          lane.seq = 0;
+          assert(lane.id !== id, 'a stale lane gets a new client id');
+          if (reapplySafe && attempt === 0) continue;
+          throw new DsyncError(ErrorCode.STALE_REQUEST, reapplySafe
+            ? `the server refused this request as stale under client id ${firstId} and again under the fresh id ${id}: ${err.message}`
+            : `the server cannot tell whether this request (client id ${id}, seq ${seq}) was applied, and it is not safe to send again; `
+              + `check the state before retrying (this client now uses client id ${lane.id}): ${err.message}`);
+        }
+      }
     } finally {
       lane.busy = false;
     }
   }
 }
+
+/**
+ * Requests that may be applied twice without harm, so a STALE_REQUEST is answered by
+ * sending them once more under a fresh client id: a keep-alive or close (idempotent), a
+ * cancel (a second one changes nothing, or answers the grant again), and a session open
+ * (a second session may open; the first then holds nothing and expires after its TTL).
+ * Not acquire, release, downgrade or force-release: twice is a different outcome.
+ */
+const reapplySafeOpcodes: ReadonlySet<number> = new Set([Opcode.SessionOpen, Opcode.SessionKeepAlive, Opcode.SessionClose, Opcode.LockCancel]);
 
 class Held implements HeldLock {
   private releasing: Promise<void> | null = null;
@@ -241,7 +278,7 @@ export class LockClient implements LockAdmin {
   /** One mutating lock request on a lane (client id + seq), routed to the leader; retries are applied once. */
   async mutate(opcode: number, fields: Omit<Parameters<typeof schema.LockRequest.create>[0] & object, 'clientId' | 'seq'>,
     opts: RequestOptions = {}): Promise<ReturnType<typeof schema.LockReply.decode>> {
-    return this.lanes.run((clientId, seq) => this.send(opcode, { ...fields, clientId, seq }, opts));
+    return this.lanes.run((clientId, seq) => this.send(opcode, { ...fields, clientId, seq }, opts), reapplySafeOpcodes.has(opcode));
   }
 
   /**
@@ -324,8 +361,22 @@ export class LockClient implements LockAdmin {
     if (!Number.isFinite(waitMs) || waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a finite number >= 0');
     const session = await this.ensureSession(opts.ttlMs ?? this.defaultTtlMs);
     const requestId = `r${this.nextRequest++}`;
+    // A grant this acquire will not hand to user code (aborted, or granted before its cancel
+    // applied) is released exactly once, whichever answer reports it first.
+    let grantDropped = false;
+    const dropGrant = async (reply: ReturnType<typeof schema.LockReply.decode>): Promise<void> => {
+      if (grantDropped) return;
+      grantDropped = true;
+      const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', Number(reply.token), session);
+      this.held.add(h);
+      await h.release();
+    };
     const cancel = (): void => {
-      this.mutate(Opcode.LockCancel, { session, lock: name, requestId }).catch(() => { /* best effort: the session's end withdraws it anyway */ });
+      this.mutate(Opcode.LockCancel, { session, lock: name, requestId })
+        // A token in the answer: the request was granted before the cancel applied (the
+        // grant never reached us). Release that hold, or nobody ever would.
+        .then((r) => (Number(r.token) > 0 ? dropGrant(r) : undefined))
+        .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
     let r: ReturnType<typeof schema.LockReply.decode>;
@@ -359,12 +410,12 @@ export class LockClient implements LockAdmin {
       if (s !== null && s.id === session) this.sessionLost(s, new SessionExpiredError(why));
       throw new SessionExpiredError(why);
     }
-    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
-    this.held.add(held);
     if (signal?.aborted === true) {
-      await held.release();
+      await dropGrant(r);
       throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
     }
+    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
+    this.held.add(held);
     return held;
   }
 

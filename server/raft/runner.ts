@@ -6,7 +6,7 @@
 
 import { assert } from '../../core/assert.js';
 import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, overloadRetryAfterMs,
-  proposalsPendingMax, raftReadRequestsPendingMax, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
+  proposalsPendingMax, raftReadRequestsPendingMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
@@ -38,6 +38,8 @@ interface ProposalWaiter {
 }
 
 interface ReadWaiter {
+  /** The runner's tick count when the read was asked: unanswered for raftReadTimeoutTicks, it fails. */
+  readonly issuedTick: number;
   index: number;
   resolve(): void;
   reject(err: DsyncError): void;
@@ -74,6 +76,8 @@ export class GroupRunner {
   readonly raft: Raft;
   private readyInFlight = false;
   private scheduled = false;
+  /** Ticks since this runner started (read timeouts count in them). */
+  private ticks = 0;
   private stopped = false;
   private readonly proposals = new Map<number, ProposalWaiter>();
   /** Waiting reads by their context's counter (see encodeReadContext). */
@@ -172,7 +176,7 @@ export class GroupRunner {
     if (!this.raft.readIndex(encodeReadContext(this.host.env.bootNonce, key))) return Promise.reject(this.host.notLeader(this.group));
     this.schedule();
     return new Promise((resolve, reject) => {
-      this.reads.set(key, { index: 0, resolve, reject });
+      this.reads.set(key, { issuedTick: this.ticks, index: 0, resolve, reject });
     });
   }
 
@@ -184,8 +188,25 @@ export class GroupRunner {
 
   tick(): void {
     if (this.stopped) return;
+    this.ticks++;
+    this.expireReads();
     this.raft.tick();
     this.schedule();
+  }
+
+  /**
+   * Fails reads whose ReadIndex got no answer in raftReadTimeoutTicks. Raft messages are
+   * unreliable (a follower's forwarded ReadIndex, or the leader's answer, may be dropped)
+   * and nothing resends them; without this the read, and the client request behind it,
+   * would wait forever. Reads are kept in issue order, so the scan stops at the first young one.
+   */
+  private expireReads(): void {
+    for (const [key, w] of this.reads) {
+      if (this.ticks - w.issuedTick < raftReadTimeoutTicks) break;
+      this.reads.delete(key);
+      w.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        `group ${this.group}: the read got no ReadIndex answer within ${raftReadTimeoutTicks * raftTickMs} ms; retry`));
+    }
   }
 
   status(): GroupStatusView {

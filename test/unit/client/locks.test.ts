@@ -206,3 +206,84 @@ t.test('item 6: a waiting acquire answered with a definite error is not cancelle
   await sleep(20);
   t.equal(fake.count(Opcode.LockCancel), 0, 'the server already withdrew it');
 });
+
+t.test('item 2: a give-up whose cancel answers that the request was already granted releases that hold', async (t) => {
+  const base = grantAll(10_000);
+  let acquires = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    // The grant applies but its answer is lost; the cancel arrives after it.
+    if (opcode === Opcode.LockAcquire && ++acquires === 1) throw new DsyncError(ErrorCode.TIMEOUT, 'LockAcquire got no answer in time');
+    if (opcode === Opcode.LockCancel) return { lock: req.lock, token: 555, exclusive: true, count: 1 };
+    return base(opcode, req);
+  });
+  await t.rejects(locks.lock('a', { waitMs: 100 }), { code: ErrorCode.TIMEOUT });
+  await until(() => fake.count(Opcode.LockRelease) === 1, 'a LockRelease of the unseen grant');
+  const release = fake.sent.find((s) => s.opcode === Opcode.LockRelease);
+  t.equal(release?.req.lock, 'a');
+  t.equal(Number(release?.req.session), sessionId);
+  t.same(fake.ops().slice(-2), ['LockCancel', 'LockRelease'], 'released after the cancel answered the grant');
+  await sleep(20);
+  t.equal(fake.count(Opcode.LockRelease), 1, 'released once');
+});
+
+t.test('item 2: an aborted acquire granted both to the acquire and to its cancel releases the hold once', async (t) => {
+  const base = grantAll(10_000);
+  let grant: (() => void) | null = null;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) {
+      // Answered only after the cancel was answered: both carry the grant.
+      await new Promise<void>((resolve) => { grant = resolve; });
+      return { lock: req.lock, token: 777, exclusive: true, count: 1 };
+    }
+    if (opcode === Opcode.LockCancel) {
+      setTimeout(() => grant?.(), 10);
+      return { lock: req.lock, token: 777, exclusive: true, count: 1 };
+    }
+    return base(opcode, req);
+  });
+  const abort = new AbortController();
+  const pending = locks.lock('a', { signal: abort.signal });
+  await until(() => fake.count(Opcode.LockAcquire) === 1, 'the acquire is sent');
+  abort.abort();
+  await t.rejects(pending, { code: ErrorCode.CANCELLED });
+  await until(() => fake.count(Opcode.LockRelease) >= 1, 'a LockRelease');
+  await sleep(30);
+  t.equal(fake.count(Opcode.LockRelease), 1, 'exactly one release for the one grant');
+});
+
+t.test('item 3: STALE_REQUEST on a request safe to apply twice: the lane takes a fresh client id, seq 1, and sends it once more', async (t) => {
+  const base = grantAll(10_000);
+  let opens = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.SessionOpen && ++opens === 1) throw new DsyncError(ErrorCode.STALE_REQUEST, 'seq 1 is older than the last applied seq 9');
+    return base(opcode, req);
+  });
+  const held = await locks.lock('a');
+  t.equal(held.isLost, false, 'the lock is granted after the session open was re-sent');
+  const sent = fake.sent.map((s) => ({ op: opcodeName(s.opcode), clientId: s.req.clientId, seq: Number(s.req.seq) }));
+  const [stale, fresh, acquire] = sent;
+  t.same(sent.map((s) => s.op), ['SessionOpen', 'SessionOpen', 'LockAcquire'], 'sent once more, then the acquire');
+  t.not(fresh?.clientId, stale?.clientId, 'under a fresh client id');
+  t.equal(fresh?.seq, 1, 'whose seq starts at 1');
+  t.same([acquire?.clientId, acquire?.seq], [fresh?.clientId, 2], 'the lane keeps the fresh id');
+  await held.release();
+});
+
+t.test('item 3: STALE_REQUEST on an acquire is not re-sent: lock() fails with STALE_REQUEST and the lane moves to a fresh id', async (t) => {
+  const base = grantAll(10_000);
+  let acquires = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire && ++acquires === 1) {
+      throw new DsyncError(ErrorCode.STALE_REQUEST, 'the dedup entry of client x (seq 4) was evicted; retry with a new client id');
+    }
+    return base(opcode, req);
+  });
+  await t.rejects(locks.lock('a'), { code: ErrorCode.STALE_REQUEST, message: /cannot tell whether this request .* was applied/ });
+  t.equal(fake.count(Opcode.LockAcquire), 1, 'an acquire is never applied twice: not re-sent');
+  const first = fake.sent.find((s) => s.opcode === Opcode.LockAcquire);
+  const held = await locks.lock('b');
+  const second = fake.sent.filter((s) => s.opcode === Opcode.LockAcquire)[1];
+  t.not(second?.req.clientId, first?.req.clientId, 'the next request on the lane uses a fresh client id');
+  t.equal(Number(second?.req.seq), 1, 'with seq 1');
+  await held.release();
+});
