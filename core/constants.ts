@@ -108,6 +108,22 @@ export const lockOverloadRetryAfterMs = 100;
 /** Client ids (lanes) whose dedup entries one session keeps: the most lanes one client opens (client/locks). */
 export const dedupLanesPerSessionMax = 1024;
 
+// --- ring ---
+/** Virtual nodes per member on the consistent-hash ring (ARCHITECTURE.md: 150). */
+export const ringVnodesPerNodeDefault = 150;
+export const ringVnodesPerNodeMax = 1024;
+/** Members one ring holds (positions = members x vnodes, kept in one Uint32Array). */
+export const ringNodesMax = 1024;
+/** UTF-8 bytes of a ring member's id (hashed with "#<vnode>" appended). */
+export const ringNodeIdBytesMax = 255;
+/** Replicas per queue partition by default (the first is the preferred leader). */
+export const ringReplicasDefault = 3;
+/**
+ * Partition placement caps each member at loadFactor x the mean number of replicas
+ * (consistent hashing with bounded loads): max/mean <= 1.25 whatever the sampling noise.
+ */
+export const ringPlacementLoadFactor = 1.25;
+
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
@@ -130,3 +146,7 @@ assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no 
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');
 assert(dedupEvictedClientsMax >= dedupClientsWithoutSessionMax, 'tombstones outlast the entries they replace');
 assert(dedupLanesPerSessionMax > 0, 'a session accepts requests from at least one client id');
+assert(ringVnodesPerNodeDefault > 0 && ringVnodesPerNodeDefault <= ringVnodesPerNodeMax, 'ring vnode default within range');
+assert(ringNodesMax * ringVnodesPerNodeMax <= 2 ** 20, 'a position and its ordinal pack into one float64 sort key (32 + 20 bits)');
+assert(ringReplicasDefault >= 1 && ringReplicasDefault <= ringNodesMax, 'replica default positive');
+assert(ringPlacementLoadFactor > 1 && ringPlacementLoadFactor <= 1.3, 'placement cap: above the mean, within the 1.3 load bound');
