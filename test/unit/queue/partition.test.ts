@@ -126,6 +126,22 @@ t.test('nack: redelivered after the delay, or after a doubling backoff', (t) => 
   t.end();
 });
 
+t.test('a nack of an expired attempt that awaits redelivery moves its ready time later', (t) => {
+  const d = new Driver(config({ ackDeadlineMs: 1_000 }));
+  d.publish(msg('a'));
+  const [x] = d.fetch('G', 'c1');
+  if (x === undefined) throw new Error('one delivery');
+  d.nowMs += 1_000;
+  d.expire(); // pending, ready now
+  t.match(d.nack('G', 'c1', x, 5_000).result, { kind: 'nacked', redeliverAtMs: d.nowMs + 5_000, deadLettered: false });
+  t.equal(d.q.nextRedeliveryMs(g('G')), d.nowMs + 5_000);
+  d.nowMs += 1_000;
+  t.same(d.fetch('G', 'c2'), [], 'the earlier ready time no longer counts');
+  d.nowMs += 4_000;
+  t.match(d.fetch('G', 'c2'), [{ offset: 0, attempt: 2 }]);
+  t.end();
+});
+
 t.test('extend: a new deadline while in flight; LATE_ACK once the deadline expired', (t) => {
   const d = new Driver(config({ ackDeadlineMs: 2_000 }));
   d.publish(msg('a'));
