@@ -87,6 +87,7 @@ import {
   queueUnackedPerGroupMaxDefault,
 } from '../constants.js';
 import { deliveryId, logIndex, offset } from '../ids.js';
+import { utf8Bytes } from '../locks/table.js';
 import type { ConsumerGroup, ConsumerId, DeliveryId, LogIndex, Offset, ProducerId } from '../ids.js';
 import type {
   AckStatus,
@@ -259,9 +260,8 @@ export interface GroupInfo {
 }
 
 const err = (code: QueueErrorCode, message: string): QueueError => ({ kind: 'error', code, message });
-const encoder = new TextEncoder();
 const nameError = (what: string, s: unknown): string | null =>
-  typeof s !== 'string' || s.length === 0 || encoder.encode(s).length > queueNameBytesMax
+  typeof s !== 'string' || s.length === 0 || utf8Bytes(s) > queueNameBytesMax
     ? `${what} must be a non-empty string of at most ${queueNameBytesMax} bytes`
     : null;
 
@@ -543,16 +543,6 @@ export class QueuePartition {
     const ackDeadlineMs = cmd.ackDeadlineMs ?? this.config.ackDeadlineMs;
     const room = Math.min(cmd.max, this.config.inflightPerConsumerMax - c.inFlight.size);
     const out: Delivery[] = [];
-    const hand = (d: DeliveryState): void => {
-      d.attempt++;
-      d.inFlight = true;
-      d.consumer = c;
-      d.ackDeadlineMs = ackDeadlineMs;
-      d.deadlineMs = fx.nowMs + ackDeadlineMs;
-      c.inFlight.add(d.id);
-      this.deadlines.push(d.deadlineMs, d.id);
-      out.push({ delivery: d.id, offset: d.offset, attempt: d.attempt, deadlineMs: d.deadlineMs });
-    };
     const heap = g.redeliveries;
     while (out.length < room && heap.peekA() <= fx.nowMs) {
       const readyAt = heap.peekA();
@@ -560,7 +550,7 @@ export class QueuePartition {
       heap.pop();
       const d = g.unacked.get(at);
       if (d === undefined || d.inFlight || d.readyAtMs !== readyAt) continue; // stale
-      hand(d);
+      this.hand(d, c, ackDeadlineMs, fx.nowMs, out);
     }
     while (out.length < room && g.next < this.logEnd && g.next - g.cursor < this.config.unackedPerGroupMax) {
       const at = g.next++;
@@ -583,9 +573,21 @@ export class QueuePartition {
       };
       g.unacked.set(at, d);
       this.deliveries.set(d.id, d);
-      hand(d);
+      this.hand(d, c, ackDeadlineMs, fx.nowMs, out);
     }
     return { kind: 'delivered', deliveries: out };
+  }
+
+  /** Attempt d.attempt + 1 goes to consumer c. */
+  private hand(d: DeliveryState, c: ConsumerState, ackDeadlineMs: number, nowMs: number, out: Delivery[]): void {
+    d.attempt++;
+    d.inFlight = true;
+    d.consumer = c;
+    d.ackDeadlineMs = ackDeadlineMs;
+    d.deadlineMs = nowMs + ackDeadlineMs;
+    c.inFlight.add(d.id);
+    this.deadlines.push(d.deadlineMs, d.id);
+    out.push({ delivery: d.id, offset: d.offset, attempt: d.attempt, deadlineMs: d.deadlineMs });
   }
 
   /** The delivery an ack/nack/extend names if its attempt is current, else the answer. */

@@ -13,6 +13,7 @@
 
 import { assert } from '../assert.js';
 import { offset } from '../ids.js';
+import { utf8Bytes } from '../locks/table.js';
 import type { Offset } from '../ids.js';
 import type { Header, Message, StoredMessage } from './commands.js';
 
@@ -29,12 +30,10 @@ export interface MessageStore {
   truncateBefore(at: Offset): void;
 }
 
-const encoder = new TextEncoder();
-
 /** The size a message counts for in limits and retention: key + value + header names (UTF-8) and values. */
 export function messageBytes(m: Message): number {
   let n = m.key.length + m.value.length;
-  for (const h of m.headers) n += encoder.encode(h.name).length + h.value.length;
+  for (const h of m.headers) n += utf8Bytes(h.name) + h.value.length;
   return n;
 }
 

@@ -7,10 +7,16 @@
 
 import t from 'tap';
 import {
+  queueAppendBatchCountMax,
+  queueConsumersPerGroupMax,
+  queueGroupsPerPartitionMax,
   queueMessageBytesMax,
   queueNackBackoffMsMax,
   queueNackBackoffMsMin,
   queueProducerBatchesRemembered,
+  queueProducersPerPartitionMax,
+  queueRedrivenRetainedMax,
+  queueUnackedPerGroupMaxDefault,
 } from '../../../core/constants.js';
 import { deliveryId, logIndex, offset, partitionId } from '../../../core/ids.js';
 import type { DeadLettered, QueueErrorCode, StoredMessage } from '../../../core/queue/commands.js';
@@ -295,6 +301,37 @@ t.test('consumer requests are deduplicated by seq: a retry answers the cached re
   t.equal(d.q.groupInfo(g('G'))?.inFlight, 1, 'the retry handed out nothing more');
   t.equal(code(d.apply({ kind: 'fetch', group: g('G'), consumer: c('c1'), seq: 6, max: 1 }).result), 'STALE_REQUEST');
   t.equal(code(d.apply({ kind: 'fetch', group: g('G'), consumer: c('c1'), seq: 0, max: 1 }).result), 'BAD_REQUEST');
+  t.end();
+});
+
+t.test('bounds: consumers per group, groups, producers, redriven messages', (t) => {
+  const d = new Driver(config({ unackedPerGroupMax: queueUnackedPerGroupMaxDefault }));
+  const batch = Array.from({ length: queueAppendBatchCountMax }, () => msg('m'));
+  for (let i = 0; i * queueAppendBatchCountMax <= queueConsumersPerGroupMax; i++) d.publish(...batch);
+  d.fetch('G', 'idle', 1);
+  d.ack('G', 'idle', ...d.q.listDeliveries(g('G')));
+  for (let i = 1; i < queueConsumersPerGroupMax; i++) d.fetch('G', `busy${i}`, 1);
+  t.equal(d.q.groupInfo(g('G'))?.consumers, queueConsumersPerGroupMax);
+  t.equal(d.fetch('G', 'new1', 1).length, 1, 'a new consumer replaces the least recently active idle one');
+  t.equal(d.q.groupInfo(g('G'))?.consumers, queueConsumersPerGroupMax);
+  t.equal(code(d.send('G', 'idle', { kind: 'fetch', max: 1 }).result), 'TOO_MANY_REQUESTS', 'every remembered consumer holds deliveries');
+
+  for (let i = 0; i < queueGroupsPerPartitionMax - 1; i++) d.apply({ kind: 'replay', group: g(`g${i}`), from: { offset: offset(0) } });
+  t.equal(code(d.send('one-too-many', 'c', { kind: 'fetch', max: 1 }).result), 'TOO_MANY_REQUESTS');
+  t.equal(code(d.apply({ kind: 'replay', group: g('one-too-many'), from: { offset: offset(0) } }).result), 'TOO_MANY_REQUESTS');
+
+  const p = new Driver();
+  p.produce('first', 1, msg('a'));
+  for (let i = 0; i < queueProducersPerPartitionMax; i++) p.produce(`p${i}`, 1, msg('x'));
+  t.match(p.produce('first', 1, msg('a')), { duplicate: false }, 'a forgotten producer\'s retry is appended again (at-least-once)');
+  t.match(p.produce(`p${queueProducersPerPartitionMax - 1}`, 1, msg('x')), { duplicate: true }, 'recent producers are remembered');
+
+  const r = new Driver();
+  const redriven = Array.from({ length: queueAppendBatchCountMax }, () => ({ ...msg('r'), onlyGroup: g('G') }));
+  const fills = Array.from({ length: queueRedrivenRetainedMax / queueAppendBatchCountMax }, () => code(r.publish(...redriven)));
+  t.ok(fills.every((k) => k === 'appended'), `${queueRedrivenRetainedMax} redriven messages fit`);
+  t.equal(code(r.publish({ ...msg('r'), onlyGroup: g('G') })), 'TOO_MANY_REQUESTS', 'redriven messages bounded');
+  t.equal(code(r.publish(msg('plain'))), 'appended', 'ordinary messages still go in');
   t.end();
 });
 
