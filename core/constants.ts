@@ -115,6 +115,61 @@ export const lockOverloadRetryAfterMs = 100;
 /** Client ids (lanes) whose dedup entries one session keeps: the most lanes one client opens (client/locks). */
 export const dedupLanesPerSessionMax = 1024;
 
+// --- ring ---
+/** Virtual nodes per member on the consistent-hash ring (ARCHITECTURE.md: 150). */
+export const ringVnodesPerNodeDefault = 150;
+export const ringVnodesPerNodeMax = 1024;
+/** Members one ring holds (positions = members x vnodes, kept in one Uint32Array). */
+export const ringNodesMax = 1024;
+/** UTF-8 bytes of a ring member's id (hashed with "#<vnode>" appended). */
+export const ringNodeIdBytesMax = 255;
+/** Replicas per queue partition by default (the first is the preferred leader). */
+export const ringReplicasDefault = 3;
+/**
+ * Partition placement caps each member at loadFactor x the mean number of replicas
+ * (consistent hashing with bounded loads): max/mean <= 1.25 whatever the sampling noise.
+ */
+export const ringPlacementLoadFactor = 1.25;
+
+// --- queues (one partition's state machine, core/queue) ---
+/** Key + value + header names and values of one message. */
+export const queueMessageBytesMax = 1024 * 1024;
+/** Messages in one append entry. */
+export const queueAppendBatchCountMax = 1024;
+export const queueHeadersPerMessageMax = 64;
+/** UTF-8 bytes of a group name, consumer id, producer id or header name. */
+export const queueNameBytesMax = 255;
+/** Deliveries one fetch hands out. */
+export const queueFetchCountMax = 1024;
+/** Deliveries one ack entry settles. */
+export const queueAckBatchCountMax = 1024;
+/** Deliveries one consumer holds unacked at once (the topic may set less). */
+export const queueInflightPerConsumerMaxDefault = 1024;
+export const queueInflightPerConsumerMax = 65_536;
+/** Offsets between a group's cursor and its next new delivery: bounds per-group memory (JetStream's max_ack_pending). */
+export const queueUnackedPerGroupMaxDefault = 65_536;
+export const queueUnackedPerGroupMax = 1_048_576;
+/** Consumers a group remembers per partition (idle ones are forgotten first when full). */
+export const queueConsumersPerGroupMax = 1024;
+export const queueGroupsPerPartitionMax = 256;
+/** Producers whose dedup state a partition keeps (least recently appending forgotten first). */
+export const queueProducersPerPartitionMax = 16_384;
+/** Recent batches remembered per producer: a retry of any of them answers its original offsets. */
+export const queueProducerBatchesRemembered = 5;
+export const queueAckDeadlineMsMin = 1_000;
+export const queueAckDeadlineMsDefault = 30_000;
+export const queueAckDeadlineMsMax = 12 * 60 * 60 * 1000;
+/** Deliveries of one message to one group before it is dead-lettered (0 in a topic = never). */
+export const queueMaxDeliveriesDefault = 5;
+export const queueMaxDeliveriesMax = 1_000;
+/** nack without a delay: min x 2^(attempt-1), capped at max. */
+export const queueNackBackoffMsMin = 1_000;
+export const queueNackBackoffMsMax = 60_000;
+/** Longest delay a nack may ask for. */
+export const queueNackDelayMsMax = 24 * 60 * 60 * 1000;
+/** Redriven messages (each visible to one group only) a partition retains. */
+export const queueRedrivenRetainedMax = 65_536;
+
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
@@ -138,3 +193,19 @@ assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no 
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');
 assert(dedupEvictedClientsMax >= dedupClientsWithoutSessionMax, 'tombstones outlast the entries they replace');
 assert(dedupLanesPerSessionMax > 0, 'a session accepts requests from at least one client id');
+assert(ringVnodesPerNodeDefault > 0 && ringVnodesPerNodeDefault <= ringVnodesPerNodeMax, 'ring vnode default within range');
+assert(ringNodesMax * ringVnodesPerNodeMax <= 2 ** 20, 'a position and its ordinal pack into one float64 sort key (32 + 20 bits)');
+assert(ringReplicasDefault >= 1 && ringReplicasDefault <= ringNodesMax, 'replica default positive');
+assert(ringPlacementLoadFactor > 1 && ringPlacementLoadFactor <= 1.3, 'placement cap: above the mean, within the 1.3 load bound');
+assert(queueFetchCountMax <= queueInflightPerConsumerMaxDefault && queueInflightPerConsumerMaxDefault <= queueInflightPerConsumerMax,
+  'a fetch fits a consumer\'s default in-flight bound');
+assert(queueInflightPerConsumerMaxDefault <= queueUnackedPerGroupMaxDefault && queueUnackedPerGroupMaxDefault <= queueUnackedPerGroupMax,
+  'one consumer\'s in-flight fits its group\'s unacked window');
+assert(queueMessageBytesMax + 64 * 1024 <= frameBytesMax, 'a maximal message fits a frame with room for its envelope');
+assert(queueAckDeadlineMsMin > electionTimeoutTicksMax * raftTickMs, 'an ack deadline outlasts one election (no redelivery storm per failover)');
+assert(queueAckDeadlineMsMin <= queueAckDeadlineMsDefault && queueAckDeadlineMsDefault <= queueAckDeadlineMsMax, 'ack deadline default within range');
+assert(queueMaxDeliveriesDefault >= 1 && queueMaxDeliveriesDefault <= queueMaxDeliveriesMax, 'max deliveries default within range');
+assert(queueNackBackoffMsMin > 0 && queueNackBackoffMsMin <= queueNackBackoffMsMax && queueNackBackoffMsMax <= queueNackDelayMsMax, 'nack backoff range');
+assert(queueProducerBatchesRemembered >= 1 && queueProducersPerPartitionMax > 0 && queueConsumersPerGroupMax > 0 && queueGroupsPerPartitionMax > 0,
+  'queue dedup and membership bounds positive');
+assert(queueAppendBatchCountMax <= queueRedrivenRetainedMax, 'one redrive batch fits the redriven bound');

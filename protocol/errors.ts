@@ -27,6 +27,14 @@ export const ErrorCode = {
   /** An administrator took the lock away (force-release); the holder must stop using it. */
   FORCE_RELEASED: 'FORCE_RELEASED',
   INTERNAL: 'INTERNAL',
+  /**
+   * An ack, nack or extend named an attempt that is no longer current: the message was
+   * handed out again (or, for extend, its deadline passed). Another consumer may be
+   * working on it; this one should stop.
+   */
+  LATE_ACK: 'LATE_ACK',
+  /** A message larger than the queue's limit (queueMessageBytesMax). */
+  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
