@@ -49,6 +49,8 @@ export interface DsyncErrorDetails {
   readonly leaderId?: string;
   /** Overload: retry after about this long. */
   readonly retryAfterMs?: number;
+  /** What led to this error (e.g. CANCELLED: the AbortSignal's reason); becomes `error.cause`. */
+  readonly cause?: unknown;
 }
 
 /** The one error type of dsync: a stable code plus a message a person can act on. */
@@ -60,7 +62,7 @@ export class DsyncError extends Error {
   readonly retryAfterMs: number;
 
   constructor(code: ErrorCode, message: string, details: DsyncErrorDetails = {}) {
-    super(message);
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.leaderAddress = details.leaderAddress ?? '';
     this.leaderId = details.leaderId ?? '';

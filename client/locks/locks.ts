@@ -44,6 +44,16 @@ function typed(err: DsyncError): DsyncError {
   }
 }
 
+/** What an acquire whose AbortSignal fired rejects with: CANCELLED, the signal's reason as `cause`. */
+function aborted(name: string, signal: AbortSignal): DsyncError {
+  return new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`, { cause: signal.reason });
+}
+
+/** A call, not a property test, so TypeScript does not narrow `aborted` for the rest of the function. */
+function isAborted(signal: AbortSignal): boolean {
+  return signal.aborted;
+}
+
 export type LockMode = 'exclusive' | 'shared';
 
 export interface LockOptions {
@@ -355,7 +365,7 @@ export class LockClient implements LockAdmin {
     if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
     if (name.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a lock needs a name');
     const signal = opts.signal;
-    signal?.throwIfAborted();
+    if (signal !== undefined && isAborted(signal)) throw aborted(name, signal);
     const mode = opts.mode ?? 'exclusive';
     const waitMs = opts.waitMs ?? 0;
     if (!Number.isFinite(waitMs) || waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a finite number >= 0');
@@ -387,7 +397,7 @@ export class LockClient implements LockAdmin {
     } catch (err) {
       if (err instanceof DsyncError) {
         if (!wait && err.code === ErrorCode.WOULD_BLOCK) return null;
-        if (err.code === ErrorCode.CANCELLED && signal?.aborted === true) throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
+        if (err.code === ErrorCode.CANCELLED && signal?.aborted === true) throw aborted(name, signal);
         if (err.code === ErrorCode.SESSION_EXPIRED) {
           const s = this.session;
           if (s !== null && s.id === session) this.sessionLost(s, err);
@@ -412,7 +422,7 @@ export class LockClient implements LockAdmin {
     }
     if (signal?.aborted === true) {
       await dropGrant(r);
-      throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
+      throw aborted(name, signal);
     }
     const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
     this.held.add(held);

@@ -244,8 +244,9 @@ t.test('item 2: an aborted acquire granted both to the acquire and to its cancel
   const abort = new AbortController();
   const pending = locks.lock('a', { signal: abort.signal });
   await until(() => fake.count(Opcode.LockAcquire) === 1, 'the acquire is sent');
-  abort.abort();
-  await t.rejects(pending, { code: ErrorCode.CANCELLED });
+  const reason = new Error('gave up');
+  abort.abort(reason);
+  await t.rejects(pending, { code: ErrorCode.CANCELLED, cause: reason });
   await until(() => fake.count(Opcode.LockRelease) >= 1, 'a LockRelease');
   await sleep(30);
   t.equal(fake.count(Opcode.LockRelease), 1, 'exactly one release for the one grant');
@@ -286,4 +287,40 @@ t.test('item 3: STALE_REQUEST on an acquire is not re-sent: lock() fails with ST
   t.not(second?.req.clientId, first?.req.clientId, 'the next request on the lane uses a fresh client id');
   t.equal(Number(second?.req.seq), 1, 'with seq 1');
   await held.release();
+});
+
+t.test('issue 12: an aborted wait rejects with CANCELLED whose cause is the signal\'s reason', async (t) => {
+  const base = grantAll(10_000);
+  let cancelled: (() => void) | null = null;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) {
+      // The leader withdraws the wait once the cancel arrives, as the server does.
+      await new Promise<void>((resolve) => { cancelled = resolve; });
+      throw new DsyncError(ErrorCode.CANCELLED, `wait for ${req.lock} cancelled`);
+    }
+    if (opcode === Opcode.LockCancel) {
+      setTimeout(() => cancelled?.(), 0);
+      return {};
+    }
+    return base(opcode, req);
+  });
+  const abort = new AbortController();
+  const reason = new Error('shutting down');
+  const pending = locks.lock('a', { signal: abort.signal, waitMs: 60_000 });
+  await until(() => fake.count(Opcode.LockAcquire) === 1, 'the acquire is sent');
+  abort.abort(reason);
+  const err: unknown = await pending.then(() => null, (e: unknown) => e);
+  t.ok(err instanceof DsyncError, 'a DsyncError');
+  t.equal((err as DsyncError).code, ErrorCode.CANCELLED);
+  t.equal((err as DsyncError).cause, reason, 'cause is the signal\'s reason');
+});
+
+t.test('issue 12: a signal aborted before lock() rejects with CANCELLED whose cause is its reason, sending nothing', async (t) => {
+  const { fake, locks } = setup(t, grantAll(10_000));
+  const reason = new Error('never mind');
+  const err: unknown = await locks.lock('a', { signal: AbortSignal.abort(reason) }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof DsyncError, 'a DsyncError');
+  t.equal((err as DsyncError).code, ErrorCode.CANCELLED);
+  t.equal((err as DsyncError).cause, reason, 'cause is the signal\'s reason');
+  t.same(fake.ops(), [], 'no request sent');
 });
