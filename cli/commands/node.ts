@@ -20,7 +20,9 @@ export const nodeCommand: Command = {
   --data-dir DIR       where the node keeps its log (DATA_DIR)         ./data/ID
   --log-level LEVEL    debug|info|warn|error (LOG_LEVEL)               info
   --advertise H:P      address clients should use for this node (ADVERTISE)   host:port
-  --config FILE        JSON file with the same settings (DSYNC_CONFIG)`,
+  --config FILE        JSON file with the same settings (DSYNC_CONFIG)
+Every environment variable is also read with a DSYNC_ prefix, which wins (DSYNC_PORT over PORT).
+Reference: docs/configuration.md`,
   valueFlags: nodeFlags,
   switchFlags: [],
   async run(args) {
