@@ -106,7 +106,7 @@ const freshClientsMax = 2;
 /** The session TTL range: long enough that an election (≤ ~1.2 s) plus one stalled attempt fits in half of it. */
 const ttlMsMin = 4_000;
 const ttlMsMax = 6_000;
-const waitMsChoices = [300, 1_500, 4_000] as const;
+const waitMsChoices = [300, 1_500, 4_000, 8_000] as const;
 
 /** Codes a call fails with for want of the cluster (not for a lock reason). */
 const unavailableCodes = new Set<string>([ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.CONNECTION_CLOSED, ErrorCode.NOT_LEADER,
@@ -146,6 +146,8 @@ interface Call {
 class TimedLockSim extends LockSim {
   readonly appliedAtMs = new Map<number, number>();
   readonly sessionOwner = new Map<number, string>();
+  /** When the committed history ended each session (closed or expired): from then on the server may grant its locks to others. */
+  readonly sessionEndedAtMs = new Map<number, number>();
 
   override onApplied(node: SimNode, entry: Entry, cmd: LockCommand, out: ApplyOutcome): void {
     super.onApplied(node, entry, cmd, out);
@@ -154,6 +156,10 @@ class TimedLockSim extends LockSim {
     if (cmd.kind === 'openSession' && out.result.kind === 'sessionOpened') {
       // Lane ids are `${laneBase}/${lane}`; the lane base names the user.
       this.sessionOwner.set(out.result.session, cmd.clientId.split('/')[0] ?? '');
+    }
+    if (!out.duplicate && cmd.kind === 'closeSession' && out.result.kind === 'ok') this.sessionEndedAtMs.set(cmd.session, this.cluster.nowMs);
+    if (cmd.kind === 'expireSessions' && out.result.kind === 'expired') {
+      for (const session of out.result.sessions) this.sessionEndedAtMs.set(session, this.cluster.nowMs);
     }
   }
 }
@@ -419,15 +425,26 @@ class ClientRun {
     }
   }
 
-  /** Every token a client holds is a grant the committed history made to one of that client's sessions. */
+  /**
+   * Every token a client holds is a grant the committed history made to one of that
+   * client's sessions, and a hold still in user code belongs to a session the history
+   * has not ended: once it has, the server may grant the lock to anyone (held-after-session-end).
+   */
   checkGrantsCommitted(): void {
     const reached = this.sim.history.appliedIndex;
     for (const [lock, list] of this.holds) {
       for (const h of list) {
         if (h.token > reached) continue;
         const grants = this.sim.history.grantsAt.get(h.token) ?? [];
-        const ok = grants.some((g) => g.lock === lock && g.token === h.token && this.sim.sessionOwner.get(g.session) === h.user.laneBase);
-        if (!ok) fail('grant-not-committed', `${h.user.name} holds ${lock} with token ${h.token}, but the committed history made no such grant to its sessions`);
+        const grant = grants.find((g) => g.lock === lock && g.token === h.token && this.sim.sessionOwner.get(g.session) === h.user.laneBase);
+        if (grant === undefined) {
+          fail('grant-not-committed', `${h.user.name} holds ${lock} with token ${h.token}, but the committed history made no such grant to its sessions`);
+        }
+        const endedAtMs = this.sim.sessionEndedAtMs.get(grant.session);
+        if (endedAtMs !== undefined && (h.endedAtMs ?? Infinity) > endedAtMs) {
+          fail('held-after-session-end', `${h.user.name} held ${lock} (token ${h.token}, received at ${Math.round(h.receivedAtMs)}ms) ` +
+            `${h.ended === null ? 'still' : `until ${Math.round(h.endedAtMs ?? 0)}ms`}, but the history ended its session ${grant.session} at ${Math.round(endedAtMs)}ms`);
+        }
       }
     }
   }
@@ -475,7 +492,8 @@ class ClientRun {
     const n = c.nodes.length;
     const leader = c.leader();
     const ttl = this.ttlMs;
-    const kind = pick(p, ['pause-leader', 'pause-leader', 'pause-and-cut', 'crash-leader', 'partition', 'cut-client', 'majority-down', 'reset'] as const);
+    const kind = pick(p, ['pause-leader', 'pause-leader', 'pause-and-cut', 'isolate-client', 'isolate-client', 'crash-leader', 'partition', 'cut-client',
+      'majority-down', 'reset'] as const);
     c.note(`--- nemesis: ${kind}`);
     switch (kind) {
       case 'pause-leader': {
@@ -505,6 +523,19 @@ class ClientRun {
         this.stats.clientCuts++;
         c.world.at(cutMs, () => this.net.setBlocked(user.idx, all, false));
         return Math.max(pauseMs, cutMs) + p.int(500, 2_000);
+      }
+      case 'isolate-client': {
+        // A client cut off from every node for about a TTL: a grant answer made while its session
+        // was still live on the server reaches it only after it counted the session lost (item 1).
+        // A user with a lock() in flight, when there is one: its grant may be the late answer.
+        const waiting = this.users.filter((u) => [...this.calls].some((call) => call.user === u && call.what.startsWith('lock ')));
+        const user = pick(p, waiting.length > 0 ? waiting : this.users);
+        const all = c.nodes.map((x) => x.idx);
+        this.net.setBlocked(user.idx, all, true);
+        this.stats.clientCuts++;
+        const ms = p.int(ttl, Math.round(1.25 * ttl));
+        c.world.at(ms, () => this.net.setBlocked(user.idx, all, false));
+        return ms + p.int(200, 1_500);
       }
       case 'crash-leader': {
         const target = leader ?? c.node(p.int(0, n - 1));
