@@ -71,6 +71,8 @@ export interface ClientSimStats {
   lost: number;
   opsFailed: number;
   lockTimeouts: number;
+  /** Calls that failed SESSION_EXPIRED (among them grants the client refused because its session was no longer live). */
+  sessionExpiredCalls: number;
   leaderPauses: number;
   leaderCrashes: number;
   partitions: number;
@@ -291,7 +293,7 @@ class ClientRun {
   readonly users: LockUser[] = [];
   readonly lockNames: readonly string[];
   readonly stats: ClientSimStats = {
-    clients: 0, freshClients: 0, grants: 0, grantsAfterHeal: 0, releases: 0, lost: 0, opsFailed: 0, lockTimeouts: 0, leaderPauses: 0,
+    clients: 0, freshClients: 0, grants: 0, grantsAfterHeal: 0, releases: 0, lost: 0, opsFailed: 0, lockTimeouts: 0, sessionExpiredCalls: 0, leaderPauses: 0,
     leaderCrashes: 0, partitions: 0, clientCuts: 0, resets: 0, overlapsChecked: 0, healthyMs: 0,
   };
   private readonly holds = new Map<string, Hold[]>();
@@ -356,7 +358,10 @@ class ClientRun {
       fail('request-failed-while-healthy', `${call.user.name} ${call.what} (from ${Math.round(call.startMs)}ms) failed with ${err.code} at ` +
         `${Math.round(this.nowMs)}ms although a healthy majority with a leader was reachable since ${Math.round(since)}ms: ${err.message}`);
     }
-    if (err.code === ErrorCode.SESSION_EXPIRED) this.sessionLoss(call.user, `${call.what}: ${err.message}`);
+    if (err.code === ErrorCode.SESSION_EXPIRED) {
+      this.stats.sessionExpiredCalls++;
+      this.sessionLoss(call.user, `${call.what}: ${err.message}`);
+    }
   }
 
   private sessionLoss(user: LockUser, why: string): void {
