@@ -11,6 +11,7 @@ import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import type { GroupTransport, RequestOptions } from '../transport/router.js';
+import { type CancelTimer, type ClientClock, realClock, sleepOn } from '../transport/time.js';
 
 export class LockTimeoutError extends DsyncError {
   override name = 'LockTimeoutError';
@@ -185,10 +186,10 @@ class Held implements HeldLock {
 interface LiveSession {
   readonly id: number;
   readonly ttlMs: number;
-  /** performance.now() at the FIRST send of the newest successful renewal (open or keep-alive). */
+  /** The clock's nowMs() at the FIRST send of the newest successful renewal (open or keep-alive). */
   renewedAtMs: number;
-  keepAliveTimer: NodeJS.Timeout | null;
-  lossTimer: NodeJS.Timeout | null;
+  keepAliveTimer: CancelTimer | null;
+  lossTimer: CancelTimer | null;
   keepAliveInFlight: boolean;
 }
 
@@ -207,6 +208,10 @@ export interface LockClientOptions {
   readonly name: string;
   readonly sessionTtlMs?: number;
   readonly lockDelayMs?: number;
+  /** Clock and timers for the session's keep-alive, loss and release-retry timers (default: performance.now() and Node timers). */
+  readonly clock?: ClientClock;
+  /** Prefix of the request lanes' client ids (default: name plus a random suffix; the simulator derives it from its seed). */
+  readonly laneBase?: string;
 }
 
 /** Errors after which a request may not have reached the leader: retrying (same seq) is safe. */
@@ -230,9 +235,11 @@ export class LockClient implements LockAdmin {
   private closed = false;
   private readonly defaultTtlMs: number;
   private readonly lockDelayMs: number;
+  private readonly clock: ClientClock;
 
   constructor(private readonly transport: GroupTransport, opts: LockClientOptions) {
-    this.lanes = new RequestLanes(`${opts.name}-${randomUUID().slice(0, 8)}`);
+    this.lanes = new RequestLanes(opts.laneBase ?? `${opts.name}-${randomUUID().slice(0, 8)}`);
+    this.clock = opts.clock ?? realClock;
     this.defaultTtlMs = opts.sessionTtlMs ?? sessionTtlMsDefault;
     this.lockDelayMs = opts.lockDelayMs ?? 0;
     transport.onPush(Opcode.LockLost, (_opcode, _requestId, payload) => this.onLockLost(payload));
@@ -335,7 +342,7 @@ export class LockClient implements LockAdmin {
               this.sessionLost(s, new SessionExpiredError(`release of ${h.name} got no answer after ${retry} retries; giving up session ${s.id}`));
               return;
             }
-            await sleep(Math.min(clientRetryBackoffMsMin * 2 ** retry, clientRetryBackoffMsMax));
+            await sleepOn(this.clock, Math.min(clientRetryBackoffMsMin * 2 ** retry, clientRetryBackoffMsMax));
           }
         }
       }).catch(settle);
@@ -411,8 +418,8 @@ export class LockClient implements LockAdmin {
     } finally {
       signal?.removeEventListener('abort', cancel);
     }
-    const s = this.session;
-    if (s === null || s.id !== session || !this.isLive(s)) {
+    if (!this.grantable(session)) {
+      const s = this.session;
       // Granted to a session this client already counts as lost, or whose TTL ran out while
       // the answer travelled: the server may expire it any moment and grant the lock to
       // someone else, so it must not reach user code. Ending the session frees the grant.
@@ -429,8 +436,14 @@ export class LockClient implements LockAdmin {
     return held;
   }
 
+  /** Whether a grant to `session` may reach user code: it is this client's session and its lease is live by the client's count. */
+  protected grantable(session: number): boolean {
+    const s = this.session;
+    return s !== null && s.id === session && this.isLive(s);
+  }
+
   private isLive(s: LiveSession): boolean {
-    return this.session === s && performance.now() < s.renewedAtMs + s.ttlMs;
+    return this.session === s && this.clock.nowMs() < s.renewedAtMs + s.ttlMs;
   }
 
   private async ensureSession(ttlMs: number): Promise<number> {
@@ -456,20 +469,19 @@ export class LockClient implements LockAdmin {
       this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
       throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
     }
-    if (performance.now() >= s.renewedAtMs + s.ttlMs) {
+    if (this.clock.nowMs() >= s.renewedAtMs + s.ttlMs) {
       // The answer took longer than the TTL (a stalled leader), counted from the first send.
       // Nothing is held under the session yet, and a keep-alive that succeeds proves it never
       // ended (session ids are never reused), so one fresh renewal decides.
       await this.renew(s);
-      if (performance.now() >= s.renewedAtMs + s.ttlMs) {
+      if (this.clock.nowMs() >= s.renewedAtMs + s.ttlMs) {
         this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
         throw new SessionExpiredError(`lock session ${s.id} opened too late to be renewed within its ${s.ttlMs} ms TTL`);
       }
     }
     this.session = s;
     // Timers belong to this session object: a late or repeated open starts its own.
-    s.keepAliveTimer = setInterval(() => { void this.keepAlive(s); }, Math.max(100, Math.floor(s.ttlMs / 3)));
-    s.keepAliveTimer.unref();
+    s.keepAliveTimer = this.clock.every(Math.max(100, Math.floor(s.ttlMs / 3)), () => { void this.keepAlive(s); });
     this.scheduleLoss(s);
     return s.id;
   }
@@ -490,7 +502,7 @@ export class LockClient implements LockAdmin {
     s.keepAliveInFlight = true;
     let firstSentMs = NaN;
     try {
-      const leftMs = s.renewedAtMs + s.ttlMs - performance.now();
+      const leftMs = s.renewedAtMs + s.ttlMs - this.clock.nowMs();
       await this.mutate(Opcode.SessionKeepAlive, { session: s.id }, {
         // Past the loss deadline an answer is still worth having while the session opens.
         timeoutMs: Math.max(leftMs, Math.floor(s.ttlMs / 3), 1),
@@ -506,11 +518,10 @@ export class LockClient implements LockAdmin {
   }
 
   private scheduleLoss(s: LiveSession): void {
-    if (s.lossTimer !== null) clearTimeout(s.lossTimer);
-    s.lossTimer = setTimeout(() => {
+    s.lossTimer?.();
+    s.lossTimer = this.clock.after(Math.max(0, s.renewedAtMs + s.ttlMs - this.clock.nowMs()), () => {
       if (this.session === s) this.sessionLost(s, new SessionExpiredError(`no successful renewal of lock session ${s.id} within its ${s.ttlMs} ms TTL`));
-    }, Math.max(0, s.renewedAtMs + s.ttlMs - performance.now()));
-    s.lossTimer.unref();
+    }, true);
   }
 
   /** The session can no longer be trusted: every hold under it is lost, and the server is asked to end it. */
@@ -521,8 +532,8 @@ export class LockClient implements LockAdmin {
 
   private endSession(s: LiveSession, err: DsyncError, closeOnServer: boolean): void {
     assert(this.session === s, 'ending the live session');
-    if (s.keepAliveTimer !== null) clearInterval(s.keepAliveTimer);
-    if (s.lossTimer !== null) clearTimeout(s.lossTimer);
+    s.keepAliveTimer?.();
+    s.lossTimer?.();
     s.keepAliveTimer = null;
     s.lossTimer = null;
     this.session = null;
@@ -554,10 +565,6 @@ export class LockClient implements LockAdmin {
     const s = this.session;
     if (code === ErrorCode.SESSION_EXPIRED && s !== null && s.id === session) this.sessionLost(s, err);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export interface LockHolderInfo {
