@@ -29,6 +29,11 @@ export const clientConnectTimeoutMsDefault = 3_000;
  * client tries another member: a paused leader costs one attempt, not the whole deadline.
  */
 export const clientAttemptTimeoutMsDefault = 1_000;
+/**
+ * The client stops trusting its lock session this fraction of the TTL before renewal + TTL:
+ * room for the leader's clock running faster than the client's (two clocks each off by up to 5%).
+ */
+export const clientLeaseDriftFraction = 0.1;
 /** Attempts per request (NOT_LEADER redirects and retries on other members). */
 export const clientRequestAttemptsMaxDefault = 8;
 /** Pause before retrying on another member, doubling per retry between these. */
@@ -186,6 +191,7 @@ assert(overloadRetryAfterMs > 0 && overloadRetryAfterMs < clientRequestTimeoutMs
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
 assert(clientRetryBackoffMsMax >= clientRetryBackoffMsMin && clientRetryBackoffMsMin > 0, 'client backoff range');
 assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attempt is shorter than the whole request');
+assert(clientLeaseDriftFraction > 0 && clientLeaseDriftFraction < 0.5, 'the drift margin leaves most of the TTL usable');
 assert(clientRequestAttemptsMaxDefault >= 3 && clientReleaseRetryCountMax > 0, 'a request may try every member of a 3-node cluster');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');

@@ -6,7 +6,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { assert } from '../../core/assert.js';
-import { clientReleaseRetryCountMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin, sessionTtlMsDefault } from '../../core/constants.js';
+import { clientLeaseDriftFraction, clientReleaseRetryCountMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin, sessionTtlMsDefault } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
@@ -423,7 +423,7 @@ export class LockClient implements LockAdmin {
       // Granted to a session this client already counts as lost, or whose TTL ran out while
       // the answer travelled: the server may expire it any moment and grant the lock to
       // someone else, so it must not reach user code. Ending the session frees the grant.
-      const why = `lock ${name} was granted to session ${session} after its ${s?.ttlMs ?? 'TTL'} ms lease could no longer be trusted`;
+      const why = `lock ${name} was granted to session ${session} after ${s === null ? 'its lease' : `its ${s.ttlMs} ms lease`} could no longer be trusted`;
       if (s !== null && s.id === session) this.sessionLost(s, new SessionExpiredError(why));
       throw new SessionExpiredError(why);
     }
@@ -443,7 +443,7 @@ export class LockClient implements LockAdmin {
   }
 
   private isLive(s: LiveSession): boolean {
-    return this.session === s && this.clock.nowMs() < s.renewedAtMs + s.ttlMs;
+    return this.session === s && this.clock.nowMs() < trustedUntilMs(s);
   }
 
   private async ensureSession(ttlMs: number): Promise<number> {
@@ -469,12 +469,12 @@ export class LockClient implements LockAdmin {
       this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
       throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
     }
-    if (this.clock.nowMs() >= s.renewedAtMs + s.ttlMs) {
+    if (this.clock.nowMs() >= trustedUntilMs(s)) {
       // The answer took longer than the TTL (a stalled leader), counted from the first send.
       // Nothing is held under the session yet, and a keep-alive that succeeds proves it never
       // ended (session ids are never reused), so one fresh renewal decides.
       await this.renew(s);
-      if (this.clock.nowMs() >= s.renewedAtMs + s.ttlMs) {
+      if (this.clock.nowMs() >= trustedUntilMs(s)) {
         this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
         throw new SessionExpiredError(`lock session ${s.id} opened too late to be renewed within its ${s.ttlMs} ms TTL`);
       }
@@ -502,7 +502,7 @@ export class LockClient implements LockAdmin {
     s.keepAliveInFlight = true;
     let firstSentMs = NaN;
     try {
-      const leftMs = s.renewedAtMs + s.ttlMs - this.clock.nowMs();
+      const leftMs = trustedUntilMs(s) - this.clock.nowMs();
       await this.mutate(Opcode.SessionKeepAlive, { session: s.id }, {
         // Past the loss deadline an answer is still worth having while the session opens.
         timeoutMs: Math.max(leftMs, Math.floor(s.ttlMs / 3), 1),
@@ -519,7 +519,7 @@ export class LockClient implements LockAdmin {
 
   private scheduleLoss(s: LiveSession): void {
     s.lossTimer?.();
-    s.lossTimer = this.clock.after(Math.max(0, s.renewedAtMs + s.ttlMs - this.clock.nowMs()), () => {
+    s.lossTimer = this.clock.after(Math.max(0, trustedUntilMs(s) - this.clock.nowMs()), () => {
       if (this.session === s) this.sessionLost(s, new SessionExpiredError(`no successful renewal of lock session ${s.id} within its ${s.ttlMs} ms TTL`));
     }, true);
   }
@@ -598,3 +598,11 @@ export interface LockSessionInfo {
   readonly waits: number;
 }
 
+/**
+ * Until when this client may trust its session, on its own clock: a drift margin short of
+ * renewal + TTL, because the leader counts the TTL on its clock, which may run faster
+ * than ours (Chubby's conservative client lease), so `lost` fires before the server expires it.
+ */
+function trustedUntilMs(s: { readonly renewedAtMs: number; readonly ttlMs: number }): number {
+  return s.renewedAtMs + s.ttlMs * (1 - clientLeaseDriftFraction);
+}
