@@ -175,6 +175,26 @@ export const queueNackDelayMsMax = 24 * 60 * 60 * 1000;
 /** Redriven messages (each visible to one group only) a partition retains. */
 export const queueRedrivenRetainedMax = 65_536;
 
+// --- queue storage (server/storage/queue-store.ts: one segment store per partition) ---
+/** Bytes per queue segment file before the store starts the next one (front truncation deletes whole segments). */
+export const queueSegmentBytesMax = 64 * 1024 * 1024;
+/** One stored record: a maximal message plus its framing (24-byte header, lengths, header names, redrive group). */
+export const queueStoreRecordBytesMax = queueMessageBytesMax + 64 * 1024;
+/** In-memory index per retained message: u32 file position, u32 timestamp delta, u32 size (typed arrays). */
+export const queueStoreIndexBytesPerMessage = 12;
+/** Bytes of whole records in one export chunk streamed to a lagging replica. */
+export const queueStoreChunkBytesMax = 2 * 1024 * 1024;
+/** Appended bytes a store buffers before it writes them (a sync, a roll or a read of them writes sooner). */
+export const queueStoreWriteBufferBytes = 64 * 1024;
+/** Read-ahead block: a read of a small record fetches this much, so the next offsets come from memory. */
+export const queueStoreReadBlockBytes = 32 * 1024;
+/** Read cache per store (whole blocks, least recently used evicted). */
+export const queueStoreReadCacheBytesMax = 256 * 1024;
+/** Sealed segment files a store keeps open for reads (least recently used closed); the active one is extra. */
+export const queueStoreReadFilesMax = 4;
+/** Recovery reads segments through a buffer this large (it must hold one maximal record). */
+export const queueStoreScanBufferBytes = 2 * 1024 * 1024;
+
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
@@ -215,3 +235,14 @@ assert(queueNackBackoffMsMin > 0 && queueNackBackoffMsMin <= queueNackBackoffMsM
 assert(queueProducerBatchesRemembered >= 1 && queueProducersPerPartitionMax > 0 && queueConsumersPerGroupMax > 0 && queueGroupsPerPartitionMax > 0,
   'queue dedup and membership bounds positive');
 assert(queueAppendBatchCountMax <= queueRedrivenRetainedMax, 'one redrive batch fits the redriven bound');
+assert(queueStoreRecordBytesMax >= queueMessageBytesMax + 24 + 12 + queueHeadersPerMessageMax * 6 + 2 + queueNameBytesMax,
+  'a queue record holds a maximal message with its framing');
+assert(queueSegmentBytesMax >= queueStoreRecordBytesMax && queueSegmentBytesMax + queueStoreRecordBytesMax < 2 ** 32,
+  'a queue segment holds a maximal record and its positions fit a u32');
+assert(queueStoreChunkBytesMax >= queueStoreRecordBytesMax && queueStoreChunkBytesMax + 64 * 1024 <= frameBytesMax,
+  'an export chunk holds a maximal record and fits a frame with its envelope');
+assert(queueStoreReadCacheBytesMax >= queueStoreReadBlockBytes && queueStoreReadCacheBytesMax % queueStoreReadBlockBytes === 0,
+  'the read cache holds whole blocks');
+assert(queueStoreScanBufferBytes >= queueStoreRecordBytesMax && queueStoreWriteBufferBytes > 0 && queueStoreReadFilesMax >= 1,
+  'queue store buffers hold a record');
+assert(queueStoreIndexBytesPerMessage === 3 * Uint32Array.BYTES_PER_ELEMENT, 'queue store index: three u32 per message');
