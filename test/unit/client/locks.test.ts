@@ -7,6 +7,7 @@
 import t from 'tap';
 import { ForceReleasedError, LockClient, SessionExpiredError } from '../../../client/locks/locks.js';
 import type { PushListener } from '../../../client/transport/connection.js';
+import { realClock } from '../../../client/transport/time.js';
 import type { GroupTransport, RequestOptions } from '../../../client/transport/router.js';
 import { DsyncError, ErrorCode } from '../../../protocol/errors.js';
 import { Opcode, opcodeName } from '../../../protocol/frame.js';
@@ -97,6 +98,23 @@ t.test('item 1: a grant that arrives after the session\'s TTL ran out is refused
     `lock() rejects with SessionExpiredError instead of handing out an unprotected lock (got ${JSON.stringify(outcome)})`);
   await until(() => fake.count(Opcode.SessionClose) > 0, 'SessionClose');
   t.ok(fake.ops().indexOf('LockAcquire') < fake.ops().indexOf('SessionClose'), 'the lost session is closed, freeing the grant');
+});
+
+t.test('item 1: a grant inside the TTL but past the drift margin is refused (the leader\'s clock may run faster)', async (t) => {
+  const ttlMs = 10_000;
+  // The client's clock jumps while the acquire is answered: 95% of the TTL after the open was sent.
+  let skewMs = 0;
+  const clock = { ...realClock, nowMs: () => performance.now() + skewMs };
+  const base = grantAll(ttlMs);
+  const fake = new FakeTransport(async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) skewMs += ttlMs * 0.95;
+    return base(opcode, req);
+  });
+  const locks = new LockClient(fake, { name: 'unit', clock });
+  t.teardown(() => locks.close());
+  const outcome = await locks.lock('a').then((h) => ({ held: h.isLost ? 'lost' : 'NOT LOST' }), (err: unknown) => ({ err }));
+  t.ok('err' in outcome && outcome.err instanceof SessionExpiredError,
+    `a grant at 95% of the TTL is not trusted (got ${JSON.stringify(outcome)})`);
 });
 
 t.test('item 1: a session whose open answer came back after its TTL is revalidated by a keep-alive, then kept alive', async (t) => {
