@@ -28,6 +28,7 @@ export const statusCommand: Command = {
         process.stdout.write(JSON.stringify(views, null, 2) + '\n');
         return 0;
       }
+      process.stdout.write(`members (${first.nodeId}'s view): ${first.members.map((m) => `${m.id} ${m.role} ${m.connected ? 'reachable' : 'unreachable'}`).join(', ')}\n`);
       for (const v of views) {
         if ('error' in v) {
           process.stdout.write(`${v.nodeId.padEnd(6)} ${v.address.padEnd(21)} UNREACHABLE (${v.error})\n`);

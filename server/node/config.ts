@@ -19,8 +19,13 @@ export interface NodeConfig {
   readonly port: number;
   readonly httpPort: number;
   readonly consolePort: number;
-  /** The other members of group 0 (never this node). */
+  /** The other members of group 0 at bootstrap (never this node); empty with `join`. */
   readonly peers: readonly PeerAddress[];
+  /**
+   * host:port of a running member to ask for this node to be added (learner, then voter),
+   * or null: the node bootstraps group 0 with itself and `peers` as voters.
+   */
+  readonly join: string | null;
   readonly dataDir: string;
   readonly logLevel: LogLevel;
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
@@ -42,7 +47,7 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'data-dir' | 'log-level' | 'advertise' | 'config';
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise' | 'config';
 
 const envNames: Record<Exclude<SettingName, 'config'>, string> = {
   id: 'NODE_ID',
@@ -51,6 +56,7 @@ const envNames: Record<Exclude<SettingName, 'config'>, string> = {
   'http-port': 'HTTP_PORT',
   'console-port': 'CONSOLE_PORT',
   peers: 'PEERS',
+  join: 'JOIN',
   'data-dir': 'DATA_DIR',
   'log-level': 'LOG_LEVEL',
   advertise: 'ADVERTISE',
@@ -62,6 +68,7 @@ const fileKeys: Record<Exclude<SettingName, 'config'>, string> = {
   'http-port': 'httpPort',
   'console-port': 'consolePort',
   peers: 'peers',
+  join: 'join',
   'data-dir': 'dataDir',
   'log-level': 'logLevel',
   advertise: 'advertise',
@@ -131,6 +138,20 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   }
   const peersSetting = get('peers');
   const peers = peersSetting === undefined ? [] : parsePeers(peersSetting.value, peersSetting.label, id, host, port);
+  const joinSetting = get('join');
+  let joinAddress: string | null = null;
+  if (joinSetting !== undefined) {
+    const join = joinSetting.value.trim();
+    joinAddress = join;
+    if (!/^[^\s:@,]+:\d+$|^\[[^\]]+\]:\d+$/.test(join)) {
+      throw new ConfigError(joinSetting.label, `"${joinSetting.value}" is not host:port of a running member (e.g. 127.0.0.1:7401)`);
+    }
+    const joinPort = Number(join.slice(join.lastIndexOf(':') + 1));
+    if (joinPort < 1 || joinPort > 65535) throw new ConfigError(joinSetting.label, `port ${joinPort} is out of range (1-65535)`);
+    if (peers.length > 0) {
+      throw new ConfigError(joinSetting.label, `a node either bootstraps a cluster with ${peersSetting?.label ?? '--peers'} or joins a running one; not both`);
+    }
+  }
   const dataSetting = get('data-dir');
   const dataDir = resolve(dataSetting?.value ?? join('data', id));
   checkWritableDir(dataDir, dataSetting?.label ?? '--data-dir');
@@ -151,7 +172,7 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     consolePort: consoleSetting?.label ?? '--console-port',
     dataDir: dataSetting?.label ?? '--data-dir',
   };
-  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel, advertise, settingLabels };
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels };
 }
 
 function derivedPort(port: number, offset: number): number {
