@@ -1,11 +1,12 @@
 // Cluster membership at run time over real processes (issue 9, "Cluster membership at run time").
 // 1. A 3-node cluster under lock traffic (4 client-library loops acquiring and releasing
 //    exclusive locks); a 4th node starts with --join and becomes a voter (its role in
-//    status and in client.cluster.members()); then one node is removed with
-//    `dsync cluster remove`; the removed node logs it and stops taking part; every
-//    acquire succeeds, grants keep coming after the removal, and no gap between two
-//    grants exceeds grantGapMsMax (an election is 300-600 ms; the bound is generous for
-//    a loaded machine).
+//    status, the console and client.cluster.members()); it is killed -9 and restarts
+//    from its join record, still a voter; then a node is removed with `dsync cluster
+//    remove`; the removed node logs it and stops taking part; then the leader itself is
+//    removed (leadership handed over first). Every acquire succeeds, grants keep coming
+//    after each removal, and no gap between two grants exceeds grantGapMsMax (an
+//    election is 300-600 ms; the bound is generous for a loaded machine).
 // 2. A 3-node cluster with one node stopped: removing a live voter is refused with
 //    WOULD_LOSE_QUORUM and a message naming the counts; removing the stopped one works.
 
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { Client, DsyncError, ErrorCode } from '../../client/index.js';
 import { freePorts, runDsync, sleep, TestCluster, TestNode } from './helpers/cluster.js';
+import { consoleCommand } from './raft-helpers.js';
 
 /** Lock client loops running during the whole membership scenario. */
 const lockLoopsCount = 4;
@@ -108,6 +110,17 @@ t.test('a node joins under lock traffic and becomes a voter; a node is removed; 
     t.same(s.groups.find((g) => g.group === 0)?.voters, ['n1', 'n2', 'n3', 'n4'], `${n.spec.id} agrees on the voters`);
     t.ok(s.members.some((m) => m.id === 'n4' && m.role === 'voter'), `${n.spec.id}'s status lists n4 as a voter`);
   }
+  const consoleMembers = await consoleCommand(cluster.node('n1').consoleAddress.port, 'members');
+  t.match(consoleMembers, /n4\s+voter\s+127\.0\.0\.1:\d+\s+(reachable|self)/, 'the console lists n4 as a voter and reachable');
+
+  // --- a crash of the joined node: it restarts from its join record, still a voter ---
+  await n4.kill9();
+  await n4.start();
+  t.match(n4.process.stdout + n4.process.stderr, /rejoining with the configuration this node was added with/, 'n4 restarts from join.json');
+  await waitUntil('n4 back and reachable', async () => {
+    const ms = await admin.cluster.members();
+    return ms.some((m) => m.id === 'n4' && m.role === 'voter' && m.connected) ? ms : null;
+  });
   const joinDoneMs = Date.now();
 
   // --- remove n3 with the CLI (a follower or the leader: whichever n3 is) ---
@@ -130,6 +143,23 @@ t.test('a node joins under lock traffic and becomes a voter; a node is removed; 
     const s = await admin.status(cluster.node(id).address);
     t.same(s.groups.find((g) => g.group === 0)?.voters, ['n1', 'n2', 'n4'], `${id}'s group 0 has n1, n2, n4`);
   }
+
+  // --- remove the leader: it hands leadership over first, then the new leader removes it ---
+  const leaderId = await waitUntil('a leader', async () => {
+    const s = await admin.status(cluster.node('n1').address);
+    return s.leaderId === '' ? null : s.leaderId;
+  });
+  const grantsBeforeLeaderRemoval = log.grantsAtMs.length;
+  const leaderRemovedStartMs = Date.now();
+  const left = await admin.cluster.remove(leaderId);
+  t.same(left.map((m) => m.id), ['n1', 'n2', 'n4'].filter((id) => id !== leaderId), `the leader ${leaderId} is removed`);
+  const leaderNode = leaderId === 'n4' ? n4 : cluster.node(leaderId);
+  t.match(leaderNode.process.stdout + leaderNode.process.stderr, /removing the leader: transferring leadership first/, 'the leader handed over before its removal');
+  await waitUntil(`${leaderId} to log its removal`, async () =>
+    (/removed from the cluster/.test(leaderNode.process.stdout + leaderNode.process.stderr) ? true : null));
+  await waitUntil('grants after the leader left', async () => (log.grantsAtMs.length >= grantsBeforeLeaderRemoval + grantsAfterRemovalMin ? true : null));
+  const gapLeader = maxGapMs(log.grantsAtMs, leaderRemovedStartMs, Date.now());
+  t.ok(gapLeader <= grantGapMsMax, `longest pause in grants while the leader was removed: ${gapLeader} ms`);
 
   log.stop = true;
   await Promise.all(loops);
