@@ -11,7 +11,7 @@ function printMembers(members: readonly MemberStatus[], json: boolean): void {
     return;
   }
   for (const m of members) {
-    process.stdout.write(`${m.id.padEnd(8)} ${m.role.padEnd(8)} ${m.address.padEnd(22)} ${m.connected ? 'reachable' : 'unreachable'}\n`);
+    process.stdout.write(`${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.role.padEnd(8)} ${m.connected ? 'reachable' : 'unreachable'}\n`);
   }
 }
 

@@ -321,7 +321,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     });
     this.consoleCommands.register({
       name: 'members', usage: 'members', help: "group 0's members: role (voter/learner), address, reachable from here",
-      run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.role.padEnd(8)} ${m.address.padEnd(22)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'reachable' : 'unreachable'}`).join('\n'),
+      run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.role.padEnd(8)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'reachable' : 'unreachable'}`).join('\n'),
     });
 
     this.http.route('GET', '/healthz', (_req, res) => {

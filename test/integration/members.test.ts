@@ -111,7 +111,7 @@ t.test('a node joins under lock traffic and becomes a voter; a node is removed; 
     t.ok(s.members.some((m) => m.id === 'n4' && m.role === 'voter'), `${n.spec.id}'s status lists n4 as a voter`);
   }
   const consoleMembers = await consoleCommand(cluster.node('n1').consoleAddress.port, 'members');
-  t.match(consoleMembers, /n4\s+voter\s+127\.0\.0\.1:\d+\s+(reachable|self)/, 'the console lists n4 as a voter and reachable');
+  t.match(consoleMembers, /n4\s+127\.0\.0\.1:\d+\s+voter\s+(reachable|self)/, 'the console lists n4 as a voter and reachable');
 
   // --- a crash of the joined node: it restarts from its join record, still a voter ---
   await n4.kill9();
