@@ -147,13 +147,28 @@ export class MembersService implements Service {
 
   // ---- views ----
 
-  /** Where peers dial `id`: the table, else what --peers or a join answer said ('' when unknown). */
+  /**
+   * Where this node dials `id`: the operator's --peers entry first (it may be a proxy or a
+   * NAT address only this node should use), else the table, else a join answer ('' when unknown).
+   */
   private peerAddressOf(id: NodeId): string {
-    if (id === this.self) return this.node.config.advertise;
+    if (id === this.self) return this.node.addressOfSelf();
+    const configured = this.node.config.peers.find((p) => p.id === id);
+    if (configured !== undefined) return `${configured.host}:${configured.port}`;
     const known = this.machine.table.get(id)?.peerAddress ?? '';
     if (known !== '') return known;
     const hint = this.hints.get(id);
     return hint === undefined ? '' : `${hint.host}:${hint.port}`;
+  }
+
+  /**
+   * The peer address to record for `id` in the table: what the member said of itself (its
+   * hello's advertised address; one port serves clients and peers), else how this node dials it.
+   */
+  private announcedPeerAddressOf(id: NodeId): string {
+    if (id === this.self) return this.node.addressOfSelf();
+    const advertised = this.node.advertisedAddressOf(id);
+    return advertised !== '' ? advertised : this.peerAddressOf(id);
   }
 
   private clientAddressOf(m: MemberRecord): string {
@@ -172,7 +187,9 @@ export class MembersService implements Service {
 
   views(): MemberView[] {
     return this.machine.table.list().map((m) => ({ id: m.id, address: this.clientAddressOf(m), connected: this.reachable(m.id),
-      voter: m.role === 'voter', role: m.role, peerAddress: this.peerAddressOf(m.id) }));
+      voter: m.role === 'voter', role: m.role,
+      // What others should dial (a joiner opens links from it): the member's own statement, not this node's --peers route.
+      peerAddress: m.id === this.self ? this.node.addressOfSelf() : m.peerAddress !== '' ? m.peerAddress : this.announcedPeerAddressOf(m.id) }));
   }
 
   private membersReply(): Uint8Array {
@@ -238,7 +255,7 @@ export class MembersService implements Service {
     }
     for (const m of table.list()) {
       const address = m.id === this.self ? this.node.addressOfSelf() : m.address !== '' ? m.address : this.node.advertisedAddressOf(m.id);
-      const peerAddress = this.peerAddressOf(m.id);
+      const peerAddress = this.announcedPeerAddressOf(m.id);
       if ((m.address !== '' || address === '') && (m.peerAddress !== '' || peerAddress === '')) continue;
       this.duty(runner.propose(frameEntry(EntryKind.Members, schema.MemberAnnounce.encode({ id: m.id, address, peerAddress }).finish())));
       return;
