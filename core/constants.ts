@@ -55,6 +55,37 @@ export const inflightAppendsMax = 64;
 export const proposalsPendingMax = 65_536;
 /** The retry hint (ErrorReply.retry_after_ms) sent with an overload answer: UNAVAILABLE, TOO_MANY_REQUESTS. */
 export const overloadRetryAfterMs = 100;
+
+// --- cluster membership (group 0) ---
+/** Bytes of application context a conf change entry may carry (a member's addresses). */
+export const confChangeContextBytesMax = 1024;
+/** Members group 0 may hold (voters + learners); a join beyond it is refused. */
+export const membersMax = 64;
+/** Removed node ids remembered (a removed id may not rejoin); the oldest are forgotten beyond it. */
+export const membersRemovedRememberedMax = 1024;
+/** Longest address (host:port) a member may advertise, in characters. */
+export const memberAddressCharsMax = 300;
+/**
+ * A learner is promoted to voter once its match index is within this many entries of
+ * the leader's last index (caught up: promoting it cannot stall commits for long).
+ */
+export const learnerPromoteLagEntriesMax = 64;
+/** How often the group 0 leader looks for learners to promote and members without addresses. */
+export const membersCheckIntervalMs = 100;
+/**
+ * A voter counts as live for the quorum check of a removal when the leader heard from it
+ * within this long (check-quorum's window is one election timeout; this allows for a busy loop).
+ */
+export const memberHeardMsMax = 1_000;
+/** Attempts a joining node makes to be added (following NOT_LEADER, retrying UNAVAILABLE) before it gives up. */
+export const joinAttemptsMax = 60;
+/** Pause between join attempts, doubling between these. */
+export const joinRetryBackoffMsMin = 100;
+export const joinRetryBackoffMsMax = 1_000;
+/** Deadline of one join attempt (connect, hello, the leader committing the change). */
+export const joinAttemptTimeoutMs = 5_000;
+/** How long the leader waits for a leadership transfer before its own removal is answered NOT_LEADER. */
+export const leaderTransferWaitMsMax = 2_000;
 /** Applied entries after which a group snapshots and compacts its log. */
 export const snapshotEntriesThreshold = 10_000;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
@@ -209,6 +240,10 @@ assert(walPendingBytesMax >= 2 * walProposalHeadroomBytes && walProposalHeadroom
   'WAL headroom holds several maximal records and leaves proposals at least half the queue');
 assert(overloadRetryAfterMs > 0 && overloadRetryAfterMs < clientRequestTimeoutMsDefault, 'a retry hint shorter than a request timeout');
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
+assert(memberHeardMsMax >= electionTimeoutTicksMin * raftTickMs, 'a live voter is one heard from within at least an election timeout');
+assert(learnerPromoteLagEntriesMax > 0 && learnerPromoteLagEntriesMax < appendEntriesCountMax, 'a caught-up learner is within one append batch');
+assert(joinRetryBackoffMsMax >= joinRetryBackoffMsMin && joinAttemptsMax > 0 && membersMax >= 3, 'join and membership bounds');
+assert(leaderTransferWaitMsMax >= electionTimeoutTicksMax * raftTickMs, 'a transfer gets at least an election timeout');
 assert(clientRetryBackoffMsMax >= clientRetryBackoffMsMin && clientRetryBackoffMsMin > 0, 'client backoff range');
 assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attempt is shorter than the whole request');
 assert(clientLeaseDriftFraction > 0 && clientLeaseDriftFraction < 0.5, 'the drift margin leaves most of the TTL usable');

@@ -26,6 +26,10 @@ export const ErrorCode = {
   CANCELLED: 'CANCELLED',
   /** An administrator took the lock away (force-release); the holder must stop using it. */
   FORCE_RELEASED: 'FORCE_RELEASED',
+  /** A membership change refused: it would leave group 0 without a quorum of reachable voters. */
+  WOULD_LOSE_QUORUM: 'WOULD_LOSE_QUORUM',
+  /** This node id was removed from the cluster: it may not take part or rejoin under that id. */
+  MEMBER_REMOVED: 'MEMBER_REMOVED',
   INTERNAL: 'INTERNAL',
   /**
    * An ack, nack or extend named an attempt that is no longer current: the message was

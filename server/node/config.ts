@@ -20,8 +20,13 @@ export interface NodeConfig {
   readonly port: number;
   readonly httpPort: number;
   readonly consolePort: number;
-  /** The other members of group 0 (never this node). */
+  /** The other members of group 0 at bootstrap (never this node); empty with `join`. */
   readonly peers: readonly PeerAddress[];
+  /**
+   * host:port of a running member to ask for this node to be added (learner, then voter),
+   * or null: the node bootstraps group 0 with itself and `peers` as voters.
+   */
+  readonly join: string | null;
   readonly dataDir: string;
   readonly logLevel: LogLevel;
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
@@ -43,7 +48,7 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'data-dir' | 'log-level' | 'advertise' | 'config';
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise' | 'config';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
 export interface SettingSpec {
@@ -63,6 +68,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { name: 'http-port', env: 'HTTP_PORT', fileKey: 'httpPort', defaultText: 'port + 1000', description: 'HTTP port (/healthz)' },
   { name: 'console-port', env: 'CONSOLE_PORT', fileKey: 'consolePort', defaultText: 'port + 2000', description: 'text console port' },
   { name: 'peers', env: 'PEERS', fileKey: 'peers', defaultText: '(none: a 1-node cluster)', description: 'the other members: id@host:port,... (a JSON array in the config file)' },
+  { name: 'join', env: 'JOIN', fileKey: 'join', defaultText: '(none)', description: 'host:port of a running member: start as a new member of that cluster (learner, then voter); not with --peers' },
   { name: 'data-dir', env: 'DATA_DIR', fileKey: 'dataDir', defaultText: './data/ID', description: 'where the node keeps its write-ahead log' },
   { name: 'log-level', env: 'LOG_LEVEL', fileKey: 'logLevel', defaultText: 'info', description: 'debug, info, warn or error' },
   { name: 'advertise', env: 'ADVERTISE', fileKey: 'advertise', defaultText: 'host:port', description: 'host:port clients should use to reach this node (behind NAT or in containers)' },
@@ -164,6 +170,20 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   }
   const peersSetting = get('peers');
   const peers = peersSetting === undefined ? [] : parsePeers(peersSetting.value, peersSetting.label, id, host, port);
+  const joinSetting = get('join');
+  let joinAddress: string | null = null;
+  if (joinSetting !== undefined) {
+    const join = joinSetting.value.trim();
+    joinAddress = join;
+    if (!/^[^\s:@,]+:\d+$|^\[[^\]]+\]:\d+$/.test(join)) {
+      throw new ConfigError(joinSetting.label, `"${joinSetting.value}" is not host:port of a running member (e.g. 127.0.0.1:7401)`);
+    }
+    const joinPort = Number(join.slice(join.lastIndexOf(':') + 1));
+    if (joinPort < 1 || joinPort > 65535) throw new ConfigError(joinSetting.label, `port ${joinPort} is out of range (1-65535)`);
+    if (peers.length > 0) {
+      throw new ConfigError(joinSetting.label, `a node either bootstraps a cluster with ${peersSetting?.label ?? '--peers'} or joins a running one; not both`);
+    }
+  }
   const dataSetting = get('data-dir');
   const dataDir = resolve(dataSetting?.value ?? join('data', id));
   checkWritableDir(dataDir, dataSetting?.label ?? '--data-dir');
@@ -184,7 +204,7 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     consolePort: consoleSetting?.label ?? '--console-port',
     dataDir: dataSetting?.label ?? '--data-dir',
   };
-  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel, advertise, settingLabels };
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels };
 }
 
 function derivedPort(port: number, offset: number): number {

@@ -22,8 +22,8 @@ export interface ConnectionOwner {
   /** A request (or push) from an authenticated connection. */
   dispatch(conn: Connection, type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void;
   closed(conn: Connection): void;
-  /** A peer introduced itself (its id and advertised client address). */
-  peerHello(conn: Connection): void;
+  /** A peer introduced itself (its id and advertised client address); an error refuses the link with it. */
+  peerHello(conn: Connection): DsyncError | null | void;
   /** A handler threw something other than a DsyncError: a bug (e.g. an AssertionError); stop the node. */
   fatal(message: string, err: unknown): void;
 }
@@ -145,6 +145,12 @@ export class Connection implements FrameSink {
     this.writer.send(FrameType.Push, opcode, requestId, payload);
   }
 
+  /** Tells the other side why (an error frame about no request), then closes. */
+  refuse(err: DsyncError): void {
+    this.sendError(0, Opcode.None, err);
+    this.close(err.message);
+  }
+
   close(reason: string): void {
     if (this.isClosed) return;
     this.owner.log.debug('closing connection', { conn: this.id, reason });
@@ -187,7 +193,14 @@ export class Connection implements FrameSink {
     this.role = hello.role === schema.Role.ROLE_PEER ? 'peer' : 'client';
     this.name = hello.name;
     this.advertise = hello.advertise;
-    if (this.role === 'peer') this.owner.peerHello(this);
+    if (this.role === 'peer') {
+      const refused = this.owner.peerHello(this);
+      if (refused !== null && refused !== undefined) {
+        this.sendError(requestId, Opcode.Hello, refused);
+        this.close(refused.message);
+        return;
+      }
+    }
     // Peers talk continuously (heartbeats); an idle peer link is a dead one.
     this.writer.send(FrameType.Response, Opcode.Hello, requestId, this.owner.helloReply());
   }

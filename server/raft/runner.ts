@@ -10,7 +10,8 @@ import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks,
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
-import { type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
+import { decodeConfChange } from '../../core/raft/confchange.js';
+import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { GroupStatusView } from '../node/node.js';
@@ -25,6 +26,8 @@ import { checkWire, fromWire, toWire } from './codec.js';
 export interface StateMachine {
   /** Applies one committed entry (never the leader's empty no-op); returns the proposer's answer. */
   apply(entry: Entry): unknown;
+  /** Applies one committed ConfChange entry (Raft's configuration changes in the same turn); returns the proposer's answer. */
+  applyConfChange?(entry: Entry, change: ConfChange): unknown;
   snapshot(): Uint8Array;
   restore(data: Uint8Array): void;
   /** Leadership of this replica changed (e.g. restart lease clocks on becoming leader). */
@@ -167,6 +170,31 @@ export class GroupRunner {
     });
   }
 
+  /**
+   * Proposes a membership change; resolves with the state machine's answer once applied
+   * here. Leader only; one change at a time (another pending answers UNAVAILABLE, retry).
+   */
+  proposeConfChange(change: ConfChange): Promise<unknown> {
+    if (this.stopped) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    const outcome = this.raft.proposeConfChange(change);
+    if (!outcome.ok) {
+      if (outcome.reason === 'not-leader') return Promise.reject(this.host.notLeader(this.group));
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        `group ${this.group} cannot take a membership change right now (${outcome.reason}); retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
+    }
+    this.schedule();
+    return new Promise((resolve, reject) => {
+      this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
+    });
+  }
+
+  /** Leader only: hands leadership to voter `to` (Raft's TimeoutNow); a no-op otherwise. */
+  transferLeadership(to: NodeId): void {
+    if (this.stopped) return;
+    this.raft.transferLeadership(to);
+    this.schedule();
+  }
+
   /** Resolves once this replica has applied everything committed before the call (ReadIndex). */
   readBarrier(): Promise<void> {
     if (this.reads.size >= raftReadRequestsPendingMax) {
@@ -217,10 +245,15 @@ export class GroupRunner {
     });
   }
 
-  stop(): void {
+  /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
+  stop(reason = 'node is shutting down'): void {
     this.stopped = true;
     this.releaseWalReservation(null);
-    this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, reason));
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   /** Hands back the reservation of entries now queued in the WAL (all of it with null: they never will be). */
@@ -337,6 +370,7 @@ export class GroupRunner {
     this.appliedTerm = entry.term;
     let result: unknown = undefined;
     if (entry.type === EntryType.Normal && entry.data.length > 0) result = this.sm.apply(entry);
+    else if (entry.type === EntryType.ConfChange && this.sm.applyConfChange !== undefined) result = this.sm.applyConfChange(entry, decodeConfChange(entry.data));
     const waiter = this.proposals.get(entry.index);
     if (waiter === undefined) return;
     this.proposals.delete(entry.index);
@@ -474,6 +508,8 @@ export class GroupHost implements GroupRegistry {
   private group0Runner: GroupRunner | null = null;
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
+  /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
+  private readonly heardAtMs = new Map<NodeId, number>();
   readonly log: Logger;
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
@@ -516,6 +552,12 @@ export class GroupHost implements GroupRegistry {
 
   leaderOf(group: GroupId): NodeId | '' {
     return this.groups.get(group)?.leader ?? '';
+  }
+
+  /** Milliseconds since `peer`'s last Raft batch arrived (Infinity: never). */
+  sinceHeardMs(peer: NodeId): number {
+    const at = this.heardAtMs.get(peer);
+    return at === undefined ? Number.POSITIVE_INFINITY : this.env.clock.nowMs() - at;
   }
 
   notLeader(group: GroupId): DsyncError {
@@ -586,6 +628,7 @@ export class GroupHost implements GroupRegistry {
       const malformed = checkWire(w, from, this.nodeId);
       if (malformed !== null) return malformed;
     }
+    this.heardAtMs.set(from, this.env.clock.nowMs());
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
       const runner = this.groups.get(group);
