@@ -340,6 +340,8 @@ export class GroupRunner {
     try {
       if (rd.snapshot !== null) {
         await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+        // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
+        if (this.stopped) return;
       }
       if (!waitNeeded) {
         if (hs !== null) this.unwrittenHardState = hs;
@@ -483,6 +485,8 @@ export interface RaftStorage {
   hasRoomFor(bytes: number): boolean;
   whenDurable(seq: number): Promise<void>;
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
+  /** Forgets the group for good (a tombstone): a restart does not recover it; its records are reclaimed. */
+  dropGroup(group: GroupId): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -524,7 +528,11 @@ export interface GroupRegistry {
   readonly group0: GroupRunner;
   /** The replica of `group`, started (or restarted from the WAL) if not hosted yet. */
   ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner;
-  /** Stops hosting `group`: its waiters fail with UNAVAILABLE; its WAL records stay until compaction. */
+  /**
+   * Stops hosting `group` for good: its waiters fail with UNAVAILABLE, and a tombstone in
+   * the WAL makes a restart forget it and lets compaction reclaim its records. Group ids
+   * are never reused: ensure() of a dropped group is a bug.
+   */
   drop(group: GroupId): void;
   /** The leader this node believes `group` has ('' when unknown or not hosted). */
   leaderOf(group: GroupId): NodeId | '';
@@ -537,6 +545,8 @@ export class GroupHost implements GroupRegistry {
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
+  /** Groups drop() stopped on this node (their ids are never reused). */
+  private readonly droppedGroups = new Set<GroupId>();
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
   /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
@@ -564,6 +574,7 @@ export class GroupHost implements GroupRegistry {
   ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner {
     const existing = this.groups.get(group);
     if (existing !== undefined) return existing;
+    assert(!this.droppedGroups.has(group), `group ${group} was dropped; group ids are never reused`);
     // The seed only spreads election timeouts; distinct per node and group is all it needs.
     let seed = group * 7919;
     for (const ch of this.nodeId) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0;
@@ -575,10 +586,17 @@ export class GroupHost implements GroupRegistry {
 
   drop(group: GroupId): void {
     assert(group !== 0, 'group 0 is never dropped');
+    assert(!this.droppedGroups.has(group), `group ${group} dropped twice`);
+    this.droppedGroups.add(group);
     const runner = this.groups.get(group);
-    if (runner === undefined) return;
-    runner.stop();
-    this.groups.delete(group);
+    if (runner !== undefined) {
+      runner.stop('the group was dropped from this node');
+      this.groups.delete(group);
+    }
+    if (runner === undefined && !this.env.recovered.has(group)) return;
+    this.storage.dropGroup(group).catch((err: unknown) => {
+      this.env.fatal(`group ${group}: could not write its tombstone: ${(err as Error).message}`);
+    });
   }
 
   leaderOf(group: GroupId): NodeId | '' {

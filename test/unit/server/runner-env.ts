@@ -40,6 +40,13 @@ export class InstantStorage implements RaftStorage {
     return Promise.resolve();
   }
 
+  readonly droppedGroups: GroupId[] = [];
+
+  dropGroup(group: GroupId): Promise<void> {
+    this.droppedGroups.push(group);
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }
