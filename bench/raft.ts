@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { routerOf } from '../client/client.js';
 import { Client } from '../client/index.js';
-import type { NodeConnection } from '../client/transport/connection.js';
+import type { ClientConnection } from '../client/transport/connection.js';
 import { DsyncError } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     const ping = await pingFloor(control);
 
     // One connection per proposer, straight to the leader (no redirects: a leader change is an error here).
-    const conns: NodeConnection[] = [];
+    const conns: ClientConnection[] = [];
     const clients: Client[] = [];
     for (let i = 0; i < proposersCount; i++) {
       const c = await Client.connect({ seeds: [leaderNode.address], name: `bench-raft-${i}` });
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       return schema.JournalAppend.encode({ data }).finish();
     });
 
-    const slot = async (conn: NodeConnection, payload: Uint8Array): Promise<void> => {
+    const slot = async (conn: ClientConnection, payload: Uint8Array): Promise<void> => {
       while (!stopping) {
         const t0 = performance.now();
         try {

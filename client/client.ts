@@ -43,8 +43,28 @@ export interface ClientOptions {
 export interface MemberStatus {
   readonly id: string;
   readonly address: string;
+  /** Reachable from the answering node (the leader: heard from recently; others: a live peer link). */
   readonly connected: boolean;
   readonly voter: boolean;
+  /** 'voter' or 'learner' in group 0's configuration. */
+  readonly role: string;
+}
+
+/** Cluster membership administration (answered by group 0's leader). */
+export interface ClusterAdmin {
+  /** Every member with its role and whether the leader hears from it. */
+  members(): Promise<MemberStatus[]>;
+  /**
+   * Removes a member from group 0; resolves with the members after. Rejects with
+   * WOULD_LOSE_QUORUM when group 0 would be left without a quorum of reachable voters,
+   * NOT_FOUND for a node that is not a member. Removing an already removed node resolves.
+   */
+  remove(id: string): Promise<MemberStatus[]>;
+}
+
+function memberStatus(m: { id?: string | null; address?: string | null; connected?: boolean | null; voter?: boolean | null; role?: string | null }): MemberStatus {
+  return { id: m.id ?? '', address: m.address ?? '', connected: m.connected === true, voter: m.voter === true,
+    role: m.role === undefined || m.role === null || m.role === '' ? (m.voter === true ? 'voter' : 'learner') : m.role };
 }
 
 export interface GroupStatus {
@@ -83,6 +103,8 @@ export class Client {
   #closed = false;
   /** Lock administration and inspection (linearizable reads through the leader). */
   readonly locks: LockAdmin;
+  /** Cluster membership: list and remove members. */
+  readonly cluster: ClusterAdmin;
 
   private constructor(opts: ClientOptions) {
     const name = opts.name ?? `client-${process.pid}`;
@@ -96,6 +118,14 @@ export class Client {
       ...(opts.lockDelayMs === undefined ? {} : { lockDelayMs: opts.lockDelayMs }) });
     const locks = this.#locks;
     this.locks = { info: (name) => locks.info(name), sessions: () => locks.sessions(), forceRelease: (name) => locks.forceRelease(name) };
+    const router = this.#router;
+    this.cluster = {
+      members: async () => schema.MembersReply.decode(await router.request(0, Opcode.MemberList,
+        schema.MembersRequest.encode({}).finish(), { idempotent: true })).members.map(memberStatus),
+      // Idempotent: the leader answers a repeated removal of a removed node as the first time.
+      remove: async (id) => schema.MembersReply.decode(await router.request(0, Opcode.MemberRemove,
+        schema.MemberRemoveRequest.encode({ id }).finish(), { idempotent: true })).members.map(memberStatus),
+    };
     routers.set(this, this.#router);
   }
 
@@ -132,7 +162,7 @@ export class Client {
     return {
       nodeId: s.nodeId,
       address: s.address,
-      members: s.members.map((m) => ({ id: m.id ?? '', address: m.address ?? '', connected: m.connected === true, voter: m.voter === true })),
+      members: s.members.map(memberStatus),
       leaderId: s.leaderId,
       leaderAddress: s.leaderAddress,
       uptimeMs: Number(s.uptimeMs),

@@ -29,6 +29,11 @@ export const clientConnectTimeoutMsDefault = 3_000;
  * client tries another member: a paused leader costs one attempt, not the whole deadline.
  */
 export const clientAttemptTimeoutMsDefault = 1_000;
+/**
+ * The client stops trusting its lock session this fraction of the TTL before renewal + TTL:
+ * room for the leader's clock running faster than the client's (two clocks each off by up to 5%).
+ */
+export const clientLeaseDriftFraction = 0.1;
 /** Attempts per request (NOT_LEADER redirects and retries on other members). */
 export const clientRequestAttemptsMaxDefault = 8;
 /** Pause before retrying on another member, doubling per retry between these. */
@@ -50,12 +55,50 @@ export const inflightAppendsMax = 64;
 export const proposalsPendingMax = 65_536;
 /** The retry hint (ErrorReply.retry_after_ms) sent with an overload answer: UNAVAILABLE, TOO_MANY_REQUESTS. */
 export const overloadRetryAfterMs = 100;
+
+// --- cluster membership (group 0) ---
+/** Bytes of application context a conf change entry may carry (a member's addresses). */
+export const confChangeContextBytesMax = 1024;
+/** Members group 0 may hold (voters + learners); a join beyond it is refused. */
+export const membersMax = 64;
+/** Removed node ids remembered (a removed id may not rejoin); the oldest are forgotten beyond it. */
+export const membersRemovedRememberedMax = 1024;
+/** Longest address (host:port) a member may advertise, in characters. */
+export const memberAddressCharsMax = 300;
+/**
+ * A learner is promoted to voter once its match index is within this many entries of
+ * the leader's last index (caught up: promoting it cannot stall commits for long).
+ */
+export const learnerPromoteLagEntriesMax = 64;
+/** How often the group 0 leader looks for learners to promote and members without addresses. */
+export const membersCheckIntervalMs = 100;
+/**
+ * A voter counts as live for the quorum check of a removal when the leader heard from it
+ * within this long (check-quorum's window is one election timeout; this allows for a busy loop).
+ */
+export const memberHeardMsMax = 1_000;
+/** Attempts a joining node makes to be added (following NOT_LEADER, retrying UNAVAILABLE) before it gives up. */
+export const joinAttemptsMax = 60;
+/** Pause between join attempts, doubling between these. */
+export const joinRetryBackoffMsMin = 100;
+export const joinRetryBackoffMsMax = 1_000;
+/** Deadline of one join attempt (connect, hello, the leader committing the change). */
+export const joinAttemptTimeoutMs = 5_000;
+/** How long the leader waits for a leadership transfer before its own removal is answered NOT_LEADER. */
+export const leaderTransferWaitMsMax = 2_000;
 /** Applied entries after which a group snapshots and compacts its log. */
 export const snapshotEntriesThreshold = 10_000;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
 export const raftReadRequestsPendingMax = 4096;
+/**
+ * Ticks a linearizable read may wait for its ReadIndex answer before it fails with
+ * UNAVAILABLE (retry). Peer sends are fire and forget, so a follower's forwarded
+ * ReadIndex (or the answer) can be lost, and nothing else would ever end that wait.
+ * Two election timeouts: a live leader answers within a heartbeat round trip.
+ */
+export const raftReadTimeoutTicks = 2 * electionTimeoutTicksMax;
 /** Random bytes per boot that prefix a node's ReadIndex contexts (a restart never reuses one). */
 export const readContextNonceBytes = 8;
 /** A ReadIndex context: the boot nonce, then a u64 read counter. */
@@ -144,10 +187,85 @@ export const cacheRetryMsMin = 5;
 export const cacheVersionMax = 0xffff_ffff;
 /** Longest TTL a set may carry. */
 export const cacheTtlMsMax = 365 * 24 * 60 * 60 * 1000;
+// --- ring ---
+/** Virtual nodes per member on the consistent-hash ring (ARCHITECTURE.md: 150). */
+export const ringVnodesPerNodeDefault = 150;
+export const ringVnodesPerNodeMax = 1024;
+/** Members one ring holds (positions = members x vnodes, kept in one Uint32Array). */
+export const ringNodesMax = 1024;
+/** UTF-8 bytes of a ring member's id (hashed with "#<vnode>" appended). */
+export const ringNodeIdBytesMax = 255;
+/** Replicas per queue partition by default (the first is the preferred leader). */
+export const ringReplicasDefault = 3;
+/**
+ * Partition placement caps each member at loadFactor x the mean number of replicas
+ * (consistent hashing with bounded loads): max/mean <= 1.25 whatever the sampling noise.
+ */
+export const ringPlacementLoadFactor = 1.25;
+
+// --- queues (one partition's state machine, core/queue) ---
+/** Key + value + header names and values of one message. */
+export const queueMessageBytesMax = 1024 * 1024;
+/** Messages in one append entry. */
+export const queueAppendBatchCountMax = 1024;
+export const queueHeadersPerMessageMax = 64;
+/** UTF-8 bytes of a group name, consumer id, producer id or header name. */
+export const queueNameBytesMax = 255;
+/** Deliveries one fetch hands out. */
+export const queueFetchCountMax = 1024;
+/** Deliveries one ack entry settles. */
+export const queueAckBatchCountMax = 1024;
+/** Deliveries one consumer holds unacked at once (the topic may set less). */
+export const queueInflightPerConsumerMaxDefault = 1024;
+export const queueInflightPerConsumerMax = 65_536;
+/** Offsets between a group's cursor and its next new delivery: bounds per-group memory (JetStream's max_ack_pending). */
+export const queueUnackedPerGroupMaxDefault = 65_536;
+export const queueUnackedPerGroupMax = 1_048_576;
+/** Consumers a group remembers per partition (idle ones are forgotten first when full). */
+export const queueConsumersPerGroupMax = 1024;
+export const queueGroupsPerPartitionMax = 256;
+/** Producers whose dedup state a partition keeps (least recently appending forgotten first). */
+export const queueProducersPerPartitionMax = 16_384;
+/** Recent batches remembered per producer: a retry of any of them answers its original offsets. */
+export const queueProducerBatchesRemembered = 5;
+export const queueAckDeadlineMsMin = 1_000;
+export const queueAckDeadlineMsDefault = 30_000;
+export const queueAckDeadlineMsMax = 12 * 60 * 60 * 1000;
+/** Deliveries of one message to one group before it is dead-lettered (0 in a topic = never). */
+export const queueMaxDeliveriesDefault = 5;
+export const queueMaxDeliveriesMax = 1_000;
+/** nack without a delay: min x 2^(attempt-1), capped at max. */
+export const queueNackBackoffMsMin = 1_000;
+export const queueNackBackoffMsMax = 60_000;
+/** Longest delay a nack may ask for. */
+export const queueNackDelayMsMax = 24 * 60 * 60 * 1000;
+/** Redriven messages (each visible to one group only) a partition retains. */
+export const queueRedrivenRetainedMax = 65_536;
+
+// --- queue storage (server/storage/queue-store.ts: one segment store per partition) ---
+/** Bytes per queue segment file before the store starts the next one (front truncation deletes whole segments). */
+export const queueSegmentBytesMax = 64 * 1024 * 1024;
+/** One stored record: a maximal message plus its framing (24-byte header, lengths, header names, redrive group). */
+export const queueStoreRecordBytesMax = queueMessageBytesMax + 64 * 1024;
+/** In-memory index per retained message: u32 file position, u32 timestamp delta, u32 size (typed arrays). */
+export const queueStoreIndexBytesPerMessage = 12;
+/** Bytes of whole records in one export chunk streamed to a lagging replica. */
+export const queueStoreChunkBytesMax = 2 * 1024 * 1024;
+/** Appended bytes a store buffers before it writes them (a sync, a roll or a read of them writes sooner). */
+export const queueStoreWriteBufferBytes = 64 * 1024;
+/** Read-ahead block: a read of a small record fetches this much, so the next offsets come from memory. */
+export const queueStoreReadBlockBytes = 32 * 1024;
+/** Read cache per store (whole blocks, least recently used evicted). */
+export const queueStoreReadCacheBytesMax = 256 * 1024;
+/** Sealed segment files a store keeps open for reads (least recently used closed); the active one is extra. */
+export const queueStoreReadFilesMax = 4;
+/** Recovery reads segments through a buffer this large (it must hold one maximal record). */
+export const queueStoreScanBufferBytes = 2 * 1024 * 1024;
 
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
+assert(raftReadTimeoutTicks >= 2 * electionTimeoutTicksMax, 'a read outlives an election before it is given up');
 assert(walRecordBytesMax > frameBytesMax, 'a WAL record must fit any proposal that fits a frame');
 assert(walRingBytes >= 4 * walRecordBytesMax, 'the WAL ring must hold several maximal records');
 assert(walSegmentBytesMax >= walRecordBytesMax, 'a WAL segment must hold a maximal record');
@@ -158,8 +276,13 @@ assert(walPendingBytesMax >= 2 * walProposalHeadroomBytes && walProposalHeadroom
   'WAL headroom holds several maximal records and leaves proposals at least half the queue');
 assert(overloadRetryAfterMs > 0 && overloadRetryAfterMs < clientRequestTimeoutMsDefault, 'a retry hint shorter than a request timeout');
 assert(peerReconnectBackoffMsMax >= peerReconnectBackoffMsMin, 'backoff range');
+assert(memberHeardMsMax >= electionTimeoutTicksMin * raftTickMs, 'a live voter is one heard from within at least an election timeout');
+assert(learnerPromoteLagEntriesMax > 0 && learnerPromoteLagEntriesMax < appendEntriesCountMax, 'a caught-up learner is within one append batch');
+assert(joinRetryBackoffMsMax >= joinRetryBackoffMsMin && joinAttemptsMax > 0 && membersMax >= 3, 'join and membership bounds');
+assert(leaderTransferWaitMsMax >= electionTimeoutTicksMax * raftTickMs, 'a transfer gets at least an election timeout');
 assert(clientRetryBackoffMsMax >= clientRetryBackoffMsMin && clientRetryBackoffMsMin > 0, 'client backoff range');
 assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attempt is shorter than the whole request');
+assert(clientLeaseDriftFraction > 0 && clientLeaseDriftFraction < 0.5, 'the drift margin leaves most of the TTL usable');
 assert(clientRequestAttemptsMaxDefault >= 3 && clientReleaseRetryCountMax > 0, 'a request may try every member of a 3-node cluster');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
@@ -175,3 +298,30 @@ assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cach
 assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');
+assert(ringVnodesPerNodeDefault > 0 && ringVnodesPerNodeDefault <= ringVnodesPerNodeMax, 'ring vnode default within range');
+assert(ringNodesMax * ringVnodesPerNodeMax <= 2 ** 20, 'a position and its ordinal pack into one float64 sort key (32 + 20 bits)');
+assert(ringReplicasDefault >= 1 && ringReplicasDefault <= ringNodesMax, 'replica default positive');
+assert(ringPlacementLoadFactor > 1 && ringPlacementLoadFactor <= 1.3, 'placement cap: above the mean, within the 1.3 load bound');
+assert(queueFetchCountMax <= queueInflightPerConsumerMaxDefault && queueInflightPerConsumerMaxDefault <= queueInflightPerConsumerMax,
+  'a fetch fits a consumer\'s default in-flight bound');
+assert(queueInflightPerConsumerMaxDefault <= queueUnackedPerGroupMaxDefault && queueUnackedPerGroupMaxDefault <= queueUnackedPerGroupMax,
+  'one consumer\'s in-flight fits its group\'s unacked window');
+assert(queueMessageBytesMax + 64 * 1024 <= frameBytesMax, 'a maximal message fits a frame with room for its envelope');
+assert(queueAckDeadlineMsMin > electionTimeoutTicksMax * raftTickMs, 'an ack deadline outlasts one election (no redelivery storm per failover)');
+assert(queueAckDeadlineMsMin <= queueAckDeadlineMsDefault && queueAckDeadlineMsDefault <= queueAckDeadlineMsMax, 'ack deadline default within range');
+assert(queueMaxDeliveriesDefault >= 1 && queueMaxDeliveriesDefault <= queueMaxDeliveriesMax, 'max deliveries default within range');
+assert(queueNackBackoffMsMin > 0 && queueNackBackoffMsMin <= queueNackBackoffMsMax && queueNackBackoffMsMax <= queueNackDelayMsMax, 'nack backoff range');
+assert(queueProducerBatchesRemembered >= 1 && queueProducersPerPartitionMax > 0 && queueConsumersPerGroupMax > 0 && queueGroupsPerPartitionMax > 0,
+  'queue dedup and membership bounds positive');
+assert(queueAppendBatchCountMax <= queueRedrivenRetainedMax, 'one redrive batch fits the redriven bound');
+assert(queueStoreRecordBytesMax >= queueMessageBytesMax + 24 + 12 + queueHeadersPerMessageMax * 6 + 2 + queueNameBytesMax,
+  'a queue record holds a maximal message with its framing');
+assert(queueSegmentBytesMax >= queueStoreRecordBytesMax && queueSegmentBytesMax + queueStoreRecordBytesMax < 2 ** 32,
+  'a queue segment holds a maximal record and its positions fit a u32');
+assert(queueStoreChunkBytesMax >= queueStoreRecordBytesMax && queueStoreChunkBytesMax + 64 * 1024 <= frameBytesMax,
+  'an export chunk holds a maximal record and fits a frame with its envelope');
+assert(queueStoreReadCacheBytesMax >= queueStoreReadBlockBytes && queueStoreReadCacheBytesMax % queueStoreReadBlockBytes === 0,
+  'the read cache holds whole blocks');
+assert(queueStoreScanBufferBytes >= queueStoreRecordBytesMax && queueStoreWriteBufferBytes > 0 && queueStoreReadFilesMax >= 1,
+  'queue store buffers hold a record');
+assert(queueStoreIndexBytesPerMessage === 3 * Uint32Array.BYTES_PER_ELEMENT, 'queue store index: three u32 per message');

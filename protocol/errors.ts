@@ -26,7 +26,19 @@ export const ErrorCode = {
   CANCELLED: 'CANCELLED',
   /** An administrator took the lock away (force-release); the holder must stop using it. */
   FORCE_RELEASED: 'FORCE_RELEASED',
+  /** A membership change refused: it would leave group 0 without a quorum of reachable voters. */
+  WOULD_LOSE_QUORUM: 'WOULD_LOSE_QUORUM',
+  /** This node id was removed from the cluster: it may not take part or rejoin under that id. */
+  MEMBER_REMOVED: 'MEMBER_REMOVED',
   INTERNAL: 'INTERNAL',
+  /**
+   * An ack, nack or extend named an attempt that is no longer current: the message was
+   * handed out again (or, for extend, its deadline passed). Another consumer may be
+   * working on it; this one should stop.
+   */
+  LATE_ACK: 'LATE_ACK',
+  /** A message larger than the queue's limit (queueMessageBytesMax). */
+  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -41,6 +53,8 @@ export interface DsyncErrorDetails {
   readonly leaderId?: string;
   /** Overload: retry after about this long. */
   readonly retryAfterMs?: number;
+  /** What led to this error (e.g. CANCELLED: the AbortSignal's reason); becomes `error.cause`. */
+  readonly cause?: unknown;
 }
 
 /** The one error type of dsync: a stable code plus a message a person can act on. */
@@ -52,7 +66,7 @@ export class DsyncError extends Error {
   readonly retryAfterMs: number;
 
   constructor(code: ErrorCode, message: string, details: DsyncErrorDetails = {}) {
-    super(message);
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.leaderAddress = details.leaderAddress ?? '';
     this.leaderId = details.leaderId ?? '';

@@ -30,6 +30,10 @@ export const Opcode = {
   Raft: 10,
   JournalAppend: 11,
   JournalInfo: 12,
+  // Members service: 20-39 (group 0's membership: join, remove, list).
+  MemberJoin: 20,
+  MemberRemove: 21,
+  MemberList: 22,
   // Locks service: 100-199 (each service owns an opcode range; the seam refuses overlaps).
   SessionOpen: 100,
   SessionKeepAlive: 101,

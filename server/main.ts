@@ -1,13 +1,19 @@
 // Starting one node from a validated config: open the WAL, build the node and its
 // group host, start group 0 with every service's part of it, start the services on
 // the seam (server/services/service.ts), listen, and stop gracefully on SIGTERM/SIGINT.
+// A node started with --join listens first, asks the cluster to add it, and keeps
+// the configuration it was added with (join.json) as its group 0 bootstrap.
 
 import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ConfState } from '../core/raft/types.js';
 import { readContextNonceBytes } from '../core/constants.js';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
-import type { NodeConfig } from './node/config.js';
+import type { NodeConfig, PeerAddress } from './node/config.js';
+import { requestJoin } from './node/join.js';
+import { MembersService } from './services/members/service.js';
 import { DsyncNode } from './node/node.js';
 import { Group0StateMachine } from './raft/group0.js';
 import { GroupHost, type GroupRunner } from './raft/runner.js';
@@ -29,9 +35,77 @@ export interface RunningNode {
   readonly host: GroupHost;
 }
 
-/** The services every node runs, in start order. */
+/** The services every node runs after the members service, in start order. */
 function services(): Service[] {
   return [new JournalService(), new LockService()];
+}
+
+/** What a joined node keeps in its data dir: group 0's configuration when it was added, and where the members were. */
+interface JoinRecord {
+  readonly conf: ConfState;
+  readonly peers: readonly PeerAddress[];
+}
+
+const joinRecordFile = 'join.json';
+
+function readJoinRecord(dataDir: string): JoinRecord | null {
+  let text: string;
+  try {
+    text = readFileSync(join(dataDir, joinRecordFile), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const record = JSON.parse(text) as JoinRecord;
+  if (!Array.isArray(record.conf?.voters) || !Array.isArray(record.conf?.learners) || !Array.isArray(record.peers)) {
+    throw new StartError(`${join(dataDir, joinRecordFile)} is damaged; this node cannot know its group 0 configuration (wipe the data dir and join again with a new --id)`);
+  }
+  return record;
+}
+
+/** Written durably (write, fsync, rename, fsync dir) before group 0 starts, so a restart bootstraps the same way. */
+function writeJoinRecord(dataDir: string, record: JoinRecord): void {
+  const path = join(dataDir, joinRecordFile);
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, JSON.stringify(record));
+  const fd = openSync(tmp, 'r');
+  try { fsyncSync(fd); } finally { closeSync(fd); }
+  renameSync(tmp, path);
+  const dir = openSync(dataDir, 'r');
+  try { fsyncSync(dir); } finally { closeSync(dir); }
+}
+
+function parseAddress(id: string, address: string): PeerAddress | null {
+  const sep = address.lastIndexOf(':');
+  if (sep <= 0) return null;
+  return { id: id as NodeId, host: address.slice(0, sep).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(sep + 1)) };
+}
+
+/**
+ * Group 0's bootstrap configuration: itself and --peers as voters; for --join, the
+ * configuration it was added with (asking the cluster the first time, after listening
+ * so the leader can reach it). Returns the ports when it had to listen already.
+ */
+async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ conf: ConfState; hints: PeerAddress[]; ports: RunningNode['ports'] | null }> {
+  if (config.join === null) {
+    return { conf: { voters: [config.nodeId, ...config.peers.map((p) => p.id)].sort(), learners: [] }, hints: [], ports: null };
+  }
+  const record = readJoinRecord(config.dataDir);
+  if (record !== null) {
+    node.log.info('rejoining with the configuration this node was added with', { voters: record.conf.voters.join(','), learners: record.conf.learners.join(',') });
+    return { conf: record.conf, hints: [...record.peers], ports: null };
+  }
+  const ports = await node.start();
+  node.log.info('asking the cluster to add this node', { via: config.join });
+  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log);
+  const conf: ConfState = { voters: [...reply.voters].sort() as NodeId[], learners: [...reply.learners].sort() as NodeId[] };
+  if (!conf.learners.includes(config.nodeId) && !conf.voters.includes(config.nodeId)) {
+    throw new StartError(`the cluster at ${config.join} answered the join without adding ${config.nodeId}`);
+  }
+  const peers = reply.members.flatMap((m) => (m.id === config.nodeId || m.id === undefined || m.id === null ? [] : [parseAddress(m.id ?? '', m.peerAddress ?? '')].filter((p): p is PeerAddress => p !== null)));
+  writeJoinRecord(config.dataDir, { conf, peers });
+  node.log.info('added to the cluster as a learner', { voters: conf.voters.join(','), learners: conf.learners.join(',') });
+  return { conf, hints: peers, ports };
 }
 
 /**
@@ -78,11 +152,11 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
   node.onStop(() => host.stop());
 
-  const list = services();
+  const boot = await bootstrapGroup0(config, node);
+  const list = [new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints }), ...services()];
   const sm = new Group0StateMachine();
   registerServices(list, sm);
-  const voters = [config.nodeId, ...config.peers.map((p) => p.id)].sort() as NodeId[];
-  const group0 = host.ensure(metaGroup, sm, { voters, learners: [] });
+  const group0 = host.ensure(metaGroup, sm, boot.conf);
   node.setLeaderProvider(() => group0.leader);
   for (const service of list) {
     service.start(serviceContext(service, { node, groups: host, clock: monotonicClock, scheduler: nodeScheduler, log: node.log }));
@@ -97,7 +171,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     }).join('\n') + `\nwal: ${JSON.stringify(wal.metrics())}`,
   });
 
-  const ports = await node.start();
+  const ports = boot.ports ?? await node.start();
   return { node, ports, group0, host };
 }
 

@@ -9,6 +9,7 @@ import { Client } from '../../client/index.js';
 import { parsePort } from '../../server/node/config.js';
 import { type ParsedArgs, UsageError } from '../args.js';
 import type { Command } from '../command.js';
+import { runMembership } from './members.js';
 
 /** How long the nodes get to answer as themselves before the cluster gives up. */
 const clusterStartMsMax = 20_000;
@@ -20,16 +21,28 @@ const clusterStopGraceMs = 5_000;
 const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'dsync.js');
 
 export const clusterCommand: Command = {
-  usage: 'dsync cluster [--nodes 3] [--base-port 7401] [--data-dir ./data] [--verbose]',
-  summary: 'start a local cluster of child processes n1..nN; Ctrl-C stops them all',
-  help: `Options:
+  usage: 'dsync cluster [--nodes 3] [--base-port 7401] [--data-dir ./data] [--verbose] | dsync cluster members|remove NODE_ID [--seeds ...]',
+  summary: 'start a local cluster of child processes n1..nN (Ctrl-C stops them all); list or remove members',
+  help: `Subcommands (against a running cluster):
+  members          every member of group 0: role (voter/learner), address, reachable from the leader
+  remove NODE_ID   remove a member; refused (WOULD_LOSE_QUORUM) when group 0 would be left without
+                   a quorum of reachable voters; removing the leader hands leadership over first
+  --seeds LIST     addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
+  --json           machine-readable output
+
+Options (starting a local cluster):
   --nodes N        how many nodes (1-9)                        3
   --base-port P    n1 listens on P, n2 on P+1, ...; HTTP on +1000, console on +2000   7401
   --data-dir DIR   parent of each node's data directory       ./data
   --verbose        copy the nodes' logs to this terminal (they always go to DIR/nK/node.log)`,
-  valueFlags: ['nodes', 'base-port', 'data-dir', 'host'],
-  switchFlags: ['verbose'],
-  run: runCluster,
+  valueFlags: ['nodes', 'base-port', 'data-dir', 'host', 'seeds'],
+  switchFlags: ['verbose', 'json'],
+  run: (args) => {
+    const sub = args.positionals[0];
+    if (sub === 'members' || sub === 'remove') return runMembership(args);
+    if (sub !== undefined) return Promise.reject(new UsageError(`unknown subcommand '${sub}' (members, remove NODE_ID, or none to start a local cluster)`));
+    return runCluster(args);
+  },
 };
 
 async function runCluster(args: ParsedArgs): Promise<number> {

@@ -5,10 +5,10 @@ import { loadConfig, type RawSettings, type SettingName } from '../../server/nod
 import { startNode, stopOnSignals } from '../../server/main.js';
 import type { Command } from '../command.js';
 
-const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'data-dir', 'log-level', 'advertise', 'config'];
+const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'data-dir', 'log-level', 'advertise', 'config'];
 
 export const nodeCommand: Command = {
-  usage: 'dsync node --id n1 [--port 7401] [--peers n2@127.0.0.1:7402,...] [--data-dir ./data/n1]',
+  usage: 'dsync node --id n1 [--port 7401] [--peers n2@127.0.0.1:7402,... | --join 127.0.0.1:7401] [--data-dir ./data/n1]',
   summary: 'run one node in the foreground',
   help: `Options (flags override environment, which overrides the config file):
   --id ID              node id (env NODE_ID)                           required
@@ -17,10 +17,14 @@ export const nodeCommand: Command = {
   --http-port N        HTTP port: /healthz (HTTP_PORT)                 port+1000
   --console-port N     text console port (CONSOLE_PORT)                port+2000
   --peers LIST         other members: id@host:port,... (PEERS)
+  --join H:P           join a running cluster through this member instead of
+                       bootstrapping one (JOIN); added as a learner, promoted to voter once caught up
   --data-dir DIR       where the node keeps its log (DATA_DIR)         ./data/ID
   --log-level LEVEL    debug|info|warn|error (LOG_LEVEL)               info
   --advertise H:P      address clients should use for this node (ADVERTISE)   host:port
-  --config FILE        JSON file with the same settings (DSYNC_CONFIG)`,
+  --config FILE        JSON file with the same settings (DSYNC_CONFIG)
+Every environment variable is also read with a DSYNC_ prefix, which wins (DSYNC_PORT over PORT).
+Reference: docs/configuration.md`,
   valueFlags: nodeFlags,
   switchFlags: [],
   async run(args) {

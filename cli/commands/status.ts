@@ -28,14 +28,19 @@ export const statusCommand: Command = {
         process.stdout.write(JSON.stringify(views, null, 2) + '\n');
         return 0;
       }
+      // Each member's role in group 0 and whether the first node reaches it.
+      const membership = (id: string): string => {
+        const m = first.members.find((x) => x.id === id);
+        return m === undefined ? '' : ` member=${m.role}/${m.connected ? 'reachable' : 'unreachable'}`;
+      };
       for (const v of views) {
         if ('error' in v) {
-          process.stdout.write(`${v.nodeId.padEnd(6)} ${v.address.padEnd(21)} UNREACHABLE (${v.error})\n`);
+          process.stdout.write(`${v.nodeId.padEnd(6)} ${v.address.padEnd(21)} UNREACHABLE (${v.error})${membership(v.nodeId)}\n`);
           continue;
         }
         const g0 = v.groups.find((g) => g.group === 0);
         const raft = g0 === undefined ? '' : ` role=${g0.role} term=${g0.term} commit=${g0.commit} applied=${g0.applied}`;
-        process.stdout.write(`${v.nodeId.padEnd(6)} ${v.address.padEnd(21)} up ${Math.round(v.uptimeMs / 1000)}s leader=${v.leaderId === '' ? '-' : v.leaderId}${raft}\n`);
+        process.stdout.write(`${v.nodeId.padEnd(6)} ${v.address.padEnd(21)} up ${Math.round(v.uptimeMs / 1000)}s leader=${v.leaderId === '' ? '-' : v.leaderId}${raft}${membership(v.nodeId)}\n`);
       }
       return views.some((v) => 'error' in v) ? 1 : 0;
     } finally {

@@ -6,11 +6,12 @@
 
 import { randomUUID } from 'node:crypto';
 import { assert } from '../../core/assert.js';
-import { clientReleaseRetryCountMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin, sessionTtlMsDefault } from '../../core/constants.js';
+import { clientLeaseDriftFraction, clientReleaseRetryCountMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin, sessionTtlMsDefault } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import type { GroupTransport, RequestOptions } from '../transport/router.js';
+import { type CancelTimer, type ClientClock, realClock, sleepOn } from '../transport/time.js';
 
 export class LockTimeoutError extends DsyncError {
   override name = 'LockTimeoutError';
@@ -44,6 +45,16 @@ function typed(err: DsyncError): DsyncError {
   }
 }
 
+/** What an acquire whose AbortSignal fired rejects with: CANCELLED, the signal's reason as `cause`. */
+function aborted(name: string, signal: AbortSignal): DsyncError {
+  return new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`, { cause: signal.reason });
+}
+
+/** A call, not a property test, so TypeScript does not narrow `aborted` for the rest of the function. */
+function isAborted(signal: AbortSignal): boolean {
+  return signal.aborted;
+}
+
 export type LockMode = 'exclusive' | 'shared';
 
 export interface LockOptions {
@@ -69,31 +80,68 @@ export interface HeldLock extends AsyncDisposable {
   downgrade(): Promise<void>;
 }
 
-/** Client id + sequence lanes: each lane has one mutating request in flight, so retries dedup exactly. */
+/**
+ * Client id + sequence lanes: each lane has one mutating request in flight, so retries
+ * dedup exactly.
+ *
+ * STALE_REQUEST (core/locks/table.ts) means the server's dedup record for this client id
+ * is past this seq, or was evicted: it cannot tell whether this request was applied, and
+ * will refuse every seq up to the one it remembers. The lane then takes a fresh client id
+ * (seq restarts at 1). A request that may safely be applied twice (`reapplySafe`) is sent
+ * once more under the fresh id; any other fails with STALE_REQUEST saying that it may or
+ * may not have been applied.
+ */
 class RequestLanes {
-  private readonly lanes: { id: string; seq: number; busy: boolean }[] = [];
+  private readonly lanes: { readonly index: number; id: string; seq: number; busy: boolean }[] = [];
   private static readonly lanesMax = 1024;
+  /** Fresh client ids handed out after STALE_REQUEST (part of each new id, so ids never repeat). */
+  private renewals = 0;
 
   constructor(private readonly base: string) {}
 
-  async run<T>(fn: (clientId: string, seq: number) => Promise<T>): Promise<T> {
+  async run<T>(fn: (clientId: string, seq: number) => Promise<T>, reapplySafe = false): Promise<T> {
     let lane = this.lanes.find((l) => !l.busy);
     if (lane === undefined) {
       if (this.lanes.length >= RequestLanes.lanesMax) {
         throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `more than ${RequestLanes.lanesMax} lock requests in flight from one client`);
       }
-      lane = { id: `${this.base}/${this.lanes.length}`, seq: 0, busy: false };
+      lane = { index: this.lanes.length, id: `${this.base}/${this.lanes.length}`, seq: 0, busy: false };
       this.lanes.push(lane);
     }
     lane.busy = true;
-    lane.seq++;
+    const firstId = lane.id;
     try {
-      return await fn(lane.id, lane.seq);
+      for (let attempt = 0; ; attempt++) {
+        lane.seq++;
+        const [id, seq] = [lane.id, lane.seq];
+        try {
+          return await fn(id, seq);
+        } catch (err) {
+          if (!(err instanceof DsyncError) || err.code !== ErrorCode.STALE_REQUEST) throw err;
+          lane.id = `${this.base}/${lane.index}.${++this.renewals}`;
+          lane.seq = 0;
+          assert(lane.id !== id, 'a stale lane gets a new client id');
+          if (reapplySafe && attempt === 0) continue;
+          throw new DsyncError(ErrorCode.STALE_REQUEST, reapplySafe
+            ? `the server refused this request as stale under client id ${firstId} and again under the fresh id ${id}: ${err.message}`
+            : `the server cannot tell whether this request (client id ${id}, seq ${seq}) was applied, and it is not safe to send again; `
+              + `check the state before retrying (this client now uses client id ${lane.id}): ${err.message}`);
+        }
+      }
     } finally {
       lane.busy = false;
     }
   }
 }
+
+/**
+ * Requests that may be applied twice without harm, so a STALE_REQUEST is answered by
+ * sending them once more under a fresh client id: a keep-alive or close (idempotent), a
+ * cancel (a second one changes nothing, or answers the grant again), and a session open
+ * (a second session may open; the first then holds nothing and expires after its TTL).
+ * Not acquire, release, downgrade or force-release: twice is a different outcome.
+ */
+const reapplySafeOpcodes: ReadonlySet<number> = new Set([Opcode.SessionOpen, Opcode.SessionKeepAlive, Opcode.SessionClose, Opcode.LockCancel]);
 
 class Held implements HeldLock {
   private releasing: Promise<void> | null = null;
@@ -138,10 +186,10 @@ class Held implements HeldLock {
 interface LiveSession {
   readonly id: number;
   readonly ttlMs: number;
-  /** performance.now() at the FIRST send of the newest successful renewal (open or keep-alive). */
+  /** The clock's nowMs() at the FIRST send of the newest successful renewal (open or keep-alive). */
   renewedAtMs: number;
-  keepAliveTimer: NodeJS.Timeout | null;
-  lossTimer: NodeJS.Timeout | null;
+  keepAliveTimer: CancelTimer | null;
+  lossTimer: CancelTimer | null;
   keepAliveInFlight: boolean;
 }
 
@@ -160,6 +208,10 @@ export interface LockClientOptions {
   readonly name: string;
   readonly sessionTtlMs?: number;
   readonly lockDelayMs?: number;
+  /** Clock and timers for the session's keep-alive, loss and release-retry timers (default: performance.now() and Node timers). */
+  readonly clock?: ClientClock;
+  /** Prefix of the request lanes' client ids (default: name plus a random suffix; the simulator derives it from its seed). */
+  readonly laneBase?: string;
 }
 
 /** Errors after which a request may not have reached the leader: retrying (same seq) is safe. */
@@ -183,9 +235,11 @@ export class LockClient implements LockAdmin {
   private closed = false;
   private readonly defaultTtlMs: number;
   private readonly lockDelayMs: number;
+  private readonly clock: ClientClock;
 
   constructor(private readonly transport: GroupTransport, opts: LockClientOptions) {
-    this.lanes = new RequestLanes(`${opts.name}-${randomUUID().slice(0, 8)}`);
+    this.lanes = new RequestLanes(opts.laneBase ?? `${opts.name}-${randomUUID().slice(0, 8)}`);
+    this.clock = opts.clock ?? realClock;
     this.defaultTtlMs = opts.sessionTtlMs ?? sessionTtlMsDefault;
     this.lockDelayMs = opts.lockDelayMs ?? 0;
     transport.onPush(Opcode.LockLost, (_opcode, _requestId, payload) => this.onLockLost(payload));
@@ -241,7 +295,7 @@ export class LockClient implements LockAdmin {
   /** One mutating lock request on a lane (client id + seq), routed to the leader; retries are applied once. */
   async mutate(opcode: number, fields: Omit<Parameters<typeof schema.LockRequest.create>[0] & object, 'clientId' | 'seq'>,
     opts: RequestOptions = {}): Promise<ReturnType<typeof schema.LockReply.decode>> {
-    return this.lanes.run((clientId, seq) => this.send(opcode, { ...fields, clientId, seq }, opts));
+    return this.lanes.run((clientId, seq) => this.send(opcode, { ...fields, clientId, seq }, opts), reapplySafeOpcodes.has(opcode));
   }
 
   /**
@@ -288,7 +342,7 @@ export class LockClient implements LockAdmin {
               this.sessionLost(s, new SessionExpiredError(`release of ${h.name} got no answer after ${retry} retries; giving up session ${s.id}`));
               return;
             }
-            await sleep(Math.min(clientRetryBackoffMsMin * 2 ** retry, clientRetryBackoffMsMax));
+            await sleepOn(this.clock, Math.min(clientRetryBackoffMsMin * 2 ** retry, clientRetryBackoffMsMax));
           }
         }
       }).catch(settle);
@@ -318,14 +372,28 @@ export class LockClient implements LockAdmin {
     if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
     if (name.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a lock needs a name');
     const signal = opts.signal;
-    signal?.throwIfAborted();
+    if (signal !== undefined && isAborted(signal)) throw aborted(name, signal);
     const mode = opts.mode ?? 'exclusive';
     const waitMs = opts.waitMs ?? 0;
     if (!Number.isFinite(waitMs) || waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a finite number >= 0');
     const session = await this.ensureSession(opts.ttlMs ?? this.defaultTtlMs);
     const requestId = `r${this.nextRequest++}`;
+    // A grant this acquire will not hand to user code (aborted, or granted before its cancel
+    // applied) is released exactly once, whichever answer reports it first.
+    let grantDropped = false;
+    const dropGrant = async (reply: ReturnType<typeof schema.LockReply.decode>): Promise<void> => {
+      if (grantDropped) return;
+      grantDropped = true;
+      const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', Number(reply.token), session);
+      this.held.add(h);
+      await h.release();
+    };
     const cancel = (): void => {
-      this.mutate(Opcode.LockCancel, { session, lock: name, requestId }).catch(() => { /* best effort: the session's end withdraws it anyway */ });
+      this.mutate(Opcode.LockCancel, { session, lock: name, requestId })
+        // A token in the answer: the request was granted before the cancel applied (the
+        // grant never reached us). Release that hold, or nobody ever would.
+        .then((r) => (Number(r.token) > 0 ? dropGrant(r) : undefined))
+        .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
     let r: ReturnType<typeof schema.LockReply.decode>;
@@ -336,7 +404,7 @@ export class LockClient implements LockAdmin {
     } catch (err) {
       if (err instanceof DsyncError) {
         if (!wait && err.code === ErrorCode.WOULD_BLOCK) return null;
-        if (err.code === ErrorCode.CANCELLED && signal?.aborted === true) throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
+        if (err.code === ErrorCode.CANCELLED && signal?.aborted === true) throw aborted(name, signal);
         if (err.code === ErrorCode.SESSION_EXPIRED) {
           const s = this.session;
           if (s !== null && s.id === session) this.sessionLost(s, err);
@@ -350,26 +418,32 @@ export class LockClient implements LockAdmin {
     } finally {
       signal?.removeEventListener('abort', cancel);
     }
-    const s = this.session;
-    if (s === null || s.id !== session || !this.isLive(s)) {
+    if (!this.grantable(session)) {
+      const s = this.session;
       // Granted to a session this client already counts as lost, or whose TTL ran out while
       // the answer travelled: the server may expire it any moment and grant the lock to
       // someone else, so it must not reach user code. Ending the session frees the grant.
-      const why = `lock ${name} was granted to session ${session} after its ${s?.ttlMs ?? 'TTL'} ms lease could no longer be trusted`;
+      const why = `lock ${name} was granted to session ${session} after ${s === null ? 'its lease' : `its ${s.ttlMs} ms lease`} could no longer be trusted`;
       if (s !== null && s.id === session) this.sessionLost(s, new SessionExpiredError(why));
       throw new SessionExpiredError(why);
     }
+    if (signal?.aborted === true) {
+      await dropGrant(r);
+      throw aborted(name, signal);
+    }
     const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
     this.held.add(held);
-    if (signal?.aborted === true) {
-      await held.release();
-      throw new DsyncError(ErrorCode.CANCELLED, `acquire of ${name} was aborted`);
-    }
     return held;
   }
 
+  /** Whether a grant to `session` may reach user code: it is this client's session and its lease is live by the client's count. */
+  protected grantable(session: number): boolean {
+    const s = this.session;
+    return s !== null && s.id === session && this.isLive(s);
+  }
+
   private isLive(s: LiveSession): boolean {
-    return this.session === s && performance.now() < s.renewedAtMs + s.ttlMs;
+    return this.session === s && this.clock.nowMs() < trustedUntilMs(s);
   }
 
   private async ensureSession(ttlMs: number): Promise<number> {
@@ -395,20 +469,19 @@ export class LockClient implements LockAdmin {
       this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
       throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
     }
-    if (performance.now() >= s.renewedAtMs + s.ttlMs) {
+    if (this.clock.nowMs() >= trustedUntilMs(s)) {
       // The answer took longer than the TTL (a stalled leader), counted from the first send.
       // Nothing is held under the session yet, and a keep-alive that succeeds proves it never
       // ended (session ids are never reused), so one fresh renewal decides.
       await this.renew(s);
-      if (performance.now() >= s.renewedAtMs + s.ttlMs) {
+      if (this.clock.nowMs() >= trustedUntilMs(s)) {
         this.mutate(Opcode.SessionClose, { session: s.id }).catch(() => { /* the TTL ends it */ });
         throw new SessionExpiredError(`lock session ${s.id} opened too late to be renewed within its ${s.ttlMs} ms TTL`);
       }
     }
     this.session = s;
     // Timers belong to this session object: a late or repeated open starts its own.
-    s.keepAliveTimer = setInterval(() => { void this.keepAlive(s); }, Math.max(100, Math.floor(s.ttlMs / 3)));
-    s.keepAliveTimer.unref();
+    s.keepAliveTimer = this.clock.every(Math.max(100, Math.floor(s.ttlMs / 3)), () => { void this.keepAlive(s); });
     this.scheduleLoss(s);
     return s.id;
   }
@@ -429,7 +502,7 @@ export class LockClient implements LockAdmin {
     s.keepAliveInFlight = true;
     let firstSentMs = NaN;
     try {
-      const leftMs = s.renewedAtMs + s.ttlMs - performance.now();
+      const leftMs = trustedUntilMs(s) - this.clock.nowMs();
       await this.mutate(Opcode.SessionKeepAlive, { session: s.id }, {
         // Past the loss deadline an answer is still worth having while the session opens.
         timeoutMs: Math.max(leftMs, Math.floor(s.ttlMs / 3), 1),
@@ -445,11 +518,10 @@ export class LockClient implements LockAdmin {
   }
 
   private scheduleLoss(s: LiveSession): void {
-    if (s.lossTimer !== null) clearTimeout(s.lossTimer);
-    s.lossTimer = setTimeout(() => {
+    s.lossTimer?.();
+    s.lossTimer = this.clock.after(Math.max(0, trustedUntilMs(s) - this.clock.nowMs()), () => {
       if (this.session === s) this.sessionLost(s, new SessionExpiredError(`no successful renewal of lock session ${s.id} within its ${s.ttlMs} ms TTL`));
-    }, Math.max(0, s.renewedAtMs + s.ttlMs - performance.now()));
-    s.lossTimer.unref();
+    }, true);
   }
 
   /** The session can no longer be trusted: every hold under it is lost, and the server is asked to end it. */
@@ -460,8 +532,8 @@ export class LockClient implements LockAdmin {
 
   private endSession(s: LiveSession, err: DsyncError, closeOnServer: boolean): void {
     assert(this.session === s, 'ending the live session');
-    if (s.keepAliveTimer !== null) clearInterval(s.keepAliveTimer);
-    if (s.lossTimer !== null) clearTimeout(s.lossTimer);
+    s.keepAliveTimer?.();
+    s.lossTimer?.();
     s.keepAliveTimer = null;
     s.lossTimer = null;
     this.session = null;
@@ -495,10 +567,6 @@ export class LockClient implements LockAdmin {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 export interface LockHolderInfo {
   readonly session: number;
   readonly mode: LockMode;
@@ -530,3 +598,11 @@ export interface LockSessionInfo {
   readonly waits: number;
 }
 
+/**
+ * Until when this client may trust its session, on its own clock: a drift margin short of
+ * renewal + TTL, because the leader counts the TTL on its clock, which may run faster
+ * than ours (Chubby's conservative client lease), so `lost` fires before the server expires it.
+ */
+function trustedUntilMs(s: { readonly renewedAtMs: number; readonly ttlMs: number }): number {
+  return s.renewedAtMs + s.ttlMs * (1 - clientLeaseDriftFraction);
+}

@@ -22,7 +22,29 @@ const requestIdMax = 0xffff_ffff;
 
 export type PushListener = (opcode: number, requestId: number, payload: Uint8Array) => void;
 
-export class NodeConnection {
+/** What the Router uses of a connection to one node (NodeConnection over TCP; the simulator's over virtual links). */
+export interface ClientConnection {
+  readonly address: string;
+  /** The node's hello answer (its members are learned); null until the hello completes. */
+  readonly hello: ReturnType<typeof schema.HelloReply.decode> | null;
+  readonly isOpen: boolean;
+  /** One request; resolves with the answer's payload or rejects with a DsyncError (TIMEOUT, CONNECTION_CLOSED, the answer's error, ...). */
+  request(opcode: number, payload: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /** fn once when the connection closes (at once when it is closed already). */
+  onClose(fn: (err: DsyncError) => void): void;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  readonly connectTimeoutMs: number;
+  readonly name: string;
+  readonly onPush?: PushListener;
+}
+
+/** Opens a connection and completes its hello; rejects with a DsyncError (UNAVAILABLE, TIMEOUT) on failure. */
+export type ConnectionFactory = (address: string, opts: ConnectOptions) => Promise<ClientConnection>;
+
+export class NodeConnection implements ClientConnection {
   private readonly pending = new Map<number, Pending>();
   private nextRequestId = 1;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -49,7 +71,7 @@ export class NodeConnection {
   }
 
   /** Connects and completes the hello; rejects with a DsyncError on failure or timeout. */
-  static async open(address: string, opts: { connectTimeoutMs: number; name: string; onPush?: PushListener }): Promise<NodeConnection> {
+  static async open(address: string, opts: ConnectOptions): Promise<NodeConnection> {
     const { host, port } = parseAddress(address);
     const socket = connect({ host, port });
     socket.setNoDelay(true);

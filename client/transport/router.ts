@@ -7,7 +7,8 @@ import { assert } from '../../core/assert.js';
 import { clientAttemptTimeoutMsDefault, clientConnectTimeoutMsDefault, clientRequestAttemptsMaxDefault, clientRequestTimeoutMsDefault,
   clientRetryBackoffMsMax, clientRetryBackoffMsMin } from '../../core/constants.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
-import { NodeConnection, type PushListener } from './connection.js';
+import { type ClientConnection, type ConnectionFactory, NodeConnection, type PushListener } from './connection.js';
+import { type ClientClock, realClock, sleepOn } from './time.js';
 
 export interface RequestOptions {
   /** The whole deadline across attempts (default: the router's requestTimeoutMs). */
@@ -26,7 +27,7 @@ export interface RequestOptions {
    * leader moved. Implies idempotent.
    */
   readonly followLeader?: boolean;
-  /** Told performance.now() just before each attempt goes out (a renewal counts from its first send). */
+  /** Told the clock's nowMs() just before each attempt goes out (a renewal counts from its first send). */
   readonly onSend?: (atMs: number) => void;
 }
 
@@ -47,6 +48,10 @@ export interface RouterOptions {
   readonly connectTimeoutMs?: number;
   readonly attemptTimeoutMs?: number;
   readonly attemptsMax?: number;
+  /** Opens a connection to one node (default: NodeConnection.open over TCP; the simulator passes its own). */
+  readonly connect?: ConnectionFactory;
+  /** Clock and timers for deadlines and backoff (default: performance.now() and Node timers). */
+  readonly clock?: ClientClock;
 }
 
 type LeaderWatcher = (group: number, address: string) => void;
@@ -57,12 +62,14 @@ export class Router implements GroupTransport {
   private readonly connectTimeoutMs: number;
   private readonly attemptsMax: number;
   private readonly name: string;
-  private readonly connections = new Map<string, Promise<NodeConnection>>();
+  private readonly connect: ConnectionFactory;
+  private readonly clock: ClientClock;
+  private readonly connections = new Map<string, Promise<ClientConnection>>();
   private readonly pushListeners = new Map<number, PushListener>();
   /** Seeds plus members nodes reported; the first is asked when a group's leader is unknown. */
   private readonly addresses: string[];
   private readonly leaders = new Map<number, string>();
-  /** Addresses that just failed an attempt (performance.now() until which): a redirect to one is not followed. */
+  /** Addresses that just failed an attempt (clock ms until which): a redirect to one is not followed. */
   private readonly suspects = new Map<string, number>();
   private readonly leaderWatchers = new Set<LeaderWatcher>();
   private closed = false;
@@ -71,6 +78,8 @@ export class Router implements GroupTransport {
     if (opts.seeds.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'Client.connect needs at least one seed address');
     this.addresses = [...opts.seeds];
     this.name = opts.name;
+    this.connect = opts.connect ?? ((address, o) => NodeConnection.open(address, o));
+    this.clock = opts.clock ?? realClock;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? clientRequestTimeoutMsDefault;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMsDefault;
     this.attemptTimeoutMs = opts.attemptTimeoutMs ?? Math.min(clientAttemptTimeoutMsDefault, Math.ceil(this.requestTimeoutMs / 3));
@@ -99,11 +108,11 @@ export class Router implements GroupTransport {
     const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
     assert(timeoutMs > 0, 'a request needs a positive deadline');
     const idempotent = opts.idempotent === true || opts.followLeader === true;
-    const deadlineMs = performance.now() + timeoutMs;
+    const deadlineMs = this.clock.nowMs() + timeoutMs;
     let lastError: DsyncError | null = null;
     let retries = 0;
     for (let attempt = 0; attempt < this.attemptsMax; attempt++) {
-      const remainingMs = deadlineMs - performance.now();
+      const remainingMs = deadlineMs - this.clock.nowMs();
       if (remainingMs <= 0) break;
       const target = this.target(group);
       const attemptMs = !idempotent || opts.followLeader === true ? remainingMs
@@ -122,33 +131,41 @@ export class Router implements GroupTransport {
           this.setLeader(group, err.leaderAddress);
           continue;
         }
-        const retryable = err.code === ErrorCode.NOT_LEADER || err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.CONNECTION_CLOSED
-          || err.code === ErrorCode.TOO_MANY_REQUESTS || (idempotent && err.code === ErrorCode.TIMEOUT);
-        if (!retryable) throw err;
+        if (!this.retryable(err, idempotent)) throw err;
         // Move away from the failing node: the next attempt asks another member, and a
         // redirect back to it (a follower that has not noticed the pause yet) waits a while.
         if (err.code !== ErrorCode.NOT_LEADER && err.code !== ErrorCode.TOO_MANY_REQUESTS) {
-          this.suspects.set(target, performance.now() + this.attemptTimeoutMs);
+          this.suspects.set(target, this.clock.nowMs() + this.attemptTimeoutMs);
         }
         this.rotateAway(target);
         if (this.leaders.get(group) === target) this.leaders.delete(group);
         const backoffMs = err.retryAfterMs > 0 ? err.retryAfterMs
           : Math.min(clientRetryBackoffMsMin * 2 ** retries, clientRetryBackoffMsMax);
         retries++;
-        const left = deadlineMs - performance.now();
+        const left = deadlineMs - this.clock.nowMs();
         if (left <= 0) break;
-        await sleep(Math.min(backoffMs, left));
+        await sleepOn(this.clock, Math.min(backoffMs, left));
       }
     }
     throw lastError ?? new DsyncError(ErrorCode.TIMEOUT, 'request timed out before any node answered');
   }
 
+  /**
+   * Whether an attempt that failed with `err` is tried again (on another member unless
+   * a redirect names the leader). A TIMEOUT is retried only for requests safe to repeat:
+   * a paused or cut-off leader must cost one attempt, not the session (issue 7, item 5).
+   */
+  protected retryable(err: DsyncError, idempotent: boolean): boolean {
+    return err.code === ErrorCode.NOT_LEADER || err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.CONNECTION_CLOSED
+      || err.code === ErrorCode.TOO_MANY_REQUESTS || (idempotent && err.code === ErrorCode.TIMEOUT);
+  }
+
   /** Connection to the given address, opened (once) on first use. */
-  connection(address: string): Promise<NodeConnection> {
+  connection(address: string): Promise<ClientConnection> {
     if (this.closed) return Promise.reject(new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed'));
     let p = this.connections.get(address);
     if (p === undefined) {
-      p = NodeConnection.open(address, { connectTimeoutMs: this.connectTimeoutMs, name: this.name,
+      p = this.connect(address, { connectTimeoutMs: this.connectTimeoutMs, name: this.name,
         onPush: (opcode, requestId, payload) => this.pushListeners.get(opcode)?.(opcode, requestId, payload) });
       this.connections.set(address, p);
       const opened = p;
@@ -165,7 +182,7 @@ export class Router implements GroupTransport {
   }
 
   /** Any live connection: an open one if there is one, else the first address that answers. */
-  async anyConnection(): Promise<NodeConnection> {
+  async anyConnection(): Promise<ClientConnection> {
     let lastError: unknown = null;
     for (const address of [...this.addresses]) {
       try {
@@ -195,13 +212,13 @@ export class Router implements GroupTransport {
   /** One attempt at one node; a connection that cannot be had in time is UNAVAILABLE (nothing was sent). */
   private async attempt(group: number, target: string, opcode: number, payload: Uint8Array, attemptMs: number,
     opts: RequestOptions): Promise<Uint8Array> {
-    const conn = await withDeadline(this.connection(target), attemptMs, () =>
+    const conn = await withDeadline(this.clock, this.connection(target), attemptMs, () =>
       new DsyncError(ErrorCode.UNAVAILABLE, `no connection to ${target} within ${Math.round(attemptMs)} ms`)).catch((err: unknown) => {
       throw err instanceof DsyncError && err.code !== ErrorCode.CONNECTION_CLOSED
         ? new DsyncError(ErrorCode.UNAVAILABLE, err.message) : err;
     });
     if (opts.followLeader !== true) {
-      opts.onSend?.(performance.now());
+      opts.onSend?.(this.clock.nowMs());
       return conn.request(opcode, payload, attemptMs);
     }
     const abandon = new AbortController();
@@ -212,7 +229,7 @@ export class Router implements GroupTransport {
     };
     this.leaderWatchers.add(watcher);
     try {
-      opts.onSend?.(performance.now());
+      opts.onSend?.(this.clock.nowMs());
       return await conn.request(opcode, payload, attemptMs, abandon.signal);
     } finally {
       this.leaderWatchers.delete(watcher);
@@ -237,7 +254,7 @@ export class Router implements GroupTransport {
   private isSuspect(address: string): boolean {
     const until = this.suspects.get(address);
     if (until === undefined) return false;
-    if (until > performance.now()) return true;
+    if (until > this.clock.nowMs()) return true;
     this.suspects.delete(address);
     return false;
   }
@@ -256,15 +273,11 @@ export class Router implements GroupTransport {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** `p`, or a rejection with `timeout()` after `ms` (p keeps running; its outcome is then ignored). */
-function withDeadline<T>(p: Promise<T>, ms: number, timeout: () => DsyncError): Promise<T> {
+/** `p`, or a rejection with `timeout()` after `ms` on `clock` (p keeps running; its outcome is then ignored). */
+function withDeadline<T>(clock: ClientClock, p: Promise<T>, ms: number, timeout: () => DsyncError): Promise<T> {
   if (!Number.isFinite(ms)) return p;
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(timeout()), ms);
-    p.then((v) => { clearTimeout(timer); resolve(v); }, (err: unknown) => { clearTimeout(timer); reject(err); });
+    const cancel = clock.after(ms, () => reject(timeout()));
+    p.then((v) => { cancel(); resolve(v); }, (err: unknown) => { cancel(); reject(err); });
   });
 }

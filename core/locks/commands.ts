@@ -77,7 +77,9 @@ export interface Downgrade extends FromClient {
 /**
  * Proposed by the leader when a waiter's wait timeout fires (reason 'timeout', no
  * clientId/seq) or by the client on abort (reason 'cancelled', with clientId/seq).
- * A no-op (result NOT_FOUND) if the request is no longer waiting.
+ * A no-op if the request is no longer waiting: result 'granted' (with the hold's token,
+ * mode and count) if it was granted and its grant is the hold's latest, so the requester
+ * must release it; NOT_FOUND otherwise (never applied, already failed, or released).
  */
 export interface CancelWait extends Stamped {
   readonly kind: 'cancelWait';

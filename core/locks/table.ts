@@ -15,6 +15,12 @@
 //   hold while it waits for them: a self-made deadlock). It is granted, with a new
 //   token and count+1, when the session is the only holder. Two upgraders on one lock
 //   wait for each other: the second one gets DEADLOCK.
+// - Cancel after grant: a cancelWait naming a request that is no longer waiting because
+//   it was granted (the hold's latest grant came from that requestId) answers 'granted'
+//   with the hold (token, mode, count) and changes nothing, so a requester that gave up
+//   without hearing the grant releases the hold instead of leaking it. Only the hold's
+//   LATEST granting request is remembered: a reentrant acquire of the same lock applied
+//   between the grant and the cancel makes the cancel answer NOT_FOUND.
 // - A waiter is granted only from the head of the queue; after each grant the new head
 //   is tried again, so a run of shared waiters is granted together and an exclusive
 //   waiter blocks every later request (no writer starvation).
@@ -81,6 +87,8 @@ interface Holder {
   mode: LockMode;
   count: number;
   token: FencingToken;
+  /** The acquire (requestId) whose grant last made or added to this hold. */
+  requestId: string;
 }
 
 /** A queued request; the read API hands these out as they are (all fields readonly). */
@@ -123,6 +131,11 @@ export interface HolderInfo {
   readonly mode: LockMode;
   readonly count: number;
   readonly token: FencingToken;
+  /**
+   * The acquire (requestId) whose grant last made or added to this hold: a cancel of that
+   * request arriving after the grant answers 'granted' (see cancelWait).
+   */
+  readonly requestId: string;
 }
 export interface WaiterInfo {
   readonly session: SessionId;
@@ -162,7 +175,8 @@ export interface SessionSnapshot extends SessionInfo {
   readonly lanes: readonly ClientSnapshot[];
 }
 export interface LockTableSnapshot {
-  readonly version: 2;
+  /** 3 adds HolderInfo.requestId; a version 2 snapshot restores with requestId ''. */
+  readonly version: 2 | 3;
   readonly lastAppliedIndex: LogIndex;
   readonly sessions: readonly SessionSnapshot[];
   readonly locks: readonly LockInfo[];
@@ -430,6 +444,7 @@ export class LockTable {
     // Reentrant: the hold already covers the request.
     if (held !== undefined && (held.mode === 'exclusive' || cmd.mode === 'shared')) {
       held.count++;
+      held.requestId = cmd.requestId;
       return { kind: 'granted', lock: cmd.lock, token: held.token, mode: held.mode, count: held.count };
     }
     if (held === undefined && s.holds.size + s.waits.size >= locksPerSessionMax) {
@@ -439,7 +454,7 @@ export class LockTable {
     fx.touched.add(l.name);
     const upgrade = held !== undefined;
     if (this.grantable(l, s.id, cmd.mode) && (upgrade || l.waiters.length === 0)) {
-      const h = this.grant(l, s, cmd.mode, fx);
+      const h = this.grant(l, s, cmd.mode, cmd.requestId, fx);
       return { kind: 'granted', lock: l.name, token: h.token, mode: h.mode, count: h.count };
     }
     if (!cmd.wait) return err('WOULD_BLOCK', `lock ${l.name} is not available`);
@@ -509,6 +524,12 @@ export class LockTable {
     const s = this.sessions.get(cmd.session);
     if (s === undefined) return this.noSession(cmd.session);
     if (s.waits.get(cmd.lock) !== cmd.requestId) {
+      // Granted before the cancel arrived (the requester never heard): say so, with the
+      // hold, so the requester releases it instead of leaking it. Changes nothing.
+      const h = this.locks.get(cmd.lock)?.holders.get(s.id);
+      if (h !== undefined && h.requestId === cmd.requestId) {
+        return { kind: 'granted', lock: cmd.lock, token: h.token, mode: h.mode, count: h.count };
+      }
       return err('NOT_FOUND', `request ${cmd.requestId} of session ${s.id} is not waiting for ${cmd.lock}`);
     }
     const l = this.lockOf(cmd.lock);
@@ -554,7 +575,7 @@ export class LockTable {
     return true;
   }
 
-  private grant(l: LockState, s: SessionState, mode: LockMode, fx: Effects): Holder {
+  private grant(l: LockState, s: SessionState, mode: LockMode, requestId: string, fx: Effects): Holder {
     assert(fx.index >= l.lastToken, 'fencing tokens never go back');
     const token = fencingToken(fx.index);
     l.lastToken = token;
@@ -565,9 +586,10 @@ export class LockTable {
       held.mode = 'exclusive';
       held.count++;
       held.token = token;
+      held.requestId = requestId;
       return held;
     }
-    const h: Holder = { session: s.id, mode, count: 1, token };
+    const h: Holder = { session: s.id, mode, count: 1, token, requestId };
     l.holders.set(s.id, h);
     s.holds.add(l.name);
     return h;
@@ -585,7 +607,7 @@ export class LockTable {
         const s = this.sessions.get(head.session);
         assert(s !== undefined && s.waits.get(name) === head.requestId, 'waiter session waits here');
         s.waits.delete(name);
-        const h = this.grant(l, s, head.mode, fx);
+        const h = this.grant(l, s, head.mode, head.requestId, fx);
         const ev: LockEvent = {
           kind: 'granted',
           session: s.id,
@@ -741,7 +763,7 @@ export class LockTable {
     if (l === undefined) return null;
     return {
       name: l.name,
-      holders: [...l.holders.values()].map((h) => ({ session: h.session, mode: h.mode, count: h.count, token: h.token })),
+      holders: [...l.holders.values()].map((h) => ({ session: h.session, mode: h.mode, count: h.count, token: h.token, requestId: h.requestId })),
       waiters: l.waiters.map((w) => ({
         session: w.session,
         mode: w.mode,
@@ -802,7 +824,7 @@ export class LockTable {
     const lanes = (m: ReadonlyMap<ClientId, DedupEntry>): ClientSnapshot[] =>
       [...m].map(([clientId, e]) => ({ clientId, lastSeq: e.lastSeq, lastResult: structuredCloneResult(e.lastResult) }));
     return {
-      version: 2,
+      version: 3,
       lastAppliedIndex: this.lastAppliedIndex,
       sessions: this.listSessions().map((info) => ({ ...info, lanes: lanes((this.sessions.get(info.session) as SessionState).lanes) })),
       locks: this.listLocks(),
@@ -812,7 +834,7 @@ export class LockTable {
   }
 
   static fromSnapshot(snap: LockTableSnapshot): LockTable {
-    assert(snap.version === 2, `unknown lock table snapshot version ${String(snap.version)}`);
+    assert(snap.version === 2 || snap.version === 3, `unknown lock table snapshot version ${String(snap.version)}`);
     const t = new LockTable();
     const entries = (cs: readonly ClientSnapshot[]): Map<ClientId, DedupEntry> =>
       new Map(cs.map((c) => [c.clientId, { lastSeq: c.lastSeq, lastResult: structuredCloneResult(c.lastResult) }]));
@@ -835,7 +857,8 @@ export class LockTable {
     for (const li of snap.locks) {
       const l: LockState = {
         name: li.name,
-        holders: new Map(li.holders.map((h) => [h.session, { ...h }])),
+        // A version 2 snapshot has no requestId (undefined at run time despite the type).
+        holders: new Map(li.holders.map((h) => [h.session, { ...h, requestId: h.requestId ?? '' }])),
         waiters: li.waiters.map((w) => ({ ...w })),
         lastToken: li.lastToken,
         delay: li.delay === null ? null : { ...li.delay },

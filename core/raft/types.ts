@@ -54,6 +54,12 @@ export const enum ConfChangeType {
 export interface ConfChange {
   readonly type: ConfChangeType;
   readonly node: NodeId;
+  /**
+   * Opaque bytes the application replicates with the change (etcd's ConfChange.Context):
+   * dsync carries the member's addresses here, so one entry changes both the
+   * configuration and the address book. Absent when empty.
+   */
+  readonly context?: Uint8Array;
 }
 
 export const enum MessageType {

@@ -1,5 +1,6 @@
-// Node configuration from an optional JSON file, then environment, then flags
-// (later wins), validated at start: a bad setting exits with a message naming it.
+// Node configuration from an optional JSON file, then environment (DSYNC_NAME over NAME),
+// then flags (later wins), validated at start: a bad setting exits with a message naming it.
+// settingSpecs is the one place settings are defined; docs/configuration.md is generated from it.
 
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -19,8 +20,13 @@ export interface NodeConfig {
   readonly port: number;
   readonly httpPort: number;
   readonly consolePort: number;
-  /** The other members of group 0 (never this node). */
+  /** The other members of group 0 at bootstrap (never this node); empty with `join`. */
   readonly peers: readonly PeerAddress[];
+  /**
+   * host:port of a running member to ask for this node to be added (learner, then voter),
+   * or null: the node bootstraps group 0 with itself and `peers` as voters.
+   */
+  readonly join: string | null;
   readonly dataDir: string;
   readonly logLevel: LogLevel;
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
@@ -42,44 +48,75 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'data-dir' | 'log-level' | 'advertise' | 'config';
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise' | 'config';
 
-const envNames: Record<Exclude<SettingName, 'config'>, string> = {
-  id: 'NODE_ID',
-  host: 'HOST',
-  port: 'PORT',
-  'http-port': 'HTTP_PORT',
-  'console-port': 'CONSOLE_PORT',
-  peers: 'PEERS',
-  'data-dir': 'DATA_DIR',
-  'log-level': 'LOG_LEVEL',
-  advertise: 'ADVERTISE',
-};
-const fileKeys: Record<Exclude<SettingName, 'config'>, string> = {
-  id: 'nodeId',
-  host: 'host',
-  port: 'port',
-  'http-port': 'httpPort',
-  'console-port': 'consolePort',
-  peers: 'peers',
-  'data-dir': 'dataDir',
-  'log-level': 'logLevel',
-  advertise: 'advertise',
-};
+/** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
+export interface SettingSpec {
+  readonly name: Exclude<SettingName, 'config'>;
+  /** Also read as `DSYNC_` + env, which wins (HOST, PORT and PEERS collide easily with a user's environment). */
+  readonly env: string;
+  readonly fileKey: string;
+  readonly defaultText: string;
+  readonly description: string;
+}
+
+/** Every node setting, in the order `dsync node --help` and docs/configuration.md list them. */
+export const settingSpecs: readonly SettingSpec[] = [
+  { name: 'id', env: 'NODE_ID', fileKey: 'nodeId', defaultText: '(required)', description: "this node's id: 1-64 letters, digits, '.', '_' or '-'" },
+  { name: 'host', env: 'HOST', fileKey: 'host', defaultText: '127.0.0.1', description: 'interface to bind (all three ports)' },
+  { name: 'port', env: 'PORT', fileKey: 'port', defaultText: '7401', description: 'binary protocol port, for clients and peers (0: any free port)' },
+  { name: 'http-port', env: 'HTTP_PORT', fileKey: 'httpPort', defaultText: 'port + 1000', description: 'HTTP port (/healthz)' },
+  { name: 'console-port', env: 'CONSOLE_PORT', fileKey: 'consolePort', defaultText: 'port + 2000', description: 'text console port' },
+  { name: 'peers', env: 'PEERS', fileKey: 'peers', defaultText: '(none: a 1-node cluster)', description: 'the other members: id@host:port,... (a JSON array in the config file)' },
+  { name: 'join', env: 'JOIN', fileKey: 'join', defaultText: '(none)', description: 'host:port of a running member: start as a new member of that cluster (learner, then voter); not with --peers' },
+  { name: 'data-dir', env: 'DATA_DIR', fileKey: 'dataDir', defaultText: './data/ID', description: 'where the node keeps its write-ahead log' },
+  { name: 'log-level', env: 'LOG_LEVEL', fileKey: 'logLevel', defaultText: 'info', description: 'debug, info, warn or error' },
+  { name: 'advertise', env: 'ADVERTISE', fileKey: 'advertise', defaultText: 'host:port', description: 'host:port clients should use to reach this node (behind NAT or in containers)' },
+];
+
+/** The prefix that marks an environment variable as dsync's own; it wins over the bare name. */
+export const envPrefix = 'DSYNC_';
+
+const envNames = Object.fromEntries(settingSpecs.map((s) => [s.name, s.env])) as Record<Exclude<SettingName, 'config'>, string>;
+const fileKeys = Object.fromEntries(settingSpecs.map((s) => [s.name, s.fileKey])) as Record<Exclude<SettingName, 'config'>, string>;
+
+/** docs/configuration.md, generated from settingSpecs (`npm run docs:config`; a test checks the committed copy). */
+export function configurationReference(): string {
+  const rows = settingSpecs.map((s) =>
+    `| \`--${s.name}\` | \`${envPrefix}${s.env}\` or \`${s.env}\` | \`${s.fileKey}\` | ${s.defaultText} | ${s.description} |`);
+  return [
+    '<!-- Generated from server/node/config.ts by `npm run docs:config`; do not edit by hand. -->',
+    '# dsync node configuration',
+    '',
+    'Every setting of `dsync node`. Flags win over environment variables, which win over',
+    `the JSON config file (\`--config FILE\` or \`${envPrefix}CONFIG\`). Each environment variable is also read`,
+    `with the \`${envPrefix}\` prefix, which wins over the bare name. A bad value exits with code 2 and a message`,
+    'naming the setting as you wrote it.',
+    '',
+    '| flag | environment | config-file key | default | meaning |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows,
+    `| \`--config\` | \`${envPrefix}CONFIG\` | | (none) | JSON file holding an object with the keys above |`,
+    '',
+  ].join('\n');
+}
+
+type SettingSource = 'flag' | 'env' | 'prefixedEnv' | 'file';
 
 /** Where each setting came from, so an error can name it the way the operator wrote it. */
-function settingLabel(name: SettingName, source: 'flag' | 'env' | 'file'): string {
+function settingLabel(name: SettingName, source: SettingSource): string {
   if (name === 'config') return '--config';
   switch (source) {
     case 'flag': return `--${name}`;
     case 'env': return envNames[name];
+    case 'prefixedEnv': return `${envPrefix}${envNames[name]}`;
     case 'file': return `${fileKeys[name]} (config file)`;
   }
 }
 
 export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.env): NodeConfig {
-  const merged = new Map<SettingName, { value: string; source: 'flag' | 'env' | 'file' }>();
-  const configPath = flags.config ?? env['DSYNC_CONFIG'];
+  const merged = new Map<SettingName, { value: string; source: SettingSource }>();
+  const configPath = flags.config ?? env[`${envPrefix}CONFIG`];
   if (configPath !== undefined) {
     let parsed: unknown;
     try {
@@ -103,8 +140,10 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     }
   }
   for (const [name, envName] of Object.entries(envNames) as [Exclude<SettingName, 'config'>, string][]) {
+    const prefixed = env[`${envPrefix}${envName}`];
     const v = env[envName];
-    if (v !== undefined && v !== '') merged.set(name, { value: v, source: 'env' });
+    if (prefixed !== undefined && prefixed !== '') merged.set(name, { value: prefixed, source: 'prefixedEnv' });
+    else if (v !== undefined && v !== '') merged.set(name, { value: v, source: 'env' });
   }
   for (const [name, v] of Object.entries(flags) as [SettingName, string | undefined][]) {
     if (name !== 'config' && v !== undefined) merged.set(name, { value: v, source: 'flag' });
@@ -131,6 +170,20 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   }
   const peersSetting = get('peers');
   const peers = peersSetting === undefined ? [] : parsePeers(peersSetting.value, peersSetting.label, id, host, port);
+  const joinSetting = get('join');
+  let joinAddress: string | null = null;
+  if (joinSetting !== undefined) {
+    const join = joinSetting.value.trim();
+    joinAddress = join;
+    if (!/^[^\s:@,]+:\d+$|^\[[^\]]+\]:\d+$/.test(join)) {
+      throw new ConfigError(joinSetting.label, `"${joinSetting.value}" is not host:port of a running member (e.g. 127.0.0.1:7401)`);
+    }
+    const joinPort = Number(join.slice(join.lastIndexOf(':') + 1));
+    if (joinPort < 1 || joinPort > 65535) throw new ConfigError(joinSetting.label, `port ${joinPort} is out of range (1-65535)`);
+    if (peers.length > 0) {
+      throw new ConfigError(joinSetting.label, `a node either bootstraps a cluster with ${peersSetting?.label ?? '--peers'} or joins a running one; not both`);
+    }
+  }
   const dataSetting = get('data-dir');
   const dataDir = resolve(dataSetting?.value ?? join('data', id));
   checkWritableDir(dataDir, dataSetting?.label ?? '--data-dir');
@@ -151,7 +204,7 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     consolePort: consoleSetting?.label ?? '--console-port',
     dataDir: dataSetting?.label ?? '--data-dir',
   };
-  return { nodeId: id, host, port, httpPort, consolePort, peers, dataDir, logLevel, advertise, settingLabels };
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels };
 }
 
 function derivedPort(port: number, offset: number): number {

@@ -22,8 +22,8 @@ export interface ConnectionOwner {
   /** A request (or push) from an authenticated connection. */
   dispatch(conn: Connection, type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void;
   closed(conn: Connection): void;
-  /** A peer introduced itself (its id and advertised client address). */
-  peerHello(conn: Connection): void;
+  /** A peer introduced itself (its id and advertised client address); an error refuses the link with it. */
+  peerHello(conn: Connection): DsyncError | null | void;
   /** A handler threw something other than a DsyncError: a bug (e.g. an AssertionError); stop the node. */
   fatal(message: string, err: unknown): void;
 }
@@ -93,7 +93,10 @@ export class Connection implements FrameSink {
       }
       this.pendingRequests++;
     } else if (type !== FrameType.Push) {
-      this.replyError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests', false));
+      // Never counted as a request, so not answered through replyError: that would take
+      // one off another request's count, and that request's answer would then trip the
+      // pending-count assertion and stop the node (found by test/fuzz/live-node).
+      this.sendError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests and pushes', false));
       return;
     }
     try {
@@ -145,6 +148,12 @@ export class Connection implements FrameSink {
     this.writer.send(FrameType.Push, opcode, requestId, payload);
   }
 
+  /** Tells the other side why (an error frame about no request), then closes. */
+  refuse(err: DsyncError): void {
+    this.sendError(0, Opcode.None, err);
+    this.close(err.message);
+  }
+
   close(reason: string): void {
     if (this.isClosed) return;
     this.owner.log.debug('closing connection', { conn: this.id, reason });
@@ -187,7 +196,14 @@ export class Connection implements FrameSink {
     this.role = hello.role === schema.Role.ROLE_PEER ? 'peer' : 'client';
     this.name = hello.name;
     this.advertise = hello.advertise;
-    if (this.role === 'peer') this.owner.peerHello(this);
+    if (this.role === 'peer') {
+      const refused = this.owner.peerHello(this);
+      if (refused !== null && refused !== undefined) {
+        this.sendError(requestId, Opcode.Hello, refused);
+        this.close(refused.message);
+        return;
+      }
+    }
     // Peers talk continuously (heartbeats); an idle peer link is a dead one.
     this.writer.send(FrameType.Response, Opcode.Hello, requestId, this.owner.helloReply());
   }

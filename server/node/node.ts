@@ -37,9 +37,16 @@ export function decodePayload<T>(decode: (bytes: Uint8Array) => T, payload: Uint
 export interface MemberView {
   readonly id: NodeId;
   readonly address: string;
+  /** Whether this node reaches that member now (a live peer link; always true for itself). */
   readonly connected: boolean;
   readonly voter: boolean;
+  readonly role: 'voter' | 'learner';
+  /** Where peers dial it ('' when not known). */
+  readonly peerAddress: string;
 }
+
+/** Whether a node that says hello as a peer may link to this one. */
+export type PeerAdmission = 'member' | 'removed' | 'unknown';
 
 /** Group status as services report it (group 0 first). */
 export type GroupStatusView = ReturnType<typeof schema.GroupStatus.create>;
@@ -58,6 +65,10 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   private readonly groupStatusProviders: (() => GroupStatusView[])[] = [];
   private readonly stopHooks: (() => Promise<void> | void)[] = [];
   private leaderProvider: () => NodeId | '' = () => '';
+  /** Group 0's members (the members service sets it; before that, --peers as voters). */
+  private membersProvider: (() => MemberView[]) | null = null;
+  /** Who may link as a peer (the members service sets it; before that, --peers only). */
+  private peerAdmission: (id: NodeId) => PeerAdmission = (id) => (this.config.peers.some((p) => p.id === id) ? 'member' : 'unknown');
   /** What a broken invariant does: exit at once (main.ts may replace it; tests record instead). */
   private fatalHandler: (message: string) => void = () => { process.exit(fatalExitCode); };
   /** Client addresses peers advertised in their hello (may differ from the peer-link address). */
@@ -99,6 +110,26 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.leaderProvider = provider;
   }
 
+  setMembersProvider(provider: () => MemberView[]): void {
+    this.membersProvider = provider;
+  }
+
+  setPeerAdmission(admission: (id: NodeId) => PeerAdmission): void {
+    this.peerAdmission = admission;
+  }
+
+  /** Closes every inbound peer link from `id`, telling it why (e.g. MEMBER_REMOVED). */
+  refusePeer(id: NodeId, err: DsyncError): void {
+    for (const conn of this.connections) {
+      if (conn.role === 'peer' && conn.name === id && !conn.closed) conn.refuse(err);
+    }
+  }
+
+  /** The client address a peer advertised in its hello ('' when it never said). */
+  advertisedAddressOf(id: NodeId): string {
+    return this.advertisedAddresses.get(id) ?? '';
+  }
+
   /** Replaces what fatal() does after logging (the default exits with fatalExitCode). */
   setFatalHandler(handler: (message: string) => void): void {
     this.fatalHandler = handler;
@@ -115,20 +146,29 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.stopHooks.push(hook);
   }
 
+  /** This node's client-facing address (the bound port when it asked for port 0). */
+  addressOfSelf(): string {
+    return this.config.port === 0 ? `${this.config.host}:${this.boundPort}` : this.config.advertise;
+  }
+
   /** Client-facing address of a member (this node or a peer). */
   addressOf(id: NodeId | ''): string {
     if (id === '') return '';
-    if (id === this.config.nodeId) return this.config.port === 0 ? `${this.config.host}:${this.boundPort}` : this.config.advertise;
+    if (id === this.config.nodeId) return this.addressOfSelf();
     const advertised = this.advertisedAddresses.get(id);
     if (advertised !== undefined) return advertised;
+    const member = this.membersProvider?.().find((m) => m.id === id);
+    if (member !== undefined && member.address !== '') return member.address;
     const peer = this.config.peers.find((p) => p.id === id);
     return peer === undefined ? '' : `${peer.host}:${peer.port}`;
   }
 
   members(): MemberView[] {
+    if (this.membersProvider !== null) return this.membersProvider();
     return [
-      { id: this.config.nodeId, address: this.addressOf(this.config.nodeId), connected: true, voter: true },
-      ...this.config.peers.map((p) => ({ id: p.id, address: this.addressOf(p.id), connected: this.peers.isConnected(p.id), voter: true })),
+      { id: this.config.nodeId, address: this.addressOf(this.config.nodeId), connected: true, voter: true, role: 'voter', peerAddress: this.config.advertise },
+      ...this.config.peers.map((p) => ({ id: p.id, address: this.addressOf(p.id), connected: this.peers.isConnected(p.id), voter: true,
+        role: 'voter' as const, peerAddress: `${p.host}:${p.port}` })),
     ];
   }
 
@@ -236,13 +276,18 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.connections.delete(conn);
   }
 
-  peerHello(conn: Connection): void {
-    if (!this.config.peers.some((p) => p.id === conn.name)) {
-      this.log.warn('refusing a peer link from a node not in the peer list', { name: conn.name, from: conn.remoteAddress });
-      conn.close(`node ${conn.name} is not a configured peer`);
-      return;
+  peerHello(conn: Connection): DsyncError | null {
+    const admission = this.peerAdmission(conn.name as NodeId);
+    if (admission === 'removed') {
+      this.log.warn('refusing a peer link from a removed member', { name: conn.name, from: conn.remoteAddress });
+      return removedError(conn.name);
+    }
+    if (admission === 'unknown') {
+      this.log.warn('refusing a peer link from a node that is not a member', { name: conn.name, from: conn.remoteAddress });
+      return new DsyncError(ErrorCode.UNAUTHORIZED, `node ${conn.name} is not a member of group 0 here (not in --peers nor added by a join)`);
     }
     if (conn.advertise !== '') this.advertisedAddresses.set(conn.name, conn.advertise);
+    return null;
   }
 
   // ---- built-in operations ----
@@ -275,8 +320,8 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       run: () => formatStatus(this.statusReply()),
     });
     this.consoleCommands.register({
-      name: 'members', usage: 'members', help: 'cluster members and link state',
-      run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'connected' : 'unreachable'}`).join('\n'),
+      name: 'members', usage: 'members', help: "group 0's members: role (voter/learner), address, reachable from here",
+      run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.role.padEnd(8)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'reachable' : 'unreachable'}`).join('\n'),
     });
 
     this.http.route('GET', '/healthz', (_req, res) => {
@@ -285,12 +330,18 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   }
 }
 
+/** What a removed node is told by the members it tries to reach. */
+export function removedError(id: string): DsyncError {
+  return new DsyncError(ErrorCode.MEMBER_REMOVED,
+    `node ${id} was removed from the cluster; it no longer takes part. To bring the machine back, start it with a new --id, an empty --data-dir and --join`);
+}
+
 export function formatStatus(s: ReturnType<typeof schema.StatusReply.create>): string {
   const lines = [
     `node     ${s.nodeId} (${s.address})`,
     `leader   ${s.leaderId === '' ? '(none known)' : `${s.leaderId} (${s.leaderAddress})`}`,
     `uptime   ${Math.round(Number(s.uptimeMs) / 1000)}s`,
-    `members  ${s.members.map((m) => `${m.id ?? ''}${m.connected === true ? '' : '(down)'}`).join(' ')}`,
+    `members  ${s.members.map((m) => `${m.id ?? ''}[${m.role === '' || m.role === undefined ? 'voter' : m.role}]${m.connected === true ? '' : '(unreachable)'}`).join(' ')}`,
   ];
   for (const g of s.groups) {
     lines.push(`group ${g.group ?? 0}  role=${g.role ?? ''} leader=${g.leaderId === '' ? '-' : g.leaderId ?? '-'} term=${Number(g.term ?? 0)} commit=${Number(g.commit ?? 0)} applied=${Number(g.applied ?? 0)} last=${Number(g.lastIndex ?? 0)} voters=${(g.voters ?? []).join(',')}`);

@@ -1,13 +1,14 @@
 // Outbound links to the other nodes: one TCP connection per peer, opened with a
 // peer hello, reconnected with capped exponential backoff. Sends are fire and
 // forget (Raft retransmits); a link that cannot keep up drops, never buffers
-// without bound.
+// without bound. The set of links follows group 0's configuration at run time
+// (sync); a peer answering MEMBER_REMOVED tells this node it was removed.
 
 import { connect, type Socket } from 'node:net';
 import { connectionWriteQueueBytesMax, peerReconnectBackoffMsMax, peerReconnectBackoffMsMin,
   protocolVersion } from '../../core/constants.js';
 import type { NodeId } from '../../core/ids.js';
-import type { ProtocolError } from '../../protocol/errors.js';
+import { ErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
@@ -24,7 +25,7 @@ class PeerLink {
   droppedFrames = 0;
 
   constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
-    private readonly onUp: (peer: NodeId) => void) {}
+    private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void) {}
 
   get connected(): boolean {
     return this.ready;
@@ -60,7 +61,21 @@ class PeerLink {
     const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
     this.writer = writer;
     const decoder = new FrameDecoder({
-      frame: (type, opcode) => {
+      frame: (type, opcode, _requestId, payload) => {
+        if (type === FrameType.Error) {
+          let code = '';
+          let message = '';
+          try {
+            const reply = schema.ErrorReply.decode(payload);
+            code = reply.code;
+            message = reply.message;
+          } catch {
+            // an undecodable error frame says nothing we can act on
+          }
+          if (code === ErrorCode.MEMBER_REMOVED) this.onRemoved(this.peer.id, message);
+          else this.log.warn('peer refused the link', { peer: this.peer.id, code, message });
+          return;
+        }
         if (type === FrameType.Response && opcode === Opcode.Hello && !this.ready) {
           this.ready = true;
           this.backoffMs = peerReconnectBackoffMsMin;
@@ -98,13 +113,47 @@ class PeerLink {
 
 export class PeerLinks {
   private readonly links = new Map<NodeId, PeerLink>();
+  private started = false;
+  private stopped = false;
+  /** Told once per peer answer that this node was removed from the cluster. */
+  onRemoved: (by: NodeId, message: string) => void = () => {};
 
-  constructor(peers: readonly PeerAddress[], selfId: NodeId, advertise: string, log: Logger, onUp: (peer: NodeId) => void = () => {}) {
-    for (const peer of peers) this.links.set(peer.id, new PeerLink(peer, selfId, advertise, log, onUp));
+  constructor(peers: readonly PeerAddress[], private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
+    private readonly onUp: (peer: NodeId) => void = () => {}) {
+    for (const peer of peers) this.links.set(peer.id, this.newLink(peer));
   }
 
   start(): void {
+    this.started = true;
     for (const link of this.links.values()) link.start();
+  }
+
+  /**
+   * Makes the links exactly `peers` (group 0's members but this node): opens links to new
+   * members, closes links to members that left, redials a member whose address changed.
+   */
+  sync(peers: readonly PeerAddress[]): void {
+    if (this.stopped) return;
+    const wanted = new Map(peers.filter((p) => p.id !== this.selfId).map((p) => [p.id, p]));
+    for (const [id, link] of this.links) {
+      const want = wanted.get(id);
+      if (want !== undefined && want.host === link.peer.host && want.port === link.peer.port) continue;
+      link.stop();
+      this.links.delete(id);
+      this.log.info('peer link closed: no longer a member at that address', { peer: id, address: `${link.peer.host}:${link.peer.port}` });
+    }
+    for (const [id, peer] of wanted) {
+      if (this.links.has(id)) continue;
+      const link = this.newLink(peer);
+      this.links.set(id, link);
+      this.log.info('peer link added: a member of group 0', { peer: id, address: `${peer.host}:${peer.port}` });
+      if (this.started) link.start();
+    }
+  }
+
+  /** Peers linked now (sorted). */
+  ids(): NodeId[] {
+    return [...this.links.keys()].sort();
   }
 
   send(peer: NodeId, opcode: number, payload: Uint8Array): boolean {
@@ -116,6 +165,11 @@ export class PeerLinks {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const link of this.links.values()) link.stop();
+  }
+
+  private newLink(peer: PeerAddress): PeerLink {
+    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.onUp, (by, message) => this.onRemoved(by, message));
   }
 }

@@ -1,21 +1,25 @@
-// Group 0's state machine: every node is a voter; its log carries the journal
-// and the lock table (and later cluster metadata). Entries start with one byte
-// naming the sub-machine; the rest is that machine's payload.
+// Group 0's state machine: its log carries the journal, the lock table and the
+// cluster membership. Normal entries start with one byte naming the sub-machine;
+// the rest is that machine's payload. ConfChange entries go to the one
+// sub-machine that owns membership (the members service), if any.
 
 import { assert } from '../../core/assert.js';
 import type { NodeId } from '../../core/ids.js';
-import type { Entry } from '../../core/raft/types.js';
+import type { ConfChange, Entry } from '../../core/raft/types.js';
 import type { StateMachine } from './runner.js';
 
 export const EntryKind = {
   Journal: 1,
   Lock: 2,
+  Members: 3,
 } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 
 /** One part of group 0's state, with a JSON-able snapshot. */
 export interface SubMachine {
   apply(entry: Entry, body: Uint8Array): unknown;
+  /** Only the membership sub-machine: a committed ConfChange entry, decoded. */
+  applyConfChange?(entry: Entry, change: ConfChange): unknown;
   snapshot(): unknown;
   restore(state: unknown): void;
   onLeaderChange?(isLeader: boolean, leader: NodeId | ''): void;
@@ -30,10 +34,20 @@ export function frameEntry(kind: EntryKind, body: Uint8Array): Uint8Array {
 
 export class Group0StateMachine implements StateMachine {
   private readonly parts = new Map<EntryKind, { name: string; machine: SubMachine }>();
+  private confOwner: SubMachine | null = null;
 
   register(kind: EntryKind, name: string, machine: SubMachine): void {
     assert(!this.parts.has(kind), `group 0 sub-machine ${name} registered twice`);
     this.parts.set(kind, { name, machine });
+    if (machine.applyConfChange !== undefined) {
+      assert(this.confOwner === null, `group 0 sub-machine ${name} is a second owner of membership`);
+      this.confOwner = machine;
+    }
+  }
+
+  /** Without a membership sub-machine (the simulator's nodes) a conf change only changes Raft's configuration. */
+  applyConfChange(entry: Entry, change: ConfChange): unknown {
+    return this.confOwner?.applyConfChange?.(entry, change);
   }
 
   apply(entry: Entry): unknown {

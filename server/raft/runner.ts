@@ -6,11 +6,12 @@
 
 import { assert } from '../../core/assert.js';
 import { appendEntriesCountMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, overloadRetryAfterMs,
-  proposalsPendingMax, raftReadRequestsPendingMax, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
+  proposalsPendingMax, raftReadRequestsPendingMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
-import { type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
+import { decodeConfChange } from '../../core/raft/confchange.js';
+import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { GroupStatusView } from '../node/node.js';
@@ -25,6 +26,8 @@ import { checkWire, fromWire, toWire } from './codec.js';
 export interface StateMachine {
   /** Applies one committed entry (never the leader's empty no-op); returns the proposer's answer. */
   apply(entry: Entry): unknown;
+  /** Applies one committed ConfChange entry (Raft's configuration changes in the same turn); returns the proposer's answer. */
+  applyConfChange?(entry: Entry, change: ConfChange): unknown;
   snapshot(): Uint8Array;
   restore(data: Uint8Array): void;
   /** Leadership of this replica changed (e.g. restart lease clocks on becoming leader). */
@@ -38,6 +41,8 @@ interface ProposalWaiter {
 }
 
 interface ReadWaiter {
+  /** The runner's tick count when the read was asked: unanswered for raftReadTimeoutTicks, it fails. */
+  readonly issuedTick: number;
   index: number;
   resolve(): void;
   reject(err: DsyncError): void;
@@ -74,6 +79,8 @@ export class GroupRunner {
   readonly raft: Raft;
   private readyInFlight = false;
   private scheduled = false;
+  /** Ticks since this runner started (read timeouts count in them). */
+  private ticks = 0;
   private stopped = false;
   private readonly proposals = new Map<number, ProposalWaiter>();
   /** Waiting reads by their context's counter (see encodeReadContext). */
@@ -93,6 +100,14 @@ export class GroupRunner {
   private persistedVote: string;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
+  /**
+   * The latest commit-only hard state, not written yet. Raft's commit index is volatile
+   * (a restart recomputes it from the leader), so such a hard state is not worth a write
+   * of its own: it rides with the next batch that is written anyway (etcd's MustSync is
+   * false for it too). Writing it alone cost an fsync per entry on every replica, which
+   * the next entry's fsync queued behind: two fsyncs per request at one in flight.
+   */
+  private unwrittenHardState: HardState | null = null;
   private readonly runBound = (): void => {
     this.scheduled = false;
     void this.processReady();
@@ -163,6 +178,31 @@ export class GroupRunner {
     });
   }
 
+  /**
+   * Proposes a membership change; resolves with the state machine's answer once applied
+   * here. Leader only; one change at a time (another pending answers UNAVAILABLE, retry).
+   */
+  proposeConfChange(change: ConfChange): Promise<unknown> {
+    if (this.stopped) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    const outcome = this.raft.proposeConfChange(change);
+    if (!outcome.ok) {
+      if (outcome.reason === 'not-leader') return Promise.reject(this.host.notLeader(this.group));
+      return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        `group ${this.group} cannot take a membership change right now (${outcome.reason}); retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
+    }
+    this.schedule();
+    return new Promise((resolve, reject) => {
+      this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
+    });
+  }
+
+  /** Leader only: hands leadership to voter `to` (Raft's TimeoutNow); a no-op otherwise. */
+  transferLeadership(to: NodeId): void {
+    if (this.stopped) return;
+    this.raft.transferLeadership(to);
+    this.schedule();
+  }
+
   /** Resolves once this replica has applied everything committed before the call (ReadIndex). */
   readBarrier(): Promise<void> {
     if (this.reads.size >= raftReadRequestsPendingMax) {
@@ -172,7 +212,7 @@ export class GroupRunner {
     if (!this.raft.readIndex(encodeReadContext(this.host.env.bootNonce, key))) return Promise.reject(this.host.notLeader(this.group));
     this.schedule();
     return new Promise((resolve, reject) => {
-      this.reads.set(key, { index: 0, resolve, reject });
+      this.reads.set(key, { issuedTick: this.ticks, index: 0, resolve, reject });
     });
   }
 
@@ -184,8 +224,25 @@ export class GroupRunner {
 
   tick(): void {
     if (this.stopped) return;
+    this.ticks++;
+    this.expireReads();
     this.raft.tick();
     this.schedule();
+  }
+
+  /**
+   * Fails reads whose ReadIndex got no answer in raftReadTimeoutTicks. Raft messages are
+   * unreliable (a follower's forwarded ReadIndex, or the leader's answer, may be dropped)
+   * and nothing resends them; without this the read, and the client request behind it,
+   * would wait forever. Reads are kept in issue order, so the scan stops at the first young one.
+   */
+  private expireReads(): void {
+    for (const [key, w] of this.reads) {
+      if (this.ticks - w.issuedTick < raftReadTimeoutTicks) break;
+      this.reads.delete(key);
+      w.reject(new DsyncError(ErrorCode.UNAVAILABLE,
+        `group ${this.group}: the read got no ReadIndex answer within ${raftReadTimeoutTicks * raftTickMs} ms; retry`));
+    }
   }
 
   status(): GroupStatusView {
@@ -196,10 +253,32 @@ export class GroupRunner {
     });
   }
 
-  stop(): void {
+  /**
+   * Graceful shutdown: writes the commit-only hard state kept back (unwrittenHardState),
+   * so a clean restart applies everything this replica knew committed without waiting
+   * for a leader. Not needed for safety; the WAL's close() then makes it durable.
+   */
+  writeKeptHardState(): void {
+    if (this.stopped || this.unwrittenHardState === null || this.readyInFlight) return;
+    const hs = this.unwrittenHardState;
+    this.unwrittenHardState = null;
+    try {
+      this.host.storage.append(this.group, hs, []);
+    } catch (err) {
+      // A failed WAL already stopped this node's writes; the commit index is recomputed anyway.
+      this.host.log.warn('the commit index was not written at shutdown', { group: this.group, err: String(err) });
+    }
+  }
+
+  /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
+  stop(reason = 'node is shutting down'): void {
     this.stopped = true;
     this.releaseWalReservation(null);
-    this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'node is shutting down'));
+    this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, reason));
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   /** Hands back the reservation of entries now queued in the WAL (all of it with null: they never will be). */
@@ -261,11 +340,19 @@ export class GroupRunner {
     try {
       if (rd.snapshot !== null) {
         await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+        // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
+        if (this.stopped) return;
       }
-      if (hs !== null || rd.entries.length > 0) {
-        const seq = wal.append(this.group, hs, rd.entries);
-        this.releaseWalReservation(rd.entries);
-        if (waitNeeded && seq > wal.durable) await wal.whenDurable(seq);
+      if (!waitNeeded) {
+        if (hs !== null) this.unwrittenHardState = hs;
+      } else {
+        const written = hs ?? this.unwrittenHardState;
+        this.unwrittenHardState = null;
+        if (written !== null || rd.entries.length > 0) {
+          const seq = wal.append(this.group, written, rd.entries);
+          this.releaseWalReservation(rd.entries);
+          if (seq > wal.durable) await wal.whenDurable(seq);
+        }
       }
     } catch (err) {
       // Without durable storage this replica must not say anything more: stop the node.
@@ -282,6 +369,7 @@ export class GroupRunner {
     if (!applyEarly) this.applyReady(rd);
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     this.raft.advance();
+    this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     this.readyInFlight = false;
     this.maybeCompact();
     if (this.raft.hasReady()) this.schedule();
@@ -315,6 +403,7 @@ export class GroupRunner {
     this.appliedTerm = entry.term;
     let result: unknown = undefined;
     if (entry.type === EntryType.Normal && entry.data.length > 0) result = this.sm.apply(entry);
+    else if (entry.type === EntryType.ConfChange && this.sm.applyConfChange !== undefined) result = this.sm.applyConfChange(entry, decodeConfChange(entry.data));
     const waiter = this.proposals.get(entry.index);
     if (waiter === undefined) return;
     this.proposals.delete(entry.index);
@@ -374,7 +463,7 @@ export class GroupRunner {
   }
 
   private maybeCompact(): void {
-    if (this.appliedIndex - this.snapshotIndex < snapshotEntriesThreshold) return;
+    if (this.appliedIndex - this.snapshotIndex < (this.host.env.snapshotEntriesThreshold ?? snapshotEntriesThreshold)) return;
     const index = logIndex(this.appliedIndex);
     const data = this.sm.snapshot();
     this.raft.compact(index, data);
@@ -396,6 +485,8 @@ export interface RaftStorage {
   hasRoomFor(bytes: number): boolean;
   whenDurable(seq: number): Promise<void>;
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
+  /** Forgets the group for good (a tombstone): a restart does not recover it; its records are reclaimed. */
+  dropGroup(group: GroupId): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -420,6 +511,16 @@ export interface GroupHostEnv {
    * simulator draws them from its seed): prefixes every ReadIndex context this process issues.
    */
   readonly bootNonce: Uint8Array;
+  /** test/sim only: sees every Ready after advance() (the safety checker's view of a replica). */
+  readonly observe?: RaftObserver;
+  /** test/sim only: compact after this many applied entries instead of snapshotEntriesThreshold. */
+  readonly snapshotEntriesThreshold?: number;
+}
+
+/** Watches a group's replica without changing it (test/sim feeds its checkers from here). */
+export interface RaftObserver {
+  /** After a Ready was persisted, sent, applied and advanced. */
+  afterAdvance(group: GroupId, raft: Raft, rd: Ready): void;
 }
 
 /** Groups hosted on a node, as services see them (ARCHITECTURE.md, "Layout"). */
@@ -427,7 +528,11 @@ export interface GroupRegistry {
   readonly group0: GroupRunner;
   /** The replica of `group`, started (or restarted from the WAL) if not hosted yet. */
   ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner;
-  /** Stops hosting `group`: its waiters fail with UNAVAILABLE; its WAL records stay until compaction. */
+  /**
+   * Stops hosting `group` for good: its waiters fail with UNAVAILABLE, and a tombstone in
+   * the WAL makes a restart forget it and lets compaction reclaim its records. Group ids
+   * are never reused: ensure() of a dropped group is a bug.
+   */
   drop(group: GroupId): void;
   /** The leader this node believes `group` has ('' when unknown or not hosted). */
   leaderOf(group: GroupId): NodeId | '';
@@ -440,8 +545,12 @@ export class GroupHost implements GroupRegistry {
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
+  /** Groups drop() stopped on this node (their ids are never reused). */
+  private readonly droppedGroups = new Set<GroupId>();
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
+  /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
+  private readonly heardAtMs = new Map<NodeId, number>();
   readonly log: Logger;
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
@@ -465,6 +574,7 @@ export class GroupHost implements GroupRegistry {
   ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner {
     const existing = this.groups.get(group);
     if (existing !== undefined) return existing;
+    assert(!this.droppedGroups.has(group), `group ${group} was dropped; group ids are never reused`);
     // The seed only spreads election timeouts; distinct per node and group is all it needs.
     let seed = group * 7919;
     for (const ch of this.nodeId) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0;
@@ -476,14 +586,27 @@ export class GroupHost implements GroupRegistry {
 
   drop(group: GroupId): void {
     assert(group !== 0, 'group 0 is never dropped');
+    assert(!this.droppedGroups.has(group), `group ${group} dropped twice`);
+    this.droppedGroups.add(group);
     const runner = this.groups.get(group);
-    if (runner === undefined) return;
-    runner.stop();
-    this.groups.delete(group);
+    if (runner !== undefined) {
+      runner.stop('the group was dropped from this node');
+      this.groups.delete(group);
+    }
+    if (runner === undefined && !this.env.recovered.has(group)) return;
+    this.storage.dropGroup(group).catch((err: unknown) => {
+      this.env.fatal(`group ${group}: could not write its tombstone: ${(err as Error).message}`);
+    });
   }
 
   leaderOf(group: GroupId): NodeId | '' {
     return this.groups.get(group)?.leader ?? '';
+  }
+
+  /** Milliseconds since `peer`'s last Raft batch arrived (Infinity: never). */
+  sinceHeardMs(peer: NodeId): number {
+    const at = this.heardAtMs.get(peer);
+    return at === undefined ? Number.POSITIVE_INFINITY : this.env.clock.nowMs() - at;
   }
 
   notLeader(group: GroupId): DsyncError {
@@ -508,6 +631,7 @@ export class GroupHost implements GroupRegistry {
 
   async stop(): Promise<void> {
     this.stopTicks();
+    for (const g of this.groups.values()) g.writeKeptHardState();
     for (const g of this.groups.values()) g.stop();
     this.flush();
     await this.storage.close();
@@ -554,6 +678,7 @@ export class GroupHost implements GroupRegistry {
       const malformed = checkWire(w, from, this.nodeId);
       if (malformed !== null) return malformed;
     }
+    this.heardAtMs.set(from, this.env.clock.nowMs());
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
       const runner = this.groups.get(group);

@@ -2,9 +2,8 @@
 //   SEED=n        replay one seed exactly (TRACE=1 prints its event trace)
 //   SEEDS=n       run seeds SEED_START..SEED_START+n-1 (default 500), plus every seed in locks-failed-seeds.json
 //   JOBS=n        worker threads (default: available cores)
-//   VARIANT=...   run a canary (apply-uncommitted | grant-when-blocked | barge | reuse-token)
-//   APPLY_CHECK=0 turn off the direct "applied entry is committed" check (see what the end-to-end checks catch)
-//   FAULT_MS=n    length of the fault phase in virtual ms (default 3000)
+//   VARIANT=...   run a canary (grant-when-blocked | barge | reuse-token)
+//   FAULT_MS=n    length of the fault phase in virtual ms (default 6000)
 // A new failing seed of the correct build is printed with its replay command and
 // appended to test/sim/locks-failed-seeds.json (unless RECORD=0).
 
@@ -34,10 +33,10 @@ function parseVariant(v: string | undefined): LockVariant {
   return found;
 }
 
-function runSeeds(job: Job, onResult: (s: LockSeedSummary) => void): void {
+async function runSeeds(job: Job, onResult: (s: LockSeedSummary) => void): Promise<void> {
   for (const seed of job.seeds) {
-    const r = runLockSeed(seed, job.opts);
-    onResult({ seed, ok: r.ok, property: r.property, error: r.error, profile: r.profile, steps: r.stats.steps, crashes: r.stats.crashes, grants: r.lockStats.grants, lockStats: r.lockStats });
+    const r = await runLockSeed(seed, job.opts);
+    onResult({ seed, ok: r.ok, property: r.property, error: r.error, profile: r.profile, steps: r.events, crashes: r.stats.crashes, grants: r.lockStats.grants, lockStats: r.lockStats });
   }
 }
 
@@ -45,7 +44,7 @@ function runSeeds(job: Job, onResult: (s: LockSeedSummary) => void): void {
 export async function runLockSeedsParallel(seeds: readonly number[], opts: LockSimOptions, jobs: number): Promise<LockSeedSummary[]> {
   if (jobs <= 1 || seeds.length < 20) {
     const out: LockSeedSummary[] = [];
-    runSeeds({ seeds, opts }, (s) => out.push(s));
+    await runSeeds({ seeds, opts }, (s) => out.push(s));
     return out;
   }
   return runSeedsOnWorkers<Job, LockSeedSummary>(seeds, jobs, new URL(import.meta.url), (chunk) => ({ seeds: chunk, opts }));
@@ -53,13 +52,13 @@ export async function runLockSeedsParallel(seeds: readonly number[], opts: LockS
 
 async function main(): Promise<number> {
   const variant = parseVariant(process.env['VARIANT']);
-  const opts: LockSimOptions = { variant, checkCommittedAtApply: process.env['APPLY_CHECK'] !== '0', faultPhaseMs: envInt('FAULT_MS', 3_000) };
+  const opts: LockSimOptions = { variant, faultPhaseMs: envInt('FAULT_MS', 6_000) };
   const single = process.env['SEED'];
   if (single !== undefined && single !== '') {
     const seed = envInt('SEED', 0);
-    const r = runLockSeed(seed, { ...opts, trace: process.env['TRACE'] === '1' });
+    const r = await runLockSeed(seed, { ...opts, trace: process.env['TRACE'] === '1' });
     if (process.env['TRACE'] === '1') console.log(r.trace.join('\n'));
-    console.log(`seed ${seed}: ${r.ok ? 'ok' : `FAILED ${r.property}`} (${r.stats.steps} steps, ${r.virtualMs} virtual ms)`);
+    console.log(`seed ${seed}: ${r.ok ? 'ok' : `FAILED ${r.property}`} (${r.events} events, ${Math.round(r.virtualMs)} virtual ms)`);
     console.log(`  profile: ${r.profile}`);
     console.log(`  locks: ${JSON.stringify(r.lockStats)}`);
     if (!r.ok) console.log(`  ${r.error}`);
@@ -78,7 +77,7 @@ async function main(): Promise<number> {
     console.log(`FAILED seed ${r.seed}: ${r.property}: ${r.error.split('\n').slice(0, 8).join('\n    ')}`);
     console.log(`  profile: ${r.profile}`);
     console.log(`  replay:  SEED=${r.seed} TRACE=1 node dist/test/sim/locks-run.js`);
-    if (variant === 'correct' && opts.checkCommittedAtApply === true && process.env['RECORD'] !== '0') {
+    if (variant === 'correct' && process.env['RECORD'] !== '0') {
       recordLockFailedSeed({ seed: r.seed, property: r.property, note: r.error.split('\n')[0] ?? '' });
     }
   }
@@ -99,5 +98,5 @@ if (isMainThread) {
   }
 } else {
   const job = workerData as Job;
-  runSeeds(job, (s) => parentPort?.postMessage(s));
+  void runSeeds(job, (s) => parentPort?.postMessage(s));
 }

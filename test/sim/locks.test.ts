@@ -1,7 +1,8 @@
-// The lock simulator in CI: LOCK_SIM_SEEDS (default 600) randomized seeds plus every
-// seed in locks-failed-seeds.json run the lock manager (core/locks LockTable as the
-// replicated state machine, leader lease clock, retrying clients) on the simulated
-// Raft cluster under crashes, partitions, message loss and clock faults. Each seed
+// The lock simulator in CI: LOCK_SIM_SEEDS (default 600, ~70 s on 2 idle cores) randomized seeds plus every
+// seed in locks-failed-seeds.json run the shipped lock service (the real LockService
+// and GroupHost on simulated nodes: leader lease clock, protobuf entries, retrying
+// clients over links) under crashes with torn writes, partitions, message loss and
+// pauses. Each seed
 // checks the Raft invariants on every step, that every replica applies identical
 // lock outcomes, that the committed grant history never overlaps an exclusive hold,
 // keeps tokens increasing per lock and FIFO order, that every grant a client saw
@@ -61,8 +62,8 @@ t.test(`${seedsCount} random seeds keep the lock invariants and every client get
 
 t.test('a lock seed replays byte for byte', async (t) => {
   for (const seed of [3, 17, 42]) {
-    const a = runLockSeed(seed, { trace: true });
-    const b = runLockSeed(seed, { trace: true });
+    const a = await runLockSeed(seed, { trace: true });
+    const b = await runLockSeed(seed, { trace: true });
     t.ok(a.ok && b.ok, `seed ${seed} passes`);
     t.equal(a.trace.join('\n'), b.trace.join('\n'), `seed ${seed}: identical traces`);
     t.same(a.lockStats, b.lockStats, `seed ${seed}: identical lock counters`);

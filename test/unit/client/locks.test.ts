@@ -7,6 +7,7 @@
 import t from 'tap';
 import { ForceReleasedError, LockClient, SessionExpiredError } from '../../../client/locks/locks.js';
 import type { PushListener } from '../../../client/transport/connection.js';
+import { realClock } from '../../../client/transport/time.js';
 import type { GroupTransport, RequestOptions } from '../../../client/transport/router.js';
 import { DsyncError, ErrorCode } from '../../../protocol/errors.js';
 import { Opcode, opcodeName } from '../../../protocol/frame.js';
@@ -97,6 +98,23 @@ t.test('item 1: a grant that arrives after the session\'s TTL ran out is refused
     `lock() rejects with SessionExpiredError instead of handing out an unprotected lock (got ${JSON.stringify(outcome)})`);
   await until(() => fake.count(Opcode.SessionClose) > 0, 'SessionClose');
   t.ok(fake.ops().indexOf('LockAcquire') < fake.ops().indexOf('SessionClose'), 'the lost session is closed, freeing the grant');
+});
+
+t.test('item 1: a grant inside the TTL but past the drift margin is refused (the leader\'s clock may run faster)', async (t) => {
+  const ttlMs = 10_000;
+  // The client's clock jumps while the acquire is answered: 95% of the TTL after the open was sent.
+  let skewMs = 0;
+  const clock = { ...realClock, nowMs: () => performance.now() + skewMs };
+  const base = grantAll(ttlMs);
+  const fake = new FakeTransport(async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) skewMs += ttlMs * 0.95;
+    return base(opcode, req);
+  });
+  const locks = new LockClient(fake, { name: 'unit', clock });
+  t.teardown(() => locks.close());
+  const outcome = await locks.lock('a').then((h) => ({ held: h.isLost ? 'lost' : 'NOT LOST' }), (err: unknown) => ({ err }));
+  t.ok('err' in outcome && outcome.err instanceof SessionExpiredError,
+    `a grant at 95% of the TTL is not trusted (got ${JSON.stringify(outcome)})`);
 });
 
 t.test('item 1: a session whose open answer came back after its TTL is revalidated by a keep-alive, then kept alive', async (t) => {
@@ -205,4 +223,122 @@ t.test('item 6: a waiting acquire answered with a definite error is not cancelle
   await t.rejects(locks.lock('a', { waitMs: 100 }), { code: ErrorCode.LOCK_TIMEOUT });
   await sleep(20);
   t.equal(fake.count(Opcode.LockCancel), 0, 'the server already withdrew it');
+});
+
+t.test('item 2: a give-up whose cancel answers that the request was already granted releases that hold', async (t) => {
+  const base = grantAll(10_000);
+  let acquires = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    // The grant applies but its answer is lost; the cancel arrives after it.
+    if (opcode === Opcode.LockAcquire && ++acquires === 1) throw new DsyncError(ErrorCode.TIMEOUT, 'LockAcquire got no answer in time');
+    if (opcode === Opcode.LockCancel) return { lock: req.lock, token: 555, exclusive: true, count: 1 };
+    return base(opcode, req);
+  });
+  await t.rejects(locks.lock('a', { waitMs: 100 }), { code: ErrorCode.TIMEOUT });
+  await until(() => fake.count(Opcode.LockRelease) === 1, 'a LockRelease of the unseen grant');
+  const release = fake.sent.find((s) => s.opcode === Opcode.LockRelease);
+  t.equal(release?.req.lock, 'a');
+  t.equal(Number(release?.req.session), sessionId);
+  t.same(fake.ops().slice(-2), ['LockCancel', 'LockRelease'], 'released after the cancel answered the grant');
+  await sleep(20);
+  t.equal(fake.count(Opcode.LockRelease), 1, 'released once');
+});
+
+t.test('item 2: an aborted acquire granted both to the acquire and to its cancel releases the hold once', async (t) => {
+  const base = grantAll(10_000);
+  let grant: (() => void) | null = null;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) {
+      // Answered only after the cancel was answered: both carry the grant.
+      await new Promise<void>((resolve) => { grant = resolve; });
+      return { lock: req.lock, token: 777, exclusive: true, count: 1 };
+    }
+    if (opcode === Opcode.LockCancel) {
+      setTimeout(() => grant?.(), 10);
+      return { lock: req.lock, token: 777, exclusive: true, count: 1 };
+    }
+    return base(opcode, req);
+  });
+  const abort = new AbortController();
+  const pending = locks.lock('a', { signal: abort.signal });
+  await until(() => fake.count(Opcode.LockAcquire) === 1, 'the acquire is sent');
+  const reason = new Error('gave up');
+  abort.abort(reason);
+  await t.rejects(pending, { code: ErrorCode.CANCELLED, cause: reason });
+  await until(() => fake.count(Opcode.LockRelease) >= 1, 'a LockRelease');
+  await sleep(30);
+  t.equal(fake.count(Opcode.LockRelease), 1, 'exactly one release for the one grant');
+});
+
+t.test('item 3: STALE_REQUEST on a request safe to apply twice: the lane takes a fresh client id, seq 1, and sends it once more', async (t) => {
+  const base = grantAll(10_000);
+  let opens = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.SessionOpen && ++opens === 1) throw new DsyncError(ErrorCode.STALE_REQUEST, 'seq 1 is older than the last applied seq 9');
+    return base(opcode, req);
+  });
+  const held = await locks.lock('a');
+  t.equal(held.isLost, false, 'the lock is granted after the session open was re-sent');
+  const sent = fake.sent.map((s) => ({ op: opcodeName(s.opcode), clientId: s.req.clientId, seq: Number(s.req.seq) }));
+  const [stale, fresh, acquire] = sent;
+  t.same(sent.map((s) => s.op), ['SessionOpen', 'SessionOpen', 'LockAcquire'], 'sent once more, then the acquire');
+  t.not(fresh?.clientId, stale?.clientId, 'under a fresh client id');
+  t.equal(fresh?.seq, 1, 'whose seq starts at 1');
+  t.same([acquire?.clientId, acquire?.seq], [fresh?.clientId, 2], 'the lane keeps the fresh id');
+  await held.release();
+});
+
+t.test('item 3: STALE_REQUEST on an acquire is not re-sent: lock() fails with STALE_REQUEST and the lane moves to a fresh id', async (t) => {
+  const base = grantAll(10_000);
+  let acquires = 0;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire && ++acquires === 1) {
+      throw new DsyncError(ErrorCode.STALE_REQUEST, 'the dedup entry of client x (seq 4) was evicted; retry with a new client id');
+    }
+    return base(opcode, req);
+  });
+  await t.rejects(locks.lock('a'), { code: ErrorCode.STALE_REQUEST, message: /cannot tell whether this request .* was applied/ });
+  t.equal(fake.count(Opcode.LockAcquire), 1, 'an acquire is never applied twice: not re-sent');
+  const first = fake.sent.find((s) => s.opcode === Opcode.LockAcquire);
+  const held = await locks.lock('b');
+  const second = fake.sent.filter((s) => s.opcode === Opcode.LockAcquire)[1];
+  t.not(second?.req.clientId, first?.req.clientId, 'the next request on the lane uses a fresh client id');
+  t.equal(Number(second?.req.seq), 1, 'with seq 1');
+  await held.release();
+});
+
+t.test('issue 12: an aborted wait rejects with CANCELLED whose cause is the signal\'s reason', async (t) => {
+  const base = grantAll(10_000);
+  let cancelled: (() => void) | null = null;
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire) {
+      // The leader withdraws the wait once the cancel arrives, as the server does.
+      await new Promise<void>((resolve) => { cancelled = resolve; });
+      throw new DsyncError(ErrorCode.CANCELLED, `wait for ${req.lock} cancelled`);
+    }
+    if (opcode === Opcode.LockCancel) {
+      setTimeout(() => cancelled?.(), 0);
+      return {};
+    }
+    return base(opcode, req);
+  });
+  const abort = new AbortController();
+  const reason = new Error('shutting down');
+  const pending = locks.lock('a', { signal: abort.signal, waitMs: 60_000 });
+  await until(() => fake.count(Opcode.LockAcquire) === 1, 'the acquire is sent');
+  abort.abort(reason);
+  const err: unknown = await pending.then(() => null, (e: unknown) => e);
+  t.ok(err instanceof DsyncError, 'a DsyncError');
+  t.equal((err as DsyncError).code, ErrorCode.CANCELLED);
+  t.equal((err as DsyncError).cause, reason, 'cause is the signal\'s reason');
+});
+
+t.test('issue 12: a signal aborted before lock() rejects with CANCELLED whose cause is its reason, sending nothing', async (t) => {
+  const { fake, locks } = setup(t, grantAll(10_000));
+  const reason = new Error('never mind');
+  const err: unknown = await locks.lock('a', { signal: AbortSignal.abort(reason) }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof DsyncError, 'a DsyncError');
+  t.equal((err as DsyncError).code, ErrorCode.CANCELLED);
+  t.equal((err as DsyncError).cause, reason, 'cause is the signal\'s reason');
+  t.same(fake.ops(), [], 'no request sent');
 });

@@ -100,6 +100,10 @@ t.test('validation names the bad setting as the operator wrote it', (t) => {
     { what: 'peer port 0', flags: { id: 'n1', peers: 'n2@127.0.0.1:0' }, setting: '--peers', says: /real port/ },
     { what: 'PEERS from env', flags: { id: 'n1' }, env: { PEERS: 'n1@127.0.0.1:7555' }, setting: 'PEERS', says: /itself/ },
     { what: 'log level', flags: { id: 'n1', 'log-level': 'loud' }, setting: '--log-level', says: /"loud" is not one of/ },
+    { what: 'join not host:port', flags: { id: 'n4', join: 'n1@127.0.0.1:7401' }, setting: '--join', says: /not host:port of a running member/ },
+    { what: 'join port 0', flags: { id: 'n4', join: '127.0.0.1:0' }, setting: '--join', says: /out of range/ },
+    { what: 'JOIN from env with peers', flags: { id: 'n4', peers: 'n2@127.0.0.1:7402' }, env: { JOIN: '127.0.0.1:7401' }, setting: 'JOIN',
+      says: /either bootstraps a cluster with --peers or joins a running one; not both/ },
   ];
   for (const c of cases) {
     const err = configError(t, c.flags, c.env ?? {});
@@ -107,6 +111,15 @@ t.test('validation names the bad setting as the operator wrote it', (t) => {
     t.match(err.message, c.says, `${c.what}: says why`);
     t.ok(err.message.includes(c.setting), `${c.what}: the message itself names ${c.setting}`);
   }
+  t.end();
+});
+
+t.test('join: flag, environment and file key; none means bootstrap', (t) => {
+  t.equal(loadConfig({ id: 'n1', 'data-dir': dataDir }, {}).join, null, 'no join: bootstrap with --peers');
+  t.equal(loadConfig({ id: 'n4', 'data-dir': dataDir, join: '127.0.0.1:7401' }, {}).join, '127.0.0.1:7401', '--join');
+  t.equal(loadConfig({ id: 'n4', 'data-dir': dataDir }, { JOIN: 'db1:7401' }).join, 'db1:7401', 'JOIN');
+  const file = configFile('join.json', { nodeId: 'n4', join: '[::1]:7401' });
+  t.equal(loadConfig({ config: file, 'data-dir': dataDir }, {}).join, '[::1]:7401', 'file key join');
   t.end();
 });
 

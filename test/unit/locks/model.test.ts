@@ -129,7 +129,10 @@ function runOps(ops: readonly Op[]): void {
       }
       case 'cancel': {
         const s = sess(o.s);
-        const requestId = table.sessionInfo(s)?.waits.find((w) => w.lock === o.lock)?.requestId ?? 'none';
+        // The waiting request, else the request whose grant made the session's hold (a cancel
+        // that arrives after the grant), else one that never existed.
+        const requestId = table.sessionInfo(s)?.waits.find((w) => w.lock === o.lock)?.requestId
+          ?? table.lockInfo(o.lock)?.holders.find((h) => h.session === s)?.requestId ?? 'none';
         cmd = o.timeout
           ? { kind: 'cancelWait', session: s, lock: o.lock, requestId, reason: 'timeout', nowMs }
           : { kind: 'cancelWait', session: s, lock: o.lock, requestId, reason: 'cancelled', ...fromClient((sender = owner(s))) };
@@ -186,6 +189,7 @@ function runOps(ops: readonly Op[]): void {
     steps++;
     const key = got.result.kind === 'error' ? got.result.code : got.result.kind;
     seen.set(key, (seen.get(key) ?? 0) + 1);
+    if (cmd.kind === 'cancelWait') seen.set(`cancel:${key}`, (seen.get(`cancel:${key}`) ?? 0) + 1);
     for (const ev of got.events) seen.set(`event:${ev.kind}`, (seen.get(`event:${ev.kind}`) ?? 0) + 1);
   }
 }
@@ -204,7 +208,8 @@ t.test('lock table agrees with the naive model on random operation sequences', a
   t.equal(result.failed, false, `seed ${result.seed}`);
   t.ok(steps > 1000, 'the runs exercised many steps');
   t.comment(JSON.stringify(Object.fromEntries([...seen].sort())));
-  for (const k of ['DEADLOCK', 'queued', 'granted', 'WOULD_BLOCK', 'event:granted', 'event:failed', 'event:revoked', 'downgraded', 'STALE_REQUEST']) {
+  for (const k of ['DEADLOCK', 'queued', 'granted', 'WOULD_BLOCK', 'event:granted', 'event:failed', 'event:revoked', 'downgraded', 'STALE_REQUEST',
+    'cancel:ok', 'cancel:granted', 'cancel:NOT_FOUND']) {
     t.ok((seen.get(k) ?? 0) > 0, `the generator reaches ${k}`);
   }
 });

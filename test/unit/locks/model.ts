@@ -28,6 +28,8 @@ interface MHold {
   mode: LockMode;
   count: number;
   token: number;
+  /** The request whose grant last made or added to the hold. */
+  requestId: string;
 }
 interface MWait {
   session: SessionId;
@@ -150,12 +152,13 @@ export class Model {
         const mine = l?.holders.find((h) => h.session === cmd.session);
         if (mine && (mine.mode === 'exclusive' || cmd.mode === 'shared')) {
           mine.count++;
+          mine.requestId = cmd.requestId;
           return { kind: 'granted', lock: cmd.lock, token: mine.token, mode: mine.mode, count: mine.count };
         }
         const lock = this.lock(cmd.lock);
         const free = lock.delay === null && lock.holders.every((h) => h.session === cmd.session || both(h.mode, cmd.mode));
         if (free && (mine !== undefined || lock.waiters.length === 0)) {
-          const h = this.grant(cmd.lock, cmd.session, cmd.mode, index);
+          const h = this.grant(cmd.lock, cmd.session, cmd.mode, cmd.requestId, index);
           return { kind: 'granted', lock: cmd.lock, token: h.token, mode: h.mode, count: h.count };
         }
         if (!cmd.wait) return e('WOULD_BLOCK');
@@ -202,7 +205,11 @@ export class Model {
         if (!this.session(cmd.session)) return e('SESSION_EXPIRED');
         const l = this.locks[cmd.lock];
         const w = l?.waiters.find((x) => x.session === cmd.session && x.requestId === cmd.requestId);
-        if (!l || !w) return e('NOT_FOUND');
+        if (!l || !w) {
+          // The spec: granted already (its grant is the hold's latest) -> 'granted' with the hold.
+          const h = l?.holders.find((x) => x.session === cmd.session && x.requestId === cmd.requestId);
+          return h ? { kind: 'granted', lock: cmd.lock, token: h.token, mode: h.mode, count: h.count } : e('NOT_FOUND');
+        }
         l.waiters = l.waiters.filter((x) => x !== w);
         this.fail(cmd.lock, w, cmd.reason === 'timeout' ? 'TIMEOUT' : 'CANCELLED');
         return { kind: 'ok' };
@@ -249,7 +256,7 @@ export class Model {
     if (entry) entry.lastResult = { kind: 'error', code };
   }
 
-  private grant(name: string, session: SessionId, mode: LockMode, index: number): MHold {
+  private grant(name: string, session: SessionId, mode: LockMode, requestId: string, index: number): MHold {
     const l = this.lock(name);
     l.lastToken = index;
     const old = l.holders.find((h) => h.session === session);
@@ -257,9 +264,10 @@ export class Model {
       old.mode = 'exclusive';
       old.count++;
       old.token = index;
+      old.requestId = requestId;
       return old;
     }
-    const h: MHold = { session, mode, count: 1, token: index };
+    const h: MHold = { session, mode, count: 1, token: index, requestId };
     l.holders.push(h);
     return h;
   }
@@ -274,7 +282,7 @@ export class Model {
         if (!w || l.delay !== null) continue;
         if (!l.holders.every((h) => h.session === w.session || both(h.mode, w.mode))) continue;
         l.waiters = l.waiters.slice(1);
-        const h = this.grant(name, w.session, w.mode, index);
+        const h = this.grant(name, w.session, w.mode, w.requestId, index);
         const ev = { kind: 'granted', session: w.session, lock: name, requestId: w.requestId, clientId: w.clientId, seq: w.seq, token: h.token, mode: h.mode, count: h.count };
         this.events.push(ev);
         const entry = this.waiterEntry(w);

@@ -192,7 +192,7 @@ t.test('closeSession releases without lock-delay; unknown session answers SESSIO
   t.match(d.send({ kind: 'keepAlive', session: a }, 'other').result, { kind: 'error', code: 'SESSION_EXPIRED' });
 });
 
-t.test('cancelWait fails the waiter, is a no-op once granted, and can unblock others', async (t) => {
+t.test('cancelWait fails the waiter, changes nothing once granted (answers the grant), and can unblock others', async (t) => {
   const d = new Driver();
   const [a, x, b] = [d.open(), d.open(), d.open()];
   d.acquire(a, 'L', 'shared');
@@ -205,7 +205,7 @@ t.test('cancelWait fails the waiter, is a no-op once granted, and can unblock ot
     { kind: 'granted', session: b, requestId: 'rb' },
   ]);
   const again = d.send({ kind: 'cancelWait', session: b, lock: 'L', requestId: 'rb', reason: 'cancelled' });
-  t.match(again.result, { kind: 'error', code: 'NOT_FOUND' }, 'already granted');
+  t.match(again.result, { kind: 'granted', lock: 'L', mode: 'shared', count: 1 }, 'already granted: the cancel answers the grant');
   t.same(again.events, []);
   t.same(d.holders('L'), [`${a}:shared:1`, `${b}:shared:1`]);
   d.acquire(x, 'L', 'exclusive', true, 'rx2');
@@ -490,4 +490,82 @@ t.test('one session accepts requests from at most dedupLanesPerSessionMax client
     { kind: 'error', code: 'BAD_REQUEST' });
   t.equal(d.applyRaw({ kind: 'keepAlive', session: s, clientId: clientId('lane-1'), seq: 2, nowMs: d.nowMs }).result.kind, 'ok',
     'known lanes keep working');
+});
+
+// Item 1: a retried waiting acquire (same client id and seq) must learn what became of
+// its wait on every path, or a retry that parks on "queued" would wait for an event that
+// already happened. Checked through a snapshot round trip too (a new leader may start
+// from one).
+t.test('a retried waiting acquire answers its current outcome: queued, granted, timed out, cancelled', async (t) => {
+  for (const ending of ['granted', 'timeout', 'cancelled', 'still waiting'] as const) {
+    const d = new Driver();
+    const a = d.open('ca');
+    const b = d.open('cb');
+    d.acquire(a, 'X', 'exclusive');
+    const wait = { kind: 'acquire', session: b, lock: 'X', mode: 'exclusive', wait: true, requestId: 'w', clientId: clientId('cb'), seq: 10,
+      nowMs: 1, waitMs: 500 } as const;
+    t.match(d.applyRaw(wait).result, { kind: 'queued' }, `${ending}: queued first`);
+    switch (ending) {
+      case 'granted': d.release(a, 'X'); break;
+      case 'timeout': d.applyRaw({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'w', reason: 'timeout', nowMs: 2 }); break;
+      case 'cancelled': d.applyRaw({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'w', reason: 'cancelled', nowMs: 2,
+        clientId: clientId('cb-other-lane'), seq: 1 }); break;
+      case 'still waiting': break;
+    }
+    const restored = LockTable.fromSnapshot(JSON.parse(JSON.stringify(d.table.toSnapshot())) as LockTableSnapshot);
+    for (const [where, table] of [['live', d.table], ['restored', restored]] as const) {
+      const retry = table.apply(wait, logIndex(d.index + 1));
+      t.equal(retry.duplicate, true, `${ending} (${where}): a duplicate`);
+      t.same(retry.events, [], `${ending} (${where}): changes nothing`);
+      const token = d.table.lockInfo('X')?.holders[0]?.token;
+      switch (ending) {
+        case 'granted': t.same(retry.result, { kind: 'granted', lock: 'X', token, mode: 'exclusive', count: 1 }, `${ending} (${where})`); break;
+        case 'timeout': t.match(retry.result, { kind: 'error', code: 'TIMEOUT' }, `${ending} (${where})`); break;
+        case 'cancelled': t.match(retry.result, { kind: 'error', code: 'CANCELLED' }, `${ending} (${where})`); break;
+        case 'still waiting': t.same(retry.result, { kind: 'queued', lock: 'X', requestId: 'w' }, `${ending} (${where})`); break;
+      }
+    }
+  }
+});
+
+// Item 2: a client that gave up on a waiting acquire cancels it; if the grant applied
+// first (the client never heard it), NOT_FOUND would leave the hold in place with nobody
+// to release it. The cancel answers 'granted' with the hold instead, and changes nothing.
+t.test('a cancel of a request that was already granted answers granted with the hold; other cancels answer NOT_FOUND', async (t) => {
+  const d = new Driver();
+  const a = d.open();
+  const b = d.open();
+  d.acquire(a, 'X', 'exclusive');
+  t.equal(d.acquire(b, 'X', 'exclusive', true, 'late').result.kind, 'queued');
+  const grant = d.release(a, 'X');
+  t.same(granted(grant), [b], 'the wait is granted');
+  const token = d.table.lockInfo('X')?.holders[0]?.token;
+  t.same(d.table.lockInfo('X')?.holders, [{ session: b, mode: 'exclusive', count: 1, token, requestId: 'late' }], 'the hold names its request');
+  const before = JSON.stringify(d.table.toSnapshot().locks);
+  const cancel = d.send({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'late', reason: 'cancelled' });
+  t.same(cancel.result, { kind: 'granted', lock: 'X', token, mode: 'exclusive', count: 1 }, 'the cancel answers the grant');
+  t.same(cancel.events, []);
+  t.equal(JSON.stringify(d.table.toSnapshot().locks), before, 'and changes nothing');
+  // The leader's own timeout for it, if it raced the grant, changes nothing either.
+  t.match(d.applyRaw({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'late', reason: 'timeout', nowMs: 1 }).result, { kind: 'granted' });
+  t.match(d.send({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'never', reason: 'cancelled' }).result,
+    { kind: 'error', code: 'NOT_FOUND' }, 'a request that never applied: NOT_FOUND');
+  t.match(d.send({ kind: 'cancelWait', session: a, lock: 'X', requestId: 'late', reason: 'cancelled' }).result,
+    { kind: 'error', code: 'NOT_FOUND' }, 'another session\'s request: NOT_FOUND');
+  // Reentrant acquire: the hold's latest grant is the new request.
+  t.match(d.acquire(b, 'X', 'exclusive', true, 'again').result, { kind: 'granted', count: 2 });
+  t.match(d.send({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'again', reason: 'cancelled' }).result,
+    { kind: 'granted', count: 2 });
+  d.release(b, 'X');
+  d.release(b, 'X');
+  t.match(d.send({ kind: 'cancelWait', session: b, lock: 'X', requestId: 'again', reason: 'cancelled' }).result,
+    { kind: 'error', code: 'NOT_FOUND' }, 'released: NOT_FOUND');
+  // A version 2 snapshot (no requestId on holds) still restores.
+  d.acquire(a, 'Y', 'shared', true, 'y1');
+  const v3 = d.table.toSnapshot();
+  const v2 = { ...v3, version: 2, locks: v3.locks.map((l) => ({ ...l, holders: l.holders.map(({ requestId: _r, ...h }) => h) })) };
+  const old = LockTable.fromSnapshot(v2 as unknown as LockTableSnapshot);
+  t.equal(old.lockInfo('Y')?.holders[0]?.requestId, '', 'a hold restored from version 2 names no request');
+  t.match(old.apply({ kind: 'cancelWait', session: a, lock: 'Y', requestId: 'y1', reason: 'timeout', nowMs: 1 }, logIndex(d.index + 1)).result,
+    { kind: 'error', code: 'NOT_FOUND' });
 });

@@ -103,8 +103,17 @@ t.test('conf change codec round-trips and applies', (t) => {
     fc.property(fc.constantFrom(ConfChangeType.AddLearner, ConfChangeType.AddVoter, ConfChangeType.Remove), fc.string({ minLength: 1, maxLength: 40 }), (type, id) => {
       const cc = { type, node: nodeId(id) };
       const back = decodeConfChange(encodeConfChange(cc));
-      return back.type === cc.type && back.node === cc.node;
+      return back.type === cc.type && back.node === cc.node && back.context === undefined;
     }),
+    params,
+  );
+  // A context (a member's addresses) travels with the change, byte for byte.
+  fc.assert(
+    fc.property(fc.constantFrom(ConfChangeType.AddLearner, ConfChangeType.AddVoter, ConfChangeType.Remove), fc.string({ minLength: 1, maxLength: 40 }),
+      fc.uint8Array({ minLength: 1, maxLength: 1024 }), (type, id, context) => {
+        const back = decodeConfChange(encodeConfChange({ type, node: nodeId(id), context }));
+        return back.type === type && back.node === id && back.context !== undefined && Buffer.from(back.context).equals(Buffer.from(context));
+      }),
     params,
   );
   const a = nodeId('a');

@@ -4,7 +4,7 @@
 // Replicas run on a fake group 0, clock and scheduler (lock-service-harness.ts); the
 // tests move time by hand and assert on which entries applied and what links got.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { nodeId, type SessionId, sessionId } from '../../../core/ids.js';
 import type { LockTableSnapshot } from '../../../core/locks/index.js';
 import { ErrorCode } from '../../../protocol/errors.js';
@@ -110,4 +110,70 @@ t.test('the holder hears LockLost when its lock is force-released or its session
   await g.settle();
   t.equal(holder.pushes.length, 2, 'a closed link gets nothing more');
   g.replica(n1).service.stop();
+});
+
+// Item 1 (the retry side): a client whose waiting acquire was handed back by a failover
+// retries it (same client id, seq and request id) on the new leader. The retry must be
+// answered with what became of the wait: granted while nobody listened, failed, or, if
+// it still waits, parked there and answered by the grant.
+async function waitingAcquireThenFailover(t: Test): Promise<{ g: FakeGroup; holder: FakeLink; waiter: FakeLink; a: SessionId; b: SessionId;
+  retry: (link: FakeLink) => number }> {
+  const clock = new FakeClock();
+  const g = new FakeGroup(clock, 2);
+  t.teardown(() => { for (const r of g.replicas) r.service.stop(); });
+  g.elect(n1);
+  const holder = new FakeLink();
+  const waiter = new FakeLink();
+  const a = await openSession(g, holder, 'ha', 60_000);
+  const b = await openSession(g, waiter, 'wb', 60_000);
+  g.request(n1, holder, Opcode.LockAcquire, { clientId: 'ha', seq: 2, session: a, lock: 'L', exclusive: true, requestId: 'r1', wait: true });
+  const acquire = { clientId: 'wb', seq: 2, session: b, lock: 'L', exclusive: true, requestId: 'r2', wait: true, waitMs: 1_000 };
+  const first = g.request(n1, waiter, Opcode.LockAcquire, acquire);
+  await g.settle();
+  g.elect(n2);
+  await g.settle();
+  t.match(waiter.errors.find((e) => e.requestId === first)?.err, { code: ErrorCode.NOT_LEADER }, 'the old leader hands the wait back');
+  return { g, holder, waiter, a, b, retry: (link) => g.request(n2, link, Opcode.LockAcquire, acquire) };
+}
+
+t.test('item 1: a retried acquire whose wait was granted during the failover answers the grant', async (t) => {
+  const { g, holder, a, b, retry } = await waitingAcquireThenFailover(t);
+  g.request(n2, holder, Opcode.LockRelease, { clientId: 'ha', seq: 3, session: a, lock: 'L' });
+  await g.settle();
+  const granted = snap(g, n2).locks.find((l) => l.name === 'L')?.holders ?? [];
+  t.match(granted, [{ session: b, mode: 'exclusive', count: 1 }], 'the wait was granted with nobody listening');
+  const link = new FakeLink();
+  const rid = retry(link);
+  await g.settle();
+  const reply = replyTo(link, rid);
+  t.same(link.errors, [], 'no error for the retry');
+  t.equal(Number(reply?.token ?? 0), Number(granted[0]?.token ?? -1), 'the retry answers the grant and its token');
+  t.equal(reply?.exclusive, true);
+  t.equal(reply?.count, 1, 'applied once: count 1');
+});
+
+t.test('item 1: a retried acquire whose wait timed out during the failover answers the timeout', async (t) => {
+  const { g, retry } = await waitingAcquireThenFailover(t);
+  g.clock.ms += 1_100;
+  g.replica(n2).scheduler.runDue();
+  await g.settle();
+  t.same(snap(g, n2).locks.find((l) => l.name === 'L')?.waiters ?? [], [], 'the new leader timed the wait out');
+  const link = new FakeLink();
+  const rid = retry(link);
+  await g.settle();
+  t.equal(replyTo(link, rid), null);
+  t.match(link.errors, [{ requestId: rid, err: { code: ErrorCode.LOCK_TIMEOUT } }], 'the retry answers LOCK_TIMEOUT');
+});
+
+t.test('item 1: a retried acquire that still waits parks on the new leader and is answered by the grant', async (t) => {
+  const { g, holder, a, retry } = await waitingAcquireThenFailover(t);
+  const link = new FakeLink();
+  const rid = retry(link);
+  await g.settle();
+  t.equal(link.replies.length + link.errors.length, 0, 'still waiting: parked, no answer yet');
+  g.request(n2, holder, Opcode.LockRelease, { clientId: 'ha', seq: 3, session: a, lock: 'L' });
+  await g.settle();
+  const token = snap(g, n2).locks.find((l) => l.name === 'L')?.holders[0]?.token;
+  t.equal(Number(replyTo(link, rid)?.token ?? 0), Number(token ?? -1), 'the parked retry is answered with the grant');
+  t.equal(link.replies.length, 1, 'answered once');
 });

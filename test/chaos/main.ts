@@ -1,0 +1,52 @@
+// `npm run chaos -- --duration 60s --seed n [--nodes 3|5] [--ttl 2000] [--canary NAME] [--out FILE]`:
+// one fault run on real processes; prints the report, writes the JSON results
+// (default chaos-results/seed-<n>.json) and exits 1 if any checker found an anomaly.
+// Lives in test/chaos (not bench/): it is a correctness harness built on the
+// integration helpers and test/checker, and the CI test runs the same code.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { formatReport } from './report.js';
+import { runChaos } from './runner.js';
+
+function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s);
+  if (m === null) throw new Error(`--duration ${s}: expected e.g. 60s, 1500ms, 30m`);
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+function parseArgs(argv: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+    const eq = a.indexOf('=');
+    if (eq > 0) out.set(a.slice(2, eq), a.slice(eq + 1));
+    else out.set(a.slice(2), argv[++i] ?? '');
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const seed = Number(args.get('seed') ?? process.env['SEED'] ?? Date.now() % 1_000_000);
+  const nodes = Number(args.get('nodes') ?? 3);
+  if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
+  if (nodes !== 3 && nodes !== 5) throw new Error('--nodes must be 3 or 5');
+  const durationMs = parseDuration(args.get('duration') ?? '60s');
+  const ttlMs = Number(args.get('ttl') ?? 2_000);
+  const canary = args.get('canary') ?? null;
+  const result = await runChaos({ seed, nodes, durationMs, ttlMs, canary,
+    log: (line) => process.stderr.write(`${line}\n`) });
+  const file = resolve(args.get('out') ?? `chaos-results/seed-${seed}${canary === null ? '' : `-${canary}`}.json`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? null : v), 1)}\n`);
+  process.stdout.write(`${formatReport(result)}\nresults: ${file}\n`);
+  process.exitCode = result.anomalies === 0 ? 0 : 1;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`chaos: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exitCode = 2;
+});
