@@ -99,7 +99,13 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   /** Registers the handler for a push frame from a peer node (e.g. Raft traffic). */
   handlePeerPush(opcode: number, handler: PeerPushHandler): void {
+    if (this.peerPushHandlers.has(opcode)) throw new Error(`peer push handler for ${opcodeName(opcode)} registered twice`);
     this.peerPushHandlers.set(opcode, handler);
+  }
+
+  /** A Push frame to a peer over its outbound link (fire and forget; false when dropped). */
+  sendPeer(to: NodeId, opcode: number, payload: Uint8Array): boolean {
+    return this.peers.send(to, opcode, payload);
   }
 
   addGroupStatus(provider: () => GroupStatusView[]): void {

@@ -4,7 +4,7 @@
 
 import { assert } from '../../core/assert.js';
 import type { NodeId } from '../../core/ids.js';
-import type { DsyncError } from '../../protocol/errors.js';
+import type { DsyncError, ProtocolError } from '../../protocol/errors.js';
 import { opcodeName } from '../../protocol/frame.js';
 import type { ConsoleRegistry } from '../node/console.js';
 import type { Logger } from '../node/log.js';
@@ -36,6 +36,32 @@ export interface RequestContext {
 /** Throws a DsyncError to answer with it; anything else is a bug and stops the node. */
 export type RequestHandler = (ctx: RequestContext, payload: Uint8Array) => void;
 
+/**
+ * A payload from the same service on another node (a Push frame on the peer link with the
+ * service's opcode). A returned ProtocolError closes that peer's link (it sent garbage).
+ */
+export type PeerMessageHandler = (from: NodeId, payload: Uint8Array) => ProtocolError | null;
+
+/**
+ * Node-to-node messages of one service, outside Raft, over the existing peer links (as Raft
+ * batches travel): fire and forget, no order across opcodes, dropped when a link is down or
+ * full, so a service that needs delivery resends (the cache's requests and invalidations do).
+ */
+export interface PeerChannel {
+  /** Sends to peer `to` (not this node); false when it was dropped (no link, link full). */
+  send(to: NodeId, opcode: number, payload: Uint8Array): boolean;
+  /** Registers the handler for `opcode` payloads from peers. */
+  handle(opcode: number, handler: PeerMessageHandler): void;
+}
+
+/** A member of group 0 as services see it (the ring of the cache is built over the voters). */
+export interface ServiceMember {
+  readonly id: NodeId;
+  readonly voter: boolean;
+  /** This node reaches it now (a live peer link; always true for itself). */
+  readonly connected: boolean;
+}
+
 /** The node as services see it. */
 export interface ServiceNode {
   readonly nodeId: NodeId;
@@ -46,6 +72,12 @@ export interface ServiceNode {
   /** Any failure as the DsyncError a client should see (programmer errors logged, INTERNAL). */
   asDsyncError(err: unknown): DsyncError;
   handle(opcode: number, handler: RequestHandler): void;
+  /** Sends a Push frame to a peer over its peer link; false when dropped. */
+  sendPeer(to: NodeId, opcode: number, payload: Uint8Array): boolean;
+  /** Registers the handler of Push frames with `opcode` from peers. */
+  handlePeerPush(opcode: number, handler: PeerMessageHandler): void;
+  /** Group 0's members as this node knows them now. */
+  members(): readonly ServiceMember[];
 }
 
 export interface ServiceContext {
@@ -56,6 +88,8 @@ export interface ServiceContext {
   readonly log: Logger;
   /** Registers a request handler for an opcode in this service's range. */
   handle(opcode: number, handler: RequestHandler): void;
+  /** Messages to and from the same service on peer nodes, opcodes in this service's range. */
+  readonly peers: PeerChannel;
 }
 
 export interface Service {
@@ -90,13 +124,27 @@ export function registerServices(services: readonly Service[], group0: Group0Sta
 }
 
 /** The context one service starts with: the shared parts, and a handle() fenced to its opcode range. */
-export function serviceContext(service: Service, shared: Omit<ServiceContext, 'handle'>): ServiceContext {
+export function serviceContext(service: Service, shared: Omit<ServiceContext, 'handle' | 'peers'>): ServiceContext {
+  const fenced = (opcode: number, what: string): void => {
+    assert(opcode >= service.opcodes.min && opcode <= service.opcodes.max,
+      `service ${service.name} ${what} ${opcodeName(opcode)} outside its opcodes ${service.opcodes.min}-${service.opcodes.max}`);
+  };
   return {
     ...shared,
     handle: (opcode, handler) => {
-      assert(opcode >= service.opcodes.min && opcode <= service.opcodes.max,
-        `service ${service.name} registers ${opcodeName(opcode)} outside its opcodes ${service.opcodes.min}-${service.opcodes.max}`);
+      fenced(opcode, 'registers');
       shared.node.handle(opcode, handler);
+    },
+    peers: {
+      send: (to, opcode, payload) => {
+        fenced(opcode, 'sends');
+        assert(to !== shared.node.nodeId, `service ${service.name} sends a peer message to its own node`);
+        return shared.node.sendPeer(to, opcode, payload);
+      },
+      handle: (opcode, handler) => {
+        fenced(opcode, 'registers peer messages');
+        shared.node.handlePeerPush(opcode, handler);
+      },
     },
   };
 }

@@ -12,14 +12,14 @@ import { Xoshiro128 } from '../../core/prng.js';
 import type { Raft } from '../../core/raft/raft.js';
 import { type Entry, type HardState, type Message, MessageType, type Ready, Role } from '../../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
-import { opcodeName } from '../../protocol/frame.js';
+import { Opcode, opcodeName } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { ConsoleRegistry } from '../../server/node/console.js';
 import { Logger } from '../../server/node/log.js';
 import { fromWire } from '../../server/raft/codec.js';
 import { Group0StateMachine } from '../../server/raft/group0.js';
 import { GroupHost, type GroupRunner, type RaftObserver } from '../../server/raft/runner.js';
-import { type ClientLink, registerServices, type RequestHandler, type Service, serviceContext, type ServiceNode }
+import { type ClientLink, type PeerMessageHandler, registerServices, type RequestHandler, type Service, serviceContext, type ServiceMember, type ServiceNode }
   from '../../server/services/service.js';
 import { entryKey, RaftSafetyChecker } from '../checker/raft-invariants.js';
 import { type DiskObserver, type DiskVariant, SimDisk } from './sim-disk.js';
@@ -84,11 +84,12 @@ class SimNet {
     this.blocked = Array.from({ length: count }, () => new Array<boolean>(count).fill(false));
   }
 
-  send(from: SimNode, to: NodeId, batch: Uint8Array): void {
+  /** A Push frame from -> to: a Raft batch (opcode Raft), or a service's peer message. */
+  send(from: SimNode, to: NodeId, batch: Uint8Array, opcode: number = Opcode.Raft): void {
     const c = this.cluster;
     const target = c.byId(to);
     c.stats.batchesSent++;
-    c.world.guard(() => c.onWire(from, batch));
+    if (opcode === Opcode.Raft) c.world.guard(() => c.onWire(from, batch));
     const prng = c.prng;
     if (this.blocked[from.idx]![target.idx] || prng.next() < this.opts.dropProb) {
       c.stats.batchesDropped++;
@@ -100,11 +101,11 @@ class SimNet {
       let delayMs = prng.int(this.opts.delayMsMin, this.opts.delayMsMax);
       if (this.opts.longDelayProb > 0 && prng.next() < this.opts.longDelayProb) delayMs += prng.int(0, this.opts.longDelayMsMax);
       const bytes = batch.slice();
-      c.world.at(delayMs, () => this.deliver(from, target, bytes));
+      c.world.at(delayMs, () => this.deliver(from, target, bytes, opcode));
     }
   }
 
-  private deliver(from: SimNode, to: SimNode, bytes: Uint8Array): void {
+  private deliver(from: SimNode, to: SimNode, bytes: Uint8Array, opcode: number): void {
     const time = to.time;
     if (this.blocked[from.idx]![to.idx] || time === null || to.host === null) {
       this.cluster.stats.batchesDropped++;
@@ -114,7 +115,8 @@ class SimNet {
     // A paused receiver takes it when it resumes (a kernel buffer holds it meanwhile).
     time.gated(() => {
       this.cluster.stats.batchesDelivered++;
-      host.receive(from.id, bytes);
+      if (opcode === Opcode.Raft) host.receive(from.id, bytes);
+      else to.receivePeer(from.id, opcode, bytes);
     })();
   }
 }
@@ -137,6 +139,7 @@ export class SimNode implements ServiceNode {
   readonly log = new Logger('sim', 'error', silentOut);
   consoleCommands = new ConsoleRegistry();
   private handlers = new Map<number, RequestHandler>();
+  private peerHandlers = new Map<number, PeerMessageHandler>();
   private links = new Set<SimLinkEnd>();
   /** The last term this node was seen in (terms never go back, across restarts too). */
   lastTerm = 0;
@@ -180,6 +183,7 @@ export class SimNode implements ServiceNode {
     const c = this.cluster;
     this.incarnation++;
     this.handlers = new Map();
+    this.peerHandlers = new Map();
     this.consoleCommands = new ConsoleRegistry();
     const time = new NodeTime(c.world, this, this.incarnation, this.clockRate, this.clockOffsetMs);
     this.time = time;
@@ -261,6 +265,30 @@ export class SimNode implements ServiceNode {
         else throw err;
       }
     })();
+  }
+
+  sendPeer(to: NodeId, opcode: number, payload: Uint8Array): boolean {
+    if (this.host === null) return false;
+    this.cluster.net.send(this, to, payload, opcode);
+    return true;
+  }
+
+  handlePeerPush(opcode: number, handler: PeerMessageHandler): void {
+    if (this.peerHandlers.has(opcode)) throw new Error(`peer push handler for ${opcodeName(opcode)} registered twice`);
+    this.peerHandlers.set(opcode, handler);
+  }
+
+  /** Every simulated node is a voter; reachable unless the network blocks the link (as a peer link would be down). */
+  members(): readonly ServiceMember[] {
+    return this.cluster.nodes.map((n) => ({ id: n.nodeId, voter: true, connected: n === this || (n.up && !this.cluster.net.blocked[this.idx]![n.idx]) }));
+  }
+
+  /** A service's peer message arriving (DsyncNode.dispatch of a peer Push); malformed ones fail the run. */
+  receivePeer(from: NodeId, opcode: number, payload: Uint8Array): void {
+    const handler = this.peerHandlers.get(opcode);
+    if (handler === undefined) return; // the service is not running on this incarnation yet
+    const malformed = handler(from, payload);
+    if (malformed !== null) this.cluster.world.fail(new Error(`${this.id}: malformed peer message from ${from}: ${malformed.message}`));
   }
 
   forgetLink(link: SimLinkEnd): void {

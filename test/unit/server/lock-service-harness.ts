@@ -122,8 +122,12 @@ export class FakeGroup {
       notLeader: (what, leader) => new DsyncError(ErrorCode.NOT_LEADER, `${id} does not lead ${what}; ${leader} does`),
       asDsyncError: (err) => (err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, String(err))),
       handle: (opcode, handler) => { handlers.set(opcode, handler); },
+      sendPeer: () => false,
+      handlePeerPush: () => {},
+      members: () => [],
     };
-    const ctx: ServiceContext = { node, groups, clock: this.clock, scheduler, log, handle: node.handle };
+    const ctx: ServiceContext = { node, groups, clock: this.clock, scheduler, log, handle: node.handle,
+      peers: { send: node.sendPeer, handle: node.handlePeerPush } };
     service.start(ctx);
     this.replicas.push({ id, service, scheduler, handlers });
   }

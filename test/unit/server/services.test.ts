@@ -49,7 +49,12 @@ t.test('a service registers handlers only inside its own range', async (t) => {
     notLeader: (what) => new DsyncError(ErrorCode.UNAVAILABLE, what),
     asDsyncError: (err) => (err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, String(err))),
     handle: (opcode: number, _h: RequestHandler) => { registered.push(opcode); },
+    sendPeer: (to, opcode) => { sent.push(`${to}:${opcode}`); return true; },
+    handlePeerPush: (opcode) => { peerHandlers.push(opcode); },
+    members: () => [],
   };
+  const sent: string[] = [];
+  const peerHandlers: number[] = [];
   const groups = {} as GroupRegistry;
   const ctx = serviceContext(fakeService('q', 200, 299), { node, groups, clock: monotonicClock, scheduler: nodeScheduler, log: node.log });
   ctx.handle(200, () => {});
@@ -57,4 +62,12 @@ t.test('a service registers handlers only inside its own range', async (t) => {
   t.throws(() => ctx.handle(103, () => {}), /service q registers LockAcquire outside its opcodes 200-299/);
   t.throws(() => ctx.handle(300, () => {}), /outside its opcodes/);
   t.same(registered, [200, 299], 'only in-range handlers reach the node');
+  // Peer messages are fenced the same way, and never addressed to the node itself.
+  t.equal(ctx.peers.send(nodeId('n2'), 250, new Uint8Array(1)), true);
+  t.throws(() => ctx.peers.send(nodeId('n2'), 10, new Uint8Array(1)), /service q sends Raft outside its opcodes/);
+  t.throws(() => ctx.peers.send(nodeId('n1'), 250, new Uint8Array(1)), /to its own node/);
+  ctx.peers.handle(251, () => null);
+  t.throws(() => ctx.peers.handle(10, () => null), /outside its opcodes/);
+  t.same(sent, ['n2:250']);
+  t.same(peerHandlers, [251]);
 });
