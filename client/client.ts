@@ -7,6 +7,7 @@ import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { type HeldLock, type LockAdmin, LockClient, type LockOptions } from './locks/locks.js';
 import { Router } from './transport/router.js';
+import { type CacheApi, CacheClient } from './cache/cache.js';
 
 export interface ClientOptions {
   /** Any subset of the cluster's client addresses (host:port); the rest is discovered. */
@@ -105,6 +106,8 @@ export class Client {
   readonly locks: LockAdmin;
   /** Cluster membership: list and remove members. */
   readonly cluster: ClusterAdmin;
+  /** The coherent cache, against the node this client is attached to. */
+  readonly cache: CacheApi;
 
   private constructor(opts: ClientOptions) {
     const name = opts.name ?? `client-${process.pid}`;
@@ -126,6 +129,7 @@ export class Client {
       remove: async (id) => schema.MembersReply.decode(await router.request(0, Opcode.MemberRemove,
         schema.MemberRemoveRequest.encode({ id }).finish(), { idempotent: true })).members.map(memberStatus),
     };
+    this.cache = new CacheClient(router);
     routers.set(this, this.#router);
   }
 

@@ -187,6 +187,8 @@ export const cacheRetryMsMin = 5;
 export const cacheVersionMax = 0xffff_ffff;
 /** Longest TTL a set may carry. */
 export const cacheTtlMsMax = 365 * 24 * 60 * 60 * 1000;
+/** Backing-store operations (Redis) in flight at one node; beyond it new client operations are refused (TOO_MANY_REQUESTS). */
+export const cacheMemoryOpsInFlightMax = 4_096;
 // --- ring ---
 /** Virtual nodes per member on the consistent-hash ring (ARCHITECTURE.md: 150). */
 export const ringVnodesPerNodeDefault = 150;
@@ -298,6 +300,7 @@ assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cach
 assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');
+assert(cacheMemoryOpsInFlightMax > 0 && cacheMemoryOpsInFlightMax <= cacheHomeEntriesMaxDefault, 'one memory operation per home entry at most');
 assert(ringVnodesPerNodeDefault > 0 && ringVnodesPerNodeDefault <= ringVnodesPerNodeMax, 'ring vnode default within range');
 assert(ringNodesMax * ringVnodesPerNodeMax <= 2 ** 20, 'a position and its ordinal pack into one float64 sort key (32 + 20 bits)');
 assert(ringReplicasDefault >= 1 && ringReplicasDefault <= ringNodesMax, 'replica default positive');

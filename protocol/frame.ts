@@ -48,6 +48,14 @@ export const Opcode = {
   SessionList: 110,
   /** Push to a session's holder: a lock it held was taken away (force-release, expiry). */
   LockLost: 111,
+  // Cache service: 300-399.
+  CacheGet: 300,
+  CacheSet: 301,
+  CacheDelete: 302,
+  CacheFlush: 303,
+  CacheStats: 304,
+  /** Peer-only: a CachePeerBatch between nodes' lines and keys' homes. Sent as a Push. */
+  CachePeer: 399,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
 

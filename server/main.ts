@@ -18,6 +18,10 @@ import { DsyncNode } from './node/node.js';
 import { Group0StateMachine } from './raft/group0.js';
 import { GroupHost, type GroupRunner } from './raft/runner.js';
 import { monotonicClock, nodeScheduler } from './runtime.js';
+import { cacheConfigDefault } from '../core/cache/messages.js';
+import { cacheSettingsDefault } from './node/config.js';
+import { InProcessBacking, RedisBacking } from './services/cache/backing.js';
+import { CacheService } from './services/cache/service.js';
 import { JournalService } from './services/journal/service.js';
 import { LockService } from './services/locks/service.js';
 import { registerServices, type Service, serviceContext } from './services/service.js';
@@ -36,8 +40,17 @@ export interface RunningNode {
 }
 
 /** The services every node runs after the members service, in start order. */
-function services(): Service[] {
-  return [new JournalService(), new LockService()];
+function services(config: NodeConfig): Service[] {
+  return [new JournalService(), new LockService(), cacheService(config)];
+}
+
+/** The cache service with this node's cache settings: in-process memory or Redis behind its homes. */
+function cacheService(config: NodeConfig): CacheService {
+  const c = config.cache ?? cacheSettingsDefault;
+  const cfg = { ...cacheConfigDefault, protocol: c.protocol, writePolicy: c.writePolicy };
+  const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs());
+  // Wall-clock seconds x 1024 (room for 1024 ring changes a second; wraps after 48 days): a restarted node speaks with a larger incarnation than before.
+  return new CacheService({ cfg, backing, lineEntriesMax: c.capacity, incarnationBase: (Math.floor(Date.now() / 1000) % 0x40_0000) * 1024 });
 }
 
 /** What a joined node keeps in its data dir: group 0's configuration when it was added, and where the members were. */
@@ -153,7 +166,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   node.onStop(() => host.stop());
 
   const boot = await bootstrapGroup0(config, node);
-  const list = [new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints }), ...services()];
+  const list = [new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints }), ...services(config)];
   const sm = new Group0StateMachine();
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);

@@ -32,6 +32,14 @@ export class InMemoryBacking {
     this.records.set(key, record);
   }
 
+  delete(key: string): void {
+    this.records.delete(key);
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
   /** Test and console view: every record. */
   entries(): IterableIterator<[string, MemoryRecord]> {
     return this.records.entries();

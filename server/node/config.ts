@@ -5,6 +5,7 @@
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { cacheLineBytesMaxDefault, cacheLineEntriesMaxDefault } from '../../core/constants.js';
 import { type NodeId, nodeId } from '../../core/ids.js';
 
 export interface PeerAddress {
@@ -31,8 +32,53 @@ export interface NodeConfig {
   readonly logLevel: LogLevel;
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
   readonly advertise: string;
+  /** The cache service's settings (absent: the defaults). */
+  readonly cache?: CacheSettings;
   /** How the operator set each port and the data dir (`--port`, `PORT`, ...), so start errors can name it. */
   readonly settingLabels: Readonly<Record<'port' | 'httpPort' | 'consolePort' | 'dataDir', string>>;
+}
+
+export interface CacheSettings {
+  /** null: in-process memory; else a redis:// URL. */
+  readonly backing: string | null;
+  readonly capacity: number;
+  readonly protocol: 'MESI' | 'MOESI';
+  readonly writePolicy: 'write-through' | 'write-back';
+}
+
+export const cacheSettingsDefault: CacheSettings = { backing: null, capacity: cacheLineEntriesMaxDefault, protocol: 'MESI', writePolicy: 'write-through' };
+
+/** The cache settings, each checked; a bad one is a ConfigError naming it. */
+function parseCacheSettings(get: (name: 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy') => { value: string; label: string } | undefined): CacheSettings {
+  const b = get('cache-backing');
+  let backing: string | null = null;
+  if (b !== undefined && b.value !== 'memory') {
+    let url: URL;
+    try {
+      url = new URL(b.value);
+    } catch {
+      throw new ConfigError(b.label, `"${b.value}" is neither memory nor a redis://host:port URL`);
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new ConfigError(b.label, `"${b.value}" is neither memory nor a redis://host:port URL`);
+    backing = b.value;
+  }
+  const c = get('cache-capacity');
+  const capacity = c === undefined ? cacheLineEntriesMaxDefault : Number(c.value);
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > cacheLineEntriesMaxDefault * 64) {
+    throw new ConfigError(c?.label ?? '--cache-capacity', `"${c?.value ?? ''}" is not a number of lines from 1 to ${cacheLineEntriesMaxDefault * 64}`);
+  }
+  const p = get('cache-protocol');
+  const protocol = (p?.value ?? 'MESI').toUpperCase();
+  if (protocol !== 'MESI' && protocol !== 'MOESI') throw new ConfigError(p?.label ?? '--cache-protocol', `"${p?.value ?? ''}" is not a cache protocol (MESI or MOESI)`);
+  const w = get('cache-write-policy');
+  const writePolicy = w?.value ?? 'write-through';
+  if (writePolicy !== 'write-through' && writePolicy !== 'write-back') {
+    throw new ConfigError(w?.label ?? '--cache-write-policy', `"${writePolicy}" is not a write policy (write-through or write-back)`);
+  }
+  if (protocol === 'MOESI' && writePolicy !== 'write-back') {
+    throw new ConfigError(p?.label ?? '--cache-protocol', 'MOESI needs --cache-write-policy write-back (write-through lines are never dirty, so O never happens)');
+  }
+  return { backing, capacity, protocol, writePolicy };
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -48,7 +94,8 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise' | 'config';
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise' | 'config'
+  | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
 export interface SettingSpec {
@@ -72,6 +119,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { name: 'data-dir', env: 'DATA_DIR', fileKey: 'dataDir', defaultText: './data/ID', description: 'where the node keeps its write-ahead log' },
   { name: 'log-level', env: 'LOG_LEVEL', fileKey: 'logLevel', defaultText: 'info', description: 'debug, info, warn or error' },
   { name: 'advertise', env: 'ADVERTISE', fileKey: 'advertise', defaultText: 'host:port', description: 'host:port clients should use to reach this node (behind NAT or in containers)' },
+  { name: 'cache-backing', env: 'CACHE_BACKING', fileKey: 'cacheBacking', defaultText: 'memory', description: "the cache homes' memory: memory (in-process) or a redis://host:port[/db] URL" },
+  { name: 'cache-capacity', env: 'CACHE_CAPACITY', fileKey: 'cacheCapacity', defaultText: String(cacheLineEntriesMaxDefault), description: `lines this node caches (LRU beyond; also at most ${cacheLineBytesMaxDefault / 1024 / 1024} MiB of keys and values)` },
+  { name: 'cache-protocol', env: 'CACHE_PROTOCOL', fileKey: 'cacheProtocol', defaultText: 'MESI', description: 'cache coherence protocol: MESI or MOESI (O: dirty and shared; with write-back)' },
+  { name: 'cache-write-policy', env: 'CACHE_WRITE_POLICY', fileKey: 'cacheWritePolicy', defaultText: 'write-through', description: 'write-through (a set completes once home memory has it) or write-back (dirty lines reach memory later; a crash can lose them)' },
 ];
 
 /** The prefix that marks an environment variable as dsync's own; it wins over the bare name. */
@@ -204,7 +255,8 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     consolePort: consoleSetting?.label ?? '--console-port',
     dataDir: dataSetting?.label ?? '--data-dir',
   };
-  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels };
+  const cache = parseCacheSettings(get);
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, cache, settingLabels };
 }
 
 function derivedPort(port: number, offset: number): number {

@@ -1,0 +1,100 @@
+// client.cache: get / set / delete / flush / stats against the node the client is
+// attached to (its first reachable seed), which serves hits from its own lines. Requests
+// issued in one turn leave in one write (the connection corks per turn). A request the
+// node refused for now (UNAVAILABLE while the cache ring changes, TOO_MANY_REQUESTS, a
+// closed connection) is sent again, on another node if this one is gone: every cache
+// operation may be repeated until it is answered (a set's effect falls inside its call).
+
+import { cacheKeyBytesMax, cacheTtlMsMax, cacheValueBytesMax } from '../../core/constants.js';
+import { DsyncError, ErrorCode } from '../../protocol/errors.js';
+import { Opcode } from '../../protocol/frame.js';
+import { schema } from '../../protocol/index.js';
+import type { Router } from '../transport/router.js';
+
+export interface CacheSetOptions {
+  /** Expire the value after this many ms (default: never). */
+  readonly ttlMs?: number;
+}
+
+export interface CacheStats {
+  readonly nodeId: string;
+  readonly protocol: string;
+  readonly writePolicy: string;
+  readonly backing: string;
+  /** hits, misses, hitRatio, transitions by state pair, invalidations, write-backs, evictions, lease reclaims, ... */
+  readonly counters: Readonly<Record<string, number>>;
+}
+
+export interface CacheApi {
+  /** The value (bytes), or null when the key has none. */
+  get(key: string): Promise<Uint8Array | null>;
+  /** The value as UTF-8 text, or null. */
+  getString(key: string): Promise<string | null>;
+  set(key: string, value: string | Uint8Array, opts?: CacheSetOptions): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Write-back: sends this node's dirty lines to their homes' memory. */
+  flush(): Promise<void>;
+  stats(): Promise<CacheStats>;
+}
+
+const retried = new Set<string>([ErrorCode.UNAVAILABLE, ErrorCode.TOO_MANY_REQUESTS, ErrorCode.CONNECTION_CLOSED]);
+const attemptsMax = 8;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export class CacheClient implements CacheApi {
+  constructor(private readonly router: Router, private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))) {}
+
+  async get(key: string): Promise<Uint8Array | null> {
+    const reply = schema.CacheReply.decode(await this.request(Opcode.CacheGet, schema.CacheRequest.encode({ key: checkKey(key) }).finish()));
+    return reply.found === true ? reply.value ?? new Uint8Array(0) : null;
+  }
+
+  async getString(key: string): Promise<string | null> {
+    const v = await this.get(key);
+    return v === null ? null : dec.decode(v);
+  }
+
+  async set(key: string, value: string | Uint8Array, opts: CacheSetOptions = {}): Promise<void> {
+    const bytes = typeof value === 'string' ? enc.encode(value) : value;
+    if (bytes.byteLength > cacheValueBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache value of ${bytes.byteLength} bytes exceeds the ${cacheValueBytesMax}-byte limit`);
+    const ttlMs = opts.ttlMs ?? 0;
+    if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > cacheTtlMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `ttlMs must be an integer from 0 to ${cacheTtlMsMax}`);
+    await this.request(Opcode.CacheSet, schema.CacheRequest.encode({ key: checkKey(key), value: bytes, hasValue: true, ttlMs }).finish());
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.request(Opcode.CacheDelete, schema.CacheRequest.encode({ key: checkKey(key) }).finish());
+  }
+
+  async flush(): Promise<void> {
+    await this.request(Opcode.CacheFlush, schema.CacheFlushRequest.encode({}).finish());
+  }
+
+  async stats(): Promise<CacheStats> {
+    const r = schema.CacheStatsReply.decode(await this.request(Opcode.CacheStats, schema.CacheStatsRequest.encode({}).finish()));
+    return { nodeId: r.nodeId ?? '', protocol: r.protocol ?? '', writePolicy: r.writePolicy ?? '', backing: r.backing ?? '',
+      counters: Object.fromEntries((r.counters ?? []).map((c) => [c.name ?? '', Number(c.value ?? 0)])) };
+  }
+
+  private async request(opcode: number, payload: Uint8Array): Promise<Uint8Array> {
+    let backoffMs = 50;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const conn = await this.router.anyConnection();
+        return await conn.request(opcode, payload, this.router.requestTimeoutMs);
+      } catch (err) {
+        if (!(err instanceof DsyncError) || !retried.has(err.code) || attempt >= attemptsMax) throw err;
+        await this.sleep(Math.max(backoffMs, err.retryAfterMs));
+        backoffMs = Math.min(500, backoffMs * 2);
+      }
+    }
+  }
+}
+
+function checkKey(key: string): string {
+  if (typeof key !== 'string' || key === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'cache key must be a non-empty string');
+  const bytes = enc.encode(key).byteLength;
+  if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
+  return key;
+}

@@ -1,0 +1,150 @@
+// Wire form of core/cache's coherence messages: each ToHome / ToNode as one
+// CachePeerMessage (kind = its index in toHomeKinds / toNodeKinds), batched per peer in a
+// CachePeerBatch. Decoding checks every field a core state machine asserts on, so a
+// malformed batch is a ProtocolError (the peer link closes), never an assertion.
+
+import { cacheKeyBytesMax, cacheNodesMax, cacheValueBytesMax } from '../../../core/constants.js';
+import { cacheNodeIndex } from '../../../core/ids.js';
+import { St, toHomeKinds, toNodeKinds } from '../../../core/cache/messages.js';
+import type { CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
+import { ErrorCode, ProtocolError } from '../../../protocol/errors.js';
+import { schema } from '../../../protocol/index.js';
+
+type Wire = schema.ICachePeerMessage;
+const empty = new Uint8Array(0);
+
+function valueOut(v: CacheValue): { value: Uint8Array; hasValue: boolean } {
+  return v === null ? { value: empty, hasValue: false } : { value: v, hasValue: true };
+}
+
+export function encodeToHome(m: ToHome): Wire {
+  const w: Record<string, unknown> = { kind: toHomeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, key: m.key };
+  switch (m.kind) {
+    case 'GetS':
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs });
+      break;
+    case 'GetM':
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, write: m.write, ttlMs: m.ttlMs }, valueOut(m.value));
+      break;
+    case 'Write':
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, version: m.version, ttlMs: m.ttlMs }, valueOut(m.value));
+      break;
+    case 'PutM':
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, version: m.version }, valueOut(m.value));
+      break;
+    case 'Renew':
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, version: m.version });
+      break;
+    case 'Ack':
+      Object.assign(w, { epoch: m.epoch, round: m.round, kept: m.kept, dirty: m.dirty }, valueOut(m.value));
+      break;
+  }
+  return w as Wire;
+}
+
+export function encodeToNode(m: ToNode): Wire {
+  const w: Record<string, unknown> = { kind: toNodeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, key: m.key };
+  switch (m.kind) {
+    case 'Data':
+      Object.assign(w, { reqId: m.reqId, state: m.state, version: m.version, leaseUntilMs: m.leaseUntilMs, ttl: m.ttl }, valueOut(m.value));
+      break;
+    case 'Push':
+      Object.assign(w, { version: m.version }, valueOut(m.value));
+      break;
+    case 'WriteAck':
+      Object.assign(w, { reqId: m.reqId, version: m.version, state: m.state, leaseUntilMs: m.leaseUntilMs, ttl: m.ttl });
+      break;
+    case 'PutAck':
+      Object.assign(w, { reqId: m.reqId, applied: m.applied });
+      break;
+    case 'Nack':
+      Object.assign(w, { reqId: m.reqId, stale: m.reason === 'stale', retryAfterMs: m.retryAfterMs });
+      break;
+    case 'Inv':
+      Object.assign(w, { epoch: m.epoch, round: m.round, version: m.version });
+      break;
+    case 'Fwd':
+      Object.assign(w, { epoch: m.epoch, round: m.round, version: m.version, toState: m.toState });
+      break;
+    case 'Renewed':
+      Object.assign(w, { ok: m.ok, version: m.version, leaseUntilMs: m.leaseUntilMs });
+      break;
+  }
+  return w as Wire;
+}
+
+function bad(why: string): never {
+  throw new ProtocolError(ErrorCode.BAD_PAYLOAD, `malformed cache peer message: ${why}`, false);
+}
+
+const num = (v: number | null | undefined): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+function common(w: Wire, nodes: number): { from: ReturnType<typeof cacheNodeIndex>; to: ReturnType<typeof cacheNodeIndex>; incarnation: number; key: string } {
+  const from = num(w.from);
+  const to = num(w.to);
+  if (from >= nodes || to >= nodes || nodes > cacheNodesMax) bad(`node index ${from} or ${to} outside the ring of ${nodes}`);
+  const key = w.key ?? '';
+  if (Buffer.byteLength(key) > cacheKeyBytesMax) bad('key over the size limit');
+  return { from: cacheNodeIndex(from), to: cacheNodeIndex(to), incarnation: num(w.incarnation), key };
+}
+
+function valueIn(w: Wire): CacheValue {
+  if (w.hasValue !== true) return null;
+  const v = w.value ?? empty;
+  if (v.byteLength > cacheValueBytesMax) bad('value over the size limit');
+  return v;
+}
+
+function state(v: number | null | undefined, allowed: readonly St[]): St {
+  const s = num(v) as St;
+  if (!allowed.includes(s)) bad(`state ${s}`);
+  return s;
+}
+
+export function decodeToHome(w: Wire, nodes: number): ToHome {
+  const c = common(w, nodes);
+  if (c.incarnation <= 0) bad('incarnation 0');
+  const kind = toHomeKinds[num(w.kind)];
+  const req = { reqId: num(w.reqId), sentMs: num(w.sentMs) };
+  switch (kind) {
+    case 'GetS':
+      return { kind, ...c, ...req };
+    case 'GetM':
+      return { kind, ...c, ...req, write: w.write === true, value: valueIn(w), ttlMs: Math.max(0, num(w.ttlMs)) };
+    case 'Write':
+      return { kind, ...c, ...req, version: num(w.version), value: valueIn(w), ttlMs: Math.max(0, num(w.ttlMs)) };
+    case 'PutM':
+      return { kind, ...c, ...req, version: num(w.version), value: valueIn(w) };
+    case 'Renew':
+      return { kind, ...c, ...req, version: num(w.version) };
+    case 'Ack':
+      return { kind, ...c, epoch: num(w.epoch), round: num(w.round), kept: w.kept === true, dirty: w.dirty === true, value: valueIn(w) };
+    default:
+      return bad(`unknown kind ${String(w.kind)} to a home`);
+  }
+}
+
+export function decodeToNode(w: Wire, nodes: number): ToNode {
+  const c = common(w, nodes);
+  const kind = toNodeKinds[num(w.kind)];
+  switch (kind) {
+    case 'Data':
+      return { kind, ...c, reqId: num(w.reqId), state: state(w.state, [St.S, St.E, St.M]), version: num(w.version), value: valueIn(w), leaseUntilMs: num(w.leaseUntilMs), ttl: w.ttl === true };
+    case 'Push':
+      return { kind, ...c, version: num(w.version), value: valueIn(w) };
+    case 'WriteAck':
+      return { kind, ...c, reqId: num(w.reqId), version: num(w.version), state: state(w.state, [St.I, St.S, St.M, St.O]), leaseUntilMs: num(w.leaseUntilMs), ttl: w.ttl === true };
+    case 'PutAck':
+      return { kind, ...c, reqId: num(w.reqId), applied: w.applied === true };
+    case 'Nack':
+      return { kind, ...c, reqId: num(w.reqId), reason: w.stale === true ? 'stale' : 'busy', retryAfterMs: Math.max(0, num(w.retryAfterMs)) };
+    case 'Inv':
+      return { kind, ...c, epoch: num(w.epoch), round: num(w.round), version: num(w.version) };
+    case 'Fwd':
+      return { kind, ...c, epoch: num(w.epoch), round: num(w.round), version: num(w.version), toState: state(w.toState, [St.S, St.I]) };
+    case 'Renewed':
+      return { kind, ...c, ok: w.ok === true, version: num(w.version), leaseUntilMs: num(w.leaseUntilMs) };
+    default:
+      return bad(`unknown kind ${String(w.kind)} to a node`);
+  }
+}

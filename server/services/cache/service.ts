@@ -1,0 +1,463 @@
+// The cache service: every node runs core/cache's node part (lines for its clients) and
+// the home part for the keys it is home of; a key's home is its owner on core/ring over
+// group 0's voters this node reaches. The cores' outputs travel as CachePeer pushes over
+// the peer links (to this node itself: handed over in the same turn); ticks drive
+// resends, leases and TTLs; the home's memory is a CacheBackingStore (in-process or Redis).
+//
+// Decisions:
+// - A ring change (a voter joins, leaves, or its link goes down or comes back) starts a
+//   new generation: both parts are rebuilt (new incarnation and epoch), client operations
+//   waiting fail with UNAVAILABLE (retry), in-process memory drops the keys that moved
+//   away, and the new home grants nothing for one lease (core/cache's rule), by which
+//   time every lease of the previous generation ran out. Batches carry the generation;
+//   one from another generation is dropped (its node indices mean other nodes).
+// - Liveness is this node's peer links: nodes that disagree on who is reachable (an
+//   asymmetric partition) can name two homes for one key; the generation check stops
+//   their messages from mixing, but two homes can each grant. Declaring nodes dead by
+//   group 0 agreement instead is the fix; until then this is a known limit (README).
+// - Overload (too many operations or transactions waiting at this node, or memory
+//   operations in flight at the home) is TOO_MANY_REQUESTS with a retry hint, never a crash.
+
+import xxhash from 'xxhash-wasm';
+import { assert } from '../../../core/assert.js';
+import { CacheHome, DONE, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
+import type { CacheCompletion, CacheConfig, CacheValue, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
+import { stateCount, stateNames } from '../../../core/cache/messages.js';
+import { cacheKeyBytesMax, cacheMemoryOpsInFlightMax, cacheNodesMax, cacheTtlMsMax, cacheValueBytesMax } from '../../../core/constants.js';
+import { cacheNodeIndex, type NodeId } from '../../../core/ids.js';
+import { Ring } from '../../../core/ring/ring.js';
+import { DsyncError, ErrorCode, ProtocolError } from '../../../protocol/errors.js';
+import { Opcode } from '../../../protocol/frame.js';
+import { schema } from '../../../protocol/index.js';
+import { decodePayload } from '../../node/node.js';
+import type { Cancel } from '../../runtime.js';
+import type { RequestContext, Service, ServiceContext } from '../service.js';
+import type { CacheBackingStore } from './backing.js';
+import { decodeToHome, decodeToNode, encodeToHome, encodeToNode } from './codec.js';
+
+export interface CacheServiceOptions {
+  readonly cfg: CacheConfig;
+  readonly backing: CacheBackingStore;
+  readonly lineEntriesMax?: number;
+  readonly lineBytesMax?: number;
+  readonly homeEntriesMax?: number;
+  /** Boot incarnation base: larger than any earlier boot's (the wiring uses wall-clock seconds). */
+  readonly incarnationBase: number;
+}
+
+interface Waiting {
+  readonly ctx: RequestContext;
+  readonly kind: 'get' | 'set' | 'flush';
+}
+
+/** One ring generation: who is in it, and this node's two cores for it. */
+interface Generation {
+  readonly id: number;
+  readonly members: readonly NodeId[];
+  readonly self: number;
+  readonly ring: Ring;
+  readonly node: NodeCache;
+  readonly home: CacheHome;
+  readonly waiting: Map<number, Waiting>;
+}
+
+/** Counters the service keeps over every generation (the cores' are summed in at each change). */
+export class CacheMetrics {
+  readonly totals = new Map<string, number>();
+  add(name: string, n = 1): void {
+    this.totals.set(name, (this.totals.get(name) ?? 0) + n);
+  }
+}
+
+export class CacheService implements Service {
+  readonly name = 'cache';
+  readonly opcodes = { min: 300, max: 399 };
+  private ctx: ServiceContext | null = null;
+  private hash: ((b: Uint8Array) => number) | null = null;
+  private gen: Generation | null = null;
+  private generations = 0;
+  private opCounter = 0;
+  private memoryInFlight = 0;
+  private stopTick: Cancel | null = null;
+  private stopped = false;
+  readonly metrics = new CacheMetrics();
+  private outbox = new Map<NodeId, { toHome: ReturnType<typeof encodeToHome>[]; toNode: ReturnType<typeof encodeToNode>[] }>();
+
+  constructor(private readonly opts: CacheServiceOptions) {}
+
+  start(ctx: ServiceContext): void {
+    this.ctx = ctx;
+    const tickMs = Math.max(1, Math.floor(this.opts.cfg.retryMs / 2));
+    void xxhash().then((h) => {
+      if (this.stopped) return;
+      this.hash = (b) => h.h32Raw(b, 0);
+      this.checkRing();
+      this.stopTick = ctx.scheduler.every(tickMs, () => this.tick());
+    });
+    ctx.handle(Opcode.CacheGet, (rc, payload) => this.onGet(rc, payload));
+    ctx.handle(Opcode.CacheSet, (rc, payload) => this.onSet(rc, payload, false));
+    ctx.handle(Opcode.CacheDelete, (rc, payload) => this.onSet(rc, payload, true));
+    ctx.handle(Opcode.CacheFlush, (rc) => this.onFlush(rc));
+    ctx.handle(Opcode.CacheStats, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.CacheStatsReply.encode(this.statsReply()).finish()));
+    ctx.peers.handle(Opcode.CachePeer, (from, payload) => this.onPeer(from, payload));
+    ctx.node.consoleCommands.register({
+      name: 'cache', usage: 'cache stats | cache key K', help: 'cache counters on this node; one key\'s line here and its entry at its home (if here)',
+      run: (args) => this.consoleRun(args),
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopTick?.();
+    // Write-back: dirty lines go home (best effort: a flush that the homes answer in this turn).
+    if (this.gen !== null) {
+      this.gen.node.flush(++this.opCounter, this.now());
+      this.pump();
+    }
+    await this.opts.backing.close();
+  }
+
+  // ------------------------------------------------------------------ client requests
+
+  private now(): number {
+    return (this.ctx as ServiceContext).clock.nowMs();
+  }
+
+  private current(): Generation {
+    const g = this.gen;
+    if (g === null) throw new DsyncError(ErrorCode.UNAVAILABLE, 'the cache is starting or this node is not a reachable voter; retry shortly', { retryAfterMs: 100 });
+    if (this.memoryInFlight >= cacheMemoryOpsInFlightMax) {
+      this.metrics.add('refusedMemoryBusy');
+      throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `the cache's backing store has ${this.memoryInFlight} operations in flight; retry shortly`, { retryAfterMs: 50 });
+    }
+    return g;
+  }
+
+  private onGet(rc: RequestContext, payload: Uint8Array): void {
+    const req = decodePayload((b) => schema.CacheRequest.decode(b), payload, 'CacheGet');
+    const key = checkKey(req.key);
+    const g = this.current();
+    const opId = ++this.opCounter;
+    const r = g.node.get(opId, key, this.now());
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get' });
+    else if (typeof r === 'symbol') throw refusal(r === TOO_LARGE);
+    else rc.conn.reply(rc.requestId, rc.opcode, encodeValue(r));
+    this.pump();
+  }
+
+  private onSet(rc: RequestContext, payload: Uint8Array, del: boolean): void {
+    const req = decodePayload((b) => schema.CacheRequest.decode(b), payload, del ? 'CacheDelete' : 'CacheSet');
+    const key = checkKey(req.key);
+    const value: CacheValue = del || req.hasValue !== true ? null : (req.value ?? new Uint8Array(0));
+    if (value !== null && value.byteLength > cacheValueBytesMax) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `cache value of ${value.byteLength} bytes exceeds the ${cacheValueBytesMax}-byte limit`);
+    }
+    const ttlMs = Number(req.ttlMs ?? 0);
+    if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > cacheTtlMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache ttl must be 0..${cacheTtlMsMax} ms`);
+    const g = this.current();
+    const opId = ++this.opCounter;
+    const r = g.node.set(opId, key, value, this.now(), ttlMs);
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set' });
+    else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
+    else throw refusal(r === TOO_LARGE);
+    this.pump();
+  }
+
+  private onFlush(rc: RequestContext): void {
+    const g = this.current();
+    const opId = ++this.opCounter;
+    const r = g.node.flush(opId, this.now());
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush' });
+    else rc.conn.reply(rc.requestId, rc.opcode, schema.CacheFlushReply.encode({}).finish());
+    this.pump();
+  }
+
+  private complete(g: Generation, c: CacheCompletion): void {
+    const w = g.waiting.get(c.opId);
+    if (w === undefined) return; // a shutdown flush
+    g.waiting.delete(c.opId);
+    const { ctx } = w;
+    if (ctx.conn.closed) return;
+    if (!c.ok) {
+      ctx.conn.replyError(ctx.requestId, ctx.opcode, new DsyncError(ErrorCode.TIMEOUT,
+        'the key\'s home did not answer the write within a lease: it may or may not have been applied'));
+      return;
+    }
+    if (w.kind === 'get') ctx.conn.reply(ctx.requestId, ctx.opcode, encodeValue(c.value));
+    else if (w.kind === 'set') ctx.conn.reply(ctx.requestId, ctx.opcode, schema.CacheReply.encode({}).finish());
+    else ctx.conn.reply(ctx.requestId, ctx.opcode, schema.CacheFlushReply.encode({}).finish());
+  }
+
+  // ------------------------------------------------------------------ peers
+
+  private onPeer(from: NodeId, payload: Uint8Array): ProtocolError | null {
+    let batch: ReturnType<typeof schema.CachePeerBatch.decode>;
+    try {
+      batch = schema.CachePeerBatch.decode(payload);
+    } catch (err) {
+      return new ProtocolError(ErrorCode.BAD_PAYLOAD, `undecodable cache peer batch: ${(err as Error).message}`, false);
+    }
+    const g = this.gen;
+    if (g === null || batch.ring !== g.id) {
+      this.metrics.add('peerBatchesOtherRing');
+      return null;
+    }
+    const fromIdx = g.members.indexOf(from);
+    const nowMs = this.now();
+    try {
+      const toHome = batch.toHome.map((w) => decodeToHome(w, g.members.length));
+      const toNode = batch.toNode.map((w) => decodeToNode(w, g.members.length));
+      for (const m of [...toHome, ...toNode]) {
+        if (m.from !== fromIdx || m.to !== g.self) return new ProtocolError(ErrorCode.BAD_PAYLOAD, `cache message from ${from} names node ${m.from} -> ${m.to}`, false);
+      }
+      for (const m of toHome) g.home.step(m, nowMs);
+      for (const m of toNode) g.node.step(m, nowMs);
+    } catch (err) {
+      if (err instanceof ProtocolError) return err;
+      throw err;
+    }
+    this.pump();
+    return null;
+  }
+
+  /** Moves every output of both cores where it goes, until neither has any; then sends one batch per peer. */
+  private pump(): void {
+    const g = this.gen;
+    if (g === null) return;
+    const nowMs = this.now();
+    for (let rounds = 0; ; rounds++) {
+      assert(rounds < 100_000, 'cache cores keep answering each other without end');
+      const n = g.node.ready();
+      const h = g.home.ready();
+      if (n.messages.length + n.completions.length + h.messages.length + h.memory.length === 0) break;
+      for (const m of n.messages) {
+        if (m.to === g.self) g.home.step(m, nowMs);
+        else this.queue(g, m.to, encodeToHome(m), true);
+      }
+      for (const c of n.completions) this.complete(g, c);
+      for (const m of h.messages) {
+        if (m.to === g.self) g.node.step(m, nowMs);
+        else this.queue(g, m.to, encodeToNode(m), false);
+      }
+      for (const op of h.memory) this.memory(g, op);
+    }
+    for (const [peer, b] of this.outbox) {
+      const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish());
+      if (!ok) this.metrics.add('peerBatchesDropped');
+    }
+    this.outbox.clear();
+  }
+
+  private queue(g: Generation, to: number, w: ReturnType<typeof encodeToHome>, toHome: boolean): void {
+    const peer = g.members[to] as NodeId;
+    let b = this.outbox.get(peer);
+    if (b === undefined) {
+      b = { toHome: [], toNode: [] };
+      this.outbox.set(peer, b);
+    }
+    (toHome ? b.toHome : b.toNode).push(w);
+  }
+
+  /** Performs one memory operation; a store that answers later completes it then (if the generation is still current). */
+  private memory(g: Generation, op: MemoryOp): void {
+    const backing = this.opts.backing;
+    if (op.kind === 'read') {
+      const r = backing.read(op.key);
+      if (!(r instanceof Promise)) {
+        g.home.memoryRead(op.key, r, this.now());
+        return;
+      }
+      this.memoryInFlight++;
+      r.then((rec) => {
+        this.memoryInFlight--;
+        if (this.gen !== g || this.stopped) return;
+        g.home.memoryRead(op.key, rec, this.now());
+        this.pump();
+      }, (err: unknown) => this.memoryFailed(g, op, err));
+      return;
+    }
+    this.metrics.add('memoryWrites');
+    const w = backing.write(op.key, op.record);
+    if (!(w instanceof Promise)) {
+      g.home.memoryWritten(op.key, this.now());
+      return;
+    }
+    this.memoryInFlight++;
+    w.then(() => {
+      this.memoryInFlight--;
+      if (this.gen !== g || this.stopped) return;
+      g.home.memoryWritten(op.key, this.now());
+      this.pump();
+    }, (err: unknown) => this.memoryFailed(g, op, err));
+  }
+
+  /** The store failed (Redis down): retried after a retry period while the generation lasts; the entry waits. */
+  private memoryFailed(g: Generation, op: MemoryOp, err: unknown): void {
+    this.memoryInFlight--;
+    this.metrics.add('memoryErrors');
+    if (this.gen !== g || this.stopped) return;
+    const ctx = this.ctx as ServiceContext;
+    if ((this.metrics.totals.get('memoryErrors') ?? 0) % 100 === 1) {
+      ctx.log.warn('cache backing store failed; retrying', { backing: this.opts.backing.describe, key: op.key, err: err instanceof Error ? err.message : String(err) });
+    }
+    ctx.scheduler.after(this.opts.cfg.retryMs, () => {
+      if (this.gen !== g || this.stopped) return;
+      this.memory(g, op);
+      this.pump();
+    });
+  }
+
+  // ------------------------------------------------------------------ time and ring
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.checkRing();
+    const g = this.gen;
+    if (g === null) return;
+    const nowMs = this.now();
+    g.node.tick(nowMs);
+    g.home.tick(nowMs);
+    this.pump();
+  }
+
+  private checkRing(): void {
+    const ctx = this.ctx;
+    if (ctx === null || this.hash === null) return;
+    const live = ctx.node.members().filter((m) => m.voter && m.connected).map((m) => m.id).sort();
+    const self = ctx.node.nodeId;
+    const members = live.includes(self) ? live.slice(0, cacheNodesMax) : [];
+    const old = this.gen;
+    if (old !== null && old.members.length === members.length && old.members.every((m, i) => m === members[i])) return;
+    if (old === null && members.length === 0) return;
+    this.newGeneration(members);
+  }
+
+  private newGeneration(members: readonly NodeId[]): void {
+    const ctx = this.ctx as ServiceContext;
+    const old = this.gen;
+    if (old !== null) {
+      this.retire(old);
+      this.metrics.add('ringChanges');
+    }
+    const selfIdx = members.indexOf(ctx.node.nodeId);
+    if (selfIdx < 0) {
+      this.gen = null;
+      return;
+    }
+    const hash = this.hash as (b: Uint8Array) => number;
+    const ring = new Ring(hash);
+    for (const m of members) ring.add(m);
+    const idText = new TextEncoder().encode(members.join(','));
+    const incarnation = this.opts.incarnationBase + ++this.generations;
+    const nowMs = this.now();
+    const self = cacheNodeIndex(selfIdx);
+    const node = new NodeCache(this.opts.cfg, {
+      self, incarnation, homeOf: (key) => cacheNodeIndex(members.indexOf(ring.owner(key))),
+      ...(this.opts.lineEntriesMax === undefined ? {} : { entriesMax: this.opts.lineEntriesMax }),
+      ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
+    });
+    const home = new CacheHome(this.opts.cfg, { self, epoch: incarnation, startedMs: nowMs,
+      ...(this.opts.homeEntriesMax === undefined ? {} : { entriesMax: this.opts.homeEntriesMax }) });
+    // In-process memory keeps only this node's keys: a key that comes back later must not find an old value.
+    this.opts.backing.keepOnly((key) => ring.owner(key) === ctx.node.nodeId);
+    this.gen = { id: hash(idText) >>> 0, members, self: selfIdx, ring, node, home, waiting: new Map() };
+    ctx.log.info('cache ring', { members: members.join(','), generation: this.gen.id });
+  }
+
+  /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
+  private retire(g: Generation): void {
+    for (const [, w] of g.waiting) {
+      if (!w.ctx.conn.closed) {
+        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
+          'the cache ring changed while this request waited; retry (a write may or may not have been applied)', { retryAfterMs: this.opts.cfg.leaseMs }));
+      }
+    }
+    g.waiting.clear();
+    this.metrics.add('dirtyLinesDroppedAtRingChange', g.node.dirtyHeld);
+    for (const [k, v] of Object.entries(this.coreCounters(g))) this.metrics.add(k, v);
+  }
+
+  // ------------------------------------------------------------------ metrics and console
+
+  private coreCounters(g: Generation): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(g.node.counters)) out[`node.${k}`] = v as number;
+    for (const [k, v] of Object.entries(g.home.counters)) out[`home.${k}`] = v as number;
+    const t = g.node.lines.transitions;
+    for (let from = 0; from < stateCount; from++) {
+      for (let to = 0; to < stateCount; to++) {
+        const n = t[from * stateCount + to] as number;
+        if (n > 0) out[`transition.${stateNames[from]}->${stateNames[to]}`] = n;
+      }
+    }
+    return out;
+  }
+
+  /** Every counter over all generations, plus gauges of the current one. */
+  counters(): Map<string, number> {
+    const out = new Map(this.metrics.totals);
+    const g = this.gen;
+    if (g !== null) {
+      for (const [k, v] of Object.entries(this.coreCounters(g))) out.set(k, (out.get(k) ?? 0) + v);
+      out.set('lines', g.node.lines.count);
+      out.set('lineBytes', g.node.lines.bytes);
+      out.set('homeEntries', g.home.size);
+      out.set('ringMembers', g.members.length);
+    }
+    const hits = out.get('node.hits') ?? 0;
+    const misses = out.get('node.misses') ?? 0;
+    out.set('hitRatio', hits + misses === 0 ? 0 : hits / (hits + misses));
+    out.set('memoryInFlight', this.memoryInFlight);
+    return out;
+  }
+
+  private statsReply(): ReturnType<typeof schema.CacheStatsReply.create> {
+    const ctx = this.ctx as ServiceContext;
+    return schema.CacheStatsReply.create({
+      nodeId: ctx.node.nodeId, protocol: this.opts.cfg.protocol, writePolicy: this.opts.cfg.writePolicy, backing: this.opts.backing.describe,
+      counters: [...this.counters()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, value]) => ({ name, value })),
+    });
+  }
+
+  private consoleRun(args: readonly string[]): string {
+    if (args[0] === 'stats') {
+      const c = this.counters();
+      return [`protocol=${this.opts.cfg.protocol} writePolicy=${this.opts.cfg.writePolicy} propagation=${this.opts.cfg.propagation} backing=${this.opts.backing.describe}`,
+        ...[...c].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`)].join('\n');
+    }
+    if (args[0] === 'key' && args[1] !== undefined) {
+      const key = args[1];
+      const g = this.gen;
+      if (g === null) return 'the cache is not running on this node (starting, or not a reachable voter)';
+      const home = g.ring.owner(key);
+      const nowMs = this.now();
+      const line = g.node.line(key, nowMs);
+      const dec = new TextDecoder();
+      const lineText = line === null ? 'line: none (I)' : `line: ${stateNames[line.state]} v${line.version}${line.dirty ? ' dirty' : ''} lease ${Math.max(0, Math.round(line.leaseUntilMs - nowMs))} ms value=${line.value === null ? '(absent)' : JSON.stringify(dec.decode(line.value))}`;
+      if (home !== (this.ctx as ServiceContext).node.nodeId) return `${lineText}\nhome: ${home} (ask its console for the entry)`;
+      const e = g.home.entry(key);
+      const owner = e === null || e.owner < 0 ? '-' : g.members[e.owner];
+      const sharers = e === null ? '' : g.members.filter((_, i) => (e.sharers & (1 << i)) !== 0).join(',');
+      const homeText = e === null ? 'home: here, no entry (I)' : `home: here ${stateNames[e.state]} v${e.version} owner=${owner} sharers=${sharers || '-'}${e.busy ? ' busy' : ''} value=${e.value === null ? '(absent)' : JSON.stringify(dec.decode(e.value))}`;
+      return `${lineText}\n${homeText}`;
+    }
+    return 'usage: cache stats | cache key K';
+  }
+}
+
+function checkKey(key: string | null | undefined): string {
+  if (key === undefined || key === null || key === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'cache key must not be empty');
+  const bytes = Buffer.byteLength(key);
+  if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
+  return key;
+}
+
+function refusal(tooLarge: boolean): DsyncError {
+  if (tooLarge) return new DsyncError(ErrorCode.BAD_REQUEST, `cache key or value over its limit (${cacheKeyBytesMax} / ${cacheValueBytesMax} bytes)`);
+  return new DsyncError(ErrorCode.TOO_MANY_REQUESTS, 'too many cache operations waiting at this node; retry shortly', { retryAfterMs: 50 });
+}
+
+function encodeValue(v: CacheValue): Uint8Array {
+  return schema.CacheReply.encode(v === null ? { found: false } : { found: true, value: v }).finish();
+}
+
