@@ -7,6 +7,7 @@ import { StartError } from '../server/main.js';
 import { WalCorruptionError } from '../server/storage/wal.js';
 import { parseArgs, UsageError } from './args.js';
 import type { Command } from './command.js';
+import { cacheCommand } from './commands/cache.js';
 import { clusterCommand } from './commands/cluster.js';
 import { consoleCommand } from './commands/console.js';
 import { lockCommand } from './commands/lock.js';
@@ -21,6 +22,7 @@ const commands: Record<string, Command> = {
   status: statusCommand,
   ping: pingCommand,
   lock: lockCommand,
+  cache: cacheCommand,
   console: consoleCommand,
 };
 

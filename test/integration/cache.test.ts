@@ -4,13 +4,16 @@
 // the same keys concurrently and the recorded history is linearizable per key (the
 // checker the simulator uses); after kill -9 of a node (the home of some keys), every
 // key reads as a miss or its last written value, never an older one, and writes work
-// again. Bad input is refused with BAD_REQUEST.
+// again. Bad input is refused with BAD_REQUEST; dsync cache get|set|del|stats and the
+// console's cache stats / cache key K answer.
 
 import t from 'tap';
 import { Client } from '../../client/index.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { checkHistory } from '../checker/cache-linearizability.js';
 import { HistoryRecorder, startCacheCluster } from './cache-helpers.js';
+import { runDsync } from './helpers/cluster.js';
+import { consoleCommand } from './raft-helpers.js';
 
 t.test('3 nodes: coherence, per-key linearizability under concurrency, kill -9 of a home', async (t) => {
   const nodes = await startCacheCluster(t);
@@ -64,6 +67,22 @@ t.test('3 nodes: coherence, per-key linearizability under concurrency, kill -9 o
   t.equal(rec.errors, 0, 'no operation failed without faults');
   const lin = checkHistory(rec.ops);
   t.ok(lin.ok, `the history is linearizable per key${lin.ok ? '' : ` (not for ${lin.key})`}`);
+
+  // --- the CLI and the console
+  const seeds = ['--seeds', nodes[1]?.address ?? ''];
+  t.equal((await runDsync(t, ['cache', 'set', 'cli-key', 'from-cli', ...seeds])).code, 0, 'dsync cache set');
+  const got = await runDsync(t, ['cache', 'get', 'cli-key', '--json', ...seeds]);
+  t.same(JSON.parse(got.stdout), { key: 'cli-key', found: true, value: 'from-cli' }, 'dsync cache get --json');
+  t.equal((await runDsync(t, ['cache', 'del', 'cli-key', ...seeds])).code, 0, 'dsync cache del');
+  t.equal((await runDsync(t, ['cache', 'get', 'cli-key', ...seeds])).code, 1, 'get of a deleted key exits 1');
+  const cliStats = JSON.parse((await runDsync(t, ['cache', 'stats', '--json', ...seeds])).stdout) as { nodeId: string; counters: Record<string, number> };
+  t.equal(cliStats.nodeId, 'n2');
+  t.ok((cliStats.counters['node.misses'] ?? 0) > 0, 'stats carry the node\'s counters');
+  await a.cache.set('console-key', 'x');
+  t.match(await consoleCommand(nodes[0]?.consoleAddress.port ?? 0, 'cache stats'), /node\.hits \d+/, 'console: cache stats');
+  const consoleKey = (await Promise.all(nodes.map((n) => consoleCommand(n.consoleAddress.port, 'cache key console-key')))).join('\n');
+  t.match(consoleKey, /line: [EM] v\d+/, 'console: the writer\'s line');
+  t.match(consoleKey, /home: here [EM] v\d+ owner=n1/, 'console: the entry at the key\'s home names the owner');
 
   // --- kill -9 one node: its keys become misses (in-process memory) or keep their last value, never an older one
   const last = new Map<string, string>();
