@@ -226,7 +226,16 @@ export const queueStoreReadFilesMax = 4;
 /** Recovery reads segments through a buffer this large (it must hold one maximal record). */
 export const queueStoreScanBufferBytes = 2 * 1024 * 1024;
 
+// --- operators: console, CLI, supervisor ---
+/** Bytes of one console line; a longer line is answered once and skipped to its newline. */
+export const consoleLineBytesMax = 4096;
+/** How long `dsync console` waits for a port's console banner before saying it is not a console. */
+export const consoleBannerWaitMs = 2_000;
+/** Round trips one `dsync ping` may ask for. */
+export const pingCountMax = 10_000;
+
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
+assert(frameBytesMax < 2 ** 24, 'the first byte of every frame (its length, big-endian) is 0: other first bytes mean another protocol');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
 assert(raftReadTimeoutTicks >= 2 * electionTimeoutTicksMax, 'a read outlives an election before it is given up');

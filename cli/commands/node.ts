@@ -3,7 +3,7 @@
 
 import { loadConfig, type RawSettings, type SettingName } from '../../server/node/config.js';
 import { startNode, stopOnSignals } from '../../server/main.js';
-import type { Command } from '../command.js';
+import { type Command, positionalsAtMost } from '../command.js';
 
 const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'data-dir', 'log-level', 'advertise', 'config'];
 
@@ -28,6 +28,7 @@ Reference: docs/configuration.md`,
   valueFlags: nodeFlags,
   switchFlags: [],
   async run(args) {
+    positionalsAtMost(args, 0);
     const raw: RawSettings = {};
     for (const name of nodeFlags) {
       const v = args.flags.get(name);
