@@ -44,26 +44,31 @@ export class LineSplitter {
       const nl = chunk.indexOf(0x0a, start);
       const end = nl < 0 ? chunk.length : nl;
       if (!this.discarding) {
-        const bytes = this.partBytes + (end - start);
-        // A trailing CR before the newline is not part of the line.
-        const counted = nl >= 0 && end > start && chunk[end - 1] === 0x0d ? bytes - 1 : bytes;
-        if (counted > this.bytesMax) {
-          this.parts = [];
-          this.partBytes = 0;
-          this.discarding = true;
-          this.onTooLong();
-        } else {
-          this.parts.push(chunk.subarray(start, end));
-          this.partBytes = bytes;
-        }
+        this.parts.push(chunk.subarray(start, end));
+        this.partBytes += end - start;
+        // Unfinished, a line may hold one byte more than the limit: a CR before its newline is not part of it.
+        if (nl < 0 ? this.partBytes > this.bytesMax + 1 : false) this.tooLong();
       }
       if (nl < 0) return;
-      if (!this.discarding) this.onLine(Buffer.concat(this.parts).toString('utf8').replace(/\r$/, ''));
+      if (!this.discarding) {
+        let line = Buffer.concat(this.parts);
+        if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+        if (line.length > this.bytesMax) this.tooLong();
+        else this.onLine(line.toString('utf8'));
+      }
       this.parts = [];
       this.partBytes = 0;
       this.discarding = false;
       start = nl + 1;
     }
+  }
+
+  /** Reports the line once and drops it, and what follows, up to its newline. */
+  private tooLong(): void {
+    this.parts = [];
+    this.partBytes = 0;
+    this.discarding = true;
+    this.onTooLong();
   }
 }
 
