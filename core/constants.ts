@@ -233,8 +233,21 @@ export const consoleLineBytesMax = 4096;
 export const consoleBannerWaitMs = 2_000;
 /** Round trips one `dsync ping` may ask for. */
 export const pingCountMax = 10_000;
+/** Nodes one `dsync cluster` runs. */
+export const clusterNodesMax = 9;
+/** How long a local cluster's nodes get to report listening and answer as themselves. */
+export const clusterStartMsMax = 20_000;
+/** How long stopped nodes get to exit before the supervisor kills them. */
+export const clusterStopGraceMs = 5_000;
+/** Pause before restarting a node that died, doubling per restart between these. */
+export const clusterRestartBackoffMsMin = 250;
+export const clusterRestartBackoffMsMax = 10_000;
+/** A node up this long before it dies starts its restart backoff over. */
+export const clusterRestartStableMs = 30_000;
 
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
+assert(clusterRestartBackoffMsMin > 0 && clusterRestartBackoffMsMin <= clusterRestartBackoffMsMax && clusterRestartStableMs > clusterRestartBackoffMsMax,
+  'supervisor backoff range; a node that outlived the longest backoff counts as stable');
 assert(frameBytesMax < 2 ** 24, 'the first byte of every frame (its length, big-endian) is 0: other first bytes mean another protocol');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');

@@ -175,18 +175,30 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   return { node, ports, group0, host };
 }
 
-/** Stops the node on the first SIGTERM/SIGINT; a second signal exits at once. */
-export function stopOnSignals(node: DsyncNode): void {
+/**
+ * Stops the node on the first SIGTERM/SIGINT; a second signal exits at once (an operator's
+ * force-quit; `dsync cluster` runs its nodes in their own process groups and signals each once).
+ * Returns the same stop, for other reasons to stop (the supervisor gone).
+ */
+export function stopOnSignals(node: DsyncNode): (reason: string) => void {
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(1);
+  const stop = (reason: string): void => {
+    if (stopping) return;
     stopping = true;
-    node.log.info('signal received, shutting down', { signal });
+    node.log.info('shutting down', { reason });
     node.stop().then(() => process.exit(0), (err: unknown) => {
       node.log.error('shutdown failed', { err: String(err) });
       process.exit(1);
     });
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      node.log.warn('second signal while stopping: exiting at once', { signal });
+      process.exit(1);
+    }
+    stop(`signal ${signal}`);
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  return stop;
 }

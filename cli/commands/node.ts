@@ -4,6 +4,7 @@
 import { loadConfig, type RawSettings, type SettingName } from '../../server/node/config.js';
 import { startNode, stopOnSignals } from '../../server/main.js';
 import { type Command, positionalsAtMost } from '../command.js';
+import type { NodeListening } from './cluster.js';
 
 const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'data-dir', 'log-level', 'advertise', 'config'];
 
@@ -36,8 +37,20 @@ Reference: docs/configuration.md`,
     }
     const config = loadConfig(raw);
     const { node, ports } = await startNode(config);
-    stopOnSignals(node);
+    const stop = stopOnSignals(node);
     process.stdout.write(`dsync node ${config.nodeId} listening on ${config.host}:${ports.port} (http ${ports.httpPort}, console ${ports.consolePort})\n`);
+    // Started by `dsync cluster` (an IPC channel): report listening to the supervisor, and stop when it is gone.
+    if (process.send !== undefined) {
+      const listening: NodeListening = { kind: 'listening', nodeId: config.nodeId, ports };
+      process.send(listening);
+      process.once('disconnect', () => {
+        // Its stdout and stderr went to the supervisor: writes to them may fail now, and must not stop the shutdown.
+        process.stdout.on('error', () => {});
+        process.stderr.on('error', () => {});
+        stop('the supervisor (dsync cluster) is gone');
+      });
+      process.channel?.unref();
+    }
     return -1; // keep running
   },
 };

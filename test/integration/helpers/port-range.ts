@@ -24,3 +24,16 @@ export async function freePortsInRange(min: number, max: number, count: number):
   if (found.length < count) throw new Error(`only ${found.length} of ${count} ports free in ${min}..${max}`);
   return found;
 }
+
+/** The first port of `count` consecutive free ports in [min, max]. */
+export async function freeBlockInRange(min: number, max: number, count: number): Promise<number> {
+  const span = max - min + 1 - count + 1;
+  const start = (process.pid * 61) % span;
+  for (let i = 0; i < span; i++) {
+    const base = min + ((start + i) % span);
+    let free = true;
+    for (let p = base; p < base + count && free; p++) free = await isFree(p);
+    if (free) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports in ${min}..${max}`);
+}
