@@ -47,6 +47,17 @@ export const raftTickMs = 10;
 export const electionTimeoutTicksMin = 30;
 export const electionTimeoutTicksMax = 60;
 export const heartbeatIntervalTicks = 5;
+/**
+ * The per-node settings ELECTION_TIMEOUT_MIN/MAX and HEARTBEAT_INTERVAL (milliseconds, whole
+ * ticks) default to the tick constants above and are validated against these bounds at start.
+ * ELECTION_TIMEOUT_MAX stays below sessionTtlMsMin (a session outlives an election), which also
+ * keeps it within memberHeardMsMax, leaderTransferWaitMsMax and queueAckDeadlineMsMin (checked below).
+ */
+export const heartbeatIntervalMsMin = raftTickMs;
+export const heartbeatIntervalMsMax = 1_000;
+export const electionTimeoutMsMin = 3 * raftTickMs;
+/** Heartbeats per shortest election timeout at least: a follower hears a few before it would campaign. */
+export const electionTimeoutHeartbeatsMin = 3;
 /** Entries per append message: bounds message size and per-message work. */
 export const appendEntriesCountMax = 512;
 /** Append messages a leader keeps in flight to one follower (pipelining). */
@@ -271,6 +282,11 @@ assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attemp
 assert(clientLeaseDriftFraction > 0 && clientLeaseDriftFraction < 0.5, 'the drift margin leaves most of the TTL usable');
 assert(clientRequestAttemptsMaxDefault >= 3 && clientReleaseRetryCountMax > 0, 'a request may try every member of a 3-node cluster');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
+assert(electionTimeoutTicksMin >= electionTimeoutHeartbeatsMin * heartbeatIntervalTicks && electionTimeoutMsMin >= electionTimeoutHeartbeatsMin * heartbeatIntervalMsMin,
+  'the default and the lowest election timeout leave room for several heartbeats');
+assert(heartbeatIntervalTicks * raftTickMs >= heartbeatIntervalMsMin && heartbeatIntervalTicks * raftTickMs <= heartbeatIntervalMsMax, 'heartbeat default within range');
+assert(sessionTtlMsMin <= memberHeardMsMax && sessionTtlMsMin <= leaderTransferWaitMsMax && sessionTtlMsMin <= queueAckDeadlineMsMin,
+  'an election timeout below the shortest session TTL also fits the liveness, transfer and ack-deadline windows');
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
 assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no longer than a session TTL');
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConfState } from '../core/raft/types.js';
-import { readContextNonceBytes } from '../core/constants.js';
+import { raftTickMs, readContextNonceBytes } from '../core/constants.js';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
 import type { NodeConfig, PeerAddress } from './node/config.js';
@@ -147,6 +147,11 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     fatal: (message) => node.fatal(message),
     seed: process.pid,
     bootNonce: new Uint8Array(randomBytes(readContextNonceBytes)),
+    timing: {
+      electionTicksMin: config.raftTiming.electionTimeoutMsMin / raftTickMs,
+      electionTicksMax: config.raftTiming.electionTimeoutMsMax / raftTickMs,
+      heartbeatTicks: config.raftTiming.heartbeatIntervalMs / raftTickMs,
+    },
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
@@ -168,7 +173,8 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     run: () => [...host.groups.values()].map((g) => {
       const s = g.status();
       return `group ${s.group ?? 0}: role=${s.role ?? ''} leader=${s.leaderId === '' ? '-' : s.leaderId ?? '-'} term=${Number(s.term ?? 0)} commit=${Number(s.commit ?? 0)} applied=${Number(s.applied ?? 0)} last=${Number(s.lastIndex ?? 0)} voters=${(s.voters ?? []).join(',')} learners=${(s.learners ?? []).join(',') || '-'}`;
-    }).join('\n') + `\nwal: ${JSON.stringify(wal.metrics())}`,
+    }).join('\n') + `\ntiming: election timeout ${host.timing.electionTicksMin * raftTickMs}-${host.timing.electionTicksMax * raftTickMs} ms, `
+      + `heartbeat ${host.timing.heartbeatTicks * raftTickMs} ms\nwal: ${JSON.stringify(wal.metrics())}`,
   });
 
   const ports = boot.ports ?? await node.start();

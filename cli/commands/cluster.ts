@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '../../client/index.js';
 import { clusterNodesMax, clusterRestartBackoffMsMax, clusterRestartBackoffMsMin, clusterRestartStableMs, clusterStartMsMax,
   clusterStopGraceMs } from '../../core/constants.js';
-import { parsePort } from '../../server/node/config.js';
+import { environmentWithEnvFile, parsePort } from '../../server/node/config.js';
 import { type ParsedArgs, UsageError } from '../args.js';
 import { type Command, intFlag, positionalsAtMost } from '../command.js';
 import { runMembership } from './members.js';
@@ -52,10 +52,11 @@ Options (starting a local cluster):
   --data-dir DIR         parent of each node's data directory          ./data
   --no-restart           report a node that dies, but do not restart it (default: restart with
                          backoff from ${clusterRestartBackoffMsMin} ms doubling to ${clusterRestartBackoffMsMax} ms)
+  --env-file FILE        NAME=value settings for every node (ELECTION_TIMEOUT_MIN, LOG_LEVEL, ...)   ./.env when present
   --verbose              copy the nodes' logs to this terminal (they always go to DIR/nK/node.log)
 Every node's ports are set by these flags: an inherited PORT or HTTP_PORT does not apply.
 Ctrl-C (or SIGTERM, SIGHUP) stops each node once and reports it; if the supervisor dies, its nodes stop.`,
-  valueFlags: ['nodes', 'base-port', 'http-base-port', 'console-base-port', 'data-dir', 'host', 'seeds'],
+  valueFlags: ['nodes', 'base-port', 'http-base-port', 'console-base-port', 'data-dir', 'host', 'seeds', 'env-file'],
   switchFlags: ['verbose', 'json', 'no-restart'],
   subcommands: {
     members: { usage: 'dsync cluster members [--seeds LIST] [--json]', help: 'Every member of group 0: role (voter/learner), address, reachable from the leader.' },
@@ -113,6 +114,8 @@ async function runCluster(args: ParsedArgs): Promise<number> {
   const verbose = args.switches.has('verbose');
   const restart = !args.switches.has('no-restart');
   const ids = Array.from({ length: count }, (_, i) => `n${i + 1}`);
+  // Read (and checked) here, so a malformed line stops the start before any node runs; each node reads the same file.
+  const envFile = environmentWithEnvFile(args.flags.get('env-file')).file;
   let stopping = false;
 
   const members: Member[] = ids.map((id, i) => {
@@ -122,7 +125,8 @@ async function runCluster(args: ParsedArgs): Promise<number> {
     const address = `${host}:${basePort + i}`;
     // Every setting that would break the cluster if inherited from the environment is a flag (flags win).
     const nodeArgs = ['node', '--id', id, '--host', host, '--port', String(basePort + i), '--http-port', String(httpBase + i),
-      '--console-port', String(consoleBase + i), '--peers', peers, '--data-dir', dataDir, '--advertise', address];
+      '--console-port', String(consoleBase + i), '--peers', peers, '--data-dir', dataDir, '--advertise', address,
+      ...(envFile === null ? [] : ['--env-file', envFile])];
     return { id, args: nodeArgs, address, log: createWriteStream(join(dataDir, 'node.log'), { flags: 'a' }), child: null, lastLine: '',
       listening: false, settled: false, startedAtMs: 0, restarts: 0, backoffMs: clusterRestartBackoffMsMin };
   });
