@@ -93,7 +93,10 @@ export class Connection implements FrameSink {
       }
       this.pendingRequests++;
     } else if (type !== FrameType.Push) {
-      this.replyError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests', false));
+      // Never counted as a request, so not answered through replyError: that would take
+      // one off another request's count, and that request's answer would then trip the
+      // pending-count assertion and stop the node (found by test/fuzz/live-node).
+      this.sendError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests and pushes', false));
       return;
     }
     try {
