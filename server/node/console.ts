@@ -6,6 +6,7 @@
 // back has its control characters escaped.
 
 import { createServer, type Server, type Socket } from 'node:net';
+import { assert } from '../../core/assert.js';
 import { consoleLineBytesMax } from '../../core/constants.js';
 import type { Logger } from './log.js';
 import { listenOn } from './listen.js';
@@ -36,7 +37,9 @@ export class LineSplitter {
   private partBytes = 0;
   private discarding = false;
 
-  constructor(private readonly bytesMax: number, private readonly onLine: (line: string) => void, private readonly onTooLong: () => void) {}
+  constructor(private readonly bytesMax: number, private readonly onLine: (line: string) => void, private readonly onTooLong: () => void) {
+    assert(Number.isInteger(bytesMax) && bytesMax > 0, 'a console line holds at least one byte');
+  }
 
   push(chunk: Buffer): void {
     let start = 0;
@@ -47,7 +50,7 @@ export class LineSplitter {
         this.parts.push(chunk.subarray(start, end));
         this.partBytes += end - start;
         // Unfinished, a line may hold one byte more than the limit: a CR before its newline is not part of it.
-        if (nl < 0 ? this.partBytes > this.bytesMax + 1 : false) this.tooLong();
+        if (nl < 0 && this.partBytes > this.bytesMax + 1) this.tooLong();
       }
       if (nl < 0) return;
       if (!this.discarding) {
@@ -61,6 +64,7 @@ export class LineSplitter {
       this.discarding = false;
       start = nl + 1;
     }
+    assert(this.partBytes <= this.bytesMax + 1, 'an unfinished line never holds more than the limit and a CR');
   }
 
   /** Reports the line once and drops it, and what follows, up to its newline. */
