@@ -86,7 +86,12 @@ interface Member {
   startedAtMs: number;
   restarts: number;
   backoffMs: number;
+  /** Exited in a way that is not restarted (--no-restart, or an exit code a restart cannot fix). */
+  gaveUp: boolean;
 }
+
+/** `dsync node` exit codes a restart cannot fix: 2 bad settings, 3 a damaged write-ahead log (cli/dsync.ts). */
+const notRestartedExitCodes = new Set([2, 3]);
 
 function alive(c: ChildProcess | null): boolean {
   return c !== null && c.exitCode === null && c.signalCode === null;
@@ -128,7 +133,7 @@ async function runCluster(args: ParsedArgs): Promise<number> {
       '--console-port', String(consoleBase + i), '--peers', peers, '--data-dir', dataDir, '--advertise', address,
       ...(envFile === null ? [] : ['--env-file', envFile])];
     return { id, args: nodeArgs, address, log: createWriteStream(join(dataDir, 'node.log'), { flags: 'a' }), child: null, lastLine: '',
-      listening: false, settled: false, startedAtMs: 0, restarts: 0, backoffMs: clusterRestartBackoffMsMin };
+      listening: false, settled: false, startedAtMs: 0, restarts: 0, backoffMs: clusterRestartBackoffMsMin, gaveUp: false };
   });
 
   let onChange: () => void = () => {};
@@ -180,9 +185,11 @@ async function runCluster(args: ParsedArgs): Promise<number> {
       return;
     }
     if (!upAnnounced) return; // the start loop reports it
-    if (!restart) {
-      process.stderr.write(`node ${m.id} exited (${why}); not restarted (--no-restart); see ${join(dataRoot, m.id, 'node.log')}\n`);
+    if (!restart || (signal === null && code !== null && notRestartedExitCodes.has(code))) {
+      const reason = restart ? 'not restarted: a restart cannot fix bad settings or a damaged log' : 'not restarted (--no-restart)';
+      process.stderr.write(`node ${m.id} exited (${why}); ${reason}; see ${join(dataRoot, m.id, 'node.log')}\n`);
       failedAfterStart = true;
+      m.gaveUp = true;
       return;
     }
     // A node that stayed up a while starts its backoff over.
@@ -274,10 +281,11 @@ async function runCluster(args: ParsedArgs): Promise<number> {
     process.stdout.write(lines.join('\n'));
   }
 
-  // Runs until stopped (or, with --no-restart, until every node is gone).
+  // Runs until stopped, or until no node runs or will be restarted.
   await new Promise<void>((r) => {
     const check = (): void => {
-      if (allSettled() && (stopping || !restart)) r();
+      // Runs while some node runs or will be restarted.
+      if (allSettled() && (stopping || members.every((m) => m.gaveUp))) r();
     };
     onChange = check;
     check();

@@ -4,7 +4,8 @@
 // the first cluster's nodes for its own; a node killed under it is restarted; the
 // terminal's Ctrl-C (SIGINT to the supervisor's process group) stops each node
 // once and reports each; with --no-restart a dead node is reported and the
-// supervisor exits 1; and a supervisor killed with SIGKILL leaves no node behind.
+// supervisor exits 1; SIGHUP stops the nodes like Ctrl-C; and a supervisor killed
+// with SIGKILL leaves no node behind.
 // Ports come from this session's range (25500-25999).
 
 import { execFileSync } from 'node:child_process';
@@ -97,7 +98,7 @@ t.test('own children: inherited ports, a second cluster, restart, graceful Ctrl-
   }
 });
 
-t.test('--no-restart reports a dead node; a killed supervisor leaves no orphans', async (t) => {
+t.test('--no-restart reports a dead node; SIGHUP stops the nodes; a killed supervisor leaves no orphans', async (t) => {
   const base = await freeBlockInRange(portRangeMin, portRangeMax - 100, 3);
   const seen = new Set<number>();
   reapAtTeardown(t, () => [...seen]);
@@ -109,6 +110,14 @@ t.test('--no-restart reports a dead node; a killed supervisor leaves no orphans'
   process.kill(node!, 'SIGKILL');
   t.same(await once.exited, { code: 1, signal: null }, 'with --no-restart the supervisor exits 1 when its node dies');
   t.match(once.stderr, /node n1 exited \(signal SIGKILL\); not restarted \(--no-restart\)/, 'saying so');
+
+  // A closed terminal (SIGHUP) stops the nodes like Ctrl-C.
+  const hung = spawnDsync(t, clusterArgs(1, base, tempDir(t)));
+  await hung.waitForStdout(/1 node up/, 30_000);
+  childPids(hung.pid).forEach((p) => seen.add(p));
+  hung.signal('SIGHUP');
+  t.same(await hung.exited, { code: 0, signal: null }, 'SIGHUP: the supervisor exits 0');
+  t.match(hung.stdout, /stopping the cluster \(SIGHUP\)[\s\S]*^n1 stopped$/m, 'after stopping its node');
 
   const doomed = spawnDsync(t, clusterArgs(1, base, tempDir(t)));
   await doomed.waitForStdout(/1 node up/, 30_000);
