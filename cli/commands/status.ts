@@ -2,10 +2,10 @@
 // asked member by member through the client library.
 
 import { Client } from '../../client/index.js';
-import { type Command, seedsFrom } from '../command.js';
+import { type Command, positionalsAtMost, seedsFrom } from '../command.js';
 
 export const statusCommand: Command = {
-  usage: 'dsync status [--seeds host:port,...]',
+  usage: 'dsync status [--seeds host:port,...] [--json]',
   summary: "print every member's view of the cluster",
   help: `Options:
   --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
@@ -13,6 +13,7 @@ export const statusCommand: Command = {
   valueFlags: ['seeds'],
   switchFlags: ['json'],
   async run(args) {
+    positionalsAtMost(args, 0);
     const client = await Client.connect({ seeds: seedsFrom(args) });
     try {
       const first = await client.status();

@@ -100,7 +100,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.server.on('tlsClientError', (err: Error) => this.log.debug('TLS handshake failed', { err: err.message }));
     // Past this, sockets are dropped unanswered (each refused one above still costs a socket).
     this.server.maxConnections = security.connectionsMax + connectionsRefusedAnsweredMax;
-    this.console = new ConsoleServer(this.consoleCommands, `dsync node ${config.nodeId} console`, this.log);
+    this.console = new ConsoleServer(this.consoleCommands, config.nodeId, this.log);
     this.registerBuiltins();
   }
 
@@ -336,6 +336,22 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   // ---- built-in operations ----
 
+  /** Whether this node can serve group 0 now, and if not, why (for /readyz). */
+  readiness(): { ready: boolean; reason: string; leader: string; commit: number; applied: number } {
+    const g0 = this.groupStatuses().find((g) => (g.group ?? 0) === 0);
+    if (g0 === undefined) return { ready: false, reason: 'group 0 has not started', leader: '', commit: 0, applied: 0 };
+    const leader = g0.leaderId ?? '';
+    const commit = Number(g0.commit ?? 0);
+    const applied = Number(g0.applied ?? 0);
+    const view = { leader, commit, applied };
+    if (leader === '') return { ready: false, reason: 'group 0 has no leader that this node knows of', ...view };
+    if (leader !== this.config.nodeId && this.members().find((m) => m.id === leader)?.connected !== true) {
+      return { ready: false, reason: `the leader ${leader} is not reachable from this node`, ...view };
+    }
+    if (applied < commit) return { ready: false, reason: `applied index ${applied} is behind the commit index ${commit}`, ...view };
+    return { ready: true, reason: '', ...view };
+  }
+
   statusReply(): ReturnType<typeof schema.StatusReply.create> {
     const leader = this.leaderId();
     return schema.StatusReply.create({
@@ -368,6 +384,16 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.role.padEnd(8)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'reachable' : 'unreachable'}`).join('\n'),
     });
 
+    // Liveness: the process serves HTTP. An orchestrator restarts a node that fails it.
+    this.http.route('GET', '/livez', (_req, res) => {
+      sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, uptimeMs: Date.now() - this.startedAtMs });
+    });
+    // Readiness: group 0 has a leader this node reaches and this node applied what it knows committed.
+    this.http.route('GET', '/readyz', (_req, res) => {
+      const r = this.readiness();
+      sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', nodeId: this.config.nodeId, ...r });
+    });
+    // Kept for existing probes: liveness plus the leader this node knows ("" when none). Prefer /livez and /readyz.
     this.http.route('GET', '/healthz', (_req, res) => {
       sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, leader: this.leaderId(), uptimeMs: Date.now() - this.startedAtMs });
     });
