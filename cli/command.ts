@@ -3,6 +3,7 @@
 // flag, extra arguments refused, names escaped before printing), so the
 // dispatcher in dsync.ts stays a table.
 
+import { readFileSync } from 'node:fs';
 import { type ParsedArgs, UsageError } from './args.js';
 
 export interface Command {
@@ -41,6 +42,35 @@ export function seedsFrom(args: ParsedArgs): string[] {
   const seeds = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (seeds.length === 0) throw new UsageError(`${label} needs at least one host:port`);
   return seeds.map((s) => checkAddress(s, label));
+}
+
+/** Flags of every command that talks to the cluster: where, and with which credentials. */
+export const clientValueFlags = ['seeds', 'token', 'tls-ca'] as const;
+
+/**
+ * What Client.connect needs from the command line: seeds (seedsFrom), the token
+ * (--token, else DSYNC_TOKEN; never printed) and TLS (--tls-ca, else DSYNC_TLS_CA: the
+ * PEM CA that signed the nodes' certificates).
+ */
+export function clientOptionsFrom(args: ParsedArgs): { seeds: string[]; token?: string; tls?: { ca: Buffer } } {
+  const seeds = seedsFrom(args);
+  const token = args.flags.get('token') ?? nonEmpty(process.env['DSYNC_TOKEN']);
+  const caFlag = args.flags.get('tls-ca');
+  const caPath = caFlag ?? nonEmpty(process.env['DSYNC_TLS_CA']);
+  let tls: { ca: Buffer } | undefined;
+  if (caPath !== undefined) {
+    try {
+      tls = { ca: readFileSync(caPath) };
+    } catch (err) {
+      throw new UsageError(`${caFlag !== undefined ? '--tls-ca' : 'DSYNC_TLS_CA'}: cannot read ${printable(caPath)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  if (token === '') throw new UsageError('--token is empty');
+  return { seeds, ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) };
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === '' ? undefined : s;
 }
 
 /** A whole number from --NAME in [min, max], or undefined when absent; anything else is a usage error naming the flag. */

@@ -50,7 +50,9 @@ commands['version'] = versionCommand;
 function helpText(): string {
   const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`);
   return ['usage: dsync <command> [options]', '', 'commands:', ...rows, '',
-    "'dsync <command> --help' shows a command's options; 'dsync --version' the version."].join('\n') + '\n';
+    "'dsync <command> --help' shows a command's options; 'dsync --version' the version.",
+    'Commands that talk to the cluster also take --token TOKEN (env DSYNC_TOKEN) for nodes started with --auth-file,',
+    'and --tls-ca FILE (env DSYNC_TLS_CA) for nodes started with --tls-cert.'].join('\n') + '\n';
 }
 
 /** Exit code of a usage error (bad flag, missing or extra argument), as in getopt tools. */

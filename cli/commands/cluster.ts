@@ -17,7 +17,7 @@ import { clusterNodesMax, clusterRestartBackoffMsMax, clusterRestartBackoffMsMin
   clusterStopGraceMs } from '../../core/constants.js';
 import { environmentWithEnvFile, parsePort } from '../../server/node/config.js';
 import { type ParsedArgs, UsageError } from '../args.js';
-import { type Command, intFlag, positionalsAtMost } from '../command.js';
+import { clientValueFlags, type Command, intFlag, positionalsAtMost } from '../command.js';
 import { runMembership } from './members.js';
 
 /** The CLI entry point the children run (dist/cli/dsync.js). */
@@ -56,7 +56,7 @@ Options (starting a local cluster):
   --verbose              copy the nodes' logs to this terminal (they always go to DIR/nK/node.log)
 Every node's ports are set by these flags: an inherited PORT or HTTP_PORT does not apply.
 Ctrl-C (or SIGTERM, SIGHUP) stops each node once and reports it; if the supervisor dies, its nodes stop.`,
-  valueFlags: ['nodes', 'base-port', 'http-base-port', 'console-base-port', 'data-dir', 'host', 'seeds', 'env-file'],
+  valueFlags: ['nodes', 'base-port', 'http-base-port', 'console-base-port', 'data-dir', 'host', ...clientValueFlags, 'env-file'],
   switchFlags: ['verbose', 'json', 'no-restart'],
   subcommands: {
     members: { usage: 'dsync cluster members [--seeds LIST] [--json]', help: 'Every member of group 0: role (voter/learner), address, reachable from the leader.' },

@@ -6,7 +6,7 @@ import { Client, DsyncError, ErrorCode } from '../../client/index.js';
 import { sessionTtlMsMax, sessionTtlMsMin } from '../../core/constants.js';
 import { lockNameProblem } from '../../core/locks/names.js';
 import { type ParsedArgs, UsageError } from '../args.js';
-import { type Command, msFlag, positionalsAtMost, printable, seedsFrom } from '../command.js';
+import { clientOptionsFrom, clientValueFlags, type Command, msFlag, positionalsAtMost, printable } from '../command.js';
 
 const subcommands = {
   acquire: { usage: 'dsync lock acquire NAME [--shared] [--ttl ms] [--wait ms] [--hold ms] [--json]',
@@ -14,6 +14,8 @@ const subcommands = {
 The first Ctrl-C or SIGTERM releases the lock (or gives up waiting) and exits.
 Options:
   --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
+  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
+  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)
   --shared       shared mode (default exclusive)
   --ttl MS       session TTL, ${sessionTtlMsMin}..${sessionTtlMsMax} (default 10000)
   --wait MS      give up waiting after MS with LOCK_TIMEOUT (default: wait as long as it takes; 0: only if free now)
@@ -38,13 +40,15 @@ export const lockCommand: Command = {
   release NAME --force   take the lock away from its holders (admin)
 Options:
   --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
+  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
+  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)
   --shared       shared mode (default exclusive)
   --ttl MS       session TTL, ${sessionTtlMsMin}..${sessionTtlMsMax} (default 10000)
   --wait MS      give up waiting after MS (default: wait as long as it takes)
   --hold MS      how long to hold before releasing
   --force        required for release: it breaks someone else's lock
   --json         machine-readable output (errors too, on stderr)`,
-  valueFlags: ['seeds', 'ttl', 'wait', 'hold'],
+  valueFlags: [...clientValueFlags, 'ttl', 'wait', 'hold'],
   switchFlags: ['shared', 'force', 'json'],
   subcommands,
   run: runLock,
@@ -71,7 +75,7 @@ async function runLock(args: ParsedArgs): Promise<number> {
   const waitMs = msFlag(args, 'wait');
   const holdMs = msFlag(args, 'hold');
   if (sub === 'release' && !args.switches.has('force')) throw new UsageError('release takes a lock from its holder; add --force to confirm');
-  const client = await Client.connect({ seeds: seedsFrom(args), ...(ttlMs === undefined ? {} : { sessionTtlMs: ttlMs }) });
+  const client = await Client.connect({ ...clientOptionsFrom(args), ...(ttlMs === undefined ? {} : { sessionTtlMs: ttlMs }) });
   try {
     switch (sub as Sub) {
       case 'acquire':

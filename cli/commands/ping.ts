@@ -4,7 +4,7 @@
 import { Client } from '../../client/index.js';
 import { routerOf } from '../../client/client.js';
 import { pingCountMax } from '../../core/constants.js';
-import { type Command, intFlag, positionalsAtMost, seedsFrom } from '../command.js';
+import { clientOptionsFrom, clientValueFlags, type Command, intFlag, positionalsAtMost } from '../command.js';
 
 export const pingCommand: Command = {
   usage: 'dsync ping [--seeds host:port] [--count 5] [--json]',
@@ -13,13 +13,12 @@ export const pingCommand: Command = {
   --seeds LIST   node to ping (the first one that answers)   127.0.0.1:7401
   --count N      how many pings (1-${pingCountMax})   5
   --json         machine-readable output: {"nodeId","address","roundTripsMs":[...]}`,
-  valueFlags: ['seeds', 'count'],
+  valueFlags: [...clientValueFlags, 'count'],
   switchFlags: ['json'],
   async run(args) {
     positionalsAtMost(args, 0);
     const count = intFlag(args, 'count', 1, pingCountMax) ?? 5;
-    const seeds = seedsFrom(args);
-    const client = await Client.connect({ seeds });
+    const client = await Client.connect(clientOptionsFrom(args));
     try {
       // The connection the pings go over: its hello names the node.
       const conn = await routerOf(client).anyConnection();

@@ -10,6 +10,7 @@ import { assert } from '../../core/assert.js';
 import { consoleLineBytesMax } from '../../core/constants.js';
 import type { Logger } from './log.js';
 import { listenOn } from './listen.js';
+import type { Authenticator } from './security.js';
 
 /** The first line a console sends: `dsync console` checks for it before it pipes a terminal to the port. */
 export function consoleBanner(nodeId: string): string {
@@ -112,11 +113,24 @@ export class ConsoleRegistry {
   }
 }
 
+interface ConsoleSession {
+  authenticated: boolean;
+  failures: number;
+}
+
+/** Wrong tokens a console session may try before it is closed. */
+const consoleAuthFailuresMax = 3;
+
 export class ConsoleServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
 
-  constructor(private readonly registry: ConsoleRegistry, private readonly nodeId: string, private readonly log: Logger) {
+  /**
+   * With `auth` (the node's token file), a session serves nothing but `help`, `quit` and
+   * `auth TOKEN` until a valid token is given; consoleAuthFailuresMax wrong ones close it.
+   */
+  constructor(private readonly registry: ConsoleRegistry, private readonly nodeId: string, private readonly log: Logger,
+    private readonly auth: Authenticator | null = null) {
     this.server = createServer((socket) => this.accept(socket));
   }
 
@@ -134,22 +148,48 @@ export class ConsoleServer {
     socket.write(`${consoleBanner(this.nodeId)}\ntype 'help' for commands\n> `);
     // Lines run one at a time, in order, even when a command is asynchronous.
     let chain = Promise.resolve();
+    const session: ConsoleSession = { authenticated: this.auth === null, failures: 0 };
     const lines = new LineSplitter(consoleLineBytesMax,
-      (line) => { chain = chain.then(() => this.runLine(socket, line)); },
+      (line) => { chain = chain.then(() => this.runLine(socket, line, session)); },
       () => { chain = chain.then(() => this.answer(socket, `error: line longer than ${consoleLineBytesMax} bytes; ignored up to its end`)); });
     socket.on('data', (chunk: Buffer) => lines.push(chunk));
     socket.on('error', (err) => this.log.debug('console socket error', { err: err.message }));
     socket.on('close', () => this.sockets.delete(socket));
   }
 
-  private async runLine(socket: Socket, line: string): Promise<void> {
+  private async runLine(socket: Socket, line: string, session: ConsoleSession): Promise<void> {
     if (socket.destroyed) return;
     const cmd = line.trim().toLowerCase();
     if (cmd === 'quit' || cmd === 'exit') {
       socket.end('bye\n');
       return;
     }
+    if (!session.authenticated) {
+      this.answer(socket, this.authenticate(socket, line, session));
+      return;
+    }
     this.answer(socket, await this.registry.execute(line));
+  }
+
+  /** The answer to a line before the session has authenticated. Never echoes a token. */
+  private authenticate(socket: Socket, line: string, session: ConsoleSession): string {
+    const words = line.trim().split(/\s+/);
+    if (words[0]?.toLowerCase() !== 'auth') {
+      return words[0] === '' ? '' : "this node asks for a token: 'auth TOKEN' first (then 'help')";
+    }
+    const credential = words.length === 2 ? this.auth?.check(words[1] ?? '') ?? null : null;
+    if (credential === null) {
+      session.failures++;
+      this.log.warn('console: a wrong token', { from: socket.remoteAddress ?? '?', failures: session.failures });
+      if (session.failures >= consoleAuthFailuresMax) {
+        socket.end('error: not a valid token; closing\n');
+        return '';
+      }
+      return 'error: not a valid token';
+    }
+    session.authenticated = true;
+    this.log.info('console: authenticated', { name: credential.name, role: credential.role });
+    return `authenticated as ${credential.name} (${credential.role}); type 'help' for commands`;
   }
 
   private answer(socket: Socket, out: string): void {

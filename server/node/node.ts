@@ -100,7 +100,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.server.on('tlsClientError', (err: Error) => this.log.debug('TLS handshake failed', { err: err.message }));
     // Past this, sockets are dropped unanswered (each refused one above still costs a socket).
     this.server.maxConnections = security.connectionsMax + connectionsRefusedAnsweredMax;
-    this.console = new ConsoleServer(this.consoleCommands, config.nodeId, this.log);
+    this.console = new ConsoleServer(this.consoleCommands, config.nodeId, this.log, security.auth);
     this.registerBuiltins();
   }
 
