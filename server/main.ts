@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConfState } from '../core/raft/types.js';
-import { readContextNonceBytes } from '../core/constants.js';
+import { raftTickMs, readContextNonceBytes } from '../core/constants.js';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
 import type { NodeConfig, PeerAddress } from './node/config.js';
@@ -110,7 +110,7 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
   }
   const ports = await node.start();
   node.log.info('asking the cluster to add this node', { via: config.join });
-  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log);
+  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log, config.security);
   const conf: ConfState = { voters: [...reply.voters].sort() as NodeId[], learners: [...reply.learners].sort() as NodeId[] };
   if (!conf.learners.includes(config.nodeId) && !conf.voters.includes(config.nodeId)) {
     throw new StartError(`the cluster at ${config.join} answered the join without adding ${config.nodeId}`);
@@ -160,6 +160,11 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     fatal: (message) => node.fatal(message),
     seed: process.pid,
     bootNonce: new Uint8Array(randomBytes(readContextNonceBytes)),
+    timing: {
+      electionTicksMin: config.raftTiming.electionTimeoutMsMin / raftTickMs,
+      electionTicksMax: config.raftTiming.electionTimeoutMsMax / raftTickMs,
+      heartbeatTicks: config.raftTiming.heartbeatIntervalMs / raftTickMs,
+    },
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
@@ -181,25 +186,38 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     run: () => [...host.groups.values()].map((g) => {
       const s = g.status();
       return `group ${s.group ?? 0}: role=${s.role ?? ''} leader=${s.leaderId === '' ? '-' : s.leaderId ?? '-'} term=${Number(s.term ?? 0)} commit=${Number(s.commit ?? 0)} applied=${Number(s.applied ?? 0)} last=${Number(s.lastIndex ?? 0)} voters=${(s.voters ?? []).join(',')} learners=${(s.learners ?? []).join(',') || '-'}`;
-    }).join('\n') + `\nwal: ${JSON.stringify(wal.metrics())}`,
+    }).join('\n') + `\ntiming: election timeout ${host.timing.electionTicksMin * raftTickMs}-${host.timing.electionTicksMax * raftTickMs} ms, `
+      + `heartbeat ${host.timing.heartbeatTicks * raftTickMs} ms\nwal: ${JSON.stringify(wal.metrics())}`,
   });
 
   const ports = boot.ports ?? await node.start();
   return { node, ports, group0, host };
 }
 
-/** Stops the node on the first SIGTERM/SIGINT; a second signal exits at once. */
-export function stopOnSignals(node: DsyncNode): void {
+/**
+ * Stops the node on the first SIGTERM/SIGINT; a second signal exits at once (an operator's
+ * force-quit; `dsync cluster` runs its nodes in their own process groups and signals each once).
+ * Returns the same stop, for other reasons to stop (the supervisor gone).
+ */
+export function stopOnSignals(node: DsyncNode): (reason: string) => void {
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(1);
+  const stop = (reason: string): void => {
+    if (stopping) return;
     stopping = true;
-    node.log.info('signal received, shutting down', { signal });
+    node.log.info('shutting down', { reason });
     node.stop().then(() => process.exit(0), (err: unknown) => {
       node.log.error('shutdown failed', { err: String(err) });
       process.exit(1);
     });
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      node.log.warn('second signal while stopping: exiting at once', { signal });
+      process.exit(1);
+    }
+    stop(`signal ${signal}`);
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  return stop;
 }

@@ -3,6 +3,7 @@
 // deadlines swept by one timer, and push frames routed to listeners.
 
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { protocolVersion } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
@@ -35,10 +36,24 @@ export interface ClientConnection {
   close(): void;
 }
 
+/** TLS to nodes started with tls-cert (the cluster CA verifies them; host names are checked as usual). */
+export interface ClientTlsOptions {
+  /** PEM CA certificate(s) that signed the nodes' certificates. */
+  readonly ca: string | Buffer;
+  /** A client certificate and key, if the operator hands them out (nodes accept clients without). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** Name to check the node's certificate against when it differs from the address's host. */
+  readonly servername?: string;
+}
+
 export interface ConnectOptions {
   readonly connectTimeoutMs: number;
   readonly name: string;
   readonly onPush?: PushListener;
+  /** Sent in the hello to nodes that ask for tokens. Never logged. */
+  readonly token?: string;
+  readonly tls?: ClientTlsOptions;
 }
 
 /** Opens a connection and completes its hello; rejects with a DsyncError (UNAVAILABLE, TIMEOUT) on failure. */
@@ -53,6 +68,8 @@ export class NodeConnection implements ClientConnection {
   private readonly closeListeners: ((err: DsyncError) => void)[] = [];
   /** The node's hello answer: its id and the members it knows. */
   hello: ReturnType<typeof schema.HelloReply.decode> | null = null;
+  /** Whether any byte came back yet: the first one tells a dsync port from another protocol. */
+  private sawBytes = false;
 
   private constructor(private readonly socket: Socket, readonly address: string, private readonly onPush: PushListener) {
     this.writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
@@ -65,7 +82,17 @@ export class NodeConnection implements ClientConnection {
         else this.rejectOne(requestId, cause);
       },
     });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      if (this.hello === null && !this.sawBytes && chunk.length > 0) {
+        this.sawBytes = true;
+        const other = notDsync(chunk, address);
+        if (other !== null) {
+          this.fail(other);
+          return;
+        }
+      }
+      decoder.push(chunk);
+    });
     socket.on('error', (err) => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} failed: ${err.message}`)));
     socket.on('close', () => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} closed`)));
   }
@@ -73,7 +100,10 @@ export class NodeConnection implements ClientConnection {
   /** Connects and completes the hello; rejects with a DsyncError on failure or timeout. */
   static async open(address: string, opts: ConnectOptions): Promise<NodeConnection> {
     const { host, port } = parseAddress(address);
-    const socket = connect({ host, port });
+    const tls = opts.tls;
+    const socket: Socket = tls === undefined ? connect({ host, port })
+      : tlsConnect({ host, port, ca: tls.ca, ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+        ...(tls.key === undefined ? {} : { key: tls.key }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) });
     socket.setNoDelay(true);
     const conn = new NodeConnection(socket, address, opts.onPush ?? (() => {}));
     await new Promise<void>((resolve, reject) => {
@@ -81,14 +111,14 @@ export class NodeConnection implements ClientConnection {
         socket.destroy();
         reject(new DsyncError(ErrorCode.TIMEOUT, `could not connect to ${address} within ${opts.connectTimeoutMs} ms`));
       }, opts.connectTimeoutMs);
-      socket.once('connect', () => { clearTimeout(timer); resolve(); });
+      socket.once(tls === undefined ? 'connect' : 'secureConnect', () => { clearTimeout(timer); resolve(); });
       socket.once('error', (err) => {
         clearTimeout(timer);
         reject(new DsyncError(ErrorCode.UNAVAILABLE, `cannot connect to ${address}: ${err.message}`));
       });
     });
     const reply = await conn.request(Opcode.Hello, schema.Hello.encode({ role: schema.Role.ROLE_CLIENT, protocolVersion,
-      name: opts.name }).finish(), opts.connectTimeoutMs);
+      name: opts.name, credentials: opts.token ?? '' }).finish(), opts.connectTimeoutMs);
     conn.hello = schema.HelloReply.decode(reply);
     return conn;
   }
@@ -189,6 +219,21 @@ export class NodeConnection implements ClientConnection {
     this.pending.clear();
     for (const fn of this.closeListeners.splice(0)) fn(err);
   }
+}
+
+/**
+ * A dsync frame starts with its length, big-endian, below 2^24 (frameBytesMax): a first byte
+ * other than 0 is another protocol. Names it (HTTP, a dsync console, other text) instead of
+ * a "frame of 1213486160 bytes" error.
+ */
+function notDsync(first: Buffer, address: string): DsyncError | null {
+  if (first[0] === 0) return null;
+  const text = first.subarray(0, 80).toString('latin1');
+  const line = text.split(/\r?\n/)[0] ?? '';
+  const what = text.startsWith('HTTP/') ? 'it answered like HTTP'
+    : /^dsync node \S+ console/.test(line) ? 'it is a dsync console port (the client port is the console port - 2000)'
+      : /^[\x20-\x7e]+$/.test(line) ? `it answered "${line}"` : 'it answered with bytes that are not dsync frames';
+  return new DsyncError(ErrorCode.BAD_FRAME, `${address} is not a dsync client port; ${what}`);
 }
 
 function abortError(signal: AbortSignal, opcode: number): DsyncError {

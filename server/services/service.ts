@@ -8,6 +8,7 @@ import type { DsyncError, ProtocolError } from '../../protocol/errors.js';
 import { opcodeName } from '../../protocol/frame.js';
 import type { ConsoleRegistry } from '../node/console.js';
 import type { Logger } from '../node/log.js';
+import type { Access } from '../node/security.js';
 import type { EntryKind, Group0StateMachine, SubMachine } from '../raft/group0.js';
 import type { GroupRegistry } from '../raft/runner.js';
 import type { MonotonicClock, Scheduler } from '../runtime.js';
@@ -71,7 +72,8 @@ export interface ServiceNode {
   notLeader(what: string, leader: NodeId | ''): DsyncError;
   /** Any failure as the DsyncError a client should see (programmer errors logged, INTERNAL). */
   asDsyncError(err: unknown): DsyncError;
-  handle(opcode: number, handler: RequestHandler): void;
+  /** `access`: what a credential's role needs to call it when the node asks for tokens (default write). */
+  handle(opcode: number, handler: RequestHandler, access?: Access): void;
   /** Sends a Push frame to a peer over its peer link; false when dropped. */
   sendPeer(to: NodeId, opcode: number, payload: Uint8Array): boolean;
   /** Registers the handler of Push frames with `opcode` from peers. */
@@ -86,8 +88,8 @@ export interface ServiceContext {
   readonly clock: MonotonicClock;
   readonly scheduler: Scheduler;
   readonly log: Logger;
-  /** Registers a request handler for an opcode in this service's range. */
-  handle(opcode: number, handler: RequestHandler): void;
+  /** Registers a request handler for an opcode in this service's range; `access` as ServiceNode.handle. */
+  handle(opcode: number, handler: RequestHandler, access?: Access): void;
   /** Messages to and from the same service on peer nodes, opcodes in this service's range. */
   readonly peers: PeerChannel;
 }
@@ -131,9 +133,9 @@ export function serviceContext(service: Service, shared: Omit<ServiceContext, 'h
   };
   return {
     ...shared,
-    handle: (opcode, handler) => {
+    handle: (opcode, handler, access) => {
       fenced(opcode, 'registers');
-      shared.node.handle(opcode, handler);
+      shared.node.handle(opcode, handler, access);
     },
     peers: {
       send: (to, opcode, payload) => {

@@ -94,11 +94,11 @@ export class CacheService implements Service {
       this.checkRing();
       this.stopTick = ctx.scheduler.every(tickMs, () => this.tick());
     });
-    ctx.handle(Opcode.CacheGet, (rc, payload) => this.onGet(rc, payload));
+    ctx.handle(Opcode.CacheGet, (rc, payload) => this.onGet(rc, payload), 'read');
     ctx.handle(Opcode.CacheSet, (rc, payload) => this.onSet(rc, payload, false));
     ctx.handle(Opcode.CacheDelete, (rc, payload) => this.onSet(rc, payload, true));
     ctx.handle(Opcode.CacheFlush, (rc) => this.onFlush(rc));
-    ctx.handle(Opcode.CacheStats, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.CacheStatsReply.encode(this.statsReply()).finish()));
+    ctx.handle(Opcode.CacheStats, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.CacheStatsReply.encode(this.statsReply()).finish()), 'read');
     ctx.peers.handle(Opcode.CachePeer, (from, payload) => this.onPeer(from, payload));
     ctx.node.consoleCommands.register({
       name: 'cache', usage: 'cache stats | cache key K', help: 'cache counters on this node; one key\'s line here and its entry at its home (if here)',

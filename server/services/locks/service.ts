@@ -25,6 +25,7 @@ import { type ClientId, clientId as toClientId, logIndex, type NodeId, type Sess
 import { LeaseClock, type LockCommand, type LockEvent, type LockInfo, type LockMode, type LockResult, LockTable,
   type LockTableSnapshot, type WaitSeed } from '../../../core/locks/index.js';
 import type { Entry } from '../../../core/raft/types.js';
+import { lockNameProblem } from '../../../core/locks/names.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
@@ -33,6 +34,7 @@ import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import { decodePayload } from '../../node/node.js';
 import type { Cancel } from '../../runtime.js';
 import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
+import type { Access } from '../../node/security.js';
 
 /** How often the leader checks for expired leases and due lock-delays. */
 const leaseCheckIntervalMs = 50;
@@ -300,14 +302,14 @@ export class LockService implements SubMachine, Service {
   // ---- requests ----
 
   private registerHandlers(): void {
-    const on = (opcode: number, fn: (ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>) => void): void => {
+    const on = (opcode: number, fn: (ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>) => void, access: Access = 'write'): void => {
       this.context.handle(opcode, (ctx, payload) => {
         const req = decodePayload((b) => schema.LockRequest.decode(b), payload, 'lock request');
         if (!this.isLeader) throw this.notLeader();
         if (req.clientId === '' && opcode !== Opcode.LockCancel) throw new DsyncError(ErrorCode.BAD_REQUEST, 'lock requests need a client id');
         if (Number(req.session) !== 0) this.trackLink(sessionId(Number(req.session)), ctx.conn);
         fn(ctx, req);
-      });
+      }, access);
     };
     const answer = (ctx: RequestContext, promise: Promise<LockResult>): void => {
       promise.then((r) => {
@@ -324,7 +326,10 @@ export class LockService implements SubMachine, Service {
     on(Opcode.SessionClose, (ctx, req) => answer(ctx, this.propose({ kind: 'closeSession', ...client(req), session: sessionId(Number(req.session)) })));
     on(Opcode.LockRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'release', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
     on(Opcode.LockDowngrade, (ctx, req) => answer(ctx, this.propose({ kind: 'downgrade', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
-    on(Opcode.LockForceRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock })));
+    on(Opcode.LockForceRelease, (ctx, req) => {
+      checkLockName(req.lock);
+      answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock }));
+    }, 'admin');
     on(Opcode.LockCancel, (ctx, req) => answer(ctx, this.propose({
       kind: 'cancelWait', ...client(req), session: sessionId(Number(req.session)), lock: req.lock, requestId: req.requestId, reason: 'cancelled',
     })));
@@ -334,15 +339,15 @@ export class LockService implements SubMachine, Service {
       const q = decodePayload((b) => schema.LockQuery.decode(b), payload, 'lock query');
       this.linearizable(ctx, () => schema.LockListReply.encode({ locks: q.lock === '' ? this.table.listLocks().map(lockState)
         : [this.table.lockInfo(q.lock)].filter((l): l is LockInfo => l !== null).map(lockState) }).finish());
-    });
+    }, 'read');
     this.context.handle(Opcode.LockList, (ctx) => {
       this.linearizable(ctx, () => schema.LockListReply.encode({ locks: this.table.listLocks().map(lockState) }).finish());
-    });
+    }, 'read');
     this.context.handle(Opcode.SessionList, (ctx) => {
       this.linearizable(ctx, () => schema.SessionListReply.encode({ sessions: this.table.listSessions().map((s) => ({
         session: s.session, clientId: s.clientId, ttlMs: s.ttlMs, holds: [...s.holds], waits: s.waits.length, lockDelayMs: s.lockDelayMs,
       })) }).finish());
-    });
+    }, 'read');
   }
 
   /** Answers with the table's state after a ReadIndex barrier: never stale. */
@@ -356,6 +361,7 @@ export class LockService implements SubMachine, Service {
   private acquire(ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>,
     client: { clientId: ClientId; seq: number; nowMs: number }): void {
     if (req.requestId === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'acquire needs a request id');
+    checkLockName(req.lock);
     const key = parkKey(client.clientId, req.requestId);
     const session = sessionId(Number(req.session));
     // Park before proposing: a grant can apply in the same batch as the queued answer.
@@ -466,3 +472,8 @@ function lockState(l: LockInfo): ReturnType<typeof schema.LockState.create> {
   });
 }
 
+/** New lock names enter through acquire and force-release: refused before they are proposed (the table never sees them). */
+function checkLockName(name: string): void {
+  const problem = lockNameProblem(name);
+  if (problem !== null) throw new DsyncError(ErrorCode.BAD_REQUEST, problem);
+}
