@@ -406,6 +406,16 @@ export class CacheHome {
     };
   }
 
+  /** Owners of entries whose line may hold data memory lacks (write-back E/M), one per entry: what is lost if they go. */
+  possiblyDirtyOwners(): number[] {
+    const out: number[] = [];
+    for (const slot of this.index.values()) {
+      const o = this.owner[slot] as number;
+      if (o >= 0 && this.possiblyDirty(slot)) out.push(o);
+    }
+    return out;
+  }
+
   keysHeld(): IterableIterator<string> {
     return this.index.keys();
   }

@@ -338,6 +338,10 @@ export class CacheService implements Service {
     if (old !== null) {
       this.retire(old);
       this.metrics.add('ringChanges');
+      // Write-back: owners that left the ring took whatever they had not written back.
+      for (const o of old.home.possiblyDirtyOwners()) {
+        if (!members.includes(old.members[o] as NodeId)) this.metrics.add('home.writeBackLossAtRingChange');
+      }
     }
     const selfIdx = members.indexOf(ctx.node.nodeId);
     if (selfIdx < 0) {
