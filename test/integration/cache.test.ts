@@ -1,6 +1,6 @@
 // The coherent cache on 3 real node processes (ports 23000-23999), one client attached
 // to each node: a set on one node is read on the others and a write elsewhere replaces
-// what they cached (invalidation counted); clients on all three nodes set, delete and get
+// what they cached (invalidation counted); 6 workers on all three nodes set, delete and get
 // the same keys concurrently and the recorded history is linearizable per key (the
 // checker the simulator uses); after kill -9 of a node (the home of some keys), every
 // key reads as a miss or its last written value, never an older one, and writes work
@@ -44,7 +44,7 @@ t.test('3 nodes: coherence, per-key linearizability under concurrency, kill -9 o
   await t.rejects(a.cache.set('big', new Uint8Array(2 * 1024 * 1024)), { code: ErrorCode.BAD_REQUEST }, 'oversized value');
   await t.rejects(a.cache.set('', 'v'), { code: ErrorCode.BAD_REQUEST }, 'empty key');
 
-  // --- concurrency: 3 clients x 3 workers, 6 keys, sets / deletes / gets interleaved
+  // --- concurrency: 3 clients x 2 workers, 6 keys, sets / deletes / gets interleaved
   const rec = new HistoryRecorder();
   const keys = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'];
   let n = 0;
@@ -62,8 +62,8 @@ t.test('3 nodes: coherence, per-key linearizability under concurrency, kill -9 o
       }
     }
   };
-  await Promise.all(clients.flatMap((cl, i) => [worker(cl, 3 * i), worker(cl, 3 * i + 1), worker(cl, 3 * i + 2)]));
-  t.equal(rec.ops.length, 540, 'every operation is in the history');
+  await Promise.all(clients.flatMap((cl, i) => [worker(cl, 2 * i), worker(cl, 2 * i + 1)]));
+  t.equal(rec.ops.length, 360, 'every operation is in the history');
   t.equal(rec.errors, 0, 'no operation failed without faults');
   const lin = checkHistory(rec.ops);
   t.ok(lin.ok, `the history is linearizable per key${lin.ok ? '' : ` (not for ${lin.key})`}`);

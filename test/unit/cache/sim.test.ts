@@ -75,7 +75,7 @@ const variants: { name: string; cfg: CacheConfig }[] = [
   { name: 'MOESI write-back update', cfg: { ...cacheConfigDefault, protocol: 'MOESI', writePolicy: 'write-back', propagation: 'update' } },
 ];
 const simCfg = (cfg: CacheConfig): CacheConfig => ({ ...cfg, leaseMs: 400, retryMs: 50 });
-const runsPerVariant = 30;
+const runsPerVariant = 24;
 
 for (const v of variants) {
   t.test(`${v.name}: coherent and linearizable per key under reordering, loss, duplicates and crashes`, async (t) => {
