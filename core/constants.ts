@@ -281,3 +281,36 @@ assert(queueStoreReadCacheBytesMax >= queueStoreReadBlockBytes && queueStoreRead
 assert(queueStoreScanBufferBytes >= queueStoreRecordBytesMax && queueStoreWriteBufferBytes > 0 && queueStoreReadFilesMax >= 1,
   'queue store buffers hold a record');
 assert(queueStoreIndexBytesPerMessage === 3 * Uint32Array.BYTES_PER_ELEMENT, 'queue store index: three u32 per message');
+
+// --- queue service (topics in group 0, partitions as Raft groups: server/services/queues) ---
+/** Partitions one topic may have; also the stride of partition group ids (topic id x this + index). */
+export const queueTopicPartitionsMax = 256;
+export const queueTopicPartitionsDefault = 4;
+/** Characters of a topic name ([A-Za-z0-9._-]); leaves room for the ".dlq" suffix within queueNameBytesMax. */
+export const queueTopicNameCharsMax = 200;
+/** Topics group 0 holds (dead-letter topics count). */
+export const queueTopicsMax = 1024;
+/** Fetches a node holds parked (long polls waiting for messages) before answering TOO_MANY_REQUESTS. */
+export const queueParkedFetchesMax = 4096;
+/** Longest long poll a fetch may ask for. */
+export const queueFetchWaitMsMax = 60_000;
+/** Message bytes batched into one partition entry (several publishes of one turn); a larger single publish goes alone. */
+export const queueEntryBatchBytesMax = 256 * 1024;
+/** Requests (publishes, settles) waiting for the next entry of one partition before TOO_MANY_REQUESTS. */
+export const queuePendingRequestsPerPartitionMax = 4096;
+/** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */
+export const queueFencingLocksMax = 1024;
+/** Retries of a dead letter's publish to the dead-letter topic, and the pause between them. */
+export const queueDeadLetterPublishAttemptsMax = 20;
+export const queueDeadLetterRetryMs = 200;
+/** Dead letters a leader holds waiting to reach the dead-letter topic; more are logged and dropped. */
+export const queueDeadLettersPendingMax = 10_000;
+
+assert(queueTopicPartitionsMax >= 1 && queueTopicPartitionsDefault <= queueTopicPartitionsMax, 'topic partitions range');
+assert(queueTopicNameCharsMax + '.dlq'.length <= queueNameBytesMax, 'a dead-letter topic name fits the name bound');
+/** Topic ids are never reused; group ids (id x queueTopicPartitionsMax + index) must fit a u32, so ids end here. */
+export const queueTopicIdMax = Math.floor(0xffff_ffff / queueTopicPartitionsMax) - 1;
+assert(queueTopicIdMax > queueTopicsMax && (queueTopicIdMax + 1) * queueTopicPartitionsMax <= 0xffff_ffff, 'partition group ids fit a u32');
+assert(queueEntryBatchBytesMax <= queueMessageBytesMax && queueParkedFetchesMax > 0 && queuePendingRequestsPerPartitionMax > 0,
+  'queue service bounds');
+assert(queueFetchWaitMsMax < queueAckDeadlineMsMax && queueFencingLocksMax > 0, 'queue service waits and fencing bounds');
