@@ -6,6 +6,7 @@ import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { type HeldLock, type LockAdmin, LockClient, type LockOptions } from './locks/locks.js';
+import { type Consumer, type ConsumerOptions, type Producer, QueueClient, type TopicAdmin } from './queues/queues.js';
 import { Router } from './transport/router.js';
 
 export interface ClientOptions {
@@ -105,6 +106,9 @@ export class Client {
   readonly locks: LockAdmin;
   /** Cluster membership: list and remove members. */
   readonly cluster: ClusterAdmin;
+  readonly #queues: QueueClient;
+  /** Queue topics: create, delete, info, list. */
+  readonly topics: TopicAdmin;
 
   private constructor(opts: ClientOptions) {
     const name = opts.name ?? `client-${process.pid}`;
@@ -126,7 +130,19 @@ export class Client {
       remove: async (id) => schema.MembersReply.decode(await router.request(0, Opcode.MemberRemove,
         schema.MemberRemoveRequest.encode({ id }).finish(), { idempotent: true })).members.map(memberStatus),
     };
+    this.#queues = new QueueClient(this.#router, name);
+    this.topics = this.#queues.topics;
     routers.set(this, this.#router);
+  }
+
+  /** A producer for `topic`: publish(key, value) resolves with { partition, offset } once durable on a majority. */
+  producer(topic: string): Producer {
+    return this.#queues.producer(topic);
+  }
+
+  /** A consumer of `topic` in consumer group `group`: an async iterator of messages to ack, nack or extend. */
+  consumer(topic: string, group: string, opts?: ConsumerOptions): Consumer {
+    return this.#queues.consumer(topic, group, opts);
   }
 
   /** Acquires a lock (waiting as needed); the held lock carries its fencing token. Works with `await using`. */
@@ -180,6 +196,7 @@ export class Client {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#queues.close();
     await this.#locks.close();
     await this.#router.close();
   }

@@ -2,3 +2,5 @@
 export { Client, type ClientOptions, type NodeStatus, type MemberStatus, type GroupStatus } from './client.js';
 export { DsyncError, ProtocolError, ErrorCode } from '../protocol/errors.js';
 export { DeadlockError, ForceReleasedError, LockTimeoutError, SessionExpiredError, type HeldLock, type LockAdmin, type LockMode, type LockOptions, type LockInfo, type LockSessionInfo } from './locks/locks.js';
+export type { Consumer, ConsumerOptions, Fencing, PartitionInfo, Producer, PublishOptions, PublishResult, ReceivedMessage, RetentionOptions, TopicAdmin,
+  TopicInfo, TopicOptions } from './queues/queues.js';

@@ -39,6 +39,12 @@ export const clientRequestAttemptsMaxDefault = 8;
 /** Pause before retrying on another member, doubling per retry between these. */
 export const clientRetryBackoffMsMin = 50;
 export const clientRetryBackoffMsMax = 500;
+/** Message bytes one client Publish frame batches (a larger single message goes alone). */
+export const clientPublishBatchBytesMax = 1024 * 1024;
+/** A consumer's unsettled deliveries at once, by default. */
+export const clientConsumerMaxInFlightDefault = 256;
+/** A consumer's long-poll wait per fetch, by default. */
+export const clientConsumerFetchWaitMsDefault = 2_000;
 /** Background retries of a release whose answer never came, before the session is given up instead. */
 export const clientReleaseRetryCountMax = 64;
 
@@ -298,6 +304,8 @@ export const queueFetchWaitMsMax = 60_000;
 export const queueEntryBatchBytesMax = 256 * 1024;
 /** Requests (publishes, settles) waiting for the next entry of one partition before TOO_MANY_REQUESTS. */
 export const queuePendingRequestsPerPartitionMax = 4096;
+/** Commands one partition entry carries (a turn's publishes and settles of one partition). */
+export const queueEntryCommandsMax = 4096;
 /** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */
 export const queueFencingLocksMax = 1024;
 /** Retries of a dead letter's publish to the dead-letter topic, and the pause between them. */
@@ -314,3 +322,5 @@ assert(queueTopicIdMax > queueTopicsMax && (queueTopicIdMax + 1) * queueTopicPar
 assert(queueEntryBatchBytesMax <= queueMessageBytesMax && queueParkedFetchesMax > 0 && queuePendingRequestsPerPartitionMax > 0,
   'queue service bounds');
 assert(queueFetchWaitMsMax < queueAckDeadlineMsMax && queueFencingLocksMax > 0, 'queue service waits and fencing bounds');
+assert(queuePendingRequestsPerPartitionMax <= queueEntryCommandsMax && queueAckBatchCountMax <= queueEntryCommandsMax,
+  'a partition\'s pending requests (and one settle\'s nacks) fit one entry');

@@ -20,6 +20,9 @@ import { GroupHost, type GroupRunner } from './raft/runner.js';
 import { monotonicClock, nodeScheduler } from './runtime.js';
 import { JournalService } from './services/journal/service.js';
 import { LockService } from './services/locks/service.js';
+import { QueueService, type QueueServiceOptions } from './services/queues/service.js';
+import { diskPartitionStorage } from './services/queues/storage.js';
+import xxhash from 'xxhash-wasm';
 import { registerServices, type Service, serviceContext } from './services/service.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
@@ -36,8 +39,8 @@ export interface RunningNode {
 }
 
 /** The services every node runs after the members service, in start order. */
-function services(): Service[] {
-  return [new JournalService(), new LockService()];
+function services(queues: QueueServiceOptions): Service[] {
+  return [new JournalService(), new LockService(), new QueueService(queues)];
 }
 
 /** What a joined node keeps in its data dir: group 0's configuration when it was added, and where the members were. */
@@ -153,7 +156,13 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   node.onStop(() => host.stop());
 
   const boot = await bootstrapGroup0(config, node);
-  const list = [new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints }), ...services()];
+  const members = new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints });
+  const { h32Raw } = await xxhash();
+  const list = [members, ...services({
+    hash: (bytes) => h32Raw(bytes),
+    voters: () => members.machine.table.conf().voters,
+    storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
+  })];
   const sm = new Group0StateMachine();
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);

@@ -100,6 +100,13 @@ export class Router implements GroupTransport {
     return this.leaders.get(group) ?? '';
   }
 
+  /** Where `group`'s leader probably is (a partition map's hint); ignored when a leader is known. NOT_LEADER corrects it. */
+  hintLeader(group: number, address: string): void {
+    if (address === '' || this.leaders.has(group)) return;
+    this.learn(address);
+    this.leaders.set(group, address);
+  }
+
   onPush(opcode: number, listener: PushListener): void {
     this.pushListeners.set(opcode, listener);
   }
