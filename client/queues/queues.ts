@@ -354,7 +354,7 @@ class ConsumerImpl implements Consumer {
   /** Delivered to this consumer and not yet settled (handed out or buffered). */
   private unsettled = 0;
   private readonly buffer: ReceivedMessage[] = [];
-  private readonly waiters: ((r: IteratorResult<ReceivedMessage>) => void)[] = [];
+  private readonly waiters: { resolve: (r: IteratorResult<ReceivedMessage>) => void; reject: (err: unknown) => void }[] = [];
   private roomWaiters: (() => void)[] = [];
   private closed = false;
   private started = false;
@@ -379,7 +379,7 @@ class ConsumerImpl implements Consumer {
         if (m !== undefined) return Promise.resolve({ value: m, done: false });
         if (this.failure !== null) return Promise.reject(this.failure);
         if (this.closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => this.waiters.push(resolve));
+        return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
       },
       return: async () => {
         await this.close();
@@ -398,15 +398,10 @@ class ConsumerImpl implements Consumer {
   }
 
   private fail(err: unknown): void {
+    if (this.closed) return;
     this.failure = err;
     this.closed = true;
-    for (const w of this.waiters.splice(0)) w({ value: undefined, done: true });
-  }
-
-  private async waitForRoom(): Promise<void> {
-    while (!this.closed && this.unsettled >= this.maxInFlight) {
-      await new Promise<void>((r) => this.roomWaiters.push(r));
-    }
+    for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
   private settled(): void {
@@ -422,10 +417,14 @@ class ConsumerImpl implements Consumer {
 
   private async fetchLoop(p: PartitionConsumer): Promise<void> {
     let backoffMs = 50;
+    // Each partition's long poll reserves at most its share of maxInFlight, so one partition never starves the others.
+    const share = Math.max(1, Math.ceil(this.maxInFlight / this.parts.length));
     while (!this.closed) {
-      await this.waitForRoom();
-      if (this.closed) return;
-      const max = Math.min(queueFetchCountMax, this.maxInFlight - this.unsettled);
+      const max = Math.min(queueFetchCountMax, share, this.maxInFlight - this.unsettled);
+      if (max <= 0) {
+        await new Promise<void>((r) => this.roomWaiters.push(r));
+        continue;
+      }
       this.unsettled += max; // reserved until the answer says how many came
       let reply: ReturnType<typeof schema.FetchReply.decode>;
       try {
@@ -479,7 +478,7 @@ class ConsumerImpl implements Consumer {
       ack: () => settle('ack'), nack: (delayMs?: number) => settle('nack', delayMs), extend: () => settle('extend'),
     };
     const w = this.waiters.shift();
-    if (w !== undefined) w({ value: msg, done: false });
+    if (w !== undefined) w.resolve({ value: msg, done: false });
     else this.buffer.push(msg);
   }
 
@@ -526,7 +525,7 @@ class ConsumerImpl implements Consumer {
   async close(): Promise<void> {
     if (this.closed && this.failure === null && this.loops.length === 0) return;
     this.closed = true;
-    for (const w of this.waiters.splice(0)) w({ value: undefined, done: true });
+    for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
     for (const w of this.roomWaiters.splice(0)) w();
     // Hand back what was fetched but never handed out.
     const unread = this.buffer.splice(0);

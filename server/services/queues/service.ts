@@ -476,8 +476,8 @@ export class QueueService implements Service {
   private linearizable(rc: RequestContext, render: () => Uint8Array): void {
     const group0 = this.context.groups.group0;
     if (!group0.isLeader) throw this.node.notLeader('topics (group 0)', group0.leader);
-    group0.readBarrier().then(() => rc.conn.reply(rc.requestId, rc.opcode, render()),
-      (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
+    group0.readBarrier().then(() => rc.conn.reply(rc.requestId, rc.opcode, render()))
+      .catch((err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
   }
 
   private topicState(t: TopicRecord): ReturnType<typeof schema.TopicState.create> {
