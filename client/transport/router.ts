@@ -119,6 +119,7 @@ export class Router implements GroupTransport {
     let lastError: DsyncError | null = null;
     let retries = 0;
     for (let attempt = 0; attempt < this.attemptsMax; attempt++) {
+      if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
       const remainingMs = deadlineMs - this.clock.nowMs();
       if (remainingMs <= 0) break;
       const target = this.target(group);

@@ -388,7 +388,13 @@ export class QueueService implements Service {
   /** The hosted leader replica of a partition, or the error to answer with. */
   private leaderOf(topicName: string, partition: number): Hosted {
     const t = this.topics.table.get(topicName);
-    if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
+    if (t === undefined) {
+      // Only group 0's leader knows a topic does not exist; another node may not have applied its creation yet.
+      const group0 = this.context.groups.group0;
+      if (group0.isLeader) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
+      throw new DsyncError(ErrorCode.UNAVAILABLE, `topic ${topicName} is not known on ${this.node.nodeId} (yet); retry shortly`,
+        { retryAfterMs: overloadRetryAfterMs });
+    }
     if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.partitions) {
       throw new DsyncError(ErrorCode.BAD_REQUEST, `topic ${topicName} has partitions 0..${t.partitions - 1}; there is no partition ${partition}`);
     }
