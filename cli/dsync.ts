@@ -12,6 +12,7 @@ import { consoleCommand } from './commands/console.js';
 import { lockCommand } from './commands/lock.js';
 import { nodeCommand } from './commands/node.js';
 import { pingCommand } from './commands/ping.js';
+import { consumeCommand, publishCommand, topicCommand } from './commands/queue.js';
 import { statusCommand } from './commands/status.js';
 
 /** In the order `dsync --help` lists them. */
@@ -21,6 +22,9 @@ const commands: Record<string, Command> = {
   status: statusCommand,
   ping: pingCommand,
   lock: lockCommand,
+  topic: topicCommand,
+  publish: publishCommand,
+  consume: consumeCommand,
   console: consoleCommand,
 };
 
