@@ -311,6 +311,8 @@ export const queueFencingLocksMax = 1024;
 /** Retries of a dead letter's publish to the dead-letter topic, and the pause between them. */
 export const queueDeadLetterPublishAttemptsMax = 20;
 export const queueDeadLetterRetryMs = 200;
+/** A dead-letter forward to another node unanswered this long is sent again (to the next replica). */
+export const queueDeadLetterForwardTimeoutMs = 2_000;
 /** Dead letters a leader holds waiting to reach the dead-letter topic; more are logged and dropped. */
 export const queueDeadLettersPendingMax = 10_000;
 

@@ -61,6 +61,10 @@ export const Opcode = {
   Ack: 207,
   Nack: 208,
   Extend: 209,
+  /** Peer-only push: a publish for a partition the receiver leads (a partition leader forwarding dead letters). */
+  QueueForward: 210,
+  /** Peer-only push: the answer to a QueueForward. */
+  QueueForwardReply: 211,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
 

@@ -3,7 +3,8 @@
 // topic, oversized message, ack of a delivery that does not exist, a stale fencing
 // token) each a typed error after which the same partition keeps serving, and the long
 // poll: one fetch sent BEFORE a publish is answered WITH that message (so it was woken
-// by the append, not by its wait ending, which would have answered it empty).
+// by the append, not by its wait ending, which would have answered it empty); and dead
+// letters: with maxDeliveries 1 every nacked message reaches NAME.dlq with its reason.
 
 import t, { type Test } from 'tap';
 import { routerOf } from '../../client/client.js';
@@ -94,10 +95,37 @@ t.test('topic admin, typed errors on bad input, long poll woken by a publish', a
   t.equal(new TextDecoder().decode(woken.messages[0]?.message?.value ?? new Uint8Array(0)), 'wake up');
   t.same(order.slice(0, 1), ['publishing'], `the fetch was still waiting when the publish began (order: ${order.join(' -> ')})`);
 
+  // ---- dead letters: maxDeliveries 1, every message nacked once goes to poison.dlq with the reason ----
+  await client.topics.create('poison', { partitions: 3, replicas: 3, maxDeliveries: 1 });
+  const poisonProducer = client.producer('poison');
+  const keys = Array.from({ length: 12 }, (_, i) => `bad-${i}`);
+  await Promise.all(keys.map((k) => poisonProducer.publish(k, `payload of ${k}`)));
+  const sick = client.consumer('poison', 'workers', { waitMs: 500 });
+  const nacked = new Set<string>();
+  for await (const m of sick) {
+    nacked.add(new TextDecoder().decode(m.key));
+    await m.nack(0);
+    if (nacked.size === keys.length) break;
+  }
+  await sick.close();
+  const dlq = client.consumer('poison.dlq', 'ops', { waitMs: 500 });
+  const dead = new Map<string, Record<string, string>>();
+  for await (const m of dlq) {
+    dead.set(new TextDecoder().decode(m.key), Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k, new TextDecoder().decode(v)])));
+    await m.ack();
+    if (dead.size === keys.length) break;
+  }
+  await dlq.close();
+  t.same([...dead.keys()].sort(), [...keys].sort(), 'every nacked message reached the dead-letter topic (through its partitions\' leaders, wherever they are)');
+  const h = dead.get('bad-0') ?? {};
+  t.same({ reason: h['dsync-dlq-reason'], group: h['dsync-dlq-group'], deliveries: h['dsync-dlq-deliveries'] }, { reason: 'nacked', group: 'workers', deliveries: '1' },
+    'with the reason, the group and the delivery count in its headers');
+
   // Delete removes both topics; the name is free again, the id is not reused.
   await client.topics.delete('events');
-  t.same((await client.topics.list()).map((x) => x.name), ['quiet', 'quiet.dlq'], 'events and events.dlq are gone');
+  t.same((await client.topics.list()).map((x) => x.name), ['poison', 'poison.dlq', 'quiet', 'quiet.dlq'], 'events and events.dlq are gone');
   const again = await client.topics.create('events', { partitions: 1, replicas: 1 });
-  t.ok(again.id > quiet.id, `a re-created topic gets a new id (${again.id} > ${quiet.id})`);
+  t.ok(again.id > info.id + 1 && again.partitionList[0]?.groupId !== info.partitionList[0]?.groupId,
+    `a re-created topic gets a new id and new partition groups (${again.id}, was ${info.id})`);
   await client.close();
 });

@@ -25,15 +25,18 @@
 //   partitions this node leads, so their deliveries come back at once.
 // - Dead letters: the leader of the source partition publishes each deadLettered event
 //   to partition p of the topic's NAME.dlq (deadLetterMessage()), through the same
-//   batching path, as producer dsync-dlq/<group>/<entry index> so a retry is appended
-//   once. Only when this node also leads that dead-letter partition: there is no
-//   node-to-node request path yet (see the report in issue 10), so a dead letter whose
-//   dead-letter partition is led elsewhere is logged and counted, not forwarded.
+//   batching path when this node leads that partition, else forwarded to its leader
+//   over the peer link (QueueForward / QueueForwardReply), as producer
+//   dsync-dlq/<group>/<entry index> so a retry is appended once. The dead letters are
+//   held only in the source leader's memory until then: if it crashes or loses
+//   leadership first they are not forwarded (counted and logged) - the message is
+//   already done for its group, so such a dead letter is lost. A replicated outbox in
+//   the partition state would close that gap.
 
 import { assert } from '../../../core/assert.js';
 import {
   queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterPublishAttemptsMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
-  queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
+  queueDeadLetterForwardTimeoutMs, queueDeadLettersPendingMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
   queuePendingRequestsPerPartitionMax, overloadRetryAfterMs,
 } from '../../../core/constants.js';
 import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, producerId } from '../../../core/ids.js';
@@ -91,6 +94,19 @@ export interface QueueServiceOptions {
   readonly storage: PartitionStorageFactory;
   /** Wall-clock ms stamped into entries (default Date.now; the simulator passes its clock). */
   readonly wallClockMs?: () => number;
+  /** Pushes to other nodes over the peer links (dead letters for a partition led elsewhere); absent: local only. */
+  readonly peers?: PeerChannel;
+}
+
+export interface PeerChannel {
+  send(peer: NodeId, opcode: number, payload: Uint8Array): void;
+  onPush(opcode: number, handler: (from: NodeId, payload: Uint8Array) => void): void;
+}
+
+interface ForwardReply {
+  readonly code: string;
+  readonly message: string;
+  readonly leaderId: string;
 }
 
 interface Pending {
@@ -151,8 +167,11 @@ export class QueueService implements Service {
   private reconcileScheduled = false;
   private stopped = false;
   private readonly wallClockMs: () => number;
-  /** Dead letters whose dead-letter partition is led by another node (not forwarded: see the header). */
+  /** Dead letters given up on (see publishDeadLetters). */
   deadLettersNotForwarded = 0;
+  /** Dead-letter forwards to other nodes waiting for their answer, by id. */
+  private readonly forwards = new Map<number, (reply: ForwardReply) => void>();
+  private nextForwardId = 1;
 
   constructor(private readonly opts: QueueServiceOptions) {
     this.topics = new TopicsMachine(opts.hash, opts.voters);
@@ -163,6 +182,19 @@ export class QueueService implements Service {
 
   start(ctx: ServiceContext): void {
     this.ctx = ctx;
+    this.opts.peers?.onPush(Opcode.QueueForward, (from, payload) => this.forwarded(from, payload));
+    this.opts.peers?.onPush(Opcode.QueueForwardReply, (_from, payload) => {
+      let r: ReturnType<typeof schema.QueueForwardReply.decode>;
+      try {
+        r = schema.QueueForwardReply.decode(payload);
+      } catch {
+        return;
+      }
+      const done = this.forwards.get(Number(r.id));
+      if (done === undefined) return;
+      this.forwards.delete(Number(r.id));
+      done({ code: r.code, message: r.message, leaderId: r.leaderId });
+    });
     this.registerHandlers();
     this.registerConsole();
     this.scheduleReconcile();
@@ -352,34 +384,100 @@ export class QueueService implements Service {
     const dlq = this.topics.table.get(h.topic.deadLetterTopic);
     if (dlq === undefined) return;
     const messages: Message[] = o.events.map((ev) => deadLetterMessage(ev, h.index as never));
-    const target = this.hosted.get(groupId(partitionGroupId(dlq.id, h.index)));
     const producer = producerId(`dsync-dlq/${h.group}/${entryIndex}`);
     for (let start = 0; start < messages.length; start += queueAppendBatchCountMax) {
       const chunk = messages.slice(start, start + queueAppendBatchCountMax);
       const firstSeq = commandIndex * 2 ** 30 + start + 1;
-      this.publishDeadLetters(h, target, producer, firstSeq, chunk, 1);
+      this.publishDeadLetters(h, dlq, producer, firstSeq, chunk, 1, '');
     }
   }
 
-  private publishDeadLetters(source: Hosted, target: Hosted | undefined, producer: ReturnType<typeof producerId>, firstSeq: number,
-    messages: readonly Message[], attempt: number): void {
-    if (target === undefined || !target.isLeader) {
+  /**
+   * Appends dead letters to the dead-letter partition: through this node's batching when
+   * it leads that partition, else forwarded to its leader over the peer link
+   * (QueueForward, answered by QueueForwardReply), following NOT_LEADER. The producer id
+   * and sequence make every retry land once. Gives up (logged, counted) after
+   * queueDeadLetterPublishAttemptsMax attempts or when this node stops leading the source.
+   */
+  private publishDeadLetters(source: Hosted, dlq: TopicRecord, producer: ReturnType<typeof producerId>, firstSeq: number,
+    messages: readonly Message[], attempt: number, towards: NodeId | ''): void {
+    const giveUp = (why: string): void => {
       this.deadLettersNotForwarded += messages.length;
-      this.node.log.warn('dead letters not forwarded: this node does not lead the dead-letter partition', {
-        topic: source.topic.name, partition: source.index, count: messages.length });
+      this.node.log.warn('dead letters not forwarded', { topic: source.topic.name, partition: source.index, count: messages.length, why });
+    };
+    const retry = (next: NodeId | '', delayMs: number): void => {
+      if (attempt >= queueDeadLetterPublishAttemptsMax) { giveUp(`${attempt} attempts failed`); return; }
+      if (this.stopped || !source.isLeader || source.stopped) { giveUp('this node no longer leads the source partition'); return; }
+      this.context.scheduler.after(delayMs, () => this.publishDeadLetters(source, dlq, producer, firstSeq, messages, attempt + 1, next));
+    };
+    const local = this.hosted.get(groupId(partitionGroupId(dlq.id, source.index)));
+    if (local !== undefined && local.isLeader && !local.stopped) {
+      const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
+      this.enqueue(local, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
+        if (o.result.kind === 'error') this.node.log.warn('dead letters refused', { topic: dlq.name, code: o.result.code, message: o.result.message });
+      }, () => retry('', queueDeadLetterRetryMs));
       return;
     }
-    const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
-    this.enqueue(target, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
-      if (o.result.kind === 'error') this.node.log.warn('dead letters refused', { topic: target.topic.name, code: o.result.code, message: o.result.message });
-    }, (err: unknown) => {
-      if (attempt >= queueDeadLetterPublishAttemptsMax || this.stopped) {
-        this.deadLettersNotForwarded += messages.length;
-        this.node.log.warn('dead letters not forwarded', { topic: source.topic.name, err: String(err) });
+    const peers = this.opts.peers;
+    const replicas = dlq.placement[source.index] ?? [];
+    const others = replicas.filter((r) => r !== this.node.nodeId);
+    let target: NodeId | '' = towards !== '' && towards !== this.node.nodeId ? towards : (local?.runner.leader ?? '');
+    if (target === '' || target === this.node.nodeId) target = others[attempt % Math.max(1, others.length)] ?? '';
+    if (peers === undefined || target === '') {
+      // No peer link (the simulator) or nobody else to ask: try again here later (this node may become its leader).
+      retry('', queueDeadLetterRetryMs);
+      return;
+    }
+    if (this.forwards.size >= queueDeadLettersPendingMax) { giveUp(`${queueDeadLettersPendingMax} forwards are pending`); return; }
+    const id = this.nextForwardId++;
+    const timer = this.context.scheduler.after(queueDeadLetterForwardTimeoutMs, () => {
+      if (this.forwards.delete(id)) retry('', 0);
+    });
+    this.forwards.set(id, (reply) => {
+      timer();
+      if (reply.code === '') return;
+      if (reply.code === ErrorCode.NOT_LEADER || reply.code === ErrorCode.UNAVAILABLE || reply.code === ErrorCode.TOO_MANY_REQUESTS) {
+        retry(reply.leaderId as NodeId | '', reply.code === ErrorCode.NOT_LEADER && reply.leaderId !== '' ? 0 : queueDeadLetterRetryMs);
         return;
       }
-      this.context.scheduler.after(queueDeadLetterRetryMs, () => this.publishDeadLetters(source,
-        this.hosted.get(target.group), producer, firstSeq, messages, attempt + 1));
+      this.node.log.warn('dead letters refused', { topic: dlq.name, code: reply.code, message: reply.message });
+    });
+    peers.send(target, Opcode.QueueForward, schema.QueueForward.encode({ id, publish: {
+      topic: dlq.name, partition: source.index, producer, firstSeq, messages: messages.map(toWireMessage) } }).finish());
+  }
+
+  /** A QueueForward from a peer: append it if this node leads that partition, and answer. */
+  private forwarded(from: NodeId, payload: Uint8Array): void {
+    let f: ReturnType<typeof schema.QueueForward.decode>;
+    try {
+      f = schema.QueueForward.decode(payload);
+    } catch (err) {
+      this.node.log.warn('undecodable queue forward', { from, err: String(err) });
+      return;
+    }
+    const answer = (code: string, message: string, leaderId: string): void => {
+      this.opts.peers?.send(from, Opcode.QueueForwardReply, schema.QueueForwardReply.encode({ id: f.id, code, message, leaderId }).finish());
+    };
+    const req = f.publish;
+    if (req === null || req === undefined) { answer(ErrorCode.BAD_REQUEST, 'a forward carries a publish', ''); return; }
+    let h: Hosted;
+    try {
+      h = this.leaderOf(req.topic ?? '', req.partition ?? 0);
+    } catch (err) {
+      const e = this.node.asDsyncError(err);
+      answer(e.code, e.message, e.leaderId);
+      return;
+    }
+    const messages = (req.messages ?? []).map((w) => fromWireMessage(w));
+    const producer = producerId(req.producer ?? '');
+    const firstSeq = Number(req.firstSeq ?? 0);
+    const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
+    this.enqueue(h, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
+      if (o.result.kind === 'error') answer(o.result.code, o.result.message, '');
+      else answer('', '', '');
+    }, (err: unknown) => {
+      const e = this.node.asDsyncError(err);
+      answer(e.code, e.message, e.leaderId);
     });
   }
 
