@@ -16,7 +16,8 @@
 //   in flight per partition. Closing the consumer nacks (delay 0) what it fetched but
 //   never handed out; closing the connection makes the leader hand the rest back.
 
-import { clientConsumerFetchWaitMsDefault, clientConsumerMaxInFlightDefault, clientPublishBatchBytesMax, queueAckBatchCountMax,
+import { clientConsumerFetchWaitMsDefault, clientConsumerMaxInFlightDefault, clientPublishBatchBytesMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin,
+  queueAckBatchCountMax,
   queueAppendBatchCountMax, queueFetchCountMax } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
@@ -433,7 +434,7 @@ class ConsumerImpl implements Consumer {
           max, waitMs: this.waitMs, ackDeadlineMs: this.opts.ackDeadlineMs ?? 0, maxInFlight: this.maxInFlight }).finish();
         reply = schema.FetchReply.decode(await this.router.request(p.group, Opcode.Fetch, payload,
           { followLeader: true, timeoutMs: this.waitMs + this.router.requestTimeoutMs }));
-        backoffMs = 50;
+        backoffMs = clientRetryBackoffMsMin;
       } catch (err) {
         this.unsettled -= max;
         if (this.closed) return;
@@ -443,7 +444,7 @@ class ConsumerImpl implements Consumer {
         }
         // Overload, no leader for longer than the request deadline: keep polling.
         await new Promise((r) => setTimeout(r, backoffMs));
-        backoffMs = Math.min(backoffMs * 2, 1000);
+        backoffMs = Math.min(backoffMs * 2, clientRetryBackoffMsMax);
         continue;
       }
       this.unsettled -= max - reply.messages.length;

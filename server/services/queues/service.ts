@@ -61,6 +61,12 @@ import { decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCom
 import { type CommandOutcome, PartitionMachine, type PartitionListener } from './partition.js';
 import type { PartitionStorageFactory } from './storage.js';
 
+/**
+ * Dead letters of command i of an entry are published as producer dsync-dlq/<group>/<index>
+ * with sequence numbers from i x this + 1: distinct per command, increasing within the entry.
+ */
+const deadLetterSeqStride = 2 ** 30;
+
 /** Group 0's topic sub-machine: the table, and a listener told after every change. */
 export class TopicsMachine implements SubMachine {
   readonly table: TopicTable;
@@ -387,7 +393,7 @@ export class QueueService implements Service {
     const producer = producerId(`dsync-dlq/${h.group}/${entryIndex}`);
     for (let start = 0; start < messages.length; start += queueAppendBatchCountMax) {
       const chunk = messages.slice(start, start + queueAppendBatchCountMax);
-      const firstSeq = commandIndex * 2 ** 30 + start + 1;
+      const firstSeq = commandIndex * deadLetterSeqStride + start + 1;
       this.publishDeadLetters(h, dlq, producer, firstSeq, chunk, 1, '');
     }
   }

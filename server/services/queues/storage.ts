@@ -42,19 +42,28 @@ export function diskPartitionStorage(dir: string, log: Logger, fatal: (message: 
   return (group) => {
     const groupDir = path.join(dir, String(group));
     let chain: Promise<void> = Promise.resolve();
-    const serially = (what: string, work: () => Promise<unknown>): void => {
+    /** The store this partition uses now; work on a replaced one (a snapshot installed over it) may fail harmlessly. */
+    let current: QueueStore | null = null;
+    const serially = (what: string, store: QueueStore, work: () => Promise<unknown>): void => {
       chain = chain.then(work).then(() => undefined, (err: unknown) => {
-        fatal(`queue partition group ${group}: ${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+        const message = `queue partition group ${group}: ${what} failed: ${err instanceof Error ? err.message : String(err)}`;
+        // A replaced store's files were deleted under it: nothing of it is needed any more.
+        if (store !== current) log.debug('queue store work on a replaced store failed', { group, what, err: String(err) });
+        else fatal(message);
       });
     };
     return {
-      create: (firstOffset) => QueueStore.create(groupDir, firstOffset),
+      create: (firstOffset) => {
+        current = QueueStore.create(groupDir, firstOffset);
+        return current;
+      },
       reopen: (cp) => {
         try {
           const { store, recovery } = QueueStore.open(groupDir, { checkpoint: cp });
           if (recovery.cut !== null || recovery.recordsPastCheckpoint > 0) {
             log.info('queue store recovered', { group, cut: recovery.cut?.reason ?? '', recordsPastCheckpoint: recovery.recordsPastCheckpoint });
           }
+          current = store;
           return store;
         } catch (err) {
           if (!(err instanceof QueueStoreCorruptionError)) throw err;
@@ -64,7 +73,7 @@ export function diskPartitionStorage(dir: string, log: Logger, fatal: (message: 
       },
       checkpoint: (store) => {
         if (!(store instanceof QueueStore)) return;
-        serially('sync', async () => {
+        serially('sync', store, async () => {
           const cp = await store.sync();
           // The snapshot being taken carries the bodies too (partition.ts), so files below
           // its front are not needed by any restart: delete them now.
@@ -73,9 +82,14 @@ export function diskPartitionStorage(dir: string, log: Logger, fatal: (message: 
       },
       release: (store) => {
         if (!(store instanceof QueueStore)) return;
-        serially('close', () => store.close());
+        if (store === current) current = null;
+        // Closing syncs first; a store no longer current may have had its files replaced: failures are only logged.
+        chain = chain.then(() => store.close()).then(() => undefined, (err: unknown) => {
+          log.debug('closing a queue store failed', { group, err: String(err) });
+        });
       },
       destroy: () => {
+        current = null;
         chain = chain.then(() => fs.promises.rm(groupDir, { recursive: true, force: true })).catch((err: unknown) => {
           log.warn('could not remove a deleted partition\'s files', { group, err: String(err) });
         });

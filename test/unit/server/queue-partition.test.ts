@@ -131,8 +131,19 @@ t.test('snapshots with the segment store', async (t) => {
   running.restore(snap);
   t.equal(running.partition.logEndOffset, 20, 'the installed snapshot replaces what was there');
   t.equal(dec.decode(running.read(0).value), 'm0');
+  // The same over a running disk-backed partition: its old segments are deleted under the old store, which must not fail the node.
+  const live = machine(disk);
+  for (let i = 0; i < 5; i++) live.apply(entry([append(10 + i, `live${i}`)]));
+  live.snapshot();
+  live.restore(snap);
+  live.apply(entry([append(4000, 'after-install')]));
+  t.equal(dec.decode(live.read(20).value), 'after-install', 'appends continue on the installed store');
+  t.equal(dec.decode(live.read(3).value), 'm3');
+  live.snapshot();
+  await new Promise((r) => setTimeout(r, 100));
+  live.close(false);
   c2.close(true);
-  await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 100));
   t.same(fatal, [], 'no store failed');
 });
 
