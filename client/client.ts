@@ -7,6 +7,7 @@ import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { type HeldLock, type LockAdmin, LockClient, type LockOptions } from './locks/locks.js';
 import { type Consumer, type ConsumerOptions, type Producer, QueueClient, type TopicAdmin } from './queues/queues.js';
+import type { ClientTlsOptions } from './transport/connection.js';
 import { Router } from './transport/router.js';
 
 export interface ClientOptions {
@@ -39,6 +40,10 @@ export interface ClientOptions {
    * release), the locks it held are not granted to anyone for this long (default 0).
    */
   readonly lockDelayMs?: number;
+  /** Token for nodes started with an auth file (sent in every hello; its role decides what this client may do). */
+  readonly token?: string;
+  /** TLS to nodes started with tls-cert: at least the CA that signed their certificates. */
+  readonly tls?: ClientTlsOptions;
 }
 
 export interface MemberStatus {
@@ -116,7 +121,9 @@ export class Client {
       ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
       ...(opts.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: opts.connectTimeoutMs }),
       ...(opts.attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: opts.attemptTimeoutMs }),
-      ...(opts.maxRedirects === undefined ? {} : { attemptsMax: opts.maxRedirects }) });
+      ...(opts.maxRedirects === undefined ? {} : { attemptsMax: opts.maxRedirects }),
+      ...(opts.token === undefined ? {} : { token: opts.token }),
+      ...(opts.tls === undefined ? {} : { tls: opts.tls }) });
     this.#locks = new LockClient(this.#router, { name,
       ...(opts.sessionTtlMs === undefined ? {} : { sessionTtlMs: opts.sessionTtlMs }),
       ...(opts.lockDelayMs === undefined ? {} : { lockDelayMs: opts.lockDelayMs }) });

@@ -18,6 +18,14 @@ export const connectionWriteQueueBytesMax = 8 * 1024 * 1024;
 export const connectionIdleMsMax = 5 * 60 * 1000;
 export const helloTimeoutMs = 10_000;
 export const connectionsMax = 10_000;
+/** Beyond connectionsMax, this many more sockets are accepted only to be told TOO_MANY_CONNECTIONS; later ones are dropped unanswered. */
+export const connectionsRefusedAnsweredMax = 64;
+/** Shortest accepted auth token (characters): guessing one must be hopeless. */
+export const authTokenBytesMin = 16;
+/** Credentials one token file may hold. */
+export const authCredentialsMax = 1024;
+/** Highest per-connection request rate a node accepts as a setting (requests/s). */
+export const requestRatePerConnectionMax = 1_000_000;
 export const peerReconnectBackoffMsMin = 50;
 export const peerReconnectBackoffMsMax = 2_000;
 

@@ -22,6 +22,10 @@ export const ErrorCode = {
   TOO_MANY_LOCKS: 'TOO_MANY_LOCKS',
   STALE_REQUEST: 'STALE_REQUEST',
   UNAUTHORIZED: 'UNAUTHORIZED',
+  /** Authenticated, but the credential's role may not do this (a read-only client writing, a non-admin force-releasing). */
+  FORBIDDEN: 'FORBIDDEN',
+  /** The node holds as many connections as it is configured for (max-connections); try another node or later. */
+  TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
   CONNECTION_CLOSED: 'CONNECTION_CLOSED',
   CANCELLED: 'CANCELLED',
   /** An administrator took the lock away (force-release); the holder must stop using it. */

@@ -100,7 +100,7 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
   }
   const ports = await node.start();
   node.log.info('asking the cluster to add this node', { via: config.join });
-  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log);
+  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log, config.security);
   const conf: ConfState = { voters: [...reply.voters].sort() as NodeId[], learners: [...reply.learners].sort() as NodeId[] };
   if (!conf.learners.includes(config.nodeId) && !conf.voters.includes(config.nodeId)) {
     throw new StartError(`the cluster at ${config.join} answered the join without adding ${config.nodeId}`);

@@ -5,7 +5,8 @@ import { loadConfig, type RawSettings, type SettingName } from '../../server/nod
 import { startNode, stopOnSignals } from '../../server/main.js';
 import type { Command } from '../command.js';
 
-const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'data-dir', 'log-level', 'advertise', 'config'];
+const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'data-dir', 'log-level', 'advertise',
+  'tls-cert', 'tls-key', 'tls-ca', 'auth-file', 'request-rate', 'max-connections', 'config'];
 
 export const nodeCommand: Command = {
   usage: 'dsync node --id n1 [--port 7401] [--peers n2@127.0.0.1:7402,... | --join 127.0.0.1:7401] [--data-dir ./data/n1]',

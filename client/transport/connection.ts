@@ -3,6 +3,7 @@
 // deadlines swept by one timer, and push frames routed to listeners.
 
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { protocolVersion } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
@@ -35,10 +36,24 @@ export interface ClientConnection {
   close(): void;
 }
 
+/** TLS to nodes started with tls-cert (the cluster CA verifies them; host names are checked as usual). */
+export interface ClientTlsOptions {
+  /** PEM CA certificate(s) that signed the nodes' certificates. */
+  readonly ca: string | Buffer;
+  /** A client certificate and key, if the operator hands them out (nodes accept clients without). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** Name to check the node's certificate against when it differs from the address's host. */
+  readonly servername?: string;
+}
+
 export interface ConnectOptions {
   readonly connectTimeoutMs: number;
   readonly name: string;
   readonly onPush?: PushListener;
+  /** Sent in the hello to nodes that ask for tokens. Never logged. */
+  readonly token?: string;
+  readonly tls?: ClientTlsOptions;
 }
 
 /** Opens a connection and completes its hello; rejects with a DsyncError (UNAVAILABLE, TIMEOUT) on failure. */
@@ -73,7 +88,10 @@ export class NodeConnection implements ClientConnection {
   /** Connects and completes the hello; rejects with a DsyncError on failure or timeout. */
   static async open(address: string, opts: ConnectOptions): Promise<NodeConnection> {
     const { host, port } = parseAddress(address);
-    const socket = connect({ host, port });
+    const tls = opts.tls;
+    const socket: Socket = tls === undefined ? connect({ host, port })
+      : tlsConnect({ host, port, ca: tls.ca, ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+        ...(tls.key === undefined ? {} : { key: tls.key }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) });
     socket.setNoDelay(true);
     const conn = new NodeConnection(socket, address, opts.onPush ?? (() => {}));
     await new Promise<void>((resolve, reject) => {
@@ -81,14 +99,14 @@ export class NodeConnection implements ClientConnection {
         socket.destroy();
         reject(new DsyncError(ErrorCode.TIMEOUT, `could not connect to ${address} within ${opts.connectTimeoutMs} ms`));
       }, opts.connectTimeoutMs);
-      socket.once('connect', () => { clearTimeout(timer); resolve(); });
+      socket.once(tls === undefined ? 'connect' : 'secureConnect', () => { clearTimeout(timer); resolve(); });
       socket.once('error', (err) => {
         clearTimeout(timer);
         reject(new DsyncError(ErrorCode.UNAVAILABLE, `cannot connect to ${address}: ${err.message}`));
       });
     });
     const reply = await conn.request(Opcode.Hello, schema.Hello.encode({ role: schema.Role.ROLE_CLIENT, protocolVersion,
-      name: opts.name }).finish(), opts.connectTimeoutMs);
+      name: opts.name, credentials: opts.token ?? '' }).finish(), opts.connectTimeoutMs);
     conn.hello = schema.HelloReply.decode(reply);
     return conn;
   }

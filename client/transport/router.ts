@@ -7,7 +7,7 @@ import { assert } from '../../core/assert.js';
 import { clientAttemptTimeoutMsDefault, clientConnectTimeoutMsDefault, clientRequestAttemptsMaxDefault, clientRequestTimeoutMsDefault,
   clientRetryBackoffMsMax, clientRetryBackoffMsMin } from '../../core/constants.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
-import { type ClientConnection, type ConnectionFactory, NodeConnection, type PushListener } from './connection.js';
+import { type ClientConnection, type ClientTlsOptions, type ConnectionFactory, type ConnectOptions, NodeConnection, type PushListener } from './connection.js';
 import { type ClientClock, realClock, sleepOn } from './time.js';
 
 export interface RequestOptions {
@@ -52,6 +52,9 @@ export interface RouterOptions {
   readonly connect?: ConnectionFactory;
   /** Clock and timers for deadlines and backoff (default: performance.now() and Node timers). */
   readonly clock?: ClientClock;
+  /** Hello token and TLS for every connection (see ClientOptions). */
+  readonly token?: string;
+  readonly tls?: ClientTlsOptions;
 }
 
 type LeaderWatcher = (group: number, address: string) => void;
@@ -64,6 +67,7 @@ export class Router implements GroupTransport {
   private readonly name: string;
   private readonly connect: ConnectionFactory;
   private readonly clock: ClientClock;
+  private readonly security: Pick<ConnectOptions, 'token' | 'tls'>;
   private readonly connections = new Map<string, Promise<ClientConnection>>();
   private readonly pushListeners = new Map<number, PushListener>();
   /** Seeds plus members nodes reported; the first is asked when a group's leader is unknown. */
@@ -80,6 +84,7 @@ export class Router implements GroupTransport {
     this.name = opts.name;
     this.connect = opts.connect ?? ((address, o) => NodeConnection.open(address, o));
     this.clock = opts.clock ?? realClock;
+    this.security = { ...(opts.token === undefined ? {} : { token: opts.token }), ...(opts.tls === undefined ? {} : { tls: opts.tls }) };
     this.requestTimeoutMs = opts.requestTimeoutMs ?? clientRequestTimeoutMsDefault;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMsDefault;
     this.attemptTimeoutMs = opts.attemptTimeoutMs ?? Math.min(clientAttemptTimeoutMsDefault, Math.ceil(this.requestTimeoutMs / 3));
@@ -173,7 +178,7 @@ export class Router implements GroupTransport {
     if (this.closed) return Promise.reject(new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed'));
     let p = this.connections.get(address);
     if (p === undefined) {
-      p = this.connect(address, { connectTimeoutMs: this.connectTimeoutMs, name: this.name,
+      p = this.connect(address, { ...this.security, connectTimeoutMs: this.connectTimeoutMs, name: this.name,
         onPush: (opcode, requestId, payload) => this.pushListeners.get(opcode)?.(opcode, requestId, payload) });
       this.connections.set(address, p);
       const opened = p;
@@ -197,6 +202,8 @@ export class Router implements GroupTransport {
         const conn = await this.connection(address);
         if (conn.isOpen) return conn;
       } catch (err) {
+        // Refused credentials or protocol are the answer of the cluster, not of one node: say so.
+        if (err instanceof DsyncError && (err.code === ErrorCode.UNAUTHORIZED || err.code === ErrorCode.BAD_VERSION)) throw err;
         lastError = err;
       }
     }

@@ -5,7 +5,9 @@
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { connectionsMax, requestRatePerConnectionMax } from '../../core/constants.js';
 import { type NodeId, nodeId } from '../../core/ids.js';
+import { Authenticator, loadTls, type NodeSecurity, SecurityConfigError, type TlsMaterial } from './security.js';
 
 export interface PeerAddress {
   readonly id: NodeId;
@@ -31,6 +33,7 @@ export interface NodeConfig {
   readonly logLevel: LogLevel;
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
   readonly advertise: string;
+  readonly security: NodeSecurity;
   /** How the operator set each port and the data dir (`--port`, `PORT`, ...), so start errors can name it. */
   readonly settingLabels: Readonly<Record<'port' | 'httpPort' | 'consolePort' | 'dataDir', string>>;
 }
@@ -48,7 +51,8 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise' | 'config';
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise'
+  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'config';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
 export interface SettingSpec {
@@ -72,6 +76,12 @@ export const settingSpecs: readonly SettingSpec[] = [
   { name: 'data-dir', env: 'DATA_DIR', fileKey: 'dataDir', defaultText: './data/ID', description: 'where the node keeps its write-ahead log' },
   { name: 'log-level', env: 'LOG_LEVEL', fileKey: 'logLevel', defaultText: 'info', description: 'debug, info, warn or error' },
   { name: 'advertise', env: 'ADVERTISE', fileKey: 'advertise', defaultText: 'host:port', description: 'host:port clients should use to reach this node (behind NAT or in containers)' },
+  { name: 'tls-cert', env: 'TLS_CERT', fileKey: 'tlsCert', defaultText: '(none: plaintext)', description: "PEM certificate of this node: the binary port and peer links then speak TLS only; its common name must be the node id (peers check it); needs tls-key and tls-ca" },
+  { name: 'tls-key', env: 'TLS_KEY', fileKey: 'tlsKey', defaultText: '(none)', description: 'PEM private key of tls-cert' },
+  { name: 'tls-ca', env: 'TLS_CA', fileKey: 'tlsCa', defaultText: '(none)', description: 'PEM CA certificate(s) that sign the nodes\' certificates: peers must present one (mutual TLS)' },
+  { name: 'auth-file', env: 'AUTH_FILE', fileKey: 'authFile', defaultText: '(none: no auth)', description: 'token file, lines "<role> <name> <token>" (role admin, read-write, read-only or peer): every client and peer must present a token, and its role decides what it may do' },
+  { name: 'request-rate', env: 'REQUEST_RATE', fileKey: 'requestRate', defaultText: '0 (unlimited)', description: 'requests per second one connection may send (burst: one second\'s worth); more are answered TOO_MANY_REQUESTS' },
+  { name: 'max-connections', env: 'MAX_CONNECTIONS', fileKey: 'maxConnections', defaultText: String(connectionsMax), description: 'client and peer connections the binary port holds; more are answered TOO_MANY_CONNECTIONS and closed' },
 ];
 
 /** The prefix that marks an environment variable as dsync's own; it wins over the bare name. */
@@ -204,7 +214,47 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     consolePort: consoleSetting?.label ?? '--console-port',
     dataDir: dataSetting?.label ?? '--data-dir',
   };
-  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels };
+  const security = loadSecurity(get);
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels, security };
+}
+
+type SettingGetter = (name: Exclude<SettingName, 'config'>) => { value: string; label: string } | undefined;
+
+function loadSecurity(get: SettingGetter): NodeSecurity {
+  const cert = get('tls-cert');
+  const key = get('tls-key');
+  const ca = get('tls-ca');
+  const given = [cert, key, ca].filter((s) => s !== undefined);
+  let tls: TlsMaterial | null = null;
+  const wrap = <T>(fn: () => T, label: string): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof SecurityConfigError) throw new ConfigError(label, err.message);
+      throw err;
+    }
+  };
+  if (given.length > 0) {
+    if (cert === undefined || key === undefined || ca === undefined) {
+      const missing = [['--tls-cert', cert], ['--tls-key', key], ['--tls-ca', ca]].filter(([, s]) => s === undefined).map(([n]) => n);
+      throw new ConfigError((given[0] ?? { label: '--tls-cert' }).label, `TLS needs a certificate, its key and the CA that signs the nodes: missing ${missing.join(', ')}`);
+    }
+    tls = wrap(() => loadTls({ cert: cert.value, key: key.value, ca: ca.value }, { cert: cert.label, key: key.label, ca: ca.label }), cert.label);
+  }
+  const authFile = get('auth-file');
+  const auth = authFile === undefined ? null : wrap(() => Authenticator.fromFile(authFile.value, authFile.label), authFile.label);
+  const rate = get('request-rate');
+  const requestRatePerConnection = rate === undefined ? 0 : parseBoundedInt(rate.value, rate.label, 0, requestRatePerConnectionMax);
+  const conns = get('max-connections');
+  const maxConnections = conns === undefined ? connectionsMax : parseBoundedInt(conns.value, conns.label, 1, connectionsMax);
+  return { tls, auth, requestRatePerConnection, connectionsMax: maxConnections };
+}
+
+function parseBoundedInt(text: string, label: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text.trim())) throw new ConfigError(label, `"${text}" is not a whole number (${min}-${max})`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(label, `${n} is out of range (${min}-${max})`);
+  return n;
 }
 
 function derivedPort(port: number, offset: number): number {

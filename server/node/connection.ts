@@ -11,6 +11,7 @@ import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { Logger } from './log.js';
+import { type Credential, RateBucket } from './security.js';
 
 export type ConnectionRole = 'pending' | 'client' | 'peer';
 
@@ -26,6 +27,13 @@ export interface ConnectionOwner {
   peerHello(conn: Connection): DsyncError | null | void;
   /** A handler threw something other than a DsyncError: a bug (e.g. an AssertionError); stop the node. */
   fatal(message: string, err: unknown): void;
+  /**
+   * Checks a hello's proof of identity (token, peer certificate) before anything is
+   * served; sets conn.credential. An error refuses the connection with it. Absent: open node.
+   */
+  authenticate?(conn: Connection, hello: { readonly name: string; readonly credentials: string }): DsyncError | null;
+  /** Requests per second one connection may send; 0 or absent = unlimited. */
+  readonly requestRatePerConnection?: number;
 }
 
 let nextConnectionId = 1;
@@ -43,8 +51,13 @@ export class Connection implements FrameSink {
   private helloTimer: NodeJS.Timeout | null;
   private isClosed = false;
   private readonly closeListeners = new Set<() => void>();
+  /** Who the hello's token says this is (null when the node asks for none). */
+  credential: Credential | null = null;
+  private readonly rate: RateBucket | null;
 
   constructor(readonly socket: Socket, private readonly owner: ConnectionOwner) {
+    const perSecond = owner.requestRatePerConnection ?? 0;
+    this.rate = perSecond > 0 ? new RateBucket(perSecond, performance.now()) : null;
     this.decoder = new FrameDecoder(this);
     this.writer = new FrameWriter({ write: (chunk) => this.writeToSocket(chunk) });
     socket.setNoDelay(true);
@@ -79,11 +92,21 @@ export class Connection implements FrameSink {
   // ---- FrameSink ----
 
   frame(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    // Frames that arrived in the same chunk as a refused hello (or after any close) are never served.
+    if (this.isClosed) return;
     if (this.role === 'pending') {
       this.handleHello(type, opcode, requestId, payload);
       return;
     }
     if (type === FrameType.Request) {
+      const waitMs = this.rate?.take(performance.now()) ?? 0;
+      if (waitMs > 0) {
+        // Refused before it was counted, like the pending bound below.
+        this.sendError(requestId, opcode, new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
+          `this connection is over its rate of ${this.owner.requestRatePerConnection ?? 0} requests/s; retry in ${waitMs} ms`,
+          { retryAfterMs: waitMs }));
+        return;
+      }
       if (this.pendingRequests >= pendingRequestsPerConnectionMax) {
         // Refused before it was counted: answered without touching the pending count.
         this.sendError(requestId, opcode, new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
@@ -93,7 +116,10 @@ export class Connection implements FrameSink {
       }
       this.pendingRequests++;
     } else if (type !== FrameType.Push) {
-      this.replyError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests', false));
+      // Never counted as a request, so not answered through replyError: that would take
+      // one off another request's count, and that request's answer would then trip the
+      // pending-count assertion and stop the node (found by test/fuzz/live-node).
+      this.sendError(requestId, opcode, new ProtocolError(ErrorCode.BAD_FRAME, 'clients may only send requests and pushes', false));
       return;
     }
     try {
@@ -193,6 +219,15 @@ export class Connection implements FrameSink {
     this.role = hello.role === schema.Role.ROLE_PEER ? 'peer' : 'client';
     this.name = hello.name;
     this.advertise = hello.advertise;
+    const unauthenticated = this.owner.authenticate?.(this, hello) ?? null;
+    if (unauthenticated !== null) {
+      this.owner.log.warn('refused a connection that did not authenticate', { conn: this.id, role: this.role, name: hello.name,
+        from: this.remoteAddress, why: unauthenticated.message });
+      this.role = 'pending';
+      this.sendError(requestId, Opcode.Hello, unauthenticated);
+      this.close(unauthenticated.message);
+      return;
+    }
     if (this.role === 'peer') {
       const refused = this.owner.peerHello(this);
       if (refused !== null && refused !== undefined) {

@@ -3,23 +3,27 @@
 // following NOT_LEADER to the leader and retrying UNAVAILABLE with backoff, a
 // bounded number of times. The leader answers once the node is a learner.
 
-import { connect } from 'node:net';
 import { joinAttemptsMax, joinAttemptTimeoutMs, joinRetryBackoffMsMax, joinRetryBackoffMsMin, protocolVersion } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { Logger } from './log.js';
+import { dialNode, type NodeSecurity, openSecurity } from './security.js';
 
 export type JoinReply = ReturnType<typeof schema.MemberJoinReply.decode>;
 
 /** One request/response exchange with `address` (hello first); rejects with a DsyncError. */
-function exchange(address: string, opcode: number, payload: Uint8Array, name: string, timeoutMs: number): Promise<Uint8Array> {
+function exchange(address: string, opcode: number, payload: Uint8Array, name: string, timeoutMs: number, security: NodeSecurity): Promise<Uint8Array> {
   const sep = address.lastIndexOf(':');
   const host = address.slice(0, sep).replace(/^\[(.*)\]$/, '$1');
   const port = Number(address.slice(sep + 1));
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
+    const socket = dialNode(host, port, security, null, () => {
+      writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_CLIENT, protocolVersion, name,
+        credentials: security.auth?.peerToken ?? '' }).finish());
+      writer.send(FrameType.Request, opcode, 2, payload);
+    });
     let settled = false;
     const finish = (err: DsyncError | null, reply?: Uint8Array): void => {
       if (settled) return;
@@ -49,10 +53,6 @@ function exchange(address: string, opcode: number, payload: Uint8Array, name: st
       },
       error: (err: ProtocolError) => finish(new DsyncError(ErrorCode.BAD_FRAME, `${address} sent malformed bytes: ${err.message}`)),
     });
-    socket.on('connect', () => {
-      writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_CLIENT, protocolVersion, name }).finish());
-      writer.send(FrameType.Request, opcode, 2, payload);
-    });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
     socket.on('error', (err) => finish(new DsyncError(ErrorCode.UNAVAILABLE, `cannot reach ${address}: ${err.message}`)));
     socket.on('close', () => finish(new DsyncError(ErrorCode.CONNECTION_CLOSED, `${address} closed the connection`)));
@@ -66,14 +66,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * once the node is a learner; throws the last DsyncError after joinAttemptsMax attempts,
  * or at once for an answer that retrying cannot change (MEMBER_REMOVED, BAD_REQUEST, ...).
  */
-export async function requestJoin(seed: string, request: { id: string; address: string; peerAddress: string }, log: Logger): Promise<JoinReply> {
+export async function requestJoin(seed: string, request: { id: string; address: string; peerAddress: string }, log: Logger,
+  security: NodeSecurity = openSecurity): Promise<JoinReply> {
   const payload = schema.MemberJoinRequest.encode(request).finish();
   let target = seed;
   let backoffMs = joinRetryBackoffMsMin;
   let last: DsyncError | null = null;
   for (let attempt = 1; attempt <= joinAttemptsMax; attempt++) {
     try {
-      const reply = await exchange(target, Opcode.MemberJoin, payload, `join ${request.id}`, joinAttemptTimeoutMs);
+      const reply = await exchange(target, Opcode.MemberJoin, payload, `join ${request.id}`, joinAttemptTimeoutMs, security);
       return schema.MemberJoinReply.decode(reply);
     } catch (err) {
       if (!(err instanceof DsyncError)) throw err;

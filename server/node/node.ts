@@ -3,11 +3,12 @@
 // graceful start/stop. Services (raft groups, locks, ...) plug in through
 // handle(), the console registry and the HTTP router.
 
-import { createServer, type Server } from 'node:net';
-import { connectionsMax, protocolVersion } from '../../core/constants.js';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connectionsRefusedAnsweredMax, protocolVersion } from '../../core/constants.js';
 import type { NodeId } from '../../core/ids.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
-import { FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
+import { encodeFrame, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import type { NodeConfig } from './config.js';
 import { Connection, type ConnectionOwner } from './connection.js';
@@ -16,6 +17,7 @@ import { HttpServer, sendJson } from './http.js';
 import { listenError, listenOn } from './listen.js';
 import { Logger } from './log.js';
 import { PeerLinks } from './peers.js';
+import { type Access, roleAllows, verifiedPeerName } from './security.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
 
 export type { RequestContext, RequestHandler } from '../services/service.js';
@@ -60,7 +62,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   private readonly server: Server;
   private readonly console: ConsoleServer;
   private readonly connections = new Set<Connection>();
-  private readonly handlers = new Map<number, RequestHandler>();
+  private readonly handlers = new Map<number, { readonly handler: RequestHandler; readonly access: Access }>();
   private readonly peerPushHandlers = new Map<number, PeerPushHandler>();
   private readonly groupStatusProviders: (() => GroupStatusView[])[] = [];
   private readonly stopHooks: (() => Promise<void> | void)[] = [];
@@ -77,12 +79,27 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   constructor(readonly config: NodeConfig, log?: Logger) {
     this.log = log ?? new Logger(config.nodeId, config.logLevel);
-    this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log);
-    this.server = createServer((socket) => {
+    const security = config.security;
+    this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log, undefined, security);
+    const accept = (socket: Socket): void => {
+      if (this.connections.size >= security.connectionsMax) {
+        const payload = schema.ErrorReply.encode({ code: ErrorCode.TOO_MANY_CONNECTIONS,
+          message: `node ${config.nodeId} holds its limit of ${security.connectionsMax} connections; try another node or later` }).finish();
+        socket.end(encodeFrame(FrameType.Error, Opcode.None, 0, payload));
+        socket.on('error', () => { /* the client may already be gone */ });
+        return;
+      }
       const conn = new Connection(socket, this);
       this.connections.add(conn);
-    });
-    this.server.maxConnections = connectionsMax;
+    };
+    const tls = security.tls;
+    // With TLS every byte on the binary port is encrypted; peers must present a certificate
+    // signed by the cluster CA (checked at their hello), clients may present none.
+    this.server = tls === null ? createServer(accept)
+      : createTlsServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false }, accept);
+    this.server.on('tlsClientError', (err: Error) => this.log.debug('TLS handshake failed', { err: err.message }));
+    // Past this, sockets are dropped unanswered (each refused one above still costs a socket).
+    this.server.maxConnections = security.connectionsMax + connectionsRefusedAnsweredMax;
     this.console = new ConsoleServer(this.consoleCommands, `dsync node ${config.nodeId} console`, this.log);
     this.registerBuiltins();
   }
@@ -91,10 +108,31 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     return this.config.nodeId;
   }
 
-  /** Registers the handler for a client request opcode. */
-  handle(opcode: number, handler: RequestHandler): void {
+  /** Registers the handler for a client request opcode, and what a credential needs to call it (auth on). */
+  handle(opcode: number, handler: RequestHandler, access: Access = 'write'): void {
     if (this.handlers.has(opcode)) throw new Error(`handler for ${opcodeName(opcode)} registered twice`);
-    this.handlers.set(opcode, handler);
+    this.handlers.set(opcode, { handler, access });
+  }
+
+  /** Requests per second one connection may send (Connection reads it). */
+  get requestRatePerConnection(): number {
+    return this.config.security.requestRatePerConnection;
+  }
+
+  authenticate(conn: Connection, hello: { readonly name: string; readonly credentials: string }): DsyncError | null {
+    const { tls, auth } = this.config.security;
+    if (conn.role === 'peer' && tls !== null) {
+      const certName = verifiedPeerName(conn.socket as TLSSocket);
+      if (certName === null) return new DsyncError(ErrorCode.UNAUTHORIZED, 'peer links need a certificate signed by the cluster CA (mutual TLS)');
+      if (certName !== hello.name) return new DsyncError(ErrorCode.UNAUTHORIZED, `the peer certificate names ${certName}, not ${hello.name}`);
+    }
+    if (auth === null) return null;
+    if (hello.credentials === '') return new DsyncError(ErrorCode.UNAUTHORIZED, `node ${this.config.nodeId} requires a token (client: token option; CLI: --token or DSYNC_TOKEN)`);
+    const credential = auth.check(hello.credentials);
+    if (credential === null) return new DsyncError(ErrorCode.UNAUTHORIZED, 'the token is not valid here');
+    if (conn.role === 'peer' && credential.role !== 'peer') return new DsyncError(ErrorCode.UNAUTHORIZED, 'peer links need a peer token');
+    conn.credential = credential;
+    return null;
   }
 
   /** Registers the handler for a push frame from a peer node (e.g. Raft traffic). */
@@ -259,13 +297,19 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       }
       return;
     }
-    const handler = this.handlers.get(opcode);
-    if (handler === undefined) {
+    const registered = this.handlers.get(opcode);
+    if (registered === undefined) {
       conn.replyError(requestId, opcode, new DsyncError(ErrorCode.UNKNOWN_OPCODE, `this node has no handler for ${opcodeName(opcode)}`));
       return;
     }
+    const credential = conn.credential;
+    if (credential !== null && !roleAllows(credential.role, registered.access)) {
+      conn.replyError(requestId, opcode, new DsyncError(ErrorCode.FORBIDDEN,
+        `${credential.name} (${credential.role}) may not ${opcodeName(opcode)}: it needs ${registered.access} access`));
+      return;
+    }
     try {
-      handler({ conn, requestId, opcode }, payload);
+      registered.handler({ conn, requestId, opcode }, payload);
     } catch (err) {
       if (err instanceof DsyncError) conn.replyError(requestId, opcode, err);
       else throw err;
@@ -309,10 +353,10 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.handle(Opcode.Ping, (ctx, payload) => {
       const ping = decodePayload((b) => schema.Ping.decode(b), payload, 'ping');
       ctx.conn.reply(ctx.requestId, ctx.opcode, schema.Pong.encode({ payload: ping.payload }).finish());
-    });
+    }, 'read');
     this.handle(Opcode.Status, (ctx) => {
       ctx.conn.reply(ctx.requestId, ctx.opcode, schema.StatusReply.encode(this.statusReply()).finish());
-    });
+    }, 'read');
 
     this.consoleCommands.register({ name: 'ping', usage: 'ping', help: 'check the console is alive', run: () => 'pong' });
     this.consoleCommands.register({

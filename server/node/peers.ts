@@ -4,7 +4,7 @@
 // without bound. The set of links follows group 0's configuration at run time
 // (sync); a peer answering MEMBER_REMOVED tells this node it was removed.
 
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { connectionWriteQueueBytesMax, peerReconnectBackoffMsMax, peerReconnectBackoffMsMin,
   protocolVersion } from '../../core/constants.js';
 import type { NodeId } from '../../core/ids.js';
@@ -14,6 +14,7 @@ import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { PeerAddress } from './config.js';
 import type { Logger } from './log.js';
+import { dialNode, type NodeSecurity, openSecurity } from './security.js';
 
 class PeerLink {
   private socket: Socket | null = null;
@@ -25,6 +26,7 @@ class PeerLink {
   droppedFrames = 0;
 
   constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
+    private readonly security: NodeSecurity,
     private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void) {}
 
   get connected(): boolean {
@@ -55,7 +57,10 @@ class PeerLink {
 
   private dial(): void {
     if (this.stopped) return;
-    const socket = connect({ host: this.peer.host, port: this.peer.port });
+    const socket = dialNode(this.peer.host, this.peer.port, this.security, this.peer.id, () => {
+      writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_PEER,
+        protocolVersion, name: this.selfId, advertise: this.advertise, credentials: this.security.auth?.peerToken ?? '' }).finish());
+    });
     this.socket = socket;
     socket.setNoDelay(true);
     const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
@@ -88,12 +93,12 @@ class PeerLink {
         socket.destroy();
       },
     });
-    socket.on('connect', () => {
-      writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_PEER,
-        protocolVersion, name: this.selfId, advertise: this.advertise }).finish());
-    });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
-    socket.on('error', () => { /* 'close' follows; the reconnect is scheduled there */ });
+    socket.on('error', (err) => {
+      // A TLS failure (certificate not signed by the cluster CA, wrong node) repeats on every redial: say why.
+      if (this.security.tls !== null && !this.ready) this.log.debug('peer link failed', { peer: this.peer.id, err: err.message });
+      // 'close' follows; the reconnect is scheduled there
+    });
     socket.on('close', () => {
       if (this.ready) this.log.info('peer link down', { peer: this.peer.id });
       this.ready = false;
@@ -119,7 +124,7 @@ export class PeerLinks {
   onRemoved: (by: NodeId, message: string) => void = () => {};
 
   constructor(peers: readonly PeerAddress[], private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
-    private readonly onUp: (peer: NodeId) => void = () => {}) {
+    private readonly onUp: (peer: NodeId) => void = () => {}, private readonly security: NodeSecurity = openSecurity) {
     for (const peer of peers) this.links.set(peer.id, this.newLink(peer));
   }
 
@@ -170,6 +175,6 @@ export class PeerLinks {
   }
 
   private newLink(peer: PeerAddress): PeerLink {
-    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.onUp, (by, message) => this.onRemoved(by, message));
+    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.onUp, (by, message) => this.onRemoved(by, message));
   }
 }

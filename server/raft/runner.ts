@@ -100,6 +100,14 @@ export class GroupRunner {
   private persistedVote: string;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
+  /**
+   * The latest commit-only hard state, not written yet. Raft's commit index is volatile
+   * (a restart recomputes it from the leader), so such a hard state is not worth a write
+   * of its own: it rides with the next batch that is written anyway (etcd's MustSync is
+   * false for it too). Writing it alone cost an fsync per entry on every replica, which
+   * the next entry's fsync queued behind: two fsyncs per request at one in flight.
+   */
+  private unwrittenHardState: HardState | null = null;
   private readonly runBound = (): void => {
     this.scheduled = false;
     void this.processReady();
@@ -245,6 +253,23 @@ export class GroupRunner {
     });
   }
 
+  /**
+   * Graceful shutdown: writes the commit-only hard state kept back (unwrittenHardState),
+   * so a clean restart applies everything this replica knew committed without waiting
+   * for a leader. Not needed for safety; the WAL's close() then makes it durable.
+   */
+  writeKeptHardState(): void {
+    if (this.stopped || this.unwrittenHardState === null || this.readyInFlight) return;
+    const hs = this.unwrittenHardState;
+    this.unwrittenHardState = null;
+    try {
+      this.host.storage.append(this.group, hs, []);
+    } catch (err) {
+      // A failed WAL already stopped this node's writes; the commit index is recomputed anyway.
+      this.host.log.warn('the commit index was not written at shutdown', { group: this.group, err: String(err) });
+    }
+  }
+
   /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
   stop(reason = 'node is shutting down'): void {
     this.stopped = true;
@@ -315,11 +340,19 @@ export class GroupRunner {
     try {
       if (rd.snapshot !== null) {
         await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+        // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
+        if (this.stopped) return;
       }
-      if (hs !== null || rd.entries.length > 0) {
-        const seq = wal.append(this.group, hs, rd.entries);
-        this.releaseWalReservation(rd.entries);
-        if (waitNeeded && seq > wal.durable) await wal.whenDurable(seq);
+      if (!waitNeeded) {
+        if (hs !== null) this.unwrittenHardState = hs;
+      } else {
+        const written = hs ?? this.unwrittenHardState;
+        this.unwrittenHardState = null;
+        if (written !== null || rd.entries.length > 0) {
+          const seq = wal.append(this.group, written, rd.entries);
+          this.releaseWalReservation(rd.entries);
+          if (seq > wal.durable) await wal.whenDurable(seq);
+        }
       }
     } catch (err) {
       // Without durable storage this replica must not say anything more: stop the node.
@@ -452,6 +485,8 @@ export interface RaftStorage {
   hasRoomFor(bytes: number): boolean;
   whenDurable(seq: number): Promise<void>;
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
+  /** Forgets the group for good (a tombstone): a restart does not recover it; its records are reclaimed. */
+  dropGroup(group: GroupId): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -493,7 +528,11 @@ export interface GroupRegistry {
   readonly group0: GroupRunner;
   /** The replica of `group`, started (or restarted from the WAL) if not hosted yet. */
   ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner;
-  /** Stops hosting `group`: its waiters fail with UNAVAILABLE; its WAL records stay until compaction. */
+  /**
+   * Stops hosting `group` for good: its waiters fail with UNAVAILABLE, and a tombstone in
+   * the WAL makes a restart forget it and lets compaction reclaim its records. Group ids
+   * are never reused: ensure() of a dropped group is a bug.
+   */
   drop(group: GroupId): void;
   /** The leader this node believes `group` has ('' when unknown or not hosted). */
   leaderOf(group: GroupId): NodeId | '';
@@ -506,6 +545,8 @@ export class GroupHost implements GroupRegistry {
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
+  /** Groups drop() stopped on this node (their ids are never reused). */
+  private readonly droppedGroups = new Set<GroupId>();
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
   /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
@@ -533,6 +574,7 @@ export class GroupHost implements GroupRegistry {
   ensure(group: GroupId, sm: StateMachine, bootstrap: ConfState): GroupRunner {
     const existing = this.groups.get(group);
     if (existing !== undefined) return existing;
+    assert(!this.droppedGroups.has(group), `group ${group} was dropped; group ids are never reused`);
     // The seed only spreads election timeouts; distinct per node and group is all it needs.
     let seed = group * 7919;
     for (const ch of this.nodeId) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0;
@@ -544,10 +586,17 @@ export class GroupHost implements GroupRegistry {
 
   drop(group: GroupId): void {
     assert(group !== 0, 'group 0 is never dropped');
+    assert(!this.droppedGroups.has(group), `group ${group} dropped twice`);
+    this.droppedGroups.add(group);
     const runner = this.groups.get(group);
-    if (runner === undefined) return;
-    runner.stop();
-    this.groups.delete(group);
+    if (runner !== undefined) {
+      runner.stop('the group was dropped from this node');
+      this.groups.delete(group);
+    }
+    if (runner === undefined && !this.env.recovered.has(group)) return;
+    this.storage.dropGroup(group).catch((err: unknown) => {
+      this.env.fatal(`group ${group}: could not write its tombstone: ${(err as Error).message}`);
+    });
   }
 
   leaderOf(group: GroupId): NodeId | '' {
@@ -582,6 +631,7 @@ export class GroupHost implements GroupRegistry {
 
   async stop(): Promise<void> {
     this.stopTicks();
+    for (const g of this.groups.values()) g.writeKeptHardState();
     for (const g of this.groups.values()) g.stop();
     this.flush();
     await this.storage.close();

@@ -8,6 +8,7 @@ import type { DsyncError } from '../../protocol/errors.js';
 import { opcodeName } from '../../protocol/frame.js';
 import type { ConsoleRegistry } from '../node/console.js';
 import type { Logger } from '../node/log.js';
+import type { Access } from '../node/security.js';
 import type { EntryKind, Group0StateMachine, SubMachine } from '../raft/group0.js';
 import type { GroupRegistry } from '../raft/runner.js';
 import type { MonotonicClock, Scheduler } from '../runtime.js';
@@ -45,7 +46,8 @@ export interface ServiceNode {
   notLeader(what: string, leader: NodeId | ''): DsyncError;
   /** Any failure as the DsyncError a client should see (programmer errors logged, INTERNAL). */
   asDsyncError(err: unknown): DsyncError;
-  handle(opcode: number, handler: RequestHandler): void;
+  /** `access`: what a credential's role needs to call it when the node asks for tokens (default write). */
+  handle(opcode: number, handler: RequestHandler, access?: Access): void;
 }
 
 export interface ServiceContext {
@@ -54,8 +56,8 @@ export interface ServiceContext {
   readonly clock: MonotonicClock;
   readonly scheduler: Scheduler;
   readonly log: Logger;
-  /** Registers a request handler for an opcode in this service's range. */
-  handle(opcode: number, handler: RequestHandler): void;
+  /** Registers a request handler for an opcode in this service's range; `access` as ServiceNode.handle. */
+  handle(opcode: number, handler: RequestHandler, access?: Access): void;
 }
 
 export interface Service {
@@ -93,10 +95,10 @@ export function registerServices(services: readonly Service[], group0: Group0Sta
 export function serviceContext(service: Service, shared: Omit<ServiceContext, 'handle'>): ServiceContext {
   return {
     ...shared,
-    handle: (opcode, handler) => {
+    handle: (opcode, handler, access) => {
       assert(opcode >= service.opcodes.min && opcode <= service.opcodes.max,
         `service ${service.name} registers ${opcodeName(opcode)} outside its opcodes ${service.opcodes.min}-${service.opcodes.max}`);
-      shared.node.handle(opcode, handler);
+      shared.node.handle(opcode, handler, access);
     },
   };
 }

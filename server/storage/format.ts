@@ -50,11 +50,15 @@ assert(recordHeaderBytes + hardStateFixedBytes + walNodeIdBytesMax <= walRecordB
 export const enum RecordType {
   HardState = 1,
   Entries = 2,
+  /** The group was dropped: recovery forgets it and its snapshot file; nothing of it follows. */
+  Tombstone = 3,
 }
 
 export function isRecordType(t: number): t is RecordType {
-  return t === RecordType.HardState || t === RecordType.Entries;
+  return t === RecordType.HardState || t === RecordType.Entries || t === RecordType.Tombstone;
 }
+
+export const tombstoneRecordBytes = recordHeaderBytes;
 
 export function writeU64(view: DataView, offset: number, n: number): void {
   assert(Number.isSafeInteger(n) && n >= 0, `u64 out of range: ${n}`);
@@ -159,6 +163,15 @@ export function encodeHardStateRecord(
   out.set(voteBytes, 42);
   sealRecord(out, view, total);
   return total;
+}
+
+/** Encodes a tombstone record (header only) into out[0..); returns its length. */
+export function encodeTombstoneRecord(out: Uint8Array, group: GroupId, seq: number): number {
+  assert(out.length >= tombstoneRecordBytes, 'scratch buffer holds the record');
+  const view = viewOf(out);
+  writeHeader(view, RecordType.Tombstone, group, seq, 0);
+  sealRecord(out, view, tombstoneRecordBytes);
+  return tombstoneRecordBytes;
 }
 
 export function entryBytes(e: Entry): number {

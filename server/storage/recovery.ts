@@ -42,6 +42,7 @@ import {
   readU64,
   recordHeaderBytes,
   RecordType,
+  snapshotFileName,
   snapshotTempSuffix,
   tornSectorBytes,
 } from './format.js';
@@ -90,6 +91,8 @@ export interface RecoveryResult {
   readonly truncated: { readonly file: string; readonly fromBytes: number; readonly toBytes: number; readonly validRecordsDropped: number } | null;
   /** Groups whose recovered commit lay outside [snapshot index, last index] and was moved inside it. */
   readonly commitsClamped: readonly CommitClamp[];
+  /** Groups with a tombstone: gone, with their snapshot files; their old records pin no segment. */
+  readonly dropped: ReadonlySet<GroupId>;
 }
 
 export interface CommitClamp {
@@ -250,6 +253,7 @@ export function recoverDir(dir: string, opts: RecoverOptions = {}): RecoveryResu
     .sort((a, b) => a.firstSeq - b.firstSeq);
 
   const segments: SegmentMeta[] = [];
+  const dropped = new Set<GroupId>();
   let lastSeq = 0;
   let truncated: RecoveryResult['truncated'] = null;
   for (let i = 0; i < segNames.length; i++) {
@@ -281,6 +285,8 @@ export function recoverDir(dir: string, opts: RecoverOptions = {}): RecoveryResu
       }
       const { header, totalBytes } = check;
       const body = buf.subarray(off + recordHeaderBytes, off + totalBytes);
+      // Group ids are never reused (the writer asserts it): a record after a tombstone is damage.
+      if (dropped.has(header.group)) throw new WalCorruptionError(file, off, `record for group ${header.group} after its tombstone`);
       let g = replay.get(header.group);
       if (g === undefined) {
         g = { hardState: null, hardStateSeq: 0, log: [], snapshot: null, floorSeq: 0 };
@@ -305,6 +311,10 @@ export function recoverDir(dir: string, opts: RecoverOptions = {}): RecoveryResu
           if (header.seq >= g.floorSeq) applyEntries(g, entries, file, off);
           break;
         }
+        case RecordType.Tombstone:
+          dropped.add(header.group);
+          replay.delete(header.group);
+          break;
       }
       meta.lastSeq = header.seq;
       meta.bytes = off + totalBytes;
@@ -321,6 +331,16 @@ export function recoverDir(dir: string, opts: RecoverOptions = {}): RecoveryResu
     }
     segments.push(meta);
   }
+
+  // A dropped group's snapshot file may outlive its tombstone only by a crash between
+  // the two (the writer unlinks it once the tombstone is durable): finish the drop.
+  let removedSnapshot = false;
+  for (const group of dropped) {
+    if (!snapshots.delete(group)) continue;
+    fs.unlinkSync(path.join(dir, snapshotFileName(group)));
+    removedSnapshot = true;
+  }
+  if (removedSnapshot) fsyncPath(dir);
 
   // Seqs never go back, even if every segment were gone: a snapshot's floorSeq must
   // stay at or below the seq of every record written after it.
@@ -352,5 +372,5 @@ export function recoverDir(dir: string, opts: RecoverOptions = {}): RecoveryResu
     groups.set(group, { hardState, snapshot: g.snapshot, entries });
     if (g.hardStateSeq > 0) hardStateSeqs.set(group, g.hardStateSeq);
   }
-  return { groups, segments, lastSeq, snapshots, hardStateSeqs, truncated, commitsClamped };
+  return { groups, segments, lastSeq, snapshots, hardStateSeqs, truncated, commitsClamped, dropped };
 }

@@ -25,6 +25,7 @@ import {
   encodeHardStateRecord,
   encodeNodeId,
   encodeSnapshotFile,
+  encodeTombstoneRecord,
   entriesFixedBytes,
   entryBytes,
   hardStateRecordBytes,
@@ -186,6 +187,10 @@ export class Wal {
   private closing: Promise<void> | null = null;
   private failure: WalFailedError | null = null;
   private voteCache: { vote: string; bytes: Uint8Array } = { vote: '', bytes: new Uint8Array(0) };
+  /** Groups dropped (tombstone queued): nothing more may be written for them. */
+  private readonly closedGroups = new Set<GroupId>();
+  /** Dropped groups whose tombstone is durable and snapshot file gone: their records pin no segment. */
+  private readonly reclaimableGroups = new Set<GroupId>();
 
   /** Replays `dir` (creating it if needed) and starts the writer. */
   static async open(dir: string, opts: WalOptions = {}): Promise<WalOpenResult> {
@@ -214,6 +219,10 @@ export class Wal {
     this.nextSeq = rec.lastSeq + 1;
     this.durableSeq = rec.lastSeq;
     Atomics.store(this.seqs, seqDurable, BigInt(rec.lastSeq));
+    for (const group of rec.dropped) {
+      this.closedGroups.add(group);
+      this.reclaimableGroups.add(group);
+    }
     for (const [group, g] of rec.groups) {
       const snap = rec.snapshots.get(group) ?? null;
       const last = g.entries[g.entries.length - 1];
@@ -273,6 +282,7 @@ export class Wal {
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number {
     this.assertWritable();
     assert(hardState !== null || entries.length > 0, 'append writes something');
+    assert(!this.closedGroups.has(group), `group ${group} was dropped; group ids are never reused`);
     const g = this.groupMeta(group);
     let total = 0;
     let voteBytes: Uint8Array | null = null;
@@ -379,6 +389,7 @@ export class Wal {
    */
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts: SaveSnapshotOptions = {}): Promise<void> {
     this.assertWritable();
+    assert(!this.closedGroups.has(group), `group ${group} was dropped; group ids are never reused`);
     const g = this.groupMeta(group);
     const index = snapshot.meta.index;
     assert(index >= (g.snapshot?.index ?? 0), `group ${group}: snapshot ${index} older than ${g.snapshot?.index ?? 0}`);
@@ -408,6 +419,48 @@ export class Wal {
     this.snapshotSaves.add(run);
     void run.finally(() => this.snapshotSaves.delete(run)).catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Forgets `group` for good (a deleted queue partition, a replica moved away): queues a
+   * tombstone record; once it is durable and the group's snapshot saves have settled,
+   * unlinks its snapshot file, and from then on its records pin no segment, so
+   * compaction reclaims them. A restart that replays the tombstone forgets the group
+   * (and finishes the unlink if a crash came between). Group ids are never reused:
+   * writing for a dropped group afterwards is a bug (asserted). Resolves once reclaimable.
+   */
+  dropGroup(group: GroupId): Promise<void> {
+    this.assertWritable();
+    assert(!this.closedGroups.has(group), `group ${group} dropped twice`);
+    this.closedGroups.add(group);
+    const snapshotsSettled = this.groups.get(group)?.snapshotChain ?? Promise.resolve();
+    const seq = this.nextSeq++;
+    const len = encodeTombstoneRecord(this.scratch, group, seq);
+    this.enqueue(len, group, seq, 0);
+    this.appends++;
+    this.scheduleWake();
+    this.refWorker();
+    const run = (async () => {
+      await this.whenDurable(seq);
+      await snapshotsSettled;
+      try {
+        await fsp.unlink(path.join(this.dir, snapshotFileName(group)));
+        await fsyncDir(this.dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      this.groups.delete(group);
+      this.reclaimableGroups.add(group);
+      await this.compactSegments();
+    })();
+    this.snapshotSaves.add(run);
+    void run.finally(() => this.snapshotSaves.delete(run)).catch(() => undefined);
+    return run;
+  }
+
+  /** Groups with a write or snapshot in the log and not dropped (tests, tools). */
+  get liveGroups(): GroupId[] {
+    return [...this.groups.keys()].filter((g) => !this.closedGroups.has(g));
   }
 
   metrics(): WalMetrics {
@@ -597,6 +650,7 @@ export class Wal {
   private segmentPins(seg: SegmentMeta): { entryPinned: boolean; hardStateGroups: GroupId[] } {
     const hardStateGroups: GroupId[] = [];
     for (const [group, info] of seg.groups) {
+      if (this.reclaimableGroups.has(group)) continue;
       const g = this.groups.get(group);
       if (g === undefined) return { entryPinned: true, hardStateGroups };
       if (g.hardStateSeq >= seg.firstSeq && g.hardStateSeq <= seg.lastSeq) hardStateGroups.push(group);

@@ -38,7 +38,8 @@ export interface DiskObserver {
 
 type DiskRecord =
   | { readonly seq: number; readonly group: GroupId; readonly kind: 'entries'; readonly entries: readonly Entry[]; readonly term: number }
-  | { readonly seq: number; readonly group: GroupId; readonly kind: 'hardState'; readonly hardState: HardState };
+  | { readonly seq: number; readonly group: GroupId; readonly kind: 'hardState'; readonly hardState: HardState }
+  | { readonly seq: number; readonly group: GroupId; readonly kind: 'tombstone' };
 
 interface InFlight {
   readonly records: DiskRecord[];
@@ -60,6 +61,8 @@ export interface DiskStats {
 
 export class SimDisk {
   private readonly groups = new Map<GroupId, DurableGroup>();
+  /** Groups whose tombstone was appended: nothing more may be written for them (ids are never reused). */
+  private readonly closedGroups = new Set<GroupId>();
   private inFlight: InFlight[] = [];
   private nextSeq = 1;
   private durableSeq = 0;
@@ -119,6 +122,7 @@ export class SimDisk {
 
   append(group: GroupId, hardState: HardState | null, entries: readonly Entry[]): number {
     assert(hardState !== null || entries.length > 0, 'append writes something');
+    assert(!this.closedGroups.has(group), `group ${group} was dropped; group ids are never reused`);
     this.stats.appends++;
     // The term the entries are attributed to is the one before this batch's hard state:
     // a Ready may carry entries taken in term t together with a step to a later term.
@@ -130,6 +134,17 @@ export class SimDisk {
       records.push({ seq: this.nextSeq++, group, kind: 'entries', entries: entries.slice(), term: termBefore });
     }
     if (hardState !== null) records.push({ seq: this.nextSeq++, group, kind: 'hardState', hardState });
+    return this.queue(records);
+  }
+
+  /** The WAL's dropGroup: a tombstone record; once durable the group is gone (a restart does not see it). */
+  dropGroup(group: GroupId): number {
+    assert(!this.closedGroups.has(group), `group ${group} dropped twice`);
+    this.closedGroups.add(group);
+    return this.queue([{ seq: this.nextSeq++, group, kind: 'tombstone' }]);
+  }
+
+  private queue(records: DiskRecord[]): number {
     const durableAtMs = Math.max(this.lastDurableAtMs, this.world.nowMs + this.prng.int(0, this.opts.fsyncMsMax));
     this.lastDurableAtMs = durableAtMs;
     this.inFlight.push({ records, durableAtMs });
@@ -160,6 +175,10 @@ export class SimDisk {
 
   /** One record reaches the platter: replayed exactly as recovery replays it. */
   private persist(rec: DiskRecord): void {
+    if (rec.kind === 'tombstone') {
+      this.groups.delete(rec.group);
+      return;
+    }
     let g = this.groups.get(rec.group);
     if (g === undefined) {
       g = { hardState: null, snapshot: null, floorSeq: 0, entries: [] };
@@ -201,7 +220,7 @@ export class SimDisk {
     return new Promise<void>((resolve) => {
       // Written atomically (temp file, fsync, rename): all of it or, after a crash, none.
       this.world.at(this.prng.int(0, this.opts.fsyncMsMax), () => {
-        if (epoch !== this.epoch) return;
+        if (epoch !== this.epoch || this.closedGroups.has(group)) return;
         let g = this.groups.get(group);
         if (g === undefined) {
           g = { hardState: null, snapshot: null, floorSeq: 0, entries: [] };
@@ -313,6 +332,11 @@ class SimStorage implements RaftStorage {
 
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts: SaveSnapshotOptions = {}): Promise<void> {
     return this.disk.saveSnapshot(group, snapshot, opts, this.time);
+  }
+
+  dropGroup(group: GroupId): Promise<void> {
+    assert(this.time.alive, 'a crashed incarnation does not write');
+    return this.whenDurable(this.disk.dropGroup(group));
   }
 
   close(): Promise<void> {

@@ -41,7 +41,7 @@ export class JournalService implements Service {
         return;
       }
       group0.readBarrier().then(answer, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, ctx.node.asDsyncError(err)));
-    });
+    }, 'read');
   }
 
   stop(): void {

@@ -33,6 +33,7 @@ import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import { decodePayload } from '../../node/node.js';
 import type { Cancel } from '../../runtime.js';
 import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
+import type { Access } from '../../node/security.js';
 
 /** How often the leader checks for expired leases and due lock-delays. */
 const leaseCheckIntervalMs = 50;
@@ -300,14 +301,14 @@ export class LockService implements SubMachine, Service {
   // ---- requests ----
 
   private registerHandlers(): void {
-    const on = (opcode: number, fn: (ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>) => void): void => {
+    const on = (opcode: number, fn: (ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>) => void, access: Access = 'write'): void => {
       this.context.handle(opcode, (ctx, payload) => {
         const req = decodePayload((b) => schema.LockRequest.decode(b), payload, 'lock request');
         if (!this.isLeader) throw this.notLeader();
         if (req.clientId === '' && opcode !== Opcode.LockCancel) throw new DsyncError(ErrorCode.BAD_REQUEST, 'lock requests need a client id');
         if (Number(req.session) !== 0) this.trackLink(sessionId(Number(req.session)), ctx.conn);
         fn(ctx, req);
-      });
+      }, access);
     };
     const answer = (ctx: RequestContext, promise: Promise<LockResult>): void => {
       promise.then((r) => {
@@ -324,7 +325,7 @@ export class LockService implements SubMachine, Service {
     on(Opcode.SessionClose, (ctx, req) => answer(ctx, this.propose({ kind: 'closeSession', ...client(req), session: sessionId(Number(req.session)) })));
     on(Opcode.LockRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'release', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
     on(Opcode.LockDowngrade, (ctx, req) => answer(ctx, this.propose({ kind: 'downgrade', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
-    on(Opcode.LockForceRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock })));
+    on(Opcode.LockForceRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock })), 'admin');
     on(Opcode.LockCancel, (ctx, req) => answer(ctx, this.propose({
       kind: 'cancelWait', ...client(req), session: sessionId(Number(req.session)), lock: req.lock, requestId: req.requestId, reason: 'cancelled',
     })));
@@ -334,15 +335,15 @@ export class LockService implements SubMachine, Service {
       const q = decodePayload((b) => schema.LockQuery.decode(b), payload, 'lock query');
       this.linearizable(ctx, () => schema.LockListReply.encode({ locks: q.lock === '' ? this.table.listLocks().map(lockState)
         : [this.table.lockInfo(q.lock)].filter((l): l is LockInfo => l !== null).map(lockState) }).finish());
-    });
+    }, 'read');
     this.context.handle(Opcode.LockList, (ctx) => {
       this.linearizable(ctx, () => schema.LockListReply.encode({ locks: this.table.listLocks().map(lockState) }).finish());
-    });
+    }, 'read');
     this.context.handle(Opcode.SessionList, (ctx) => {
       this.linearizable(ctx, () => schema.SessionListReply.encode({ sessions: this.table.listSessions().map((s) => ({
         session: s.session, clientId: s.clientId, ttlMs: s.ttlMs, holds: [...s.holds], waits: s.waits.length, lockDelayMs: s.lockDelayMs,
       })) }).finish());
-    });
+    }, 'read');
   }
 
   /** Answers with the table's state after a ReadIndex barrier: never stale. */

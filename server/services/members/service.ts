@@ -129,13 +129,13 @@ export class MembersService implements Service {
       return this.machine.table.get(id) !== undefined || this.hints.has(id) ? 'member' : 'unknown';
     });
     this.node.peers.onRemoved = (by, message) => this.retire(`${by} says: ${message}`);
-    ctx.handle(Opcode.MemberJoin, (rc, payload) => this.join(rc, payload));
-    ctx.handle(Opcode.MemberRemove, (rc, payload) => this.remove(rc, payload));
+    ctx.handle(Opcode.MemberJoin, (rc, payload) => this.join(rc, payload), 'admin');
+    ctx.handle(Opcode.MemberRemove, (rc, payload) => this.remove(rc, payload), 'admin');
     ctx.handle(Opcode.MemberList, (rc) => {
       const runner = this.group0Runner;
       if (!runner.isLeader) throw this.node.notLeader('group 0 membership', runner.leader);
       rc.conn.reply(rc.requestId, rc.opcode, this.membersReply());
-    });
+    }, 'read');
     this.timer = ctx.scheduler.every(membersCheckIntervalMs, () => this.leaderDuties());
     this.syncLinks();
   }

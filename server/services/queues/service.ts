@@ -536,11 +536,11 @@ export class QueueService implements Service {
     c.handle(Opcode.TopicCreate, (rc, payload) => {
       const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic create');
       this.topicCommand(rc, { kind: 'create', spec: specOf(req) });
-    });
+    }, 'admin');
     c.handle(Opcode.TopicDelete, (rc, payload) => {
       const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic delete');
       this.topicCommand(rc, { kind: 'delete', name: req.name });
-    });
+    }, 'admin');
     c.handle(Opcode.TopicInfo, (rc, payload) => {
       const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic info');
       this.linearizable(rc, () => {
@@ -548,10 +548,10 @@ export class QueueService implements Service {
         if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${req.name} does not exist`);
         return schema.TopicState.encode(this.topicState(t)).finish();
       });
-    });
+    }, 'read');
     c.handle(Opcode.TopicList, (rc) => {
       this.linearizable(rc, () => schema.TopicListReply.encode({ topics: this.topics.table.list().map((t) => this.topicState(t)) }).finish());
-    });
+    }, 'read');
     c.handle(Opcode.PartitionMap, (rc, payload) => {
       const req = decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map');
       this.linearizable(rc, () => {
@@ -559,7 +559,7 @@ export class QueueService implements Service {
         if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${req.topic} does not exist`);
         return schema.TopicState.encode(this.topicState(t)).finish();
       });
-    });
+    }, 'read');
     c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
     c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
     for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {

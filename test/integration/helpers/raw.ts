@@ -82,6 +82,17 @@ export class RawConnection {
       .then(() => this.frames);
   }
 
+  /** Resolves when a frame matching `pred` has arrived; rejects when the socket closes first or on timeout. */
+  waitUntilFrame(pred: (f: ReceivedFrame) => boolean, timeoutMs = 10_000): Promise<void> {
+    let seen = 0;
+    let found = false;
+    // Scans only frames that arrived since the last check.
+    return this.waitUntil(() => {
+      for (; seen < this.frames.length && !found; seen++) found = pred(this.frames[seen]!);
+      return found;
+    }, 'a matching frame', timeoutMs, true);
+  }
+
   /** Resolves when the node has closed the connection; rejects on timeout. */
   waitClosed(timeoutMs = 10_000): Promise<void> {
     return this.waitUntil(() => this.isClosed, 'the node to close the connection', timeoutMs, false);

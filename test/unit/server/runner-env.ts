@@ -19,8 +19,12 @@ export class InstantStorage implements RaftStorage {
   queuedBytes = 0;
   roomBytes = Number.MAX_SAFE_INTEGER;
 
-  append(_group: GroupId, _hs: HardState | null, _entries: readonly Entry[]): number {
+  /** Every append, in order: what the runner asked the WAL to write. */
+  readonly batches: { readonly hardState: HardState | null; readonly entries: number }[] = [];
+
+  append(_group: GroupId, hs: HardState | null, entries: readonly Entry[]): number {
     this.appends++;
+    this.batches.push({ hardState: hs, entries: entries.length });
     return ++this.durable;
   }
 
@@ -33,6 +37,13 @@ export class InstantStorage implements RaftStorage {
   }
 
   saveSnapshot(_group: GroupId, _snapshot: Snapshot): Promise<void> {
+    return Promise.resolve();
+  }
+
+  readonly droppedGroups: GroupId[] = [];
+
+  dropGroup(group: GroupId): Promise<void> {
+    this.droppedGroups.push(group);
     return Promise.resolve();
   }
 
