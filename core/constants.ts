@@ -312,6 +312,10 @@ export const queueFetchWaitMsMax = 60_000;
 export const queueEntryBatchBytesMax = 256 * 1024;
 /** Requests (publishes, settles) waiting for the next entry of one partition before TOO_MANY_REQUESTS. */
 export const queuePendingRequestsPerPartitionMax = 4096;
+/** How often a partition leader checks whether to hand leadership to the partition's preferred (first) replica. */
+export const queuePreferredLeaderCheckMs = 1_000;
+/** How often a partition leader proposes enforceRetention when its topic has an age limit. */
+export const queueRetentionCheckMs = 1_000;
 /** Commands one partition entry carries (a turn's publishes and settles of one partition). */
 export const queueEntryCommandsMax = 4096;
 /** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */

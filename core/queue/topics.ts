@@ -11,7 +11,8 @@
 //   group 0 has at that index (placeBounded over the keys "id/p", so a topic's replicas
 //   are spread within loadFactor of the mean), and recorded in the topic: every replica
 //   reads the same placement instead of recomputing it later with other members.
-//   The first replica of a partition is its preferred leader.
+//   The first replica of a partition is its preferred leader; each replica set is
+//   rotated so preferred leaders spread evenly over the nodes (the set is unchanged).
 // - Dead letters: creating NAME also creates NAME.dlq (next id, same partitions and
 //   replicas, never dead-letters itself); deleting NAME deletes both. ".dlq" names are
 //   reserved: a user cannot create or delete one directly.
@@ -148,7 +149,19 @@ export class TopicTable {
     if (this.nextId + 1 > queueTopicIdMax) return fail('TOO_MANY_REQUESTS', `topic ids are exhausted (${queueTopicIdMax} topics were ever created)`);
 
     const ring = new Ring(this.hash, { nodes: voters });
-    const place = (id: number): NodeId[][] => ring.placeBounded(Array.from({ length: partitions }, (_, p) => `${id}/${p}`), replicas);
+    // Preferred leaders (first replicas) spread over the nodes: each partition's replica set
+    // is rotated to start at its member that is preferred leader of the fewest partitions so
+    // far (all topics, then this one; ties by position in the set), deterministically.
+    const firsts = new Map<NodeId, number>();
+    for (const t of this.topics.values()) for (const r of t.placement) if (r[0] !== undefined) firsts.set(r[0], (firsts.get(r[0]) ?? 0) + 1);
+    const place = (id: number): NodeId[][] => ring.placeBounded(Array.from({ length: partitions }, (_, p) => `${id}/${p}`), replicas).map((reps) => {
+      let best = 0;
+      reps.forEach((n, i) => { if ((firsts.get(n) ?? 0) < (firsts.get(reps[best] as NodeId) ?? 0)) best = i; });
+      const rotated = [...reps.slice(best), ...reps.slice(0, best)];
+      const first = rotated[0] as NodeId;
+      firsts.set(first, (firsts.get(first) ?? 0) + 1);
+      return rotated;
+    });
     const id = this.nextId;
     const dlqName = spec.name + deadLetterSuffix;
     const topic: TopicRecord = {

@@ -37,7 +37,7 @@ import { assert } from '../../../core/assert.js';
 import {
   queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterPublishAttemptsMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
   queueDeadLetterForwardTimeoutMs, queueDeadLettersPendingMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
-  queuePendingRequestsPerPartitionMax, overloadRetryAfterMs,
+  queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
 } from '../../../core/constants.js';
 import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, producerId } from '../../../core/ids.js';
 import type { Message, QueueCommand, QueueResult } from '../../../core/queue/commands.js';
@@ -156,6 +156,8 @@ interface Hosted {
   deadlineTimer: Cancel | null;
   deadlineAtMs: number;
   expiring: boolean;
+  /** An enforceRetention proposal is in flight. */
+  retaining: boolean;
   /** Leader only: the consumer ids each client connection used here (consumerGone on close). */
   readonly links: Map<ClientLink, { readonly consumers: Set<ConsumerId>; readonly unsubscribe: () => void }>;
   stopped: boolean;
@@ -171,6 +173,7 @@ export class QueueService implements Service {
   private readonly hosted = new Map<GroupId, Hosted>();
   private parkedCount = 0;
   private reconcileScheduled = false;
+  private readonly dutyTimers: Cancel[] = [];
   private stopped = false;
   private readonly wallClockMs: () => number;
   /** Dead letters given up on (see publishDeadLetters). */
@@ -204,10 +207,41 @@ export class QueueService implements Service {
     this.registerHandlers();
     this.registerConsole();
     this.scheduleReconcile();
+    this.dutyTimers.push(ctx.scheduler.every(queuePreferredLeaderCheckMs, () => this.preferLeaders()));
+    this.dutyTimers.push(ctx.scheduler.every(queueRetentionCheckMs, () => this.enforceRetention()));
+  }
+
+  /**
+   * Leaders spread over the nodes: a leader that is not its partition's preferred (first)
+   * replica hands leadership to it once that replica has the whole log (so a node that
+   * restarts gets its partitions back once it caught up, never while it lags).
+   */
+  private preferLeaders(): void {
+    for (const h of this.hosted.values()) {
+      if (!h.isLeader || h.stopped) continue;
+      const preferred = h.topic.placement[h.index]?.[0];
+      if (preferred === undefined || preferred === this.node.nodeId) continue;
+      const progress = h.runner.raft.progressOf(preferred);
+      if (progress === null || progress.match < h.runner.raft.status().lastIndex) continue;
+      this.node.log.info('handing partition leadership to its preferred replica', { topic: h.topic.name, partition: h.index, to: preferred });
+      h.runner.transferLeadership(preferred);
+    }
+  }
+
+  /** Leaders of partitions whose topic has an age limit propose enforceRetention (size limits apply on append). */
+  private enforceRetention(): void {
+    for (const h of this.hosted.values()) {
+      if (!h.isLeader || h.stopped || h.topic.retention.maxAgeMs === 0 || h.retaining) continue;
+      h.retaining = true;
+      this.enqueue(h, (nowMs) => ({ cmd: { kind: 'enforceRetention', nowMs } }), 0)
+        .catch((err: unknown) => this.node.log.debug('retention proposal failed', { err: String(err) }))
+        .finally(() => { h.retaining = false; });
+    }
   }
 
   stop(): void {
     this.stopped = true;
+    for (const cancel of this.dutyTimers.splice(0)) cancel();
     for (const h of [...this.hosted.values()]) this.unhost(h, false, 'node is shutting down');
   }
 
@@ -259,7 +293,7 @@ export class QueueService implements Service {
     const replicas = topic.placement[index] ?? [];
     // h is filled before the runner can call the listener (it applies on a later turn).
     const h = { topic, index, group, machine, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
-      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, links: new Map(), stopped: false } as unknown as Hosted;
+      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, links: new Map(), stopped: false } as unknown as Hosted;
     this.hosted.set(group, h);
     (h as { runner: GroupRunner }).runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
     this.node.log.info('hosting queue partition', { topic: topic.name, partition: index, group, replicas: replicas.join(',') });

@@ -89,6 +89,10 @@ t.test('placement: identical on two replicas, spread, recorded at create time', 
     t.equal(new Set(reps).size, 3, 'three distinct replicas');
     for (const n of reps) load.set(n, (load.get(n) ?? 0) + 1);
   }
+  const firsts = new Map<string, number>();
+  for (const reps of ra.topic.placement) firsts.set(reps[0] ?? '', (firsts.get(reps[0] ?? '') ?? 0) + 1);
+  t.ok(firsts.size === 5 && Math.max(...firsts.values()) - Math.min(...firsts.values()) <= 1,
+    `preferred leaders (first replicas) spread evenly: ${[...firsts].map(([n, k]) => `${n}=${k}`).join(' ')}`);
   const mean = (32 * 3) / 5;
   t.ok(Math.max(...load.values()) <= Math.ceil(1.25 * mean), `replicas per node within the load bound: ${[...load].map(([n, c]) => `${n}=${c}`).join(' ')}`);
   // The placement is the one computed when the create applied: a later membership does not move it.
