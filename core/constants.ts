@@ -63,6 +63,10 @@ export const electionTimeoutTicksMax = 60;
 export const heartbeatIntervalTicks = 5;
 /** Entries per append message: bounds message size and per-message work. */
 export const appendEntriesCountMax = 512;
+/** Entry data bytes per append message (one larger entry still goes alone): keeps a peer frame under frameBytesMax. */
+export const appendEntriesBytesMax = 1024 * 1024;
+/** A peer frame of Raft messages (RaftBatch) is cut before it holds this many bytes of entries and snapshots. */
+export const raftBatchBytesMax = 2 * 1024 * 1024;
 /** Append messages a leader keeps in flight to one follower (pipelining). */
 export const inflightAppendsMax = 64;
 /** Proposals a group buffers before answering UNAVAILABLE. */
@@ -338,3 +342,5 @@ assert(queueEntryBatchBytesMax <= queueMessageBytesMax && queueParkedFetchesMax 
 assert(queueFetchWaitMsMax < queueAckDeadlineMsMax && queueFencingLocksMax > 0, 'queue service waits and fencing bounds');
 assert(queuePendingRequestsPerPartitionMax <= queueEntryCommandsMax && queueAckBatchCountMax <= queueEntryCommandsMax,
   'a partition\'s pending requests (and one settle\'s nacks) fit one entry');
+assert(appendEntriesBytesMax <= raftBatchBytesMax && queueStoreRecordBytesMax <= raftBatchBytesMax && raftBatchBytesMax * 2 <= frameBytesMax,
+  'one append message (a maximal queue message alone included) fits a peer frame with room for its envelope');

@@ -17,7 +17,7 @@
 //   never handed out; closing the connection makes the leader hand the rest back.
 
 import { clientConsumerFetchWaitMsDefault, clientConsumerMaxInFlightDefault, clientPublishBatchBytesMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin,
-  queueAckBatchCountMax,
+  queueAckBatchCountMax, queueInflightPerConsumerMaxDefault,
   queueAppendBatchCountMax, queueFetchCountMax } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
@@ -225,6 +225,10 @@ export class QueueClient {
     return p;
   }
 
+  forgetMap(topic: string): void {
+    this.maps.delete(topic);
+  }
+
   producer(topic: string): Producer {
     return new ProducerImpl(this, this.router, topic, `${this.name}/${randomId()}`);
   }
@@ -319,6 +323,8 @@ class ProducerImpl implements Producer {
       const r = schema.PublishReply.decode(bytesReply);
       batch.forEach((o, i) => o.resolve({ partition, offset: Number(r.baseOffset) + i }));
     }, (err: unknown) => {
+      // The topic may have been deleted (and made again): look its map up afresh next time.
+      if (err instanceof DsyncError && (err.code === ErrorCode.NOT_FOUND || err.code === ErrorCode.BAD_REQUEST)) this.queues.forgetMap(this.topic);
       for (const o of batch) o.reject(err);
     }).finally(() => {
       box.inFlight = false;
@@ -368,7 +374,10 @@ class ConsumerImpl implements Consumer {
     private readonly id: string, private readonly opts: ConsumerOptions) {
     this.maxInFlight = opts.maxInFlight ?? clientConsumerMaxInFlightDefault;
     this.waitMs = opts.waitMs ?? clientConsumerFetchWaitMsDefault;
-    if (!Number.isSafeInteger(this.maxInFlight) || this.maxInFlight < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'maxInFlight must be a positive integer');
+    // A partition holds at most queueInflightPerConsumerMaxDefault deliveries per consumer: more could never be fetched.
+    if (!Number.isSafeInteger(this.maxInFlight) || this.maxInFlight < 1 || this.maxInFlight > queueInflightPerConsumerMaxDefault) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `maxInFlight must be an integer in [1, ${queueInflightPerConsumerMaxDefault}]`);
+    }
     if (!Number.isSafeInteger(this.waitMs) || this.waitMs < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'waitMs must be a non-negative integer');
   }
 

@@ -285,17 +285,18 @@ export class QueueService implements Service {
   }
 
   private host(group: GroupId, topic: TopicRecord, index: number): void {
+    // The runner calls the listener only on later turns (apply, leadership), after `hosted` is set.
+    let hosted: Hosted | null = null;
     const listener: PartitionListener = {
-      applied: (_m, entry, commands, outcomes) => this.applied(h, entry, commands, outcomes),
-      leaderChanged: (_m, isLeader) => this.leaderChanged(h, isLeader),
+      applied: (_m, entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, entry, commands, outcomes); },
+      leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
     };
     const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener);
     const replicas = topic.placement[index] ?? [];
-    // h is filled before the runner can call the listener (it applies on a later turn).
-    const h = { topic, index, group, machine, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
-      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, links: new Map(), stopped: false } as unknown as Hosted;
-    this.hosted.set(group, h);
-    (h as { runner: GroupRunner }).runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
+    const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
+    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
+      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, links: new Map(), stopped: false };
+    this.hosted.set(group, hosted);
     this.node.log.info('hosting queue partition', { topic: topic.name, partition: index, group, replicas: replicas.join(',') });
   }
 
