@@ -133,6 +133,21 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   }
 }
 
+/** The WAL's own counters (kept in shared memory by its writer thread) as Prometheus series. */
+function walMetrics(node: DsyncNode, wal: Wal): void {
+  const m = node.metrics;
+  const one = (read: () => number) => (): Iterable<[Record<string, never>, number]> => [[{}, read()]];
+  m.counterFrom('dsync_wal_fsyncs_total', 'fdatasync calls on WAL segments (one per group commit)', [], one(() => wal.metrics().fsyncs));
+  m.counterFrom('dsync_wal_batches_total', 'Group-commit batches written', [], one(() => wal.metrics().batches));
+  m.counterFrom('dsync_wal_records_total', 'WAL records written (entries and hard states)', [], one(() => wal.metrics().recordsWritten));
+  m.counterFrom('dsync_wal_bytes_total', 'Bytes written to WAL segments', [], one(() => wal.metrics().bytesWritten));
+  m.counterFrom('dsync_wal_fsync_seconds_total', 'Time spent in fdatasync (divide by dsync_wal_fsyncs_total for the mean)', [],
+    one(() => wal.metrics().fsyncNsTotal / 1e9));
+  m.gauge('dsync_wal_fsync_seconds_max', 'Slowest fdatasync since start', [], one(() => wal.metrics().fsyncNsMax / 1e9));
+  m.gauge('dsync_wal_pending_bytes', 'Bytes queued for the WAL writer (backpressure beyond walPendingBytesMax)', [], one(() => wal.metrics().pendingBytes));
+  m.gauge('dsync_wal_segments', 'WAL segment files on disk', [], one(() => wal.metrics().segments));
+}
+
 async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
@@ -155,6 +170,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
+  walMetrics(node, wal);
   node.onStop(() => host.stop());
 
   const boot = await bootstrapGroup0(config, node);
