@@ -17,6 +17,8 @@ COPY --from=build /app/bin ./bin
 COPY package.json ./
 VOLUME ["/data"]
 EXPOSE 7401 8401 9401
-HEALTHCHECK --interval=5s --timeout=2s --retries=6 CMD node -e "fetch('http://127.0.0.1:'+process.env.HTTP_PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Healthy = ready: group 0 has a leader this node reaches and it has applied what is committed (/readyz).
+# /livez only says the process serves; /healthz is kept for older probes.
+HEALTHCHECK --interval=5s --timeout=2s --retries=6 CMD node -e "fetch('http://127.0.0.1:'+process.env.HTTP_PORT+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # NODE_ID and PEERS come from the environment (see compose.yaml).
 ENTRYPOINT ["node", "bin/dsync.js", "node"]

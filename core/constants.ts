@@ -61,6 +61,17 @@ export const raftTickMs = 10;
 export const electionTimeoutTicksMin = 30;
 export const electionTimeoutTicksMax = 60;
 export const heartbeatIntervalTicks = 5;
+/**
+ * The per-node settings ELECTION_TIMEOUT_MIN/MAX and HEARTBEAT_INTERVAL (milliseconds, whole
+ * ticks) default to the tick constants above and are validated against these bounds at start.
+ * ELECTION_TIMEOUT_MAX stays below sessionTtlMsMin (a session outlives an election), which also
+ * keeps it within memberHeardMsMax, leaderTransferWaitMsMax and queueAckDeadlineMsMin (checked below).
+ */
+export const heartbeatIntervalMsMin = raftTickMs;
+export const heartbeatIntervalMsMax = 1_000;
+export const electionTimeoutMsMin = 3 * raftTickMs;
+/** Heartbeats per shortest election timeout at least: a follower hears a few before it would campaign. */
+export const electionTimeoutHeartbeatsMin = 3;
 /** Entries per append message: bounds message size and per-message work. */
 export const appendEntriesCountMax = 512;
 /** Entry data bytes per append message (one larger entry still goes alone): keeps a peer frame under frameBytesMax. */
@@ -244,7 +255,29 @@ export const queueStoreReadFilesMax = 4;
 /** Recovery reads segments through a buffer this large (it must hold one maximal record). */
 export const queueStoreScanBufferBytes = 2 * 1024 * 1024;
 
+// --- operators: console, CLI, supervisor ---
+/** Bytes of one console line; a longer line is answered once and skipped to its newline. */
+export const consoleLineBytesMax = 4096;
+/** How long `dsync console` waits for a port's console banner before saying it is not a console. */
+export const consoleBannerWaitMs = 2_000;
+/** Round trips one `dsync ping` may ask for. */
+export const pingCountMax = 10_000;
+/** Nodes one `dsync cluster` runs. */
+export const clusterNodesMax = 9;
+/** How long a local cluster's nodes get to report listening and answer as themselves. */
+export const clusterStartMsMax = 20_000;
+/** How long stopped nodes get to exit before the supervisor kills them. */
+export const clusterStopGraceMs = 5_000;
+/** Pause before restarting a node that died, doubling per restart between these. */
+export const clusterRestartBackoffMsMin = 250;
+export const clusterRestartBackoffMsMax = 10_000;
+/** A node up this long before it dies starts its restart backoff over. */
+export const clusterRestartStableMs = 30_000;
+
 assert(frameHeaderBytes === 1 + 1 + 2 + 4, 'frame header layout');
+assert(clusterRestartBackoffMsMin > 0 && clusterRestartBackoffMsMin <= clusterRestartBackoffMsMax && clusterRestartStableMs > clusterRestartBackoffMsMax,
+  'supervisor backoff range; a node that outlived the longest backoff counts as stable');
+assert(frameBytesMax < 2 ** 24, 'the first byte of every frame (its length, big-endian) is 0: other first bytes mean another protocol');
 assert(electionTimeoutTicksMin > 2 * heartbeatIntervalTicks, 'election timeout must exceed several heartbeats');
 assert(electionTimeoutTicksMax > electionTimeoutTicksMin, 'election timeout range must be non-empty');
 assert(raftReadTimeoutTicks >= 2 * electionTimeoutTicksMax, 'a read outlives an election before it is given up');
@@ -267,6 +300,11 @@ assert(clientAttemptTimeoutMsDefault < clientRequestTimeoutMsDefault, 'an attemp
 assert(clientLeaseDriftFraction > 0 && clientLeaseDriftFraction < 0.5, 'the drift margin leaves most of the TTL usable');
 assert(clientRequestAttemptsMaxDefault >= 3 && clientReleaseRetryCountMax > 0, 'a request may try every member of a 3-node cluster');
 assert(sessionTtlMsMin > electionTimeoutTicksMax * raftTickMs, 'a session must outlive one election');
+assert(electionTimeoutTicksMin >= electionTimeoutHeartbeatsMin * heartbeatIntervalTicks && electionTimeoutMsMin >= electionTimeoutHeartbeatsMin * heartbeatIntervalMsMin,
+  'the default and the lowest election timeout leave room for several heartbeats');
+assert(heartbeatIntervalTicks * raftTickMs >= heartbeatIntervalMsMin && heartbeatIntervalTicks * raftTickMs <= heartbeatIntervalMsMax, 'heartbeat default within range');
+assert(sessionTtlMsMin <= memberHeardMsMax && sessionTtlMsMin <= leaderTransferWaitMsMax && sessionTtlMsMin <= queueAckDeadlineMsMin,
+  'an election timeout below the shortest session TTL also fits the liveness, transfer and ack-deadline windows');
 assert(sessionTtlMsMin <= sessionTtlMsDefault && sessionTtlMsDefault <= sessionTtlMsMax, 'session TTL default within range');
 assert(lockDelayMsMax >= 0 && lockDelayMsMax <= sessionTtlMsMax, 'lock-delay no longer than a session TTL');
 assert(waitersPerLockMax <= locksPerSessionMax * 1_000 && dedupClientsWithoutSessionMax > 0, 'lock bounds positive');

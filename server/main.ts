@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConfState } from '../core/raft/types.js';
-import { readContextNonceBytes } from '../core/constants.js';
+import { raftTickMs, readContextNonceBytes } from '../core/constants.js';
 import { type GroupId, groupId, type NodeId } from '../core/ids.js';
 import { Opcode } from '../protocol/frame.js';
 import type { NodeConfig, PeerAddress } from './node/config.js';
@@ -136,6 +136,21 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   }
 }
 
+/** The WAL's own counters (kept in shared memory by its writer thread) as Prometheus series. */
+function walMetrics(node: DsyncNode, wal: Wal): void {
+  const m = node.metrics;
+  const one = (read: () => number) => (): Iterable<[Record<string, never>, number]> => [[{}, read()]];
+  m.counterFrom('dsync_wal_fsyncs_total', 'fdatasync calls on WAL segments (one per group commit)', [], one(() => wal.metrics().fsyncs));
+  m.counterFrom('dsync_wal_batches_total', 'Group-commit batches written', [], one(() => wal.metrics().batches));
+  m.counterFrom('dsync_wal_records_total', 'WAL records written (entries and hard states)', [], one(() => wal.metrics().recordsWritten));
+  m.counterFrom('dsync_wal_bytes_total', 'Bytes written to WAL segments', [], one(() => wal.metrics().bytesWritten));
+  m.counterFrom('dsync_wal_fsync_seconds_total', 'Time spent in fdatasync (divide by dsync_wal_fsyncs_total for the mean)', [],
+    one(() => wal.metrics().fsyncNsTotal / 1e9));
+  m.gauge('dsync_wal_fsync_seconds_max', 'Slowest fdatasync since start', [], one(() => wal.metrics().fsyncNsMax / 1e9));
+  m.gauge('dsync_wal_pending_bytes', 'Bytes queued for the WAL writer (backpressure beyond walPendingBytesMax)', [], one(() => wal.metrics().pendingBytes));
+  m.gauge('dsync_wal_segments', 'WAL segment files on disk', [], one(() => wal.metrics().segments));
+}
+
 async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
@@ -150,9 +165,15 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     fatal: (message) => node.fatal(message),
     seed: process.pid,
     bootNonce: new Uint8Array(randomBytes(readContextNonceBytes)),
+    timing: {
+      electionTicksMin: config.raftTiming.electionTimeoutMsMin / raftTickMs,
+      electionTicksMax: config.raftTiming.electionTimeoutMsMax / raftTickMs,
+      heartbeatTicks: config.raftTiming.heartbeatIntervalMs / raftTickMs,
+    },
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
+  walMetrics(node, wal);
   node.onStop(() => host.stop());
 
   const boot = await bootstrapGroup0(config, node);
@@ -181,25 +202,38 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     run: () => [...host.groups.values()].map((g) => {
       const s = g.status();
       return `group ${s.group ?? 0}: role=${s.role ?? ''} leader=${s.leaderId === '' ? '-' : s.leaderId ?? '-'} term=${Number(s.term ?? 0)} commit=${Number(s.commit ?? 0)} applied=${Number(s.applied ?? 0)} last=${Number(s.lastIndex ?? 0)} voters=${(s.voters ?? []).join(',')} learners=${(s.learners ?? []).join(',') || '-'}`;
-    }).join('\n') + `\nwal: ${JSON.stringify(wal.metrics())}`,
+    }).join('\n') + `\ntiming: election timeout ${host.timing.electionTicksMin * raftTickMs}-${host.timing.electionTicksMax * raftTickMs} ms, `
+      + `heartbeat ${host.timing.heartbeatTicks * raftTickMs} ms\nwal: ${JSON.stringify(wal.metrics())}`,
   });
 
   const ports = boot.ports ?? await node.start();
   return { node, ports, group0, host };
 }
 
-/** Stops the node on the first SIGTERM/SIGINT; a second signal exits at once. */
-export function stopOnSignals(node: DsyncNode): void {
+/**
+ * Stops the node on the first SIGTERM/SIGINT; a second signal exits at once (an operator's
+ * force-quit; `dsync cluster` runs its nodes in their own process groups and signals each once).
+ * Returns the same stop, for other reasons to stop (the supervisor gone).
+ */
+export function stopOnSignals(node: DsyncNode): (reason: string) => void {
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(1);
+  const stop = (reason: string): void => {
+    if (stopping) return;
     stopping = true;
-    node.log.info('signal received, shutting down', { signal });
+    node.log.info('shutting down', { reason });
     node.stop().then(() => process.exit(0), (err: unknown) => {
       node.log.error('shutdown failed', { err: String(err) });
       process.exit(1);
     });
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      node.log.warn('second signal while stopping: exiting at once', { signal });
+      process.exit(1);
+    }
+    stop(`signal ${signal}`);
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  return stop;
 }

@@ -3,7 +3,7 @@
 
 import { Client, type MemberStatus } from '../../client/index.js';
 import { type ParsedArgs, UsageError } from '../args.js';
-import { seedsFrom } from '../command.js';
+import { clientOptionsFrom } from '../command.js';
 
 function printMembers(members: readonly MemberStatus[], json: boolean): void {
   if (json) {
@@ -20,7 +20,7 @@ export async function runMembership(args: ParsedArgs): Promise<number> {
   const [sub, id, extra] = args.positionals;
   if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`);
   const json = args.switches.has('json');
-  const client = await Client.connect({ seeds: seedsFrom(args) });
+  const client = await Client.connect(clientOptionsFrom(args));
   try {
     if (sub === 'members') {
       if (id !== undefined) throw new UsageError(`unexpected argument '${id}'`);

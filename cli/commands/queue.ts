@@ -3,17 +3,12 @@
 
 import { Client, type TopicInfo } from '../../client/index.js';
 import { type ParsedArgs, UsageError } from '../args.js';
-import { type Command, msFlag, seedsFrom } from '../command.js';
+import { clientOptionsFrom, clientValueFlags, type Command, intFlag, msFlag, positionalsAtMost, printable } from '../command.js';
+import { queueMaxDeliveriesMax, queueTopicPartitionsMax } from '../../core/constants.js';
 
-const seedsHelp = '  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401';
-
-function countFlag(args: ParsedArgs, name: string): number | undefined {
-  const text = args.flags.get(name);
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number`);
-  return n;
-}
+const seedsHelp = `  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
+  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
+  --tls-ca FILE  CA of the nodes' TLS certificates (env DSYNC_TLS_CA)`;
 
 function renderTopic(t: TopicInfo): string {
   const lines = [`topic ${t.name} (id ${t.id}): ${t.partitions} partitions x ${t.replicas} replicas, maxDeliveries ${t.maxDeliveries}, `
@@ -22,7 +17,7 @@ function renderTopic(t: TopicInfo): string {
     let line = `  partition ${p.index}  group ${p.groupId}  leader ${p.leaderId === '' ? '-' : p.leaderId}  replicas ${p.replicas.join(',')}`;
     if (p.logEnd !== undefined) {
       line += `  offsets [${p.logStart ?? 0}, ${p.logEnd})`;
-      for (const g of p.groups ?? []) line += `  ${g.group}: lag ${g.lag}, in flight ${g.inFlight}, pending ${g.pending}`;
+      for (const g of p.groups ?? []) line += `  ${printable(g.group)}: lag ${g.lag}, in flight ${g.inFlight}, pending ${g.pending}`;
     }
     lines.push(line);
   }
@@ -44,7 +39,7 @@ ${seedsHelp}
   --max-deliveries N   deliveries to one group before a message goes to NAME.dlq (default 5, 0 = never)
   --ack-deadline MS    default ack deadline (default 30000)
   --json               machine-readable output`,
-  valueFlags: ['seeds', 'partitions', 'replicas', 'max-deliveries', 'ack-deadline'],
+  valueFlags: [...clientValueFlags, 'partitions', 'replicas', 'max-deliveries', 'ack-deadline'],
   switchFlags: ['json'],
   run: runTopic,
 };
@@ -53,21 +48,22 @@ async function runTopic(args: ParsedArgs): Promise<number> {
   const [sub, name] = args.positionals;
   const json = args.switches.has('json');
   if (sub !== 'create' && sub !== 'list' && sub !== 'info' && sub !== 'delete') {
-    throw new UsageError(`unknown topic subcommand '${sub ?? ''}' (create, list, info, delete)`);
+    throw new UsageError(`unknown topic subcommand '${printable(sub ?? '')}' (create, list, info, delete)`);
   }
+  positionalsAtMost(args, sub === 'list' ? 1 : 2);
   const needName = (): string => {
     if (name === undefined || name === '') throw new UsageError(`dsync topic ${sub} needs a topic NAME`);
     return name;
   };
   const out = (value: unknown, text: string): void => { process.stdout.write((json ? JSON.stringify(value, null, 2) : text) + '\n'); };
-  const client = await Client.connect({ seeds: seedsFrom(args) });
+  const partitions = intFlag(args, 'partitions', 1, queueTopicPartitionsMax);
+  const replicas = intFlag(args, 'replicas', 1, Number.MAX_SAFE_INTEGER);
+  const maxDeliveries = intFlag(args, 'max-deliveries', 0, queueMaxDeliveriesMax);
+  const ackDeadlineMs = msFlag(args, 'ack-deadline', 1);
+  const client = await Client.connect(clientOptionsFrom(args));
   try {
     switch (sub) {
       case 'create': {
-        const partitions = countFlag(args, 'partitions');
-        const replicas = countFlag(args, 'replicas');
-        const maxDeliveries = countFlag(args, 'max-deliveries');
-        const ackDeadlineMs = msFlag(args, 'ack-deadline');
         const t = await client.topics.create(needName(), {
           ...(partitions === undefined ? {} : { partitions }), ...(replicas === undefined ? {} : { replicas }),
           ...(maxDeliveries === undefined ? {} : { maxDeliveries }), ...(ackDeadlineMs === undefined ? {} : { ackDeadlineMs }),
@@ -87,7 +83,7 @@ async function runTopic(args: ParsedArgs): Promise<number> {
       }
       case 'delete': {
         await client.topics.delete(needName());
-        out({ deleted: name }, `deleted ${name ?? ''} and ${name ?? ''}.dlq`);
+        out({ deleted: name }, `deleted ${printable(name ?? '')} and ${printable(name ?? '')}.dlq`);
         return 0;
       }
     }
@@ -105,21 +101,22 @@ Options:
 ${seedsHelp}
   --header NAME=VALUE  a header (repeat the flag by joining with commas: --header a=1,b=2)
   --json               machine-readable output`,
-  valueFlags: ['seeds', 'header'],
+  valueFlags: [...clientValueFlags, 'header'],
   switchFlags: ['json'],
   run: async (args) => {
     const [topic, key, value] = args.positionals;
     if (topic === undefined || key === undefined || value === undefined) throw new UsageError('dsync publish needs TOPIC KEY VALUE');
+    positionalsAtMost(args, 3);
     const headers: Record<string, string> = {};
     for (const pair of (args.flags.get('header') ?? '').split(',').filter((s) => s !== '')) {
       const eq = pair.indexOf('=');
-      if (eq <= 0) throw new UsageError(`--header wants NAME=VALUE, got '${pair}'`);
+      if (eq <= 0) throw new UsageError(`--header wants NAME=VALUE, got '${printable(pair)}'`);
       headers[pair.slice(0, eq)] = pair.slice(eq + 1);
     }
-    const client = await Client.connect({ seeds: seedsFrom(args) });
+    const client = await Client.connect(clientOptionsFrom(args));
     try {
       const r = await client.producer(topic).publish(key, value, { headers });
-      process.stdout.write(args.switches.has('json') ? JSON.stringify({ topic, ...r }) + '\n' : `published to ${topic} partition ${r.partition} offset ${r.offset}\n`);
+      process.stdout.write(args.switches.has('json') ? JSON.stringify({ topic, ...r }) + '\n' : `published to ${printable(topic)} partition ${r.partition} offset ${r.offset}\n`);
       return 0;
     } finally {
       await client.close();
@@ -138,16 +135,17 @@ ${seedsHelp}
   --wait MS     stop when no message arrives for this long
   --no-ack      nack each message instead (it comes back to the group)
   --json        one JSON object per message`,
-  valueFlags: ['seeds', 'count', 'wait'],
+  valueFlags: [...clientValueFlags, 'count', 'wait'],
   switchFlags: ['json', 'no-ack'],
   run: async (args) => {
     const [topic, group] = args.positionals;
     if (topic === undefined || group === undefined) throw new UsageError('dsync consume needs TOPIC GROUP');
-    const count = countFlag(args, 'count');
-    const idleMs = msFlag(args, 'wait');
+    positionalsAtMost(args, 2);
+    const count = intFlag(args, 'count', 1, Number.MAX_SAFE_INTEGER);
+    const idleMs = msFlag(args, 'wait', 1);
     const json = args.switches.has('json');
     const dec = new TextDecoder();
-    const client = await Client.connect({ seeds: seedsFrom(args) });
+    const client = await Client.connect(clientOptionsFrom(args));
     const consumer = client.consumer(topic, group, { waitMs: Math.min(idleMs ?? 2_000, 2_000) });
     const stop = (): void => { void consumer.close(); };
     process.once('SIGINT', stop);
@@ -164,7 +162,7 @@ ${seedsHelp}
         const headers = Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k, dec.decode(v)]));
         process.stdout.write(json
           ? JSON.stringify({ partition: m.partition, offset: m.offset, key: dec.decode(m.key), value: dec.decode(m.value), headers, deliveries: m.deliveries }) + '\n'
-          : `${m.partition}/${m.offset}  ${dec.decode(m.key)}  ${dec.decode(m.value)}${m.deliveries > 1 ? `  (delivery ${m.deliveries})` : ''}\n`);
+          : `${m.partition}/${m.offset}  ${printable(dec.decode(m.key))}  ${printable(dec.decode(m.value))}${m.deliveries > 1 ? `  (delivery ${m.deliveries})` : ''}\n`);
         if (args.switches.has('no-ack')) await m.nack(0);
         else await m.ack();
         if (count !== undefined && ++n >= count) break;

@@ -2,18 +2,21 @@
 // asked member by member through the client library.
 
 import { Client } from '../../client/index.js';
-import { type Command, seedsFrom } from '../command.js';
+import { clientOptionsFrom, clientValueFlags, type Command, positionalsAtMost } from '../command.js';
 
 export const statusCommand: Command = {
-  usage: 'dsync status [--seeds host:port,...]',
+  usage: 'dsync status [--seeds host:port,...] [--json]',
   summary: "print every member's view of the cluster",
   help: `Options:
   --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
+  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
+  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)
   --json         machine-readable output`,
-  valueFlags: ['seeds'],
+  valueFlags: [...clientValueFlags],
   switchFlags: ['json'],
   async run(args) {
-    const client = await Client.connect({ seeds: seedsFrom(args) });
+    positionalsAtMost(args, 0);
+    const client = await Client.connect(clientOptionsFrom(args));
     try {
       const first = await client.status();
       const views = [];

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { assert } from '../../core/assert.js';
 import { clientLeaseDriftFraction, clientReleaseRetryCountMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin, sessionTtlMsDefault } from '../../core/constants.js';
+import { lockNameProblem } from '../../core/locks/names.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
@@ -289,6 +290,8 @@ export class LockClient implements LockAdmin {
   }
 
   async forceRelease(name: string): Promise<void> {
+    const problem = lockNameProblem(name);
+    if (problem !== null) throw new DsyncError(ErrorCode.BAD_REQUEST, problem);
     await this.mutate(Opcode.LockForceRelease, { lock: name });
   }
 
@@ -370,7 +373,8 @@ export class LockClient implements LockAdmin {
 
   private async acquire(name: string, opts: LockOptions, wait: boolean): Promise<Held | null> {
     if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
-    if (name.length === 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a lock needs a name');
+    const problem = typeof name === 'string' ? lockNameProblem(name) : 'a lock name must be a string';
+    if (problem !== null) throw new DsyncError(ErrorCode.BAD_REQUEST, problem);
     const signal = opts.signal;
     if (signal !== undefined && isAborted(signal)) throw aborted(name, signal);
     const mode = opts.mode ?? 'exclusive';

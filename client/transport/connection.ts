@@ -68,6 +68,8 @@ export class NodeConnection implements ClientConnection {
   private readonly closeListeners: ((err: DsyncError) => void)[] = [];
   /** The node's hello answer: its id and the members it knows. */
   hello: ReturnType<typeof schema.HelloReply.decode> | null = null;
+  /** Whether any byte came back yet: the first one tells a dsync port from another protocol. */
+  private sawBytes = false;
 
   private constructor(private readonly socket: Socket, readonly address: string, private readonly onPush: PushListener) {
     this.writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
@@ -80,7 +82,17 @@ export class NodeConnection implements ClientConnection {
         else this.rejectOne(requestId, cause);
       },
     });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      if (this.hello === null && !this.sawBytes && chunk.length > 0) {
+        this.sawBytes = true;
+        const other = notDsync(chunk, address);
+        if (other !== null) {
+          this.fail(other);
+          return;
+        }
+      }
+      decoder.push(chunk);
+    });
     socket.on('error', (err) => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} failed: ${err.message}`)));
     socket.on('close', () => this.fail(new DsyncError(ErrorCode.CONNECTION_CLOSED, `connection to ${address} closed`)));
   }
@@ -207,6 +219,21 @@ export class NodeConnection implements ClientConnection {
     this.pending.clear();
     for (const fn of this.closeListeners.splice(0)) fn(err);
   }
+}
+
+/**
+ * A dsync frame starts with its length, big-endian, below 2^24 (frameBytesMax): a first byte
+ * other than 0 is another protocol. Names it (HTTP, a dsync console, other text) instead of
+ * a "frame of 1213486160 bytes" error.
+ */
+function notDsync(first: Buffer, address: string): DsyncError | null {
+  if (first[0] === 0) return null;
+  const text = first.subarray(0, 80).toString('latin1');
+  const line = text.split(/\r?\n/)[0] ?? '';
+  const what = text.startsWith('HTTP/') ? 'it answered like HTTP'
+    : /^dsync node \S+ console/.test(line) ? 'it is a dsync console port (the client port is the console port - 2000)'
+      : /^[\x20-\x7e]+$/.test(line) ? `it answered "${line}"` : 'it answered with bytes that are not dsync frames';
+  return new DsyncError(ErrorCode.BAD_FRAME, `${address} is not a dsync client port; ${what}`);
 }
 
 function abortError(signal: AbortSignal, opcode: number): DsyncError {

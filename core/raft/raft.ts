@@ -130,6 +130,7 @@ export class Raft implements RaftNode {
 
   constructor(config: RaftConfig, persisted: PersistedState) {
     assert(config.electionTicks > config.heartbeatTicks && config.heartbeatTicks > 0, 'election ticks must exceed heartbeat ticks');
+    assert(config.electionTicksMax === undefined || config.electionTicksMax > config.electionTicks, 'the election timeout range must be non-empty');
     assert(config.maxEntriesPerMsg >= 1 && config.maxInflightMsgs >= 1, 'batch and inflight bounds must be positive');
     assert(config.maxBytesPerMsg === undefined || config.maxBytesPerMsg > 0, 'a byte bound per message is positive');
     this.cfg = config;
@@ -365,9 +366,10 @@ export class Raft implements RaftNode {
     this.lead = '';
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
-    this.randomizedElectionTimeout = this.cfg.electionTicks + this.cfg.prng.int(0, this.cfg.electionTicks - 1);
+    const electionTicksMax = this.cfg.electionTicksMax ?? 2 * this.cfg.electionTicks;
+    this.randomizedElectionTimeout = this.cfg.electionTicks + this.cfg.prng.int(0, electionTicksMax - this.cfg.electionTicks - 1);
     assert(
-      this.randomizedElectionTimeout >= this.cfg.electionTicks && this.randomizedElectionTimeout < 2 * this.cfg.electionTicks,
+      this.randomizedElectionTimeout >= this.cfg.electionTicks && this.randomizedElectionTimeout < electionTicksMax,
       'randomized election timeout out of range',
     );
     this.leadTransferee = '';

@@ -136,8 +136,10 @@ export interface Ready {
 
 export interface RaftConfig {
   readonly id: NodeId;
-  /** Ticks; the randomized timeout is drawn from [electionTicks, 2*electionTicks). */
+  /** Ticks; the randomized timeout is drawn from [electionTicks, electionTicksMax). */
   readonly electionTicks: number;
+  /** Exclusive upper bound of the randomized election timeout, in ticks (default 2 * electionTicks). */
+  readonly electionTicksMax?: number;
   readonly heartbeatTicks: number;
   readonly prng: Prng;
   readonly preVote: boolean;

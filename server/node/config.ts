@@ -1,11 +1,14 @@
-// Node configuration from an optional JSON file, then environment (DSYNC_NAME over NAME),
-// then flags (later wins), validated at start: a bad setting exits with a message naming it.
+// Node configuration from an optional JSON file, then an env file (--env-file, or ./.env),
+// then environment (DSYNC_NAME over NAME), then flags (later wins), validated at start: a bad
+// setting exits with a message naming it, and settings that must agree are checked together.
 // settingSpecs is the one place settings are defined; docs/configuration.md is generated from it.
 
-import { accessSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectionsMax, requestRatePerConnectionMax } from '../../core/constants.js';
+import { electionTimeoutHeartbeatsMin, electionTimeoutMsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, heartbeatIntervalMsMax,
+  heartbeatIntervalMsMin, heartbeatIntervalTicks, raftTickMs, sessionTtlMsMin } from '../../core/constants.js';
 import { type NodeId, nodeId } from '../../core/ids.js';
 import { Authenticator, loadTls, type NodeSecurity, SecurityConfigError, type TlsMaterial } from './security.js';
 
@@ -34,8 +37,17 @@ export interface NodeConfig {
   /** host:port clients should use to reach this node (differs from the bind address behind NAT/containers). */
   readonly advertise: string;
   readonly security: NodeSecurity;
+  /** Raft timing of every group on this node (milliseconds, whole ticks of raftTickMs). */
+  readonly raftTiming: RaftTimingMs;
   /** How the operator set each port and the data dir (`--port`, `PORT`, ...), so start errors can name it. */
   readonly settingLabels: Readonly<Record<'port' | 'httpPort' | 'consolePort' | 'dataDir', string>>;
+}
+
+export interface RaftTimingMs {
+  readonly electionTimeoutMsMin: number;
+  /** Randomized election timeouts fall in [min, max). */
+  readonly electionTimeoutMsMax: number;
+  readonly heartbeatIntervalMs: number;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -51,7 +63,8 @@ export class ConfigError extends Error {
 
 /** Raw string settings, keyed by flag name (without dashes). */
 export type RawSettings = Partial<Record<SettingName, string>>;
-export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'data-dir' | 'log-level' | 'advertise'
+export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'election-timeout-min'
+  | 'election-timeout-max' | 'heartbeat-interval' | 'data-dir' | 'log-level' | 'advertise'
   | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'config';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
@@ -73,6 +86,12 @@ export const settingSpecs: readonly SettingSpec[] = [
   { name: 'console-port', env: 'CONSOLE_PORT', fileKey: 'consolePort', defaultText: 'port + 2000', description: 'text console port' },
   { name: 'peers', env: 'PEERS', fileKey: 'peers', defaultText: '(none: a 1-node cluster)', description: 'the other members: id@host:port,... (a JSON array in the config file)' },
   { name: 'join', env: 'JOIN', fileKey: 'join', defaultText: '(none)', description: 'host:port of a running member: start as a new member of that cluster (learner, then voter); not with --peers' },
+  { name: 'election-timeout-min', env: 'ELECTION_TIMEOUT_MIN', fileKey: 'electionTimeoutMin', defaultText: String(electionTimeoutTicksMin * raftTickMs),
+    description: `ms a follower waits without hearing a leader before it campaigns (randomized up to the max); a multiple of ${raftTickMs}, at least ${electionTimeoutMsMin} and ${electionTimeoutHeartbeatsMin} heartbeats` },
+  { name: 'election-timeout-max', env: 'ELECTION_TIMEOUT_MAX', fileKey: 'electionTimeoutMax', defaultText: String(electionTimeoutTicksMax * raftTickMs),
+    description: `ms, upper end of the randomized election timeout; above the min, below ${sessionTtlMsMin} (the shortest session TTL: a session outlives an election)` },
+  { name: 'heartbeat-interval', env: 'HEARTBEAT_INTERVAL', fileKey: 'heartbeatInterval', defaultText: String(heartbeatIntervalTicks * raftTickMs),
+    description: `ms between a leader's heartbeats; a multiple of ${raftTickMs} in ${heartbeatIntervalMsMin}..${heartbeatIntervalMsMax}` },
   { name: 'data-dir', env: 'DATA_DIR', fileKey: 'dataDir', defaultText: './data/ID', description: 'where the node keeps its write-ahead log' },
   { name: 'log-level', env: 'LOG_LEVEL', fileKey: 'logLevel', defaultText: 'info', description: 'debug, info, warn or error' },
   { name: 'advertise', env: 'ADVERTISE', fileKey: 'advertise', defaultText: 'host:port', description: 'host:port clients should use to reach this node (behind NAT or in containers)' },
@@ -107,6 +126,22 @@ export function configurationReference(): string {
     '| --- | --- | --- | --- | --- |',
     ...rows,
     `| \`--config\` | \`${envPrefix}CONFIG\` | | (none) | JSON file holding an object with the keys above |`,
+    `| \`--env-file\` | | | \`.env\` when present | a file of \`NAME=value\` lines read as environment variables; the real environment and flags win (\`dsync node\`, \`dsync cluster\`, \`npm start\`) |`,
+    '',
+    '## Env files',
+    '',
+    '`dsync node` and `dsync cluster` (so `npm start`) read `--env-file PATH`, or else a `.env` in the',
+    'working directory when there is one. Each line is `NAME=value`, `export NAME=value`, a `#` comment or',
+    "blank; a value may be in double quotes (with `\\n`, `\\\"` and `\\\\` escapes) or single quotes (taken as is);",
+    'an unquoted value ends at ` #`. A variable already set in the environment, and every flag, wins over',
+    'the file. A malformed line stops the start with the file and line number. `dsync cluster` sets each',
+    "node's id, ports, peers, data directory and advertised address itself; the other settings apply to every node.",
+    '',
+    '## Settings checked together',
+    '',
+    `At start: \`heartbeat-interval\` x ${electionTimeoutHeartbeatsMin} <= \`election-timeout-min\` < \`election-timeout-max\` < ${sessionTtlMsMin} ms`,
+    '(the shortest session TTL a client may ask for, so a session outlives an election). Each node may set its',
+    'own timing; nodes of one cluster normally share it.',
     '',
   ].join('\n');
 }
@@ -208,6 +243,7 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   if (!/^[^\s:]+:\d+$|^\[[^\]]+\]:\d+$/.test(advertise)) {
     throw new ConfigError(advertiseSetting?.label ?? '--advertise', `"${advertise}" is not host:port`);
   }
+  const raftTiming = parseRaftTiming(get);
   const settingLabels = {
     port: portSetting?.label ?? '--port',
     httpPort: httpSetting?.label ?? '--http-port',
@@ -215,7 +251,7 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     dataDir: dataSetting?.label ?? '--data-dir',
   };
   const security = loadSecurity(get);
-  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, settingLabels, security };
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, raftTiming, settingLabels, security };
 }
 
 type SettingGetter = (name: Exclude<SettingName, 'config'>) => { value: string; label: string } | undefined;
@@ -255,6 +291,110 @@ function parseBoundedInt(text: string, label: string, min: number, max: number):
   const n = Number(text);
   if (n < min || n > max) throw new ConfigError(label, `${n} is out of range (${min}-${max})`);
   return n;
+}
+
+/** Whole milliseconds, a multiple of the Raft tick. */
+function parseTickMs(setting: { value: string; label: string }): number {
+  const text = setting.value.trim();
+  if (!/^\d+$/.test(text)) throw new ConfigError(setting.label, `"${setting.value}" is not a whole number of milliseconds`);
+  const ms = Number(text);
+  if (ms % raftTickMs !== 0) throw new ConfigError(setting.label, `${ms} ms is not a multiple of the Raft tick (${raftTickMs} ms)`);
+  return ms;
+}
+
+/** ELECTION_TIMEOUT_MIN/MAX and HEARTBEAT_INTERVAL, each in range, then checked together. */
+function parseRaftTiming(get: SettingGetter): RaftTimingMs {
+  const minSetting = get('election-timeout-min');
+  const maxSetting = get('election-timeout-max');
+  const hbSetting = get('heartbeat-interval');
+  const minLabel = minSetting?.label ?? '--election-timeout-min';
+  const maxLabel = maxSetting?.label ?? '--election-timeout-max';
+  const hbLabel = hbSetting?.label ?? '--heartbeat-interval';
+  const heartbeatIntervalMs = hbSetting === undefined ? heartbeatIntervalTicks * raftTickMs : parseTickMs(hbSetting);
+  const electionTimeoutMsMinSet = minSetting === undefined ? electionTimeoutTicksMin * raftTickMs : parseTickMs(minSetting);
+  const electionTimeoutMsMaxSet = maxSetting === undefined ? electionTimeoutTicksMax * raftTickMs : parseTickMs(maxSetting);
+  if (heartbeatIntervalMs < heartbeatIntervalMsMin || heartbeatIntervalMs > heartbeatIntervalMsMax) {
+    throw new ConfigError(hbLabel, `${heartbeatIntervalMs} ms is out of range (${heartbeatIntervalMsMin}-${heartbeatIntervalMsMax} ms)`);
+  }
+  if (electionTimeoutMsMinSet < electionTimeoutMsMin) {
+    throw new ConfigError(minLabel, `${electionTimeoutMsMinSet} ms is below the lowest election timeout (${electionTimeoutMsMin} ms)`);
+  }
+  if (electionTimeoutMsMaxSet >= sessionTtlMsMin) {
+    throw new ConfigError(maxLabel, `${electionTimeoutMsMaxSet} ms must be below ${sessionTtlMsMin} ms, the shortest session TTL a client may `
+      + 'ask for: a lock session must outlive an election, or a failover would expire sessions');
+  }
+  if (electionTimeoutMsMinSet >= electionTimeoutMsMaxSet) {
+    throw new ConfigError(minLabel, `${electionTimeoutMsMinSet} ms must be below ${maxLabel} (${electionTimeoutMsMaxSet} ms): `
+      + 'election timeouts are drawn from [min, max)');
+  }
+  if (heartbeatIntervalMs * electionTimeoutHeartbeatsMin > electionTimeoutMsMinSet) {
+    throw new ConfigError(hbLabel, `${heartbeatIntervalMs} ms is too long for ${minLabel} (${electionTimeoutMsMinSet} ms): a follower must `
+      + `hear at least ${electionTimeoutHeartbeatsMin} heartbeats before it would campaign (heartbeat <= election timeout min / ${electionTimeoutHeartbeatsMin})`);
+  }
+  return { electionTimeoutMsMin: electionTimeoutMsMinSet, electionTimeoutMsMax: electionTimeoutMsMaxSet, heartbeatIntervalMs };
+}
+
+/** Env-file names: what a shell would accept as a variable name. */
+const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Parses an env file: `NAME=value` lines, `export ` allowed, `#` comments and blank lines skipped,
+ * values bare (ending at ` #`), in double quotes (\n, \", \\ escapes) or single quotes (literal).
+ * A malformed line is a ConfigError naming the file and line.
+ */
+export function parseEnvFile(text: string, path: string, label = '--env-file'): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, i) => {
+    const where = `${path}:${i + 1}`;
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const body = line.startsWith('export ') ? line.slice('export '.length).trimStart() : line;
+    const eq = body.indexOf('=');
+    if (eq < 0) throw new ConfigError(label, `${where}: expected NAME=value, got "${line.slice(0, 60)}"`);
+    const name = body.slice(0, eq).trim();
+    if (!envNamePattern.test(name)) throw new ConfigError(label, `${where}: "${name.slice(0, 60)}" is not a variable name (letters, digits, _)`);
+    const rest = body.slice(eq + 1).trim();
+    let value: string;
+    if (rest.startsWith('"')) {
+      const m = /^"((?:[^"\\]|\\.)*)"\s*(#.*)?$/.exec(rest);
+      if (m === null) throw new ConfigError(label, `${where}: the double-quoted value of ${name} is not closed (or has text after it)`);
+      value = (m[1] ?? '').replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    } else if (rest.startsWith("'")) {
+      const m = /^'([^']*)'\s*(#.*)?$/.exec(rest);
+      if (m === null) throw new ConfigError(label, `${where}: the single-quoted value of ${name} is not closed (or has text after it)`);
+      value = m[1] ?? '';
+    } else {
+      const hash = rest.search(/\s#/);
+      value = (hash < 0 ? rest : rest.slice(0, hash)).trim();
+      if (/["']/.test(value)) throw new ConfigError(label, `${where}: the value of ${name} has a stray quote; quote the whole value`);
+    }
+    out[name] = value;
+  });
+  return out;
+}
+
+/** The default env file: `.env` in the working directory. */
+export const defaultEnvFile = '.env';
+
+/**
+ * The environment a node starts with: `--env-file PATH` (must exist), else ./.env when present,
+ * under the process environment (a variable already set wins). Returns the file used, if any.
+ */
+export function environmentWithEnvFile(envFile: string | undefined, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()):
+  { env: NodeJS.ProcessEnv; file: string | null } {
+  const path = envFile !== undefined ? resolve(cwd, envFile) : join(cwd, defaultEnvFile);
+  if (envFile === undefined && !existsSync(path)) return { env, file: null };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('--env-file', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  const fromFile = parseEnvFile(text, envFile ?? defaultEnvFile);
+  const merged: NodeJS.ProcessEnv = { ...fromFile };
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') merged[k] = v;
+  return { env: merged, file: path };
 }
 
 function derivedPort(port: number, offset: number): number {

@@ -1,5 +1,6 @@
 // The HTTP side port: health for orchestrators now; the JSON gateway and
-// Prometheus metrics register routes here as they arrive.
+// Prometheus metrics register routes here as they arrive. HEAD is answered on
+// every GET route (headers, no body); a known path with another method is 405.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenOn } from './listen.js';
@@ -13,9 +14,18 @@ export class HttpServer {
   constructor() {
     this.server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
-      const route = this.routes.get(`${req.method ?? 'GET'} ${path}`);
+      const method = req.method ?? 'GET';
+      // Node's response drops the body of a HEAD request by itself; the headers are the GET's.
+      const route = this.routes.get(`${method} ${path}`) ?? (method === 'HEAD' ? this.routes.get(`GET ${path}`) : undefined);
       if (route === undefined) {
-        sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route ${req.method ?? 'GET'} ${path}` } });
+        const allowed = [...this.routes.keys()].filter((k) => k.endsWith(` ${path}`)).map((k) => k.slice(0, k.indexOf(' ')));
+        if (allowed.length > 0) {
+          if (allowed.includes('GET')) allowed.push('HEAD');
+          res.setHeader('allow', allowed.join(', '));
+          sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${path} answers ${allowed.join(', ')}, not ${method}` } });
+          return;
+        }
+        sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route ${method} ${path}` } });
         return;
       }
       Promise.resolve(route(req, res)).catch((err: unknown) => {

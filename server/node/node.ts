@@ -16,6 +16,7 @@ import { ConsoleRegistry, ConsoleServer } from './console.js';
 import { HttpServer, sendJson } from './http.js';
 import { listenError, listenOn } from './listen.js';
 import { Logger } from './log.js';
+import { NodeMetrics } from './metrics.js';
 import { PeerLinks } from './peers.js';
 import { type Access, roleAllows, verifiedPeerName } from './security.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
@@ -56,6 +57,7 @@ export type GroupStatusView = ReturnType<typeof schema.GroupStatus.create>;
 export class DsyncNode implements ConnectionOwner, ServiceNode {
   readonly log: Logger;
   readonly consoleCommands = new ConsoleRegistry();
+  readonly metrics: NodeMetrics;
   readonly http = new HttpServer();
   readonly peers: PeerLinks;
   readonly startedAtMs = Date.now();
@@ -79,6 +81,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   constructor(readonly config: NodeConfig, log?: Logger) {
     this.log = log ?? new Logger(config.nodeId, config.logLevel);
+    this.metrics = new NodeMetrics(config.nodeId);
     const security = config.security;
     this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log, undefined, security);
     const accept = (socket: Socket): void => {
@@ -100,7 +103,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     this.server.on('tlsClientError', (err: Error) => this.log.debug('TLS handshake failed', { err: err.message }));
     // Past this, sockets are dropped unanswered (each refused one above still costs a socket).
     this.server.maxConnections = security.connectionsMax + connectionsRefusedAnsweredMax;
-    this.console = new ConsoleServer(this.consoleCommands, `dsync node ${config.nodeId} console`, this.log);
+    this.console = new ConsoleServer(this.consoleCommands, config.nodeId, this.log, security.auth);
     this.registerBuiltins();
   }
 
@@ -117,6 +120,10 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   /** Requests per second one connection may send (Connection reads it). */
   get requestRatePerConnection(): number {
     return this.config.security.requestRatePerConnection;
+  }
+
+  requestAnswered(opcode: number, code: string, seconds: number): void {
+    this.metrics.answered(opcode, code, seconds);
   }
 
   authenticate(conn: Connection, hello: { readonly name: string; readonly credentials: string }): DsyncError | null {
@@ -208,6 +215,30 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       ...this.config.peers.map((p) => ({ id: p.id, address: this.addressOf(p.id), connected: this.peers.isConnected(p.id), voter: true,
         role: 'voter' as const, peerAddress: `${p.host}:${p.port}` })),
     ];
+  }
+
+  /** Prometheus text at /metrics: the node's own series here, services add theirs through `metrics`. */
+  private registerMetrics(): void {
+    const m = this.metrics;
+    const groups = (pick: (g: GroupStatusView) => number): Iterable<[{ group: number }, number]> =>
+      this.groupStatuses().map((g) => [{ group: g.group }, pick(g)]);
+    m.gauge('dsync_raft_term', 'Current Raft term of each group hosted here', ['group'], () => groups((g) => Number(g.term)));
+    m.gauge('dsync_raft_commit_index', 'Highest log index known committed, per group', ['group'], () => groups((g) => Number(g.commit)));
+    m.gauge('dsync_raft_applied_index', 'Highest log index applied here, per group', ['group'], () => groups((g) => Number(g.applied)));
+    m.gauge('dsync_raft_last_index', 'Last log index here, per group', ['group'], () => groups((g) => Number(g.lastIndex)));
+    m.gauge('dsync_raft_is_leader', '1 when this node leads the group', ['group'], () => groups((g) => (g.role === 'leader' ? 1 : 0)));
+    m.gauge('dsync_raft_has_leader', '1 when this node knows a leader of the group', ['group'], () => groups((g) => (g.leaderId === '' ? 0 : 1)));
+    m.gauge('dsync_connections', 'Open connections on the binary port, by role', ['role'], () => {
+      const count = new Map<string, number>([['client', 0], ['peer', 0], ['pending', 0]]);
+      for (const c of this.connections) count.set(c.role, (count.get(c.role) ?? 0) + 1);
+      return [...count].map(([role, n]) => [{ role }, n]);
+    });
+    m.gauge('dsync_peer_links_up', 'Outbound peer links connected', [], () => [[{}, this.members().filter((x) => x.id !== this.config.nodeId && x.connected).length]]);
+    this.http.route('GET', '/metrics', async (_req, res) => {
+      const text = await m.text();
+      res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
   }
 
   groupStatuses(): GroupStatusView[] {
@@ -336,6 +367,22 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   // ---- built-in operations ----
 
+  /** Whether this node can serve group 0 now, and if not, why (for /readyz). */
+  readiness(): { ready: boolean; reason: string; leader: string; commit: number; applied: number } {
+    const g0 = this.groupStatuses().find((g) => (g.group ?? 0) === 0);
+    if (g0 === undefined) return { ready: false, reason: 'group 0 has not started', leader: '', commit: 0, applied: 0 };
+    const leader = g0.leaderId ?? '';
+    const commit = Number(g0.commit ?? 0);
+    const applied = Number(g0.applied ?? 0);
+    const view = { leader, commit, applied };
+    if (leader === '') return { ready: false, reason: 'group 0 has no leader that this node knows of', ...view };
+    if (leader !== this.config.nodeId && this.members().find((m) => m.id === leader)?.connected !== true) {
+      return { ready: false, reason: `the leader ${leader} is not reachable from this node`, ...view };
+    }
+    if (applied < commit) return { ready: false, reason: `applied index ${applied} is behind the commit index ${commit}`, ...view };
+    return { ready: true, reason: '', ...view };
+  }
+
   statusReply(): ReturnType<typeof schema.StatusReply.create> {
     const leader = this.leaderId();
     return schema.StatusReply.create({
@@ -368,6 +415,17 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       run: () => this.members().map((m) => `${m.id.padEnd(8)} ${m.address.padEnd(22)} ${m.role.padEnd(8)} ${m.id === this.config.nodeId ? 'self' : m.connected ? 'reachable' : 'unreachable'}`).join('\n'),
     });
 
+    // Liveness: the process serves HTTP. An orchestrator restarts a node that fails it.
+    this.registerMetrics();
+    this.http.route('GET', '/livez', (_req, res) => {
+      sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, uptimeMs: Date.now() - this.startedAtMs });
+    });
+    // Readiness: group 0 has a leader this node reaches and this node applied what it knows committed.
+    this.http.route('GET', '/readyz', (_req, res) => {
+      const r = this.readiness();
+      sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', nodeId: this.config.nodeId, ...r });
+    });
+    // Kept for existing probes: liveness plus the leader this node knows ("" when none). Prefer /livez and /readyz.
     this.http.route('GET', '/healthz', (_req, res) => {
       sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, leader: this.leaderId(), uptimeMs: Date.now() - this.startedAtMs });
     });

@@ -5,7 +5,8 @@
 // per group.
 
 import { assert } from '../../core/assert.js';
-import { appendEntriesBytesMax, appendEntriesCountMax, frameBytesMax, raftBatchBytesMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, overloadRetryAfterMs,
+import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
+  inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
@@ -127,8 +128,9 @@ export class GroupRunner {
     }
     this.raft = new Raft({
       id: host.nodeId,
-      electionTicks: electionTimeoutTicksMin,
-      heartbeatTicks: heartbeatIntervalTicks,
+      electionTicks: host.timing.electionTicksMin,
+      electionTicksMax: host.timing.electionTicksMax,
+      heartbeatTicks: host.timing.heartbeatTicks,
       prng: new Xoshiro128(seed),
       preVote: true,
       checkQuorum: true,
@@ -239,10 +241,10 @@ export class GroupRunner {
    */
   private expireReads(): void {
     for (const [key, w] of this.reads) {
-      if (this.ticks - w.issuedTick < raftReadTimeoutTicks) break;
+      if (this.ticks - w.issuedTick < this.host.timing.readTimeoutTicks) break;
       this.reads.delete(key);
       w.reject(new DsyncError(ErrorCode.UNAVAILABLE,
-        `group ${this.group}: the read got no ReadIndex answer within ${raftReadTimeoutTicks * raftTickMs} ms; retry`));
+        `group ${this.group}: the read got no ReadIndex answer within ${this.host.timing.readTimeoutTicks * raftTickMs} ms; retry`));
     }
   }
 
@@ -516,7 +518,21 @@ export interface GroupHostEnv {
   readonly observe?: RaftObserver;
   /** test/sim only: compact after this many applied entries instead of snapshotEntriesThreshold. */
   readonly snapshotEntriesThreshold?: number;
+  /** This node's election timeout range and heartbeat interval, in ticks (the node's settings; default core/constants.ts). */
+  readonly timing?: RaftTimingTicks;
 }
+
+/** Raft timing of every group on a node, in ticks of raftTickMs. */
+export interface RaftTimingTicks {
+  readonly electionTicksMin: number;
+  /** Exclusive: randomized timeouts are drawn from [electionTicksMin, electionTicksMax). */
+  readonly electionTicksMax: number;
+  readonly heartbeatTicks: number;
+}
+
+/** The defaults: today's constants. */
+export const defaultRaftTiming: RaftTimingTicks = { electionTicksMin: electionTimeoutTicksMin, electionTicksMax: electionTimeoutTicksMax,
+  heartbeatTicks: heartbeatIntervalTicks };
 
 /** Watches a group's replica without changing it (test/sim feeds its checkers from here). */
 export interface RaftObserver {
@@ -555,10 +571,16 @@ export class GroupHost implements GroupRegistry {
   readonly log: Logger;
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
+  /** Every group's timing, and how long a linearizable read waits for its ReadIndex answer (two longest election timeouts). */
+  readonly timing: RaftTimingTicks & { readonly readTimeoutTicks: number };
   private readonly flushBound = (): void => this.flush();
 
   constructor(readonly env: GroupHostEnv) {
     assert(env.bootNonce.length === readContextNonceBytes, `the boot nonce is ${readContextNonceBytes} bytes`);
+    const timing = env.timing ?? defaultRaftTiming;
+    assert(timing.heartbeatTicks > 0 && timing.electionTicksMin > timing.heartbeatTicks && timing.electionTicksMax > timing.electionTicksMin,
+      'raft timing: heartbeat < election timeout min < max');
+    this.timing = { ...timing, readTimeoutTicks: Math.max(raftReadTimeoutTicks, 2 * timing.electionTicksMax) };
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;

@@ -12,11 +12,15 @@ import type { ChaosCluster } from './cluster.js';
 import type { FaultNotice } from './workload.js';
 
 export type MoveName = 'kill' | 'pause' | 'pause-leader-first-lock' | 'pause-leader-long' | 'partition' | 'one-way' | 'bridge' | 'delay'
-  | 'flaky';
+  | 'flaky' | 'lose-unsynced';
+
+export const moveNames: readonly MoveName[] = ['kill', 'pause', 'pause-leader-first-lock', 'pause-leader-long', 'partition', 'one-way',
+  'bridge', 'delay', 'flaky', 'lose-unsynced'];
 
 /** Moves every run makes once (the repairs issue's scenarios and the basic kinds), in a seeded order. */
-const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition'];
-const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky'];
+const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition', 'lose-unsynced'];
+const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky',
+  'lose-unsynced'];
 
 export interface NemesisOptions {
   readonly ttlMs: number;
@@ -102,6 +106,21 @@ export class Nemesis {
         const holdMs = this.prng.int(500, 4_000);
         return { kind: 'kill', detail: `${n}${n === leader ? ' (leader)' : ''} kill -9, restart after ${holdMs} ms`, nodes: [n], tag: '',
           holdMs, apply: () => c.node(n).kill9(), heal: () => c.node(n).start() };
+      }
+      case 'lose-unsynced': {
+        // Restarted with the WAL failpoint: after a few more batches it loses the unsynced
+        // half of one (a power cut between write and fsync) and dies; restarted clean at heal.
+        const n = target(0.5);
+        const batches = this.prng.int(3, 60);
+        const holdMs = this.prng.int(2_000, 5_000);
+        return { kind: 'lose-unsynced', detail: `${n}${n === leader ? ' (leader)' : ''} loses the unsynced half of its WAL batch ` +
+          `${batches + 1} after a restart, then dies; clean restart after ${holdMs} ms`, nodes: [n], tag: '', holdMs,
+          apply: async () => { await c.node(n).kill9(); await c.node(n).start(`lose-unsynced-after:${batches}`); },
+          heal: async () => {
+            this.log(`${fmt(this.now())} ${n} ${c.node(n).running ? 'was still running (the failpoint did not fire): killed' : 'had died at the failpoint'}`);
+            await c.node(n).kill9();
+            await c.node(n).start();
+          } };
       }
       case 'pause':
       case 'pause-leader-first-lock':

@@ -9,6 +9,8 @@
 // - a client speaking plaintext to the TLS port never gets a hello answered;
 // - a "peer" whose certificate is signed by another CA, or that claims another node's
 //   id, is refused UNAUTHORIZED;
+// - the CLI takes the token and CA (--token/DSYNC_TOKEN, --tls-ca/DSYNC_TLS_CA); the
+//   console serves nothing before `auth TOKEN` and closes after three wrong ones;
 // - without TLS: a connection over its request rate gets TOO_MANY_REQUESTS with a
 //   retry hint, and a connection past max-connections gets TOO_MANY_CONNECTIONS.
 
@@ -16,11 +18,12 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { protocolVersion } from '../../core/constants.js';
 import { Client, DsyncError, ErrorCode } from '../../client/index.js';
 import { encodeFrame, FrameDecoder, FrameType, Opcode, schema } from '../../protocol/index.js';
-import { freePorts, tempDir, TestNode } from './helpers/cluster.js';
+import { freePorts, runDsync, tempDir, TestNode } from './helpers/cluster.js';
 import { errorCode, helloFrame, pingFrame, RawConnection } from './helpers/raw.js';
 
 function openssl(dir: string, args: string[]): void {
@@ -47,6 +50,20 @@ const authFileText = [
   `read-only dash ${tokens.ro}`,
   `peer nodes ${tokens.peer}`,
 ].join('\n');
+
+/** Sends lines to a console port one after another and returns everything it answered until it closed. */
+function consoleSession(port: number, lines: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    let out = '';
+    const timer = setTimeout(() => { socket.destroy(); resolve(out); }, 10_000);
+    socket.setEncoding('utf8');
+    socket.on('data', (s: string) => { out += s; });
+    socket.on('error', reject);
+    socket.on('close', () => { clearTimeout(timer); resolve(out); });
+    socket.once('connect', () => socket.write(lines.map((l) => `${l}\n`).join('')));
+  });
+}
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -126,6 +143,27 @@ t.test('TLS with mutual TLS between peers, tokens with roles', async (t) => {
   t.equal(await peerHello('rogue-n2.crt', 'rogue-n2.key', 'n2'), ErrorCode.UNAUTHORIZED, 'a peer certificate from another CA: UNAUTHORIZED');
   t.equal(await peerHello('n3.crt', 'n3.key', 'n2'), ErrorCode.UNAUTHORIZED, 'n3\'s certificate claiming to be n2: UNAUTHORIZED');
   t.match(nodes[0]!.proc!.stderr, /refused a connection that did not authenticate/, 'the refusals are logged');
+
+  // The CLI takes the same token and CA (flags or DSYNC_TOKEN / DSYNC_TLS_CA).
+  const caPath = path.join(dir, 'cluster-ca.crt');
+  const cliOk = await runDsync(t, ['status', '--seeds', seeds.join(','), '--tls-ca', caPath, '--json'], { env: { DSYNC_TOKEN: tokens.ro } });
+  t.equal(cliOk.code, 0, `dsync status with a read-only token over TLS works: ${cliOk.stderr}`);
+  const cliNoToken = await runDsync(t, ['status', '--seeds', seeds.join(','), '--tls-ca', caPath]);
+  t.not(cliNoToken.code, 0, 'without a token it fails');
+  t.match(cliNoToken.stderr, /UNAUTHORIZED|requires a token/, `and says why: ${cliNoToken.stderr.trim()}`);
+  const cliForbidden = await runDsync(t, ['lock', 'acquire', 'sec/d', '--hold', '0', '--seeds', seeds.join(','), '--tls-ca', caPath,
+    '--token', tokens.ro]);
+  t.match(cliForbidden.stderr, /FORBIDDEN/, 'a read-only token cannot take a lock from the CLI either');
+
+  // The console serves nothing before `auth TOKEN`, closes after three wrong tokens, never echoes one.
+  const consoleOut = await consoleSession(ports[6]!, ['status', 'auth not-a-valid-token-xxxx', `auth ${tokens.ro}`, 'status', 'quit']);
+  t.match(consoleOut, /asks for a token/, 'the console asks for a token first');
+  t.match(consoleOut, /not a valid token/, 'a wrong token is refused');
+  t.match(consoleOut, /authenticated as dash \(read-only\)[\s\S]*leader/, 'then serves status');
+  t.notMatch(consoleOut, new RegExp(Object.values(tokens).join('|') + '|not-a-valid-token-xxxx'), 'and never echoes a token');
+  const closed = await consoleSession(ports[6]!, ['auth a1234567890123456', 'auth b1234567890123456', 'auth c1234567890123456', 'status']);
+  t.match(closed, /closing/, 'three wrong tokens close the session');
+  t.notMatch(closed, /leader/, 'and nothing was served');
   t.ok(nodes.every((n) => n.proc!.running), 'every node still runs');
   await Promise.all(nodes.map((n) => n.stop()));
 });

@@ -25,6 +25,7 @@ import { type ClientId, clientId as toClientId, logIndex, type NodeId, type Sess
 import { LeaseClock, type LockCommand, type LockEvent, type LockInfo, type LockMode, type LockResult, LockTable,
   type LockTableSnapshot, type WaitSeed } from '../../../core/locks/index.js';
 import type { Entry } from '../../../core/raft/types.js';
+import { lockNameProblem } from '../../../core/locks/names.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
@@ -137,6 +138,25 @@ export class LockService implements SubMachine, Service {
     this.runner = ctx.groups.group0;
     this.registerHandlers();
     this.registerConsole();
+    this.registerMetrics(ctx);
+  }
+
+  /** Lock table gauges for /metrics, read from this replica's applied state at scrape time. */
+  private registerMetrics(ctx: ServiceContext): void {
+    const m = ctx.node.metrics;
+    const locks = (): LockInfo[] => this.table.listLocks();
+    m.gauge('dsync_locks_held', 'Locks with at least one holder (this replica\'s applied state)', ['mode'], () => {
+      let exclusive = 0;
+      let shared = 0;
+      for (const l of locks()) {
+        if (l.holders.length === 0) continue;
+        if (l.holders.some((h) => h.mode === 'exclusive')) exclusive++;
+        else shared++;
+      }
+      return [[{ mode: 'exclusive' }, exclusive], [{ mode: 'shared' }, shared]];
+    });
+    m.gauge('dsync_lock_waiters', 'Acquires waiting in lock queues', [], () => [[{}, locks().reduce((n, l) => n + l.waiters.length, 0)]]);
+    m.gauge('dsync_lock_sessions', 'Open lock sessions', [], () => [[{}, this.table.listSessions().length]]);
   }
 
   private get context(): ServiceContext {
@@ -325,7 +345,10 @@ export class LockService implements SubMachine, Service {
     on(Opcode.SessionClose, (ctx, req) => answer(ctx, this.propose({ kind: 'closeSession', ...client(req), session: sessionId(Number(req.session)) })));
     on(Opcode.LockRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'release', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
     on(Opcode.LockDowngrade, (ctx, req) => answer(ctx, this.propose({ kind: 'downgrade', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
-    on(Opcode.LockForceRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock })), 'admin');
+    on(Opcode.LockForceRelease, (ctx, req) => {
+      checkLockName(req.lock);
+      answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock }));
+    }, 'admin');
     on(Opcode.LockCancel, (ctx, req) => answer(ctx, this.propose({
       kind: 'cancelWait', ...client(req), session: sessionId(Number(req.session)), lock: req.lock, requestId: req.requestId, reason: 'cancelled',
     })));
@@ -357,6 +380,7 @@ export class LockService implements SubMachine, Service {
   private acquire(ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>,
     client: { clientId: ClientId; seq: number; nowMs: number }): void {
     if (req.requestId === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'acquire needs a request id');
+    checkLockName(req.lock);
     const key = parkKey(client.clientId, req.requestId);
     const session = sessionId(Number(req.session));
     // Park before proposing: a grant can apply in the same batch as the queued answer.
@@ -467,3 +491,8 @@ function lockState(l: LockInfo): ReturnType<typeof schema.LockState.create> {
   });
 }
 
+/** New lock names enter through acquire and force-release: refused before they are proposed (the table never sees them). */
+function checkLockName(name: string): void {
+  const problem = lockNameProblem(name);
+  if (problem !== null) throw new DsyncError(ErrorCode.BAD_REQUEST, problem);
+}

@@ -191,7 +191,8 @@ export function spawnDsync(t: Teardown, args: readonly string[], opts: SpawnOpti
 }
 
 /** Settings a developer's shell might export that would leak into spawned nodes. */
-const dsyncEnvNames = new Set(['NODE_ID', 'HOST', 'PORT', 'PEERS', 'DATA_DIR', 'HTTP_PORT', 'CONSOLE_PORT', 'LOG_LEVEL', 'ADVERTISE']
+const dsyncEnvNames = new Set(['NODE_ID', 'HOST', 'PORT', 'PEERS', 'DATA_DIR', 'HTTP_PORT', 'CONSOLE_PORT', 'LOG_LEVEL', 'ADVERTISE', 'JOIN',
+  'ELECTION_TIMEOUT_MIN', 'ELECTION_TIMEOUT_MAX', 'HEARTBEAT_INTERVAL']
   .flatMap((name) => [name, `DSYNC_${name}`]).concat(['DSYNC_CONFIG', 'DSYNC_SEEDS']));
 
 /** Runs a one-shot CLI command to completion (killed after `timeoutMs`). */
