@@ -86,7 +86,7 @@ export class Nemesis {
     this.onFault({ fault: open, leader, tag: p.tag });
     await this.sleep(p.holdMs);
     const healMs = this.now();
-    let outcome: void | string;
+    let outcome: void | string = undefined;
     try {
       outcome = await p.heal();
     } finally {
