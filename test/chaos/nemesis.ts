@@ -41,7 +41,8 @@ interface Planned {
   readonly tag: string;
   readonly holdMs: number;
   readonly apply: () => Promise<void>;
-  readonly heal: () => Promise<void>;
+  /** Undoes the fault; a string it returns is what happened, added to the fault's detail. */
+  readonly heal: () => Promise<void | string>;
 }
 
 export class Nemesis {
@@ -85,10 +86,11 @@ export class Nemesis {
     this.onFault({ fault: open, leader, tag: p.tag });
     await this.sleep(p.holdMs);
     const healMs = this.now();
+    let outcome: void | string = undefined;
     try {
-      await p.heal();
+      outcome = await p.heal();
     } finally {
-      this.faults.push({ ...open, healMs });
+      this.faults.push({ ...open, detail: typeof outcome === 'string' ? `${open.detail}; ${outcome}` : open.detail, healMs });
       this.log(`${fmt(this.now())} healed ${id}`);
     }
   }
@@ -111,15 +113,19 @@ export class Nemesis {
         // Restarted with the WAL failpoint: after a few more batches it loses the unsynced
         // half of one (a power cut between write and fsync) and dies; restarted clean at heal.
         const n = target(0.5);
-        const batches = this.prng.int(3, 60);
-        const holdMs = this.prng.int(2_000, 5_000);
+        // A restarted follower writes a batch only when appends reach it (commit-only hard
+        // states ride along), which takes its peer links a moment: few batches, time to fire.
+        const batches = this.prng.int(1, 20);
+        const holdMs = this.prng.int(4_000, 8_000);
         return { kind: 'lose-unsynced', detail: `${n}${n === leader ? ' (leader)' : ''} loses the unsynced half of its WAL batch ` +
           `${batches + 1} after a restart, then dies; clean restart after ${holdMs} ms`, nodes: [n], tag: '', holdMs,
           apply: async () => { await c.node(n).kill9(); await c.node(n).start(`lose-unsynced-after:${batches}`); },
           heal: async () => {
-            this.log(`${fmt(this.now())} ${n} ${c.node(n).running ? 'was still running (the failpoint did not fire): killed' : 'had died at the failpoint'}`);
+            const outcome = c.node(n).running ? 'the failpoint did not fire (killed)' : 'died at the failpoint';
+            this.log(`${fmt(this.now())} ${n}: ${outcome}`);
             await c.node(n).kill9();
             await c.node(n).start();
+            return outcome;
           } };
       }
       case 'pause':
