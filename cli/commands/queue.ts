@@ -3,12 +3,10 @@
 
 import { Client, type TopicInfo } from '../../client/index.js';
 import { type ParsedArgs, UsageError } from '../args.js';
-import { clientOptionsFrom, clientValueFlags, type Command, intFlag, msFlag, positionalsAtMost, printable } from '../command.js';
+import { clientFlagsHelp, clientOptionsFrom, clientValueFlags, type Command, intFlag, msFlag, positionalsAtMost, printable } from '../command.js';
 import { queueMaxDeliveriesMax, queueTopicPartitionsMax } from '../../core/constants.js';
 
-const seedsHelp = `  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
-  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
-  --tls-ca FILE  CA of the nodes' TLS certificates (env DSYNC_TLS_CA)`;
+const seedsHelp = clientFlagsHelp;
 
 function renderTopic(t: TopicInfo): string {
   const lines = [`topic ${t.name} (id ${t.id}): ${t.partitions} partitions x ${t.replicas} replicas, maxDeliveries ${t.maxDeliveries}, `
