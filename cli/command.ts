@@ -44,6 +44,11 @@ export function seedsFrom(args: ParsedArgs): string[] {
   return seeds.map((s) => checkAddress(s, label));
 }
 
+/** Help lines of clientValueFlags, for every command's --help. */
+export const clientFlagsHelp = `  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
+  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
+  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)`;
+
 /** Flags of every command that talks to the cluster: where, and with which credentials. */
 export const clientValueFlags = ['seeds', 'token', 'tls-ca'] as const;
 

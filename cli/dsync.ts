@@ -15,6 +15,7 @@ import { consoleCommand } from './commands/console.js';
 import { lockCommand } from './commands/lock.js';
 import { nodeCommand } from './commands/node.js';
 import { pingCommand } from './commands/ping.js';
+import { consumeCommand, publishCommand, topicCommand } from './commands/queue.js';
 import { statusCommand } from './commands/status.js';
 
 /** In the order `dsync --help` lists them. */
@@ -25,6 +26,9 @@ const commands: Record<string, Command> = {
   ping: pingCommand,
   lock: lockCommand,
   cache: cacheCommand,
+  topic: topicCommand,
+  publish: publishCommand,
+  consume: consumeCommand,
   console: consoleCommand,
 };
 

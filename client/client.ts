@@ -6,6 +6,7 @@ import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { type HeldLock, type LockAdmin, LockClient, type LockOptions } from './locks/locks.js';
+import { type Consumer, type ConsumerOptions, type Producer, QueueClient, type TopicAdmin } from './queues/queues.js';
 import type { ClientTlsOptions } from './transport/connection.js';
 import { Router } from './transport/router.js';
 import { type CacheApi, CacheClient } from './cache/cache.js';
@@ -113,6 +114,9 @@ export class Client {
   readonly cluster: ClusterAdmin;
   /** The coherent cache, against the node this client is attached to. */
   readonly cache: CacheApi;
+  readonly #queues: QueueClient;
+  /** Queue topics: create, delete, info, list. */
+  readonly topics: TopicAdmin;
 
   private constructor(opts: ClientOptions) {
     const name = opts.name ?? `client-${process.pid}`;
@@ -137,7 +141,19 @@ export class Client {
         schema.MemberRemoveRequest.encode({ id }).finish(), { idempotent: true })).members.map(memberStatus),
     };
     this.cache = new CacheClient(router);
+    this.#queues = new QueueClient(this.#router, name);
+    this.topics = this.#queues.topics;
     routers.set(this, this.#router);
+  }
+
+  /** A producer for `topic`: publish(key, value) resolves with { partition, offset } once durable on a majority. */
+  producer(topic: string): Producer {
+    return this.#queues.producer(topic);
+  }
+
+  /** A consumer of `topic` in consumer group `group`: an async iterator of messages to ack, nack or extend. */
+  consumer(topic: string, group: string, opts?: ConsumerOptions): Consumer {
+    return this.#queues.consumer(topic, group, opts);
   }
 
   /** Acquires a lock (waiting as needed); the held lock carries its fencing token. Works with `await using`. */
@@ -191,6 +207,7 @@ export class Client {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#queues.close();
     await this.#locks.close();
     await this.#router.close();
   }

@@ -47,6 +47,12 @@ export const clientRequestAttemptsMaxDefault = 8;
 /** Pause before retrying on another member, doubling per retry between these. */
 export const clientRetryBackoffMsMin = 50;
 export const clientRetryBackoffMsMax = 500;
+/** Message bytes one client Publish frame batches (a larger single message goes alone). */
+export const clientPublishBatchBytesMax = 1024 * 1024;
+/** A consumer's unsettled deliveries at once, by default. */
+export const clientConsumerMaxInFlightDefault = 256;
+/** A consumer's long-poll wait per fetch, by default. */
+export const clientConsumerFetchWaitMsDefault = 2_000;
 /** Background retries of a release whose answer never came, before the session is given up instead. */
 export const clientReleaseRetryCountMax = 64;
 
@@ -68,6 +74,10 @@ export const electionTimeoutMsMin = 3 * raftTickMs;
 export const electionTimeoutHeartbeatsMin = 3;
 /** Entries per append message: bounds message size and per-message work. */
 export const appendEntriesCountMax = 512;
+/** Entry data bytes per append message (one larger entry still goes alone): keeps a peer frame under frameBytesMax. */
+export const appendEntriesBytesMax = 1024 * 1024;
+/** A peer frame of Raft messages (RaftBatch) is cut before it holds this many bytes of entries and snapshots. */
+export const raftBatchBytesMax = 2 * 1024 * 1024;
 /** Append messages a leader keeps in flight to one follower (pipelining). */
 export const inflightAppendsMax = 64;
 /** Proposals a group buffers before answering UNAVAILABLE. */
@@ -374,3 +384,48 @@ assert(queueStoreReadCacheBytesMax >= queueStoreReadBlockBytes && queueStoreRead
 assert(queueStoreScanBufferBytes >= queueStoreRecordBytesMax && queueStoreWriteBufferBytes > 0 && queueStoreReadFilesMax >= 1,
   'queue store buffers hold a record');
 assert(queueStoreIndexBytesPerMessage === 3 * Uint32Array.BYTES_PER_ELEMENT, 'queue store index: three u32 per message');
+
+// --- queue service (topics in group 0, partitions as Raft groups: server/services/queues) ---
+/** Partitions one topic may have; also the stride of partition group ids (topic id x this + index). */
+export const queueTopicPartitionsMax = 256;
+export const queueTopicPartitionsDefault = 4;
+/** Characters of a topic name ([A-Za-z0-9._-]); leaves room for the ".dlq" suffix within queueNameBytesMax. */
+export const queueTopicNameCharsMax = 200;
+/** Topics group 0 holds (dead-letter topics count). */
+export const queueTopicsMax = 1024;
+/** Fetches a node holds parked (long polls waiting for messages) before answering TOO_MANY_REQUESTS. */
+export const queueParkedFetchesMax = 4096;
+/** Longest long poll a fetch may ask for. */
+export const queueFetchWaitMsMax = 60_000;
+/** Message bytes batched into one partition entry (several publishes of one turn); a larger single publish goes alone. */
+export const queueEntryBatchBytesMax = 256 * 1024;
+/** Requests (publishes, settles) waiting for the next entry of one partition before TOO_MANY_REQUESTS. */
+export const queuePendingRequestsPerPartitionMax = 4096;
+/** How often a partition leader checks whether to hand leadership to the partition's preferred (first) replica. */
+export const queuePreferredLeaderCheckMs = 1_000;
+/** How often a partition leader proposes enforceRetention when its topic has an age limit. */
+export const queueRetentionCheckMs = 1_000;
+/** Commands one partition entry carries (a turn's publishes and settles of one partition). */
+export const queueEntryCommandsMax = 4096;
+/** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */
+export const queueFencingLocksMax = 1024;
+/** Retries of a dead letter's publish to the dead-letter topic, and the pause between them. */
+export const queueDeadLetterPublishAttemptsMax = 20;
+export const queueDeadLetterRetryMs = 200;
+/** A dead-letter forward to another node unanswered this long is sent again (to the next replica). */
+export const queueDeadLetterForwardTimeoutMs = 2_000;
+/** Dead letters a leader holds waiting to reach the dead-letter topic; more are logged and dropped. */
+export const queueDeadLettersPendingMax = 10_000;
+
+assert(queueTopicPartitionsMax >= 1 && queueTopicPartitionsDefault <= queueTopicPartitionsMax, 'topic partitions range');
+assert(queueTopicNameCharsMax + '.dlq'.length <= queueNameBytesMax, 'a dead-letter topic name fits the name bound');
+/** Topic ids are never reused; group ids (id x queueTopicPartitionsMax + index) must fit a u32, so ids end here. */
+export const queueTopicIdMax = Math.floor(0xffff_ffff / queueTopicPartitionsMax) - 1;
+assert(queueTopicIdMax > queueTopicsMax && (queueTopicIdMax + 1) * queueTopicPartitionsMax <= 0xffff_ffff, 'partition group ids fit a u32');
+assert(queueEntryBatchBytesMax <= queueMessageBytesMax && queueParkedFetchesMax > 0 && queuePendingRequestsPerPartitionMax > 0,
+  'queue service bounds');
+assert(queueFetchWaitMsMax < queueAckDeadlineMsMax && queueFencingLocksMax > 0, 'queue service waits and fencing bounds');
+assert(queuePendingRequestsPerPartitionMax <= queueEntryCommandsMax && queueAckBatchCountMax <= queueEntryCommandsMax,
+  'a partition\'s pending requests (and one settle\'s nacks) fit one entry');
+assert(appendEntriesBytesMax <= raftBatchBytesMax && queueStoreRecordBytesMax <= raftBatchBytesMax && raftBatchBytesMax * 2 <= frameBytesMax,
+  'one append message (a maximal queue message alone included) fits a peer frame with room for its envelope');

@@ -43,6 +43,10 @@ export const ErrorCode = {
   LATE_ACK: 'LATE_ACK',
   /** A message larger than the queue's limit (queueMessageBytesMax). */
   MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
+  /** Something with that name exists already (a topic). */
+  ALREADY_EXISTS: 'ALREADY_EXISTS',
+  /** A publish or ack carried a lock's fencing token older than the newest the partition has seen for that lock. */
+  FENCED: 'FENCED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -48,6 +48,23 @@ export const Opcode = {
   SessionList: 110,
   /** Push to a session's holder: a lock it held was taken away (force-release, expiry). */
   LockLost: 111,
+  // Queues service: 200-299 (topics in group 0; each partition its own Raft group).
+  TopicCreate: 200,
+  TopicDelete: 201,
+  TopicInfo: 202,
+  TopicList: 203,
+  /** Where a topic's partitions are: replicas, Raft group id and a leader hint per partition. */
+  PartitionMap: 204,
+  /** A batch of messages for ONE partition (producer id + first sequence number). */
+  Publish: 205,
+  Fetch: 206,
+  Ack: 207,
+  Nack: 208,
+  Extend: 209,
+  /** Peer-only push: a publish for a partition the receiver leads (a partition leader forwarding dead letters). */
+  QueueForward: 210,
+  /** Peer-only push: the answer to a QueueForward. */
+  QueueForwardReply: 211,
   // Cache service: 300-399.
   CacheGet: 300,
   CacheSet: 301,

@@ -24,6 +24,9 @@ import { InProcessBacking, RedisBacking } from './services/cache/backing.js';
 import { CacheService } from './services/cache/service.js';
 import { JournalService } from './services/journal/service.js';
 import { LockService } from './services/locks/service.js';
+import { QueueService, type QueueServiceOptions } from './services/queues/service.js';
+import { diskPartitionStorage } from './services/queues/storage.js';
+import xxhash from 'xxhash-wasm';
 import { registerServices, type Service, serviceContext } from './services/service.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
@@ -40,8 +43,8 @@ export interface RunningNode {
 }
 
 /** The services every node runs after the members service, in start order. */
-function services(config: NodeConfig): Service[] {
-  return [new JournalService(), new LockService(), cacheService(config)];
+function services(config: NodeConfig, queues: QueueServiceOptions): Service[] {
+  return [new JournalService(), new LockService(), new QueueService(queues), cacheService(config)];
 }
 
 /** The cache service with this node's cache settings: in-process memory or Redis behind its homes. */
@@ -146,6 +149,21 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   }
 }
 
+/** The WAL's own counters (kept in shared memory by its writer thread) as Prometheus series. */
+function walMetrics(node: DsyncNode, wal: Wal): void {
+  const m = node.metrics;
+  const one = (read: () => number) => (): Iterable<[Record<string, never>, number]> => [[{}, read()]];
+  m.counterFrom('dsync_wal_fsyncs_total', 'fdatasync calls on WAL segments (one per group commit)', [], one(() => wal.metrics().fsyncs));
+  m.counterFrom('dsync_wal_batches_total', 'Group-commit batches written', [], one(() => wal.metrics().batches));
+  m.counterFrom('dsync_wal_records_total', 'WAL records written (entries and hard states)', [], one(() => wal.metrics().recordsWritten));
+  m.counterFrom('dsync_wal_bytes_total', 'Bytes written to WAL segments', [], one(() => wal.metrics().bytesWritten));
+  m.counterFrom('dsync_wal_fsync_seconds_total', 'Time spent in fdatasync (divide by dsync_wal_fsyncs_total for the mean)', [],
+    one(() => wal.metrics().fsyncNsTotal / 1e9));
+  m.gauge('dsync_wal_fsync_seconds_max', 'Slowest fdatasync since start', [], one(() => wal.metrics().fsyncNsMax / 1e9));
+  m.gauge('dsync_wal_pending_bytes', 'Bytes queued for the WAL writer (backpressure beyond walPendingBytesMax)', [], one(() => wal.metrics().pendingBytes));
+  m.gauge('dsync_wal_segments', 'WAL segment files on disk', [], one(() => wal.metrics().segments));
+}
+
 async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
@@ -168,10 +186,21 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   });
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
+  walMetrics(node, wal);
   node.onStop(() => host.stop());
 
   const boot = await bootstrapGroup0(config, node);
-  const list = [new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints }), ...services(config)];
+  const members = new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints });
+  const { h32Raw } = await xxhash();
+  const list = [members, ...services(config, {
+    hash: (bytes) => h32Raw(bytes),
+    voters: () => members.machine.table.conf().voters,
+    storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
+    peers: {
+      send: (peer, opcode, payload) => { node.peers.send(peer, opcode, payload); },
+      onPush: (opcode, handler) => node.handlePeerPush(opcode, (from, payload) => { handler(from, payload); return null; }),
+    },
+  })];
   const sm = new Group0StateMachine();
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);

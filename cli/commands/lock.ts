@@ -6,24 +6,22 @@ import { Client, DsyncError, ErrorCode } from '../../client/index.js';
 import { sessionTtlMsMax, sessionTtlMsMin } from '../../core/constants.js';
 import { lockNameProblem } from '../../core/locks/names.js';
 import { type ParsedArgs, UsageError } from '../args.js';
-import { clientOptionsFrom, clientValueFlags, type Command, msFlag, positionalsAtMost, printable } from '../command.js';
+import { clientFlagsHelp, clientOptionsFrom, clientValueFlags, type Command, msFlag, positionalsAtMost, printable } from '../command.js';
 
 const subcommands = {
   acquire: { usage: 'dsync lock acquire NAME [--shared] [--ttl ms] [--wait ms] [--hold ms] [--json]',
     help: `Takes the lock, prints its fencing token, holds it for --hold ms (default: until Ctrl-C or SIGTERM), releases it.
 The first Ctrl-C or SIGTERM releases the lock (or gives up waiting) and exits.
 Options:
-  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
-  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
-  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)
+${clientFlagsHelp}
   --shared       shared mode (default exclusive)
   --ttl MS       session TTL, ${sessionTtlMsMin}..${sessionTtlMsMax} (default 10000)
   --wait MS      give up waiting after MS with LOCK_TIMEOUT (default: wait as long as it takes; 0: only if free now)
   --hold MS      how long to hold before releasing (0: release at once)
   --json         machine-readable output` },
-  list: { usage: 'dsync lock list [--json]', help: 'Every lock with holders or waiters.\nOptions:\n  --seeds LIST\n  --json' },
-  info: { usage: 'dsync lock info NAME [--json]', help: 'Holders, waiters and last fencing token of one lock.\nOptions:\n  --seeds LIST\n  --json' },
-  sessions: { usage: 'dsync lock sessions [--json]', help: 'Lock sessions and what they hold.\nOptions:\n  --seeds LIST\n  --json' },
+  list: { usage: 'dsync lock list [--json]', help: `Every lock with holders or waiters.\nOptions:\n${clientFlagsHelp}\n  --json` },
+  info: { usage: 'dsync lock info NAME [--json]', help: `Holders, waiters and last fencing token of one lock.\nOptions:\n${clientFlagsHelp}\n  --json` },
+  sessions: { usage: 'dsync lock sessions [--json]', help: `Lock sessions and what they hold.\nOptions:\n${clientFlagsHelp}\n  --json` },
   release: { usage: 'dsync lock release NAME --force [--json]',
     help: "Takes the lock away from its holders (admin); --force confirms that you mean to break someone else's lock." },
 } as const;
@@ -39,9 +37,7 @@ export const lockCommand: Command = {
   sessions       lock sessions and what they hold
   release NAME --force   take the lock away from its holders (admin)
 Options:
-  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
-  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
-  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)
+${clientFlagsHelp}
   --shared       shared mode (default exclusive)
   --ttl MS       session TTL, ${sessionTtlMsMin}..${sessionTtlMsMax} (default 10000)
   --wait MS      give up waiting after MS (default: wait as long as it takes)

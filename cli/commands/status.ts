@@ -2,15 +2,13 @@
 // asked member by member through the client library.
 
 import { Client } from '../../client/index.js';
-import { clientOptionsFrom, clientValueFlags, type Command, positionalsAtMost } from '../command.js';
+import { clientFlagsHelp, clientOptionsFrom, clientValueFlags, type Command, positionalsAtMost } from '../command.js';
 
 export const statusCommand: Command = {
   usage: 'dsync status [--seeds host:port,...] [--json]',
   summary: "print every member's view of the cluster",
   help: `Options:
-  --seeds LIST   addresses to start from (env DSYNC_SEEDS)   127.0.0.1:7401
-  --token TOKEN  for nodes started with --auth-file (env DSYNC_TOKEN)
-  --tls-ca FILE  CA of the nodes' certificates, for nodes started with --tls-cert (env DSYNC_TLS_CA)
+${clientFlagsHelp}
   --json         machine-readable output`,
   valueFlags: [...clientValueFlags],
   switchFlags: ['json'],

@@ -105,6 +105,13 @@ export class Router implements GroupTransport {
     return this.leaders.get(group) ?? '';
   }
 
+  /** Where `group`'s leader probably is (a partition map's hint); ignored when a leader is known. NOT_LEADER corrects it. */
+  hintLeader(group: number, address: string): void {
+    if (address === '' || this.leaders.has(group)) return;
+    this.learn(address);
+    this.leaders.set(group, address);
+  }
+
   onPush(opcode: number, listener: PushListener): void {
     this.pushListeners.set(opcode, listener);
   }
@@ -117,6 +124,7 @@ export class Router implements GroupTransport {
     let lastError: DsyncError | null = null;
     let retries = 0;
     for (let attempt = 0; attempt < this.attemptsMax; attempt++) {
+      if (this.closed) throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'client is closed');
       const remainingMs = deadlineMs - this.clock.nowMs();
       if (remainingMs <= 0) break;
       const target = this.target(group);

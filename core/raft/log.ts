@@ -81,10 +81,21 @@ export class RaftLog {
   }
 
   /** Entries [lo, hi) (hi exclusive), at most countMax; lo must not be compacted. */
-  slice(lo: number, hi: number, countMax: number): Entry[] {
+  slice(lo: number, hi: number, countMax: number, bytesMax = Infinity): Entry[] {
     assert(lo > this.snapIndex, `slice from compacted index ${lo}`);
     assert(hi <= this.lastIndex() + 1 && lo <= hi, `slice [${lo},${hi}) beyond log`);
-    const end = Math.min(hi, lo + countMax);
+    let end = Math.min(hi, lo + countMax);
+    if (bytesMax !== Infinity) {
+      // At least one entry; then as many as fit the byte budget (bounded by countMax).
+      let bytes = 0;
+      for (let i = lo; i < end; i++) {
+        bytes += (this.ents[i - this.snapIndex - 1] as Entry).data.length;
+        if (bytes > bytesMax && i > lo) {
+          end = i;
+          break;
+        }
+      }
+    }
     return this.ents.slice(lo - this.snapIndex - 1, end - this.snapIndex - 1);
   }
 

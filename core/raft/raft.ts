@@ -132,6 +132,7 @@ export class Raft implements RaftNode {
     assert(config.electionTicks > config.heartbeatTicks && config.heartbeatTicks > 0, 'election ticks must exceed heartbeat ticks');
     assert(config.electionTicksMax === undefined || config.electionTicksMax > config.electionTicks, 'the election timeout range must be non-empty');
     assert(config.maxEntriesPerMsg >= 1 && config.maxInflightMsgs >= 1, 'batch and inflight bounds must be positive');
+    assert(config.maxBytesPerMsg === undefined || config.maxBytesPerMsg > 0, 'a byte bound per message is positive');
     this.cfg = config;
     this.id = config.id;
     const hs = persisted.hardState;
@@ -873,7 +874,7 @@ export class Raft implements RaftNode {
     assert(prevIndex <= last, `next ${pr.next} beyond last ${last} for ${to}`);
     const prevTerm = this.log.term(prevIndex);
     if (prevTerm === termUnavailable) return this.sendSnapshot(to, pr);
-    const entries = pr.next <= last ? this.log.slice(pr.next, last + 1, this.cfg.maxEntriesPerMsg) : noEntries;
+    const entries = pr.next <= last ? this.log.slice(pr.next, last + 1, this.cfg.maxEntriesPerMsg, this.cfg.maxBytesPerMsg ?? Infinity) : noEntries;
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send(MessageType.App, to, this.term, { index: prevIndex, logTerm: prevTerm, entries, commit: this.log.committed });
     const lastSent = entries[entries.length - 1];

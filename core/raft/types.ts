@@ -145,6 +145,8 @@ export interface RaftConfig {
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
   readonly maxEntriesPerMsg: number;
+  /** Entry data bytes per append message (one entry always goes, whatever its size); absent: no byte bound. */
+  readonly maxBytesPerMsg?: number;
   readonly maxInflightMsgs: number;
 }
 

@@ -34,6 +34,8 @@ export interface ConnectionOwner {
   authenticate?(conn: Connection, hello: { readonly name: string; readonly credentials: string }): DsyncError | null;
   /** Requests per second one connection may send; 0 or absent = unlimited. */
   readonly requestRatePerConnection?: number;
+  /** Told of each answered request (metrics): 'OK' or the error code, seconds since it arrived. */
+  requestAnswered?(opcode: number, code: string, seconds: number): void;
 }
 
 let nextConnectionId = 1;
@@ -54,6 +56,8 @@ export class Connection implements FrameSink {
   /** Who the hello's token says this is (null when the node asks for none). */
   credential: Credential | null = null;
   private readonly rate: RateBucket | null;
+  /** Arrival time (performance.now() ms) of each pending request, for the latency metric. */
+  private readonly arrivedMs = new Map<number, number>();
 
   constructor(readonly socket: Socket, private readonly owner: ConnectionOwner) {
     const perSecond = owner.requestRatePerConnection ?? 0;
@@ -115,6 +119,7 @@ export class Connection implements FrameSink {
         return;
       }
       this.pendingRequests++;
+      this.arrivedMs.set(requestId, performance.now());
     } else if (type !== FrameType.Push) {
       // Never counted as a request, so not answered through replyError: that would take
       // one off another request's count, and that request's answer would then trip the
@@ -146,12 +151,12 @@ export class Connection implements FrameSink {
   // ---- replies ----
 
   reply(requestId: number, opcode: number, payload: Uint8Array): void {
-    this.answered();
+    this.answered(requestId, opcode, 'OK');
     this.writer.send(FrameType.Response, opcode, requestId, payload);
   }
 
   replyError(requestId: number, opcode: number, err: DsyncError): void {
-    this.answered();
+    this.answered(requestId, opcode, err.code);
     this.sendError(requestId, opcode, err);
   }
 
@@ -161,9 +166,13 @@ export class Connection implements FrameSink {
   }
 
   /** One counted request got its one answer. */
-  private answered(): void {
+  private answered(requestId: number, opcode: number, code: string): void {
     assert(this.pendingRequests > 0, `connection ${this.id}: an answer without a pending request`);
     this.pendingRequests--;
+    const arrived = this.arrivedMs.get(requestId);
+    if (arrived === undefined) return;
+    this.arrivedMs.delete(requestId);
+    this.owner.requestAnswered?.(opcode, code, (performance.now() - arrived) / 1000);
   }
 
   /** Server-initiated frame (lock grant, raft batch); not tied to the pending count. */

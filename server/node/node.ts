@@ -16,6 +16,7 @@ import { ConsoleRegistry, ConsoleServer } from './console.js';
 import { HttpServer, sendJson } from './http.js';
 import { listenError, listenOn } from './listen.js';
 import { Logger } from './log.js';
+import { NodeMetrics } from './metrics.js';
 import { PeerLinks } from './peers.js';
 import { type Access, roleAllows, verifiedPeerName } from './security.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
@@ -56,6 +57,7 @@ export type GroupStatusView = ReturnType<typeof schema.GroupStatus.create>;
 export class DsyncNode implements ConnectionOwner, ServiceNode {
   readonly log: Logger;
   readonly consoleCommands = new ConsoleRegistry();
+  readonly metrics: NodeMetrics;
   readonly http = new HttpServer();
   readonly peers: PeerLinks;
   readonly startedAtMs = Date.now();
@@ -79,6 +81,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
 
   constructor(readonly config: NodeConfig, log?: Logger) {
     this.log = log ?? new Logger(config.nodeId, config.logLevel);
+    this.metrics = new NodeMetrics(config.nodeId);
     const security = config.security;
     this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log, undefined, security);
     const accept = (socket: Socket): void => {
@@ -117,6 +120,10 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   /** Requests per second one connection may send (Connection reads it). */
   get requestRatePerConnection(): number {
     return this.config.security.requestRatePerConnection;
+  }
+
+  requestAnswered(opcode: number, code: string, seconds: number): void {
+    this.metrics.answered(opcode, code, seconds);
   }
 
   authenticate(conn: Connection, hello: { readonly name: string; readonly credentials: string }): DsyncError | null {
@@ -214,6 +221,30 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       ...this.config.peers.map((p) => ({ id: p.id, address: this.addressOf(p.id), connected: this.peers.isConnected(p.id), voter: true,
         role: 'voter' as const, peerAddress: `${p.host}:${p.port}` })),
     ];
+  }
+
+  /** Prometheus text at /metrics: the node's own series here, services add theirs through `metrics`. */
+  private registerMetrics(): void {
+    const m = this.metrics;
+    const groups = (pick: (g: GroupStatusView) => number): Iterable<[{ group: number }, number]> =>
+      this.groupStatuses().map((g) => [{ group: g.group }, pick(g)]);
+    m.gauge('dsync_raft_term', 'Current Raft term of each group hosted here', ['group'], () => groups((g) => Number(g.term)));
+    m.gauge('dsync_raft_commit_index', 'Highest log index known committed, per group', ['group'], () => groups((g) => Number(g.commit)));
+    m.gauge('dsync_raft_applied_index', 'Highest log index applied here, per group', ['group'], () => groups((g) => Number(g.applied)));
+    m.gauge('dsync_raft_last_index', 'Last log index here, per group', ['group'], () => groups((g) => Number(g.lastIndex)));
+    m.gauge('dsync_raft_is_leader', '1 when this node leads the group', ['group'], () => groups((g) => (g.role === 'leader' ? 1 : 0)));
+    m.gauge('dsync_raft_has_leader', '1 when this node knows a leader of the group', ['group'], () => groups((g) => (g.leaderId === '' ? 0 : 1)));
+    m.gauge('dsync_connections', 'Open connections on the binary port, by role', ['role'], () => {
+      const count = new Map<string, number>([['client', 0], ['peer', 0], ['pending', 0]]);
+      for (const c of this.connections) count.set(c.role, (count.get(c.role) ?? 0) + 1);
+      return [...count].map(([role, n]) => [{ role }, n]);
+    });
+    m.gauge('dsync_peer_links_up', 'Outbound peer links connected', [], () => [[{}, this.members().filter((x) => x.id !== this.config.nodeId && x.connected).length]]);
+    this.http.route('GET', '/metrics', async (_req, res) => {
+      const text = await m.text();
+      res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
   }
 
   groupStatuses(): GroupStatusView[] {
@@ -391,6 +422,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     });
 
     // Liveness: the process serves HTTP. An orchestrator restarts a node that fails it.
+    this.registerMetrics();
     this.http.route('GET', '/livez', (_req, res) => {
       sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, uptimeMs: Date.now() - this.startedAtMs });
     });

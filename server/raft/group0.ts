@@ -12,6 +12,7 @@ export const EntryKind = {
   Journal: 1,
   Lock: 2,
   Members: 3,
+  Topics: 4,
 } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 

@@ -5,7 +5,8 @@
 // per group.
 
 import { assert } from '../../core/assert.js';
-import { appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, heartbeatIntervalTicks, inflightAppendsMax, overloadRetryAfterMs,
+import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
+  inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
@@ -134,6 +135,7 @@ export class GroupRunner {
       preVote: true,
       checkQuorum: true,
       maxEntriesPerMsg: appendEntriesCountMax,
+      maxBytesPerMsg: appendEntriesBytesMax,
       maxInflightMsgs: inflightAppendsMax,
     }, persisted);
     this.schedule();
@@ -674,11 +676,33 @@ export class GroupHost implements GroupRegistry {
     this.walBytesReserved -= bytes;
   }
 
+  /**
+   * One RaftBatch frame per peer per turn, cut into several when the entries and snapshots
+   * it carries pass raftBatchBytesMax. A single message too large for any frame (a snapshot
+   * beyond frameBytesMax) is dropped and logged, never sent: Raft sends it again, and the
+   * frame writer would refuse it.
+   */
   private flush(): void {
     this.flushScheduled = false;
     for (const [peer, messages] of this.outbox) {
       if (messages.length === 0) continue;
-      this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages }).finish());
+      let batch: ReturnType<typeof toWire>[] = [];
+      let bytes = 0;
+      for (const m of messages) {
+        const size = wireBytesEstimate(m);
+        if (size > frameBytesMax - raftFrameSlackBytes) {
+          this.log.warn('a raft message is too large for a peer frame; not sent', { peer, group: m.group ?? 0, bytes: size });
+          continue;
+        }
+        if (batch.length > 0 && bytes + size > raftBatchBytesMax) {
+          this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: batch }).finish());
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(m);
+        bytes += size;
+      }
+      if (batch.length > 0) this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: batch }).finish());
       messages.length = 0;
     }
   }
@@ -713,6 +737,18 @@ export class GroupHost implements GroupRegistry {
     }
     return null;
   }
+}
+
+/** Room left in a peer frame for a RaftBatch's envelope beyond the estimates below. */
+const raftFrameSlackBytes = 64 * 1024;
+
+/** An upper estimate of a wire message's encoded size: its entries' and snapshot's bytes plus fixed fields. */
+function wireBytesEstimate(m: ReturnType<typeof toWire>): number {
+  let bytes = 128 + (m.context?.length ?? 0);
+  for (const e of m.entries ?? []) bytes += 48 + (e.data?.length ?? 0);
+  const s = m.snapshot;
+  if (s !== null && s !== undefined) bytes += 128 + (s.data?.length ?? 0) + 72 * ((s.voters?.length ?? 0) + (s.learners?.length ?? 0));
+  return bytes;
 }
 
 function entriesBytes(entries: readonly Entry[]): number {

@@ -8,6 +8,7 @@ import type { DsyncError, ProtocolError } from '../../protocol/errors.js';
 import { opcodeName } from '../../protocol/frame.js';
 import type { ConsoleRegistry } from '../node/console.js';
 import type { Logger } from '../node/log.js';
+import type { NodeMetrics } from '../node/metrics.js';
 import type { Access } from '../node/security.js';
 import type { EntryKind, Group0StateMachine, SubMachine } from '../raft/group0.js';
 import type { GroupRegistry } from '../raft/runner.js';
@@ -68,6 +69,8 @@ export interface ServiceNode {
   readonly nodeId: NodeId;
   readonly log: Logger;
   readonly consoleCommands: ConsoleRegistry;
+  /** The node's Prometheus registry: services add their gauges and counters here. */
+  readonly metrics: NodeMetrics;
   /** NOT_LEADER naming `leader` (UNAVAILABLE when none is known) for a request about `what`. */
   notLeader(what: string, leader: NodeId | ''): DsyncError;
   /** Any failure as the DsyncError a client should see (programmer errors logged, INTERNAL). */

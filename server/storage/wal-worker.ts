@@ -36,6 +36,28 @@ let segFd: number | null = null;
 let segBytes = 0;
 let lastSeq = data.durableSeqStart;
 
+/**
+ * Fault injection for the fault runner only (test/chaos, the "lose unsynced writes"
+ * move): DSYNC_FAILPOINT_WAL=lose-unsynced-after:N lets N batches through, then writes
+ * the next one, cuts the file back to keep only the first half of it (the rest never
+ * reached the platter: a power loss between write and fsync, torn mid-batch) and kills
+ * the process before the fsync, so nothing of that batch was acknowledged. Unset in
+ * every normal run; parsed once here.
+ */
+const loseUnsyncedAfterBatches = ((): number => {
+  const spec = process.env['DSYNC_FAILPOINT_WAL'];
+  if (spec === undefined || spec === '') return -1;
+  const m = /^lose-unsynced-after:(\d+)$/.exec(spec);
+  if (m === null) throw new Error(`DSYNC_FAILPOINT_WAL="${spec}" is not lose-unsynced-after:N`);
+  return Number(m[1]);
+})();
+let batchesWritten = 0;
+
+function loseUnsyncedAndDie(fd: number, sizeBefore: number, written: number): void {
+  fs.ftruncateSync(fd, sizeBefore + Math.floor(written / 2));
+  process.kill(process.pid, 'SIGKILL');
+}
+
 function fsyncDir(): void {
   const fd = fs.openSync(data.dir, 'r');
   try {
@@ -95,7 +117,11 @@ function writeBatch(n: number): void {
     records++;
   }
   assert(off === n && segFd !== null, 'batch consumed exactly');
-  writeAll(segFd, batch.subarray(chunkStart, n));
+  const tail = batch.subarray(chunkStart, n);
+  writeAll(segFd, tail);
+  if (loseUnsyncedAfterBatches >= 0 && batchesWritten++ >= loseUnsyncedAfterBatches) {
+    loseUnsyncedAndDie(segFd, segBytes - tail.length, tail.length);
+  }
   datasync(segFd);
   Atomics.add(seqs, statRecords, BigInt(records));
   Atomics.add(seqs, statBytes, BigInt(n));

@@ -1,6 +1,6 @@
 // The fault runner in CI: for each seed (CHAOS_SEEDS, default 1,2,3) a run of
 // CHAOS_DURATION_S seconds (default 60) on 3 real nodes behind fault proxies, with
-// the nemesis killing, pausing and partitioning; asserts 0 lock-safety anomalies
+// the nemesis killing, pausing, partitioning and tearing a node's unsynced WAL batch; asserts 0 lock-safety anomalies
 // and prints the report. Then the canaries: deliberately broken behaviour the
 // checker must catch — a fenced resource that honours no token ('fence-off') and
 // clients that keep using a lock after `lost` fired ('ignore-lost') — each a short
@@ -27,6 +27,8 @@ for (const seed of seeds) {
     t.ok(locks !== undefined && (locks.opsByOutcome['acquire']?.ok ?? 0) > 50, 'locks were granted under faults');
     t.ok(r.faults.length >= 3, `${r.faults.length} faults injected`);
     t.ok(r.faults.some((f) => f.kind === 'pause-leader-first-lock'), 'a first lock() met a paused leader');
+    t.ok(r.faults.some((f) => f.kind === 'lose-unsynced' && f.detail.includes('died at the failpoint')),
+      'a node lost the unsynced half of a WAL batch (failpoint) and restarted');
     t.equal(r.anomalies, 0, `no anomalies (replay: ${r.replay})`);
     if (r.anomalies > 0) t.comment(formatReport(r)); // with the operations involved
   });

@@ -78,10 +78,15 @@ export class ChaosNode {
     return this.proc !== null && this.proc.running;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Spawns the node and waits until it serves. With a failpoint (`DSYNC_FAILPOINT_WAL`)
+   * it only spawns: the node may die by design before it serves.
+   */
+  async start(failpoint?: string): Promise<void> {
     if (this.running) throw new Error(`node ${this.id} is already running`);
     this.paused = false;
-    this.proc = spawnDsync(this.t, nodeArgs(this.spec), { env: this.env });
+    this.proc = spawnDsync(this.t, nodeArgs(this.spec), { env: failpoint === undefined ? this.env : { ...this.env, DSYNC_FAILPOINT_WAL: failpoint } });
+    if (failpoint !== undefined) return;
     await this.proc.waitForStdout(/listening on/, startTimeoutMs);
     await waitUntilServing(this.address, startTimeoutMs);
   }

@@ -12,11 +12,15 @@ import type { ChaosCluster } from './cluster.js';
 import type { FaultNotice } from './workload.js';
 
 export type MoveName = 'kill' | 'pause' | 'pause-leader-first-lock' | 'pause-leader-long' | 'partition' | 'one-way' | 'bridge' | 'delay'
-  | 'flaky';
+  | 'flaky' | 'lose-unsynced';
+
+export const moveNames: readonly MoveName[] = ['kill', 'pause', 'pause-leader-first-lock', 'pause-leader-long', 'partition', 'one-way',
+  'bridge', 'delay', 'flaky', 'lose-unsynced'];
 
 /** Moves every run makes once (the repairs issue's scenarios and the basic kinds), in a seeded order. */
-const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition'];
-const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky'];
+const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition', 'lose-unsynced'];
+const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky',
+  'lose-unsynced'];
 
 export interface NemesisOptions {
   readonly ttlMs: number;
@@ -37,7 +41,8 @@ interface Planned {
   readonly tag: string;
   readonly holdMs: number;
   readonly apply: () => Promise<void>;
-  readonly heal: () => Promise<void>;
+  /** Undoes the fault; a string it returns is what happened, added to the fault's detail. */
+  readonly heal: () => Promise<void | string>;
 }
 
 export class Nemesis {
@@ -81,10 +86,11 @@ export class Nemesis {
     this.onFault({ fault: open, leader, tag: p.tag });
     await this.sleep(p.holdMs);
     const healMs = this.now();
+    let outcome: void | string = undefined;
     try {
-      await p.heal();
+      outcome = await p.heal();
     } finally {
-      this.faults.push({ ...open, healMs });
+      this.faults.push({ ...open, detail: typeof outcome === 'string' ? `${open.detail}; ${outcome}` : open.detail, healMs });
       this.log(`${fmt(this.now())} healed ${id}`);
     }
   }
@@ -102,6 +108,25 @@ export class Nemesis {
         const holdMs = this.prng.int(500, 4_000);
         return { kind: 'kill', detail: `${n}${n === leader ? ' (leader)' : ''} kill -9, restart after ${holdMs} ms`, nodes: [n], tag: '',
           holdMs, apply: () => c.node(n).kill9(), heal: () => c.node(n).start() };
+      }
+      case 'lose-unsynced': {
+        // Restarted with the WAL failpoint: after a few more batches it loses the unsynced
+        // half of one (a power cut between write and fsync) and dies; restarted clean at heal.
+        const n = target(0.5);
+        // A restarted follower writes a batch only when appends reach it (commit-only hard
+        // states ride along), which takes its peer links a moment: few batches, time to fire.
+        const batches = this.prng.int(1, 20);
+        const holdMs = this.prng.int(4_000, 8_000);
+        return { kind: 'lose-unsynced', detail: `${n}${n === leader ? ' (leader)' : ''} loses the unsynced half of its WAL batch ` +
+          `${batches + 1} after a restart, then dies; clean restart after ${holdMs} ms`, nodes: [n], tag: '', holdMs,
+          apply: async () => { await c.node(n).kill9(); await c.node(n).start(`lose-unsynced-after:${batches}`); },
+          heal: async () => {
+            const outcome = c.node(n).running ? 'the failpoint did not fire (killed)' : 'died at the failpoint';
+            this.log(`${fmt(this.now())} ${n}: ${outcome}`);
+            await c.node(n).kill9();
+            await c.node(n).start();
+            return outcome;
+          } };
       }
       case 'pause':
       case 'pause-leader-first-lock':

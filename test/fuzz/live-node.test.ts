@@ -188,6 +188,9 @@ t.test('client connections: random and mutated frames do not hurt the node or ot
   await waitUntilServing(node.address, 5_000);
   t.ok(node.process.running, 'the node is still running');
   t.notMatch(node.process.stderr, /internal error|uncaught|fatal/i, 'and logged no internal error');
+  const metrics = await fetch(`http://127.0.0.1:${httpPort!}/metrics`).then((r) => r.text());
+  const series = metrics.split('\n').filter((l) => l.startsWith('dsync_requests_total{')).length;
+  t.ok(series > 0 && series < 400, `random opcodes did not blow up the metric series (${series} request series)`);
   await node.stop();
 });
 

@@ -16,6 +16,7 @@ import { Opcode, opcodeName } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { ConsoleRegistry } from '../../server/node/console.js';
 import { Logger } from '../../server/node/log.js';
+import { NodeMetrics } from '../../server/node/metrics.js';
 import { fromWire } from '../../server/raft/codec.js';
 import { Group0StateMachine } from '../../server/raft/group0.js';
 import { GroupHost, type GroupRunner, type RaftObserver } from '../../server/raft/runner.js';
@@ -138,6 +139,8 @@ export class SimNode implements ServiceNode {
   readonly disk: SimDisk;
   readonly log = new Logger('sim', 'error', silentOut);
   consoleCommands = new ConsoleRegistry();
+  /** Fresh per incarnation, as a restarted process's would be (services register collectors). */
+  metrics = new NodeMetrics('sim');
   private handlers = new Map<number, RequestHandler>();
   private peerHandlers = new Map<number, PeerMessageHandler>();
   private links = new Set<SimLinkEnd>();
@@ -185,6 +188,7 @@ export class SimNode implements ServiceNode {
     this.handlers = new Map();
     this.peerHandlers = new Map();
     this.consoleCommands = new ConsoleRegistry();
+    this.metrics = new NodeMetrics(this.id);
     const time = new NodeTime(c.world, this, this.incarnation, this.clockRate, this.clockOffsetMs);
     this.time = time;
     const observer = c.raftObserver(this);

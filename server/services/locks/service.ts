@@ -138,6 +138,25 @@ export class LockService implements SubMachine, Service {
     this.runner = ctx.groups.group0;
     this.registerHandlers();
     this.registerConsole();
+    this.registerMetrics(ctx);
+  }
+
+  /** Lock table gauges for /metrics, read from this replica's applied state at scrape time. */
+  private registerMetrics(ctx: ServiceContext): void {
+    const m = ctx.node.metrics;
+    const locks = (): LockInfo[] => this.table.listLocks();
+    m.gauge('dsync_locks_held', 'Locks with at least one holder (this replica\'s applied state)', ['mode'], () => {
+      let exclusive = 0;
+      let shared = 0;
+      for (const l of locks()) {
+        if (l.holders.length === 0) continue;
+        if (l.holders.some((h) => h.mode === 'exclusive')) exclusive++;
+        else shared++;
+      }
+      return [[{ mode: 'exclusive' }, exclusive], [{ mode: 'shared' }, shared]];
+    });
+    m.gauge('dsync_lock_waiters', 'Acquires waiting in lock queues', [], () => [[{}, locks().reduce((n, l) => n + l.waiters.length, 0)]]);
+    m.gauge('dsync_lock_sessions', 'Open lock sessions', [], () => [[{}, this.table.listSessions().length]]);
   }
 
   private get context(): ServiceContext {

@@ -388,6 +388,8 @@ export interface ClusterOptions {
   readonly dataRoot?: string;
   /** Extra flags for every node (e.g. `--log-level debug`). */
   readonly extraArgs?: readonly string[];
+  /** nodes x 3 ports to use (client, then HTTP, then console ports) instead of free ones found in 10000-19999. */
+  readonly ports?: readonly number[];
 }
 
 /** N nodes `n1..nN` on free ports, each its own `dsync node` process, peers wired to each other. */
@@ -398,7 +400,8 @@ export class TestCluster {
   static async start(t: Teardown, opts: ClusterOptions = {}): Promise<TestCluster> {
     const count = opts.nodes ?? 3;
     const dataRoot = opts.dataRoot ?? tempDir(t, 'dsync-cluster-');
-    const ports = await freePorts(count * 3);
+    const ports = opts.ports ?? await freePorts(count * 3);
+    if (ports.length < count * 3) throw new Error(`a ${count}-node cluster needs ${count * 3} ports, got ${ports.length}`);
     const ids = Array.from({ length: count }, (_, i) => `n${i + 1}`);
     const port = (i: number): number => ports[i]!;
     const specs: NodeSpec[] = ids.map((id, i) => ({

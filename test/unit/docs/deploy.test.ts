@@ -21,7 +21,7 @@ t.test('the Dockerfile health check is readiness', async (t) => {
 
 t.test('compose publishes on loopback unless opted in', async (t) => {
   const ports = [...read('compose.yaml').matchAll(/^\s*ports: \[(.*)\]$/gm)].flatMap((m) => (m[1] ?? '').split(',').map((p) => p.trim()));
-  t.equal(ports.length, 9, 'three ports for each of three nodes');
+  t.equal(ports.length, 11, 'three ports for each of three nodes, and Prometheus and Grafana (monitoring profile)');
   for (const p of ports) t.match(p, /^"\$\{DSYNC_PUBLISH_ADDRESS:-127\.0\.0\.1\}:\d+:\d+"$/, `${p} binds the host's 127.0.0.1 by default`);
   t.match(read('README.md'), /DSYNC_PUBLISH_ADDRESS=0\.0\.0\.0 docker compose up/, 'the README says how to opt in');
 });

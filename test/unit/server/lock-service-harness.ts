@@ -8,6 +8,7 @@ import { EntryType } from '../../../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../../../protocol/errors.js';
 import { schema } from '../../../protocol/index.js';
 import { ConsoleRegistry } from '../../../server/node/console.js';
+import { NodeMetrics } from '../../../server/node/metrics.js';
 import { Logger } from '../../../server/node/log.js';
 import type { GroupRegistry, GroupRunner } from '../../../server/raft/runner.js';
 import type { Cancel, MonotonicClock, Scheduler } from '../../../server/runtime.js';
@@ -119,6 +120,7 @@ export class FakeGroup {
       nodeId: id,
       log,
       consoleCommands: new ConsoleRegistry(),
+      metrics: new NodeMetrics(id),
       notLeader: (what, leader) => new DsyncError(ErrorCode.NOT_LEADER, `${id} does not lead ${what}; ${leader} does`),
       asDsyncError: (err) => (err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, String(err))),
       handle: (opcode, handler) => { handlers.set(opcode, handler); },

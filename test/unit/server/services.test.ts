@@ -7,6 +7,7 @@ import { nodeId } from '../../../core/ids.js';
 import type { Entry } from '../../../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../../../protocol/errors.js';
 import { ConsoleRegistry } from '../../../server/node/console.js';
+import { NodeMetrics } from '../../../server/node/metrics.js';
 import { Logger } from '../../../server/node/log.js';
 import { EntryKind, Group0StateMachine, type SubMachine } from '../../../server/raft/group0.js';
 import type { GroupRegistry } from '../../../server/raft/runner.js';
@@ -46,6 +47,7 @@ t.test('a service registers handlers only inside its own range', async (t) => {
     nodeId: nodeId('n1'),
     log: new Logger('n1', 'error', () => {}),
     consoleCommands: new ConsoleRegistry(),
+    metrics: new NodeMetrics('n1'),
     notLeader: (what) => new DsyncError(ErrorCode.UNAVAILABLE, what),
     asDsyncError: (err) => (err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, String(err))),
     handle: (opcode: number, _h: RequestHandler) => { registered.push(opcode); },

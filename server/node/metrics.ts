@@ -1,0 +1,71 @@
+// The node's Prometheus metrics (`GET /metrics` on the HTTP port), through prom-client
+// with a registry of the node's own (never the process-global one, so two nodes in one
+// process, as in tests, do not mix). Two kinds:
+// - counted as things happen: requests answered, by opcode and code, and their latency;
+// - read at scrape time from the state that already exists (Raft groups, WAL counters,
+//   connections, a service's tables): collectors registered with `collect()`, so the hot
+//   path pays nothing for them.
+// Services add their own through ServiceNode.metrics (the same registry).
+
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { isKnownOpcode, opcodeName } from '../../protocol/frame.js';
+
+/** Request latency buckets, seconds: from a loopback round trip to a long lock wait. */
+const requestSecondsBuckets = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'opcode' | 'code'>;
+  private readonly requestSeconds: Histogram<'opcode'>;
+  /** opcode -> name, so a label is not formatted per request. */
+  private readonly names = new Map<number, string>();
+
+  constructor(nodeId: string) {
+    this.registry.setDefaultLabels({ node: nodeId });
+    this.requests = new Counter({ name: 'dsync_requests_total', help: 'Client requests answered, by opcode and answer code (OK or the error code)',
+      labelNames: ['opcode', 'code'], registers: [this.registry] });
+    this.requestSeconds = new Histogram({ name: 'dsync_request_duration_seconds', help: 'Time from a request\'s arrival to its answer, by opcode',
+      labelNames: ['opcode'], buckets: requestSecondsBuckets, registers: [this.registry] });
+  }
+
+  /** One answered request: `code` is 'OK' or the error code; `seconds` since it arrived. */
+  answered(opcode: number, code: string, seconds: number): void {
+    // Unknown opcodes (a fuzzer, a newer client) share one label and one cache slot: series stay bounded.
+    let name = isKnownOpcode(opcode) ? this.names.get(opcode) : 'unknown';
+    if (name === undefined) {
+      name = opcodeName(opcode);
+      this.names.set(opcode, name);
+    }
+    this.requests.inc({ opcode: name, code });
+    this.requestSeconds.observe({ opcode: name }, seconds);
+  }
+
+  /** A gauge whose values are read at scrape time: `read` returns [labels, value] pairs. */
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Partial<Record<L, string | number>>, number]>): void {
+    new Gauge<L>({ name, help, labelNames: [...labelNames], registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.set(labels, value);
+      } });
+  }
+
+  /**
+   * A counter kept by someone else (e.g. the WAL's totals) exposed as a Prometheus counter
+   * read at scrape time. Prometheus counters only go up; so do the sources given here.
+   */
+  counterFrom<L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Partial<Record<L, string | number>>, number]>): void {
+    new Counter<L>({ name, help, labelNames: [...labelNames], registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.inc(labels, value);
+      } });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,196 @@
+// The queue service's log formats: a partition entry (QueueEntry: core/queue commands,
+// several per entry when a turn batched them, each with an optional fencing token) and
+// group 0's topic entry (TopicCommandEntry), both protobuf (protocol/dsync.proto).
+// Decoding is strict about kinds: an entry no replica can read crashes every replica
+// alike (assert), never lets them diverge.
+
+import { assert, assertNever } from '../../../core/assert.js';
+import { consumerGroup, consumerId, deliveryId, offset, producerId } from '../../../core/ids.js';
+import type { Header, Message, QueueCommand } from '../../../core/queue/commands.js';
+import type { TopicCommand, TopicSpec } from '../../../core/queue/topics.js';
+import { schema } from '../../../protocol/index.js';
+
+/** A lock's fencing token carried by a publish or an ack. */
+export interface Fencing {
+  readonly lock: string;
+  readonly token: number;
+}
+
+/** One command of a partition entry. */
+export interface EntryCommand {
+  readonly cmd: QueueCommand;
+  readonly fencing?: Fencing;
+}
+
+const Kind = {
+  append: 1, fetch: 2, ack: 3, nack: 4, extend: 5, expireDeadlines: 6, consumerGone: 7, replay: 8, deleteGroup: 9, enforceRetention: 10,
+} as const satisfies Record<QueueCommand['kind'], number>;
+const kindByNumber = new Map<number, QueueCommand['kind']>(Object.entries(Kind).map(([k, v]) => [v, k as QueueCommand['kind']]));
+
+type WireMessage = ReturnType<typeof schema.QueueMessage.create>;
+
+export function toWireMessage(m: { readonly key: Uint8Array; readonly value: Uint8Array; readonly headers: readonly Header[] }): WireMessage {
+  return schema.QueueMessage.create({ key: m.key, value: m.value, headers: m.headers.map((h) => ({ name: h.name, value: h.value })) });
+}
+
+export function fromWireMessage(w: { key?: Uint8Array | null; value?: Uint8Array | null; headers?: { name?: string | null; value?: Uint8Array | null }[] | null }): Message {
+  return { key: w.key ?? new Uint8Array(0), value: w.value ?? new Uint8Array(0),
+    headers: (w.headers ?? []).map((h) => ({ name: h.name ?? '', value: h.value ?? new Uint8Array(0) })) };
+}
+
+function encodeCommand(c: EntryCommand): ReturnType<typeof schema.QueueCommandEntry.create> {
+  const cmd = c.cmd;
+  const e = schema.QueueCommandEntry.create({ kind: Kind[cmd.kind], nowMs: cmd.nowMs });
+  if (c.fencing !== undefined) e.fencing = { lock: c.fencing.lock, token: c.fencing.token };
+  switch (cmd.kind) {
+    case 'append':
+      if (cmd.producer !== undefined) e.producer = cmd.producer;
+      e.firstSeq = cmd.firstSeq ?? 0;
+      e.messages = cmd.messages.map(toWireMessage);
+      e.onlyGroup = cmd.messages.map((m) => m.onlyGroup ?? '');
+      break;
+    case 'fetch':
+      e.group = cmd.group; e.consumer = cmd.consumer; e.seq = cmd.seq; e.max = cmd.max; e.ackDeadlineMs = cmd.ackDeadlineMs ?? 0;
+      break;
+    case 'ack':
+      e.group = cmd.group; e.consumer = cmd.consumer; e.seq = cmd.seq;
+      e.items = cmd.items.map((i) => ({ delivery: i.delivery, attempt: i.attempt }));
+      break;
+    case 'nack':
+      e.group = cmd.group; e.consumer = cmd.consumer; e.seq = cmd.seq;
+      e.items = [{ delivery: cmd.delivery, attempt: cmd.attempt, delayMs: cmd.delayMs ?? 0, hasDelay: cmd.delayMs !== undefined }];
+      break;
+    case 'extend':
+      e.group = cmd.group; e.consumer = cmd.consumer; e.seq = cmd.seq;
+      e.items = [{ delivery: cmd.delivery, attempt: cmd.attempt }];
+      break;
+    case 'expireDeadlines': case 'enforceRetention':
+      break;
+    case 'consumerGone':
+      e.consumer = cmd.consumer;
+      break;
+    case 'replay':
+      e.group = cmd.group;
+      if ('offset' in cmd.from) e.replayOffset = cmd.from.offset;
+      else { e.replayByTime = true; e.replayTimestampMs = cmd.from.timestampMs; }
+      break;
+    case 'deleteGroup':
+      e.group = cmd.group;
+      break;
+    default:
+      return assertNever(cmd, 'queue command');
+  }
+  return e;
+}
+
+export function encodeQueueEntry(commands: readonly EntryCommand[]): Uint8Array {
+  assert(commands.length > 0, 'an entry carries at least one command');
+  return schema.QueueEntry.encode({ commands: commands.map(encodeCommand) }).finish();
+}
+
+type WireCommand = ReturnType<typeof schema.QueueEntry.decode>['commands'][number];
+
+function decodeCommand(w: WireCommand): EntryCommand {
+  const e = {
+    kind: w.kind ?? 0, nowMs: w.nowMs ?? 0, producer: w.producer ?? '', firstSeq: Number(w.firstSeq ?? 0), messages: w.messages ?? [],
+    group: w.group ?? '', consumer: w.consumer ?? '', seq: Number(w.seq ?? 0), max: w.max ?? 0, ackDeadlineMs: w.ackDeadlineMs ?? 0,
+    items: (w.items ?? []).map((i) => ({ delivery: Number(i.delivery ?? 0), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true })),
+    fencing: w.fencing ?? null, replayOffset: Number(w.replayOffset ?? 0), replayTimestampMs: w.replayTimestampMs ?? 0,
+    replayByTime: w.replayByTime === true, onlyGroup: w.onlyGroup ?? [],
+  };
+  const kind = kindByNumber.get(e.kind);
+  assert(kind !== undefined, `queue entry command of unknown kind ${e.kind}`);
+  const nowMs = e.nowMs;
+  const from = { group: consumerGroup(e.group), consumer: consumerId(e.consumer), seq: e.seq, nowMs };
+  const item = e.items[0];
+  let cmd: QueueCommand;
+  switch (kind) {
+    case 'append': {
+      const messages = e.messages.map((w, i) => {
+        const m = fromWireMessage(w);
+        const only = e.onlyGroup[i] ?? '';
+        return only === '' ? m : { ...m, onlyGroup: consumerGroup(only) };
+      });
+      cmd = e.producer === '' ? { kind, nowMs, messages } : { kind, nowMs, messages, producer: producerId(e.producer), firstSeq: Number(e.firstSeq) };
+      break;
+    }
+    case 'fetch':
+      cmd = e.ackDeadlineMs === 0 ? { kind, ...from, max: e.max } : { kind, ...from, max: e.max, ackDeadlineMs: e.ackDeadlineMs };
+      break;
+    case 'ack':
+      cmd = { kind, ...from, items: e.items.map((i) => ({ delivery: deliveryId(Number(i.delivery)), attempt: i.attempt })) };
+      break;
+    case 'nack':
+      assert(item !== undefined, 'a nack entry names its delivery');
+      cmd = item.hasDelay
+        ? { kind, ...from, delivery: deliveryId(Number(item.delivery)), attempt: item.attempt, delayMs: item.delayMs }
+        : { kind, ...from, delivery: deliveryId(Number(item.delivery)), attempt: item.attempt };
+      break;
+    case 'extend':
+      assert(item !== undefined, 'an extend entry names its delivery');
+      cmd = { kind, ...from, delivery: deliveryId(Number(item.delivery)), attempt: item.attempt };
+      break;
+    case 'expireDeadlines': case 'enforceRetention':
+      cmd = { kind, nowMs };
+      break;
+    case 'consumerGone':
+      cmd = { kind, nowMs, consumer: consumerId(e.consumer) };
+      break;
+    case 'replay':
+      cmd = { kind, nowMs, group: consumerGroup(e.group), from: e.replayByTime ? { timestampMs: e.replayTimestampMs } : { offset: offset(e.replayOffset) } };
+      break;
+    case 'deleteGroup':
+      cmd = { kind, nowMs, group: consumerGroup(e.group) };
+      break;
+    default:
+      return assertNever(kind, 'queue command kind');
+  }
+  const f = e.fencing;
+  return f === null ? { cmd } : { cmd, fencing: { lock: f.lock ?? '', token: Number(f.token ?? 0) } };
+}
+
+export function decodeQueueEntry(bytes: Uint8Array): EntryCommand[] {
+  const entry = schema.QueueEntry.decode(bytes);
+  assert(entry.commands.length > 0, 'a queue entry carries at least one command');
+  return entry.commands.map(decodeCommand);
+}
+
+// ---- group 0: topic commands ----
+
+const TopicKind = { create: 1, delete: 2 } as const;
+
+export function encodeTopicCommand(cmd: TopicCommand): Uint8Array {
+  if (cmd.kind === 'delete') return schema.TopicCommandEntry.encode({ kind: TopicKind.delete, topic: { name: cmd.name } }).finish();
+  const s = cmd.spec;
+  return schema.TopicCommandEntry.encode({
+    kind: TopicKind.create,
+    topic: {
+      name: s.name, partitions: s.partitions ?? 0, replicas: s.replicas ?? 0,
+      maxDeliveries: s.maxDeliveries ?? 0, hasMaxDeliveries: s.maxDeliveries !== undefined, ackDeadlineMs: s.ackDeadlineMs ?? 0,
+      ...(s.retention === undefined ? {} : { retention: { maxAgeMs: s.retention.maxAgeMs, maxBytes: s.retention.maxBytes, dropUnacked: s.retention.dropUnacked } }),
+    },
+  }).finish();
+}
+
+/** A TopicRequest (wire or log) as a spec: zero means "the default" for every field but max_deliveries (has_max_deliveries says). */
+export function specOf(t: NonNullable<ReturnType<typeof schema.TopicCommandEntry.decode>['topic']>): TopicSpec {
+  const r = t.retention;
+  const n = (v: number | null | undefined): number => Number(v ?? 0);
+  return {
+    name: t.name ?? '',
+    ...(n(t.partitions) === 0 ? {} : { partitions: n(t.partitions) }),
+    ...(n(t.replicas) === 0 ? {} : { replicas: n(t.replicas) }),
+    ...(t.hasMaxDeliveries === true ? { maxDeliveries: n(t.maxDeliveries) } : {}),
+    ...(n(t.ackDeadlineMs) === 0 ? {} : { ackDeadlineMs: n(t.ackDeadlineMs) }),
+    ...(r === null || r === undefined ? {} : { retention: { maxAgeMs: n(r.maxAgeMs), maxBytes: n(r.maxBytes), dropUnacked: r.dropUnacked === true } }),
+  };
+}
+
+export function decodeTopicCommand(bytes: Uint8Array): TopicCommand {
+  const e = schema.TopicCommandEntry.decode(bytes);
+  const t = e.topic;
+  assert(t !== null && t !== undefined, 'a topic entry names its topic');
+  if (e.kind === TopicKind.delete) return { kind: 'delete', name: t.name ?? '' };
+  assert(e.kind === TopicKind.create, `topic entry of unknown kind ${e.kind}`);
+  return { kind: 'create', spec: specOf(t) };
+}

@@ -1,0 +1,890 @@
+// The queue service on the seam (opcodes 200-299): topics in group 0 (TopicsMachine,
+// over core/queue/topics), and every partition its own Raft group (PartitionMachine)
+// on the replicas the ring picked when the topic was created.
+//
+// - Groups: whenever the topic table changes (an entry applied, a snapshot restored,
+//   a restart replaying group 0), each node ensures the groups of the partitions it is
+//   a replica of and drops those of deleted topics (deferred: never inside an apply).
+// - Requests about a partition go to its leader; a replica that is not the leader
+//   answers NOT_LEADER naming the leader (UNAVAILABLE when unknown), a node that is not
+//   a replica names the partition's preferred leader (its first replica).
+// - Batching: publishes, settles and consumerGone for one partition arriving in one
+//   turn go into one entry (up to queueEntryCommandsMax commands and
+//   queueEntryBatchBytesMax message bytes; a larger publish goes alone), stamped with the
+//   leader's wall clock (deadlines are absolute wall-clock ms: core/queue/partition.ts).
+//   Each request is answered once its entry committed and applied (durable on a majority).
+// - Fetch is proposed only when the leader's applied state has something for the group
+//   (new offsets inside the unacked window, or a redelivery that is ready), so an empty
+//   long poll costs no entry: it parks (at most queueParkedFetchesMax per node) and is
+//   proposed when an append (or an expiry) applies or a redelivery's ready time comes,
+//   and answered empty when its wait ends. A proposed fetch that still delivers nothing
+//   (another consumer was faster) is answered empty: its seq is spent.
+// - Deadlines: the leader keeps one timer per partition, at partition.nextDeadlineMs(),
+//   and proposes expireDeadlines when it fires.
+// - A client connection that closes: consumerGone for every consumer id it used on the
+//   partitions this node leads, so their deliveries come back at once.
+// - Dead letters: the leader of the source partition publishes each deadLettered event
+//   to partition p of the topic's NAME.dlq (deadLetterMessage()), through the same
+//   batching path when this node leads that partition, else forwarded to its leader
+//   over the peer link (QueueForward / QueueForwardReply), as producer
+//   dsync-dlq/<group>/<entry index> so a retry is appended once. The dead letters are
+//   held only in the source leader's memory until then: if it crashes or loses
+//   leadership first they are not forwarded (counted and logged) - the message is
+//   already done for its group, so such a dead letter is lost. A replicated outbox in
+//   the partition state would close that gap.
+
+import { assert } from '../../../core/assert.js';
+import {
+  queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterPublishAttemptsMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
+  queueDeadLetterForwardTimeoutMs, queueDeadLettersPendingMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
+  queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
+} from '../../../core/constants.js';
+import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, producerId } from '../../../core/ids.js';
+import type { Message, QueueCommand, QueueResult } from '../../../core/queue/commands.js';
+import { deadLetterMessage } from '../../../core/queue/deadletter.js';
+import { messageBytes } from '../../../core/queue/store.js';
+import { partitionConfigOf, partitionGroupId, type TopicCommand, type TopicRecord, type TopicResult, TopicTable,
+  type TopicTableSnapshot } from '../../../core/queue/topics.js';
+import type { Entry } from '../../../core/raft/types.js';
+import type { Hash32 } from '../../../core/ring/index.js';
+import { Ring } from '../../../core/ring/index.js';
+import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
+import { Opcode } from '../../../protocol/frame.js';
+import { schema } from '../../../protocol/index.js';
+import { decodePayload } from '../../node/node.js';
+import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
+import type { GroupRunner } from '../../raft/runner.js';
+import type { Cancel } from '../../runtime.js';
+import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
+import { decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCommand, type Fencing, fromWireMessage, specOf,
+  toWireMessage } from './codec.js';
+import { type CommandOutcome, PartitionMachine, type PartitionListener } from './partition.js';
+import type { PartitionStorageFactory } from './storage.js';
+
+/**
+ * Dead letters of command i of an entry are published as producer dsync-dlq/<group>/<index>
+ * with sequence numbers from i x this + 1: distinct per command, increasing within the entry.
+ */
+const deadLetterSeqStride = 2 ** 30;
+
+/** Group 0's topic sub-machine: the table, and a listener told after every change. */
+export class TopicsMachine implements SubMachine {
+  readonly table: TopicTable;
+  onChange: () => void = () => {};
+
+  constructor(hash: Hash32, private readonly voters: () => readonly NodeId[]) {
+    this.table = new TopicTable(hash);
+  }
+
+  apply(entry: Entry, body: Uint8Array): TopicResult {
+    const result = this.table.apply(decodeTopicCommand(body), this.voters(), entry.index);
+    if (result.kind !== 'error') this.onChange();
+    return result;
+  }
+
+  snapshot(): TopicTableSnapshot {
+    return this.table.toSnapshot();
+  }
+
+  restore(state: unknown): void {
+    this.table.restore(state as TopicTableSnapshot);
+    this.onChange();
+  }
+}
+
+export interface QueueServiceOptions {
+  /** xxhash32 (xxhash-wasm's h32Raw, seed 0): the ring's hash and the client's key -> partition hash. */
+  readonly hash: Hash32;
+  /** Group 0's voters as of the entry being applied (the members table). */
+  readonly voters: () => readonly NodeId[];
+  readonly storage: PartitionStorageFactory;
+  /** Wall-clock ms stamped into entries (default Date.now; the simulator passes its clock). */
+  readonly wallClockMs?: () => number;
+  /** Pushes to other nodes over the peer links (dead letters for a partition led elsewhere); absent: local only. */
+  readonly peers?: PeerChannel;
+}
+
+export interface PeerChannel {
+  send(peer: NodeId, opcode: number, payload: Uint8Array): void;
+  onPush(opcode: number, handler: (from: NodeId, payload: Uint8Array) => void): void;
+}
+
+interface ForwardReply {
+  readonly code: string;
+  readonly message: string;
+  readonly leaderId: string;
+}
+
+interface Pending {
+  readonly make: (nowMs: number) => EntryCommand;
+  readonly bytes: number;
+  resolve(outcome: CommandOutcome): void;
+  reject(err: DsyncError): void;
+}
+
+interface ParkedFetch {
+  readonly hosted: Hosted;
+  readonly ctx: RequestContext;
+  readonly req: FetchArgs;
+  readonly waitEndMs: number;
+  timer: Cancel | null;
+  done: boolean;
+  unsubscribe: () => void;
+}
+
+interface FetchArgs {
+  readonly group: ConsumerGroup;
+  readonly consumer: ConsumerId;
+  readonly seq: number;
+  readonly max: number;
+  readonly ackDeadlineMs: number;
+}
+
+/** A partition this node is a replica of. */
+interface Hosted {
+  readonly topic: TopicRecord;
+  readonly index: number;
+  readonly group: GroupId;
+  readonly machine: PartitionMachine;
+  readonly runner: GroupRunner;
+  isLeader: boolean;
+  readonly pending: Pending[];
+  pendingBytes: number;
+  flushScheduled: boolean;
+  readonly parked: Set<ParkedFetch>;
+  wakeScheduled: boolean;
+  deadlineTimer: Cancel | null;
+  deadlineAtMs: number;
+  expiring: boolean;
+  /** An enforceRetention proposal is in flight. */
+  retaining: boolean;
+  /** Leader only: the consumer ids each client connection used here (consumerGone on close). */
+  readonly links: Map<ClientLink, { readonly consumers: Set<ConsumerId>; readonly unsubscribe: () => void }>;
+  stopped: boolean;
+}
+
+
+export class QueueService implements Service {
+  readonly name = 'queues';
+  readonly opcodes = { min: Opcode.TopicCreate, max: 299 };
+  readonly topics: TopicsMachine;
+  readonly group0: { kind: EntryKind; machine: SubMachine };
+  private ctx: ServiceContext | null = null;
+  private readonly hosted = new Map<GroupId, Hosted>();
+  private parkedCount = 0;
+  private reconcileScheduled = false;
+  private readonly dutyTimers: Cancel[] = [];
+  private stopped = false;
+  private readonly wallClockMs: () => number;
+  /** Dead letters given up on (see publishDeadLetters). */
+  deadLettersNotForwarded = 0;
+  /** Dead-letter forwards to other nodes waiting for their answer, by id. */
+  private readonly forwards = new Map<number, (reply: ForwardReply) => void>();
+  private nextForwardId = 1;
+
+  constructor(private readonly opts: QueueServiceOptions) {
+    this.topics = new TopicsMachine(opts.hash, opts.voters);
+    this.group0 = { kind: EntryKind.Topics, machine: this.topics };
+    this.topics.onChange = () => this.scheduleReconcile();
+    this.wallClockMs = opts.wallClockMs ?? (() => Date.now());
+  }
+
+  start(ctx: ServiceContext): void {
+    this.ctx = ctx;
+    this.opts.peers?.onPush(Opcode.QueueForward, (from, payload) => this.forwarded(from, payload));
+    this.opts.peers?.onPush(Opcode.QueueForwardReply, (_from, payload) => {
+      let r: ReturnType<typeof schema.QueueForwardReply.decode>;
+      try {
+        r = schema.QueueForwardReply.decode(payload);
+      } catch {
+        return;
+      }
+      const done = this.forwards.get(Number(r.id));
+      if (done === undefined) return;
+      this.forwards.delete(Number(r.id));
+      done({ code: r.code, message: r.message, leaderId: r.leaderId });
+    });
+    this.registerHandlers();
+    this.registerConsole();
+    this.scheduleReconcile();
+    this.dutyTimers.push(ctx.scheduler.every(queuePreferredLeaderCheckMs, () => this.preferLeaders()));
+    this.dutyTimers.push(ctx.scheduler.every(queueRetentionCheckMs, () => this.enforceRetention()));
+  }
+
+  /**
+   * Leaders spread over the nodes: a leader that is not its partition's preferred (first)
+   * replica hands leadership to it once that replica has the whole log (so a node that
+   * restarts gets its partitions back once it caught up, never while it lags).
+   */
+  private preferLeaders(): void {
+    for (const h of this.hosted.values()) {
+      if (!h.isLeader || h.stopped) continue;
+      const preferred = h.topic.placement[h.index]?.[0];
+      if (preferred === undefined || preferred === this.node.nodeId) continue;
+      const progress = h.runner.raft.progressOf(preferred);
+      if (progress === null || progress.match < h.runner.raft.status().lastIndex) continue;
+      this.node.log.info('handing partition leadership to its preferred replica', { topic: h.topic.name, partition: h.index, to: preferred });
+      h.runner.transferLeadership(preferred);
+    }
+  }
+
+  /** Leaders of partitions whose topic has an age limit propose enforceRetention (size limits apply on append). */
+  private enforceRetention(): void {
+    for (const h of this.hosted.values()) {
+      if (!h.isLeader || h.stopped || h.topic.retention.maxAgeMs === 0 || h.retaining) continue;
+      h.retaining = true;
+      this.enqueue(h, (nowMs) => ({ cmd: { kind: 'enforceRetention', nowMs } }), 0)
+        .catch((err: unknown) => this.node.log.debug('retention proposal failed', { err: String(err) }))
+        .finally(() => { h.retaining = false; });
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const cancel of this.dutyTimers.splice(0)) cancel();
+    for (const h of [...this.hosted.values()]) this.unhost(h, false, 'node is shutting down');
+  }
+
+  private get context(): ServiceContext {
+    assert(this.ctx !== null, 'queue service used before start');
+    return this.ctx;
+  }
+
+  private get node(): ServiceNode {
+    return this.context.node;
+  }
+
+  // ------------------------------------------------------------------ partition groups
+
+  private scheduleReconcile(): void {
+    if (this.reconcileScheduled || this.ctx === null || this.stopped) return;
+    this.reconcileScheduled = true;
+    this.ctx.scheduler.defer(() => {
+      this.reconcileScheduled = false;
+      this.reconcile();
+    });
+  }
+
+  /** Hosts the partitions this node is a replica of, drops those of deleted topics. */
+  private reconcile(): void {
+    if (this.stopped) return;
+    const self = this.node.nodeId;
+    const wanted = new Map<GroupId, { topic: TopicRecord; index: number }>();
+    for (const t of this.topics.table.list()) {
+      t.placement.forEach((replicas, p) => {
+        if (replicas.includes(self)) wanted.set(groupId(partitionGroupId(t.id, p)), { topic: t, index: p });
+      });
+    }
+    for (const h of [...this.hosted.values()]) {
+      if (!wanted.has(h.group)) this.unhost(h, true, `topic ${h.topic.name} was deleted`);
+    }
+    for (const [group, { topic, index }] of wanted) {
+      if (this.hosted.has(group)) continue;
+      this.host(group, topic, index);
+    }
+  }
+
+  private host(group: GroupId, topic: TopicRecord, index: number): void {
+    // The runner calls the listener only on later turns (apply, leadership), after `hosted` is set.
+    let hosted: Hosted | null = null;
+    const listener: PartitionListener = {
+      applied: (_m, entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, entry, commands, outcomes); },
+      leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
+    };
+    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener);
+    const replicas = topic.placement[index] ?? [];
+    const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
+    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
+      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, links: new Map(), stopped: false };
+    this.hosted.set(group, hosted);
+    this.node.log.info('hosting queue partition', { topic: topic.name, partition: index, group, replicas: replicas.join(',') });
+  }
+
+  private unhost(h: Hosted, destroy: boolean, why: string): void {
+    h.stopped = true;
+    this.hosted.delete(h.group);
+    this.loseLeadership(h, new DsyncError(ErrorCode.UNAVAILABLE, why));
+    if (destroy) {
+      this.context.groups.drop(h.group);
+      this.node.log.info('dropped queue partition', { topic: h.topic.name, partition: h.index, group: h.group });
+    }
+    h.machine.close(destroy);
+  }
+
+  private leaderChanged(h: Hosted, isLeader: boolean): void {
+    if (h.stopped) return;
+    const was = h.isLeader;
+    h.isLeader = isLeader;
+    if (isLeader && !was) this.rearmDeadline(h);
+    if (!isLeader && was) this.loseLeadership(h, this.notLeader(h));
+  }
+
+  /** Answers everything waiting on this leader (the client retries at the next one). */
+  private loseLeadership(h: Hosted, err: DsyncError): void {
+    h.deadlineTimer?.();
+    h.deadlineTimer = null;
+    h.deadlineAtMs = Infinity;
+    for (const p of h.pending.splice(0)) p.reject(err);
+    h.pendingBytes = 0;
+    for (const f of [...h.parked]) this.finishFetch(f, null, err);
+    for (const l of h.links.values()) l.unsubscribe();
+    h.links.clear();
+  }
+
+  private notLeader(h: Hosted): DsyncError {
+    return this.node.notLeader(`partition ${h.index} of topic ${h.topic.name}`, h.runner.leader);
+  }
+
+  /** After every applied entry, on every replica. */
+  private applied(h: Hosted, entry: Entry, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void {
+    if (!h.isLeader || h.stopped) return;
+    let appended = false;
+    for (const [i, o] of outcomes.entries()) {
+      const kind = commands[i]?.cmd.kind;
+      if (kind === 'append' || kind === 'expireDeadlines' || kind === 'consumerGone' || kind === 'nack') appended = true;
+      if (o.events.length > 0) this.forwardDeadLetters(h, entry.index, i, o);
+    }
+    this.rearmDeadline(h);
+    if (appended && h.parked.size > 0) this.scheduleWake(h);
+  }
+
+  // ------------------------------------------------------------------ proposing (batched per turn)
+
+  private enqueue(h: Hosted, make: (nowMs: number) => EntryCommand, bytes: number): Promise<CommandOutcome> {
+    if (!h.isLeader || h.stopped) return Promise.reject(this.notLeader(h));
+    if (h.pending.length >= queuePendingRequestsPerPartitionMax) {
+      return Promise.reject(new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
+        `partition ${h.index} of ${h.topic.name} has ${h.pending.length} requests waiting for its next entry; retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
+    }
+    return new Promise((resolve, reject) => {
+      h.pending.push({ make, bytes, resolve, reject });
+      h.pendingBytes += bytes;
+      if (!h.flushScheduled) {
+        h.flushScheduled = true;
+        this.context.scheduler.defer(() => this.flush(h));
+      }
+    });
+  }
+
+  private flush(h: Hosted): void {
+    h.flushScheduled = false;
+    if (h.pending.length === 0) return;
+    const nowMs = this.wallClockMs();
+    while (h.pending.length > 0) {
+      const batch: Pending[] = [];
+      let bytes = 0;
+      while (h.pending.length > 0 && batch.length < queueEntryCommandsMax) {
+        const next = h.pending[0] as Pending;
+        if (batch.length > 0 && bytes + next.bytes > queueEntryBatchBytesMax) break;
+        batch.push(h.pending.shift() as Pending);
+        bytes += next.bytes;
+      }
+      h.pendingBytes -= bytes;
+      const commands = batch.map((p) => p.make(nowMs));
+      h.runner.propose(encodeQueueEntry(commands)).then((outcomes) => {
+        const list = outcomes as CommandOutcome[];
+        assert(list.length === batch.length, 'one outcome per command');
+        batch.forEach((p, i) => p.resolve(list[i] as CommandOutcome));
+      }, (err: unknown) => {
+        const e = this.node.asDsyncError(err);
+        for (const p of batch) p.reject(e);
+      });
+    }
+    assert(h.pendingBytes === 0, 'every pending byte went into an entry');
+  }
+
+  // ------------------------------------------------------------------ deadlines
+
+  private rearmDeadline(h: Hosted): void {
+    if (!h.isLeader || h.stopped || h.expiring) return;
+    const at = h.machine.partition.nextDeadlineMs();
+    if (at === h.deadlineAtMs) return;
+    h.deadlineTimer?.();
+    h.deadlineTimer = null;
+    h.deadlineAtMs = at;
+    if (at === Infinity) return;
+    h.deadlineTimer = this.context.scheduler.after(Math.max(0, at - this.wallClockMs()) + 1, () => {
+      h.deadlineTimer = null;
+      h.deadlineAtMs = Infinity;
+      if (!h.isLeader || h.stopped) return;
+      h.expiring = true;
+      this.enqueue(h, (nowMs) => ({ cmd: { kind: 'expireDeadlines', nowMs } }), 0)
+        .then((o) => {
+          if (o.result.kind === 'expired' && o.result.count > 0) this.node.log.debug('deliveries expired', { topic: h.topic.name, partition: h.index, count: o.result.count });
+        }, (err: unknown) => this.node.log.debug('expiry proposal failed', { err: String(err) }))
+        .finally(() => {
+          h.expiring = false;
+          this.rearmDeadline(h);
+        });
+    });
+  }
+
+  // ------------------------------------------------------------------ dead letters
+
+  private forwardDeadLetters(h: Hosted, entryIndex: number, commandIndex: number, o: CommandOutcome): void {
+    const dlq = this.topics.table.get(h.topic.deadLetterTopic);
+    if (dlq === undefined) return;
+    const messages: Message[] = o.events.map((ev) => deadLetterMessage(ev, h.index as never));
+    const producer = producerId(`dsync-dlq/${h.group}/${entryIndex}`);
+    for (let start = 0; start < messages.length; start += queueAppendBatchCountMax) {
+      const chunk = messages.slice(start, start + queueAppendBatchCountMax);
+      const firstSeq = commandIndex * deadLetterSeqStride + start + 1;
+      this.publishDeadLetters(h, dlq, producer, firstSeq, chunk, 1, '');
+    }
+  }
+
+  /**
+   * Appends dead letters to the dead-letter partition: through this node's batching when
+   * it leads that partition, else forwarded to its leader over the peer link
+   * (QueueForward, answered by QueueForwardReply), following NOT_LEADER. The producer id
+   * and sequence make every retry land once. Gives up (logged, counted) after
+   * queueDeadLetterPublishAttemptsMax attempts or when this node stops leading the source.
+   */
+  private publishDeadLetters(source: Hosted, dlq: TopicRecord, producer: ReturnType<typeof producerId>, firstSeq: number,
+    messages: readonly Message[], attempt: number, towards: NodeId | ''): void {
+    const giveUp = (why: string): void => {
+      this.deadLettersNotForwarded += messages.length;
+      this.node.log.warn('dead letters not forwarded', { topic: source.topic.name, partition: source.index, count: messages.length, why });
+    };
+    const retry = (next: NodeId | '', delayMs: number): void => {
+      if (attempt >= queueDeadLetterPublishAttemptsMax) { giveUp(`${attempt} attempts failed`); return; }
+      if (this.stopped || !source.isLeader || source.stopped) { giveUp('this node no longer leads the source partition'); return; }
+      this.context.scheduler.after(delayMs, () => this.publishDeadLetters(source, dlq, producer, firstSeq, messages, attempt + 1, next));
+    };
+    const local = this.hosted.get(groupId(partitionGroupId(dlq.id, source.index)));
+    if (local !== undefined && local.isLeader && !local.stopped) {
+      const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
+      this.enqueue(local, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
+        if (o.result.kind === 'error') this.node.log.warn('dead letters refused', { topic: dlq.name, code: o.result.code, message: o.result.message });
+      }, () => retry('', queueDeadLetterRetryMs));
+      return;
+    }
+    const peers = this.opts.peers;
+    const replicas = dlq.placement[source.index] ?? [];
+    const others = replicas.filter((r) => r !== this.node.nodeId);
+    let target: NodeId | '' = towards !== '' && towards !== this.node.nodeId ? towards : (local?.runner.leader ?? '');
+    if (target === '' || target === this.node.nodeId) target = others[attempt % Math.max(1, others.length)] ?? '';
+    if (peers === undefined || target === '') {
+      // No peer link (the simulator) or nobody else to ask: try again here later (this node may become its leader).
+      retry('', queueDeadLetterRetryMs);
+      return;
+    }
+    if (this.forwards.size >= queueDeadLettersPendingMax) { giveUp(`${queueDeadLettersPendingMax} forwards are pending`); return; }
+    const id = this.nextForwardId++;
+    const timer = this.context.scheduler.after(queueDeadLetterForwardTimeoutMs, () => {
+      if (this.forwards.delete(id)) retry('', 0);
+    });
+    this.forwards.set(id, (reply) => {
+      timer();
+      if (reply.code === '') return;
+      if (reply.code === ErrorCode.NOT_LEADER || reply.code === ErrorCode.UNAVAILABLE || reply.code === ErrorCode.TOO_MANY_REQUESTS) {
+        retry(reply.leaderId as NodeId | '', reply.code === ErrorCode.NOT_LEADER && reply.leaderId !== '' ? 0 : queueDeadLetterRetryMs);
+        return;
+      }
+      this.node.log.warn('dead letters refused', { topic: dlq.name, code: reply.code, message: reply.message });
+    });
+    peers.send(target, Opcode.QueueForward, schema.QueueForward.encode({ id, publish: {
+      topic: dlq.name, partition: source.index, producer, firstSeq, messages: messages.map(toWireMessage) } }).finish());
+  }
+
+  /** A QueueForward from a peer: append it if this node leads that partition, and answer. */
+  private forwarded(from: NodeId, payload: Uint8Array): void {
+    let f: ReturnType<typeof schema.QueueForward.decode>;
+    try {
+      f = schema.QueueForward.decode(payload);
+    } catch (err) {
+      this.node.log.warn('undecodable queue forward', { from, err: String(err) });
+      return;
+    }
+    const answer = (code: string, message: string, leaderId: string): void => {
+      this.opts.peers?.send(from, Opcode.QueueForwardReply, schema.QueueForwardReply.encode({ id: f.id, code, message, leaderId }).finish());
+    };
+    const req = f.publish;
+    if (req === null || req === undefined) { answer(ErrorCode.BAD_REQUEST, 'a forward carries a publish', ''); return; }
+    let h: Hosted;
+    try {
+      h = this.leaderOf(req.topic ?? '', req.partition ?? 0);
+    } catch (err) {
+      const e = this.node.asDsyncError(err);
+      answer(e.code, e.message, e.leaderId);
+      return;
+    }
+    const messages = (req.messages ?? []).map((w) => fromWireMessage(w));
+    const producer = producerId(req.producer ?? '');
+    const firstSeq = Number(req.firstSeq ?? 0);
+    const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
+    this.enqueue(h, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
+      if (o.result.kind === 'error') answer(o.result.code, o.result.message, '');
+      else answer('', '', '');
+    }, (err: unknown) => {
+      const e = this.node.asDsyncError(err);
+      answer(e.code, e.message, e.leaderId);
+    });
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  /** The hosted leader replica of a partition, or the error to answer with. */
+  private leaderOf(topicName: string, partition: number): Hosted {
+    const t = this.topics.table.get(topicName);
+    if (t === undefined) {
+      // Only group 0's leader knows a topic does not exist; another node may not have applied its creation yet.
+      const group0 = this.context.groups.group0;
+      if (group0.isLeader) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
+      throw new DsyncError(ErrorCode.UNAVAILABLE, `topic ${topicName} is not known on ${this.node.nodeId} (yet); retry shortly`,
+        { retryAfterMs: overloadRetryAfterMs });
+    }
+    if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.partitions) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `topic ${topicName} has partitions 0..${t.partitions - 1}; there is no partition ${partition}`);
+    }
+    const h = this.hosted.get(groupId(partitionGroupId(t.id, partition)));
+    if (h === undefined) {
+      const preferred = t.placement[partition]?.[0] ?? '';
+      if (preferred === this.node.nodeId) throw new DsyncError(ErrorCode.UNAVAILABLE, `partition ${partition} of ${topicName} is starting here; retry shortly`);
+      throw this.node.notLeader(`partition ${partition} of topic ${topicName}`, preferred);
+    }
+    if (!h.isLeader) throw this.notLeader(h);
+    return h;
+  }
+
+  private trackConsumer(h: Hosted, link: ClientLink, consumer: ConsumerId): void {
+    if (link.closed) return;
+    let l = h.links.get(link);
+    if (l === undefined) {
+      const consumers = new Set<ConsumerId>();
+      const unsubscribe = link.onClose(() => {
+        h.links.delete(link);
+        if (!h.isLeader || h.stopped) return;
+        for (const c of consumers) {
+          this.enqueue(h, (nowMs) => ({ cmd: { kind: 'consumerGone', nowMs, consumer: c } }), 0)
+            .catch((err: unknown) => this.node.log.debug('consumerGone not applied (deadlines redeliver instead)', { err: String(err) }));
+        }
+      });
+      l = { consumers, unsubscribe };
+      h.links.set(link, l);
+    }
+    l.consumers.add(consumer);
+  }
+
+  private registerHandlers(): void {
+    const c = this.context;
+    c.handle(Opcode.TopicCreate, (rc, payload) => {
+      const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic create');
+      this.topicCommand(rc, { kind: 'create', spec: specOf(req) });
+    }, 'admin');
+    c.handle(Opcode.TopicDelete, (rc, payload) => {
+      const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic delete');
+      this.topicCommand(rc, { kind: 'delete', name: req.name });
+    }, 'admin');
+    c.handle(Opcode.TopicInfo, (rc, payload) => {
+      const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic info');
+      this.linearizable(rc, () => {
+        const t = this.topics.table.get(req.name);
+        if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${req.name} does not exist`);
+        return schema.TopicState.encode(this.topicState(t)).finish();
+      });
+    }, 'read');
+    c.handle(Opcode.TopicList, (rc) => {
+      this.linearizable(rc, () => schema.TopicListReply.encode({ topics: this.topics.table.list().map((t) => this.topicState(t)) }).finish());
+    }, 'read');
+    c.handle(Opcode.PartitionMap, (rc, payload) => {
+      const req = decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map');
+      this.linearizable(rc, () => {
+        const t = this.topics.table.get(req.topic);
+        if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${req.topic} does not exist`);
+        return schema.TopicState.encode(this.topicState(t)).finish();
+      });
+    }, 'read');
+    c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
+    c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
+    for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {
+      c.handle(op, (rc, payload) => this.settle(rc, decodePayload((b) => schema.SettleRequest.decode(b), payload, 'settle')));
+    }
+  }
+
+  private topicCommand(rc: RequestContext, cmd: TopicCommand): void {
+    const group0 = this.context.groups.group0;
+    if (!group0.isLeader) throw this.node.notLeader('topics (group 0)', group0.leader);
+    group0.propose(frameEntry(EntryKind.Topics, encodeTopicCommand(cmd))).then((r) => {
+      const result = r as TopicResult;
+      if (result.kind === 'error') {
+        rc.conn.replyError(rc.requestId, rc.opcode, new DsyncError(result.code, result.message));
+      } else if (result.kind === 'created') {
+        rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(result.topic)).finish());
+      } else {
+        rc.conn.reply(rc.requestId, rc.opcode, schema.TopicListReply.encode({ topics: result.topics.map((t) => this.topicState(t)) }).finish());
+      }
+    }, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
+  }
+
+  /** Answers with group 0's state after a ReadIndex barrier (never stale); a follower answers NOT_LEADER. */
+  private linearizable(rc: RequestContext, render: () => Uint8Array): void {
+    const group0 = this.context.groups.group0;
+    if (!group0.isLeader) throw this.node.notLeader('topics (group 0)', group0.leader);
+    group0.readBarrier().then(() => rc.conn.reply(rc.requestId, rc.opcode, render()))
+      .catch((err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
+  }
+
+  private topicState(t: TopicRecord): ReturnType<typeof schema.TopicState.create> {
+    return schema.TopicState.create({
+      name: t.name, id: t.id, partitions: t.partitions, replicas: t.replicas, maxDeliveries: t.maxDeliveries, ackDeadlineMs: t.ackDeadlineMs,
+      retention: { maxAgeMs: t.retention.maxAgeMs, maxBytes: t.retention.maxBytes, dropUnacked: t.retention.dropUnacked },
+      deadLetterTopic: t.deadLetterTopic, createdIndex: t.createdIndex,
+      partitionList: t.placement.map((replicas, p) => {
+        const gid = partitionGroupId(t.id, p);
+        const h = this.hosted.get(groupId(gid));
+        const leader = h !== undefined ? h.runner.leader : (replicas[0] ?? '');
+        const address = leader === '' ? '' : leader === this.node.nodeId ? '' : this.node.notLeader('', leader).leaderAddress;
+        const out = schema.TopicPartition.create({ index: p, groupId: gid, replicas: [...replicas], leaderId: leader, leaderAddress: address });
+        if (h !== undefined) {
+          const part = h.machine.partition;
+          out.hosted = true;
+          out.logStart = part.logStartOffset;
+          out.logEnd = part.logEndOffset;
+          out.groups = part.listGroups().map((g) => {
+            const info = part.groupInfo(g);
+            return { group: g, cursor: info?.cursor ?? 0, lag: info?.lag ?? 0, inFlight: info?.inFlight ?? 0, pending: info?.pending ?? 0 };
+          });
+        }
+        return out;
+      }),
+    });
+  }
+
+  private publish(rc: RequestContext, req: ReturnType<typeof schema.PublishRequest.decode>): void {
+    if (req.messages.length === 0 || req.messages.length > queueAppendBatchCountMax) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `a publish carries 1 to ${queueAppendBatchCountMax} messages (got ${req.messages.length})`);
+    }
+    const messages = req.messages.map((w) => fromWireMessage(w));
+    let bytes = 0;
+    for (const [i, m] of messages.entries()) {
+      const size = messageBytes(m);
+      if (size > queueMessageBytesMax) throw new DsyncError(ErrorCode.MESSAGE_TOO_LARGE, `message ${i} has ${size} bytes; the limit is ${queueMessageBytesMax}`);
+      bytes += size;
+    }
+    if (req.producer !== '' && Number(req.firstSeq) < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a producer\'s publish needs first_seq >= 1');
+    const h = this.leaderOf(req.topic, req.partition);
+    const fencing = fencingOf(req.fencing);
+    const producer = req.producer === '' ? undefined : producerId(req.producer);
+    const firstSeq = Number(req.firstSeq);
+    this.answer(rc, this.enqueue(h, (nowMs) => {
+      const cmd: QueueCommand = producer === undefined ? { kind: 'append', nowMs, messages } : { kind: 'append', nowMs, messages, producer, firstSeq };
+      return fencing === undefined ? { cmd } : { cmd, fencing };
+    }, bytes), (r) => {
+      assert(r.kind === 'appended', 'an append answers appended or an error');
+      return schema.PublishReply.encode({ partition: req.partition, baseOffset: r.baseOffset, count: r.count, timestampMs: r.timestampMs }).finish();
+    });
+  }
+
+  /** Replies with render(result), or the result's error, or the proposal's failure. */
+  private answer(rc: RequestContext, p: Promise<CommandOutcome>, render: (r: Exclude<QueueResult, { kind: 'error' }>) => Uint8Array): void {
+    p.then((o) => {
+      if (o.result.kind === 'error') rc.conn.replyError(rc.requestId, rc.opcode, queueError(o.result.code, o.result.message));
+      else rc.conn.reply(rc.requestId, rc.opcode, render(o.result));
+    }, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
+  }
+
+  // ------------------------------------------------------------------ fetch (long poll)
+
+  private fetch(rc: RequestContext, req: ReturnType<typeof schema.FetchRequest.decode>): void {
+    if (req.group === '' || req.consumer === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a fetch names its group and consumer');
+    if (Number(req.seq) < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a fetch needs seq >= 1');
+    if (req.max < 1 || req.max > queueFetchCountMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `max must be in [1, ${queueFetchCountMax}] (got ${req.max})`);
+    if (req.waitMs > queueFetchWaitMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `waitMs must be at most ${queueFetchWaitMsMax} (got ${req.waitMs})`);
+    const h = this.leaderOf(req.topic, req.partition);
+    const args: FetchArgs = {
+      group: consumerGroup(req.group), consumer: consumerId(req.consumer), seq: Number(req.seq),
+      max: req.maxInFlight > 0 ? Math.min(req.max, req.maxInFlight) : req.max, ackDeadlineMs: req.ackDeadlineMs,
+    };
+    this.trackConsumer(h, rc.conn, args.consumer);
+    if (this.deliverable(h, args.group)) {
+      this.proposeFetch(h, rc, args);
+      return;
+    }
+    if (req.waitMs === 0) {
+      rc.conn.reply(rc.requestId, rc.opcode, schema.FetchReply.encode({ partition: h.index, messages: [] }).finish());
+      return;
+    }
+    if (this.parkedCount >= queueParkedFetchesMax) {
+      throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `${queueParkedFetchesMax} fetches are already waiting on this node; retry shortly`,
+        { retryAfterMs: overloadRetryAfterMs });
+    }
+    const f: ParkedFetch = { hosted: h, ctx: rc, req: args, waitEndMs: this.context.clock.nowMs() + req.waitMs, timer: null, done: false, unsubscribe: () => {} };
+    h.parked.add(f);
+    this.parkedCount++;
+    f.unsubscribe = rc.conn.onClose(() => this.finishFetch(f, null, null));
+    this.armFetch(f);
+  }
+
+  /** Whether the leader's applied state has anything a fetch of `group` would get now. */
+  private deliverable(h: Hosted, group: ConsumerGroup): boolean {
+    const part = h.machine.partition;
+    const g = part.groupInfo(group);
+    if (g === null) return part.logEndOffset > part.logStartOffset;
+    if (g.next < part.logEndOffset && g.next - g.cursor < part.config.unackedPerGroupMax) return true;
+    return part.nextRedeliveryMs(group) <= this.wallClockMs();
+  }
+
+  /** Wakes the parked fetch at its wait end, or sooner when one of its group's redeliveries becomes ready. */
+  private armFetch(f: ParkedFetch): void {
+    f.timer?.();
+    const now = this.context.clock.nowMs();
+    const readyInMs = f.hosted.machine.partition.nextRedeliveryMs(f.req.group) - this.wallClockMs();
+    const inMs = Math.max(0, Math.min(f.waitEndMs - now, readyInMs + 1));
+    f.timer = this.context.scheduler.after(inMs, () => {
+      f.timer = null;
+      if (f.done) return;
+      if (this.deliverable(f.hosted, f.req.group)) this.unparkAndPropose(f);
+      else if (this.context.clock.nowMs() >= f.waitEndMs) this.finishFetch(f, schema.FetchReply.encode({ partition: f.hosted.index, messages: [] }).finish(), null);
+      else this.armFetch(f);
+    });
+  }
+
+  private scheduleWake(h: Hosted): void {
+    if (h.wakeScheduled) return;
+    h.wakeScheduled = true;
+    this.context.scheduler.defer(() => {
+      h.wakeScheduled = false;
+      if (!h.isLeader || h.stopped) return;
+      // Oldest first; each proposed fetch may take what the next would have got (it then answers empty).
+      for (const f of [...h.parked]) if (this.deliverable(h, f.req.group)) this.unparkAndPropose(f);
+    });
+  }
+
+  private unparkAndPropose(f: ParkedFetch): void {
+    this.release(f);
+    this.proposeFetch(f.hosted, f.ctx, f.req);
+  }
+
+  private release(f: ParkedFetch): void {
+    if (f.done) return;
+    f.done = true;
+    f.timer?.();
+    f.timer = null;
+    f.unsubscribe();
+    if (f.hosted.parked.delete(f)) this.parkedCount--;
+    assert(this.parkedCount >= 0, 'parked fetches counted');
+  }
+
+  private finishFetch(f: ParkedFetch, reply: Uint8Array | null, err: DsyncError | null): void {
+    if (f.done) return;
+    this.release(f);
+    if (f.ctx.conn.closed) return;
+    if (reply !== null) f.ctx.conn.reply(f.ctx.requestId, f.ctx.opcode, reply);
+    else if (err !== null) f.ctx.conn.replyError(f.ctx.requestId, f.ctx.opcode, err);
+  }
+
+  private proposeFetch(h: Hosted, rc: RequestContext, a: FetchArgs): void {
+    const p = this.enqueue(h, (nowMs) => ({ cmd: a.ackDeadlineMs === 0
+      ? { kind: 'fetch', nowMs, group: a.group, consumer: a.consumer, seq: a.seq, max: a.max }
+      : { kind: 'fetch', nowMs, group: a.group, consumer: a.consumer, seq: a.seq, max: a.max, ackDeadlineMs: a.ackDeadlineMs } }), 0);
+    this.answer(rc, p, (r) => {
+      assert(r.kind === 'delivered', 'a fetch answers delivered or an error');
+      return schema.FetchReply.encode({ partition: h.index, messages: r.deliveries.map((d) => {
+        const m = h.machine.read(d.offset);
+        return { delivery: d.delivery, attempt: d.attempt, offset: d.offset, deadlineMs: d.deadlineMs, timestampMs: m.timestampMs, message: toWireMessage(m) };
+      }) }).finish();
+    });
+  }
+
+  // ------------------------------------------------------------------ ack, nack, extend
+
+  private settle(rc: RequestContext, req: ReturnType<typeof schema.SettleRequest.decode>): void {
+    if (req.group === '' || req.consumer === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a settle names its group and consumer');
+    if (req.items.length === 0 || req.items.length > queueAckBatchCountMax) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `a settle carries 1 to ${queueAckBatchCountMax} items (got ${req.items.length})`);
+    }
+    const firstSeq = Number(req.firstSeq);
+    if (firstSeq < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a settle needs first_seq >= 1');
+    const h = this.leaderOf(req.topic, req.partition);
+    const base = { group: consumerGroup(req.group), consumer: consumerId(req.consumer) };
+    const fencing = fencingOf(req.fencing);
+    const wrap = (cmd: QueueCommand): EntryCommand => (fencing === undefined ? { cmd } : { cmd, fencing });
+    this.trackConsumer(h, rc.conn, base.consumer);
+    const items = req.items.map((i) => ({ delivery: deliveryId(Number(i.delivery ?? 0)), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true }));
+    type Status = { code: string; message: string; atMs: number };
+    let answers: Promise<Status[]>;
+    const statusOf = (o: CommandOutcome): Status => {
+      const r = o.result;
+      if (r.kind === 'error') return { code: r.code, message: r.message, atMs: 0 };
+      if (r.kind === 'nacked') return { code: '', message: '', atMs: r.redeliverAtMs };
+      if (r.kind === 'extended') return { code: '', message: '', atMs: r.deadlineMs };
+      return { code: '', message: '', atMs: 0 };
+    };
+    if (rc.opcode === Opcode.Ack) {
+      answers = this.enqueue(h, (nowMs) => wrap({ kind: 'ack', nowMs, ...base, seq: firstSeq, items: items.map((i) => ({ delivery: i.delivery, attempt: i.attempt })) }), 0)
+        .then((o) => {
+          const r = o.result;
+          if (r.kind !== 'acked') return items.map(() => statusOf(o));
+          return r.statuses.map((s, i): Status => (s === 'OK' ? { code: '', message: '', atMs: 0 }
+            : { code: s, message: settleMessage(s, items[i]?.delivery ?? 0, items[i]?.attempt ?? 0), atMs: 0 }));
+        });
+    } else {
+      const nack = rc.opcode === Opcode.Nack;
+      answers = Promise.all(items.map((i, k) => this.enqueue(h, (nowMs) => wrap(nack
+        ? (i.hasDelay ? { kind: 'nack', nowMs, ...base, seq: firstSeq + k, delivery: i.delivery, attempt: i.attempt, delayMs: i.delayMs }
+          : { kind: 'nack', nowMs, ...base, seq: firstSeq + k, delivery: i.delivery, attempt: i.attempt })
+        : { kind: 'extend', nowMs, ...base, seq: firstSeq + k, delivery: i.delivery, attempt: i.attempt }), 0).then(statusOf)));
+    }
+    answers.then((statuses) => rc.conn.reply(rc.requestId, rc.opcode, schema.SettleReply.encode({ statuses }).finish()),
+      (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
+  }
+
+  // ------------------------------------------------------------------ console
+
+  private registerConsole(): void {
+    const c = this.node.consoleCommands;
+    c.register({
+      name: 'topics', usage: 'topics', help: 'every topic with its partitions, replicas and settings (this node\'s applied group 0 state)',
+      run: () => {
+        const list = this.topics.table.list();
+        if (list.length === 0) return '(no topics)';
+        return list.map((t) => `${t.name} id=${t.id} partitions=${t.partitions} replicas=${t.replicas} maxDeliveries=${t.maxDeliveries} ackDeadlineMs=${t.ackDeadlineMs}${t.deadLetterTopic === '' ? ' (dead letters)' : ` dlq=${t.deadLetterTopic}`}`).join('\n');
+      },
+    });
+    c.register({
+      name: 'topic', usage: 'topic NAME', help: 'one topic: per partition the group, replicas, leader and (where hosted here) offsets and group lag',
+      run: (args) => {
+        const name = args[0];
+        if (name === undefined) return 'usage: topic NAME';
+        const t = this.topics.table.get(name);
+        if (t === undefined) return `topic ${name} does not exist`;
+        const s = this.topicState(t);
+        return [`topic ${t.name} id=${t.id} partitions=${t.partitions} replicas=${t.replicas} maxDeliveries=${t.maxDeliveries} ackDeadlineMs=${t.ackDeadlineMs}`,
+          ...s.partitionList.map((p) => `  p${p.index} group=${p.groupId} replicas=${(p.replicas ?? []).join(',')} leader=${p.leaderId === '' ? '-' : p.leaderId}`
+            + (p.hosted === true ? ` offsets=[${Number(p.logStart)},${Number(p.logEnd)}) ${(p.groups ?? []).map((g) => `${g.group}:lag=${Number(g.lag)},inflight=${g.inFlight}`).join(' ')}` : ''))].join('\n');
+      },
+    });
+    c.register({
+      name: 'ring', usage: 'ring', help: 'the consistent-hash ring over group 0\'s voters: each member\'s share of the hash space and the partitions it hosts',
+      run: () => {
+        const voters = this.opts.voters();
+        if (voters.length === 0) return '(no voters)';
+        const ring = new Ring(this.opts.hash, { nodes: voters });
+        const shares = ring.shares();
+        const hostedBy = new Map<string, number>();
+        for (const t of this.topics.table.list()) for (const r of t.placement) for (const n of r) hostedBy.set(n, (hostedBy.get(n) ?? 0) + 1);
+        return `${ring.size} members x ${ring.vnodesPerNode} virtual nodes\n` + voters.map((v) =>
+          `${v} share=${((shares.get(v) ?? 0) * 100).toFixed(1)}% partition-replicas=${hostedBy.get(v) ?? 0}`).join('\n');
+      },
+    });
+  }
+}
+
+function fencingOf(f: { lock?: string | null; token?: number | null } | null | undefined): Fencing | undefined {
+  if (f === null || f === undefined || (f.lock ?? '') === '') return undefined;
+  return { lock: f.lock ?? '', token: Number(f.token ?? 0) };
+}
+
+function queueError(code: string, message: string): DsyncError {
+  return new DsyncError(isErrorCode(code) ? code : ErrorCode.INTERNAL, message);
+}
+
+function settleMessage(code: string, delivery: number, attempt: number): string {
+  switch (code) {
+    case 'NOT_FOUND': return `delivery ${delivery} is not outstanding in this group (unknown, acked, dead-lettered or replayed past)`;
+    case 'LATE_ACK': return `delivery ${delivery} attempt ${attempt} was already handed out again`;
+    default: return `delivery ${delivery} has no attempt ${attempt}`;
+  }
+}
+
