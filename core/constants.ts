@@ -228,6 +228,10 @@ export const ringNodesMax = 1024;
 export const ringNodeIdBytesMax = 255;
 /** Replicas per queue partition by default (the first is the preferred leader). */
 export const ringReplicasDefault = 3;
+/** Highest QUEUE_REPLICAS a node accepts as the default for new topics (more replicas cost every write). */
+export const queueReplicasSettingMax = 7;
+/** Highest MESSAGE_RETENTION_PERIOD (ms): ten years. */
+export const queueRetentionMsSettingMax = 10 * 365 * 24 * 3600 * 1000;
 /**
  * Partition placement caps each member at loadFactor x the mean number of replicas
  * (consistent hashing with bounded loads): max/mean <= 1.25 whatever the sampling noise.

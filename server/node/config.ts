@@ -7,7 +7,7 @@ import { accessSync, existsSync, constants as fsConstants, mkdirSync, readFileSy
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cacheLineBytesMaxDefault, cacheLineEntriesMaxDefault } from '../../core/constants.js';
-import { connectionsMax, requestRatePerConnectionMax } from '../../core/constants.js';
+import { connectionsMax, queueReplicasSettingMax, queueRetentionMsSettingMax, requestRatePerConnectionMax, ringReplicasDefault } from '../../core/constants.js';
 import { electionTimeoutHeartbeatsMin, electionTimeoutMsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, heartbeatIntervalMsMax,
   heartbeatIntervalMsMin, heartbeatIntervalTicks, raftTickMs, sessionTtlMsMin } from '../../core/constants.js';
 import { type NodeId, nodeId } from '../../core/ids.js';
@@ -40,6 +40,8 @@ export interface NodeConfig {
   /** The cache service's settings (absent: the defaults). */
   readonly cache?: CacheSettings;
   readonly security: NodeSecurity;
+  /** Defaults for topics created without saying (QUEUE_REPLICAS, MESSAGE_RETENTION_PERIOD). */
+  readonly topicDefaults: { readonly replicas: number; readonly retentionMs: number };
   /** Raft timing of every group on this node (milliseconds, whole ticks of raftTickMs). */
   readonly raftTiming: RaftTimingMs;
   /** How the operator set each port and the data dir (`--port`, `PORT`, ...), so start errors can name it. */
@@ -111,8 +113,8 @@ export class ConfigError extends Error {
 export type RawSettings = Partial<Record<SettingName, string>>;
 export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'election-timeout-min'
   | 'election-timeout-max' | 'heartbeat-interval' | 'data-dir' | 'log-level' | 'advertise'
-  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'config'
-  | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy';
+  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'queue-replicas' | 'message-retention-period'
+  | 'config' | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
 export interface SettingSpec {
@@ -151,6 +153,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { name: 'tls-ca', env: 'TLS_CA', fileKey: 'tlsCa', defaultText: '(none)', description: 'PEM CA certificate(s) that sign the nodes\' certificates: peers must present one (mutual TLS)' },
   { name: 'auth-file', env: 'AUTH_FILE', fileKey: 'authFile', defaultText: '(none: no auth)', description: 'token file, lines "<role> <name> <token>" (role admin, read-write, read-only or peer): every client and peer must present a token, and its role decides what it may do' },
   { name: 'request-rate', env: 'REQUEST_RATE', fileKey: 'requestRate', defaultText: '0 (unlimited)', description: 'requests per second one connection may send (burst: one second\'s worth); more are answered TOO_MANY_REQUESTS' },
+  { name: 'queue-replicas', env: 'QUEUE_REPLICAS', fileKey: 'queueReplicas', defaultText: String(ringReplicasDefault),
+    description: `replicas of each partition of a new topic that does not say (1-${queueReplicasSettingMax}; at most the number of voters)` },
+  { name: 'message-retention-period', env: 'MESSAGE_RETENTION_PERIOD', fileKey: 'messageRetentionPeriod', defaultText: '0 (keep until acked)',
+    description: 'ms a new topic that does not say keeps a message (age retention; never drops what a group has not acked unless the topic says so); 0: no age limit' },
   { name: 'max-connections', env: 'MAX_CONNECTIONS', fileKey: 'maxConnections', defaultText: String(connectionsMax), description: 'client and peer connections the binary port holds; more are answered TOO_MANY_CONNECTIONS and closed' },
 ];
 
@@ -302,8 +308,14 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     dataDir: dataSetting?.label ?? '--data-dir',
   };
   const security = loadSecurity(get);
+  const replicasSetting = get('queue-replicas');
+  const retentionSetting = get('message-retention-period');
+  const topicDefaults = {
+    replicas: replicasSetting === undefined ? ringReplicasDefault : parseBoundedInt(replicasSetting.value, replicasSetting.label, 1, queueReplicasSettingMax),
+    retentionMs: retentionSetting === undefined ? 0 : parseBoundedInt(retentionSetting.value, retentionSetting.label, 0, queueRetentionMsSettingMax),
+  };
   const cache = parseCacheSettings(get);
-  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, raftTiming, cache, settingLabels, security };
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, raftTiming, cache, settingLabels, security, topicDefaults };
 }
 
 type SettingGetter = (name: Exclude<SettingName, 'config'>) => { value: string; label: string } | undefined;

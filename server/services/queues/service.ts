@@ -44,7 +44,7 @@ import type { Message, QueueCommand, QueueResult } from '../../../core/queue/com
 import { deadLetterMessage } from '../../../core/queue/deadletter.js';
 import { messageBytes } from '../../../core/queue/store.js';
 import { partitionConfigOf, partitionGroupId, type TopicCommand, type TopicRecord, type TopicResult, TopicTable,
-  type TopicTableSnapshot } from '../../../core/queue/topics.js';
+  type TopicSpec, type TopicTableSnapshot } from '../../../core/queue/topics.js';
 import type { Entry } from '../../../core/raft/types.js';
 import type { Hash32 } from '../../../core/ring/index.js';
 import { Ring } from '../../../core/ring/index.js';
@@ -102,6 +102,11 @@ export interface QueueServiceOptions {
   readonly wallClockMs?: () => number;
   /** Pushes to other nodes over the peer links (dead letters for a partition led elsewhere); absent: local only. */
   readonly peers?: PeerChannel;
+  /**
+   * This node's defaults for a create that does not say (QUEUE_REPLICAS, MESSAGE_RETENTION_PERIOD),
+   * filled in before the entry is proposed so every replica applies the same topic.
+   */
+  readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
 }
 
 export interface PeerChannel {
@@ -570,7 +575,7 @@ export class QueueService implements Service {
     const c = this.context;
     c.handle(Opcode.TopicCreate, (rc, payload) => {
       const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic create');
-      this.topicCommand(rc, { kind: 'create', spec: specOf(req) });
+      this.topicCommand(rc, { kind: 'create', spec: this.withDefaults(specOf(req)) });
     }, 'admin');
     c.handle(Opcode.TopicDelete, (rc, payload) => {
       const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic delete');
@@ -600,6 +605,17 @@ export class QueueService implements Service {
     for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {
       c.handle(op, (rc, payload) => this.settle(rc, decodePayload((b) => schema.SettleRequest.decode(b), payload, 'settle')));
     }
+  }
+
+  private withDefaults(spec: TopicSpec): TopicSpec {
+    const d = this.opts.topicDefaults;
+    if (d === undefined) return spec;
+    return {
+      ...spec,
+      // Never more than the voters: a cluster smaller than the setting still takes topics.
+      ...(spec.replicas === undefined ? { replicas: Math.max(1, Math.min(d.replicas, this.opts.voters().length)) } : {}),
+      ...(spec.retention === undefined && d.retentionMs > 0 ? { retention: { maxAgeMs: d.retentionMs, maxBytes: 0, dropUnacked: false } } : {}),
+    };
   }
 
   private topicCommand(rc: RequestContext, cmd: TopicCommand): void {
