@@ -197,10 +197,6 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
     topicDefaults: config.topicDefaults,
-    peers: {
-      send: (peer, opcode, payload) => { node.peers.send(peer, opcode, payload); },
-      onPush: (opcode, handler) => node.handlePeerPush(opcode, (from, payload) => { handler(from, payload); return null; }),
-    },
   })];
   const sm = new Group0StateMachine();
   registerServices(list, sm);

@@ -100,18 +100,11 @@ export interface QueueServiceOptions {
   readonly storage: PartitionStorageFactory;
   /** Wall-clock ms stamped into entries (default Date.now; the simulator passes its clock). */
   readonly wallClockMs?: () => number;
-  /** Pushes to other nodes over the peer links (dead letters for a partition led elsewhere); absent: local only. */
-  readonly peers?: PeerChannel;
   /**
    * This node's defaults for a create that does not say (QUEUE_REPLICAS, MESSAGE_RETENTION_PERIOD),
    * filled in before the entry is proposed so every replica applies the same topic.
    */
   readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
-}
-
-export interface PeerChannel {
-  send(peer: NodeId, opcode: number, payload: Uint8Array): void;
-  onPush(opcode: number, handler: (from: NodeId, payload: Uint8Array) => void): void;
 }
 
 interface ForwardReply {
@@ -196,18 +189,23 @@ export class QueueService implements Service {
 
   start(ctx: ServiceContext): void {
     this.ctx = ctx;
-    this.opts.peers?.onPush(Opcode.QueueForward, (from, payload) => this.forwarded(from, payload));
-    this.opts.peers?.onPush(Opcode.QueueForwardReply, (_from, payload) => {
+    // Dead letters for a partition led elsewhere travel on the services' peer seam.
+    ctx.peers.handle(Opcode.QueueForward, (from, payload) => {
+      this.forwarded(from, payload);
+      return null;
+    });
+    ctx.peers.handle(Opcode.QueueForwardReply, (_from, payload) => {
       let r: ReturnType<typeof schema.QueueForwardReply.decode>;
       try {
         r = schema.QueueForwardReply.decode(payload);
       } catch {
-        return;
+        return null;
       }
       const done = this.forwards.get(Number(r.id));
-      if (done === undefined) return;
+      if (done === undefined) return null;
       this.forwards.delete(Number(r.id));
       done({ code: r.code, message: r.message, leaderId: r.leaderId });
+      return null;
     });
     this.registerHandlers();
     this.registerConsole();
@@ -464,13 +462,13 @@ export class QueueService implements Service {
       }, () => retry('', queueDeadLetterRetryMs));
       return;
     }
-    const peers = this.opts.peers;
+    const peers = this.context.peers;
     const replicas = dlq.placement[source.index] ?? [];
     const others = replicas.filter((r) => r !== this.node.nodeId);
     let target: NodeId | '' = towards !== '' && towards !== this.node.nodeId ? towards : (local?.runner.leader ?? '');
     if (target === '' || target === this.node.nodeId) target = others[attempt % Math.max(1, others.length)] ?? '';
-    if (peers === undefined || target === '') {
-      // No peer link (the simulator) or nobody else to ask: try again here later (this node may become its leader).
+    if (target === '') {
+      // Nobody else to ask: try again here later (this node may become its leader).
       retry('', queueDeadLetterRetryMs);
       return;
     }
@@ -502,7 +500,7 @@ export class QueueService implements Service {
       return;
     }
     const answer = (code: string, message: string, leaderId: string): void => {
-      this.opts.peers?.send(from, Opcode.QueueForwardReply, schema.QueueForwardReply.encode({ id: f.id, code, message, leaderId }).finish());
+      this.context.peers.send(from, Opcode.QueueForwardReply, schema.QueueForwardReply.encode({ id: f.id, code, message, leaderId }).finish());
     };
     const req = f.publish;
     if (req === null || req === undefined) { answer(ErrorCode.BAD_REQUEST, 'a forward carries a publish', ''); return; }
