@@ -30,6 +30,11 @@ t.test('3 nodes: coherence, per-key linearizability under concurrency, kill -9 o
   const hitsBefore = (await b.cache.stats()).counters['node.hits'] ?? 0;
   t.equal(await b.cache.getString('greeting'), 'hello', 'B serves it again (a hit)');
   t.ok(((await b.cache.stats()).counters['node.hits'] ?? 0) > hitsBefore, 'the second read on B was a hit');
+  // The same counters reach Prometheus on B's HTTP port.
+  const metrics = await fetch(`http://127.0.0.1:${nodes[1]!.spec.httpPort}/metrics`).then((r) => r.text());
+  const hitSample = /^dsync_cache_events_total\{[^}]*event="node\.hits"[^}]*\} (\d+)/m.exec(metrics);
+  t.ok(hitSample !== null && Number(hitSample[1]) > hitsBefore, `/metrics counts B's hits (${hitSample?.[1]})`);
+  t.match(metrics, /^dsync_cache_transitions_total\{[^}]*from="I"[^}]*\} \d+/m, 'and transitions by state pair');
   await c.cache.set('greeting', 'bonjour');
   t.equal(await a.cache.getString('greeting'), 'bonjour', 'A sees C\'s write');
   t.equal(await b.cache.getString('greeting'), 'bonjour', 'B sees C\'s write');

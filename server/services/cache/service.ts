@@ -100,6 +100,7 @@ export class CacheService implements Service {
     ctx.handle(Opcode.CacheFlush, (rc) => this.onFlush(rc));
     ctx.handle(Opcode.CacheStats, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.CacheStatsReply.encode(this.statsReply()).finish()), 'read');
     ctx.peers.handle(Opcode.CachePeer, (from, payload) => this.onPeer(from, payload));
+    this.registerMetrics(ctx);
     ctx.node.consoleCommands.register({
       name: 'cache', usage: 'cache stats | cache key K', help: 'cache counters on this node; one key\'s line here and its entry at its home (if here)',
       run: (args) => this.consoleRun(args),
@@ -395,6 +396,28 @@ export class CacheService implements Service {
       }
     }
     return out;
+  }
+
+  /** The counters below as Prometheus series (read at scrape time): events, transitions by state pair, gauges. */
+  private registerMetrics(ctx: ServiceContext): void {
+    const m = ctx.node.metrics;
+    const gauges: Record<string, [string, string]> = {
+      lines: ['dsync_cache_lines', 'Lines this node caches'],
+      lineBytes: ['dsync_cache_line_bytes', 'Key and value bytes of the lines this node caches'],
+      homeEntries: ['dsync_cache_home_entries', 'Directory entries of the keys this node is home of'],
+      hitRatio: ['dsync_cache_hit_ratio', 'Hits / (hits + misses) of reads served here since start'],
+    };
+    for (const [key, [name, help]] of Object.entries(gauges)) m.gauge(name, help, [], () => [[{}, this.counters().get(key) ?? 0]]);
+    m.counterFrom('dsync_cache_transitions_total', 'MESI/MOESI transitions of this node\'s lines, by state pair', ['from', 'to'], () => {
+      const out: [{ from: string; to: string }, number][] = [];
+      for (const [k, v] of this.counters()) {
+        const t = /^transition\.(\w+)->(\w+)$/.exec(k);
+        if (t !== null) out.push([{ from: t[1] ?? '', to: t[2] ?? '' }, v]);
+      }
+      return out;
+    });
+    m.counterFrom('dsync_cache_events_total', 'Cache events (hits, misses, invalidations, write-backs, evictions, lease reclaims, ...), by where and what',
+      ['event'], () => [...this.counters()].filter(([k]) => /^(node|home)\./.test(k)).map(([k, v]) => [{ event: k }, v]));
   }
 
   /** Every counter over all generations, plus gauges of the current one. */
