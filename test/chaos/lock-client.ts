@@ -9,6 +9,7 @@ import { Client, DsyncError, type HeldLock, type LockMode } from '../../client/i
 import { Xoshiro128 } from '../../core/prng.js';
 import type { Outcome } from '../checker/history.js';
 import type { AcquireOp, LostOp, ReleaseOp } from '../checker/lock-safety.js';
+import { epochNowMs } from './clock.js';
 
 export interface LockClientArgs {
   readonly name: string;
@@ -53,7 +54,7 @@ const accessesMax = 3;
 
 const args = JSON.parse(process.argv[2] ?? '{}') as LockClientArgs;
 const prng = new Xoshiro128(args.seed);
-const now = (): number => performance.timeOrigin + performance.now() - args.originMs;
+const now = (): number => epochNowMs() - args.originMs;
 let nextId = args.idBase;
 let stopping = false;
 const verdicts = new Map<number, (accepted: boolean) => void>();

@@ -14,6 +14,7 @@ import type { BaseOp } from '../checker/history.js';
 import { type AccessOp, checkLockHistory, type LockMode, type LockOp } from '../checker/lock-safety.js';
 import type { ClientMessage, LockClientArgs, RunnerMessage } from './lock-client.js';
 import type { CheckOutcome, FaultNotice, Workload, WorkloadContext } from './workload.js';
+import { epochNowMs } from './clock.js';
 
 const clientScript = join(dirname(fileURLToPath(import.meta.url)), 'lock-client.js');
 
@@ -152,7 +153,7 @@ export class LockWorkload implements Workload {
       ctx.history.add(m.op);
     } else if (m.t === 'access') {
       const v = this.resource.access(m.lock, m.mode, m.token);
-      const endMs = performance.timeOrigin + performance.now() - ctx.originMs;
+      const endMs = epochNowMs() - ctx.originMs;
       const op: AccessOp = { id: m.id, process: args.name, node: args.node, service: 'locks', f: 'access', lock: m.lock, mode: m.mode,
         grant: m.grant, token: m.token, accepted: v.accepted, zombie: m.zombie, resourceSeq: v.seq, invokeMs: m.invokeMs, endMs,
         outcome: v.accepted ? 'ok' : 'fail', ...(m.stalledFromMs === undefined ? {} : { stalledFromMs: m.stalledFromMs }) };

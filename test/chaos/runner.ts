@@ -10,6 +10,7 @@ import { ChaosCluster, Teardowns } from './cluster.js';
 import { LockWorkload } from './locks-workload.js';
 import { type MoveName, Nemesis } from './nemesis.js';
 import { History, type Workload } from './workload.js';
+import { epochNowMs } from './clock.js';
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -55,8 +56,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const ttlMs = opts.ttlMs ?? 2_000;
   const canary = opts.canary ?? null;
   const wallStart = performance.now();
-  const originMs = performance.timeOrigin + performance.now();
-  const now = (): number => performance.timeOrigin + performance.now() - originMs;
+  const originMs = epochNowMs();
+  const now = (): number => epochNowMs() - originMs;
   const t = new Teardowns();
   const workloads: Workload[] = [new LockWorkload()];
   const history = new History();

@@ -28,7 +28,7 @@ export interface WorkloadContext {
   readonly seeds: readonly string[];
   readonly nodeIds: readonly string[];
   readonly seed: number;
-  /** Epoch ms (performance.timeOrigin + performance.now()) the run's times count from. */
+  /** Epoch ms (clock.ts epochNowMs) the run's times count from. */
   readonly originMs: number;
   /** Run-relative ms at which load must stop. */
   readonly loadUntilMs: number;

@@ -1,7 +1,7 @@
 // The shape of a fault-run history, shared by every workload, checker and report:
 // one record per client operation (invoked, then ok / fail / unknown) and one per
 // fault the nemesis injected. Times are milliseconds since the run started, on one
-// clock for every process (performance.timeOrigin + performance.now()).
+// clock for every process (test/chaos/clock.ts: epoch ms from Date.now() and performance.now()).
 
 /** ok: it happened; fail: it certainly did not; unknown: no answer (it may have happened). */
 export type Outcome = 'ok' | 'fail' | 'unknown';
