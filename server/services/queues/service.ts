@@ -580,23 +580,13 @@ export class QueueService implements Service {
       this.topicCommand(rc, { kind: 'delete', name: req.name });
     }, 'admin');
     c.handle(Opcode.TopicInfo, (rc, payload) => {
-      const req = decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic info');
-      this.linearizable(rc, () => {
-        const t = this.topics.table.get(req.name);
-        if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${req.name} does not exist`);
-        return schema.TopicState.encode(this.topicState(t)).finish();
-      });
+      this.topicStateReply(rc, decodePayload((b) => schema.TopicRequest.decode(b), payload, 'topic info').name);
     }, 'read');
     c.handle(Opcode.TopicList, (rc) => {
       this.linearizable(rc, () => schema.TopicListReply.encode({ topics: this.topics.table.list().map((t) => this.topicState(t)) }).finish());
     }, 'read');
     c.handle(Opcode.PartitionMap, (rc, payload) => {
-      const req = decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map');
-      this.linearizable(rc, () => {
-        const t = this.topics.table.get(req.topic);
-        if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${req.topic} does not exist`);
-        return schema.TopicState.encode(this.topicState(t)).finish();
-      });
+      this.topicStateReply(rc, decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map').topic);
     }, 'read');
     c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
     c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
@@ -614,6 +604,15 @@ export class QueueService implements Service {
       ...(spec.replicas === undefined ? { replicas: Math.max(1, Math.min(d.replicas, this.opts.voters().length)) } : {}),
       ...(spec.retention === undefined && d.retentionMs > 0 ? { retention: { maxAgeMs: d.retentionMs, maxBytes: 0, dropUnacked: false } } : {}),
     };
+  }
+
+  /** Topic info and the partition map are one answer: the topic's state, read linearizably. */
+  private topicStateReply(rc: RequestContext, name: string): void {
+    this.linearizable(rc, () => {
+      const t = this.topics.table.get(name);
+      if (t === undefined) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${name} does not exist`);
+      return schema.TopicState.encode(this.topicState(t)).finish();
+    });
   }
 
   private topicCommand(rc: RequestContext, cmd: TopicCommand): void {
