@@ -17,8 +17,12 @@ export class NodeMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'opcode' | 'code'>;
   private readonly requestSeconds: Histogram<'opcode'>;
-  /** opcode -> name, so a label is not formatted per request. */
-  private readonly names = new Map<number, string>();
+  /**
+   * Per opcode (unknown ones share 'unknown'): its latency series and its counters by
+   * answer code, bound once, so answering a request allocates no label objects.
+   */
+  private readonly perOpcode = new Map<string, { readonly seconds: { observe(v: number): void };
+    readonly byCode: Map<string, { inc(): void }> }>();
 
   constructor(nodeId: string) {
     this.registry.setDefaultLabels({ node: nodeId });
@@ -30,14 +34,20 @@ export class NodeMetrics {
 
   /** One answered request: `code` is 'OK' or the error code; `seconds` since it arrived. */
   answered(opcode: number, code: string, seconds: number): void {
-    // Unknown opcodes (a fuzzer, a newer client) share one label and one cache slot: series stay bounded.
-    let name = isKnownOpcode(opcode) ? this.names.get(opcode) : 'unknown';
-    if (name === undefined) {
-      name = opcodeName(opcode);
-      this.names.set(opcode, name);
+    // Unknown opcodes (a fuzzer, a newer client) share one label: series stay bounded.
+    const name = isKnownOpcode(opcode) ? opcodeName(opcode) : 'unknown';
+    let series = this.perOpcode.get(name);
+    if (series === undefined) {
+      series = { seconds: this.requestSeconds.labels(name), byCode: new Map() };
+      this.perOpcode.set(name, series);
     }
-    this.requests.inc({ opcode: name, code });
-    this.requestSeconds.observe({ opcode: name }, seconds);
+    let counter = series.byCode.get(code);
+    if (counter === undefined) {
+      counter = this.requests.labels(name, code);
+      series.byCode.set(code, counter);
+    }
+    counter.inc();
+    series.seconds.observe(seconds);
   }
 
   /** A gauge whose values are read at scrape time: `read` returns [labels, value] pairs. */
