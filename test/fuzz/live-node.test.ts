@@ -19,7 +19,7 @@ import { MessageType } from '../../core/raft/types.js';
 import { Client } from '../../client/index.js';
 import { encodeFrame, FrameType, Opcode, schema } from '../../protocol/index.js';
 import { freePorts, tempDir, TestNode, waitUntilServing } from '../integration/helpers/cluster.js';
-import { errorCode, helloFrame, pingFrame, RawConnection, type ReceivedFrame } from '../integration/helpers/raw.js';
+import { errorCode, helloFrame, pingFrame, raftPush, RawConnection, type ReceivedFrame } from '../integration/helpers/raw.js';
 
 const seed = process.env['SEED'] !== undefined ? Number(process.env['SEED']) : (Date.now() ^ (process.pid << 8)) >>> 0;
 t.comment(`seed ${seed} (replay with SEED=${seed})`);
@@ -193,10 +193,6 @@ t.test('client connections: random and mutated frames do not hurt the node or ot
   t.ok(series > 0 && series < 400, `random opcodes did not blow up the metric series (${series} request series)`);
   await node.stop();
 });
-
-function raftPush(messages: ReturnType<typeof schema.RaftMessage.create>[]): Uint8Array {
-  return encodeFrame(FrameType.Push, Opcode.Raft, 0, schema.RaftBatch.encode({ messages }).finish());
-}
 
 t.test('a peer link: mutated raft batches close the link at worst; the node keeps serving', async (t) => {
   const [port, httpPort, consolePort, n2Port] = await freePorts(4);

@@ -9,11 +9,7 @@ import { protocolVersion } from '../../core/constants.js';
 import { MessageType } from '../../core/raft/types.js';
 import { encodeFrame, FrameType, Opcode, schema } from '../../protocol/index.js';
 import { freePorts, tempDir, TestNode, waitUntilServing } from './helpers/cluster.js';
-import { pingFrame, RawConnection } from './helpers/raw.js';
-
-function raftPush(messages: ReturnType<typeof schema.RaftMessage.create>[]): Uint8Array {
-  return encodeFrame(FrameType.Push, Opcode.Raft, 0, schema.RaftBatch.encode({ messages }).finish());
-}
+import { pingFrame, raftPush, RawConnection } from './helpers/raw.js';
 
 t.test('a malformed raft batch closes that peer link; the node keeps serving', async (t) => {
   const [port, httpPort, consolePort, n2Port] = await freePorts(4);

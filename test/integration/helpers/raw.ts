@@ -136,6 +136,11 @@ export function helloFrame(requestId = 1): Uint8Array {
     schema.Hello.encode({ role: schema.Role.ROLE_CLIENT, protocolVersion, name: 'raw-test' }).finish());
 }
 
+/** A RaftBatch pushed as a peer would push it. */
+export function raftPush(messages: ReturnType<typeof schema.RaftMessage.create>[]): Uint8Array {
+  return encodeFrame(FrameType.Push, Opcode.Raft, 0, schema.RaftBatch.encode({ messages }).finish());
+}
+
 export function pingFrame(requestId: number, payload: Uint8Array): Uint8Array {
   return encodeFrame(FrameType.Request, Opcode.Ping, requestId, schema.Ping.encode({ payload }).finish());
 }
