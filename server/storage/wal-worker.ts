@@ -53,8 +53,22 @@ const loseUnsyncedAfterBatches = ((): number => {
 })();
 let batchesWritten = 0;
 
-function loseUnsyncedAndDie(fd: number, sizeBefore: number, written: number): void {
-  fs.ftruncateSync(fd, sizeBefore + Math.floor(written / 2));
+/**
+ * Keeps batch[from, to) on disk only up to the middle of the record that holds the
+ * batch's midpoint (never on a record boundary: the tear must be one recovery has to cut).
+ */
+function loseUnsyncedAndDie(fd: number, sizeBefore: number, from: number, to: number): void {
+  const middle = from + Math.floor((to - from) / 2);
+  let off = from;
+  // Bounded by the batch: each step moves past one whole record.
+  for (;;) {
+    const recordBytes = recordHeaderBytes + batchView.getUint32(off, true);
+    if (off + recordBytes > middle || off + recordBytes >= to) {
+      fs.ftruncateSync(fd, sizeBefore + (off - from) + Math.max(1, Math.floor(recordBytes / 2)));
+      break;
+    }
+    off += recordBytes;
+  }
   process.kill(process.pid, 'SIGKILL');
 }
 
@@ -120,7 +134,7 @@ function writeBatch(n: number): void {
   const tail = batch.subarray(chunkStart, n);
   writeAll(segFd, tail);
   if (loseUnsyncedAfterBatches >= 0 && batchesWritten++ >= loseUnsyncedAfterBatches) {
-    loseUnsyncedAndDie(segFd, segBytes - tail.length, tail.length);
+    loseUnsyncedAndDie(segFd, segBytes - tail.length, chunkStart, n);
   }
   datasync(segFd);
   Atomics.add(seqs, statRecords, BigInt(records));
