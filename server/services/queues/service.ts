@@ -105,6 +105,8 @@ export interface QueueServiceOptions {
    * filled in before the entry is proposed so every replica applies the same topic.
    */
   readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
+  /** A deliberate bug for the fault runner's canary (server/node/canary.ts); never set otherwise. */
+  readonly canary?: 'forget-failed-attempts';
 }
 
 interface ForwardReply {
@@ -294,7 +296,8 @@ export class QueueService implements Service {
       applied: (_m, entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, entry, commands, outcomes); },
       leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
     };
-    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener);
+    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener,
+      this.opts.canary === undefined ? {} : { canary: this.opts.canary });
     const replicas = topic.placement[index] ?? [];
     const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
     hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
