@@ -20,6 +20,8 @@ export const moveNames: readonly MoveName[] = ['kill', 'pause', 'pause-leader-fi
 
 /** Moves every run makes once (the repairs issue's scenarios and the basic kinds), in a seeded order. */
 const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition', 'lose-unsynced'];
+/** A must move's usual length with the quiet gap after it (the long pause is longer, a kill shorter). */
+const mustMoveMsTypical = 9_000;
 const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky',
   'lose-unsynced', 'join-leave'];
 
@@ -64,7 +66,9 @@ export class Nemesis {
     const must = this.shuffle(mustMoves.filter((m) => allowed.includes(m)));
     const pool = randomMoves.filter((m) => allowed.includes(m));
     while (!this.stopped) {
-      const move = must.length > 0 && (pool.length === 0 || this.prng.next() < 0.6) ? must.shift() : this.pick(pool);
+      // Random moves between the must moves, unless the window left is only enough for the latter.
+      const tight = must.length * mustMoveMsTypical > this.opts.faultsUntilMs - this.now();
+      const move = must.length > 0 && (pool.length === 0 || tight || this.prng.next() < 0.6) ? must.shift() : this.pick(pool);
       if (move === undefined) break;
       const plan = await this.plan(move);
       if (plan === null) continue;

@@ -94,10 +94,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       ...(nodeCanaries.length === 0 ? {} : { env: { DSYNC_CANARY: nodeCanaries.join(',') } }) });
     const loadStartMs = now();
     const loadUntilMs = loadStartMs + opts.durationMs;
-    for (const w of workloads) {
-      t.teardown(() => (w instanceof LockWorkload ? w.killAll() : undefined));
-      await w.start({ seeds: cluster.seeds, nodeIds: cluster.ids, seed: opts.seed, originMs, loadUntilMs, history, canaries, ttlMs, log });
-    }
+    for (const w of workloads) t.teardown(() => (w instanceof LockWorkload ? w.killAll() : undefined));
+    // Together: connecting clients and creating a topic take a while on a loaded machine, and it comes out of the fault window.
+    await Promise.all(workloads.map((w) => w.start({ seeds: cluster.seeds, nodeIds: cluster.ids, seed: opts.seed, originMs, loadUntilMs, history,
+      canaries, ttlMs, log })));
+    log(`${(now() / 1000).toFixed(1)} s: load running`);
     const cooldownMs = Math.max(cooldownMsMin, Math.floor(opts.durationMs * 0.15));
     nemesis = new Nemesis(cluster, new Xoshiro128(opts.seed), {
       ttlMs, durationMs: opts.durationMs, faultsUntilMs: loadUntilMs - cooldownMs, warmupMs, ...(opts.moves === undefined ? {} : { moves: opts.moves }),
