@@ -627,7 +627,7 @@ export class QueueService implements Service {
       const result = r as TopicResult;
       if (result.kind === 'error') {
         rc.conn.replyError(rc.requestId, rc.opcode, new DsyncError(result.code, result.message));
-      } else if (result.kind === 'created') {
+      } else if (result.kind === 'created' || result.kind === 'exists') {
         rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(result.topic)).finish());
       } else {
         rc.conn.reply(rc.requestId, rc.opcode, schema.TopicListReply.encode({ topics: result.topics.map((t) => this.topicState(t)) }).finish());
