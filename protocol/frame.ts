@@ -65,6 +65,8 @@ export const Opcode = {
   QueueForward: 210,
   /** Peer-only push: the answer to a QueueForward. */
   QueueForwardReply: 211,
+  /** The consistent-hash ring over group 0's voters: each member's share and the partition replicas it hosts. */
+  Ring: 212,
   // Cache service: 300-399.
   CacheGet: 300,
   CacheSet: 301,

@@ -590,6 +590,7 @@ export class QueueService implements Service {
     }, 'read');
     c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
     c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
+    c.handle(Opcode.Ring, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.RingReply.encode(this.ringReply()).finish()), 'read');
     for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {
       c.handle(op, (rc, payload) => this.settle(rc, decodePayload((b) => schema.SettleRequest.decode(b), payload, 'settle')));
     }
@@ -871,16 +872,23 @@ export class QueueService implements Service {
     c.register({
       name: 'ring', usage: 'ring', help: 'the consistent-hash ring over group 0\'s voters: each member\'s share of the hash space and the partitions it hosts',
       run: () => {
-        const voters = this.opts.voters();
-        if (voters.length === 0) return '(no voters)';
-        const ring = new Ring(this.opts.hash, { nodes: voters });
-        const shares = ring.shares();
-        const hostedBy = new Map<string, number>();
-        for (const t of this.topics.table.list()) for (const r of t.placement) for (const n of r) hostedBy.set(n, (hostedBy.get(n) ?? 0) + 1);
-        return `${ring.size} members x ${ring.vnodesPerNode} virtual nodes\n` + voters.map((v) =>
-          `${v} share=${((shares.get(v) ?? 0) * 100).toFixed(1)}% partition-replicas=${hostedBy.get(v) ?? 0}`).join('\n');
+        const r = this.ringReply();
+        if (r.members.length === 0) return '(no voters)';
+        return `${r.members.length} members x ${r.vnodesPerNode} virtual nodes\n` + r.members.map((m) =>
+          `${m.id} share=${(m.share * 100).toFixed(1)}% partition-replicas=${m.partitionReplicas}`).join('\n');
       },
     });
+  }
+
+  /** The ring over group 0's voters as this node knows them: the Ring request and the console's `ring`. */
+  private ringReply(): { vnodesPerNode: number; members: { id: string; share: number; partitionReplicas: number }[] } {
+    const voters = this.opts.voters();
+    if (voters.length === 0) return { vnodesPerNode: 0, members: [] };
+    const ring = new Ring(this.opts.hash, { nodes: voters });
+    const shares = ring.shares();
+    const hostedBy = new Map<string, number>();
+    for (const t of this.topics.table.list()) for (const r of t.placement) for (const n of r) hostedBy.set(n, (hostedBy.get(n) ?? 0) + 1);
+    return { vnodesPerNode: ring.vnodesPerNode, members: voters.map((v) => ({ id: v, share: shares.get(v) ?? 0, partitionReplicas: hostedBy.get(v) ?? 0 })) };
   }
 }
 
