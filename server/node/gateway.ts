@@ -518,7 +518,9 @@ export function gatewayRoutes(): readonly GatewayRoute[] {
         const partition = b.partition ?? await ctx.gateway.partitionOf(ctx, topic, b.key);
         const r = schema.PublishReply.decode(await ctx.call(Opcode.Publish, schema.PublishRequest.encode({ topic, partition, messages: [message],
           ...(b.fencing === undefined ? {} : { fencing: b.fencing }) }).finish()).catch((err: unknown) => {
-          if (err instanceof DsyncError && (err.code === ErrorCode.NOT_FOUND || err.code === ErrorCode.BAD_REQUEST)) ctx.gateway.forgetPartitions(topic);
+          if (err instanceof DsyncError && (err.code === ErrorCode.NOT_FOUND || err.code === ErrorCode.BAD_REQUEST || err.code === ErrorCode.UNAVAILABLE)) {
+          ctx.gateway.forgetPartitions(topic);
+        }
           throw err;
         }));
         return { partition: n(r.partition), offset: n(r.baseOffset), timestampMs: n(r.timestampMs) };
@@ -973,7 +975,8 @@ export class HttpGateway {
     const nowMs = performance.now();
     let known = this.partitionCounts.get(topic);
     if (known === undefined || nowMs - known.atMs > httpPartitionMapCacheMs) {
-      const state = schema.TopicState.decode(await ctx.call(Opcode.PartitionMap, schema.PartitionMapRequest.encode({ topic }).finish()));
+      // This node's applied topic table (local): a topic's partition count is fixed for its life.
+      const state = schema.TopicState.decode(await ctx.call(Opcode.PartitionMap, schema.PartitionMapRequest.encode({ topic, local: true }).finish()));
       known = { partitions: n(state.partitions), atMs: nowMs };
       assert(known.partitions >= 1, `topic ${topic} has at least one partition`);
       this.partitionCounts.delete(topic);

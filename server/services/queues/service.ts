@@ -529,14 +529,7 @@ export class QueueService implements Service {
 
   /** The hosted leader replica of a partition, or the error to answer with. */
   private leaderOf(topicName: string, partition: number): Hosted {
-    const t = this.topics.table.get(topicName);
-    if (t === undefined) {
-      // Only group 0's leader knows a topic does not exist; another node may not have applied its creation yet.
-      const group0 = this.context.groups.group0;
-      if (group0.isLeader) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
-      throw new DsyncError(ErrorCode.UNAVAILABLE, `topic ${topicName} is not known on ${this.node.nodeId} (yet); retry shortly`,
-        { retryAfterMs: overloadRetryAfterMs });
-    }
+    const t = this.knownTopic(topicName);
     if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.partitions) {
       throw new DsyncError(ErrorCode.BAD_REQUEST, `topic ${topicName} has partitions 0..${t.partitions - 1}; there is no partition ${partition}`);
     }
@@ -548,6 +541,17 @@ export class QueueService implements Service {
     }
     if (!h.isLeader) throw this.notLeader(h);
     return h;
+  }
+
+  /** A topic in this node's applied table, or the error to answer with. */
+  private knownTopic(topicName: string): TopicRecord {
+    const t = this.topics.table.get(topicName);
+    if (t !== undefined) return t;
+    // Only group 0's leader knows a topic does not exist; another node may not have applied its creation yet.
+    const group0 = this.context.groups.group0;
+    if (group0.isLeader) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
+    throw new DsyncError(ErrorCode.UNAVAILABLE, `topic ${topicName} is not known on ${this.node.nodeId} (yet); retry shortly`,
+      { retryAfterMs: overloadRetryAfterMs });
   }
 
   private trackConsumer(h: Hosted, link: ClientLink, consumer: ConsumerId): void {
@@ -586,7 +590,9 @@ export class QueueService implements Service {
       this.linearizable(rc, () => schema.TopicListReply.encode({ topics: this.topics.table.list().map((t) => this.topicState(t)) }).finish());
     }, 'read');
     c.handle(Opcode.PartitionMap, (rc, payload) => {
-      this.topicStateReply(rc, decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map').topic);
+      const req = decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map');
+      if (req.local) rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(this.knownTopic(req.topic))).finish());
+      else this.topicStateReply(rc, req.topic);
     }, 'read');
     c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
     c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
