@@ -16,7 +16,7 @@
 // HTTP_BENCH_OPS (cache-get,lock,publish).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon, { type Result as AutocannonResult } from 'autocannon';
@@ -188,13 +188,13 @@ runBenchmark(async () => {
 
     const report = {
       benchmark: 'http', nodes: 3, connections, seconds: measureSeconds, valueBytes, leader: leader.leaderId,
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version, loadAverage1m: loadavg()[0] ?? 0 },
       results,
     };
     mkdirSync(dirname(resultsPath), { recursive: true });
     writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
     const f = (x: number, w = 9, d = 2): string => x.toFixed(d).padStart(w);
-    console.log(`bench:http  3 nodes, ${connections} HTTP connections / binary clients, ${measureSeconds} s per measurement, ${cpus().length} CPUs`);
+    console.log(`bench:http  3 nodes, ${connections} HTTP connections / binary clients, ${measureSeconds} s per measurement, ${cpus().length} CPUs, load average ${(loadavg()[0] ?? 0).toFixed(1)}`);
     console.log('  operation   side        req/s    p50 ms    p99 ms  requests  errors');
     for (const r of results) {
       for (const [side, s] of [['http', r.http], ['binary', r.binary]] as const) {
