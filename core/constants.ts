@@ -448,6 +448,8 @@ export const httpConsumersMax = 1024;
 export const httpConsumerTtlMsMin = 1_000;
 export const httpConsumerTtlMsMax = 10 * 60 * 1000;
 export const httpConsumerTtlMsDefault = 30_000;
+/** Deliveries one HTTP fetch asks for when it does not say. */
+export const httpFetchCountDefault = 16;
 /** How long the gateway reuses a topic's partition count to place a keyed publish (refreshed on NOT_FOUND). */
 export const httpPartitionMapCacheMs = 1_000;
 /** Topics whose partition count the gateway keeps. */
@@ -458,3 +460,4 @@ assert(Math.ceil((cacheValueBytesMax * 4) / 3) + 64 * 1024 <= httpBodyBytesMax &
 assert(httpBodyBytesMax < frameBytesMax, 'what an HTTP body carries fits one request frame');
 assert(httpConsumerTtlMsMin <= httpConsumerTtlMsDefault && httpConsumerTtlMsDefault <= httpConsumerTtlMsMax, 'consumer TTL default within range');
 assert(httpRequestsInFlightMax > 0 && httpConsumersMax > 0 && httpPartitionMapsMax > 0, 'gateway bounds');
+assert(httpFetchCountDefault >= 1 && httpFetchCountDefault <= queueFetchCountMax, 'the default fetch size is a valid one');

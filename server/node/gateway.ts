@@ -30,7 +30,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { assert, assertNever } from '../../core/assert.js';
 import {
-  cacheTtlMsMax, httpBodyBytesMax, httpConsumersMax, httpConsumerTtlMsDefault, httpConsumerTtlMsMax, httpConsumerTtlMsMin, httpPartitionMapCacheMs,
+  cacheTtlMsMax, httpBodyBytesMax, httpConsumersMax, httpFetchCountDefault, httpConsumerTtlMsDefault, httpConsumerTtlMsMax, httpConsumerTtlMsMin, httpPartitionMapCacheMs,
   httpPartitionMapsMax, httpRequestsInFlightMax, lockDelayMsMax, overloadRetryAfterMs, queueAckBatchCountMax, queueAckDeadlineMsMax,
   queueAckDeadlineMsMin, queueFetchCountMax, queueFetchWaitMsMax, queueMaxDeliveriesMax, queueTopicPartitionsMax, sessionTtlMsDefault, sessionTtlMsMax,
   sessionTtlMsMin,
@@ -570,7 +570,7 @@ export function gatewayRoutes(): readonly GatewayRoute[] {
       summary: 'Takes up to max deliveries from one partition for the consumer\'s group, waiting up to waitMs for some (long poll); '
         + 'each must be acked, nacked or extended before its deadline or it is delivered again',
       params: consumerParams, query: {},
-      body: obj({ partition: int({ minimum: 0 }), max: opt(int({ minimum: 1, maximum: queueFetchCountMax, default: 16 })),
+      body: obj({ partition: int({ minimum: 0 }), max: opt(int({ minimum: 1, maximum: queueFetchCountMax, default: httpFetchCountDefault })),
         waitMs: opt(int({ minimum: 0, maximum: queueFetchWaitMsMax, default: 0 })),
         ackDeadlineMs: opt(int({ minimum: queueAckDeadlineMsMin, maximum: queueAckDeadlineMsMax })), encoding: opt(encodingField) }),
       reply: obj({ partition: int(), messages: arr(obj({ delivery: int(), attempt: int(), offset: int(), deadlineMs: num(), timestampMs: num(),
@@ -995,7 +995,7 @@ export class HttpGateway {
   createConsumer(topic: string, group: string, ttlMs: number): HttpConsumer {
     if (this.consumers.size >= httpConsumersMax) {
       throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `this node keeps ${httpConsumersMax} HTTP consumers; delete unused ones or let them expire`,
-        { retryAfterMs: 1000 });
+        { retryAfterMs: overloadRetryAfterMs });
     }
     // The link is the consumer's; each request through it is checked against its own caller's token.
     const link = new GatewayLink(this.node);
