@@ -276,14 +276,15 @@ t.test('HTTP gateway on a live 3-node cluster', async (t) => {
     const missing = await call(lead, 'GET', '/v1/topics/nope', rw);
     t.equal(missing.status, 404, 'unknown topic 404');
 
-    // Wait until both partitions have a leader, then work on the key's partition at its leader.
+    // Wait until the key's partition is led by its preferred (first) replica, where leadership
+    // settles (a leader hands the partition over once that replica caught up), then work there.
     const key = 'user-7';
     const p = partitionOfKey(await keyHash(), key, 2);
     let pLeader: TestNode | undefined;
     for (let i = 0; i < 100 && pLeader === undefined; i++) {
       const info = await ok(lead, 'GET', '/v1/topics/gw-orders', rw);
-      const part = (info['partitionList'] as { index: number; leaderId: string }[])[p];
-      const candidate = byId.get(part?.leaderId ?? '');
+      const part = (info['partitionList'] as { index: number; leaderId: string; replicas: string[] }[])[p];
+      const candidate = part?.leaderId === part?.replicas[0] ? byId.get(part?.leaderId ?? '') : undefined;
       if (candidate !== undefined) {
         const pub = await call(portOf(candidate), 'POST', '/v1/topics/gw-orders/publish', { ...rw, body: { key, value: 'probe' } });
         if (pub.status !== 200 && i % 20 === 19) t.comment(`publish at ${candidate.spec.id}: ${pub.status} ${pub.text}`);
