@@ -126,11 +126,18 @@ export class GatewayLink implements ClientLink {
     return () => this.closeListeners.delete(fn);
   }
 
-  /** Ends the link: requests still waiting fail with `why`, and whoever registered onClose hears it. */
-  close(why: DsyncError): void {
+  /**
+   * Ends the link: requests still waiting fail with CONNECTION_CLOSED and `why`, and whoever
+   * registered onClose hears it. (The error is made only when someone waits: an Error's stack
+   * costs more than the rest of a request's end.)
+   */
+  close(why: string): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    for (const w of this.waiting.values()) w.reject(why);
+    if (this.waiting.size > 0) {
+      const err = new DsyncError(ErrorCode.CONNECTION_CLOSED, why);
+      for (const w of this.waiting.values()) w.reject(err);
+    }
     this.waiting.clear();
     const listeners = [...this.closeListeners];
     this.closeListeners.clear();
@@ -774,9 +781,17 @@ function sendError(res: ServerResponse, err: DsyncError): void {
   sendJson(res, httpStatusOf(err.code), errorBody(err));
 }
 
+const noBody = Buffer.alloc(0);
+
 /** Reads the body up to httpBodyBytesMax (Content-Length checked first); FRAME_TOO_LARGE past it. */
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
+function readBody(req: IncomingMessage): Promise<Buffer> | Buffer {
+  const length = req.headers['content-length'];
+  // No body announced (neither a length nor chunks): nothing to wait for.
+  if ((length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined) {
+    req.resume();
+    return noBody;
+  }
+  const declared = Number(length ?? 0);
   const tooLarge = (bytes: string): DsyncError => new DsyncError(ErrorCode.FRAME_TOO_LARGE,
     `the request body has ${bytes} bytes; the gateway takes at most ${httpBodyBytesMax}`);
   if (Number.isFinite(declared) && declared > httpBodyBytesMax) return Promise.reject(tooLarge(String(declared)));
@@ -878,7 +893,7 @@ export class HttpGateway {
       const input = await this.input(found, parts, url, q, req);
       const requestLink = new GatewayLink(this.node);
       // The HTTP exchange ended (answered, or the caller hung up): a wait still parked is withdrawn.
-      res.once('close', () => requestLink.close(new DsyncError(ErrorCode.CONNECTION_CLOSED, 'the HTTP request ended')));
+      res.once('close', () => requestLink.close('the HTTP request ended'));
       const reply = await found.route.run(input, { call: (opcode, payload) => requestLink.request(opcode, payload, credential), credential, gateway: this });
       if (!res.headersSent && !res.destroyed) sendJson(res, 200, reply);
     } catch (err) {
@@ -1016,7 +1031,7 @@ export class HttpGateway {
     if (this.consumers.get(c.id) !== c) return;
     this.consumers.delete(c.id);
     c.stopTimer();
-    c.link.close(new DsyncError(ErrorCode.CONNECTION_CLOSED, `consumer ${c.id} was ${why}`));
+    c.link.close(`consumer ${c.id} was ${why}`);
   }
 
   stop(): void {
