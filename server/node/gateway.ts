@@ -534,6 +534,23 @@ export function gatewayRoutes(): readonly GatewayRoute[] {
       },
     },
 
+    {
+      method: 'POST', path: '/v1/topics/{topic}/groups/{group}/replay', operationId: 'replay', tag: 'queues',
+      summary: 'Moves a group\'s cursor in one partition to an offset, or to the first message at or after timestampMs; what follows is delivered again '
+        + '(at the partition\'s leader)',
+      params: { topic: str({ minLength: 1 }), group: str({ minLength: 1 }) }, query: {},
+      body: obj({ partition: int({ minimum: 0 }), offset: opt(int({ minimum: 0 })), timestampMs: opt(int({ minimum: 0 })) }),
+      reply: obj({ offset: int() }),
+      run: async (input, ctx) => {
+        const b = input.body as { partition: number; offset?: number; timestampMs?: number };
+        if ((b.offset === undefined) === (b.timestampMs === undefined)) throw new FieldError('body must give one of offset and timestampMs');
+        const r = schema.ReplayReply.decode(await ctx.call(Opcode.Replay, schema.ReplayRequest.encode({ topic: input.params['topic'] as string,
+          partition: b.partition, group: input.params['group'] as string, offset: b.offset ?? 0, timestampMs: b.timestampMs ?? 0,
+          byTime: b.timestampMs !== undefined }).finish()));
+        return { offset: n(r.offset) };
+      },
+    },
+
     // ---- consumers ----
     {
       method: 'POST', path: '/v1/topics/{topic}/consumers', operationId: 'consumerCreate', tag: 'queues',

@@ -346,6 +346,15 @@ t.test('HTTP gateway on a live 3-node cluster', async (t) => {
     t.equal((await call(pl, 'POST', '/v1/topics/gw-orders/consumers', { token: tokens.ro, body: { group: 'billing' } })).status, 403,
       'read-only may not make a consumer');
 
+    // Replay: the group's cursor back to offset 0, so the first message comes again.
+    const replayed = await ok(pl, 'POST', '/v1/topics/gw-orders/groups/billing/replay', { ...rw, body: { partition: p, offset: 0 } });
+    t.equal(replayed['offset'], 0, 'cursor at offset 0');
+    const both = await call(pl, 'POST', '/v1/topics/gw-orders/groups/billing/replay', { ...rw, body: { partition: p, offset: 0, timestampMs: 1 } });
+    t.equal(both.status, 400, 'offset and timestampMs together: 400');
+    const f6 = await ok(pl, 'POST', `/v1/topics/gw-orders/consumers/${encodeURIComponent(String(c2['consumer']))}/fetch`,
+      { ...rw, body: { partition: p, waitMs: 3000, max: 10 } });
+    t.ok((f6['messages'] as { value: string }[]).some((m) => m.value === 'probe'), 'the acked first message is delivered again');
+
     const deleted = await ok(lead, 'DELETE', '/v1/topics/gw-orders', {});
     t.same((deleted['topics'] as { name: string }[]).map((x) => x.name).sort(), ['gw-orders', 'gw-orders.dlq'], 'topic and dlq deleted');
   });
