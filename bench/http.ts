@@ -108,7 +108,11 @@ runBenchmark(async () => {
     cleanup.teardown(() => control.close());
     const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
     const leaderNode = cluster.node(leader.leaderId);
-    const leaderHttp = leaderNode.spec.httpPort;
+    /** Group 0's leader's HTTP port now (leadership can move on a loaded machine between measurements). */
+    const leaderHttpNow = async (): Promise<number> => {
+      const now = await waitForLeader(control, cluster.seeds, cluster.nodes.map((nd) => nd.spec.id));
+      return cluster.node(now.leaderId).spec.httpPort;
+    };
     const clients = await Promise.all(Array.from({ length: connections }, () =>
       Client.connect({ seeds: [leaderNode.address, ...cluster.seeds], requestTimeoutMs })));
     cleanup.teardown(() => Promise.all(clients.map((c) => c.close())).then(() => {}));
@@ -116,6 +120,7 @@ runBenchmark(async () => {
     const results: OpResult[] = [];
 
     for (const op of ops) {
+      const leaderHttp = await leaderHttpNow();
       let http: Side;
       let binary: Side;
       if (op === 'cache-get') {
