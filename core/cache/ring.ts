@@ -114,7 +114,8 @@ export class ServingLease {
   private confirmedUntilMs = Number.NEGATIVE_INFINITY;
   private inFlightSinceMs: number | null = null;
 
-  constructor(readonly generation: number, readonly confirmLeaseMs: number) {
+  /** canary: a deliberately broken build for the rule's test: the lease counts from the barrier's answer, not its start. */
+  constructor(readonly generation: number, readonly confirmLeaseMs: number, private readonly canary?: 'count-from-answer') {
     assert(confirmLeaseMs > 0, 'a confirmation lease lasts a while');
   }
 
@@ -131,12 +132,13 @@ export class ServingLease {
     return nowMs;
   }
 
-  /** The barrier started at t0 came back: `generation` is what was applied then. */
-  done(t0: number, generation: number): void {
-    assert(this.inFlightSinceMs === t0, 'a barrier answered that was not begun');
+  /** The barrier started at t0 came back at nowMs: `generation` is what was applied then. */
+  done(t0: number, generation: number, nowMs: number): void {
+    assert(this.inFlightSinceMs === t0 && nowMs >= t0, 'a barrier answered that was not begun, or before it began');
     this.inFlightSinceMs = null;
     if (generation !== this.generation) return;
-    this.confirmedUntilMs = Math.max(this.confirmedUntilMs, t0 + this.confirmLeaseMs);
+    const from = this.canary === 'count-from-answer' ? nowMs : t0;
+    this.confirmedUntilMs = Math.max(this.confirmedUntilMs, from + this.confirmLeaseMs);
   }
 
   /** The barrier failed (no leader, timed out): nothing confirmed; the next begin() may retry. */

@@ -377,7 +377,7 @@ export class CacheService implements Service {
     const group0 = (this.ctx as ServiceContext).groups.group0;
     group0.readBarrier().then(() => {
       // Applied now: everything committed before t0, so the generation applied at the barrier is this one only if it still is.
-      g.lease.done(t0, this.gen === g ? this.ring.state.generation : -1);
+      g.lease.done(t0, this.gen === g ? this.ring.state.generation : -1, this.now());
       if (this.gen === g && g.lease.serving(this.now())) this.pump();
     }, () => {
       g.lease.failed(t0);
