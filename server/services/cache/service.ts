@@ -364,7 +364,10 @@ export class CacheService implements Service {
     if (g === null) return;
     const nowMs = this.now();
     this.confirm(g, nowMs);
-    if (!g.lease.serving(nowMs)) return;
+    if (!g.lease.serving(nowMs)) {
+      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately); retry, or use another node', this.confirmLeaseMs / 4);
+      return;
+    }
     g.node.tick(nowMs);
     g.home.tick(nowMs);
     this.pump();
@@ -474,15 +477,20 @@ export class CacheService implements Service {
     this.confirm(this.gen, nowMs);
   }
 
-  /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
-  private retire(g: Generation): void {
+  /** Answers every operation waiting in `g` with UNAVAILABLE (a write's effect unknown); their completions are ignored later. */
+  private failWaiting(g: Generation, why: string, retryAfterMs: number): void {
     for (const [, w] of g.waiting) {
       if (!w.ctx.conn.closed) {
         w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
-          'the cache ring changed while this request waited; retry (a write may or may not have been applied)', { retryAfterMs: this.opts.cfg.leaseMs }));
+          `${why} (a write may or may not have been applied)`, { retryAfterMs: Math.ceil(retryAfterMs) }));
       }
     }
     g.waiting.clear();
+  }
+
+  /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
+  private retire(g: Generation): void {
+    this.failWaiting(g, 'the cache ring changed while this request waited; retry', this.opts.cfg.leaseMs);
     this.metrics.add('dirtyLinesDroppedAtRingChange', g.node.dirtyHeld);
     for (const [k, v] of Object.entries(this.coreCounters(g))) this.metrics.add(k, v);
   }
