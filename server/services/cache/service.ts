@@ -33,8 +33,8 @@
 
 import xxhash from 'xxhash-wasm';
 import { assert } from '../../../core/assert.js';
-import { CacheHome, DONE, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
-import type { CacheCompletion, CacheConfig, CacheValue, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
+import { CacheHome, DONE, FenceTable, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
+import type { CacheCompletion, CacheConfig, CacheValue, Fence, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
 import { stateCount, stateNames } from '../../../core/cache/messages.js';
 import { type CacheRingState, confirmLeaseMsFor, desiredCacheMembers, type RingTiming, sameMembers, ServingLease } from '../../../core/cache/ring.js';
 import { cacheKeyBytesMax, cacheMemoryOpsInFlightMax, cacheNodeDownMsDefault, cacheTtlMsMax, cacheValueBytesMax } from '../../../core/constants.js';
@@ -107,6 +107,8 @@ export class CacheService implements Service {
   private ledSinceMs: number | null = null;
   private ringProposalInFlight = false;
   private readonly ringTiming: RingTiming;
+  /** Newest fencing token per lock seen by this node's homes, kept across ring generations. */
+  private readonly fences = new FenceTable();
   private readonly confirmLeaseMs: number;
   private opCounter = 0;
   private memoryInFlight = 0;
@@ -195,9 +197,10 @@ export class CacheService implements Service {
     }
     const ttlMs = Number(req.ttlMs ?? 0);
     if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > cacheTtlMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache ttl must be 0..${cacheTtlMsMax} ms`);
+    const fence = fenceOf(req.fencingToken, req.lock, key);
     const g = this.current();
     const opId = ++this.opCounter;
-    const r = g.node.set(opId, key, value, this.now(), ttlMs);
+    const r = g.node.set(opId, key, value, this.now(), ttlMs, fence);
     if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set' });
     else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
     else throw refusal(r === TOO_LARGE);
@@ -220,6 +223,11 @@ export class CacheService implements Service {
     const { ctx } = w;
     if (ctx.conn.closed) return;
     if (!c.ok) {
+      if (c.error === 'FENCED') {
+        ctx.conn.replyError(ctx.requestId, ctx.opcode, new DsyncError(ErrorCode.FENCED,
+          `the key's home has seen fencing token ${c.newestToken} for this lock, newer than the write's: not applied`));
+        return;
+      }
       ctx.conn.replyError(ctx.requestId, ctx.opcode, new DsyncError(ErrorCode.TIMEOUT,
         'the key\'s home did not answer the write within a lease: it may or may not have been applied'));
       return;
@@ -469,7 +477,7 @@ export class CacheService implements Service {
       ...(this.opts.lineEntriesMax === undefined ? {} : { entriesMax: this.opts.lineEntriesMax }),
       ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
     });
-    const home = new CacheHome(this.opts.cfg, { self, epoch: incarnation, startedMs: nowMs,
+    const home = new CacheHome(this.opts.cfg, { self, epoch: incarnation, startedMs: nowMs, fences: this.fences,
       ...(this.opts.homeEntriesMax === undefined ? {} : { entriesMax: this.opts.homeEntriesMax }) });
     const lease = new ServingLease(id, this.confirmLeaseMs);
     this.gen = { id, lease, members, self: selfIdx, ring, node, home, waiting: new Map() };
@@ -550,6 +558,8 @@ export class CacheService implements Service {
     out.set('hitRatio', hits + misses === 0 ? 0 : hits / (hits + misses));
     out.set('memoryInFlight', this.memoryInFlight);
     out.set('ringGeneration', this.ring.state.generation);
+    out.set('fenceLocks', this.fences.size);
+    out.set('fenceLocksForgotten', this.fences.forgotten);
     return out;
   }
 
@@ -592,6 +602,19 @@ function checkKey(key: string | null | undefined): string {
   const bytes = Buffer.byteLength(key);
   if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
   return key;
+}
+
+/** A set's fence: a positive token and the lock it belongs to (without a lock name, tokens are compared per key). */
+function fenceOf(token: number | { toNumber(): number } | null | undefined, lock: string | null | undefined, key: string): Fence | null {
+  const t = token === null || token === undefined ? 0 : Number(token);
+  const name = lock ?? '';
+  if (t === 0) {
+    if (name !== '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a cache write names a lock but carries no fencing token');
+    return null;
+  }
+  if (!Number.isSafeInteger(t) || t < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, `fencing token ${String(token)} is not a positive integer`);
+  if (Buffer.byteLength(name) > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `lock name over ${cacheKeyBytesMax} bytes`);
+  return { lock: name === '' ? `key:${key}` : `lock:${name}`, token: t };
 }
 
 function refusal(tooLarge: boolean): DsyncError {
