@@ -68,6 +68,8 @@ export const ringTimingDefault: RingTiming = { nodeDownMs: cacheNodeDownMsDefaul
 interface Waiting {
   readonly ctx: RequestContext;
   readonly kind: 'get' | 'set' | 'flush';
+  /** When it started waiting (this node's clock): one stuck behind an unreachable backing store is answered after a lease. */
+  readonly sinceMs: number;
 }
 
 /** One ring generation (group 0's number): who is in it, this node's two cores for it, and its right to serve. */
@@ -112,6 +114,9 @@ export class CacheService implements Service {
   private readonly confirmLeaseMs: number;
   private opCounter = 0;
   private memoryInFlight = 0;
+  /** Since when the backing store fails every operation (null: its last operation succeeded), and how. */
+  private memoryFailingSinceMs: number | null = null;
+  private memoryLastError = '';
   private stopTick: Cancel | null = null;
   private stopped = false;
   readonly metrics = new CacheMetrics();
@@ -182,7 +187,7 @@ export class CacheService implements Service {
     const g = this.current();
     const opId = ++this.opCounter;
     const r = g.node.get(opId, key, this.now());
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get' });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get', sinceMs: this.now() });
     else if (typeof r === 'symbol') throw refusal(r === TOO_LARGE);
     else rc.conn.reply(rc.requestId, rc.opcode, encodeValue(r));
     this.pump();
@@ -201,7 +206,7 @@ export class CacheService implements Service {
     const g = this.current();
     const opId = ++this.opCounter;
     const r = g.node.set(opId, key, value, this.now(), ttlMs, fence);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set' });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: this.now() });
     else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
     else throw refusal(r === TOO_LARGE);
     this.pump();
@@ -211,7 +216,7 @@ export class CacheService implements Service {
     const g = this.current();
     const opId = ++this.opCounter;
     const r = g.node.flush(opId, this.now());
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush' });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: this.now() });
     else rc.conn.reply(rc.requestId, rc.opcode, schema.CacheFlushReply.encode({}).finish());
     this.pump();
   }
@@ -228,8 +233,9 @@ export class CacheService implements Service {
           `the key's home has seen fencing token ${c.newestToken} for this lock, newer than the write's: not applied`));
         return;
       }
+      const problem = this.backingProblem();
       ctx.conn.replyError(ctx.requestId, ctx.opcode, new DsyncError(ErrorCode.TIMEOUT,
-        'the key\'s home did not answer the write within a lease: it may or may not have been applied'));
+        `the key's home did not answer the write within a lease: it may or may not have been applied${problem === null ? '' : ` (${problem})`}`));
       return;
     }
     if (w.kind === 'get') ctx.conn.reply(ctx.requestId, ctx.opcode, encodeValue(c.value));
@@ -325,6 +331,7 @@ export class CacheService implements Service {
       this.memoryInFlight++;
       r.then((rec) => {
         this.memoryInFlight--;
+        this.memoryFailingSinceMs = null;
         if (this.gen !== g || this.stopped) return;
         g.home.memoryRead(op.key, rec, this.now());
         this.pump();
@@ -340,6 +347,7 @@ export class CacheService implements Service {
     this.memoryInFlight++;
     w.then(() => {
       this.memoryInFlight--;
+      this.memoryFailingSinceMs = null;
       if (this.gen !== g || this.stopped) return;
       g.home.memoryWritten(op.key, this.now());
       this.pump();
@@ -350,6 +358,8 @@ export class CacheService implements Service {
   private memoryFailed(g: Generation, op: MemoryOp, err: unknown): void {
     this.memoryInFlight--;
     this.metrics.add('memoryErrors');
+    this.memoryFailingSinceMs ??= this.now();
+    this.memoryLastError = err instanceof Error ? err.message : String(err);
     if (this.gen !== g || this.stopped) return;
     const ctx = this.ctx as ServiceContext;
     if ((this.metrics.totals.get('memoryErrors') ?? 0) % 100 === 1) {
@@ -379,6 +389,38 @@ export class CacheService implements Service {
     g.node.tick(nowMs);
     g.home.tick(nowMs);
     this.pump();
+    this.failStuckOnMemory(g, nowMs);
+  }
+
+  /**
+   * The backing store (Redis) has failed every operation for a lease: operations that have
+   * waited that long are answered UNAVAILABLE naming it, instead of timing out with no reason.
+   * Lines cached here are still served; the store's operations keep being retried.
+   */
+  private failStuckOnMemory(g: Generation, nowMs: number): void {
+    const problem = this.backingProblem();
+    const waitMs = this.opts.cfg.leaseMs / 2;
+    if (problem === null) return;
+    for (const [opId, w] of g.waiting) {
+      if (nowMs - w.sinceMs < waitMs) continue;
+      g.waiting.delete(opId);
+      this.metrics.add('refusedBackingDown');
+      if (!w.ctx.conn.closed) {
+        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
+          `${problem}; keys cached here are still served; retry (a write may or may not have been applied)`, { retryAfterMs: this.opts.cfg.leaseMs }));
+      }
+    }
+  }
+
+  /** Why the backing store cannot be used now (this node's connection to it, or its recent failures), or null. */
+  private backingProblem(): string | null {
+    const p = this.opts.backing.problem();
+    if (p !== null) return `the cache's backing store ${this.opts.backing.describe} is unreachable: ${p}`;
+    const since = this.memoryFailingSinceMs;
+    if (since !== null && this.now() - since >= this.opts.cfg.leaseMs) {
+      return `the cache's backing store ${this.opts.backing.describe} has failed every operation for ${Math.round(this.now() - since)} ms (${this.memoryLastError})`;
+    }
+    return null;
   }
 
   /** Renews this generation's right to serve: a ReadIndex barrier on group 0 (core/cache/ring.ts). */
@@ -557,6 +599,7 @@ export class CacheService implements Service {
     const misses = out.get('node.misses') ?? 0;
     out.set('hitRatio', hits + misses === 0 ? 0 : hits / (hits + misses));
     out.set('memoryInFlight', this.memoryInFlight);
+    out.set('backingDown', this.memoryFailingSinceMs === null ? 0 : 1);
     out.set('ringGeneration', this.ring.state.generation);
     out.set('fenceLocks', this.fences.size);
     out.set('fenceLocksForgotten', this.fences.forgotten);
