@@ -12,7 +12,8 @@
 //
 // Env: CACHE_BENCH_SECONDS (8 per scenario), CACHE_BENCH_WARMUP_SECONDS (2),
 // CACHE_BENCH_CONNECTIONS (64), CACHE_BENCH_KEYS (10000), CACHE_BENCH_SCENARIOS
-// (read-heavy,write-heavy), SEED (key choice), CACHE_BENCH_CPU_PROF_DIR (if set, the nodes
+// (read-heavy,write-heavy), SEED (key choice), CACHE_BENCH_LEASE_MS (the nodes' --cache-lease;
+// default theirs, 2 s: a line not read within a lease is a miss), CACHE_BENCH_CPU_PROF_DIR (if set, the nodes
 // are CPU-profiled by locks-profiler.ts and write node-PID.cpuprofile there on shutdown).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +32,7 @@ const keysCount = envInt('CACHE_BENCH_KEYS', 10_000, 1, 1_000_000);
 const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
 const scenarioNames = (process.env.CACHE_BENCH_SCENARIOS ?? 'read-heavy,write-heavy').split(',').filter((s) => s !== '');
 const cpuProfDir = process.env.CACHE_BENCH_CPU_PROF_DIR ?? '';
+const leaseMs = envInt('CACHE_BENCH_LEASE_MS', 0, 0, 60_000);
 /** Value size: the Redis peer's cells use 64-byte values. */
 const valueBytes = 64;
 /** Highest latency the histogram tracks, in microseconds. */
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
     process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(cpuProfDir);
   }
   try {
-    const cluster = await TestCluster.start(cleanup, { dataRoot, extraArgs: ['--log-level', 'warn'] });
+    const cluster = await TestCluster.start(cleanup, { dataRoot, extraArgs: ['--log-level', 'warn', ...(leaseMs === 0 ? [] : ['--cache-lease', String(leaseMs)])] });
     if (cpuProfDir !== '') delete process.env.NODE_OPTIONS;
     const seeds = cluster.seeds;
     // Client i is attached to node i mod 3 (its first seed), so the load spreads evenly.
@@ -193,7 +195,7 @@ async function main(): Promise<void> {
     const report = {
       benchmark: 'cache',
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
-      config: { seconds: measureSeconds, warmupSeconds, connections: connectionsCount, keys: keysCount, valueBytes, seed, loadSeconds },
+      config: { seconds: measureSeconds, warmupSeconds, connections: connectionsCount, keys: keysCount, valueBytes, seed, loadSeconds, leaseMs: leaseMs === 0 ? 'node default' : leaseMs },
       goals: { readHeavy: 'ops/s >= 1.3x redis.none.io.get.c64 and >= 1.0x redis.none.io.get.c64.autopipe; p99 < 5 ms' },
       scenarios: results,
     };
@@ -201,7 +203,7 @@ async function main(): Promise<void> {
     writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
 
     const f = (n: number, w = 9, d = 2): string => n.toFixed(d).padStart(w);
-    console.log(`bench:cache  3 nodes, ${connectionsCount} connections, ${keysCount} keys of ${valueBytes} bytes, ${measureSeconds} s per scenario (+${warmupSeconds} s warm-up), seed ${seed}; load ${loadSeconds.toFixed(1)} s`);
+    console.log(`bench:cache  3 nodes, ${connectionsCount} connections, ${keysCount} keys of ${valueBytes} bytes, ${measureSeconds} s per scenario (+${warmupSeconds} s warm-up), seed ${seed}, lease ${leaseMs === 0 ? 'default' : `${leaseMs} ms`}; load ${loadSeconds.toFixed(1)} s`);
     console.log('  scenario          ops/s     get/s     set/s  hit ratio    p50 ms    p99 ms   p999 ms    max ms  errors');
     for (const r of results) {
       console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
