@@ -3,6 +3,6 @@ export { Client, type ClientOptions, type NodeStatus, type MemberStatus, type Gr
 export type { ClientTlsOptions } from './transport/connection.js';
 export { DsyncError, ProtocolError, ErrorCode } from '../protocol/errors.js';
 export { DeadlockError, ForceReleasedError, LockTimeoutError, SessionExpiredError, type HeldLock, type LockAdmin, type LockMode, type LockOptions, type LockInfo, type LockSessionInfo } from './locks/locks.js';
-export type { CacheApi, CacheSetOptions, CacheStats } from './cache/cache.js';
+export type { CacheApi, CacheFenceOptions, CacheSetOptions, CacheStats } from './cache/cache.js';
 export type { Consumer, ConsumerOptions, Fencing, PartitionInfo, Producer, PublishOptions, PublishResult, ReceivedMessage, RetentionOptions, TopicAdmin,
   RedriveOptions, ReplayFrom, TopicInfo, TopicOptions } from './queues/queues.js';

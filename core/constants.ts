@@ -218,6 +218,12 @@ export const cacheVersionMax = 0xffff_ffff;
 export const cacheTtlMsMax = 365 * 24 * 60 * 60 * 1000;
 /** Backing-store operations (Redis) in flight at one node; beyond it new client operations are refused (TOO_MANY_REQUESTS). */
 export const cacheMemoryOpsInFlightMax = 4_096;
+/** The group 0 leader takes a voter out of the cache ring after not hearing from it this long (CACHE_NODE_DOWN_MS). */
+export const cacheNodeDownMsDefault = 3_000;
+export const cacheNodeDownMsMin = 200;
+export const cacheNodeDownMsMax = 600_000;
+/** Fenced cache writes: locks whose newest token one home remembers (least recently fenced forgotten first). */
+export const cacheFenceLocksMax = 65_536;
 // --- ring ---
 /** Virtual nodes per member on the consistent-hash ring (ARCHITECTURE.md: 150). */
 export const ringVnodesPerNodeDefault = 150;
@@ -360,6 +366,7 @@ assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cach
 assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');
+assert(cacheNodeDownMsMin <= cacheNodeDownMsDefault && cacheNodeDownMsDefault <= cacheNodeDownMsMax && cacheNodeDownMsMin >= 2 * cacheRetryMsDefault, 'cache node-down time within range, several resends long');
 assert(cacheMemoryOpsInFlightMax > 0 && cacheMemoryOpsInFlightMax <= cacheHomeEntriesMaxDefault, 'one memory operation per home entry at most');
 assert(ringVnodesPerNodeDefault > 0 && ringVnodesPerNodeDefault <= ringVnodesPerNodeMax, 'ring vnode default within range');
 assert(ringNodesMax * ringVnodesPerNodeMax <= 2 ** 20, 'a position and its ordinal pack into one float64 sort key (32 + 20 bits)');

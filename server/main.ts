@@ -53,10 +53,11 @@ function services(config: NodeConfig, queues: QueueServiceOptions, canaries: Rea
 /** The cache service with this node's cache settings: in-process memory or Redis behind its homes. */
 function cacheService(config: NodeConfig, skipInvalidationCanary: boolean): CacheService {
   const c = config.cache ?? cacheSettingsDefault;
-  const cfg = { ...cacheConfigDefault, protocol: c.protocol, writePolicy: c.writePolicy };
+  const cfg = { ...cacheConfigDefault, protocol: c.protocol, writePolicy: c.writePolicy, leaseMs: c.leaseMs, retryMs: Math.min(cacheConfigDefault.retryMs, Math.floor(c.leaseMs / 4)) };
   const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs());
   // Wall-clock seconds x 1024 (room for 1024 ring changes a second; wraps after 48 days): a restarted node speaks with a larger incarnation than before.
   return new CacheService({ cfg, backing, lineEntriesMax: c.capacity, incarnationBase: (Math.floor(Date.now() / 1000) % 0x40_0000) * 1024,
+    ringTiming: { nodeDownMs: c.nodeDownMs, nodeUpMs: Math.max(1, Math.floor(c.nodeDownMs / 2)) },
     ...(skipInvalidationCanary ? { canary: 'skip-one-invalidation' as const } : {}) });
 }
 

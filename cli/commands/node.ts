@@ -9,7 +9,7 @@ import type { NodeListening } from './cluster.js';
 const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'election-timeout-min',
   'election-timeout-max', 'heartbeat-interval', 'data-dir', 'log-level', 'advertise', 'tls-cert', 'tls-key', 'tls-ca', 'auth-file',
   'request-rate', 'max-connections', 'queue-replicas', 'message-retention-period', 'config',
-  'cache-backing', 'cache-capacity', 'cache-protocol', 'cache-write-policy'];
+  'cache-backing', 'cache-capacity', 'cache-protocol', 'cache-write-policy', 'cache-lease', 'cache-node-down'];
 
 export const nodeCommand: Command = {
   usage: 'dsync node --id n1 [--port 7401] [--peers n2@127.0.0.1:7402,... | --join 127.0.0.1:7401] [--data-dir ./data/n1]',

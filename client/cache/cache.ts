@@ -11,9 +11,21 @@ import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import type { Router } from '../transport/router.js';
 
-export interface CacheSetOptions {
+export interface CacheSetOptions extends CacheFenceOptions {
   /** Expire the value after this many ms (default: never). */
   readonly ttlMs?: number;
+}
+
+/**
+ * A fenced write: the fencing token of a lock this client holds (`lock.token`). The key's home
+ * refuses the write with FENCED when it has seen a newer token for the same lock, so a holder
+ * whose lock was taken over cannot overwrite its successor's writes. Without `lock`, tokens are
+ * compared per key.
+ */
+export interface CacheFenceOptions {
+  readonly fencingToken?: number;
+  /** The lock's name (default: tokens are compared per key). */
+  readonly lock?: string;
 }
 
 export interface CacheStats {
@@ -31,7 +43,7 @@ export interface CacheApi {
   /** The value as UTF-8 text, or null. */
   getString(key: string): Promise<string | null>;
   set(key: string, value: string | Uint8Array, opts?: CacheSetOptions): Promise<void>;
-  delete(key: string): Promise<void>;
+  delete(key: string, opts?: CacheFenceOptions): Promise<void>;
   /** Write-back: sends this node's dirty lines to their homes' memory. */
   flush(): Promise<void>;
   stats(): Promise<CacheStats>;
@@ -60,11 +72,11 @@ export class CacheClient implements CacheApi {
     if (bytes.byteLength > cacheValueBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache value of ${bytes.byteLength} bytes exceeds the ${cacheValueBytesMax}-byte limit`);
     const ttlMs = opts.ttlMs ?? 0;
     if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > cacheTtlMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `ttlMs must be an integer from 0 to ${cacheTtlMsMax}`);
-    await this.request(Opcode.CacheSet, schema.CacheRequest.encode({ key: checkKey(key), value: bytes, hasValue: true, ttlMs }).finish());
+    await this.request(Opcode.CacheSet, schema.CacheRequest.encode({ key: checkKey(key), value: bytes, hasValue: true, ttlMs, ...fenceFields(opts) }).finish());
   }
 
-  async delete(key: string): Promise<void> {
-    await this.request(Opcode.CacheDelete, schema.CacheRequest.encode({ key: checkKey(key) }).finish());
+  async delete(key: string, opts: CacheFenceOptions = {}): Promise<void> {
+    await this.request(Opcode.CacheDelete, schema.CacheRequest.encode({ key: checkKey(key), ...fenceFields(opts) }).finish());
   }
 
   async flush(): Promise<void> {
@@ -90,6 +102,16 @@ export class CacheClient implements CacheApi {
       }
     }
   }
+}
+
+function fenceFields(opts: CacheFenceOptions): { fencingToken?: number; lock?: string } {
+  if (opts.fencingToken === undefined) {
+    if (opts.lock !== undefined) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a cache write names a lock but carries no fencingToken');
+    return {};
+  }
+  if (!Number.isSafeInteger(opts.fencingToken) || opts.fencingToken <= 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'fencingToken must be a positive integer (a lock\'s token)');
+  if (opts.lock !== undefined && enc.encode(opts.lock).byteLength > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `lock name over ${cacheKeyBytesMax} bytes`);
+  return { fencingToken: opts.fencingToken, ...(opts.lock === undefined ? {} : { lock: opts.lock }) };
 }
 
 function checkKey(key: string): string {

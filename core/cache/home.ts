@@ -63,6 +63,7 @@ import {
 import { cacheNodeIndex } from '../ids.js';
 import type { CacheNodeIndex } from '../ids.js';
 import type { MemoryOp, MemoryRecord } from './backing.js';
+import type { Fence, FenceTable } from './fence.js';
 import { St, assertCacheConfig } from './messages.js';
 import type { CacheConfig, CacheValue, Data, Nack, Push, ToHome, ToNode } from './messages.js';
 
@@ -75,6 +76,8 @@ export interface HomeOptions {
   readonly entriesMax?: number;
   /** Deliberately broken build for checker canaries: every round skips its lowest sharer's invalidation. */
   readonly canary?: 'skip-one-invalidation';
+  /** The node's table of newest fencing tokens per lock (shared by its homes of every generation); absent: writes are not fenced. */
+  readonly fences?: FenceTable;
 }
 
 export interface HomeReady {
@@ -121,6 +124,8 @@ export class HomeCounters {
   forgottenNodes = 0;
   renewals = 0;
   renewalsRefused = 0;
+  /** Writes refused because their fencing token was older than the newest seen for the lock. */
+  fencedWrites = 0;
 }
 
 /** Request kinds; GetMWrite is a GetM that carries a write. */
@@ -147,6 +152,7 @@ export class CacheHome {
   private readonly self: CacheNodeIndex;
   private readonly epoch: number;
   private readonly grantsFromMs: number;
+  private readonly fences: FenceTable | null;
   private readonly entriesMax: number;
   private readonly canary: HomeOptions['canary'];
   private roundCounter = 0;
@@ -209,6 +215,7 @@ export class CacheHome {
   private readonly rCancelled = new Uint8Array(cacheHomeQueuedRequestsMax);
   private readonly rNext = new Int32Array(cacheHomeQueuedRequestsMax);
   private readonly rValue: CacheValue[] = new Array<CacheValue>(cacheHomeQueuedRequestsMax).fill(null);
+  private readonly rFence: (Fence | null)[] = new Array<Fence | null>(cacheHomeQueuedRequestsMax).fill(null);
   private readonly rFree = new Int32Array(cacheHomeQueuedRequestsMax);
   private rFreeCount = cacheHomeQueuedRequestsMax;
 
@@ -227,6 +234,7 @@ export class CacheHome {
     this.self = opts.self;
     this.epoch = opts.epoch;
     this.grantsFromMs = opts.startedMs + cfg.leaseMs;
+    this.fences = opts.fences ?? null;
     this.entriesMax = n;
     this.canary = opts.canary;
     this.keys = new Array<string | null>(n).fill(null);
@@ -299,10 +307,10 @@ export class CacheHome {
         this.enqueue(RK.GetS, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, 0, null, 0, nowMs);
         return;
       case 'GetM':
-        this.enqueue(msg.write ? RK.GetMWrite : RK.GetM, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, 0, msg.value, msg.ttlMs, nowMs);
+        this.enqueue(msg.write ? RK.GetMWrite : RK.GetM, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, 0, msg.value, msg.ttlMs, nowMs, msg.write ? msg.fence : null);
         return;
       case 'Write':
-        this.enqueue(RK.Write, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, msg.version, msg.value, msg.ttlMs, nowMs);
+        this.enqueue(RK.Write, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, msg.version, msg.value, msg.ttlMs, nowMs, msg.fence);
         return;
       case 'PutM':
         this.enqueue(RK.PutM, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, msg.version, msg.value, 0, nowMs);
@@ -435,7 +443,7 @@ export class CacheHome {
 
   private enqueue(
     kind: number, key: string, node: CacheNodeIndex, inc: number, reqId: number, sentMs: number,
-    version: number, value: CacheValue, ttlMs: number, nowMs: number,
+    version: number, value: CacheValue, ttlMs: number, nowMs: number, fence: Fence | null = null,
   ): void {
     this.counters.requests++;
     if (nowMs < this.grantsFromMs) {
@@ -448,6 +456,7 @@ export class CacheHome {
       return;
     }
     const r = this.allocRequest(kind, node, inc, reqId, sentMs, version, value, ttlMs);
+    this.rFence[r] = fence;
     this.pushQueue(slot, r);
     this.serve(slot, nowMs);
   }
@@ -516,6 +525,15 @@ export class CacheHome {
       const last = this.lastWriteReqId[slot * cacheNodesMax + h] as number;
       if (reqId <= last) {
         this.answerDuplicate(slot, r, reqId < last, nowMs);
+        return;
+      }
+      const fence = this.rFence[r] ?? null;
+      if (fence !== null && this.fences !== null && !this.fences.admit(fence)) {
+        // An older token than this home saw for the lock: not applied (a resend is checked again).
+        this.counters.fencedWrites++;
+        this.messages.push({ kind: 'Nack', from: this.self, to: cacheNodeIndex(h), incarnation: this.nodeInc[h] as number, key, reqId,
+          reason: 'fenced', retryAfterMs: 0, newestToken: this.fences.newestOf(fence.lock) });
+        this.finishRequest(slot);
         return;
       }
     } else if (isOwner && reqId <= (this.ownerReqId[slot] as number)) {
@@ -951,7 +969,7 @@ export class CacheHome {
 
   private nack(to: CacheNodeIndex, key: string, reqId: number, reason: Nack['reason'], retryAfterMs: number): void {
     this.counters.nacks++;
-    this.messages.push({ kind: 'Nack', from: this.self, to, incarnation: this.nodeInc[to] as number, key, reqId, reason, retryAfterMs });
+    this.messages.push({ kind: 'Nack', from: this.self, to, incarnation: this.nodeInc[to] as number, key, reqId, reason, retryAfterMs, newestToken: 0 });
   }
 
   private finishRequest(slot: number): void {
@@ -959,6 +977,7 @@ export class CacheHome {
     assert(r >= 0, 'finish without a current request');
     this.cur[slot] = -1;
     this.rValue[r] = null;
+    this.rFence[r] = null;
     this.rFree[this.rFreeCount++] = r;
   }
 
@@ -974,6 +993,7 @@ export class CacheHome {
     this.rTtlMs[r] = ttlMs;
     this.rCancelled[r] = 0;
     this.rValue[r] = value;
+    this.rFence[r] = null;
     this.rNext[r] = -1;
     return r;
   }
@@ -1006,6 +1026,7 @@ export class CacheHome {
         if (this.qTail[slot] === r) this.qTail[slot] = prev;
         this.qLen[slot] = (this.qLen[slot] as number) - 1;
         this.rValue[r] = null;
+        this.rFence[r] = null;
         this.rFree[this.rFreeCount++] = r;
       } else {
         prev = r;

@@ -10,3 +10,5 @@ export type { CacheCompletion, NodeOptions, NodeReady, Refusal } from './node.js
 export { CacheLines } from './lines.js';
 export { InMemoryBacking } from './backing.js';
 export type { MemoryOp, MemoryRecord } from './backing.js';
+export { FenceTable } from './fence.js';
+export type { Fence } from './fence.js';

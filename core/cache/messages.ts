@@ -7,6 +7,7 @@
 // margin, capped by the key's TTL). The home keeps its own expiry on its own clock from
 // the moment it granted, which is later than sentMs, so the node stops serving first.
 
+import type { Fence } from './fence.js';
 import { assert } from '../assert.js';
 import {
   cacheLeaseMsMax,
@@ -93,6 +94,8 @@ export interface GetM extends NodeRequest {
   readonly write: boolean;
   readonly value: CacheValue;
   readonly ttlMs: number;
+  /** A write that carries a lock's fencing token (null: unfenced); the home refuses an older token (Nack fenced). */
+  readonly fence: Fence | null;
 }
 /**
  * From the exclusive owner: memory takes `value` (write-through writes, a TTL set, a
@@ -104,6 +107,8 @@ export interface Write extends NodeRequest {
   readonly value: CacheValue;
   /** 0 = no TTL (and a set without TTL clears an earlier one). */
   readonly ttlMs: number;
+  /** As GetM's. */
+  readonly fence: Fence | null;
 }
 /** The owner gives its dirty line back (eviction, or a dirty line whose lease ran out). */
 export interface PutM extends NodeRequest {
@@ -171,11 +176,17 @@ export interface PutAck extends FromHome {
   /** false: the node was no longer the owner (its lease ran out): the data was not taken. */
   readonly applied: boolean;
 }
-/** The request was not served: `busy` = resend the same request later; `stale` = not applied, start over. */
+/**
+ * The request was not served: `busy` = resend the same request later; `stale` = not applied,
+ * start over; `fenced` = a write whose fencing token is older than the newest the home saw
+ * for that lock: not applied, and the client's set fails FENCED.
+ */
 export interface Nack extends FromHome {
   readonly kind: 'Nack';
   readonly reqId: number;
-  readonly reason: 'busy' | 'stale';
+  readonly reason: 'busy' | 'stale' | 'fenced';
+  /** fenced: the newest token the home saw for the lock (0 otherwise). */
+  readonly newestToken: number;
   readonly retryAfterMs: number;
 }
 /** Drop every copy of the key at version <= `version`, then Ack. */

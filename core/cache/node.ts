@@ -34,6 +34,7 @@ import {
 } from '../constants.js';
 import type { CacheNodeIndex } from '../ids.js';
 import { utf8Bytes } from '../locks/table.js';
+import type { Fence } from './fence.js';
 import { CacheLines } from './lines.js';
 import { St, assertCacheConfig, valueBytes } from './messages.js';
 import type { CacheConfig, CacheValue, Data, Fwd, Inv, Nack, Push, PutAck, Renewed, ToHome, ToNode, WriteAck } from './messages.js';
@@ -51,7 +52,9 @@ export type Refusal = typeof TOO_LARGE | typeof BUSY;
 export type CacheCompletion =
   | { readonly opId: number; readonly ok: true; readonly value: CacheValue }
   /** A write that was resent for a whole lease without an answer: it may or may not have happened. */
-  | { readonly opId: number; readonly ok: false; readonly error: 'UNKNOWN_OUTCOME' };
+  | { readonly opId: number; readonly ok: false; readonly error: 'UNKNOWN_OUTCOME' }
+  /** A fenced write whose token is older than the newest its home saw for the lock: not applied. */
+  | { readonly opId: number; readonly ok: false; readonly error: 'FENCED'; readonly newestToken: number };
 
 export interface NodeReady {
   readonly messages: ToHome[];
@@ -87,6 +90,7 @@ export class NodeCounters {
   pushesInstalled = 0;
   renewalsSent = 0;
   refused = 0;
+  fencedWrites = 0;
 }
 
 interface Op {
@@ -94,6 +98,8 @@ interface Op {
   readonly isSet: boolean;
   readonly value: CacheValue;
   readonly ttlMs: number;
+  /** A set carrying a lock's fencing token: always written through to the home, which checks it. */
+  readonly fence: Fence | null;
 }
 
 interface FlushGroup {
@@ -202,27 +208,27 @@ export class NodeCache {
         return this.lines.value(slot);
       }
     }
-    return this.submit(key, { opId, isSet: false, value: null, ttlMs: 0 }, txn, nowMs);
+    return this.submit(key, { opId, isSet: false, value: null, ttlMs: 0, fence: null }, txn, nowMs);
   }
 
-  /** Sets (value) or deletes (null) `key`; ttlMs > 0 makes it expire. */
-  set(opId: number, key: string, value: CacheValue, nowMs: number, ttlMs = 0): typeof DONE | typeof PENDING | Refusal {
+  /** Sets (value) or deletes (null) `key`; ttlMs > 0 makes it expire; a fence makes the home check a lock's token. */
+  set(opId: number, key: string, value: CacheValue, nowMs: number, ttlMs = 0, fence: Fence | null = null): typeof DONE | typeof PENDING | Refusal {
     if (utf8Bytes(key) > cacheKeyBytesMax || valueBytes(value) > cacheValueBytesMax) return this.refuse(TOO_LARGE);
     assert(Number.isFinite(ttlMs) && ttlMs >= 0 && ttlMs <= cacheTtlMsMax, 'ttlMs within 0..cacheTtlMsMax');
     const txn = this.txns.get(key);
-    if (txn === undefined && this.cfg.writePolicy === 'write-back' && ttlMs === 0) {
+    if (txn === undefined && this.cfg.writePolicy === 'write-back' && ttlMs === 0 && fence === null) {
       const slot = this.validSlot(key, nowMs);
       if (slot >= 0 && this.localWrite(slot, value)) {
         this.shrink(nowMs);
         return DONE;
       }
     }
-    const r = this.submit(key, { opId, isSet: true, value, ttlMs }, txn, nowMs);
+    const r = this.submit(key, { opId, isSet: true, value, ttlMs, fence }, txn, nowMs);
     return r === PENDING || r === TOO_LARGE || r === BUSY ? r : DONE;
   }
 
-  delete(opId: number, key: string, nowMs: number): typeof DONE | typeof PENDING | Refusal {
-    return this.set(opId, key, null, nowMs);
+  delete(opId: number, key: string, nowMs: number, fence: Fence | null = null): typeof DONE | typeof PENDING | Refusal {
+    return this.set(opId, key, null, nowMs, 0, fence);
   }
 
   /** Write-back: sends every dirty line to memory (lines stay, clean). DONE if none was dirty. */
@@ -232,7 +238,7 @@ export class NodeCache {
       const key = this.lines.key(slot);
       if (this.txns.has(key) || this.txns.size >= cacheNodeTransactionsMax) continue;
       group.remaining++;
-      this.startWrite(key, slot, this.lines.value(slot), 0, [], group, nowMs);
+      this.startWrite(key, slot, this.lines.value(slot), 0, null, [], group, nowMs);
     }
     return group.remaining === 0 ? DONE : PENDING;
   }
@@ -385,14 +391,14 @@ export class NodeCache {
         this.startPutM(key, slot, ops.slice(i), nowMs);
         return;
       }
-      const local = this.cfg.writePolicy === 'write-back' && op.ttlMs === 0;
+      const local = this.cfg.writePolicy === 'write-back' && op.ttlMs === 0 && op.fence === null;
       if (st === St.E || st === St.M) {
         if (local && this.localWrite(slot, op.value)) {
           this.shrink(nowMs);
           this.complete(op, op.value);
           continue;
         }
-        this.startWrite(key, slot, op.value, op.ttlMs, ops.slice(i), null, nowMs);
+        this.startWrite(key, slot, op.value, op.ttlMs, op.fence, ops.slice(i), null, nowMs);
         return;
       }
       if (local) this.startTxn('GetM', key, ops.slice(i), nowMs);
@@ -421,20 +427,20 @@ export class NodeCache {
 
   private startTxn(kind: 'GetS' | 'GetM', key: string, ops: Op[], nowMs: number): void {
     if (kind === 'GetS') this.newTxn(kind, key, ops, null, null, (reqId) => ({ kind, ...this.base(key, reqId, nowMs) }), nowMs);
-    else this.newTxn(kind, key, ops, null, null, (reqId) => ({ kind, ...this.base(key, reqId, nowMs), write: false, value: null, ttlMs: 0 }), nowMs);
+    else this.newTxn(kind, key, ops, null, null, (reqId) => ({ kind, ...this.base(key, reqId, nowMs), write: false, value: null, ttlMs: 0, fence: null }), nowMs);
   }
 
   /** GetM carrying the write of `op` (= ops[0]): write-through, or a set with a TTL. */
   private startWritingGetM(key: string, op: Op, ops: Op[], nowMs: number): void {
     this.counters.writesThrough++;
-    const { value, ttlMs } = op;
-    this.newTxn('GetM', key, ops, value, null, (reqId) => ({ kind: 'GetM', ...this.base(key, reqId, nowMs), write: true, value, ttlMs }), nowMs, true);
+    const { value, ttlMs, fence } = op;
+    this.newTxn('GetM', key, ops, value, null, (reqId) => ({ kind: 'GetM', ...this.base(key, reqId, nowMs), write: true, value, ttlMs, fence }), nowMs, true);
   }
 
-  private startWrite(key: string, slot: number, value: CacheValue, ttlMs: number, ops: Op[], flush: FlushGroup | null, nowMs: number): void {
+  private startWrite(key: string, slot: number, value: CacheValue, ttlMs: number, fence: Fence | null, ops: Op[], flush: FlushGroup | null, nowMs: number): void {
     this.counters.writesThrough++;
     const version = this.lines.version(slot);
-    this.newTxn('Write', key, ops, value, flush, (reqId) => ({ kind: 'Write', ...this.base(key, reqId, nowMs), version, value, ttlMs }), nowMs);
+    this.newTxn('Write', key, ops, value, flush, (reqId) => ({ kind: 'Write', ...this.base(key, reqId, nowMs), version, value, ttlMs, fence }), nowMs);
   }
 
   /** Gives a dirty line back; the line leaves now, the data stays in the transaction until PutAck. */
@@ -577,6 +583,16 @@ export class NodeCache {
     if (txn === undefined || txn.reqId !== msg.reqId) return;
     if (msg.reason === 'busy') {
       txn.retryAtMs = nowMs + Math.max(msg.retryAfterMs, this.cfg.retryMs);
+      return;
+    }
+    if (msg.reason === 'fenced') {
+      // Not applied: the set fails; a line this node holds is untouched (the home changed nothing).
+      const op = txn.ops[0];
+      assert(txn.flush === null && op !== undefined && op.fence !== null && (txn.kind === 'Write' || txn.writes), 'only a fenced write is refused as fenced');
+      this.counters.fencedWrites++;
+      this.opsWaiting--;
+      this.completions.push({ opId: op.opId, ok: false, error: 'FENCED', newestToken: msg.newestToken });
+      this.finish(txn, nowMs, true);
       return;
     }
     assert(txn.kind === 'Write', 'only a Write is refused as stale');

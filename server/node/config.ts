@@ -6,7 +6,7 @@
 import { accessSync, existsSync, constants as fsConstants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { cacheLineBytesMaxDefault, cacheLineEntriesMaxDefault } from '../../core/constants.js';
+import { cacheLeaseMsDefault, cacheLeaseMsMax, cacheLeaseMsMin, cacheLineBytesMaxDefault, cacheLineEntriesMaxDefault, cacheNodeDownMsDefault, cacheNodeDownMsMax, cacheNodeDownMsMin } from '../../core/constants.js';
 import { connectionsMax, queueReplicasSettingMax, queueRetentionMsSettingMax, requestRatePerConnectionMax, ringReplicasDefault } from '../../core/constants.js';
 import { electionTimeoutHeartbeatsMin, electionTimeoutMsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, heartbeatIntervalMsMax,
   heartbeatIntervalMsMin, heartbeatIntervalTicks, raftTickMs, sessionTtlMsMin } from '../../core/constants.js';
@@ -54,12 +54,17 @@ export interface CacheSettings {
   readonly capacity: number;
   readonly protocol: 'MESI' | 'MOESI';
   readonly writePolicy: 'write-through' | 'write-back';
+  /** How long a line (and a home's confirmation) lasts; a new home waits this long before it grants. */
+  readonly leaseMs: number;
+  /** The group 0 leader takes a voter it has not heard from this long out of the cache ring. */
+  readonly nodeDownMs: number;
 }
 
-export const cacheSettingsDefault: CacheSettings = { backing: null, capacity: cacheLineEntriesMaxDefault, protocol: 'MESI', writePolicy: 'write-through' };
+export const cacheSettingsDefault: CacheSettings = { backing: null, capacity: cacheLineEntriesMaxDefault, protocol: 'MESI', writePolicy: 'write-through',
+  leaseMs: cacheLeaseMsDefault, nodeDownMs: cacheNodeDownMsDefault };
 
 /** The cache settings, each checked; a bad one is a ConfigError naming it. */
-function parseCacheSettings(get: (name: 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy') => { value: string; label: string } | undefined): CacheSettings {
+function parseCacheSettings(get: (name: 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy' | 'cache-lease' | 'cache-node-down') => { value: string; label: string } | undefined): CacheSettings {
   const b = get('cache-backing');
   let backing: string | null = null;
   if (b !== undefined && b.value !== 'memory') {
@@ -88,7 +93,11 @@ function parseCacheSettings(get: (name: 'cache-backing' | 'cache-capacity' | 'ca
   if (protocol === 'MOESI' && writePolicy !== 'write-back') {
     throw new ConfigError(p?.label ?? '--cache-protocol', 'MOESI needs --cache-write-policy write-back (write-through lines are never dirty, so O never happens)');
   }
-  return { backing, capacity, protocol, writePolicy };
+  const l = get('cache-lease');
+  const leaseMs = l === undefined ? cacheLeaseMsDefault : parseBoundedInt(l.value, l.label, cacheLeaseMsMin, cacheLeaseMsMax);
+  const d = get('cache-node-down');
+  const nodeDownMs = d === undefined ? cacheNodeDownMsDefault : parseBoundedInt(d.value, d.label, cacheNodeDownMsMin, cacheNodeDownMsMax);
+  return { backing, capacity, protocol, writePolicy, leaseMs, nodeDownMs };
 }
 
 export interface RaftTimingMs {
@@ -114,7 +123,7 @@ export type RawSettings = Partial<Record<SettingName, string>>;
 export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'election-timeout-min'
   | 'election-timeout-max' | 'heartbeat-interval' | 'data-dir' | 'log-level' | 'advertise'
   | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'queue-replicas' | 'message-retention-period'
-  | 'config' | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy';
+  | 'config' | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy' | 'cache-lease' | 'cache-node-down';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
 export interface SettingSpec {
@@ -148,6 +157,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { name: 'cache-capacity', env: 'CACHE_CAPACITY', fileKey: 'cacheCapacity', defaultText: String(cacheLineEntriesMaxDefault), description: `lines this node caches (LRU beyond; also at most ${cacheLineBytesMaxDefault / 1024 / 1024} MiB of keys and values)` },
   { name: 'cache-protocol', env: 'CACHE_PROTOCOL', fileKey: 'cacheProtocol', defaultText: 'MESI', description: 'cache coherence protocol: MESI or MOESI (O: dirty and shared; with write-back)' },
   { name: 'cache-write-policy', env: 'CACHE_WRITE_POLICY', fileKey: 'cacheWritePolicy', defaultText: 'write-through', description: 'write-through (a set completes once home memory has it) or write-back (dirty lines reach memory later; a crash can lose them)' },
+  { name: 'cache-lease', env: 'CACHE_LEASE_MS', fileKey: 'cacheLeaseMs', defaultText: String(cacheLeaseMsDefault),
+    description: `ms a cached line (and a node's confirmation of the cache ring) lasts without renewal; a new home waits this long after a ring change before it grants (${cacheLeaseMsMin}-${cacheLeaseMsMax})` },
+  { name: 'cache-node-down', env: 'CACHE_NODE_DOWN_MS', fileKey: 'cacheNodeDownMs', defaultText: String(cacheNodeDownMsDefault),
+    description: `ms the group 0 leader goes without hearing from a voter before it takes it out of the cache ring (its keys move); it is put back once heard again (${cacheNodeDownMsMin}-${cacheNodeDownMsMax})` },
   { name: 'tls-cert', env: 'TLS_CERT', fileKey: 'tlsCert', defaultText: '(none: plaintext)', description: "PEM certificate of this node: the binary port and peer links then speak TLS only; its common name must be the node id (peers check it); needs tls-key and tls-ca" },
   { name: 'tls-key', env: 'TLS_KEY', fileKey: 'tlsKey', defaultText: '(none)', description: 'PEM private key of tls-cert' },
   { name: 'tls-ca', env: 'TLS_CA', fileKey: 'tlsCa', defaultText: '(none)', description: 'PEM CA certificate(s) that sign the nodes\' certificates: peers must present one (mutual TLS)' },

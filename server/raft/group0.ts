@@ -13,6 +13,7 @@ export const EntryKind = {
   Lock: 2,
   Members: 3,
   Topics: 4,
+  CacheRing: 5,
 } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 

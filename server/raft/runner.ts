@@ -553,6 +553,8 @@ export interface GroupRegistry {
   drop(group: GroupId): void;
   /** The leader this node believes `group` has ('' when unknown or not hosted). */
   leaderOf(group: GroupId): NodeId | '';
+  /** Milliseconds since `peer`'s last Raft batch arrived here (Infinity: never): liveness as this node sees it. */
+  sinceHeardMs(peer: NodeId): number;
 }
 
 /** Per node: the WAL, the tick timer, and the peer message batching shared by every group. */

@@ -4,7 +4,8 @@
 // the same keys concurrently and the recorded history is linearizable per key (the
 // checker the simulator uses); after kill -9 of a node (the home of some keys), every
 // key reads as a miss or its last written value, never an older one, and writes work
-// again. Bad input is refused with BAD_REQUEST; dsync cache get|set|del|stats and the
+// again. Fenced writes: a set carrying an older lock token than the key's home saw fails
+// FENCED and leaves the newer holder's value. Bad input is refused with BAD_REQUEST; dsync cache get|set|del|stats and the
 // console's cache stats / cache key K answer.
 
 import t from 'tap';
@@ -48,6 +49,22 @@ t.test('3 nodes: coherence, per-key linearizability under concurrency, kill -9 o
   await t.rejects(a.cache.set('k'.repeat(600), 'v'), { code: ErrorCode.BAD_REQUEST }, 'oversized key');
   await t.rejects(a.cache.set('big', new Uint8Array(2 * 1024 * 1024)), { code: ErrorCode.BAD_REQUEST }, 'oversized value');
   await t.rejects(a.cache.set('', 'v'), { code: ErrorCode.BAD_REQUEST }, 'empty key');
+
+  // --- fenced writes: a lock's token; a write with an older token than the home saw is refused
+  const first = await a.lock('cache-fence', { waitMs: 5_000 });
+  await a.cache.set('fenced', 'by-first', { fencingToken: first.token, lock: 'cache-fence' });
+  await first.release();
+  const second = await b.lock('cache-fence', { waitMs: 5_000 });
+  t.ok(second.token > first.token, `the second holder's token ${second.token} is newer than ${first.token}`);
+  await b.cache.set('fenced', 'by-second', { fencingToken: second.token, lock: 'cache-fence' });
+  await t.rejects(a.cache.set('fenced', 'late-first', { fencingToken: first.token, lock: 'cache-fence' }), { code: ErrorCode.FENCED },
+    'a write with the older token is refused FENCED');
+  await t.rejects(c.cache.delete('fenced', { fencingToken: first.token, lock: 'cache-fence' }), { code: ErrorCode.FENCED }, 'so is a delete');
+  t.equal(await c.cache.getString('fenced'), 'by-second', 'the newer holder\'s value stands');
+  await b.cache.set('fenced', 'again', { fencingToken: second.token, lock: 'cache-fence' });
+  t.equal(await a.cache.getString('fenced'), 'again', 'the current holder writes again with its token');
+  await second.release();
+  await t.rejects(a.cache.set('fenced', 'x', { lock: 'cache-fence' }), { code: ErrorCode.BAD_REQUEST }, 'a lock without a token is refused');
 
   // --- concurrency: 3 clients x 2 workers, 6 keys, sets / deletes / gets interleaved
   const rec = new HistoryRecorder();

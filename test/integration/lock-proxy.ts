@@ -16,14 +16,14 @@ export class TcpProxy {
 
   private constructor(private readonly server: Server, readonly port: number, readonly targetPort: number) {}
 
-  /** Listens on a free loopback port and relays to 127.0.0.1:`targetPort`; closed at teardown. */
-  static async start(t: Teardown, targetPort: number): Promise<TcpProxy> {
+  /** Listens on loopback `listenPort` (0: any free port) and relays to 127.0.0.1:`targetPort`; closed at teardown. */
+  static async start(t: Teardown, targetPort: number, listenPort = 0): Promise<TcpProxy> {
     let proxy: TcpProxy | null = null;
     const server = createServer((inbound) => proxy?.accept(inbound));
     server.maxConnections = relaysMax;
     const port = await new Promise<number>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
+      server.listen(listenPort, '127.0.0.1', () => {
         const addr = server.address();
         if (addr === null || typeof addr === 'string') reject(new Error('proxy has no port'));
         else resolve(addr.port);

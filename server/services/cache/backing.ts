@@ -16,12 +16,18 @@ export interface CacheBackingStore {
   write(key: string, record: MemoryRecord): void | Promise<void>;
   /** Forgets the keys this home is no longer home of (in-process only: Redis is shared by every home). */
   keepOnly(keep: (key: string) => boolean): void;
+  /** null while the store is reachable; else why not (named in the errors clients get). */
+  problem(): string | null;
   close(): Promise<void>;
 }
 
 export class InProcessBacking implements CacheBackingStore {
   readonly describe = 'memory';
   private readonly map = new InMemoryBacking();
+
+  problem(): null {
+    return null;
+  }
   private readonly dropped = new Set<string>();
 
   read(key: string): MemoryRecord | null {
@@ -103,6 +109,10 @@ export class RedisBacking implements CacheBackingStore {
   }
 
   keepOnly(): void {}
+
+  problem(): string | null {
+    return this.redis.status === 'ready' ? null : `not connected (${this.redis.status})`;
+  }
 
   async close(): Promise<void> {
     this.redis.disconnect();

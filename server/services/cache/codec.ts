@@ -7,6 +7,7 @@ import { cacheKeyBytesMax, cacheNodesMax, cacheValueBytesMax } from '../../../co
 import { cacheNodeIndex } from '../../../core/ids.js';
 import { St, toHomeKinds, toNodeKinds } from '../../../core/cache/messages.js';
 import type { CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
+import { type Fence, fenceLockCharsMax } from '../../../core/cache/fence.js';
 import { ErrorCode, ProtocolError } from '../../../protocol/errors.js';
 import { schema } from '../../../protocol/index.js';
 
@@ -24,10 +25,10 @@ export function encodeToHome(m: ToHome): Wire {
       Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs });
       break;
     case 'GetM':
-      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, write: m.write, ttlMs: m.ttlMs }, valueOut(m.value));
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, write: m.write, ttlMs: m.ttlMs }, valueOut(m.value), fenceOut(m.fence));
       break;
     case 'Write':
-      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, version: m.version, ttlMs: m.ttlMs }, valueOut(m.value));
+      Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, version: m.version, ttlMs: m.ttlMs }, valueOut(m.value), fenceOut(m.fence));
       break;
     case 'PutM':
       Object.assign(w, { reqId: m.reqId, sentMs: m.sentMs, version: m.version }, valueOut(m.value));
@@ -58,7 +59,7 @@ export function encodeToNode(m: ToNode): Wire {
       Object.assign(w, { reqId: m.reqId, applied: m.applied });
       break;
     case 'Nack':
-      Object.assign(w, { reqId: m.reqId, stale: m.reason === 'stale', retryAfterMs: m.retryAfterMs });
+      Object.assign(w, { reqId: m.reqId, stale: m.reason === 'stale', fenced: m.reason === 'fenced', retryAfterMs: m.retryAfterMs, fenceToken: m.newestToken });
       break;
     case 'Inv':
       Object.assign(w, { epoch: m.epoch, round: m.round, version: m.version });
@@ -88,6 +89,19 @@ function common(w: Wire, nodes: number): { from: ReturnType<typeof cacheNodeInde
   return { from: cacheNodeIndex(from), to: cacheNodeIndex(to), incarnation: num(w.incarnation), key };
 }
 
+function fenceOut(f: Fence | null): { fenceLock: string; fenceToken: number } {
+  return f === null ? { fenceLock: '', fenceToken: 0 } : { fenceLock: f.lock, fenceToken: f.token };
+}
+
+/** A fence as the core asserts it: a named lock (within the key limit) and a positive safe-integer token; else none. */
+function fenceIn(w: Wire): Fence | null {
+  const token = num(w.fenceToken);
+  const lock = w.fenceLock ?? '';
+  if (token === 0 && lock === '') return null;
+  if (!Number.isSafeInteger(token) || token <= 0 || lock === '' || lock.length > fenceLockCharsMax) bad('fence without a lock or a positive token');
+  return { lock, token };
+}
+
 function valueIn(w: Wire): CacheValue {
   if (w.hasValue !== true) return null;
   const v = w.value ?? empty;
@@ -110,9 +124,9 @@ export function decodeToHome(w: Wire, nodes: number): ToHome {
     case 'GetS':
       return { kind, ...c, ...req };
     case 'GetM':
-      return { kind, ...c, ...req, write: w.write === true, value: valueIn(w), ttlMs: Math.max(0, num(w.ttlMs)) };
+      return { kind, ...c, ...req, write: w.write === true, value: valueIn(w), ttlMs: Math.max(0, num(w.ttlMs)), fence: fenceIn(w) };
     case 'Write':
-      return { kind, ...c, ...req, version: num(w.version), value: valueIn(w), ttlMs: Math.max(0, num(w.ttlMs)) };
+      return { kind, ...c, ...req, version: num(w.version), value: valueIn(w), ttlMs: Math.max(0, num(w.ttlMs)), fence: fenceIn(w) };
     case 'PutM':
       return { kind, ...c, ...req, version: num(w.version), value: valueIn(w) };
     case 'Renew':
@@ -137,7 +151,8 @@ export function decodeToNode(w: Wire, nodes: number): ToNode {
     case 'PutAck':
       return { kind, ...c, reqId: num(w.reqId), applied: w.applied === true };
     case 'Nack':
-      return { kind, ...c, reqId: num(w.reqId), reason: w.stale === true ? 'stale' : 'busy', retryAfterMs: Math.max(0, num(w.retryAfterMs)) };
+      return { kind, ...c, reqId: num(w.reqId), reason: w.fenced === true ? 'fenced' : w.stale === true ? 'stale' : 'busy', retryAfterMs: Math.max(0, num(w.retryAfterMs)),
+        newestToken: w.fenced === true ? Math.max(0, num(w.fenceToken)) : 0 };
     case 'Inv':
       return { kind, ...c, epoch: num(w.epoch), round: num(w.round), version: num(w.version) };
     case 'Fwd':

@@ -1,39 +1,55 @@
 // The cache service: every node runs core/cache's node part (lines for its clients) and
 // the home part for the keys it is home of; a key's home is its owner on core/ring over
-// group 0's voters this node reaches. The cores' outputs travel as CachePeer pushes over
-// the peer links (to this node itself: handed over in the same turn); ticks drive
-// resends, leases and TTLs; the home's memory is a CacheBackingStore (in-process or Redis).
+// the cache ring's members, which group 0 decides (CacheRingMachine). The cores' outputs
+// travel as CachePeer pushes over the peer links (to this node itself: handed over in the
+// same turn); ticks drive resends, leases and TTLs; the home's memory is a
+// CacheBackingStore (in-process or Redis).
 //
 // Decisions:
-// - A ring change (a voter joins, leaves, or its link goes down or comes back) starts a
-//   new generation: both parts are rebuilt (new incarnation and epoch), client operations
-//   waiting fail with UNAVAILABLE (retry), in-process memory drops the keys that moved
-//   away, and the new home grants nothing for one lease (core/cache's rule), by which
-//   time every lease of the previous generation ran out. Batches carry the generation;
-//   one from another generation is dropped (its node indices mean other nodes).
-// - Liveness is this node's peer links: nodes that disagree on who is reachable (an
-//   asymmetric partition) can name two homes for one key; the generation check stops
-//   their messages from mixing, but two homes can each grant. Declaring nodes dead by
-//   group 0 agreement instead is the fix; until then this is a known limit (README).
+// - Homes are decided by group 0, not by each node's reachability (core/cache/ring.ts has
+//   the argument in full). The group 0 leader proposes a new ring generation when a voter
+//   was not heard from for nodeDownMs (it leaves), when one out of the ring is heard again
+//   (it comes back), and when voters join or are removed. Every node builds the same ring
+//   for a generation, so one key has one home per generation. Batches carry the
+//   generation; one from another generation is dropped.
+// - A node serves only while it is confirmed (ServingLease): a ReadIndex barrier on group
+//   0 started at t0 came back with this generation still applied, and now < t0 +
+//   confirmLeaseMs (the cache lease less twice the drift margin). Unconfirmed, it answers
+//   clients UNAVAILABLE without looking at its lines, drops peer batches (grants nothing
+//   as a home, takes no grants) and sends nothing. A new generation's homes grant nothing
+//   for one cache lease after they applied it (core/cache), by when every node's
+//   confirmation of the previous generation has run out: no stale read across a partition
+//   or a ring change. A node cut off from group 0's majority stops within confirmLeaseMs.
+// - A ring change rebuilds both cores (new incarnation and epoch; client operations
+//   waiting fail with UNAVAILABLE, retry). In-process memory keeps the keys this node is
+//   still home of and drops the ones that moved away (a key that moves back later must not
+//   find an old value; after a snapshot that may have skipped generations it drops all):
+//   keys that stayed keep their values, keys that moved read as misses (or from Redis).
+//   Lines are dropped for every key, moved or not: a directory entry names holders by
+//   their index in the generation's member list, so entries cannot outlive it; an
+//   unmoved key costs one refetch from the same home's memory.
 // - Overload (too many operations or transactions waiting at this node, or memory
 //   operations in flight at the home) is TOO_MANY_REQUESTS with a retry hint, never a crash.
 
 import xxhash from 'xxhash-wasm';
 import { assert } from '../../../core/assert.js';
-import { CacheHome, DONE, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
-import type { CacheCompletion, CacheConfig, CacheValue, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
+import { CacheHome, DONE, FenceTable, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
+import type { CacheCompletion, CacheConfig, CacheValue, Fence, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
 import { stateCount, stateNames } from '../../../core/cache/messages.js';
-import { cacheKeyBytesMax, cacheMemoryOpsInFlightMax, cacheNodesMax, cacheTtlMsMax, cacheValueBytesMax } from '../../../core/constants.js';
+import { type CacheRingState, confirmLeaseMsFor, desiredCacheMembers, type RingTiming, sameMembers, ServingLease } from '../../../core/cache/ring.js';
+import { cacheKeyBytesMax, cacheMemoryOpsInFlightMax, cacheNodeDownMsDefault, cacheTtlMsMax, cacheValueBytesMax } from '../../../core/constants.js';
 import { cacheNodeIndex, type NodeId } from '../../../core/ids.js';
 import { Ring } from '../../../core/ring/ring.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
 import { decodePayload } from '../../node/node.js';
+import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import type { Cancel } from '../../runtime.js';
 import type { RequestContext, Service, ServiceContext } from '../service.js';
 import type { CacheBackingStore } from './backing.js';
 import { decodeToHome, decodeToNode, encodeToHome, encodeToNode } from './codec.js';
+import { CacheRingMachine, encodeCacheRingCommand, type RingChangeHow } from './ring-machine.js';
 
 export interface CacheServiceOptions {
   readonly cfg: CacheConfig;
@@ -43,18 +59,25 @@ export interface CacheServiceOptions {
   readonly homeEntriesMax?: number;
   /** Boot incarnation base: larger than any earlier boot's (the wiring uses wall-clock seconds). */
   readonly incarnationBase: number;
+  /** When the group 0 leader takes a silent node out of the ring and puts it back (default: CACHE_NODE_DOWN_MS's). */
+  readonly ringTiming?: RingTiming;
   /** A deliberate bug for the fault runner's canary (server/node/canary.ts); never set otherwise. */
   readonly canary?: 'skip-one-invalidation';
 }
 
+export const ringTimingDefault: RingTiming = { nodeDownMs: cacheNodeDownMsDefault, nodeUpMs: Math.floor(cacheNodeDownMsDefault / 2) };
+
 interface Waiting {
   readonly ctx: RequestContext;
   readonly kind: 'get' | 'set' | 'flush';
+  /** When it started waiting (this node's clock): one stuck behind an unreachable backing store is answered after a lease. */
+  readonly sinceMs: number;
 }
 
-/** One ring generation: who is in it, and this node's two cores for it. */
+/** One ring generation (group 0's number): who is in it, this node's two cores for it, and its right to serve. */
 interface Generation {
   readonly id: number;
+  readonly lease: ServingLease;
   readonly members: readonly NodeId[];
   readonly self: number;
   readonly ring: Ring;
@@ -78,14 +101,34 @@ export class CacheService implements Service {
   private hash: ((b: Uint8Array) => number) | null = null;
   private gen: Generation | null = null;
   private generations = 0;
+  /** Group 0's part: the ring's generation and members. */
+  readonly ring = new CacheRingMachine();
+  readonly group0: { readonly kind: EntryKind; readonly machine: SubMachine } = { kind: EntryKind.CacheRing, machine: this.ring };
+  /** The last generation this node's memory followed change by change (a snapshot or a gap breaks the chain). */
+  private memoryFollowedGeneration = 0;
+  private memoryChainBroken = false;
+  /** Group 0 leader: since when (this node's clock), and whether a ring proposal is in flight. */
+  private ledSinceMs: number | null = null;
+  private ringProposalInFlight = false;
+  private readonly ringTiming: RingTiming;
+  /** Newest fencing token per lock seen by this node's homes, kept across ring generations. */
+  private readonly fences = new FenceTable();
+  private readonly confirmLeaseMs: number;
   private opCounter = 0;
   private memoryInFlight = 0;
+  /** Since when the backing store fails every operation (null: its last operation succeeded), and how. */
+  private memoryFailingSinceMs: number | null = null;
+  private memoryLastError = '';
   private stopTick: Cancel | null = null;
   private stopped = false;
   readonly metrics = new CacheMetrics();
   private outbox = new Map<NodeId, { toHome: ReturnType<typeof encodeToHome>[]; toNode: ReturnType<typeof encodeToNode>[] }>();
 
-  constructor(private readonly opts: CacheServiceOptions) {}
+  constructor(private readonly opts: CacheServiceOptions) {
+    this.ringTiming = opts.ringTiming ?? ringTimingDefault;
+    this.confirmLeaseMs = confirmLeaseMsFor(opts.cfg.leaseMs);
+    this.ring.onChange = (state, how) => this.onRing(state, how);
+  }
 
   start(ctx: ServiceContext): void {
     this.ctx = ctx;
@@ -93,7 +136,7 @@ export class CacheService implements Service {
     void xxhash().then((h) => {
       if (this.stopped) return;
       this.hash = (b) => h.h32Raw(b, 0);
-      this.checkRing();
+      this.syncRing();
       this.stopTick = ctx.scheduler.every(tickMs, () => this.tick());
     });
     ctx.handle(Opcode.CacheGet, (rc, payload) => this.onGet(rc, payload), 'read');
@@ -128,7 +171,11 @@ export class CacheService implements Service {
 
   private current(): Generation {
     const g = this.gen;
-    if (g === null) throw new DsyncError(ErrorCode.UNAVAILABLE, 'the cache is starting or this node is not a reachable voter; retry shortly', { retryAfterMs: 100 });
+    if (g === null) throw new DsyncError(ErrorCode.UNAVAILABLE, 'the cache is starting or this node is not in the cache ring; retry shortly', { retryAfterMs: 100 });
+    if (!g.lease.serving(this.now())) {
+      this.metrics.add('refusedUnconfirmed');
+      throw new DsyncError(ErrorCode.UNAVAILABLE, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately); retry, or use another node', { retryAfterMs: 200 });
+    }
     if (this.memoryInFlight >= cacheMemoryOpsInFlightMax) {
       this.metrics.add('refusedMemoryBusy');
       throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `the cache's backing store has ${this.memoryInFlight} operations in flight; retry shortly`, { retryAfterMs: 50 });
@@ -142,7 +189,7 @@ export class CacheService implements Service {
     const g = this.current();
     const opId = ++this.opCounter;
     const r = g.node.get(opId, key, this.now());
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get' });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get', sinceMs: this.now() });
     else if (typeof r === 'symbol') throw refusal(r === TOO_LARGE);
     else rc.conn.reply(rc.requestId, rc.opcode, encodeValue(r));
     this.pump();
@@ -157,10 +204,11 @@ export class CacheService implements Service {
     }
     const ttlMs = Number(req.ttlMs ?? 0);
     if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > cacheTtlMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache ttl must be 0..${cacheTtlMsMax} ms`);
+    const fence = fenceOf(req.fencingToken, req.lock, key);
     const g = this.current();
     const opId = ++this.opCounter;
-    const r = g.node.set(opId, key, value, this.now(), ttlMs);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set' });
+    const r = g.node.set(opId, key, value, this.now(), ttlMs, fence);
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: this.now() });
     else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
     else throw refusal(r === TOO_LARGE);
     this.pump();
@@ -170,7 +218,7 @@ export class CacheService implements Service {
     const g = this.current();
     const opId = ++this.opCounter;
     const r = g.node.flush(opId, this.now());
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush' });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: this.now() });
     else rc.conn.reply(rc.requestId, rc.opcode, schema.CacheFlushReply.encode({}).finish());
     this.pump();
   }
@@ -182,8 +230,14 @@ export class CacheService implements Service {
     const { ctx } = w;
     if (ctx.conn.closed) return;
     if (!c.ok) {
+      if (c.error === 'FENCED') {
+        ctx.conn.replyError(ctx.requestId, ctx.opcode, new DsyncError(ErrorCode.FENCED,
+          `the key's home has seen fencing token ${c.newestToken} for this lock, newer than the write's: not applied`));
+        return;
+      }
+      const problem = this.backingProblem();
       ctx.conn.replyError(ctx.requestId, ctx.opcode, new DsyncError(ErrorCode.TIMEOUT,
-        'the key\'s home did not answer the write within a lease: it may or may not have been applied'));
+        `the key's home did not answer the write within a lease: it may or may not have been applied${problem === null ? '' : ` (${problem})`}`));
       return;
     }
     if (w.kind === 'get') ctx.conn.reply(ctx.requestId, ctx.opcode, encodeValue(c.value));
@@ -205,8 +259,12 @@ export class CacheService implements Service {
       this.metrics.add('peerBatchesOtherRing');
       return null;
     }
-    const fromIdx = g.members.indexOf(from);
     const nowMs = this.now();
+    if (!g.lease.serving(nowMs)) {
+      this.metrics.add('peerBatchesUnconfirmed');
+      return null;
+    }
+    const fromIdx = g.members.indexOf(from);
     try {
       const toHome = batch.toHome.map((w) => decodeToHome(w, g.members.length));
       const toNode = batch.toNode.map((w) => decodeToNode(w, g.members.length));
@@ -228,6 +286,8 @@ export class CacheService implements Service {
     const g = this.gen;
     if (g === null) return;
     const nowMs = this.now();
+    // Unconfirmed: outputs wait in the cores (their senders resend anyway); nothing leaves.
+    if (!g.lease.serving(nowMs)) return;
     for (let rounds = 0; ; rounds++) {
       assert(rounds < 100_000, 'cache cores keep answering each other without end');
       const n = g.node.ready();
@@ -273,6 +333,7 @@ export class CacheService implements Service {
       this.memoryInFlight++;
       r.then((rec) => {
         this.memoryInFlight--;
+        this.memoryFailingSinceMs = null;
         if (this.gen !== g || this.stopped) return;
         g.home.memoryRead(op.key, rec, this.now());
         this.pump();
@@ -288,6 +349,7 @@ export class CacheService implements Service {
     this.memoryInFlight++;
     w.then(() => {
       this.memoryInFlight--;
+      this.memoryFailingSinceMs = null;
       if (this.gen !== g || this.stopped) return;
       g.home.memoryWritten(op.key, this.now());
       this.pump();
@@ -298,6 +360,8 @@ export class CacheService implements Service {
   private memoryFailed(g: Generation, op: MemoryOp, err: unknown): void {
     this.memoryInFlight--;
     this.metrics.add('memoryErrors');
+    this.memoryFailingSinceMs ??= this.now();
+    this.memoryLastError = err instanceof Error ? err.message : String(err);
     if (this.gen !== g || this.stopped) return;
     const ctx = this.ctx as ServiceContext;
     if ((this.metrics.totals.get('memoryErrors') ?? 0) % 100 === 1) {
@@ -314,30 +378,117 @@ export class CacheService implements Service {
 
   private tick(): void {
     if (this.stopped) return;
-    this.checkRing();
+    this.proposeRing();
+    this.syncRing();
     const g = this.gen;
     if (g === null) return;
     const nowMs = this.now();
+    this.confirm(g, nowMs);
+    if (!g.lease.serving(nowMs)) {
+      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately); retry, or use another node', this.confirmLeaseMs / 4);
+      return;
+    }
     g.node.tick(nowMs);
     g.home.tick(nowMs);
     this.pump();
+    this.failStuckOnMemory(g, nowMs);
   }
 
-  private checkRing(): void {
+  /**
+   * The backing store (Redis) has failed every operation for a lease: operations that have
+   * waited that long are answered UNAVAILABLE naming it, instead of timing out with no reason.
+   * Lines cached here are still served; the store's operations keep being retried.
+   */
+  private failStuckOnMemory(g: Generation, nowMs: number): void {
+    const problem = this.backingProblem();
+    const waitMs = this.opts.cfg.leaseMs / 2;
+    if (problem === null) return;
+    for (const [opId, w] of g.waiting) {
+      if (nowMs - w.sinceMs < waitMs) continue;
+      g.waiting.delete(opId);
+      this.metrics.add('refusedBackingDown');
+      if (!w.ctx.conn.closed) {
+        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
+          `${problem}; keys cached here are still served; retry (a write may or may not have been applied)`, { retryAfterMs: this.opts.cfg.leaseMs }));
+      }
+    }
+  }
+
+  /** Why the backing store cannot be used now (this node's connection to it, or its recent failures), or null. */
+  private backingProblem(): string | null {
+    const p = this.opts.backing.problem();
+    if (p !== null) return `the cache's backing store ${this.opts.backing.describe} is unreachable: ${p}`;
+    const since = this.memoryFailingSinceMs;
+    if (since !== null && this.now() - since >= this.opts.cfg.leaseMs) {
+      return `the cache's backing store ${this.opts.backing.describe} has failed every operation for ${Math.round(this.now() - since)} ms (${this.memoryLastError})`;
+    }
+    return null;
+  }
+
+  /** Renews this generation's right to serve: a ReadIndex barrier on group 0 (core/cache/ring.ts). */
+  private confirm(g: Generation, nowMs: number): void {
+    const t0 = g.lease.begin(nowMs);
+    if (t0 === null) return;
+    const group0 = (this.ctx as ServiceContext).groups.group0;
+    group0.readBarrier().then(() => {
+      // Applied now: everything committed before t0, so the generation applied at the barrier is this one only if it still is.
+      g.lease.done(t0, this.gen === g ? this.ring.state.generation : -1, this.now());
+      if (this.gen === g && g.lease.serving(this.now())) this.pump();
+    }, () => {
+      g.lease.failed(t0);
+      this.metrics.add('confirmFailures');
+    });
+  }
+
+  /** Group 0 leader only: proposes the ring it wants (desiredCacheMembers) when it differs from the applied one. */
+  private proposeRing(): void {
     const ctx = this.ctx;
-    if (ctx === null || this.hash === null) return;
-    const live = ctx.node.members().filter((m) => m.voter && m.connected).map((m) => m.id).sort();
-    const self = ctx.node.nodeId;
-    const members = live.includes(self) ? live.slice(0, cacheNodesMax) : [];
-    const old = this.gen;
-    if (old !== null && old.members.length === members.length && old.members.every((m, i) => m === members[i])) return;
-    if (old === null && members.length === 0) return;
-    this.newGeneration(members);
+    if (ctx === null) return;
+    const group0 = ctx.groups.group0;
+    const nowMs = this.now();
+    if (!group0.isLeader) {
+      this.ledSinceMs = null;
+      return;
+    }
+    this.ledSinceMs ??= nowMs;
+    if (this.ringProposalInFlight) return;
+    const state = this.ring.state;
+    const voters = ctx.node.members().filter((m) => m.voter).map((m) => m.id);
+    const want = desiredCacheMembers(ctx.node.nodeId, voters, state.members, (p) => ctx.groups.sinceHeardMs(p), nowMs - this.ledSinceMs, this.ringTiming);
+    if (sameMembers(want, state.members)) return;
+    this.ringProposalInFlight = true;
+    ctx.log.info('proposing a cache ring', { basedOn: state.generation, members: want.join(','), was: state.members.join(',') });
+    group0.propose(frameEntry(EntryKind.CacheRing, encodeCacheRingCommand({ basedOn: state.generation, members: want }))).then(() => {
+      this.ringProposalInFlight = false;
+    }, (err: unknown) => {
+      this.ringProposalInFlight = false;
+      ctx.log.debug('cache ring proposal failed', { err: err instanceof Error ? err.message : String(err) });
+    });
   }
 
-  private newGeneration(members: readonly NodeId[]): void {
+  /** Group 0 applied a ring change (in log order, synchronously). */
+  private onRing(state: CacheRingState, how: RingChangeHow): void {
+    if (how === 'snapshot' || state.generation !== this.memoryFollowedGeneration + 1) this.memoryChainBroken = true;
+    this.memoryFollowedGeneration = state.generation;
+    this.syncRing();
+  }
+
+  /** Builds the generation group 0 has applied, if this node does not run it yet. */
+  private syncRing(): void {
+    const ctx = this.ctx;
+    if (ctx === null || this.hash === null || this.stopped) return;
+    const state = this.ring.state;
+    if (this.gen !== null && this.gen.id === state.generation) return;
+    if (this.gen === null && this.builtGeneration === state.generation) return;
+    this.newGeneration(state.generation, state.members);
+  }
+
+  private builtGeneration = 0;
+
+  private newGeneration(id: number, members: readonly NodeId[]): void {
     const ctx = this.ctx as ServiceContext;
     const old = this.gen;
+    this.builtGeneration = id;
     if (old !== null) {
       this.retire(old);
       this.metrics.add('ringChanges');
@@ -346,15 +497,22 @@ export class CacheService implements Service {
         if (!members.includes(old.members[o] as NodeId)) this.metrics.add('home.writeBackLossAtRingChange');
       }
     }
-    const selfIdx = members.indexOf(ctx.node.nodeId);
-    if (selfIdx < 0) {
-      this.gen = null;
-      return;
-    }
     const hash = this.hash as (b: Uint8Array) => number;
     const ring = new Ring(hash);
     for (const m of members) ring.add(m);
-    const idText = new TextEncoder().encode(members.join(','));
+    // In-process memory keeps only this node's keys: a key that comes back later must not find an old value.
+    if (this.memoryChainBroken) {
+      this.opts.backing.keepOnly(() => false);
+      this.memoryChainBroken = false;
+    } else {
+      this.opts.backing.keepOnly((key) => members.length > 0 && ring.owner(key) === ctx.node.nodeId);
+    }
+    const selfIdx = members.indexOf(ctx.node.nodeId);
+    if (selfIdx < 0) {
+      this.gen = null;
+      ctx.log.info('cache ring without this node', { members: members.join(','), generation: id });
+      return;
+    }
     const incarnation = this.opts.incarnationBase + ++this.generations;
     const nowMs = this.now();
     const self = cacheNodeIndex(selfIdx);
@@ -363,24 +521,29 @@ export class CacheService implements Service {
       ...(this.opts.lineEntriesMax === undefined ? {} : { entriesMax: this.opts.lineEntriesMax }),
       ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
     });
-    const home = new CacheHome(this.opts.cfg, { self, epoch: incarnation, startedMs: nowMs,
+    const home = new CacheHome(this.opts.cfg, { self, epoch: incarnation, startedMs: nowMs, fences: this.fences,
       ...(this.opts.homeEntriesMax === undefined ? {} : { entriesMax: this.opts.homeEntriesMax }),
       ...(this.opts.canary === undefined ? {} : { canary: this.opts.canary }) });
-    // In-process memory keeps only this node's keys: a key that comes back later must not find an old value.
-    this.opts.backing.keepOnly((key) => ring.owner(key) === ctx.node.nodeId);
-    this.gen = { id: hash(idText) >>> 0, members, self: selfIdx, ring, node, home, waiting: new Map() };
-    ctx.log.info('cache ring', { members: members.join(','), generation: this.gen.id });
+    const lease = new ServingLease(id, this.confirmLeaseMs);
+    this.gen = { id, lease, members, self: selfIdx, ring, node, home, waiting: new Map() };
+    ctx.log.info('cache ring', { members: members.join(','), generation: id });
+    this.confirm(this.gen, nowMs);
+  }
+
+  /** Answers every operation waiting in `g` with UNAVAILABLE (a write's effect unknown); their completions are ignored later. */
+  private failWaiting(g: Generation, why: string, retryAfterMs: number): void {
+    for (const [, w] of g.waiting) {
+      if (!w.ctx.conn.closed) {
+        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
+          `${why} (a write may or may not have been applied)`, { retryAfterMs: Math.ceil(retryAfterMs) }));
+      }
+    }
+    g.waiting.clear();
   }
 
   /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
   private retire(g: Generation): void {
-    for (const [, w] of g.waiting) {
-      if (!w.ctx.conn.closed) {
-        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
-          'the cache ring changed while this request waited; retry (a write may or may not have been applied)', { retryAfterMs: this.opts.cfg.leaseMs }));
-      }
-    }
-    g.waiting.clear();
+    this.failWaiting(g, 'the cache ring changed while this request waited; retry', this.opts.cfg.leaseMs);
     this.metrics.add('dirtyLinesDroppedAtRingChange', g.node.dirtyHeld);
     for (const [k, v] of Object.entries(this.coreCounters(g))) this.metrics.add(k, v);
   }
@@ -433,11 +596,16 @@ export class CacheService implements Service {
       out.set('lineBytes', g.node.lines.bytes);
       out.set('homeEntries', g.home.size);
       out.set('ringMembers', g.members.length);
+      out.set('serving', g.lease.serving(this.now()) ? 1 : 0);
     }
     const hits = out.get('node.hits') ?? 0;
     const misses = out.get('node.misses') ?? 0;
     out.set('hitRatio', hits + misses === 0 ? 0 : hits / (hits + misses));
     out.set('memoryInFlight', this.memoryInFlight);
+    out.set('backingDown', this.memoryFailingSinceMs === null ? 0 : 1);
+    out.set('ringGeneration', this.ring.state.generation);
+    out.set('fenceLocks', this.fences.size);
+    out.set('fenceLocksForgotten', this.fences.forgotten);
     return out;
   }
 
@@ -480,6 +648,19 @@ function checkKey(key: string | null | undefined): string {
   const bytes = Buffer.byteLength(key);
   if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
   return key;
+}
+
+/** A set's fence: a positive token and the lock it belongs to (without a lock name, tokens are compared per key). */
+function fenceOf(token: number | { toNumber(): number } | null | undefined, lock: string | null | undefined, key: string): Fence | null {
+  const t = token === null || token === undefined ? 0 : Number(token);
+  const name = lock ?? '';
+  if (t === 0) {
+    if (name !== '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a cache write names a lock but carries no fencing token');
+    return null;
+  }
+  if (!Number.isSafeInteger(t) || t < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, `fencing token ${String(token)} is not a positive integer`);
+  if (Buffer.byteLength(name) > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `lock name over ${cacheKeyBytesMax} bytes`);
+  return { lock: name === '' ? `key:${key}` : `lock:${name}`, token: t };
 }
 
 function refusal(tooLarge: boolean): DsyncError {

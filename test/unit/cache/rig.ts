@@ -2,6 +2,7 @@
 // readable messages, answering the home's memory operations at once from an
 // InMemoryBacking, and prints outputs and state compactly for golden tables.
 
+import type { Fence } from '../../../core/cache/fence.js';
 import { CacheHome } from '../../../core/cache/home.js';
 import type { HomeOptions } from '../../../core/cache/home.js';
 import { InMemoryBacking } from '../../../core/cache/backing.js';
@@ -110,11 +111,11 @@ export class HomeRig {
   getS(n: number): string {
     return this.send({ kind: 'GetS', ...this.base(n), reqId: ++this.reqId, sentMs: this.nowMs });
   }
-  getM(n: number, write?: string | null, ttlMs = 0): string {
-    return this.send({ kind: 'GetM', ...this.base(n), reqId: ++this.reqId, sentMs: this.nowMs, write: write !== undefined, value: val(write ?? null), ttlMs });
+  getM(n: number, write?: string | null, ttlMs = 0, fence: Fence | null = null): string {
+    return this.send({ kind: 'GetM', ...this.base(n), reqId: ++this.reqId, sentMs: this.nowMs, write: write !== undefined, value: val(write ?? null), ttlMs, fence });
   }
-  write(n: number, value: string | null, ttlMs = 0, version = this.home.entry(KEY)?.version ?? 0): string {
-    return this.send({ kind: 'Write', ...this.base(n), reqId: ++this.reqId, sentMs: this.nowMs, version, value: val(value), ttlMs });
+  write(n: number, value: string | null, ttlMs = 0, version = this.home.entry(KEY)?.version ?? 0, fence: Fence | null = null): string {
+    return this.send({ kind: 'Write', ...this.base(n), reqId: ++this.reqId, sentMs: this.nowMs, version, value: val(value), ttlMs, fence });
   }
   putM(n: number, value: string | null, version = this.home.entry(KEY)?.version ?? 0): string {
     return this.send({ kind: 'PutM', ...this.base(n), reqId: ++this.reqId, sentMs: this.nowMs, version, value: val(value) });
@@ -177,8 +178,8 @@ export class NodeRig {
     const r = this.node.get(++this.opId, key, this.nowMs);
     return this.drain(typeof r === 'symbol' ? r.description ?? '' : `hit=${str(r)}`);
   }
-  set(value: string | null, ttlMs = 0, key = KEY): string {
-    const r = this.node.set(++this.opId, key, val(value), this.nowMs, ttlMs);
+  set(value: string | null, ttlMs = 0, key = KEY, fence: Fence | null = null): string {
+    const r = this.node.set(++this.opId, key, val(value), this.nowMs, ttlMs, fence);
     return this.drain(r.description ?? '');
   }
   evict(key = KEY): string {
@@ -218,9 +219,9 @@ export class NodeRig {
     const last = this.last();
     return this.reply({ kind: 'PutAck', reqId: 'reqId' in last ? last.reqId : 0, applied });
   }
-  nack(reason: 'busy' | 'stale'): string {
+  nack(reason: 'busy' | 'stale' | 'fenced', newestToken = 0): string {
     const last = this.last();
-    return this.reply({ kind: 'Nack', reqId: 'reqId' in last ? last.reqId : 0, reason, retryAfterMs: 0 });
+    return this.reply({ kind: 'Nack', reqId: 'reqId' in last ? last.reqId : 0, reason, retryAfterMs: 0, newestToken });
   }
   inv(version: number): string {
     return this.reply({ kind: 'Inv', epoch: 1, round: 1, version });

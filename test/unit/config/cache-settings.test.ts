@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { cacheLineEntriesMaxDefault } from '../../../core/constants.js';
+import { cacheLeaseMsDefault, cacheLineEntriesMaxDefault, cacheNodeDownMsDefault } from '../../../core/constants.js';
 import { ConfigError, loadConfig, type RawSettings } from '../../../server/node/config.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dsync-cache-config-'));
@@ -28,11 +28,11 @@ function refused(flags: RawSettings, env: NodeJS.ProcessEnv = {}): ConfigError {
 }
 
 t.test('defaults, flags and environment', async (t) => {
-  t.same(load({}).cache, { backing: null, capacity: cacheLineEntriesMaxDefault, protocol: 'MESI', writePolicy: 'write-through' });
-  t.same(load({ 'cache-backing': 'redis://127.0.0.1:6379', 'cache-capacity': '1000', 'cache-protocol': 'moesi', 'cache-write-policy': 'write-back' }).cache,
-    { backing: 'redis://127.0.0.1:6379', capacity: 1000, protocol: 'MOESI', writePolicy: 'write-back' });
+  t.same(load({}).cache, { backing: null, capacity: cacheLineEntriesMaxDefault, protocol: 'MESI', writePolicy: 'write-through', leaseMs: cacheLeaseMsDefault, nodeDownMs: cacheNodeDownMsDefault });
+  t.same(load({ 'cache-backing': 'redis://127.0.0.1:6379', 'cache-capacity': '1000', 'cache-protocol': 'moesi', 'cache-write-policy': 'write-back', 'cache-lease': '500', 'cache-node-down': '1000' }).cache,
+    { backing: 'redis://127.0.0.1:6379', capacity: 1000, protocol: 'MOESI', writePolicy: 'write-back', leaseMs: 500, nodeDownMs: 1000 });
   t.same(load({}, { CACHE_BACKING: 'memory', CACHE_CAPACITY: '5', DSYNC_CACHE_WRITE_POLICY: 'write-back' }).cache,
-    { backing: null, capacity: 5, protocol: 'MESI', writePolicy: 'write-back' });
+    { backing: null, capacity: 5, protocol: 'MESI', writePolicy: 'write-back', leaseMs: cacheLeaseMsDefault, nodeDownMs: cacheNodeDownMsDefault });
 });
 
 t.test('bad values name the setting', async (t) => {
@@ -43,4 +43,6 @@ t.test('bad values name the setting', async (t) => {
   t.match(refused({ 'cache-backing': 'not a url' }).message, /--cache-backing/);
   t.match(refused({ 'cache-capacity': '0' }).message, /--cache-capacity: "0" is not a number of lines/);
   t.match(refused({}, { CACHE_CAPACITY: '1.5' }).message, /CACHE_CAPACITY/);
+  t.match(refused({ 'cache-lease': '100' }).message, /--cache-lease/);
+  t.match(refused({}, { CACHE_NODE_DOWN_MS: 'soon' }).message, /CACHE_NODE_DOWN_MS/);
 });

@@ -1,0 +1,217 @@
+// Cache benchmark (`npm run bench:cache`): a local 3-node cluster of child processes,
+// CACHE_BENCH_CONNECTIONS clients (64; one connection each, spread evenly over the three
+// nodes), each a closed loop with one request in flight, on a working set of 10,000 keys
+// with 64-byte values (as the Redis peer's cells) that fits every node's lines. Two fixed
+// scenarios, each bounded in time:
+//   (a) read-heavy: 95% get, 5% set of a random key;
+//   (b) write-heavy: 50% get, 50% set.
+// The keys are written once before the first scenario. Reported: ops/s, hit ratio (the
+// nodes' hits / (hits + misses) over the measured window, from `cache stats`), latency of
+// every operation (request sent to answer) in an HDR histogram: p50/p99/p999. Prints a
+// table and writes JSON to bench/results/cache.json.
+//
+// Env: CACHE_BENCH_SECONDS (8 per scenario), CACHE_BENCH_WARMUP_SECONDS (2),
+// CACHE_BENCH_CONNECTIONS (64), CACHE_BENCH_KEYS (10000), CACHE_BENCH_SCENARIOS
+// (read-heavy,write-heavy), SEED (key choice), CACHE_BENCH_LEASE_MS (the nodes' --cache-lease;
+// default theirs, 2 s: a line not read within a lease is a miss), CACHE_BENCH_CPU_PROF_DIR (if set, the nodes
+// are CPU-profiled by locks-profiler.ts and write node-PID.cpuprofile there on shutdown).
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { Client, DsyncError } from '../client/index.js';
+import { TestCluster } from '../test/integration/helpers/cluster.js';
+import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, runBenchmark, runCleanup, sleep } from './common.js';
+
+const measureSeconds = envInt('CACHE_BENCH_SECONDS', 8, 1, 3600);
+const warmupSeconds = envInt('CACHE_BENCH_WARMUP_SECONDS', 2, 0, 600);
+const connectionsCount = envInt('CACHE_BENCH_CONNECTIONS', 64, 1, 1024);
+const keysCount = envInt('CACHE_BENCH_KEYS', 10_000, 1, 1_000_000);
+const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
+const scenarioNames = (process.env.CACHE_BENCH_SCENARIOS ?? 'read-heavy,write-heavy').split(',').filter((s) => s !== '');
+const cpuProfDir = process.env.CACHE_BENCH_CPU_PROF_DIR ?? '';
+const leaseMs = envInt('CACHE_BENCH_LEASE_MS', 0, 0, 60_000);
+/** Value size: the Redis peer's cells use 64-byte values. */
+const valueBytes = 64;
+/** Highest latency the histogram tracks, in microseconds. */
+const latencyUsMax = 60_000_000;
+/** Keys written per batch while loading the working set. */
+const loadBatchKeys = 500;
+
+const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'cache.json');
+
+type ScenarioName = 'read-heavy' | 'write-heavy';
+const getShare: Record<ScenarioName, number> = { 'read-heavy': 0.95, 'write-heavy': 0.5 };
+function isScenario(s: string): s is ScenarioName {
+  return s === 'read-heavy' || s === 'write-heavy';
+}
+
+/** xorshift32: the key sequence replays with the same SEED. */
+function prng(state: number): () => number {
+  let x = state === 0 ? 0x9e3779b9 : state >>> 0;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+interface ScenarioResult {
+  readonly scenario: ScenarioName;
+  readonly description: string;
+  readonly opsPerSec: number;
+  readonly getsPerSec: number;
+  readonly setsPerSec: number;
+  readonly measuredOps: number;
+  readonly seconds: number;
+  readonly hitRatio: number;
+  readonly latencyMs: LatencySummaryMs;
+  readonly errors: number;
+  readonly firstError: string;
+}
+
+/** Sum of hits and misses over the nodes (each client's stats come from the node it is attached to). */
+async function hitsAndMisses(probes: readonly Client[]): Promise<{ hits: number; misses: number }> {
+  let hits = 0;
+  let misses = 0;
+  for (const c of probes) {
+    const s = await c.cache.stats();
+    hits += s.counters['node.hits'] ?? 0;
+    misses += s.counters['node.misses'] ?? 0;
+  }
+  return { hits, misses };
+}
+
+async function runScenario(scenario: ScenarioName, clients: readonly Client[], probes: readonly Client[]): Promise<ScenarioResult> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
+  const next = prng(seed + (scenario === 'write-heavy' ? 7919 : 0));
+  const getBelow = Math.floor(getShare[scenario] * 1_000_000);
+  const value = new Uint8Array(valueBytes).fill(0x78);
+  let measuring = false;
+  let stopping = false;
+  let gets = 0;
+  let sets = 0;
+  let errors = 0;
+  let firstError = '';
+
+  const loop = async (client: Client): Promise<void> => {
+    while (!stopping) {
+      const key = `key:${next() % keysCount}`;
+      const isGet = next() % 1_000_000 < getBelow;
+      const t0 = performance.now();
+      try {
+        if (isGet) await client.cache.get(key);
+        else await client.cache.set(key, value);
+        if (measuring) {
+          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+          if (isGet) gets++;
+          else sets++;
+        }
+      } catch (err) {
+        if (!(err instanceof DsyncError)) throw err;
+        errors++;
+        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+      }
+    }
+  };
+  const running = Promise.all(clients.map(loop));
+  await sleep(warmupSeconds * 1000);
+  const before = await hitsAndMisses(probes);
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(measureSeconds * 1000);
+  measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await hitsAndMisses(probes);
+  stopping = true;
+  await running;
+  const hits = after.hits - before.hits;
+  const misses = after.misses - before.misses;
+  return {
+    scenario,
+    description: `${clients.length} connections, one request in flight each, ${Math.round(getShare[scenario] * 100)}% get / ${Math.round((1 - getShare[scenario]) * 100)}% set of ${keysCount} keys (${valueBytes}-byte values)`,
+    opsPerSec: (gets + sets) / seconds,
+    getsPerSec: gets / seconds,
+    setsPerSec: sets / seconds,
+    measuredOps: gets + sets,
+    seconds,
+    hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+    latencyMs: latencySummaryMs(histogram),
+    errors,
+    firstError,
+  };
+}
+
+async function main(): Promise<void> {
+  const scenarios = scenarioNames.map((s) => {
+    if (!isScenario(s)) throw new Error(`CACHE_BENCH_SCENARIOS: unknown scenario ${s} (read-heavy, write-heavy)`);
+    return s;
+  });
+  const cleanup = createCleanup();
+  const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-cache-'));
+  cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
+  if (cpuProfDir !== '') {
+    mkdirSync(resolve(cpuProfDir), { recursive: true });
+    // Inherited by the node processes only (this process already started); --cpu-prof is refused in NODE_OPTIONS.
+    const profiler = join(dirname(fileURLToPath(import.meta.url)), 'locks-profiler.js');
+    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
+    process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(cpuProfDir);
+  }
+  try {
+    const cluster = await TestCluster.start(cleanup, { dataRoot, extraArgs: ['--log-level', 'warn', ...(leaseMs === 0 ? [] : ['--cache-lease', String(leaseMs)])] });
+    if (cpuProfDir !== '') delete process.env.NODE_OPTIONS;
+    const seeds = cluster.seeds;
+    // Client i is attached to node i mod 3 (its first seed), so the load spreads evenly.
+    const rotated = (i: number): string[] => seeds.map((_, j) => seeds[(i + j) % seeds.length] as string);
+    const clients: Client[] = [];
+    for (let i = 0; i < connectionsCount; i++) clients.push(await Client.connect({ seeds: rotated(i), name: `bench-cache-${i}`, requestTimeoutMs: 15_000 }));
+    cleanup.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    });
+    const probes: Client[] = [];
+    for (let i = 0; i < seeds.length; i++) probes.push(await Client.connect({ seeds: rotated(i), name: `bench-cache-probe-${i}` }));
+    cleanup.teardown(async () => {
+      await Promise.all(probes.map((c) => c.close()));
+    });
+
+    // The working set, written once (spread over the clients, a batch at a time).
+    const value = new Uint8Array(valueBytes).fill(0x78);
+    const loadStart = performance.now();
+    for (let k = 0; k < keysCount; k += loadBatchKeys) {
+      const batch: Promise<void>[] = [];
+      for (let j = k; j < Math.min(keysCount, k + loadBatchKeys); j++) batch.push((clients[j % clients.length] as Client).cache.set(`key:${j}`, value));
+      await Promise.all(batch);
+    }
+    const loadSeconds = (performance.now() - loadStart) / 1000;
+
+    const results: ScenarioResult[] = [];
+    for (const s of scenarios) results.push(await runScenario(s, clients, probes));
+
+    const report = {
+      benchmark: 'cache',
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
+      config: { seconds: measureSeconds, warmupSeconds, connections: connectionsCount, keys: keysCount, valueBytes, seed, loadSeconds, leaseMs: leaseMs === 0 ? 'node default' : leaseMs },
+      goals: { readHeavy: 'ops/s >= 1.3x redis.none.io.get.c64 and >= 1.0x redis.none.io.get.c64.autopipe; p99 < 5 ms' },
+      scenarios: results,
+    };
+    mkdirSync(dirname(resultsPath), { recursive: true });
+    writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
+
+    const f = (n: number, w = 9, d = 2): string => n.toFixed(d).padStart(w);
+    console.log(`bench:cache  3 nodes, ${connectionsCount} connections, ${keysCount} keys of ${valueBytes} bytes, ${measureSeconds} s per scenario (+${warmupSeconds} s warm-up), seed ${seed}, lease ${leaseMs === 0 ? 'default' : `${leaseMs} ms`}; load ${loadSeconds.toFixed(1)} s`);
+    console.log('  scenario          ops/s     get/s     set/s  hit ratio    p50 ms    p99 ms   p999 ms    max ms  errors');
+    for (const r of results) {
+      console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
+    }
+    console.log(`  JSON: ${resultsPath}`);
+  } finally {
+    await runCleanup(cleanup);
+  }
+}
+
+runBenchmark(main);
