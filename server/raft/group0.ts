@@ -35,12 +35,13 @@ export function frameEntry(kind: EntryKind, body: Uint8Array): Uint8Array {
 }
 
 export class Group0StateMachine implements StateMachine {
-  private readonly parts = new Map<EntryKind, { name: string; machine: SubMachine }>();
+  private readonly parts = new Map<EntryKind, { name: string; machine: SubMachine; initial: unknown }>();
   private confOwner: SubMachine | null = null;
 
   register(kind: EntryKind, name: string, machine: SubMachine): void {
     assert(!this.parts.has(kind), `group 0 sub-machine ${name} registered twice`);
-    this.parts.set(kind, { name, machine });
+    // Its state before any entry: what a snapshot taken before this part existed (an older version) restores it to.
+    this.parts.set(kind, { name, machine, initial: JSON.parse(JSON.stringify(machine.snapshot() ?? null)) as unknown });
     if (machine.applyConfChange !== undefined) {
       assert(this.confOwner === null, `group 0 sub-machine ${name} is a second owner of membership`);
       this.confOwner = machine;
@@ -68,10 +69,8 @@ export class Group0StateMachine implements StateMachine {
 
   restore(data: Uint8Array): void {
     const state = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
-    for (const { name, machine } of this.parts.values()) {
-      assert(name in state, `group 0 snapshot lacks ${name}`);
-      machine.restore(state[name]);
-    }
+    // A part the snapshot lacks did not exist when it was taken (an upgrade added it): nothing of it was applied yet.
+    for (const { name, machine, initial } of this.parts.values()) machine.restore(name in state ? state[name] : initial);
   }
 
   onLeaderChange(isLeader: boolean, leader: NodeId | ''): void {

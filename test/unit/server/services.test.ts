@@ -73,3 +73,34 @@ t.test('a service registers handlers only inside its own range', async (t) => {
   t.same(sent, ['n2:250']);
   t.same(peerHandlers, [251]);
 });
+
+t.test('a group 0 snapshot from before a part existed restores that part to its initial state', async (t) => {
+  // A counter part: its state is the number of entries applied.
+  const counter = (): SubMachine & { n: number } => {
+    const m = {
+      n: 0,
+      apply: () => ++m.n,
+      snapshot: () => ({ n: m.n }),
+      restore: (s: unknown) => { m.n = (s as { n: number }).n; },
+    };
+    return m;
+  };
+  const entry = (kind: number, index: number) => ({ index, term: 1, type: 0, data: new Uint8Array([kind]) }) as never;
+  const old = new Group0StateMachine();
+  const oldLocks = counter();
+  old.register(EntryKind.Lock, 'locks', oldLocks);
+  old.apply(entry(EntryKind.Lock, 1));
+  old.apply(entry(EntryKind.Lock, 2));
+  const snap = old.snapshot();
+
+  const upgraded = new Group0StateMachine();
+  const locks = counter();
+  const ring = counter();
+  ring.n = 0;
+  upgraded.register(EntryKind.Lock, 'locks', locks);
+  upgraded.register(EntryKind.CacheRing, 'cacheRing', ring);
+  ring.n = 5; // state that must not survive a restore
+  upgraded.restore(snap);
+  t.equal(locks.n, 2, 'the part the snapshot has is restored from it');
+  t.equal(ring.n, 0, 'the part it lacks gets the state it had before any entry');
+});
