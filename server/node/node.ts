@@ -19,6 +19,7 @@ import { Logger } from './log.js';
 import { NodeMetrics } from './metrics.js';
 import { PeerLinks } from './peers.js';
 import { type Access, roleAllows, verifiedPeerName } from './security.js';
+import { registerStatusPage } from './status.js';
 import type { RequestHandler, ServiceNode } from '../services/service.js';
 
 export type { RequestContext, RequestHandler } from '../services/service.js';
@@ -431,6 +432,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       const r = this.readiness();
       sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', nodeId: this.config.nodeId, ...r });
     });
+    registerStatusPage(this);
     // Kept for existing probes: liveness plus the leader this node knows ("" when none). Prefer /livez and /readyz.
     this.http.route('GET', '/healthz', (_req, res) => {
       sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, leader: this.leaderId(), uptimeMs: Date.now() - this.startedAtMs });

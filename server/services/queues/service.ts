@@ -209,6 +209,7 @@ export class QueueService implements Service {
     });
     this.registerHandlers();
     this.registerConsole();
+    this.registerMetrics(ctx);
     this.scheduleReconcile();
     this.dutyTimers.push(ctx.scheduler.every(queuePreferredLeaderCheckMs, () => this.preferLeaders()));
     this.dutyTimers.push(ctx.scheduler.every(queueRetentionCheckMs, () => this.enforceRetention()));
@@ -841,6 +842,43 @@ export class QueueService implements Service {
     }
     answers.then((statuses) => rc.conn.reply(rc.requestId, rc.opcode, schema.SettleReply.encode({ statuses }).finish()),
       (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
+  }
+
+  // ------------------------------------------------------------------ metrics
+
+  /**
+   * Placement, offsets and lag for /metrics (and the status page, which reads the same
+   * registry), read at scrape time from group 0's topic table and the partitions hosted
+   * here. Series are per topic and partition, bounded by queueTopicsMax x partitions.
+   */
+  private registerMetrics(ctx: ServiceContext): void {
+    const m = ctx.node.metrics;
+    const hostedParts = (): { topic: string; partition: number; h: Hosted }[] => this.topics.table.list().flatMap((t) =>
+      t.placement.flatMap((_replicas, p) => {
+        const h = this.hosted.get(groupId(partitionGroupId(t.id, p)));
+        return h === undefined ? [] : [{ topic: t.name, partition: p, h }];
+      }));
+    m.gauge('dsync_queue_partition_info', 'Every partition of every topic (1): its Raft group, replicas (the first preferred) and the leader this node knows',
+      ['topic', 'partition', 'group', 'replicas', 'leader'], () => this.topics.table.list().flatMap((t) => this.topicState(t).partitionList.map((p) =>
+        [{ topic: t.name, partition: p.index ?? 0, group: p.groupId ?? 0, replicas: (p.replicas ?? []).join(','), leader: p.leaderId ?? '' }, 1] as
+          [Record<'topic' | 'partition' | 'group' | 'replicas' | 'leader', string | number>, number])));
+    m.gauge('dsync_queue_log_end_offset', 'Offset after the last message of each partition hosted here (grows with every publish)', ['topic', 'partition'],
+      () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.logEndOffset]));
+    m.gauge('dsync_queue_log_start_offset', 'First retained offset of each partition hosted here', ['topic', 'partition'],
+      () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.logStartOffset]));
+    const perGroup = (pick: (info: { lag: number; inFlight: number }) => number) => (): [Record<'topic' | 'partition' | 'group', string | number>, number][] =>
+      hostedParts().flatMap(({ topic, partition, h }) => h.machine.partition.listGroups().map((g) => {
+        const info = h.machine.partition.groupInfo(g);
+        return [{ topic, partition, group: g }, info === null ? 0 : pick(info)] as [Record<'topic' | 'partition' | 'group', string | number>, number];
+      }));
+    m.gauge('dsync_queue_lag', 'Messages a consumer group has not yet been handed, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.lag));
+    m.gauge('dsync_queue_in_flight', 'Deliveries handed out and not yet settled, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.inFlight));
+    m.gauge('dsync_ring_share', 'Share of the consistent-hash ring each voter of group 0 owns (0-1)', ['member'], () => {
+      const voters = this.opts.voters();
+      if (voters.length === 0) return [];
+      const shares = new Ring(this.opts.hash, { nodes: voters }).shares();
+      return voters.map((v) => [{ member: v }, shares.get(v) ?? 0]);
+    });
   }
 
   // ------------------------------------------------------------------ console
