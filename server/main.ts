@@ -164,6 +164,16 @@ function walMetrics(node: DsyncNode, wal: Wal): void {
   m.gauge('dsync_wal_segments', 'WAL segment files on disk', [], one(() => wal.metrics().segments));
 }
 
+/** Per Raft group hosted here, counted by its runner: proposals, leaders seen, terms (election rounds). */
+function raftMetrics(node: DsyncNode, host: GroupHost): void {
+  const m = node.metrics;
+  const per = (pick: (g: GroupRunner) => number) => (): Iterable<[{ group: number }, number]> =>
+    [...host.groups.values()].map((g) => [{ group: g.group }, pick(g)]);
+  m.counterFrom('dsync_raft_proposals_total', 'Entries this node proposed as the group\'s leader (accepted into its log)', ['group'], per((g) => g.counts.proposals));
+  m.counterFrom('dsync_raft_leader_changes_total', 'Times this replica learned of a new leader of the group', ['group'], per((g) => g.counts.leaderChanges));
+  m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
+}
+
 async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
@@ -187,6 +197,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
   walMetrics(node, wal);
+  raftMetrics(node, host);
   node.onStop(() => host.stop());
 
   const boot = await bootstrapGroup0(config, node);

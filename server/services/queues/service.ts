@@ -343,6 +343,7 @@ export class QueueService implements Service {
   private applied(h: Hosted, entry: Entry, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void {
     if (!h.isLeader || h.stopped) return;
     let appended = false;
+    for (const o of outcomes) if (!o.duplicate) this.countOutcome(h.topic.name, o);
     for (const [i, o] of outcomes.entries()) {
       const kind = commands[i]?.cmd.kind;
       if (kind === 'append' || kind === 'expireDeadlines' || kind === 'consumerGone' || kind === 'nack') appended = true;
@@ -846,6 +847,31 @@ export class QueueService implements Service {
 
   // ------------------------------------------------------------------ metrics
 
+  /** What the partitions this node led applied, per topic and event, for dsync_queue_messages_total. */
+  private readonly eventCounts = new Map<string, Map<QueueEventName, number>>();
+
+  private countOutcome(topic: string, o: CommandOutcome): void {
+    let counts = this.eventCounts.get(topic);
+    if (counts === undefined) {
+      counts = new Map();
+      this.eventCounts.set(topic, counts);
+    }
+    const add = (event: QueueEventName, n: number): void => { if (n > 0) counts.set(event, (counts.get(event) ?? 0) + n); };
+    const r = o.result;
+    switch (r.kind) {
+      case 'appended': add('published', r.count); break;
+      case 'delivered':
+        add('delivered', r.deliveries.length);
+        add('redelivered', r.deliveries.filter((d) => d.attempt > 1).length);
+        break;
+      case 'acked': add('acked', r.statuses.filter((st) => st === 'OK').length); break;
+      case 'nacked': add('nacked', 1); break;
+      case 'expired': add('deadline_expired', r.count); break;
+      default: break;
+    }
+    add('dead_lettered', o.events.filter((e) => e.kind === 'deadLettered').length);
+  }
+
   /**
    * Placement, offsets and lag for /metrics (and the status page, which reads the same
    * registry), read at scrape time from group 0's topic table and the partitions hosted
@@ -873,6 +899,20 @@ export class QueueService implements Service {
       }));
     m.gauge('dsync_queue_lag', 'Messages a consumer group has not yet been handed, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.lag));
     m.gauge('dsync_queue_in_flight', 'Deliveries handed out and not yet settled, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.inFlight));
+    m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '
+      + 'deadline_expired, dead_lettered (sum over nodes: each entry counts on its leader only)', ['topic', 'event'], () => {
+      const live = new Set(this.topics.table.list().map((t) => t.name));
+      const out: [{ topic: string; event: string }, number][] = [];
+      for (const [topic, counts] of this.eventCounts) {
+        // A deleted topic's series end with it (the map stays bounded by the live topics).
+        if (!live.has(topic)) {
+          this.eventCounts.delete(topic);
+          continue;
+        }
+        for (const [event, n] of counts) out.push([{ topic, event }, n]);
+      }
+      return out;
+    });
     m.gauge('dsync_ring_share', 'Share of the consistent-hash ring each voter of group 0 owns (0-1)', ['member'], () => {
       const voters = this.opts.voters();
       if (voters.length === 0) return [];
@@ -921,6 +961,8 @@ export class QueueService implements Service {
     });
   }
 }
+
+type QueueEventName = 'published' | 'delivered' | 'redelivered' | 'acked' | 'nacked' | 'deadline_expired' | 'dead_lettered';
 
 function fencingOf(f: { lock?: string | null; token?: number | null } | null | undefined): Fencing | undefined {
   if (f === null || f === undefined || (f.lock ?? '') === '') return undefined;

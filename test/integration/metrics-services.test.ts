@@ -1,0 +1,96 @@
+// GET /metrics on a real node for the series the status page and the alerts read:
+// Raft counters per group (proposals, elections, leader changes) and the queues'
+// placement, offsets, lag and message events. Parsed with a real Prometheus text-format
+// parser (parse-prometheus-text-format), and checked against what the test did: 3
+// messages published, one nacked and redelivered, all acked; then 2 more published and
+// left unconsumed, which must show as lag.
+
+import { request } from 'node:http';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import t from 'tap';
+import { Client } from '../../client/index.js';
+import { freePorts, tempDir, TestNode } from './helpers/cluster.js';
+
+function get(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (s: string) => { body += s; });
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Every sample of `name` whose labels include `labels`, as numbers. */
+async function samples(port: number, name: string, labels: Record<string, string> = {}): Promise<number[]> {
+  const families = parsePrometheusTextFormat(await get(port, '/metrics'));
+  const family = families.find((f) => f.name === name);
+  if (family === undefined) return [];
+  return family.metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)).map((m) => Number(m.value));
+}
+
+const total = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+/** Polls `read` until `ok` holds of its value (a leader is elected a few hundred ms after start); returns the last value. */
+async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let v = await read();
+  while (!ok(v) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    v = await read();
+  }
+  return v;
+}
+
+t.test('Raft and queue series move with the work done', async (t) => {
+  const [port, httpPort, consolePort] = await freePorts(3);
+  const node = new TestNode(t, { id: 'n1', port: port!, httpPort: httpPort!, consolePort: consolePort!, dataDir: tempDir(t), peers: [] });
+  await node.start();
+  const client = await Client.connect({ seeds: [node.address] });
+  t.teardown(() => client.close());
+
+  const text = await get(httpPort!, '/metrics');
+  t.doesNotThrow(() => parsePrometheusTextFormat(text), 'the whole exposition parses as Prometheus text');
+  t.ok(await eventually(() => samples(httpPort!, 'dsync_raft_elections_total', { group: '0' }).then(total), (n) => n >= 1) >= 1, 'group 0 had an election');
+  t.ok(total(await samples(httpPort!, 'dsync_raft_leader_changes_total', { group: '0' })) >= 1, 'and learned its leader');
+  const proposalsBefore = total(await samples(httpPort!, 'dsync_raft_proposals_total', { group: '0' }));
+
+  await client.topics.create('m', { partitions: 1, replicas: 1 });
+  t.ok(total(await samples(httpPort!, 'dsync_raft_proposals_total', { group: '0' })) > proposalsBefore, 'creating a topic proposed to group 0');
+  const info = await eventually(() => samples(httpPort!, 'dsync_queue_partition_info', { topic: 'm', partition: '0', leader: 'n1', replicas: 'n1' }),
+    (v) => v.length === 1);
+  t.same(info, [1], 'the partition is placed on n1, which leads it');
+
+  const producer = client.producer('m');
+  for (let i = 0; i < 3; i++) await producer.publish(`k${i}`, `v${i}`);
+  const consumer = client.consumer('m', 'g', { maxInFlight: 8 });
+  let nacked = false;
+  let acked = 0;
+  for await (const msg of consumer) {
+    if (!nacked) {
+      nacked = true;
+      await msg.nack(0);
+      continue;
+    }
+    await msg.ack();
+    if (++acked === 3) break;
+  }
+  const events = async (event: string): Promise<number> => total(await samples(httpPort!, 'dsync_queue_messages_total', { topic: 'm', event }));
+  t.equal(await events('published'), 3, 'published 3');
+  t.equal(await events('delivered'), 4, 'delivered 4 (one twice)');
+  t.equal(await events('redelivered'), 1, 'redelivered 1');
+  t.equal(await events('nacked'), 1, 'nacked 1');
+  t.equal(await events('acked'), 3, 'acked 3');
+  t.same(await samples(httpPort!, 'dsync_queue_log_end_offset', { topic: 'm', partition: '0' }), [3], 'log end offset 3');
+  t.same(await samples(httpPort!, 'dsync_queue_lag', { topic: 'm', partition: '0', group: 'g' }), [0], 'the group has no lag');
+
+  await producer.publish('k3', 'v3');
+  await producer.publish('k4', 'v4');
+  t.equal(await events('published'), 5, 'two more published');
+  t.same(await samples(httpPort!, 'dsync_queue_lag', { topic: 'm', partition: '0', group: 'g' }), [2], 'and they are the group\'s lag');
+  t.same(await samples(httpPort!, 'dsync_ring_share', { member: 'n1' }), [1], 'a one-node ring is all n1\'s');
+  await node.stop();
+});
