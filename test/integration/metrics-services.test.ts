@@ -91,6 +91,20 @@ t.test('Raft and queue series move with the work done', async (t) => {
   await producer.publish('k4', 'v4');
   t.equal(await events('published'), 5, 'two more published');
   t.same(await samples(httpPort!, 'dsync_queue_lag', { topic: 'm', partition: '0', group: 'g' }), [2], 'and they are the group\'s lag');
+  const backlog = await samples(httpPort!, 'dsync_queue_backlog_bytes', { topic: 'm', partition: '0' });
+  t.equal(backlog.length, 1, 'the partition reports its retained bytes');
+  t.ok((backlog[0] ?? 0) >= 5 * 4, `at least the five messages' keys and values (${backlog[0]} bytes)`);
   t.same(await samples(httpPort!, 'dsync_ring_share', { member: 'n1' }), [1], 'a one-node ring is all n1\'s');
+
+  // Locks: a grant, and a second client's wait that times out.
+  const lockEvents = async (event: string): Promise<number> => total(await samples(httpPort!, 'dsync_lock_events_total', { event }));
+  const grantedBefore = await lockEvents('granted');
+  const held = await client.lock('metrics/lock');
+  t.equal(await lockEvents('granted'), grantedBefore + 1, 'the grant is counted');
+  const other = await Client.connect({ seeds: [node.address] });
+  t.teardown(() => other.close());
+  await t.rejects(other.lock('metrics/lock', { waitMs: 300 }), { code: 'LOCK_TIMEOUT' }, 'the second client waits in vain');
+  t.equal(await eventually(() => lockEvents('wait_timeout'), (n) => n === 1), 1, 'and its timeout is counted');
+  await held.release();
   await node.stop();
 });

@@ -890,6 +890,8 @@ export class QueueService implements Service {
           [Record<'topic' | 'partition' | 'group' | 'replicas' | 'leader', string | number>, number])));
     m.gauge('dsync_queue_log_end_offset', 'Offset after the last message of each partition hosted here (grows with every publish)', ['topic', 'partition'],
       () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.logEndOffset]));
+    m.gauge('dsync_queue_backlog_bytes', 'Bytes of messages each partition hosted here retains (key, value and headers)', ['topic', 'partition'],
+      () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.retainedBytes]));
     m.gauge('dsync_queue_log_start_offset', 'First retained offset of each partition hosted here', ['topic', 'partition'],
       () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.logStartOffset]));
     const perGroup = (pick: (info: { lag: number; inFlight: number }) => number) => (): [Record<'topic' | 'partition' | 'group', string | number>, number][] =>
