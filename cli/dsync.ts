@@ -15,7 +15,7 @@ import { consoleCommand } from './commands/console.js';
 import { lockCommand } from './commands/lock.js';
 import { nodeCommand } from './commands/node.js';
 import { pingCommand } from './commands/ping.js';
-import { consumeCommand, publishCommand, topicCommand } from './commands/queue.js';
+import { consumeCommand, dlqCommand, publishCommand, topicCommand } from './commands/queue.js';
 import { statusCommand } from './commands/status.js';
 
 /** In the order `dsync --help` lists them. */
@@ -29,6 +29,7 @@ const commands: Record<string, Command> = {
   topic: topicCommand,
   publish: publishCommand,
   consume: consumeCommand,
+  dlq: dlqCommand,
   console: consoleCommand,
 };
 

@@ -5,4 +5,4 @@ export { DsyncError, ProtocolError, ErrorCode } from '../protocol/errors.js';
 export { DeadlockError, ForceReleasedError, LockTimeoutError, SessionExpiredError, type HeldLock, type LockAdmin, type LockMode, type LockOptions, type LockInfo, type LockSessionInfo } from './locks/locks.js';
 export type { CacheApi, CacheSetOptions, CacheStats } from './cache/cache.js';
 export type { Consumer, ConsumerOptions, Fencing, PartitionInfo, Producer, PublishOptions, PublishResult, ReceivedMessage, RetentionOptions, TopicAdmin,
-  TopicInfo, TopicOptions } from './queues/queues.js';
+  RedriveOptions, ReplayFrom, TopicInfo, TopicOptions } from './queues/queues.js';

@@ -65,6 +65,10 @@ export const Opcode = {
   QueueForward: 210,
   /** Peer-only push: the answer to a QueueForward. */
   QueueForwardReply: 211,
+  /** Move a consumer group's cursor in one partition to an offset or a time (messages are delivered again from there). */
+  Replay: 212,
+  /** Dead letters back to their source partition, visible only to the group that gave up on them. */
+  Redrive: 213,
   // Cache service: 300-399.
   CacheGet: 300,
   CacheSet: 301,

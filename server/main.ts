@@ -30,6 +30,7 @@ import xxhash from 'xxhash-wasm';
 import { registerServices, type Service, serviceContext } from './services/service.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
+import { type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
 
 export { StartError } from './node/listen.js';
 
@@ -43,17 +44,20 @@ export interface RunningNode {
 }
 
 /** The services every node runs after the members service, in start order. */
-function services(config: NodeConfig, queues: QueueServiceOptions): Service[] {
-  return [new JournalService(), new LockService(), new QueueService(queues), cacheService(config)];
+function services(config: NodeConfig, queues: QueueServiceOptions, canaries: ReadonlySet<ServerCanary>): Service[] {
+  return [new JournalService(), new LockService(),
+    new QueueService(canaries.has('queue-forget-failed') ? { ...queues, canary: 'forget-failed-attempts' } : queues),
+    cacheService(config, canaries.has('cache-skip-invalidation'))];
 }
 
 /** The cache service with this node's cache settings: in-process memory or Redis behind its homes. */
-function cacheService(config: NodeConfig): CacheService {
+function cacheService(config: NodeConfig, skipInvalidationCanary: boolean): CacheService {
   const c = config.cache ?? cacheSettingsDefault;
   const cfg = { ...cacheConfigDefault, protocol: c.protocol, writePolicy: c.writePolicy };
   const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs());
   // Wall-clock seconds x 1024 (room for 1024 ring changes a second; wraps after 48 days): a restarted node speaks with a larger incarnation than before.
-  return new CacheService({ cfg, backing, lineEntriesMax: c.capacity, incarnationBase: (Math.floor(Date.now() / 1000) % 0x40_0000) * 1024 });
+  return new CacheService({ cfg, backing, lineEntriesMax: c.capacity, incarnationBase: (Math.floor(Date.now() / 1000) % 0x40_0000) * 1024,
+    ...(skipInvalidationCanary ? { canary: 'skip-one-invalidation' as const } : {}) });
 }
 
 /** What a joined node keeps in its data dir: group 0's configuration when it was added, and where the members were. */
@@ -200,6 +204,8 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   raftMetrics(node, host);
   node.onStop(() => host.stop());
 
+  const canaries = serverCanariesFrom(process.env);
+  for (const c of canaries) node.log.warn('CANARY: this node runs with a deliberate bug (DSYNC_CANARY)', { canary: c, effect: serverCanaries[c] });
   const boot = await bootstrapGroup0(config, node);
   const members = new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints });
   const { h32Raw } = await xxhash();
@@ -208,7 +214,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
     topicDefaults: config.topicDefaults,
-  })];
+  }, canaries)];
   const sm = new Group0StateMachine();
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);

@@ -1,7 +1,7 @@
 // `dsync topic`, `dsync publish` and `dsync consume`: queue topics and messages through
 // the client library (one module; three entries in the dispatcher's table).
 
-import { Client, type TopicInfo } from '../../client/index.js';
+import { Client, type ReplayFrom, type TopicInfo } from '../../client/index.js';
 import { type ParsedArgs, UsageError } from '../args.js';
 import { clientFlagsHelp, clientOptionsFrom, clientValueFlags, type Command, intFlag, msFlag, positionalsAtMost, printable } from '../command.js';
 import { queueMaxDeliveriesMax, queueTopicPartitionsMax } from '../../core/constants.js';
@@ -23,21 +23,28 @@ function renderTopic(t: TopicInfo): string {
 }
 
 export const topicCommand: Command = {
-  usage: 'dsync topic create NAME [--partitions N] [--replicas R] [--max-deliveries N] [--ack-deadline ms] | list | info NAME | delete NAME',
+  usage: 'dsync topic create NAME [--partitions N] [--replicas R] [--max-deliveries N] [--ack-deadline ms] | list | info NAME | delete NAME\n'
+    + '       dsync topic replay NAME GROUP (--from-time TIME | --partition P --offset N)',
   summary: 'create, list, inspect and delete queue topics',
   help: `Subcommands:
   create NAME    a topic (and NAME.dlq for its dead letters), partitions placed on the nodes by the ring
   list           every topic
   info NAME      per partition: its Raft group, leader, replicas; offsets and lag per group where the answering node hosts it
   delete NAME    the topic and its dead-letter topic
+  replay NAME GROUP
+                 deliver again to GROUP: every partition from the first message at or after
+                 --from-time (ISO 8601 or epoch ms), or one --partition from --offset
 Options:
 ${seedsHelp}
   --partitions N       partitions (default 4; fixed for the topic's life)
   --replicas R         replicas per partition (default 3, at most the voters)
   --max-deliveries N   deliveries to one group before a message goes to NAME.dlq (default 5, 0 = never)
   --ack-deadline MS    default ack deadline (default 30000)
+  --from-time TIME     replay: ISO 8601 time or epoch milliseconds
+  --partition P        replay: the partition (with --offset)
+  --offset N           replay: the offset in that partition
   --json               machine-readable output`,
-  valueFlags: [...clientValueFlags, 'partitions', 'replicas', 'max-deliveries', 'ack-deadline'],
+  valueFlags: [...clientValueFlags, 'partitions', 'replicas', 'max-deliveries', 'ack-deadline', 'from-time', 'partition', 'offset'],
   switchFlags: ['json'],
   run: runTopic,
 };
@@ -45,10 +52,13 @@ ${seedsHelp}
 async function runTopic(args: ParsedArgs): Promise<number> {
   const [sub, name] = args.positionals;
   const json = args.switches.has('json');
-  if (sub !== 'create' && sub !== 'list' && sub !== 'info' && sub !== 'delete') {
-    throw new UsageError(`unknown topic subcommand '${printable(sub ?? '')}' (create, list, info, delete)`);
+  if (sub !== 'create' && sub !== 'list' && sub !== 'info' && sub !== 'delete' && sub !== 'replay') {
+    throw new UsageError(`unknown topic subcommand '${printable(sub ?? '')}' (create, list, info, delete, replay)`);
   }
-  positionalsAtMost(args, sub === 'list' ? 1 : 2);
+  positionalsAtMost(args, sub === 'list' ? 1 : sub === 'replay' ? 3 : 2);
+  const from = sub === 'replay' ? replayFrom(args) : null;
+  const group = args.positionals[2];
+  if (sub === 'replay' && (group === undefined || group === '')) throw new UsageError('dsync topic replay needs a topic NAME and a consumer GROUP');
   const needName = (): string => {
     if (name === undefined || name === '') throw new UsageError(`dsync topic ${sub} needs a topic NAME`);
     return name;
@@ -84,11 +94,62 @@ async function runTopic(args: ParsedArgs): Promise<number> {
         out({ deleted: name }, `deleted ${printable(name ?? '')} and ${printable(name ?? '')}.dlq`);
         return 0;
       }
+      case 'replay': {
+        const moved = await client.topics.replay(needName(), group as string, from as ReplayFrom);
+        out(moved, moved.map((m) => `${printable(group ?? '')} in partition ${m.partition} now at offset ${m.offset}`).join('\n'));
+        return 0;
+      }
     }
   } finally {
     await client.close();
   }
 }
+
+function replayFrom(args: ParsedArgs): ReplayFrom {
+  const time = args.flags.get('from-time');
+  const partition = intFlag(args, 'partition', 0, queueTopicPartitionsMax - 1);
+  const offset = intFlag(args, 'offset', 0, Number.MAX_SAFE_INTEGER);
+  if (time !== undefined) {
+    if (partition !== undefined || offset !== undefined) throw new UsageError('--from-time replays every partition; not with --partition or --offset');
+    const ms = /^\d+$/.test(time) ? Number(time) : Date.parse(time);
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new UsageError(`--from-time ${printable(time)} is neither an ISO 8601 time nor epoch milliseconds`);
+    return { timestampMs: ms };
+  }
+  if (partition === undefined || offset === undefined) throw new UsageError('dsync topic replay needs --from-time, or --partition and --offset');
+  return { partition, offset };
+}
+
+export const dlqCommand: Command = {
+  usage: 'dsync dlq redrive TOPIC [--idle ms] [--max n]',
+  summary: 'send a topic\'s dead letters back to the groups that gave up on them',
+  help: `Subcommands:
+  redrive TOPIC  moves every dead letter of TOPIC (held in TOPIC.dlq) back to its source
+                 partition, visible only to the group that dead-lettered it, with its
+                 delivery count reset; safe to repeat or to rerun after an interruption
+Options:
+${seedsHelp}
+  --idle MS    stop once TOPIC.dlq offered nothing for this long (default 1000)
+  --max N      move at most N dead letters
+  --json       machine-readable output`,
+  valueFlags: [...clientValueFlags, 'idle', 'max'],
+  switchFlags: ['json'],
+  run: async (args) => {
+    const [sub, topic] = args.positionals;
+    if (sub !== 'redrive') throw new UsageError(`unknown dlq subcommand '${printable(sub ?? '')}' (redrive)`);
+    positionalsAtMost(args, 2);
+    if (topic === undefined || topic === '') throw new UsageError('dsync dlq redrive needs a TOPIC');
+    const idleMs = msFlag(args, 'idle', 1);
+    const max = intFlag(args, 'max', 1, Number.MAX_SAFE_INTEGER);
+    const client = await Client.connect(clientOptionsFrom(args));
+    try {
+      const r = await client.topics.redrive(topic, { ...(idleMs === undefined ? {} : { idleMs }), ...(max === undefined ? {} : { max }) });
+      process.stdout.write((args.switches.has('json') ? JSON.stringify({ topic, ...r }) : `redrove ${r.redriven} dead letters of ${printable(topic)}`) + '\n');
+      return 0;
+    } finally {
+      await client.close();
+    }
+  },
+};
 
 export const publishCommand: Command = {
   usage: 'dsync publish TOPIC KEY VALUE [--header name=value ...]',

@@ -93,7 +93,30 @@ export interface TopicAdmin {
   delete(name: string): Promise<void>;
   info(name: string): Promise<TopicInfo>;
   list(): Promise<TopicInfo[]>;
+  /**
+   * Moves `group`'s cursor, and delivers again from there: in every partition to the first
+   * message at or after `timestampMs`, or in one partition to `offset`. Resolves with the
+   * cursor of each partition moved.
+   */
+  replay(topic: string, group: string, from: ReplayFrom): Promise<{ partition: number; offset: number }[]>;
+  /**
+   * Sends the dead letters of `topic` (held in NAME.dlq) back to their source partitions,
+   * each visible only to the group that gave up on it, and removes them from NAME.dlq.
+   * Ends once NAME.dlq has offered nothing for `idleMs` (default 1000) or `max` were moved.
+   * Safe to repeat or to run after a crash: a dead letter already sent back is appended once.
+   */
+  redrive(topic: string, opts?: RedriveOptions): Promise<{ redriven: number }>;
 }
+
+export type ReplayFrom = { readonly timestampMs: number } | { readonly partition: number; readonly offset: number };
+
+export interface RedriveOptions {
+  readonly idleMs?: number;
+  readonly max?: number;
+}
+
+/** The consumer group redrive reads NAME.dlq with. */
+export const redriveGroup = 'dsync-redrive';
 
 export interface Fencing {
   /** The lock whose fencing token this is. */
@@ -205,7 +228,65 @@ export class QueueClient {
       },
       info: async (name) => topicInfo(schema.TopicState.decode(await admin(Opcode.TopicInfo, schema.TopicRequest.encode({ name }).finish()))),
       list: async () => schema.TopicListReply.decode(await admin(Opcode.TopicList, new Uint8Array(0))).topics.map((t) => topicInfo(t as ReturnType<typeof schema.TopicState.decode>)),
+      replay: (topic, group, from) => this.replay(topic, group, from),
+      redrive: (topic, opts) => this.redrive(topic, opts ?? {}),
     };
+  }
+
+  private async replay(topic: string, group: string, from: ReplayFrom): Promise<{ partition: number; offset: number }[]> {
+    if (group === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'replay names a consumer group');
+    const map = await this.partitionMap(topic);
+    const byTime = 'timestampMs' in from;
+    const at = byTime ? from.timestampMs : from.offset;
+    if (!Number.isSafeInteger(at) || at < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, `replay from ${byTime ? 'timestampMs' : 'offset'} must be a non-negative integer`);
+    const partitions = byTime ? map.groups.map((_, i) => i) : [from.partition];
+    for (const p of partitions) {
+      if (!Number.isSafeInteger(p) || p < 0 || p >= map.groups.length) throw new DsyncError(ErrorCode.BAD_REQUEST, `topic ${topic} has partitions 0..${map.groups.length - 1}`);
+    }
+    // Repeating a replay sets the same cursor again: safe to retry.
+    return Promise.all(partitions.map(async (partition) => {
+      const reply = await this.router.request(map.groups[partition] as number, Opcode.Replay, schema.ReplayRequest.encode({
+        topic, partition, group, byTime, ...(byTime ? { timestampMs: at } : { offset: at }) }).finish(), { idempotent: true });
+      return { partition, offset: Number(schema.ReplayReply.decode(reply).offset) };
+    }));
+  }
+
+  private async redrive(topic: string, opts: RedriveOptions): Promise<{ redriven: number }> {
+    const idleMs = opts.idleMs ?? 1_000;
+    const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+    const map = await this.partitionMap(topic);
+    const dlq = map.info.deadLetterTopic;
+    if (dlq === '') throw new DsyncError(ErrorCode.BAD_REQUEST, `${topic} is a dead-letter topic; redrive names its source topic`);
+    const consumer = this.consumer(dlq, redriveGroup, { waitMs: Math.min(idleMs, 2_000) });
+    const it = consumer[Symbol.asyncIterator]();
+    let redriven = 0;
+    try {
+      while (redriven < max) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const idle = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), idleMs); });
+        const next = await Promise.race([it.next(), idle]);
+        clearTimeout(timer);
+        if (next === null || next.done === true) break;
+        const m = next.value;
+        try {
+          await this.router.request(map.groups[m.partition] as number, Opcode.Redrive, schema.RedriveRequest.encode({
+            topic, partition: m.partition, firstDlqOffset: m.offset,
+            messages: [{ key: m.key, value: m.value, headers: Object.entries(m.headers).map(([name, value]) => ({ name, value })) }],
+          }).finish(), { idempotent: true });
+        } catch (err) {
+          // An older repeat of this very redrive was applied (producer dedup): it is back already.
+          if (!(err instanceof DsyncError && err.code === ErrorCode.STALE_REQUEST)) {
+            await m.nack(0).catch(() => {});
+            throw err;
+          }
+        }
+        await m.ack();
+        redriven++;
+      }
+    } finally {
+      await consumer.close();
+    }
+    return { redriven };
   }
 
   /** The topic's partition map (cached; a NOT_FOUND drops it so a re-created topic is found). */

@@ -273,6 +273,14 @@ interface Effects {
   readonly events: QueueEvent[];
 }
 
+export interface QueuePartitionOptions {
+  /**
+   * A deliberate bug for the fault runner's canary (never set otherwise): a failed attempt
+   * (deadline passed, nacked, consumer gone) finishes the message instead of redelivering it.
+   */
+  readonly canary?: 'forget-failed-attempts';
+}
+
 export class QueuePartition {
   private readonly deliveries = new Map<DeliveryId, DeliveryState>();
   /** (deadlineMs, delivery id) of in-flight deliveries; stale entries dropped on pop. */
@@ -292,6 +300,7 @@ export class QueuePartition {
   constructor(
     readonly config: PartitionConfig,
     private readonly store: MessageStore,
+    private readonly options: QueuePartitionOptions = {},
   ) {
     const bad = checkPartitionConfig(config);
     assert(bad === null, `partition config: ${bad ?? ''}`);
@@ -689,6 +698,10 @@ export class QueuePartition {
     d.inFlight = false;
     d.consumer = null;
     const g = d.group;
+    if (this.options.canary === 'forget-failed-attempts') {
+      this.finish(d); // the deliberate bug: the attempt failed, yet the message counts as done and is never handed out again
+      return false;
+    }
     if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries) {
       fx.events.push({ kind: 'deadLettered', group: g.name, delivery: d.id, deliveries: d.attempt, reason, message: this.store.read(d.offset) });
       this.finish(d);
@@ -918,13 +931,13 @@ export class QueuePartition {
   }
 
   /** Restores a partition whose store already holds exactly [logStart, logEnd). */
-  static fromSnapshot(snap: QueuePartitionSnapshot, store: MessageStore): QueuePartition {
+  static fromSnapshot(snap: QueuePartitionSnapshot, store: MessageStore, options: QueuePartitionOptions = {}): QueuePartition {
     assert(snap.version === 1, `unknown queue partition snapshot version ${String(snap.version)}`);
     assert(store.firstOffset === snap.logStart && store.nextOffset === snap.logEnd, 'the store matches the snapshot');
     restoring = true;
     let q: QueuePartition;
     try {
-      q = new QueuePartition(snap.config, store);
+      q = new QueuePartition(snap.config, store, options);
     } finally {
       restoring = false;
     }

@@ -1,11 +1,14 @@
 // The fault runner in CI: for each seed (CHAOS_SEEDS, default 1,2,3) a run of
-// CHAOS_DURATION_S seconds (default 60) on 3 real nodes behind fault proxies, with
-// the nemesis killing, pausing, partitioning and tearing a node's unsynced WAL batch; asserts 0 lock-safety anomalies
-// and prints the report. Then the canaries: deliberately broken behaviour the
-// checker must catch — a fenced resource that honours no token ('fence-off') and
-// clients that keep using a lock after `lost` fired ('ignore-lost') — each a short
-// run without faults (client stalls past the lease do the work) that must report
-// the named anomaly.
+// CHAOS_DURATION_S seconds (default 60) on 3 real nodes behind fault proxies, every
+// service under load (locks, queues, cache), with the nemesis killing, pausing,
+// partitioning and tearing a node's unsynced WAL batch; asserts 0 anomalies (lock
+// safety, queue accounting, per-key cache linearizability) and prints the report.
+// Then the canaries, together in one short run without faults, each a deliberately
+// broken behaviour its checker must catch: a fenced resource that honours no token
+// ('fence-off'), lock clients that keep using a lock after `lost` fired
+// ('ignore-lost'), queue nodes that forget failed delivery attempts
+// ('queue-forget-failed') and cache homes that skip one invalidation per write
+// ('cache-skip-invalidation'); the last two are node bugs (DSYNC_CANARY).
 
 import t from 'tap';
 import { formatReport } from './report.js';
@@ -14,17 +17,20 @@ import { runChaos } from './runner.js';
 const seeds = (process.env['CHAOS_SEEDS'] ?? '1,2,3').split(',').filter((s) => s.trim() !== '').map(Number).filter((n) => Number.isInteger(n));
 const durationMs = Number(process.env['CHAOS_DURATION_S'] ?? 60) * 1000;
 const canaryDurationMs = Number(process.env['CHAOS_CANARY_S'] ?? 15) * 1000;
-/** Per run: load + start/stop slack. */
-const runBudgetMs = (ms: number): number => ms + 60_000;
+/** Per run: load + drain + start/stop slack. */
+const runBudgetMs = (ms: number): number => ms + 75_000;
 
-t.setTimeout(seeds.reduce((sum) => sum + runBudgetMs(durationMs), 0) + 2 * runBudgetMs(canaryDurationMs));
+t.setTimeout(seeds.reduce((sum) => sum + runBudgetMs(durationMs), 0) + runBudgetMs(canaryDurationMs));
 
 for (const seed of seeds) {
-  t.test(`seed ${seed}: ${durationMs / 1000} s of faults, 0 lock-safety anomalies`, async (t) => {
+  t.test(`seed ${seed}: ${durationMs / 1000} s of faults, 0 anomalies in locks, queues and cache`, async (t) => {
     const r = await runChaos({ seed, durationMs, nodes: 3 });
     t.comment(formatReport({ ...r, history: [] }));
-    const locks = r.services.find((s) => s.service === 'locks');
-    t.ok(locks !== undefined && (locks.opsByOutcome['acquire']?.ok ?? 0) > 50, 'locks were granted under faults');
+    const svc = (name: string) => r.services.find((s) => s.service === name);
+    t.ok((svc('locks')?.opsByOutcome['acquire']?.ok ?? 0) > 50, 'locks were granted under faults');
+    t.ok((svc('queues')?.stats['publishedOk'] ?? 0) > 100, 'messages were published under faults');
+    t.ok((svc('queues')?.stats['deliveries'] ?? 0) > 100, 'messages were delivered under faults');
+    t.ok((svc('cache')?.stats['readsWithValue'] ?? 0) > 100, 'cache reads found values under faults');
     t.ok(r.faults.length >= 3, `${r.faults.length} faults injected`);
     t.ok(r.faults.some((f) => f.kind === 'pause-leader-first-lock'), 'a first lock() met a paused leader');
     t.ok(r.faults.some((f) => f.kind === 'lose-unsynced' && f.detail.includes('died at the failpoint')),
@@ -34,11 +40,18 @@ for (const seed of seeds) {
   });
 }
 
-for (const [canary, kinds] of [['fence-off', ['fence-stale-accept', 'exclusive-overlap']], ['ignore-lost', ['access-after-lost']]] as const) {
-  t.test(`canary ${canary} is caught`, async (t) => {
-    const r = await runChaos({ seed: 7, durationMs: canaryDurationMs, nodes: 3, canary, moves: [] });
-    const found = r.services.flatMap((s) => s.anomalies.map((a) => a.kind));
-    t.comment(formatReport({ ...r, history: [] }).split('\n').filter((l) => !l.startsWith('  ! ') && !l.startsWith('      op')).join('\n'));
-    t.ok(found.some((k) => (kinds as readonly string[]).includes(k)), `the checker reports ${kinds.join(' or ')} (found: ${[...new Set(found)].join(', ') || 'none'})`);
-  });
-}
+const canaries = {
+  'fence-off': ['fence-stale-accept', 'exclusive-overlap'],
+  'ignore-lost': ['access-after-lost'],
+  'queue-forget-failed': ['lost'],
+  'cache-skip-invalidation': ['non-linearizable'],
+} as const;
+
+t.test(`canaries ${Object.keys(canaries).join(', ')} are each caught`, async (t) => {
+  const r = await runChaos({ seed: 7, durationMs: canaryDurationMs, nodes: 3, canary: Object.keys(canaries).join(','), moves: [] });
+  t.comment(formatReport({ ...r, history: [] }).split('\n').filter((l) => !l.startsWith('  ! ') && !l.startsWith('      op')).join('\n'));
+  const found = new Set(r.services.flatMap((s) => s.anomalies.map((a) => a.kind)));
+  for (const [canary, kinds] of Object.entries(canaries)) {
+    t.ok(kinds.some((k) => found.has(k)), `${canary}: the checker reports ${kinds.join(' or ')} (found: ${[...found].join(', ') || 'none'})`);
+  }
+});

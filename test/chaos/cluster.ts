@@ -64,7 +64,8 @@ export class ChaosNode {
   proc: ManagedProcess | null = null;
   paused = false;
 
-  constructor(private readonly t: Teardown, readonly spec: NodeSpec, private readonly env: Record<string, string>) {}
+  constructor(private readonly t: Teardown, readonly spec: NodeSpec, private readonly env: Record<string, string>,
+    private readonly extraArgs: readonly string[] = []) {}
 
   get id(): string {
     return this.spec.id;
@@ -85,7 +86,7 @@ export class ChaosNode {
   async start(failpoint?: string): Promise<void> {
     if (this.running) throw new Error(`node ${this.id} is already running`);
     this.paused = false;
-    this.proc = spawnDsync(this.t, nodeArgs(this.spec), { env: failpoint === undefined ? this.env : { ...this.env, DSYNC_FAILPOINT_WAL: failpoint } });
+    this.proc = spawnDsync(this.t, nodeArgs(this.spec, this.extraArgs), { env: failpoint === undefined ? this.env : { ...this.env, DSYNC_FAILPOINT_WAL: failpoint } });
     if (failpoint !== undefined) return;
     await this.proc.waitForStdout(/listening on/, startTimeoutMs);
     await waitUntilServing(this.address, startTimeoutMs);
@@ -121,8 +122,10 @@ export interface ChaosClusterOptions {
 
 export class ChaosCluster {
   private admin: Client | null = null;
+  private joined = 0;
 
-  private constructor(readonly nodes: readonly ChaosNode[], readonly proxies: ReadonlyMap<string, FaultProxy>, private readonly t: Teardowns) {}
+  private constructor(readonly nodes: readonly ChaosNode[], readonly proxies: ReadonlyMap<string, FaultProxy>, private readonly t: Teardowns,
+    private readonly dataRoot: string, private readonly env: Record<string, string>) {}
 
   static async start(t: Teardowns, opts: ChaosClusterOptions): Promise<ChaosCluster> {
     const n = opts.nodes;
@@ -150,8 +153,9 @@ export class ChaosCluster {
       id, port: at(i), httpPort: at(n + i), consolePort: at(2 * n + i), dataDir: join(dataRoot, id),
       peers: ids.flatMap((pid, j) => (j === i ? [] : [`${pid}@127.0.0.1:${proxies.get(linkKey(id, pid))?.port ?? 0}`])),
     }));
-    const nodes = specs.map((s) => new ChaosNode(t, s, { LOG_LEVEL: 'warn', ...(opts.env ?? {}) }));
-    const cluster = new ChaosCluster(nodes, proxies, t);
+    const env = { LOG_LEVEL: 'warn', ...(opts.env ?? {}) };
+    const nodes = specs.map((s) => new ChaosNode(t, s, env));
+    const cluster = new ChaosCluster(nodes, proxies, t, dataRoot, env);
     t.teardown(() => cluster.stopAll());
     await Promise.all(nodes.map((node) => node.start()));
     return cluster;
@@ -191,8 +195,7 @@ export class ChaosCluster {
    * answer within `timeoutMs`; null when none claims it.
    */
   async leader(timeoutMs = 1_000): Promise<string | null> {
-    this.admin ??= await Client.connect({ seeds: this.seeds, requestTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs, name: 'chaos-admin' });
-    const admin = this.admin;
+    const admin = await this.adminClient(timeoutMs);
     const views = await Promise.all(this.nodes.filter((n) => n.running && !n.paused).map(async (n) => {
       try {
         const s = await withTimeout(admin.status(n.address), timeoutMs);
@@ -205,6 +208,57 @@ export class ChaosCluster {
     let best: { id: string; term: number } | null = null;
     for (const v of views) if (v !== null && (best === null || v.term > best.term)) best = v;
     return best?.id ?? null;
+  }
+
+  /**
+   * Starts a new node (ids j1, j2, ...) with `--join` through a running member and waits
+   * until group 0 has made it a voter. Its peer links are direct, not through proxies
+   * (a joining node learns its peers' advertised addresses from the cluster), so link
+   * faults never involve it; clients are not attached to it, but it serves as a replica,
+   * a cache home and a possible leader.
+   */
+  async join(via: string, timeoutMs = 20_000): Promise<ChaosNode> {
+    const id = `j${++this.joined}`;
+    const [port, httpPort, consolePort] = await lowPorts(3);
+    const spec: NodeSpec = { id, port: port as number, httpPort: httpPort as number, consolePort: consolePort as number, dataDir: join(this.dataRoot, id), peers: [] };
+    const node = new ChaosNode(this.t, spec, this.env, ['--join', via]);
+    await node.start();
+    const deadline = performance.now() + timeoutMs;
+    while (!(await this.isVoter(id))) {
+      if (performance.now() > deadline) throw new Error(`${id} joined through ${via} but was not a voter within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return node;
+  }
+
+  /** Removes `node` from group 0 (retrying while the cluster refuses or has no leader), then stops it. */
+  async leave(node: ChaosNode, timeoutMs = 20_000): Promise<void> {
+    const admin = await this.adminClient(1_000);
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        await admin.cluster.remove(node.id);
+        break;
+      } catch (err) {
+        if (performance.now() > deadline) throw new Error(`could not remove ${node.id}: ${err instanceof Error ? err.message : String(err)}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    await node.stop();
+  }
+
+  private async isVoter(id: string): Promise<boolean> {
+    try {
+      const members = await (await this.adminClient(1_000)).cluster.members();
+      return members.some((m) => m.id === id && m.voter);
+    } catch {
+      return false;
+    }
+  }
+
+  private async adminClient(timeoutMs: number): Promise<Client> {
+    this.admin ??= await Client.connect({ seeds: this.seeds, requestTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs, name: 'chaos-admin' });
+    return this.admin;
   }
 
   /** Undo every fault: links healed, paused nodes thawed, dead nodes restarted. */

@@ -66,7 +66,7 @@ export class LockWorkload implements Workload {
 
   async start(ctx: WorkloadContext): Promise<void> {
     this.ctx = ctx;
-    this.resource = new FencedResource(ctx.canary !== 'fence-off');
+    this.resource = new FencedResource(!ctx.canaries.includes('fence-off'));
     const perNode = this.opts.clientsPerNode ?? 2;
     for (let k = 0; k < perNode; k++) {
       for (let i = 0; i < ctx.seeds.length; i++) this.spawn(i, false);
@@ -127,8 +127,8 @@ export class LockWorkload implements Workload {
       name: once ? `fresh${index}@${node}` : `c${index}@${node}`, seeds, node, seed: (ctx.seed * 1009 + index * 7919) >>> 0,
       originMs: ctx.originMs, idBase: ctx.history.idBlock(), ttlMs: ctx.ttlMs, locks: this.opts.locks ?? ['x', 'y'],
       sharedRatio: this.opts.sharedRatio ?? 0.25,
-      stallRatio: ctx.canary === null ? (this.opts.stallRatio ?? 0.04) : 0.3,
-      loadUntilMs: ctx.loadUntilMs, opsMax: this.opts.opsMax ?? 2_000, once, standby: once, canary: ctx.canary,
+      stallRatio: ctx.canaries.some((c) => (this.canaries as readonly string[]).includes(c)) ? 0.3 : (this.opts.stallRatio ?? 0.04),
+      loadUntilMs: ctx.loadUntilMs, opsMax: this.opts.opsMax ?? 2_000, once, standby: once, canary: ctx.canaries.includes('ignore-lost') ? 'ignore-lost' : null,
     };
     const child = fork(clientScript, [JSON.stringify(args)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
     this.children.add(child);

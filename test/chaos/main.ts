@@ -1,4 +1,5 @@
-// `npm run chaos -- --duration 60s --seed n [--nodes 3|5] [--ttl 2000] [--canary NAME] [--moves kill,lose-unsynced,...] [--out FILE]`:
+// `npm run chaos -- --duration 60s --seed n [--nodes 3|5] [--ttl 2000] [--services locks,queues,cache] [--canary NAME[,NAME]]
+//   [--moves kill,lose-unsynced,...] [--out FILE]`:
 // one fault run on real processes; prints the report, writes the JSON results
 // (default chaos-results/seed-<n>.json) and exits 1 if any checker found an anomaly.
 // Lives in test/chaos (not bench/): it is a correctness harness built on the
@@ -8,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { formatReport } from './report.js';
 import { type MoveName, moveNames } from './nemesis.js';
-import { runChaos } from './runner.js';
+import { runChaos, serviceNames, type ServiceName } from './runner.js';
 
 function parseDuration(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s);
@@ -41,7 +42,11 @@ async function main(): Promise<void> {
   const movesArg = args.get('moves');
   const moves = movesArg === undefined ? undefined : movesArg.split(',').map((m) => m.trim()).filter((m) => m !== '');
   for (const m of moves ?? []) if (!moveNames.includes(m as MoveName)) throw new Error(`--moves: unknown move ${m} (known: ${moveNames.join(', ')})`);
+  const servicesArg = args.get('services');
+  const services = servicesArg === undefined ? undefined : servicesArg.split(',').map((m) => m.trim()).filter((m) => m !== '');
+  for (const m of services ?? []) if (!serviceNames.includes(m as ServiceName)) throw new Error(`--services: unknown service ${m} (known: ${serviceNames.join(', ')})`);
   const result = await runChaos({ seed, nodes, durationMs, ttlMs, canary, ...(moves === undefined ? {} : { moves: moves as MoveName[] }),
+    ...(services === undefined ? {} : { services: services as ServiceName[] }),
     log: (line) => process.stderr.write(`${line}\n`) });
   const file = resolve(args.get('out') ?? `chaos-results/seed-${seed}${canary === null ? '' : `-${canary}`}.json`);
   mkdirSync(dirname(file), { recursive: true });

@@ -2,25 +2,28 @@
 // kill -9 and restart, SIGSTOP/SIGCONT past the session TTL (including a leader
 // paused while a fresh client makes its first lock(), and a leader paused ~15 s
 // scaled to the run), partitions through the peer-link proxies (minority/majority,
-// one-way, bridge; connections reset or blackholed), delayed and flaky links — one
+// one-way, bridge; connections reset or blackholed), delayed and flaky links, a new
+// node joining as a voter and being removed again — one
 // fault at a time, each healed before a quiet gap so recovery can be measured.
 // It knows nothing of services: workloads hear of each fault through a callback.
 
 import type { Prng } from '../../core/prng.js';
 import type { FaultEvent } from '../checker/history.js';
-import type { ChaosCluster } from './cluster.js';
+import type { ChaosCluster, ChaosNode } from './cluster.js';
 import type { FaultNotice } from './workload.js';
 
 export type MoveName = 'kill' | 'pause' | 'pause-leader-first-lock' | 'pause-leader-long' | 'partition' | 'one-way' | 'bridge' | 'delay'
-  | 'flaky' | 'lose-unsynced';
+  | 'flaky' | 'lose-unsynced' | 'join-leave';
 
 export const moveNames: readonly MoveName[] = ['kill', 'pause', 'pause-leader-first-lock', 'pause-leader-long', 'partition', 'one-way',
-  'bridge', 'delay', 'flaky', 'lose-unsynced'];
+  'bridge', 'delay', 'flaky', 'lose-unsynced', 'join-leave'];
 
 /** Moves every run makes once (the repairs issue's scenarios and the basic kinds), in a seeded order. */
 const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition', 'lose-unsynced'];
+/** A must move's usual length with the quiet gap after it (the long pause is longer, a kill shorter). */
+const mustMoveMsTypical = 9_000;
 const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky',
-  'lose-unsynced'];
+  'lose-unsynced', 'join-leave'];
 
 export interface NemesisOptions {
   readonly ttlMs: number;
@@ -63,7 +66,9 @@ export class Nemesis {
     const must = this.shuffle(mustMoves.filter((m) => allowed.includes(m)));
     const pool = randomMoves.filter((m) => allowed.includes(m));
     while (!this.stopped) {
-      const move = must.length > 0 && (pool.length === 0 || this.prng.next() < 0.6) ? must.shift() : this.pick(pool);
+      // Random moves between the must moves, unless the window left is only enough for the latter.
+      const tight = must.length * mustMoveMsTypical > this.opts.faultsUntilMs - this.now();
+      const move = must.length > 0 && (pool.length === 0 || tight || this.prng.next() < 0.6) ? must.shift() : this.pick(pool);
       if (move === undefined) break;
       const plan = await this.plan(move);
       if (plan === null) continue;
@@ -126,6 +131,20 @@ export class Nemesis {
             await c.node(n).kill9();
             await c.node(n).start();
             return outcome;
+          } };
+      }
+      case 'join-leave': {
+        // A new node joins (learner, caught up, promoted to voter), serves a while as a
+        // member (replica, cache home, maybe leader), then is removed and stopped.
+        const via = c.node(leader ?? anyNode()).address;
+        const holdMs = this.prng.int(3_000, 6_000);
+        let joined: ChaosNode | null = null;
+        return { kind: 'join-leave', detail: `a new node joins through ${via}, is removed after ${holdMs} ms as a voter`, nodes: [], tag: '', holdMs,
+          apply: async () => { joined = await c.join(via); },
+          heal: async () => {
+            if (joined === null) return 'it never joined';
+            await c.leave(joined);
+            return `${joined.id} joined as a voter and left`;
           } };
       }
       case 'pause':

@@ -7,7 +7,9 @@ import { Xoshiro128 } from '../../core/prng.js';
 import { type AvailabilityReport, availability } from '../checker/availability.js';
 import type { Anomaly, BaseOp, FaultEvent, Outcome } from '../checker/history.js';
 import { ChaosCluster, Teardowns } from './cluster.js';
+import { CacheWorkload } from './cache-workload.js';
 import { LockWorkload } from './locks-workload.js';
+import { QueueWorkload } from './queue-workload.js';
 import { type MoveName, Nemesis } from './nemesis.js';
 import { History, type Workload } from './workload.js';
 import { epochNowMs } from './clock.js';
@@ -17,8 +19,13 @@ export interface ChaosOptions {
   readonly durationMs: number;
   readonly nodes: number;
   readonly ttlMs?: number;
-  /** 'fence-off', 'ignore-lost' (lock workload). */
+  /**
+   * Canaries, comma-separated: 'fence-off', 'ignore-lost' (locks), 'queue-forget-failed'
+   * (queues), 'cache-skip-invalidation' (cache); node bugs among them start the nodes with DSYNC_CANARY.
+   */
   readonly canary?: string | null;
+  /** Workloads to run (default every service: locks, queues, cache). */
+  readonly services?: readonly ServiceName[];
   readonly moves?: readonly MoveName[];
   /** Progress lines (default: none). */
   readonly log?: (line: string) => void;
@@ -49,6 +56,17 @@ export interface ChaosResult {
 
 /** Quiet tail after the last heal: load keeps running so recovery shows. */
 const cooldownMsMin = 6_000;
+
+export const serviceNames = ['locks', 'queues', 'cache'] as const;
+export type ServiceName = (typeof serviceNames)[number];
+
+function workloadOf(name: ServiceName): Workload {
+  switch (name) {
+    case 'locks': return new LockWorkload();
+    case 'queues': return new QueueWorkload();
+    case 'cache': return new CacheWorkload();
+  }
+}
 const warmupMs = 2_000;
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
@@ -59,20 +77,28 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const originMs = epochNowMs();
   const now = (): number => epochNowMs() - originMs;
   const t = new Teardowns();
-  const workloads: Workload[] = [new LockWorkload()];
+  const workloads = (opts.services ?? serviceNames).map(workloadOf);
+  const canaries = (canary ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+  const nodeCanaries: string[] = [];
+  for (const c of canaries) {
+    const w = workloads.find((x) => x.canaries.includes(c));
+    if (w === undefined) throw new Error(`unknown canary ${c} for services ${workloads.map((x) => x.service).join(', ')}`);
+    const nodeBug = w.nodeCanaries?.[c];
+    if (nodeBug !== undefined) nodeCanaries.push(nodeBug);
+  }
   const history = new History();
   let nemesis: Nemesis | null = null;
   try {
-    log(`starting ${opts.nodes} nodes (seed ${opts.seed})`);
-    const cluster = await ChaosCluster.start(t, { nodes: opts.nodes, seed: opts.seed });
+    log(`starting ${opts.nodes} nodes (seed ${opts.seed})${nodeCanaries.length === 0 ? '' : ` with DSYNC_CANARY=${nodeCanaries.join(',')}`}`);
+    const cluster = await ChaosCluster.start(t, { nodes: opts.nodes, seed: opts.seed,
+      ...(nodeCanaries.length === 0 ? {} : { env: { DSYNC_CANARY: nodeCanaries.join(',') } }) });
     const loadStartMs = now();
     const loadUntilMs = loadStartMs + opts.durationMs;
-    for (const w of workloads) {
-      if (canary !== null && !w.canaries.includes(canary) && workloads.length === 1) throw new Error(`unknown canary ${canary}`);
-      await w.start({ seeds: cluster.seeds, nodeIds: cluster.ids, seed: opts.seed, originMs, loadUntilMs, history, canary, ttlMs,
-        log });
-      t.teardown(() => (w instanceof LockWorkload ? w.killAll() : undefined));
-    }
+    for (const w of workloads) t.teardown(() => (w instanceof LockWorkload ? w.killAll() : undefined));
+    // Together: connecting clients and creating a topic take a while on a loaded machine, and it comes out of the fault window.
+    await Promise.all(workloads.map((w) => w.start({ seeds: cluster.seeds, nodeIds: cluster.ids, seed: opts.seed, originMs, loadUntilMs, history,
+      canaries, ttlMs, log })));
+    log(`${(now() / 1000).toFixed(1)} s: load running`);
     const cooldownMs = Math.max(cooldownMsMin, Math.floor(opts.durationMs * 0.15));
     nemesis = new Nemesis(cluster, new Xoshiro128(opts.seed), {
       ttlMs, durationMs: opts.durationMs, faultsUntilMs: loadUntilMs - cooldownMs, warmupMs, ...(opts.moves === undefined ? {} : { moves: opts.moves }),

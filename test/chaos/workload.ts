@@ -1,6 +1,6 @@
 // The seam between the fault runner and a service's workload: the runner owns the
-// cluster, the nemesis, the clock and the history; a workload (locks now, queues and
-// cache later) drives its clients, records its operations, may react to faults
+// cluster, the nemesis, the clock and the history; a workload (locks, queues, cache)
+// drives its clients, records its operations, may react to faults
 // (e.g. open a fresh client while the leader is paused) and checks its own history.
 // Adding a service means adding a Workload; the nemesis does not change.
 
@@ -33,8 +33,8 @@ export interface WorkloadContext {
   /** Run-relative ms at which load must stop. */
   readonly loadUntilMs: number;
   readonly history: History;
-  /** A deliberately broken behaviour to inject (canary), or null. */
-  readonly canary: string | null;
+  /** Deliberately broken behaviours this run injects (canaries); usually none. */
+  readonly canaries: readonly string[];
   /** Lock session TTL for clients (and the scale of pauses). */
   readonly ttlMs: number;
   readonly log: (line: string) => void;
@@ -63,6 +63,8 @@ export interface Workload {
   stop(): Promise<void>;
   /** Canaries this workload knows. */
   readonly canaries: readonly string[];
+  /** Of those, the ones that are node bugs: canary -> the DSYNC_CANARY name the nodes start with (server/node/canary.ts). */
+  readonly nodeCanaries?: Readonly<Record<string, string>>;
   /** Checks this service's operations. */
   check(ops: readonly BaseOp[]): CheckOutcome;
   /** The operations whose success measures availability (e.g. lock acquires). */

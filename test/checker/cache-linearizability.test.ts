@@ -7,7 +7,7 @@
 
 import fc from 'fast-check';
 import t from 'tap';
-import { CacheModel, checkHistory } from './cache-linearizability.js';
+import { CacheModel, checkHistory, checkKeys } from './cache-linearizability.js';
 import type { HistoryOp } from './cache-linearizability.js';
 
 interface Step {
@@ -70,3 +70,19 @@ t.test('classic cases', async (t) => {
   t.notOk(checkHistory([set('a', 1, Infinity), get('a', 2, 3), get(null, 4, 5)]).ok, 'but once seen it stays');
   t.ok(checkHistory([get(null, 1, 2), set(null, 3, 4), get(null, 5, 6)]).ok, 'a delete reads as absent');
 });
+
+t.test('lossy memory: an absent read is a loss, never a licence for an older value', async (t) => {
+  const set = (value: string | null, invoke: number, complete: number): HistoryOp => ({ key: 'k', kind: 'set', value, invoke, complete });
+  const get = (value: string | null, invoke: number, complete: number): HistoryOp => ({ key: 'k', kind: 'get', value, invoke, complete });
+  const lossy = (ops: HistoryOp[]): boolean => checkKeys(ops, { lossy: true }).failedKeys.length === 0;
+  t.notOk(checkHistory([set('a', 1, 2), get(null, 3, 4)]).ok, 'strict: a completed write cannot read as absent');
+  t.ok(lossy([set('a', 1, 2), get(null, 3, 4)]), 'lossy: it can (the memory lost it)');
+  t.ok(lossy([set('a', 1, 2), get(null, 3, 4), set('b', 5, 6), get('b', 7, 8)]), 'a later write is read after a loss');
+  t.notOk(lossy([set('a', 1, 2), get(null, 3, 4), get('a', 5, 6)]), 'the lost value never comes back');
+  t.notOk(lossy([set('a', 1, 2), set('b', 3, 4), get('a', 5, 6)]), 'a stale value is still caught');
+  t.ok(lossy([set('a', 1, 2), set('b', 3, 8), get(null, 4, 5), get('b', 9, 10)]), 'a loss before a concurrent write lands');
+  const other = (ops: HistoryOp[]): HistoryOp[] => ops.map((o) => ({ ...o, key: 'j' }));
+  t.same(checkKeys([...other([set('a', 1, 2), set('b', 3, 4), get('a', 5, 6)]), set('a', 1, 2), get('a', 3, 4)], { lossy: true }).failedKeys, ['j'],
+    'every failing key is named');
+});
+

@@ -31,29 +31,59 @@ export interface HistoryOp {
 
 export interface LinearizabilityResult {
   readonly ok: boolean;
+  /** The first key whose history is not linearizable. */
   readonly key?: string;
   readonly explored: number;
 }
 
+export interface CheckOptions {
+  /** States the search may visit per key before giving up (an error, not a verdict). */
+  readonly exploreMax?: number;
+  /**
+   * The memory may lose a key (in-process memory of a home that died, a ring change, a
+   * write-back loss): a read answering "absent" is then allowed at any point, and the key
+   * is absent from there on, so an older value can never come back after it. Every value
+   * read must still be the latest one.
+   */
+  readonly lossy?: boolean;
+}
+
 /** Checks every key's history on its own (per-key linearizability is the cache's claim). */
 export function checkHistory(ops: readonly HistoryOp[], exploreMax = 2_000_000): LinearizabilityResult {
+  const r = checkKeys(ops, { exploreMax }, true);
+  return r.failedKeys.length === 0 ? { ok: true, explored: r.explored } : { ok: false, key: r.failedKeys[0] as string, explored: r.explored };
+}
+
+/** Every key whose history is not linearizable (all keys are checked unless `stopAtFirst`). */
+export function checkKeys(ops: readonly HistoryOp[], opts: CheckOptions = {}, stopAtFirst = false): { failedKeys: string[]; explored: number } {
   const byKey = new Map<string, HistoryOp[]>();
+  const read = new Set<string>();
   for (const op of ops) {
     if (op.kind === 'get' && op.complete === Infinity) continue; // a read that never answered says nothing
+    if (op.kind === 'get' && op.value !== null) read.add(`${op.key}\u0000${op.value}`);
     const list = byKey.get(op.key) ?? [];
     list.push(op);
     byKey.set(op.key, list);
   }
-  let explored = 0;
+  // A write of unknown outcome that nobody read may be taken not to have happened: leaving
+  // it out keeps the search from branching on it for the rest of the history.
   for (const [key, list] of byKey) {
-    const r = checkKey(key, list, exploreMax);
-    explored += r.explored;
-    if (!r.ok) return { ok: false, key, explored };
+    byKey.set(key, list.filter((op) => !(op.kind === 'set' && op.complete === Infinity && op.value !== null && !read.has(`${key}\u0000${op.value}`))));
   }
-  return { ok: true, explored };
+  let explored = 0;
+  const failedKeys: string[] = [];
+  for (const [key, list] of byKey) {
+    const r = checkKey(key, list, opts.exploreMax ?? 2_000_000, opts.lossy === true);
+    explored += r.explored;
+    if (!r.ok) {
+      failedKeys.push(key);
+      if (stopAtFirst) break;
+    }
+  }
+  return { failedKeys, explored };
 }
 
-function checkKey(key: string, ops: HistoryOp[], exploreMax: number): { ok: boolean; explored: number } {
+function checkKey(key: string, ops: HistoryOp[], exploreMax: number, lossy: boolean): { ok: boolean; explored: number } {
   const sorted = [...ops].sort((a, b) => a.invoke - b.invoke);
   const n = sorted.length;
   const done = new Uint8Array(n);
@@ -89,11 +119,13 @@ function checkKey(key: string, ops: HistoryOp[], exploreMax: number): { ok: bool
       if (done[i] === 1) continue;
       const op = sorted[i] as HistoryOp;
       if (op.invoke > minComplete) break;
-      if (op.kind === 'get') continue;
+      // A lossy memory's "absent" is the loss taking effect here: it acts as a delete.
+      const loss = lossy && op.kind === 'get' && op.value === null;
+      if (op.kind === 'get' && !loss) continue;
       done[i] = 1;
-      if (op.kind === 'set') model.set(key, op.value);
+      model.set(key, op.value);
       const ok = search(linearized + 1, completedLinearized + (op.complete !== Infinity ? 1 : 0));
-      if (op.kind === 'set') model.set(key, value);
+      model.set(key, value);
       done[i] = 0;
       if (ok) return true;
     }

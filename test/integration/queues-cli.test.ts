@@ -2,7 +2,9 @@
 // `topic create` / `topic info` / `topic list`, `publish` (prints partition and offset),
 // `consume --count` (prints the message and acks it: a second consume of the same group
 // finds nothing), bad input (unknown topic, missing arguments) with a non-zero exit and
-// a message, and the console's `topics`, `topic NAME` and `ring`.
+// a message, `topic replay` (by offset and by time), dead letters and `dlq redrive`
+// (the group that gave up gets the message again), and the console's `topics`,
+// `topic NAME` and `ring`.
 
 import t from 'tap';
 import { runDsync, TestCluster } from './helpers/cluster.js';
@@ -47,6 +49,40 @@ t.test('dsync topic / publish / consume on a running cluster', async (t) => {
   const usage = await runDsync(t, ['publish', 'jobs', ...seeds]);
   t.equal(usage.code, 2, 'missing arguments exit 2');
   t.match(usage.stderr, /needs TOPIC KEY VALUE/);
+
+  // Replay: the acked message is delivered again once the group's cursor moves back.
+  const partition = /partition ([01])/.exec(pub.stdout)?.[1] ?? '0';
+  const replay = await runDsync(t, ['topic', 'replay', 'jobs', 'readers', '--partition', partition, '--offset', '0', ...seeds]);
+  t.equal(replay.code, 0, `topic replay exits 0 ${replay.stderr}`);
+  t.match(replay.stdout, new RegExp(`readers in partition ${partition} now at offset 0`));
+  const replayed = await runDsync(t, ['consume', 'jobs', 'readers', '--count', '1', '--json', ...seeds]);
+  t.equal((JSON.parse(replayed.stdout.trim()) as { value: string }).value, 'hello from the cli', 'the replayed message comes again');
+  const byTime = await runDsync(t, ['topic', 'replay', 'jobs', 'readers', '--from-time', new Date(0).toISOString(), '--json', ...seeds]);
+  t.equal((JSON.parse(byTime.stdout) as unknown[]).length, 2, 'replay by time moves every partition');
+  const badReplay = await runDsync(t, ['topic', 'replay', 'jobs', 'readers', '--offset', '0', ...seeds]);
+  t.equal(badReplay.code, 2, 'replay by offset without --partition is a usage error');
+  t.match(badReplay.stderr, /--partition and --offset/);
+
+  // Dead letters and redrive: one delivery allowed; the nacked message goes to work.dlq, redrive brings it back to its group.
+  t.equal((await runDsync(t, ['topic', 'create', 'work', '--partitions', '1', '--max-deliveries', '1', ...seeds])).code, 0);
+  t.equal((await runDsync(t, ['publish', 'work', 'k', 'poison', ...seeds])).code, 0);
+  const failed = await runDsync(t, ['consume', 'work', 'workers', '--count', '1', '--no-ack', ...seeds]);
+  t.equal(failed.code, 0, `consume --no-ack exits 0 ${failed.stderr}`);
+  const dead = await runDsync(t, ['consume', 'work.dlq', 'inspect', '--count', '1', '--json', ...seeds]);
+  const letter = JSON.parse(dead.stdout.trim()) as { value: string; headers: Record<string, string> };
+  t.same({ value: letter.value, group: letter.headers['dsync-dlq-group'] }, { value: 'poison', group: 'workers' }, 'the dead letter names its group');
+  const redrive = await runDsync(t, ['dlq', 'redrive', 'work', '--idle', '500', '--json', ...seeds]);
+  t.equal(redrive.code, 0, `dlq redrive exits 0 ${redrive.stderr}`);
+  t.same(JSON.parse(redrive.stdout), { topic: 'work', redriven: 1 }, 'one dead letter moved back');
+  const back = await runDsync(t, ['consume', 'work', 'workers', '--count', '1', '--json', ...seeds]);
+  const again2 = JSON.parse(back.stdout.trim()) as { value: string; deliveries: number; headers: Record<string, string> };
+  t.same({ value: again2.value, deliveries: again2.deliveries, dlqHeader: again2.headers['dsync-dlq-group'] }, { value: 'poison', deliveries: 1, dlqHeader: undefined },
+    'the group that gave up gets it again, as a first delivery without dead-letter headers');
+  const none = await runDsync(t, ['dlq', 'redrive', 'work', '--idle', '300', '--json', ...seeds]);
+  t.same(JSON.parse(none.stdout), { topic: 'work', redriven: 0 }, 'a second redrive finds nothing');
+  const wrong = await runDsync(t, ['dlq', 'redrive', 'work.dlq', ...seeds]);
+  t.equal(wrong.code, 1, 'redrive of a dead-letter topic exits 1');
+  t.match(wrong.stderr, /BAD_REQUEST: work.dlq is a dead-letter topic/);
 
   const consolePort = cluster.nodes[0]?.spec.consolePort ?? 0;
   t.match(await consoleCommand(consolePort, 'topics'), /jobs id=\d+ partitions=2 replicas=3/, 'console: topics');

@@ -1,6 +1,7 @@
 // The queue's durability promise over real `dsync node` processes: a topic of 4
-// partitions x 3 replicas, 2 producers and 2 consumers (one group) on their own
-// clients, a few thousand messages; midway the leader of a partition is killed -9 and
+// partitions x 3 replicas, 4 producers and 4 consumers (one group) on their own
+// clients, 3,000 messages in CI (QUEUE_CRASH_MESSAGES=100000 for the issue's full
+// run); midway the leader of a partition is killed -9 and
 // restarted on its data dir. Every acknowledged publish must be consumed at least once
 // (duplicates are counted and printed, not failed). Then all three nodes are killed -9
 // and restarted: a new consumer group must read every acknowledged message again, so
@@ -11,8 +12,11 @@ import { Client } from '../../client/index.js';
 import { TestCluster } from './helpers/cluster.js';
 import { ConsumeLoad, duplicates, leaderOfGroup, PublishLoad, queuePorts } from './queues-helpers.js';
 
-const perProducer = 1_500;
-const concurrency = 32;
+const producersCount = 4;
+const perProducer = Math.ceil(Number(process.env['QUEUE_CRASH_MESSAGES'] ?? 3_000) / producersCount);
+const concurrency = 16;
+/** Waits scale with the run: a large one takes longer to drain. */
+const drainMs = Math.max(20_000, perProducer * producersCount);
 
 t.test('kill -9 a partition leader mid-way, then restart all nodes: every acknowledged publish is consumed', async (t) => {
   const cluster = await TestCluster.start(t, { ports: queuePorts(0) });
@@ -23,12 +27,11 @@ t.test('kill -9 a partition leader mid-way, then restart all nodes: every acknow
   t.equal(topic.partitionList.length, 4, 'four partitions');
   t.ok(topic.partitionList.every((p) => new Set(p.replicas).size === 3), 'three distinct replicas each');
 
-  const clients = await Promise.all(Array.from({ length: 4 }, () => Client.connect(clientOptions)));
+  const clients = await Promise.all(Array.from({ length: 2 * producersCount }, () => Client.connect(clientOptions)));
   t.teardown(() => Promise.all(clients.map((c) => c.close())));
-  const [p1, p2, c1, c2] = clients as [Client, Client, Client, Client];
-  const consumers = [new ConsumeLoad(c1.consumer('orders', 'workers', { maxInFlight: 128, waitMs: 1_000 })),
-    new ConsumeLoad(c2.consumer('orders', 'workers', { maxInFlight: 128, waitMs: 1_000 }))];
-  const producers = [new PublishLoad(p1.producer('orders'), 'a', perProducer, concurrency), new PublishLoad(p2.producer('orders'), 'b', perProducer, concurrency)];
+  const producers = clients.slice(0, producersCount).map((c, i) => new PublishLoad(c.producer('orders'), `p${i}`, perProducer, concurrency));
+  const consumers = clients.slice(producersCount).map((c) => new ConsumeLoad(c.consumer('orders', 'workers', { maxInFlight: 128, waitMs: 1_000 })));
+  const c1 = clients[producersCount] as Client;
 
   // Mid-way: kill the leader of partition 1, let the others go on, restart it.
   await Promise.all(producers.map((p) => p.waitForAcked(perProducer / 2)));
@@ -57,19 +60,19 @@ t.test('kill -9 a partition leader mid-way, then restart all nodes: every acknow
     }
     return missing;
   };
-  const missing = await missingFor(20_000);
+  const missing = await missingFor(drainMs);
   t.same(missing.slice(0, 20), [], `every acknowledged publish consumed at least once (${missing.length} missing)`);
   const dups = duplicates(consumers);
   t.comment(`consumed ${[...consumers].reduce((n, c) => n + [...c.seen.values()].reduce((a, b) => a + b, 0), 0)} deliveries of ${acked.size} acknowledged publishes`);
   t.comment(`${dups.size} values delivered more than once: ${[...dups].slice(0, 20).map(([v, n]) => `${v}x${n}`).join(' ')}`);
-  t.ok(consumers.every((c) => c.seen.size > 0), 'both consumers of the group took part');
+  t.ok(consumers.every((c) => c.seen.size > 0), 'every consumer of the group took part');
   await Promise.all(consumers.map((c) => c.stop()));
 
   // A full restart: kill -9 every node, start them again.
   for (const n of cluster.nodes) await n.kill9();
   await Promise.all(cluster.nodes.map((n) => n.restart()));
   const replay = new ConsumeLoad(c1.consumer('orders', 'after-restart', { maxInFlight: 512, waitMs: 1_000 }));
-  const lost = await replay.waitForAll(acked, 20_000);
+  const lost = await replay.waitForAll(acked, drainMs);
   t.same(lost.slice(0, 20), [], `after a full restart a new group reads every acknowledged publish (${lost.length} lost of ${acked.size})`);
   await replay.stop();
   await Promise.all([admin, ...clients].map((c) => c.close()));

@@ -43,6 +43,8 @@ export interface CacheServiceOptions {
   readonly homeEntriesMax?: number;
   /** Boot incarnation base: larger than any earlier boot's (the wiring uses wall-clock seconds). */
   readonly incarnationBase: number;
+  /** A deliberate bug for the fault runner's canary (server/node/canary.ts); never set otherwise. */
+  readonly canary?: 'skip-one-invalidation';
 }
 
 interface Waiting {
@@ -362,7 +364,8 @@ export class CacheService implements Service {
       ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
     });
     const home = new CacheHome(this.opts.cfg, { self, epoch: incarnation, startedMs: nowMs,
-      ...(this.opts.homeEntriesMax === undefined ? {} : { entriesMax: this.opts.homeEntriesMax }) });
+      ...(this.opts.homeEntriesMax === undefined ? {} : { entriesMax: this.opts.homeEntriesMax }),
+      ...(this.opts.canary === undefined ? {} : { canary: this.opts.canary }) });
     // In-process memory keeps only this node's keys: a key that comes back later must not find an old value.
     this.opts.backing.keepOnly((key) => ring.owner(key) === ctx.node.nodeId);
     this.gen = { id: hash(idText) >>> 0, members, self: selfIdx, ring, node, home, waiting: new Map() };

@@ -29,7 +29,7 @@ import { assert } from '../../../core/assert.js';
 import { queueEntryCommandsMax, queueFencingLocksMax } from '../../../core/constants.js';
 import { logIndex, offset } from '../../../core/ids.js';
 import type { QueueOutcome, QueueResult } from '../../../core/queue/commands.js';
-import { QueuePartition, type PartitionConfig, type QueuePartitionSnapshot } from '../../../core/queue/partition.js';
+import { QueuePartition, type PartitionConfig, type QueuePartitionOptions, type QueuePartitionSnapshot } from '../../../core/queue/partition.js';
 import type { MessageStore } from '../../../core/queue/store.js';
 import type { Entry } from '../../../core/raft/types.js';
 import type { NodeId } from '../../../core/ids.js';
@@ -70,13 +70,14 @@ export class PartitionMachine implements StateMachine {
     private readonly config: PartitionConfig,
     private readonly storage: PartitionStorage,
     private readonly listener: PartitionListener,
+    private readonly options: QueuePartitionOptions = {},
   ) {}
 
   /** The partition state (created empty on first use when no snapshot was restored). */
   get partition(): QueuePartition {
     if (this.part === null) {
       this.store = this.storage.create(offset(0));
-      this.part = new QueuePartition(this.config, this.store);
+      this.part = new QueuePartition(this.config, this.store, this.options);
     }
     return this.part;
   }
@@ -146,7 +147,7 @@ export class PartitionMachine implements StateMachine {
       }
     }
     this.store = store;
-    this.part = QueuePartition.fromSnapshot(state.partition, store);
+    this.part = QueuePartition.fromSnapshot(state.partition, store, this.options);
     this.fencing.clear();
     for (const [lock, token] of state.fencing) this.fencing.set(lock, token);
   }

@@ -39,9 +39,9 @@ import {
   queueDeadLetterForwardTimeoutMs, queueDeadLettersPendingMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
   queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
 } from '../../../core/constants.js';
-import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, producerId } from '../../../core/ids.js';
-import type { Message, QueueCommand, QueueResult } from '../../../core/queue/commands.js';
-import { deadLetterMessage } from '../../../core/queue/deadletter.js';
+import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, offset, partitionId, producerId } from '../../../core/ids.js';
+import type { Message, QueueCommand, QueueResult, StoredMessage } from '../../../core/queue/commands.js';
+import { deadLetterInfo, deadLetterMessage, redriveAppend } from '../../../core/queue/deadletter.js';
 import { messageBytes } from '../../../core/queue/store.js';
 import { partitionConfigOf, partitionGroupId, type TopicCommand, type TopicRecord, type TopicResult, TopicTable,
   type TopicSpec, type TopicTableSnapshot } from '../../../core/queue/topics.js';
@@ -105,6 +105,8 @@ export interface QueueServiceOptions {
    * filled in before the entry is proposed so every replica applies the same topic.
    */
   readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
+  /** A deliberate bug for the fault runner's canary (server/node/canary.ts); never set otherwise. */
+  readonly canary?: 'forget-failed-attempts';
 }
 
 interface ForwardReply {
@@ -295,7 +297,8 @@ export class QueueService implements Service {
       applied: (_m, entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, entry, commands, outcomes); },
       leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
     };
-    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener);
+    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener,
+      this.opts.canary === undefined ? {} : { canary: this.opts.canary });
     const replicas = topic.placement[index] ?? [];
     const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
     hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
@@ -595,6 +598,8 @@ export class QueueService implements Service {
     for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {
       c.handle(op, (rc, payload) => this.settle(rc, decodePayload((b) => schema.SettleRequest.decode(b), payload, 'settle')));
     }
+    c.handle(Opcode.Replay, (rc, payload) => this.replay(rc, decodePayload((b) => schema.ReplayRequest.decode(b), payload, 'replay')));
+    c.handle(Opcode.Redrive, (rc, payload) => this.redrive(rc, decodePayload((b) => schema.RedriveRequest.decode(b), payload, 'redrive')));
   }
 
   private withDefaults(spec: TopicSpec): TopicSpec {
@@ -920,6 +925,51 @@ export class QueueService implements Service {
       if (voters.length === 0) return [];
       const shares = new Ring(this.opts.hash, { nodes: voters }).shares();
       return voters.map((v) => [{ member: v }, shares.get(v) ?? 0]);
+    });
+  }
+
+  // ------------------------------------------------------------------ replay, redrive
+
+  private replay(rc: RequestContext, req: ReturnType<typeof schema.ReplayRequest.decode>): void {
+    if (req.group === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a replay names its group');
+    const at = req.byTime ? req.timestampMs : Number(req.offset);
+    if (!Number.isSafeInteger(at) || at < 0) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `replay from ${req.byTime ? 'a timestampMs' : 'an offset'} that is a non-negative integer (got ${at})`);
+    }
+    const h = this.leaderOf(req.topic, req.partition);
+    const group = consumerGroup(req.group);
+    const from = req.byTime ? { timestampMs: at } : { offset: offset(at) };
+    this.answer(rc, this.enqueue(h, (nowMs) => ({ cmd: { kind: 'replay', nowMs, group, from } }), 0), (r) => {
+      assert(r.kind === 'replayed', 'a replay answers replayed or an error');
+      return schema.ReplayReply.encode({ offset: r.offset }).finish();
+    });
+  }
+
+  private redrive(rc: RequestContext, req: ReturnType<typeof schema.RedriveRequest.decode>): void {
+    const t = this.topics.table.get(req.topic);
+    if (t !== undefined && t.deadLetterTopic === '') throw new DsyncError(ErrorCode.BAD_REQUEST, `${req.topic} is a dead-letter topic; redrive names its source topic`);
+    if (req.messages.length === 0 || req.messages.length > queueAppendBatchCountMax) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `a redrive carries 1 to ${queueAppendBatchCountMax} dead letters (got ${req.messages.length})`);
+    }
+    const firstDlqOffset = Number(req.firstDlqOffset);
+    if (!Number.isSafeInteger(firstDlqOffset) || firstDlqOffset < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'first_dlq_offset must be a safe integer');
+    let bytes = 0;
+    const letters: StoredMessage[] = req.messages.map((w, i) => {
+      const m = fromWireMessage(w);
+      const info = deadLetterInfo(m);
+      if (info === null) throw new DsyncError(ErrorCode.BAD_REQUEST, `message ${i} is not a dead letter (no dsync-dlq-* headers)`);
+      if (info.partition !== req.partition) {
+        throw new DsyncError(ErrorCode.BAD_REQUEST, `message ${i} is a dead letter of partition ${info.partition}, not of partition ${req.partition}`);
+      }
+      const size = messageBytes(m);
+      if (size > queueMessageBytesMax) throw new DsyncError(ErrorCode.MESSAGE_TOO_LARGE, `message ${i} has ${size} bytes; the limit is ${queueMessageBytesMax}`);
+      bytes += size;
+      return { ...m, offset: offset(firstDlqOffset + i), timestampMs: 0 };
+    });
+    const h = this.leaderOf(req.topic, req.partition);
+    this.answer(rc, this.enqueue(h, (nowMs) => ({ cmd: redriveAppend(req.topic, partitionId(req.partition), letters, nowMs) }), bytes), (r) => {
+      assert(r.kind === 'appended', 'a redrive answers appended or an error');
+      return schema.PublishReply.encode({ partition: req.partition, baseOffset: r.baseOffset, count: r.count, timestampMs: r.timestampMs }).finish();
     });
   }
 
