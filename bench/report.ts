@@ -115,7 +115,9 @@ function barChartSvg(title: string, unit: string, rows: readonly { label: string
   const barH = 12;
   const rowH = series.length * barH + 10;
   const top = 44;
-  const height = top + rows.length * rowH + 34;
+  const legendH = series.length > 1 ? 22 : 0;
+  const axisY = top + rows.length * rowH + 4;
+  const height = axisY + 24 + legendH;
   const width = labelW + plotW + 80;
   const all = rows.flatMap((r) => r.values).filter((v): v is number => v !== null && v > 0);
   const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...all, 1))));
@@ -129,8 +131,8 @@ function barChartSvg(title: string, unit: string, rows: readonly { label: string
     `<text x="10" y="36" fill="#555">${esc(unit)}, log scale; hatched: the floor the hardware allows, measured in the same run</text>`,
   ];
   for (let d = lo; d <= hi * 1.0001; d *= 10) {
-    out.push(`<line x1="${x(d).toFixed(1)}" y1="${top - 4}" x2="${x(d).toFixed(1)}" y2="${height - 28}" stroke="#e3e6eb"/>`,
-      `<text x="${x(d).toFixed(1)}" y="${height - 12}" text-anchor="middle" fill="#555">${esc(fmt(d))}</text>`);
+    out.push(`<line x1="${x(d).toFixed(1)}" y1="${top - 4}" x2="${x(d).toFixed(1)}" y2="${axisY}" stroke="#e3e6eb"/>`,
+      `<text x="${x(d).toFixed(1)}" y="${axisY + 16}" text-anchor="middle" fill="#555">${esc(fmt(d))}</text>`);
   }
   rows.forEach((r, i) => {
     const y0 = top + i * rowH;
@@ -138,14 +140,18 @@ function barChartSvg(title: string, unit: string, rows: readonly { label: string
     r.values.forEach((v, s) => {
       if (v === null || !(v > 0)) return;
       const y = y0 + s * barH;
-      const fill = r.floor ? 'url(#hatch)' : (series[s]?.color ?? '#2f6fd6');
-      out.push(`<rect x="${labelW}" y="${y}" width="${Math.max(1, x(v) - labelW).toFixed(1)}" height="${barH - 2}" fill="${fill}"/>`,
+      const color = series[s]?.color ?? '#2f6fd6';
+      const w = Math.max(1, x(v) - labelW).toFixed(1);
+      // A floor: the series' colour, faded, under the grey hatching.
+      out.push(r.floor
+        ? `<rect x="${labelW}" y="${y}" width="${w}" height="${barH - 2}" fill="${color}" fill-opacity="0.45"/><rect x="${labelW}" y="${y}" width="${w}" height="${barH - 2}" fill="url(#hatch)" fill-opacity="0.6"/>`
+        : `<rect x="${labelW}" y="${y}" width="${w}" height="${barH - 2}" fill="${color}"/>`,
         `<text x="${(x(v) + 4).toFixed(1)}" y="${y + barH - 3}" font-size="10" fill="#333">${esc(fmt(v))}</text>`);
     });
   });
   if (series.length > 1) {
-    series.forEach((s, i) => out.push(`<rect x="${labelW + i * 90}" y="${height - 30 + 22}" width="10" height="10" fill="${s.color}"/>`,
-      `<text x="${labelW + i * 90 + 14}" y="${height - 30 + 31}" font-size="11">${esc(s.name)}</text>`));
+    series.forEach((s, i) => out.push(`<rect x="${labelW + i * 90}" y="${height - 16}" width="10" height="10" fill="${s.color}"/>`,
+      `<text x="${labelW + i * 90 + 14}" y="${height - 7}" font-size="11">${esc(s.name)}</text>`));
   }
   out.push('</svg>');
   return `${out.join('\n')}\n`;
@@ -229,7 +235,7 @@ async function main(): Promise<void> {
     '',
     '## Machine',
     '',
-    table(['', ''], [
+    table(['machine', ''], [
       ['CPU', esc(cpu[0]?.model ?? 'unknown')],
       ['cores', String(cpu.length)],
       ['memory', `${(totalmem() / 2 ** 30).toFixed(1)} GiB`],
@@ -241,6 +247,11 @@ async function main(): Promise<void> {
     '',
     'The load average counts every process on the machine, not only the benchmark: a value near',
     'the core count before the run means the figures are lower than an idle machine would give.',
+    ...(loadBefore[0] !== undefined && loadBefore[0] > cpu.length
+      ? ['', `**This run was made on a busy machine** (load ${loadBefore[0].toFixed(1)} on ${cpu.length} cores before it started: other work was`,
+        'running). Throughput is lower and the latency tails longer than on an idle machine; the ratios to the floors',
+        'measured in the same run are the figures to compare.']
+      : []),
     '',
     '## Throughput',
     '',
@@ -259,7 +270,7 @@ async function main(): Promise<void> {
   ];
   if (ping !== null) lines.push(`- The binary protocol's ping reaches **${(ping.ratio * 100).toFixed(0)}%** of a raw TCP echo's round trips/s under the same load (${ping.dsync.connections} connections x depth ${ping.dsync.depth}, ${ping.dsync.frameBytes}-byte frames).`);
   if (raft !== null) {
-    lines.push(`- A Raft commit (p50 ${fmt(raft.commitLatencyMs.p50)} ms) needs at least one fdatasync on the leader and one on a follower plus a loopback round trip: the floors are ${fmt(raft.floor.fdatasync4KiBMs.p50Ms)} ms (fdatasync p50) and ${fmt(raft.floor.loopbackPingMs.p50Ms)} ms (loopback ping p50). Group commit puts **${raft.proposalsPerLeaderFsync.toFixed(1)}** proposals in each leader fsync (${raft.config.proposers} proposers x depth ${raft.config.depthPerProposer}, ${raft.config.payloadBytes}-byte entries; ${raft.errors} errors).`);
+    lines.push(`- A Raft commit (p50 ${fmt(raft.commitLatencyMs.p50)} ms) needs at least one fdatasync on the leader and one on a follower plus a loopback round trip: the floors are ${fmt(raft.floor.fdatasync4KiBMs.p50Ms)} ms (fdatasync p50) and ${fmt(raft.floor.loopbackPingMs.p50Ms)} ms (loopback ping p50). With ${raft.config.proposers * raft.config.depthPerProposer} requests in flight, queueing alone (Little's law: in flight / throughput) accounts for ${fmt((raft.config.proposers * raft.config.depthPerProposer / Math.max(1, raft.proposalsPerSec)) * 1000)} ms of it. Group commit puts **${raft.proposalsPerLeaderFsync.toFixed(1)}** proposals in each leader fsync (${raft.config.proposers} proposers x depth ${raft.config.depthPerProposer}, ${raft.config.payloadBytes}-byte entries; ${raft.errors} errors).`);
   }
   if (wal !== null) lines.push(`- The WAL commits **${fmt(wal.pipelined.appendsPerFsync)}** appends per fdatasync when ${wal.pipelined.groups} groups append at once (${fmt(wal.pipelined.mbPerSec)} MB/s, fsync mean ${fmt(wal.pipelined.workerFsyncMeanMs)} ms).`);
   if (locks !== null) for (const s of locks.scenarios) lines.push(`- Locks, ${s.scenario}: ${s.description} (${locks.config.clients} clients; ${fmt(s.entriesPerLeaderFsync)} lock entries per leader fsync; ${s.errors} errors).`);
