@@ -28,6 +28,7 @@ import { QueueService, type QueueServiceOptions } from './services/queues/servic
 import { diskPartitionStorage } from './services/queues/storage.js';
 import xxhash from 'xxhash-wasm';
 import { registerServices, type Service, serviceContext } from './services/service.js';
+import { fsyncBucketsNs } from './storage/shared.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
 import { type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
@@ -164,6 +165,11 @@ function walMetrics(node: DsyncNode, wal: Wal): void {
   m.counterFrom('dsync_wal_fsync_seconds_total', 'Time spent in fdatasync (divide by dsync_wal_fsyncs_total for the mean)', [],
     one(() => wal.metrics().fsyncNsTotal / 1e9));
   m.gauge('dsync_wal_fsync_seconds_max', 'Slowest fdatasync since start', [], one(() => wal.metrics().fsyncNsMax / 1e9));
+  m.histogramFrom('dsync_wal_fsync_duration_seconds', 'fdatasync latency of WAL segment writes (every acknowledged write waits for one on a majority)',
+    fsyncBucketsNs.map((ns) => Number(ns) / 1e9), () => {
+      const w = wal.metrics();
+      return { perBound: w.fsyncBucketCounts, count: w.fsyncs, sumSeconds: w.fsyncNsTotal / 1e9 };
+    });
   m.gauge('dsync_wal_pending_bytes', 'Bytes queued for the WAL writer (backpressure beyond walPendingBytesMax)', [], one(() => wal.metrics().pendingBytes));
   m.gauge('dsync_wal_segments', 'WAL segment files on disk', [], one(() => wal.metrics().segments));
 }

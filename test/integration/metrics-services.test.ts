@@ -106,5 +106,18 @@ t.test('Raft and queue series move with the work done', async (t) => {
   await t.rejects(other.lock('metrics/lock', { waitMs: 300 }), { code: 'LOCK_TIMEOUT' }, 'the second client waits in vain');
   t.equal(await eventually(() => lockEvents('wait_timeout'), (n) => n === 1), 1, 'and its timeout is counted');
   await held.release();
+
+  // The WAL's fsync latency histogram, after all that work.
+  const after = await get(httpPort!, '/metrics');
+  const fsync = parsePrometheusTextFormat(after).find((f) => f.name === 'dsync_wal_fsync_duration_seconds');
+  t.equal(fsync?.type, 'HISTOGRAM', 'WAL fsync latency is a histogram');
+  const h = fsync?.metrics[0];
+  const buckets = Object.entries(h?.buckets ?? {}).map(([le, n]) => [Number(le), Number(n)] as const).sort((a, b) => a[0] - b[0]);
+  t.ok(buckets.length >= 10, `with its buckets (${buckets.length})`);
+  t.ok(buckets.every(([, n], i) => i === 0 || n >= (buckets[i - 1]?.[1] ?? 0)), 'cumulative');
+  // The parser keeps the buckets (+Inf is the count) but not _sum/_count; those are read from the text.
+  const inf = Number(h?.buckets?.['+Inf']);
+  t.ok(inf >= 1, `every fsync of that work counted (${inf})`);
+  t.ok(Number(/^dsync_wal_fsync_duration_seconds_sum\{[^}]*\} (\S+)$/m.exec(after)?.[1]) > 0, 'taking time');
   await node.stop();
 });
