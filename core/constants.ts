@@ -434,6 +434,34 @@ assert(queuePendingRequestsPerPartitionMax <= queueEntryCommandsMax && queueAckB
 assert(appendEntriesBytesMax <= raftBatchBytesMax && queueStoreRecordBytesMax <= raftBatchBytesMax && raftBatchBytesMax * 2 <= frameBytesMax,
   'one append message (a maximal queue message alone included) fits a peer frame with room for its envelope');
 
+// ---- HTTP gateway (server/node/gateway.ts) ----
+/**
+ * Bytes of one HTTP request body, checked against Content-Length before reading and while
+ * reading: a maximal cache value or queue message, base64-encoded (4/3) in JSON, fits.
+ */
+export const httpBodyBytesMax = 2 * 1024 * 1024;
+/** Gateway requests being served at once on one node; more answer 429 TOO_MANY_REQUESTS. */
+export const httpRequestsInFlightMax = 4096;
+/** HTTP consumers (explicit consumer identities, server/node/gateway.ts) one node keeps. */
+export const httpConsumersMax = 1024;
+/** An HTTP consumer not used (fetch, settle, keepalive) for its TTL is dropped: its deliveries go back to the group. */
+export const httpConsumerTtlMsMin = 1_000;
+export const httpConsumerTtlMsMax = 10 * 60 * 1000;
+export const httpConsumerTtlMsDefault = 30_000;
+/** Deliveries one HTTP fetch asks for when it does not say. */
+export const httpFetchCountDefault = 16;
+/** How long the gateway reuses a topic's partition count to place a keyed publish (refreshed on NOT_FOUND). */
+export const httpPartitionMapCacheMs = 1_000;
+/** Topics whose partition count the gateway keeps. */
+export const httpPartitionMapsMax = 1024;
+
+assert(Math.ceil((cacheValueBytesMax * 4) / 3) + 64 * 1024 <= httpBodyBytesMax && Math.ceil((queueMessageBytesMax * 4) / 3) + 64 * 1024 <= httpBodyBytesMax,
+  'a maximal cache value or queue message fits an HTTP body as base64, with room for its JSON');
+assert(httpBodyBytesMax < frameBytesMax, 'what an HTTP body carries fits one request frame');
+assert(httpConsumerTtlMsMin <= httpConsumerTtlMsDefault && httpConsumerTtlMsDefault <= httpConsumerTtlMsMax, 'consumer TTL default within range');
+assert(httpRequestsInFlightMax > 0 && httpConsumersMax > 0 && httpPartitionMapsMax > 0, 'gateway bounds');
+assert(httpFetchCountDefault >= 1 && httpFetchCountDefault <= queueFetchCountMax, 'the default fetch size is a valid one');
+
 // ---- status page (server/node/status.ts) ----
 /** How often the node samples the figures the status page charts. */
 export const statusSampleIntervalMs = 2_000;

@@ -69,6 +69,8 @@ export const Opcode = {
   Replay: 212,
   /** Dead letters back to their source partition, visible only to the group that gave up on them. */
   Redrive: 213,
+  /** The consistent-hash ring over group 0's voters: each member's share and the partition replicas it hosts. */
+  Ring: 214,
   // Cache service: 300-399.
   CacheGet: 300,
   CacheSet: 301,

@@ -64,6 +64,8 @@ export type TopicErrorCode = 'BAD_REQUEST' | 'NOT_FOUND' | 'ALREADY_EXISTS' | 'T
 
 export type TopicResult =
   | { readonly kind: 'created'; readonly topic: TopicRecord; readonly deadLetter: TopicRecord }
+  /** A create of a topic that exists with exactly these settings (a repeated create, e.g. a client's retry): nothing changed. */
+  | { readonly kind: 'exists'; readonly topic: TopicRecord }
   | { readonly kind: 'deleted'; readonly topics: readonly TopicRecord[] }
   | { readonly kind: 'error'; readonly code: TopicErrorCode; readonly message: string };
 
@@ -127,7 +129,6 @@ export class TopicTable {
   private create(spec: TopicSpec, voters: readonly NodeId[], index: number): TopicResult {
     const badName = topicNameError(spec.name);
     if (badName !== null) return fail('BAD_REQUEST', badName);
-    if (this.topics.has(spec.name)) return fail('ALREADY_EXISTS', `topic ${spec.name} exists already`);
     const partitions = spec.partitions ?? queueTopicPartitionsDefault;
     if (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > queueTopicPartitionsMax) {
       return fail('BAD_REQUEST', `partitions must be an integer in [1, ${queueTopicPartitionsMax}] (got ${partitions})`);
@@ -145,6 +146,21 @@ export class TopicTable {
     };
     const badConfig = checkPartitionConfig(config);
     if (badConfig !== null) return fail('BAD_REQUEST', badConfig);
+    const existing = this.topics.get(spec.name);
+    if (existing !== undefined) {
+      // As SQS's CreateQueue: the same settings again answer the existing topic, so a create repeated after a lost answer succeeds.
+      const differs = [
+        existing.partitions !== partitions ? `partitions ${existing.partitions} (asked ${partitions})` : '',
+        existing.replicas !== replicas ? `replicas ${existing.replicas} (asked ${replicas})` : '',
+        existing.maxDeliveries !== config.maxDeliveries ? `maxDeliveries ${existing.maxDeliveries} (asked ${config.maxDeliveries})` : '',
+        existing.ackDeadlineMs !== config.ackDeadlineMs ? `ackDeadlineMs ${existing.ackDeadlineMs} (asked ${config.ackDeadlineMs})` : '',
+        JSON.stringify(existing.retention) !== JSON.stringify({ ...config.retention }) ? 'other retention' : '',
+      ].filter((d) => d !== '');
+      if (differs.length > 0 || existing.deadLetterTopic === '') {
+        return fail('ALREADY_EXISTS', `topic ${spec.name} exists already${differs.length > 0 ? ` with ${differs.join(', ')}` : ''}`);
+      }
+      return { kind: 'exists', topic: existing };
+    }
     if (this.topics.size + 2 > queueTopicsMax) return fail('TOO_MANY_REQUESTS', `the cluster holds ${this.topics.size} topics (at most ${queueTopicsMax}, dead-letter topics included)`);
     if (this.nextId + 1 > queueTopicIdMax) return fail('TOO_MANY_REQUESTS', `topic ids are exhausted (${queueTopicIdMax} topics were ever created)`);
 

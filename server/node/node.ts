@@ -13,14 +13,15 @@ import { schema } from '../../protocol/index.js';
 import type { NodeConfig } from './config.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ConsoleRegistry, ConsoleServer } from './console.js';
+import { HttpGateway } from './gateway.js';
 import { HttpServer, sendJson } from './http.js';
 import { listenError, listenOn } from './listen.js';
 import { Logger } from './log.js';
 import { NodeMetrics } from './metrics.js';
 import { PeerLinks } from './peers.js';
-import { type Access, roleAllows, verifiedPeerName } from './security.js';
+import { type Access, type Credential, roleAllows, verifiedPeerName } from './security.js';
 import { registerStatusPage } from './status.js';
-import type { RequestHandler, ServiceNode } from '../services/service.js';
+import type { ClientLink, RequestHandler, ServiceNode } from '../services/service.js';
 
 export type { RequestContext, RequestHandler } from '../services/service.js';
 
@@ -60,6 +61,8 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   readonly consoleCommands = new ConsoleRegistry();
   readonly metrics: NodeMetrics;
   readonly http = new HttpServer();
+  /** The JSON gateway under /v1/ on the HTTP port: the same handlers as the binary port (serve()). */
+  readonly gateway: HttpGateway;
   readonly peers: PeerLinks;
   readonly startedAtMs = Date.now();
   private readonly server: Server;
@@ -105,6 +108,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     // Past this, sockets are dropped unanswered (each refused one above still costs a socket).
     this.server.maxConnections = security.connectionsMax + connectionsRefusedAnsweredMax;
     this.console = new ConsoleServer(this.consoleCommands, config.nodeId, this.log, security.auth);
+    this.gateway = new HttpGateway(this);
     this.registerBuiltins();
   }
 
@@ -302,6 +306,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     for (const hook of this.stopHooks.splice(0).reverse()) await hook();
     this.peers.stop();
     for (const conn of this.connections) conn.close('node shutting down');
+    this.gateway.stop();
     await this.console.close();
     await this.http.close();
     this.log.info('node stopped');
@@ -335,21 +340,30 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       }
       return;
     }
+    this.serve(conn, conn.credential, opcode, requestId, payload);
+  }
+
+  /**
+   * Runs a client request through the opcode's registered handler: the one path for the
+   * binary port and the HTTP gateway (server/node/gateway.ts), so both get the same access
+   * check, the same handler and the same answers. `credential` null: the node asks for none.
+   * The answer (or error) goes to `link`; a thrown non-DsyncError is a bug and propagates.
+   */
+  serve(link: ClientLink, credential: Credential | null, opcode: number, requestId: number, payload: Uint8Array): void {
     const registered = this.handlers.get(opcode);
     if (registered === undefined) {
-      conn.replyError(requestId, opcode, new DsyncError(ErrorCode.UNKNOWN_OPCODE, `this node has no handler for ${opcodeName(opcode)}`));
+      link.replyError(requestId, opcode, new DsyncError(ErrorCode.UNKNOWN_OPCODE, `this node has no handler for ${opcodeName(opcode)}`));
       return;
     }
-    const credential = conn.credential;
     if (credential !== null && !roleAllows(credential.role, registered.access)) {
-      conn.replyError(requestId, opcode, new DsyncError(ErrorCode.FORBIDDEN,
+      link.replyError(requestId, opcode, new DsyncError(ErrorCode.FORBIDDEN,
         `${credential.name} (${credential.role}) may not ${opcodeName(opcode)}: it needs ${registered.access} access`));
       return;
     }
     try {
-      registered.handler({ conn, requestId, opcode }, payload);
+      registered.handler({ conn: link, requestId, opcode }, payload);
     } catch (err) {
-      if (err instanceof DsyncError) conn.replyError(requestId, opcode, err);
+      if (err instanceof DsyncError) link.replyError(requestId, opcode, err);
       else throw err;
     }
   }
@@ -433,6 +447,9 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', nodeId: this.config.nodeId, ...r });
     });
     registerStatusPage(this);
+    // The JSON gateway and its OpenAPI document.
+    this.http.route('GET', '/openapi.yaml', (req, res) => this.gateway.serveSpec(req, res));
+    this.http.mount('/v1/', (req, res) => this.gateway.handle(req, res));
     // Kept for existing probes: liveness plus the leader this node knows ("" when none). Prefer /livez and /readyz.
     this.http.route('GET', '/healthz', (_req, res) => {
       sendJson(res, 200, { status: 'ok', nodeId: this.config.nodeId, leader: this.leaderId(), uptimeMs: Date.now() - this.startedAtMs });

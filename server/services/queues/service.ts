@@ -534,14 +534,7 @@ export class QueueService implements Service {
 
   /** The hosted leader replica of a partition, or the error to answer with. */
   private leaderOf(topicName: string, partition: number): Hosted {
-    const t = this.topics.table.get(topicName);
-    if (t === undefined) {
-      // Only group 0's leader knows a topic does not exist; another node may not have applied its creation yet.
-      const group0 = this.context.groups.group0;
-      if (group0.isLeader) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
-      throw new DsyncError(ErrorCode.UNAVAILABLE, `topic ${topicName} is not known on ${this.node.nodeId} (yet); retry shortly`,
-        { retryAfterMs: overloadRetryAfterMs });
-    }
+    const t = this.knownTopic(topicName);
     if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.partitions) {
       throw new DsyncError(ErrorCode.BAD_REQUEST, `topic ${topicName} has partitions 0..${t.partitions - 1}; there is no partition ${partition}`);
     }
@@ -553,6 +546,17 @@ export class QueueService implements Service {
     }
     if (!h.isLeader) throw this.notLeader(h);
     return h;
+  }
+
+  /** A topic in this node's applied table, or the error to answer with. */
+  private knownTopic(topicName: string): TopicRecord {
+    const t = this.topics.table.get(topicName);
+    if (t !== undefined) return t;
+    // Only group 0's leader knows a topic does not exist; another node may not have applied its creation yet.
+    const group0 = this.context.groups.group0;
+    if (group0.isLeader) throw new DsyncError(ErrorCode.NOT_FOUND, `topic ${topicName} does not exist`);
+    throw new DsyncError(ErrorCode.UNAVAILABLE, `topic ${topicName} is not known on ${this.node.nodeId} (yet); retry shortly`,
+      { retryAfterMs: overloadRetryAfterMs });
   }
 
   private trackConsumer(h: Hosted, link: ClientLink, consumer: ConsumerId): void {
@@ -591,10 +595,13 @@ export class QueueService implements Service {
       this.linearizable(rc, () => schema.TopicListReply.encode({ topics: this.topics.table.list().map((t) => this.topicState(t)) }).finish());
     }, 'read');
     c.handle(Opcode.PartitionMap, (rc, payload) => {
-      this.topicStateReply(rc, decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map').topic);
+      const req = decodePayload((b) => schema.PartitionMapRequest.decode(b), payload, 'partition map');
+      if (req.local) rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(this.knownTopic(req.topic))).finish());
+      else this.topicStateReply(rc, req.topic);
     }, 'read');
     c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
     c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
+    c.handle(Opcode.Ring, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.RingReply.encode(this.ringReply()).finish()), 'read');
     for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {
       c.handle(op, (rc, payload) => this.settle(rc, decodePayload((b) => schema.SettleRequest.decode(b), payload, 'settle')));
     }
@@ -629,7 +636,7 @@ export class QueueService implements Service {
       const result = r as TopicResult;
       if (result.kind === 'error') {
         rc.conn.replyError(rc.requestId, rc.opcode, new DsyncError(result.code, result.message));
-      } else if (result.kind === 'created') {
+      } else if (result.kind === 'created' || result.kind === 'exists') {
         rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(result.topic)).finish());
       } else {
         rc.conn.reply(rc.requestId, rc.opcode, schema.TopicListReply.encode({ topics: result.topics.map((t) => this.topicState(t)) }).finish());
@@ -1001,16 +1008,23 @@ export class QueueService implements Service {
     c.register({
       name: 'ring', usage: 'ring', help: 'the consistent-hash ring over group 0\'s voters: each member\'s share of the hash space and the partitions it hosts',
       run: () => {
-        const voters = this.opts.voters();
-        if (voters.length === 0) return '(no voters)';
-        const ring = new Ring(this.opts.hash, { nodes: voters });
-        const shares = ring.shares();
-        const hostedBy = new Map<string, number>();
-        for (const t of this.topics.table.list()) for (const r of t.placement) for (const n of r) hostedBy.set(n, (hostedBy.get(n) ?? 0) + 1);
-        return `${ring.size} members x ${ring.vnodesPerNode} virtual nodes\n` + voters.map((v) =>
-          `${v} share=${((shares.get(v) ?? 0) * 100).toFixed(1)}% partition-replicas=${hostedBy.get(v) ?? 0}`).join('\n');
+        const r = this.ringReply();
+        if (r.members.length === 0) return '(no voters)';
+        return `${r.members.length} members x ${r.vnodesPerNode} virtual nodes\n` + r.members.map((m) =>
+          `${m.id} share=${(m.share * 100).toFixed(1)}% partition-replicas=${m.partitionReplicas}`).join('\n');
       },
     });
+  }
+
+  /** The ring over group 0's voters as this node knows them: the Ring request and the console's `ring`. */
+  private ringReply(): { vnodesPerNode: number; members: { id: string; share: number; partitionReplicas: number }[] } {
+    const voters = this.opts.voters();
+    if (voters.length === 0) return { vnodesPerNode: 0, members: [] };
+    const ring = new Ring(this.opts.hash, { nodes: voters });
+    const shares = ring.shares();
+    const hostedBy = new Map<string, number>();
+    for (const t of this.topics.table.list()) for (const r of t.placement) for (const n of r) hostedBy.set(n, (hostedBy.get(n) ?? 0) + 1);
+    return { vnodesPerNode: ring.vnodesPerNode, members: voters.map((v) => ({ id: v, share: shares.get(v) ?? 0, partitionReplicas: hostedBy.get(v) ?? 0 })) };
   }
 }
 

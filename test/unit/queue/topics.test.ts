@@ -47,8 +47,13 @@ t.test('create validation (table)', async (t) => {
     if (c.code === null) t.equal(r.kind, 'created', c.what);
     else t.ok(r.kind === 'error' && r.code === c.code, `${c.what}: ${c.code} (${r.kind === 'error' ? r.message : r.kind})`);
   }
+  const topicsBefore = table.list().length;
   const again = table.apply(create('orders'), voters, index++);
-  t.ok(again.kind === 'error' && again.code === 'ALREADY_EXISTS', 'a second create of a name: ALREADY_EXISTS');
+  t.ok(again.kind === 'exists' && again.topic.name === 'orders', 'a second create with the same settings answers the topic (a retried create succeeds)');
+  const other = table.apply(create('orders', { partitions: 7 }), voters, index++);
+  t.ok(other.kind === 'error' && other.code === 'ALREADY_EXISTS' && /partitions \d+ \(asked 7\)/.test(other.message),
+    `a create with other settings: ALREADY_EXISTS naming the difference (${other.kind === 'error' ? other.message : other.kind})`);
+  t.equal(table.list().length, topicsBefore, 'neither created anything');
 });
 
 t.test('defaults, dead-letter topic, delete', async (t) => {
