@@ -18,7 +18,9 @@ const chartDir = join(repoRoot, 'docs', 'performance');
 
 /** Per-benchmark wall-clock limits: the whole report stays under ~5 minutes. */
 const builtinTimeoutMs = 90_000;
-const extraScriptTimeoutMs = 60_000;
+const extraScriptTimeoutMs = 120_000;
+/** How a bench:* script in package.json starts when it builds first. */
+const buildPrefix = 'npm run build && ';
 /** Output lines of an extra bench:* script kept in the report. */
 const extraOutputLinesMax = 40;
 
@@ -168,7 +170,12 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
   const extras: Step[] = Object.keys(pkg.scripts ?? {}).filter((s) => s.startsWith('bench:') && !coveredScripts.has(s)).sort()
-    .map((s) => ({ name: s, argv: ['npm', 'run', '--silent', s], env: {}, timeoutMs: extraScriptTimeoutMs }));
+    .map((s) => {
+      // The build already ran (this report runs from dist/): run what follows it, not a second tsc inside the time limit.
+      const command = pkg.scripts?.[s] ?? '';
+      const rest = command.startsWith(buildPrefix) ? command.slice(buildPrefix.length) : null;
+      return { name: s, argv: rest === null ? ['npm', 'run', '--silent', s] : ['sh', '-c', rest], env: {}, timeoutMs: extraScriptTimeoutMs };
+    });
   for (const name of ['ping', 'wal', 'raft', 'locks']) rmSync(join(resultsDir, `${name}.json`), { force: true });
 
   const runs: StepRun[] = [];
@@ -277,7 +284,8 @@ async function main(): Promise<void> {
   lines.push('', '## Runs', '', table(['benchmark', 'command', 'settings', 'seconds', 'result'], [...builtins, ...extras].map((step, i) => {
     const r = runs[i];
     const result = r === undefined ? 'not run' : r.timedOut ? `**killed after ${step.timeoutMs / 1000} s**` : r.code === 0 ? 'ok' : `**exit ${String(r.code)}**: ${esc((r.stderr.trim().split('\n').pop() ?? '').slice(0, 120))}`;
-    const command = step.argv[0] === 'npm' ? `npm run ${step.name}` : `node ${step.argv.slice(1).map((a) => a.replace(`${repoRoot}/`, '')).join(' ')}`;
+    const command = step.argv[0] === 'npm' ? `npm run ${step.name}` : step.argv[0] === 'sh' ? (step.argv[2] ?? '')
+      : `node ${step.argv.slice(1).map((a) => a.replace(`${repoRoot}/`, '')).join(' ')}`;
     return [step.name, `\`${command}\``, Object.entries(step.env).map(([k, v]) => `${k}=${v}`).join(' ') || '–', r === undefined ? '–' : r.seconds.toFixed(0), result];
   })), '');
   for (const r of runs.filter((x) => extras.some((e) => e.name === x.name))) {
