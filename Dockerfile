@@ -14,7 +14,12 @@ ENV NODE_ENV=production HOST=0.0.0.0 PORT=7401 HTTP_PORT=8401 CONSOLE_PORT=9401 
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
+# The status page at / is served from these files as they are (server/node/status.ts finds them next to dist/).
+COPY --from=build /app/server/node/status ./server/node/status
 COPY package.json ./
+# Not root: the image's `node` user (uid 1000) owns the data directory (a fresh volume copies this ownership).
+RUN mkdir -p /data && chown node:node /data
+USER node
 VOLUME ["/data"]
 EXPOSE 7401 8401 9401
 # Healthy = ready: group 0 has a leader this node reaches and it has applied what is committed (/readyz).

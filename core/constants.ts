@@ -468,3 +468,18 @@ assert(httpBodyBytesMax < frameBytesMax, 'what an HTTP body carries fits one req
 assert(httpConsumerTtlMsMin <= httpConsumerTtlMsDefault && httpConsumerTtlMsDefault <= httpConsumerTtlMsMax, 'consumer TTL default within range');
 assert(httpRequestsInFlightMax > 0 && httpConsumersMax > 0 && httpPartitionMapsMax > 0, 'gateway bounds');
 assert(httpFetchCountDefault >= 1 && httpFetchCountDefault <= queueFetchCountMax, 'the default fetch size is a valid one');
+
+// ---- status page (server/node/status.ts) ----
+/** How often the node samples the figures the status page charts. */
+export const statusSampleIntervalMs = 2_000;
+/** Samples kept for the charts: 150 x 2 s = the last 5 minutes. */
+export const statusHistorySamplesMax = 150;
+/** A member that does not answer this node's Status request within this long is shown as not answering. */
+export const statusPeerTimeoutMs = 800;
+/** Peers' answers are reused for this long, so several open pages cost the members one request each per period. */
+export const statusPeerCacheMs = 1_000;
+/** Bytes of a static status-page file the node serves; the files are read once at start. */
+export const statusFileBytesMax = 256 * 1024;
+
+assert(statusPeerTimeoutMs < statusSampleIntervalMs && statusPeerCacheMs <= statusSampleIntervalMs && statusHistorySamplesMax > 0,
+  'a member status request finishes within one sample period, and cached answers are not older than one');

@@ -28,6 +28,7 @@ import { QueueService, type QueueServiceOptions } from './services/queues/servic
 import { diskPartitionStorage } from './services/queues/storage.js';
 import xxhash from 'xxhash-wasm';
 import { registerServices, type Service, serviceContext } from './services/service.js';
+import { fsyncBucketsNs } from './storage/shared.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
 import { type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
@@ -165,8 +166,23 @@ function walMetrics(node: DsyncNode, wal: Wal): void {
   m.counterFrom('dsync_wal_fsync_seconds_total', 'Time spent in fdatasync (divide by dsync_wal_fsyncs_total for the mean)', [],
     one(() => wal.metrics().fsyncNsTotal / 1e9));
   m.gauge('dsync_wal_fsync_seconds_max', 'Slowest fdatasync since start', [], one(() => wal.metrics().fsyncNsMax / 1e9));
+  m.histogramFrom('dsync_wal_fsync_duration_seconds', 'fdatasync latency of WAL segment writes (every acknowledged write waits for one on a majority)',
+    fsyncBucketsNs.map((ns) => Number(ns) / 1e9), () => {
+      const w = wal.metrics();
+      return { perBound: w.fsyncBucketCounts, count: w.fsyncs, sumSeconds: w.fsyncNsTotal / 1e9 };
+    });
   m.gauge('dsync_wal_pending_bytes', 'Bytes queued for the WAL writer (backpressure beyond walPendingBytesMax)', [], one(() => wal.metrics().pendingBytes));
   m.gauge('dsync_wal_segments', 'WAL segment files on disk', [], one(() => wal.metrics().segments));
+}
+
+/** Per Raft group hosted here, counted by its runner: proposals, leaders seen, terms (election rounds). */
+function raftMetrics(node: DsyncNode, host: GroupHost): void {
+  const m = node.metrics;
+  const per = (pick: (g: GroupRunner) => number) => (): Iterable<[{ group: number }, number]> =>
+    [...host.groups.values()].map((g) => [{ group: g.group }, pick(g)]);
+  m.counterFrom('dsync_raft_proposals_total', 'Entries this node proposed as the group\'s leader (accepted into its log)', ['group'], per((g) => g.counts.proposals));
+  m.counterFrom('dsync_raft_leader_changes_total', 'Times this replica learned of a new leader of the group', ['group'], per((g) => g.counts.leaderChanges));
+  m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 
 async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
@@ -192,6 +208,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   node.handlePeerPush(Opcode.Raft, (from, payload) => host.receive(from, payload));
   node.addGroupStatus(() => [...host.groups.values()].map((g) => g.status()));
   walMetrics(node, wal);
+  raftMetrics(node, host);
   node.onStop(() => host.stop());
 
   const canaries = serverCanariesFrom(process.env);

@@ -14,7 +14,7 @@ import { dialNode, type NodeSecurity, openSecurity } from './security.js';
 export type JoinReply = ReturnType<typeof schema.MemberJoinReply.decode>;
 
 /** One request/response exchange with `address` (hello first); rejects with a DsyncError. */
-function exchange(address: string, opcode: number, payload: Uint8Array, name: string, timeoutMs: number, security: NodeSecurity): Promise<Uint8Array> {
+export function exchange(address: string, opcode: number, payload: Uint8Array, name: string, timeoutMs: number, security: NodeSecurity): Promise<Uint8Array> {
   const sep = address.lastIndexOf(':');
   const host = address.slice(0, sep).replace(/^\[(.*)\]$/, '$1');
   const port = Number(address.slice(sep + 1));

@@ -7,7 +7,8 @@
 //   path pays nothing for them.
 // Services add their own through ServiceNode.metrics (the same registry).
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type MetricObjectWithValues, type MetricType, type MetricValueWithName, Registry } from 'prom-client';
+import { assert } from '../../core/assert.js';
 import { isKnownOpcode, opcodeName } from '../../protocol/frame.js';
 
 /** Request latency buckets, seconds: from a loopback round trip to a long lock wait. */
@@ -69,6 +70,41 @@ export class NodeMetrics {
         this.reset();
         for (const [labels, value] of read()) this.inc(labels, value);
       } });
+  }
+
+  /**
+   * A histogram kept by someone else (the WAL writer thread's fsync buckets) exposed as a
+   * Prometheus histogram read at scrape time: `read` gives the count per bound (not
+   * cumulative, same order as `boundsSeconds`), the total count (so +Inf) and the sum.
+   */
+  histogramFrom(name: string, help: string, boundsSeconds: readonly number[],
+    read: () => { readonly perBound: readonly number[]; readonly count: number; readonly sumSeconds: number }): void {
+    assert(boundsSeconds.every((b, i) => i === 0 || b > (boundsSeconds[i - 1] ?? 0)), `${name}: bounds ascend`);
+    const registry = this.registry;
+    class ReadHistogram extends Histogram<'le'> {
+      /** What the registry's text output asks a histogram for (prom-client's typings leave it out). */
+      getForPromString(): Promise<MetricObjectWithValues<MetricValueWithName<'le'>>> {
+        return this.get();
+      }
+
+      override get(): Promise<MetricObjectWithValues<MetricValueWithName<'le'>>> {
+        const r = read();
+        assert(r.perBound.length === boundsSeconds.length, `${name}: one count per bound`);
+        let cumulative = 0;
+        const values: MetricValueWithName<'le'>[] = boundsSeconds.map((le, i) => {
+          cumulative += r.perBound[i] ?? 0;
+          return { labels: { le }, value: cumulative, metricName: `${name}_bucket` };
+        });
+        // The writer thread bumps the count, then a bucket; a read between the two (or of slots read at different
+        // moments) may see a bucket ahead of the count: never let +Inf fall below the buckets.
+        const count = Math.max(r.count, cumulative);
+        values.push({ labels: { le: '+Inf' }, value: count, metricName: `${name}_bucket` },
+          { labels: {}, value: r.sumSeconds, metricName: `${name}_sum` }, { labels: {}, value: count, metricName: `${name}_count` });
+        // prom-client's typings declare MetricType a numeric enum; at run time (and in its own Histogram) it is the string.
+        return Promise.resolve({ name, help, type: 'histogram' as unknown as MetricType, aggregator: 'sum', values, collect: () => undefined });
+      }
+    }
+    new ReadHistogram({ name, help, buckets: [...boundsSeconds], registers: [registry] });
   }
 
   text(): Promise<string> {

@@ -20,6 +20,7 @@ import { Logger } from './log.js';
 import { NodeMetrics } from './metrics.js';
 import { PeerLinks } from './peers.js';
 import { type Access, type Credential, roleAllows, verifiedPeerName } from './security.js';
+import { registerStatusPage } from './status.js';
 import type { ClientLink, RequestHandler, ServiceNode } from '../services/service.js';
 
 export type { RequestContext, RequestHandler } from '../services/service.js';
@@ -445,6 +446,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       const r = this.readiness();
       sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', nodeId: this.config.nodeId, ...r });
     });
+    registerStatusPage(this);
     // The JSON gateway and its OpenAPI document.
     this.http.route('GET', '/openapi.yaml', (req, res) => this.gateway.serveSpec(req, res));
     this.http.mount('/v1/', (req, res) => this.gateway.handle(req, res));

@@ -101,6 +101,10 @@ export class GroupRunner {
   private persistedVote: string;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
+  /** Counted for /metrics (dsync_raft_*_total): proposals accepted here, leaders seen, terms passed. */
+  readonly counts = { proposals: 0, leaderChanges: 0, terms: 0 };
+  /** The term when `counts.terms` was last brought up to date (at start: the recovered term). */
+  private termCounted = 0;
   /**
    * The latest commit-only hard state, not written yet. Raft's commit index is volatile
    * (a restart recomputes it from the leader), so such a hard state is not worth a write
@@ -138,6 +142,7 @@ export class GroupRunner {
       maxBytesPerMsg: appendEntriesBytesMax,
       maxInflightMsgs: inflightAppendsMax,
     }, persisted);
+    this.termCounted = Number(persisted.hardState.term);
     this.schedule();
   }
 
@@ -175,6 +180,7 @@ export class GroupRunner {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `group ${this.group} cannot take proposals right now (${outcome.reason}); retry shortly`));
     }
     this.walBytesReserved += bytes;
+    this.counts.proposals++;
     this.schedule();
     return new Promise((resolve, reject) => {
       this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
@@ -446,6 +452,11 @@ export class GroupRunner {
     } else if (leaderChanged) {
       this.failReads(new DsyncError(ErrorCode.UNAVAILABLE, 'the leader changed during a read; retry'));
     }
+    // Every term is one election round (won or not); a term skipped between two soft-state changes is counted at the second.
+    const termNow = Number(this.raft.status().term);
+    if (termNow > this.termCounted) this.counts.terms += termNow - this.termCounted;
+    this.termCounted = Math.max(this.termCounted, termNow);
+    if (leaderChanged && leader !== '') this.counts.leaderChanges++;
     if (leaderChanged || wasLeader !== (role === Role.Leader)) {
       this.host.log.info('raft leadership', { group: this.group, leader, role: roleNames[role], term: this.raft.status().term });
       this.sm.onLeaderChange?.(role === Role.Leader, leader);

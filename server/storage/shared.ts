@@ -20,7 +20,16 @@ export const statLastBatchBytes = 6;
 export const statFsyncNsTotal = 7;
 export const statFsyncNsMax = 8;
 export const statDirFsyncs = 9;
-export const seqSlots = 10;
+/**
+ * fdatasync latency histogram: slot statFsyncBucketFirst + i counts the fsyncs that took at
+ * most fsyncBucketsNs[i] and more than the bucket before (not cumulative; the reader sums).
+ * Slower ones than the last bound are statFsyncs minus the buckets' sum.
+ */
+export const fsyncBucketsNs: readonly bigint[] = [100_000n, 250_000n, 500_000n, 1_000_000n, 2_500_000n, 5_000_000n, 10_000_000n,
+  25_000_000n, 50_000_000n, 100_000_000n, 250_000_000n, 1_000_000_000n];
+export const statFsyncBucketFirst = 10;
+export const seqSlots = statFsyncBucketFirst + fsyncBucketsNs.length;
+assert(fsyncBucketsNs.every((b, i) => i === 0 || b > (fsyncBucketsNs[i - 1] ?? 0n)), 'fsync buckets ascend');
 
 export interface WalWorkerData {
   readonly dir: string;

@@ -17,6 +17,8 @@ import {
   statBatches,
   statBytes,
   statDirFsyncs,
+  fsyncBucketsNs,
+  statFsyncBucketFirst,
   statFsyncNsMax,
   statFsyncNsTotal,
   statFsyncs,
@@ -89,6 +91,8 @@ function datasync(fd: number): void {
   Atomics.add(seqs, statFsyncs, 1n);
   Atomics.add(seqs, statFsyncNsTotal, ns);
   if (ns > Atomics.load(seqs, statFsyncNsMax)) Atomics.store(seqs, statFsyncNsMax, ns);
+  const bucket = fsyncBucketsNs.findIndex((bound) => ns <= bound);
+  if (bucket >= 0) Atomics.add(seqs, statFsyncBucketFirst + bucket, 1n);
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

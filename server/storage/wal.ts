@@ -47,6 +47,8 @@ import {
   statBatches,
   statBytes,
   statDirFsyncs,
+  fsyncBucketsNs,
+  statFsyncBucketFirst,
   statFsyncNsMax,
   statFsyncNsTotal,
   statFsyncs,
@@ -91,6 +93,8 @@ export interface WalMetrics {
   readonly lastBatchBytes: number;
   readonly fsyncNsTotal: number;
   readonly fsyncNsMax: number;
+  /** fdatasyncs per latency bucket of fsyncBucketsNs (not cumulative); slower than the last bound: fsyncs minus their sum. */
+  readonly fsyncBucketCounts: readonly number[];
   readonly durableSeq: number;
   readonly lastSeq: number;
   readonly pendingBytes: number;
@@ -476,6 +480,7 @@ export class Wal {
       lastBatchBytes: n(statLastBatchBytes),
       fsyncNsTotal: n(statFsyncNsTotal),
       fsyncNsMax: n(statFsyncNsMax),
+      fsyncBucketCounts: fsyncBucketsNs.map((_, i) => n(statFsyncBucketFirst + i)),
       durableSeq: this.durableSeq,
       lastSeq: this.nextSeq - 1,
       pendingBytes: this.pendingBytes,

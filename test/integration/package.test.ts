@@ -48,7 +48,8 @@ t.test('the tarball ships the runtime, not tests, benchmarks or sources', async 
   const { stdout } = await run('tar', ['-tzf', join(packDir, tarball)], { env });
   const files = stdout.split('\n').filter((f) => f !== '').map((f) => f.replace(/^package\//, ''));
   for (const wanted of ['package.json', 'README.md', 'bin/dsync.js', 'dist/client/index.js', 'dist/client/index.d.ts',
-    'dist/cli/dsync.js', 'dist/protocol/generated/dsync.js']) {
+    'dist/cli/dsync.js', 'dist/protocol/generated/dsync.js', 'server/node/status/index.html', 'server/node/status/app.js',
+    'server/node/status/style.css']) {
     t.ok(files.includes(wanted), `ships ${wanted}`);
   }
   t.same(files.filter((f) => /^(dist\/(test|bench)\/|test\/|bench\/|\.ci\/|client\/|core\/)/.test(f) || f.endsWith('.map')), [],

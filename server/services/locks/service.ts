@@ -141,6 +141,26 @@ export class LockService implements SubMachine, Service {
     this.registerMetrics(ctx);
   }
 
+  /**
+   * What the applied entries did, for dsync_lock_events_total. Counted on every replica as it
+   * applies (the same numbers everywhere: take the max over nodes, not the sum).
+   */
+  private readonly eventCounts = new Map<LockEventName, number>();
+
+  private countOutcome(command: string, outcome: ReturnType<LockTable['apply']>): void {
+    const add = (event: LockEventName, n = 1): void => { if (n > 0) this.eventCounts.set(event, (this.eventCounts.get(event) ?? 0) + n); };
+    const r = outcome.result;
+    // A cancelWait answering 'granted' reports a grant its event already counted.
+    if (r.kind === 'granted' && command === 'acquire') add('granted');
+    if (r.kind === 'error' && r.code === 'DEADLOCK') add('deadlock');
+    if (r.kind === 'expired') add('session_expired', r.sessions.length);
+    for (const ev of outcome.events) {
+      if (ev.kind === 'granted') add('granted');
+      else if (ev.kind === 'failed' && ev.code === 'TIMEOUT') add('wait_timeout');
+      else if (ev.kind === 'revoked') add(ev.reason === 'forced' ? 'force_released' : 'lost_to_expiry');
+    }
+  }
+
   /** Lock table gauges for /metrics, read from this replica's applied state at scrape time. */
   private registerMetrics(ctx: ServiceContext): void {
     const m = ctx.node.metrics;
@@ -157,6 +177,8 @@ export class LockService implements SubMachine, Service {
     });
     m.gauge('dsync_lock_waiters', 'Acquires waiting in lock queues', [], () => [[{}, locks().reduce((n, l) => n + l.waiters.length, 0)]]);
     m.gauge('dsync_lock_sessions', 'Open lock sessions', [], () => [[{}, this.table.listSessions().length]]);
+    m.counterFrom('dsync_lock_events_total', 'Lock events applied by this replica of group 0 (the same on every replica): granted, wait_timeout, '
+      + 'deadlock, session_expired, lost_to_expiry, force_released', ['event'], () => [...this.eventCounts].map(([event, n]) => [{ event }, n]));
   }
 
   private get context(): ServiceContext {
@@ -183,6 +205,7 @@ export class LockService implements SubMachine, Service {
     const cmd = decodeLockCommand(body);
     const outcome = this.table.apply(cmd, entry.index);
     if (this.isLeader) this.leases.observe(cmd, entry.index, outcome, this.monotonicMs());
+    if (!outcome.duplicate) this.countOutcome(cmd.kind, outcome);
     for (const ev of outcome.events) {
       if (ev.kind === 'revoked') {
         if (this.isLeader) this.pushLost(ev);
@@ -496,3 +519,5 @@ function checkLockName(name: string): void {
   const problem = lockNameProblem(name);
   if (problem !== null) throw new DsyncError(ErrorCode.BAD_REQUEST, problem);
 }
+
+type LockEventName = 'granted' | 'wait_timeout' | 'deadlock' | 'session_expired' | 'lost_to_expiry' | 'force_released';

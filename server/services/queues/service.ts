@@ -211,6 +211,7 @@ export class QueueService implements Service {
     });
     this.registerHandlers();
     this.registerConsole();
+    this.registerMetrics(ctx);
     this.scheduleReconcile();
     this.dutyTimers.push(ctx.scheduler.every(queuePreferredLeaderCheckMs, () => this.preferLeaders()));
     this.dutyTimers.push(ctx.scheduler.every(queueRetentionCheckMs, () => this.enforceRetention()));
@@ -345,6 +346,7 @@ export class QueueService implements Service {
   private applied(h: Hosted, entry: Entry, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void {
     if (!h.isLeader || h.stopped) return;
     let appended = false;
+    for (const o of outcomes) if (!o.duplicate) this.countOutcome(h.topic.name, o);
     for (const [i, o] of outcomes.entries()) {
       const kind = commands[i]?.cmd.kind;
       if (kind === 'append' || kind === 'expireDeadlines' || kind === 'consumerGone' || kind === 'nack') appended = true;
@@ -855,6 +857,84 @@ export class QueueService implements Service {
       (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, this.node.asDsyncError(err)));
   }
 
+  // ------------------------------------------------------------------ metrics
+
+  /** What the partitions this node led applied, per topic and event, for dsync_queue_messages_total. */
+  private readonly eventCounts = new Map<string, Map<QueueEventName, number>>();
+
+  private countOutcome(topic: string, o: CommandOutcome): void {
+    let counts = this.eventCounts.get(topic);
+    if (counts === undefined) {
+      counts = new Map();
+      this.eventCounts.set(topic, counts);
+    }
+    const add = (event: QueueEventName, n: number): void => { if (n > 0) counts.set(event, (counts.get(event) ?? 0) + n); };
+    const r = o.result;
+    switch (r.kind) {
+      case 'appended': add('published', r.count); break;
+      case 'delivered':
+        add('delivered', r.deliveries.length);
+        add('redelivered', r.deliveries.filter((d) => d.attempt > 1).length);
+        break;
+      case 'acked': add('acked', r.statuses.filter((st) => st === 'OK').length); break;
+      case 'nacked': add('nacked', 1); break;
+      case 'expired': add('deadline_expired', r.count); break;
+      default: break;
+    }
+    add('dead_lettered', o.events.filter((e) => e.kind === 'deadLettered').length);
+  }
+
+  /**
+   * Placement, offsets and lag for /metrics (and the status page, which reads the same
+   * registry), read at scrape time from group 0's topic table and the partitions hosted
+   * here. Series are per topic and partition, bounded by queueTopicsMax x partitions.
+   */
+  private registerMetrics(ctx: ServiceContext): void {
+    const m = ctx.node.metrics;
+    const hostedParts = (): { topic: string; partition: number; h: Hosted }[] => this.topics.table.list().flatMap((t) =>
+      t.placement.flatMap((_replicas, p) => {
+        const h = this.hosted.get(groupId(partitionGroupId(t.id, p)));
+        return h === undefined ? [] : [{ topic: t.name, partition: p, h }];
+      }));
+    m.gauge('dsync_queue_partition_info', 'Every partition of every topic (1): its Raft group, replicas (the first preferred) and the leader this node knows',
+      ['topic', 'partition', 'group', 'replicas', 'leader'], () => this.topics.table.list().flatMap((t) => this.topicState(t).partitionList.map((p) =>
+        [{ topic: t.name, partition: p.index ?? 0, group: p.groupId ?? 0, replicas: (p.replicas ?? []).join(','), leader: p.leaderId ?? '' }, 1] as
+          [Record<'topic' | 'partition' | 'group' | 'replicas' | 'leader', string | number>, number])));
+    m.gauge('dsync_queue_log_end_offset', 'Offset after the last message of each partition hosted here (grows with every publish)', ['topic', 'partition'],
+      () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.logEndOffset]));
+    m.gauge('dsync_queue_backlog_bytes', 'Bytes of messages each partition hosted here retains (key, value and headers)', ['topic', 'partition'],
+      () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.retainedBytes]));
+    m.gauge('dsync_queue_log_start_offset', 'First retained offset of each partition hosted here', ['topic', 'partition'],
+      () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.logStartOffset]));
+    const perGroup = (pick: (info: { lag: number; inFlight: number }) => number) => (): [Record<'topic' | 'partition' | 'group', string | number>, number][] =>
+      hostedParts().flatMap(({ topic, partition, h }) => h.machine.partition.listGroups().map((g) => {
+        const info = h.machine.partition.groupInfo(g);
+        return [{ topic, partition, group: g }, info === null ? 0 : pick(info)] as [Record<'topic' | 'partition' | 'group', string | number>, number];
+      }));
+    m.gauge('dsync_queue_lag', 'Messages a consumer group has not yet been handed, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.lag));
+    m.gauge('dsync_queue_in_flight', 'Deliveries handed out and not yet settled, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.inFlight));
+    m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '
+      + 'deadline_expired, dead_lettered (sum over nodes: each entry counts on its leader only)', ['topic', 'event'], () => {
+      const live = new Set(this.topics.table.list().map((t) => t.name));
+      const out: [{ topic: string; event: string }, number][] = [];
+      for (const [topic, counts] of this.eventCounts) {
+        // A deleted topic's series end with it (the map stays bounded by the live topics).
+        if (!live.has(topic)) {
+          this.eventCounts.delete(topic);
+          continue;
+        }
+        for (const [event, n] of counts) out.push([{ topic, event }, n]);
+      }
+      return out;
+    });
+    m.gauge('dsync_ring_share', 'Share of the consistent-hash ring each voter of group 0 owns (0-1)', ['member'], () => {
+      const voters = this.opts.voters();
+      if (voters.length === 0) return [];
+      const shares = new Ring(this.opts.hash, { nodes: voters }).shares();
+      return voters.map((v) => [{ member: v }, shares.get(v) ?? 0]);
+    });
+  }
+
   // ------------------------------------------------------------------ replay, redrive
 
   private replay(rc: RequestContext, req: ReturnType<typeof schema.ReplayRequest.decode>): void {
@@ -947,6 +1027,8 @@ export class QueueService implements Service {
     return { vnodesPerNode: ring.vnodesPerNode, members: voters.map((v) => ({ id: v, share: shares.get(v) ?? 0, partitionReplicas: hostedBy.get(v) ?? 0 })) };
   }
 }
+
+type QueueEventName = 'published' | 'delivered' | 'redelivered' | 'acked' | 'nacked' | 'deadline_expired' | 'dead_lettered';
 
 function fencingOf(f: { lock?: string | null; token?: number | null } | null | undefined): Fencing | undefined {
   if (f === null || f === undefined || (f.lock ?? '') === '') return undefined;
