@@ -61,6 +61,11 @@ export class CacheWorkload implements Workload {
     await Promise.all(this.clients.map((c) => c.close().catch(() => {})));
   }
 
+  kill(): void {
+    this.running = false;
+    for (const c of this.clients) void c.close().catch(() => {});
+  }
+
   check(ops: readonly BaseOp[]): CheckOutcome {
     const mine = ops.filter((o): o is CacheOp => o.service === 'cache');
     const history: HistoryOp[] = [];

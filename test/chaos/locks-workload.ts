@@ -88,14 +88,14 @@ export class LockWorkload implements Workload {
 
   async stop(): Promise<void> {
     for (const c of this.children) if (c.connected) c.send({ t: 'stop' } satisfies RunnerMessage);
-    const timer = setTimeout(() => { for (const c of this.children) this.kill(c); }, stopGraceMs);
+    const timer = setTimeout(() => this.kill(), stopGraceMs);
     await Promise.all(this.finished);
     clearTimeout(timer);
   }
 
   /** Kills every client still running (teardown after a failure). */
-  killAll(): void {
-    for (const c of this.children) this.kill(c);
+  kill(): void {
+    for (const c of this.children) this.killChild(c);
   }
 
   check(ops: readonly BaseOp[]): CheckOutcome {
@@ -107,7 +107,7 @@ export class LockWorkload implements Workload {
     return ops.filter((o) => o.service === 'locks' && o.f === 'acquire');
   }
 
-  private kill(c: ChildProcess): void {
+  private killChild(c: ChildProcess): void {
     if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return;
     try {
       process.kill(c.pid, 'SIGCONT');

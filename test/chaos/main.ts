@@ -55,7 +55,8 @@ async function main(): Promise<void> {
   process.exitCode = result.anomalies === 0 ? 0 : 1;
 }
 
+// Exits when done: after a failure, clients of a workload may still be retrying against nodes that are gone.
 main().catch((err: unknown) => {
   process.stderr.write(`chaos: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   process.exitCode = 2;
-});
+}).finally(() => process.exit());

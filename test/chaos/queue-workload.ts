@@ -88,6 +88,12 @@ export class QueueWorkload implements Workload {
     await Promise.all(this.clients.map((c) => c.close().catch(() => {})));
   }
 
+  kill(): void {
+    this.producing = false;
+    this.consuming = false;
+    for (const c of this.clients) void c.close().catch(() => {});
+  }
+
   check(ops: readonly BaseOp[]): CheckOutcome {
     const r = checkQueueHistory(ops.filter((o): o is QueueOp => o.service === 'queues' && (o.f === 'publish' || o.f === 'deliver')), { drainedGroups: [group] });
     const s = r.stats;

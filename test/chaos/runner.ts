@@ -94,7 +94,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       ...(nodeCanaries.length === 0 ? {} : { env: { DSYNC_CANARY: nodeCanaries.join(',') } }) });
     const loadStartMs = now();
     const loadUntilMs = loadStartMs + opts.durationMs;
-    for (const w of workloads) t.teardown(() => (w instanceof LockWorkload ? w.killAll() : undefined));
+    for (const w of workloads) t.teardown(() => w.kill());
     // Together: connecting clients and creating a topic take a while on a loaded machine, and it comes out of the fault window.
     await Promise.all(workloads.map((w) => w.start({ seeds: cluster.seeds, nodeIds: cluster.ids, seed: opts.seed, originMs, loadUntilMs, history,
       canaries, ttlMs, log })));

@@ -61,6 +61,8 @@ export interface Workload {
   onFaultStart?(notice: FaultNotice): void;
   /** Stops load (bounded), waits for every client to finish and exit. */
   stop(): Promise<void>;
+  /** Teardown after a failure: ends every client at once (stop() may never have been called). */
+  kill(): void;
   /** Canaries this workload knows. */
   readonly canaries: readonly string[];
   /** Of those, the ones that are node bugs: canary -> the DSYNC_CANARY name the nodes start with (server/node/canary.ts). */
