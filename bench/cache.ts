@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { Client, DsyncError } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('CACHE_BENCH_SECONDS', 8, 1, 3600);
 const warmupSeconds = envInt('CACHE_BENCH_WARMUP_SECONDS', 2, 0, 600);
@@ -46,19 +46,6 @@ type ScenarioName = 'read-heavy' | 'write-heavy';
 const getShare: Record<ScenarioName, number> = { 'read-heavy': 0.95, 'write-heavy': 0.5 };
 function isScenario(s: string): s is ScenarioName {
   return s === 'read-heavy' || s === 'write-heavy';
-}
-
-/** xorshift32: the key sequence replays with the same SEED. */
-function prng(state: number): () => number {
-  let x = state === 0 ? 0x9e3779b9 : state >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
 }
 
 interface ScenarioResult {

@@ -59,3 +59,16 @@ export function runBenchmark(main: () => Promise<void>): void {
     process.exit(1);
   });
 }
+
+/** xorshift32: a benchmark's key or name sequence replays with the same SEED. */
+export function prng(state: number): () => number {
+  let x = state === 0 ? 0x9e3779b9 : state >>> 0;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}

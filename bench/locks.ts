@@ -23,7 +23,7 @@ import * as hdr from 'hdr-histogram-js';
 import { Client, DsyncError } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
-import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('LOCKS_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -44,19 +44,6 @@ const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'b
 type ScenarioName = 'distinct' | 'hot';
 function isScenario(s: string): s is ScenarioName {
   return s === 'distinct' || s === 'hot';
-}
-
-/** xorshift32: the name sequence replays with the same SEED. */
-function prng(state: number): () => number {
-  let x = state === 0 ? 0x9e3779b9 : state >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
 }
 
 interface ScenarioResult {
