@@ -83,6 +83,27 @@ export function checkKeys(ops: readonly HistoryOp[], opts: CheckOptions = {}, st
   return { failedKeys, explored };
 }
 
+/** One state of the search: the model's value there, and which candidate it tries now. */
+interface Frame {
+  /** The key's value in this state (restored when a candidate is undone). */
+  readonly value: string | null;
+  /** Candidates are the undone ops in [lo, hi): invoked before every undone op completed. */
+  readonly hi: number;
+  /** Next index to consider as a candidate. */
+  next: number;
+  /** The candidate applied now (-1: none); undone when its subtree fails. */
+  tried: number;
+  /** A read that sees the current value: the only candidate tried (reads change nothing). */
+  readonly onlyRead: number;
+}
+
+/**
+ * Wing & Gong's search with Porcupine's memo, iterative (a history of tens of thousands of
+ * operations per key would overflow the stack if recursive). A state is the set of ops
+ * already linearized plus the value; every linearized op lies below the candidate window's
+ * end `hi` (the window only grows along a path), so the memo stores hi and the undone ops
+ * below it, which are few: no bitmap of the whole history per state.
+ */
 function checkKey(key: string, ops: HistoryOp[], exploreMax: number, lossy: boolean): { ok: boolean; explored: number } {
   const sorted = [...ops].sort((a, b) => a.invoke - b.invoke);
   const n = sorted.length;
@@ -90,46 +111,86 @@ function checkKey(key: string, ops: HistoryOp[], exploreMax: number, lossy: bool
   const mustLinearize = sorted.filter((o) => o.complete !== Infinity).length;
   const seen = new Set<string>();
   let explored = 0;
+  let completed = 0;
+  let lo = 0;
   const model = new CacheModel();
+  const opAt = (i: number): HistoryOp => sorted[i] as HistoryOp;
 
-  const search = (linearized: number, completedLinearized: number): boolean => {
-    if (completedLinearized === mustLinearize) return true;
+  /** The state now as a frame, or null when it was seen before (it failed then). */
+  const open = (): Frame | null => {
     if (++explored > exploreMax) throw new Error(`linearizability search for key ${key} explored more than ${exploreMax} states`);
-    const value = model.get(key);
-    const memo = `${Buffer.from(done).toString('base64')}|${value ?? '\u0000'}`;
-    if (seen.has(memo)) return false;
-    seen.add(memo);
-    // An op can go next only if it was invoked before every remaining op completed.
+    while (lo < n && done[lo] === 1) lo++;
+    // An op can go next only if it was invoked before every remaining op completed; past the
+    // first op invoked after the running minimum, none can (invokes are sorted).
     let minComplete = Infinity;
-    for (let i = 0; i < n; i++) if (done[i] === 0) minComplete = Math.min(minComplete, (sorted[i] as HistoryOp).complete);
-    // A read that may go next and sees the current value goes first without branching:
-    // reads change nothing, so any linearization can be reordered to start with it.
-    for (let i = 0; i < n; i++) {
-      if (done[i] === 1) continue;
-      const op = sorted[i] as HistoryOp;
+    let hi = lo;
+    const undone: number[] = [];
+    for (; hi < n; hi++) {
+      const op = opAt(hi);
       if (op.invoke > minComplete) break;
-      if (op.kind === 'get' && op.value === value) {
-        done[i] = 1;
-        const ok = search(linearized + 1, completedLinearized + 1);
-        done[i] = 0;
-        return ok;
+      if (done[hi] === 0) {
+        undone.push(hi);
+        minComplete = Math.min(minComplete, op.complete);
       }
     }
-    for (let i = 0; i < n; i++) {
-      if (done[i] === 1) continue;
-      const op = sorted[i] as HistoryOp;
-      if (op.invoke > minComplete) break;
-      // A lossy memory's "absent" is the loss taking effect here: it acts as a delete.
-      const loss = lossy && op.kind === 'get' && op.value === null;
-      if (op.kind === 'get' && !loss) continue;
-      done[i] = 1;
-      model.set(key, op.value);
-      const ok = search(linearized + 1, completedLinearized + (op.complete !== Infinity ? 1 : 0));
-      model.set(key, value);
-      done[i] = 0;
-      if (ok) return true;
-    }
-    return false;
+    const value = model.get(key);
+    const memo = `${hi}|${undone.join(',')}|${value ?? '\u0000'}`;
+    if (seen.has(memo)) return null;
+    seen.add(memo);
+    // A read that may go next and sees the current value goes first without branching:
+    // reads change nothing, so any linearization can be reordered to start with it.
+    const onlyRead = undone.find((i) => opAt(i).kind === 'get' && opAt(i).value === value) ?? -1;
+    return { value, hi, next: onlyRead >= 0 ? onlyRead : lo, tried: -1, onlyRead };
   };
-  return { ok: search(0, 0), explored };
+
+  const apply = (i: number): void => {
+    const op = opAt(i);
+    done[i] = 1;
+    if (op.complete !== Infinity) completed++;
+    // A lossy memory's "absent" is the loss taking effect here: it acts as a delete.
+    if (op.kind === 'set' || op.value === null) model.set(key, op.value);
+  };
+  const undo = (f: Frame): void => {
+    const i = f.tried;
+    done[i] = 0;
+    if (opAt(i).complete !== Infinity) completed--;
+    model.set(key, f.value);
+    if (i < lo) lo = i;
+    f.tried = -1;
+  };
+
+  if (mustLinearize === 0) return { ok: true, explored };
+  const root = open();
+  if (root === null) return { ok: false, explored };
+  const stack: Frame[] = [root];
+  while (stack.length > 0) {
+    const f = stack[stack.length - 1] as Frame;
+    if (f.tried >= 0) undo(f); // its subtree failed
+    // The next candidate of this frame.
+    let pick = -1;
+    if (f.onlyRead >= 0) {
+      if (f.next === f.onlyRead) pick = f.onlyRead;
+      f.next = f.hi;
+    } else {
+      for (; f.next < f.hi; f.next++) {
+        const i = f.next;
+        if (done[i] === 1) continue;
+        const op = opAt(i);
+        if (op.kind === 'get' && !(lossy && op.value === null)) continue;
+        pick = i;
+        f.next++;
+        break;
+      }
+    }
+    if (pick < 0) {
+      stack.pop();
+      continue;
+    }
+    f.tried = pick;
+    apply(pick);
+    if (completed === mustLinearize) return { ok: true, explored };
+    const child = open();
+    if (child !== null) stack.push(child);
+  }
+  return { ok: false, explored };
 }
