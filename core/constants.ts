@@ -420,13 +420,15 @@ export const queueRetentionCheckMs = 1_000;
 export const queueEntryCommandsMax = 4096;
 /** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */
 export const queueFencingLocksMax = 1024;
-/** Retries of a dead letter's publish to the dead-letter topic, and the pause between them. */
-export const queueDeadLetterPublishAttemptsMax = 20;
+/** The pause before a failed append of dead letters to the dead-letter topic is tried again. */
 export const queueDeadLetterRetryMs = 200;
 /** A dead-letter forward to another node unanswered this long is sent again (to the next replica). */
 export const queueDeadLetterForwardTimeoutMs = 2_000;
-/** Dead letters a leader holds waiting to reach the dead-letter topic; more are logged and dropped. */
-export const queueDeadLettersPendingMax = 10_000;
+/**
+ * Dead letters a partition's replicated outbox holds until the dead-letter partition took
+ * them; while it is full, messages past maxDeliveries are redelivered instead (nothing dropped).
+ */
+export const queueDeadLetterOutboxMax = 10_000;
 
 assert(queueTopicPartitionsMax >= 1 && queueTopicPartitionsDefault <= queueTopicPartitionsMax, 'topic partitions range');
 assert(queueTopicNameCharsMax + '.dlq'.length <= queueNameBytesMax, 'a dead-letter topic name fits the name bound');

@@ -119,7 +119,17 @@ export interface EnforceRetention extends Stamped {
   readonly kind: 'enforceRetention';
 }
 
-export type QueueCommand = Append | Fetch | Ack | Nack | Extend | ExpireDeadlines | ConsumerGone | Replay | DeleteGroup | EnforceRetention;
+/**
+ * Proposed by the leader once the dead-letter partition acknowledged the outbox's batches
+ * up to and including the one starting at firstSeq: they leave the outbox.
+ */
+export interface DeadLettersForwarded extends Stamped {
+  readonly kind: 'deadLettersForwarded';
+  readonly firstSeq: number;
+}
+
+export type QueueCommand = Append | Fetch | Ack | Nack | Extend | ExpireDeadlines | ConsumerGone | Replay | DeleteGroup | EnforceRetention
+  | DeadLettersForwarded;
 
 export type QueueErrorCode = 'BAD_REQUEST' | 'NOT_FOUND' | 'LATE_ACK' | 'STALE_REQUEST' | 'TOO_MANY_REQUESTS' | 'MESSAGE_TOO_LARGE';
 
@@ -151,24 +161,37 @@ export type QueueResult =
   | { readonly kind: 'consumerGone'; readonly count: number }
   | { readonly kind: 'replayed'; readonly offset: Offset }
   | { readonly kind: 'retained'; readonly logStart: Offset; readonly dropped: number }
+  | { readonly kind: 'forwarded'; readonly count: number }
   | { readonly kind: 'ok' }
   | QueueError;
 
 export type FailureReason = 'deadline' | 'nacked' | 'consumerGone';
 
 /**
- * A message that reached the topic's maxDeliveries in a group: the wiring appends it
- * (deadLetterMessage() in deadletter.ts) to the topic's dead-letter partition. The
- * message is done for that group.
+ * A message that reached the topic's maxDeliveries in a group. It is done for that group
+ * and waits in the partition's replicated dead-letter outbox (so a leader that dies before
+ * forwarding it loses nothing) until the leader appends it to the topic's dead-letter
+ * partition (deadLetterMessage() in deadletter.ts) and proposes DeadLettersForwarded.
  */
-export interface DeadLettered {
-  readonly kind: 'deadLettered';
+export interface DeadLetter {
+  /** Outbox sequence number: 1, 2, ... per partition, the dead-letter producer's sequence. */
+  readonly seq: number;
   readonly group: ConsumerGroup;
-  readonly delivery: DeliveryId;
+  readonly offset: Offset;
   readonly deliveries: number;
   /** What ended the last attempt. */
   readonly reason: FailureReason;
-  readonly message: StoredMessage;
+}
+
+/** Dead letters made by one command, in seq order: forwarded as one append, always the same one. */
+export interface DeadLetterBatch {
+  readonly firstSeq: number;
+  readonly letters: readonly DeadLetter[];
+}
+
+export interface DeadLettered extends DeadLetter {
+  readonly kind: 'deadLettered';
+  readonly delivery: DeliveryId;
 }
 
 export type QueueEvent = DeadLettered;

@@ -3,7 +3,7 @@
 // partitions as its topic and partition p's dead letters go to its partition p, so a
 // dead-letter partition holds the dead letters of one source partition, in order.
 //
-// deadLetterMessage(): the source message with its key, value and headers, plus
+// deadLetterMessage(): an outbox letter's source message with its key, value and headers, plus
 //   dsync-dlq-* headers naming the group, the source partition and offset, the
 //   delivery count and the reason.
 // redriveAppend(): dead-letter messages back to their source partition as ONE append
@@ -15,22 +15,23 @@
 import { assert } from '../assert.js';
 import { consumerGroup, producerId } from '../ids.js';
 import type { ConsumerGroup, PartitionId } from '../ids.js';
-import type { Append, DeadLettered, Header, Message, StoredMessage } from './commands.js';
+import type { Append, DeadLetter, Header, Message, StoredMessage } from './commands.js';
 
 export const dlqHeaderPrefix = 'dsync-dlq-';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const text = (s: string): Uint8Array => encoder.encode(s);
 
-export function deadLetterMessage(ev: DeadLettered, sourcePartition: PartitionId): Message {
-  const m = ev.message;
+/** The dead-letter topic's copy of `m` (the source message at letter.offset). */
+export function deadLetterMessage(letter: DeadLetter, m: StoredMessage, sourcePartition: PartitionId): Message {
+  assert(m.offset === letter.offset, 'the dead letter\'s own message');
   const headers: Header[] = m.headers.filter((h) => !h.name.startsWith(dlqHeaderPrefix));
   headers.push(
-    { name: `${dlqHeaderPrefix}group`, value: text(ev.group) },
+    { name: `${dlqHeaderPrefix}group`, value: text(letter.group) },
     { name: `${dlqHeaderPrefix}partition`, value: text(String(sourcePartition)) },
     { name: `${dlqHeaderPrefix}offset`, value: text(String(m.offset)) },
-    { name: `${dlqHeaderPrefix}deliveries`, value: text(String(ev.deliveries)) },
-    { name: `${dlqHeaderPrefix}reason`, value: text(ev.reason) },
+    { name: `${dlqHeaderPrefix}deliveries`, value: text(String(letter.deliveries)) },
+    { name: `${dlqHeaderPrefix}reason`, value: text(letter.reason) },
   );
   return { key: m.key, value: m.value, headers };
 }

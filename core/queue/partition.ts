@@ -40,9 +40,15 @@
 //   already expired -> LATE_ACK (it is waiting to go to another consumer). Any
 //   consumer of the group may settle a delivery (a client that reconnects has a new id).
 // - A failed attempt (deadline expired, nacked, consumer gone) whose attempt number
-//   reached the topic's maxDeliveries (0 = never) is dead-lettered instead: a
-//   'deadLettered' event with the message and the reason; the offset is done for that
-//   group. expireDeadlines fails what is due in (deadline, delivery id) order;
+//   reached the topic's maxDeliveries (0 = never) is dead-lettered instead: the offset
+//   is done for that group, a 'deadLettered' event says so, and the dead letter joins
+//   the partition's outbox (replicated state, in the snapshot): one batch per command,
+//   sequence numbers 1, 2, ... The leader appends the head batch to the dead-letter
+//   partition (producer dedup on its seq, so a new leader's resend lands once) and
+//   proposes deadLettersForwarded; only then does it leave the outbox. The outbox pins
+//   retention (even with dropUnacked: a dead letter is not a group's to drop) and is
+//   bounded (deadLetterOutboxMax letters): while it is full, a message past maxDeliveries
+//   is redelivered instead, so nothing is dropped while the dead-letter topic is away. expireDeadlines fails what is due in (deadline, delivery id) order;
 //   consumerGone fails the consumer's in-flight deliveries in offset order, in every
 //   group (groups in creation order), ready at once, and forgets the consumer.
 // - Redrive: an append whose messages name onlyGroup; every other group skips those
@@ -68,6 +74,8 @@ import {
   queueAckDeadlineMsMin,
   queueAppendBatchCountMax,
   queueConsumersPerGroupMax,
+  queueDeadLetterOutboxMax,
+  queueEntryBatchBytesMax,
   queueFetchCountMax,
   queueGroupsPerPartitionMax,
   queueHeadersPerMessageMax,
@@ -92,6 +100,8 @@ import type { ConsumerGroup, ConsumerId, DeliveryId, LogIndex, Offset, ProducerI
 import type {
   AckStatus,
   Append,
+  DeadLetter,
+  DeadLetterBatch,
   Delivery,
   FailureReason,
   Fetch,
@@ -102,6 +112,7 @@ import type {
   QueueEvent,
   QueueOutcome,
   QueueResult,
+  StoredMessage,
 } from './commands.js';
 import { PairHeap } from './heap.js';
 import { messageBytes } from './store.js';
@@ -246,6 +257,9 @@ export interface QueuePartitionSnapshot {
   readonly producers: readonly { readonly producer: ProducerId; readonly lastSeq: number; readonly batches: readonly ProducerBatch[] }[];
   readonly onlyFor: readonly { readonly offset: Offset; readonly group: ConsumerGroup }[];
   readonly groups: readonly GroupSnapshot[];
+  /** Absent in snapshots taken before the outbox existed (then empty, next seq 1). */
+  readonly outbox?: readonly DeadLetterBatch[];
+  readonly nextDeadLetterSeq?: number;
 }
 
 export interface GroupInfo {
@@ -271,6 +285,8 @@ let restoring = false;
 interface Effects {
   readonly nowMs: number;
   readonly events: QueueEvent[];
+  /** Dead letters made by this command (they become outbox batches after it). */
+  readonly letters: DeadLetter[];
 }
 
 export interface QueuePartitionOptions {
@@ -279,6 +295,8 @@ export interface QueuePartitionOptions {
    * (deadline passed, nacked, consumer gone) finishes the message instead of redelivering it.
    */
   readonly canary?: 'forget-failed-attempts';
+  /** Dead letters the outbox holds at most (default queueDeadLetterOutboxMax; tests use small ones). */
+  readonly deadLetterOutboxMax?: number;
 }
 
 export class QueuePartition {
@@ -296,6 +314,11 @@ export class QueuePartition {
   private logEnd = 0;
   private lastTimestampMs = 0;
   private nextDeliveryId = 1;
+  /** Dead letters not yet acknowledged by the dead-letter partition, oldest batch first. */
+  private readonly outbox: DeadLetterBatch[] = [];
+  private outboxLetters = 0;
+  private nextDeadLetterSeq = 1;
+  private readonly outboxMax: number;
 
   constructor(
     readonly config: PartitionConfig,
@@ -304,6 +327,8 @@ export class QueuePartition {
   ) {
     const bad = checkPartitionConfig(config);
     assert(bad === null, `partition config: ${bad ?? ''}`);
+    this.outboxMax = options.deadLetterOutboxMax ?? queueDeadLetterOutboxMax;
+    assert(Number.isSafeInteger(this.outboxMax) && this.outboxMax >= 1, 'the dead-letter outbox holds at least one letter');
     this.logStart = store.firstOffset;
     this.logEnd = store.nextOffset;
     assert(restoring || this.logStart === this.logEnd, 'a new partition starts from an empty store (restore takes a snapshot)');
@@ -315,7 +340,7 @@ export class QueuePartition {
     assert(Number.isSafeInteger(index) && index > this.lastAppliedIndex, 'apply index must increase');
     assert(typeof cmd === 'object' && cmd !== null && Number.isFinite(cmd.nowMs), 'nowMs is stamped by the proposing leader');
     this.lastAppliedIndex = index;
-    const fx: Effects = { nowMs: cmd.nowMs, events: [] };
+    const fx: Effects = { nowMs: cmd.nowMs, events: [], letters: [] };
     let result: QueueResult;
     let duplicate = false;
     switch (cmd.kind) {
@@ -358,9 +383,13 @@ export class QueuePartition {
         result = { kind: 'retained', logStart: offset(this.logStart), dropped };
         break;
       }
+      case 'deadLettersForwarded':
+        result = this.forwarded(cmd.firstSeq);
+        break;
       default:
         return assertNever(cmd, 'queue command');
     }
+    if (fx.letters.length > 0) this.batchLetters(fx.letters);
     this.check();
     return { result, duplicate, events: fx.events };
   }
@@ -702,8 +731,10 @@ export class QueuePartition {
       this.finish(d); // the deliberate bug: the attempt failed, yet the message counts as done and is never handed out again
       return false;
     }
-    if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries) {
-      fx.events.push({ kind: 'deadLettered', group: g.name, delivery: d.id, deliveries: d.attempt, reason, message: this.store.read(d.offset) });
+    if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries && this.outboxLetters + fx.letters.length < this.outboxMax) {
+      const letter: DeadLetter = { seq: this.nextDeadLetterSeq++, group: g.name, offset: d.offset, deliveries: d.attempt, reason };
+      fx.letters.push(letter);
+      fx.events.push({ kind: 'deadLettered', ...letter, delivery: d.id });
       this.finish(d);
       return true;
     }
@@ -783,6 +814,7 @@ export class QueuePartition {
     if (r.maxAgeMs === 0 && r.maxBytes === 0) return 0;
     let floor = this.logEnd;
     if (!r.dropUnacked) for (const g of this.groups.values()) floor = Math.min(floor, g.cursor);
+    for (const b of this.outbox) for (const l of b.letters) floor = Math.min(floor, l.offset);
     let start = this.logStart;
     let bytes = this.store.bytes;
     while (start < floor) {
@@ -817,6 +849,55 @@ export class QueuePartition {
     return dropped;
   }
 
+  // ------------------------------------------------------------------ dead-letter outbox
+
+  /** A command's dead letters become batches the dead-letter partition takes in one append each. */
+  private batchLetters(letters: readonly DeadLetter[]): void {
+    let batch: DeadLetter[] = [];
+    let bytes = 0;
+    const close = (): void => {
+      if (batch.length === 0) return;
+      this.outbox.push({ firstSeq: (batch[0] as DeadLetter).seq, letters: batch });
+      this.outboxLetters += batch.length;
+      batch = [];
+      bytes = 0;
+    };
+    for (const l of letters) {
+      const size = this.store.sizeAt(l.offset);
+      if (batch.length >= queueAppendBatchCountMax || (batch.length > 0 && bytes + size > queueEntryBatchBytesMax)) close();
+      batch.push(l);
+      bytes += size;
+    }
+    close();
+  }
+
+  private forwarded(firstSeq: number): QueueResult {
+    if (!isInt(firstSeq, 1, Number.MAX_SAFE_INTEGER)) return err('BAD_REQUEST', 'firstSeq must be a positive integer');
+    let count = 0;
+    // Batches go in order, so every batch at or below it was acknowledged; a repeat finds nothing.
+    while (this.outbox.length > 0 && (this.outbox[0] as DeadLetterBatch).firstSeq <= firstSeq) {
+      count += (this.outbox.shift() as DeadLetterBatch).letters.length;
+    }
+    this.outboxLetters -= count;
+    return { kind: 'forwarded', count };
+  }
+
+  /** The oldest outbox batch, or null: what the leader appends to the dead-letter partition next. */
+  deadLetterHead(): DeadLetterBatch | null {
+    return this.outbox[0] ?? null;
+  }
+
+  /** Dead letters in the outbox. */
+  get deadLettersPending(): number {
+    return this.outboxLetters;
+  }
+
+  /** A retained message (the outbox pins its letters' offsets). */
+  readMessage(at: Offset): StoredMessage {
+    assert(at >= this.logStart && at < this.logEnd, 'reading a retained offset');
+    return this.store.read(at);
+  }
+
   // ------------------------------------------------------------------ invariants
 
   private check(): void {
@@ -831,6 +912,18 @@ export class QueuePartition {
       outstanding += g.unacked.size;
     }
     assert(outstanding === this.deliveries.size, 'every delivery belongs to its group');
+    let letters = 0;
+    let lastSeq = 0;
+    for (const b of this.outbox) {
+      assert(b.letters.length > 0 && b.firstSeq === (b.letters[0] as DeadLetter).seq, 'an outbox batch starts at its first letter');
+      for (const [i, l] of b.letters.entries()) {
+        assert(l.seq === b.firstSeq + i && l.seq > lastSeq, 'outbox letters are numbered consecutively in a batch, increasing overall');
+        assert(l.offset >= this.logStart && l.offset < this.logEnd, 'retention keeps every outbox letter');
+        lastSeq = l.seq;
+      }
+      letters += b.letters.length;
+    }
+    assert(letters === this.outboxLetters && letters <= this.outboxMax && lastSeq < this.nextDeadLetterSeq, 'outbox bounded and counted');
     assert(this.groups.size <= queueGroupsPerPartitionMax && this.producers.size <= queueProducersPerPartitionMax, 'groups and producers bounded');
   }
 
@@ -927,6 +1020,8 @@ export class QueuePartition {
         consumers: [...g.consumers.values()].map((c) => ({ consumer: c.id, inFlight: [...c.inFlight], lastSeq: c.lastSeq, lastResult: c.lastResult })),
         deliveries: [...g.unacked.values()].sort((a, b) => a.offset - b.offset).map(infoOf),
       })),
+      outbox: this.outbox.map((b) => ({ firstSeq: b.firstSeq, letters: b.letters.map((l) => ({ ...l })) })),
+      nextDeadLetterSeq: this.nextDeadLetterSeq,
     };
   }
 
@@ -948,6 +1043,11 @@ export class QueuePartition {
     q.nextDeliveryId = snap.nextDeliveryId;
     for (const p of snap.producers) q.producers.set(p.producer, { lastSeq: p.lastSeq, batches: p.batches.map((b) => ({ ...b })) });
     for (const o of snap.onlyFor) q.onlyFor.set(o.offset, o.group);
+    for (const b of snap.outbox ?? []) {
+      q.outbox.push({ firstSeq: b.firstSeq, letters: b.letters.map((l) => ({ ...l })) });
+      q.outboxLetters += b.letters.length;
+    }
+    q.nextDeadLetterSeq = snap.nextDeadLetterSeq ?? 1;
     for (const gs of snap.groups) {
       const g = q.createGroup(gs.group, gs.cursor);
       g.next = gs.next;

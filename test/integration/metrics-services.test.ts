@@ -95,6 +95,8 @@ t.test('Raft and queue series move with the work done', async (t) => {
   t.equal(backlog.length, 1, 'the partition reports its retained bytes');
   t.ok((backlog[0] ?? 0) >= 5 * 4, `at least the five messages' keys and values (${backlog[0]} bytes)`);
   t.same(await samples(httpPort!, 'dsync_ring_share', { member: 'n1' }), [1], 'a one-node ring is all n1\'s');
+  t.same(await samples(httpPort!, 'dsync_queue_dead_letters_pending', { topic: 'm', partition: '0' }), [0], 'no dead letters wait in the outbox');
+  t.same(await samples(httpPort!, 'dsync_queue_dead_letters_dropped_total', {}), [0], 'none were dropped');
 
   // Locks: a grant, and a second client's wait that times out.
   const lockEvents = async (event: string): Promise<number> => total(await samples(httpPort!, 'dsync_lock_events_total', { event }));

@@ -23,7 +23,7 @@ export interface EntryCommand {
 }
 
 const Kind = {
-  append: 1, fetch: 2, ack: 3, nack: 4, extend: 5, expireDeadlines: 6, consumerGone: 7, replay: 8, deleteGroup: 9, enforceRetention: 10,
+  append: 1, fetch: 2, ack: 3, nack: 4, extend: 5, expireDeadlines: 6, consumerGone: 7, replay: 8, deleteGroup: 9, enforceRetention: 10, deadLettersForwarded: 11,
 } as const satisfies Record<QueueCommand['kind'], number>;
 const kindByNumber = new Map<number, QueueCommand['kind']>(Object.entries(Kind).map(([k, v]) => [v, k as QueueCommand['kind']]));
 
@@ -65,6 +65,9 @@ function encodeCommand(c: EntryCommand): ReturnType<typeof schema.QueueCommandEn
       e.items = [{ delivery: cmd.delivery, attempt: cmd.attempt }];
       break;
     case 'expireDeadlines': case 'enforceRetention':
+      break;
+    case 'deadLettersForwarded':
+      e.firstSeq = cmd.firstSeq;
       break;
     case 'consumerGone':
       e.consumer = cmd.consumer;
@@ -132,6 +135,9 @@ function decodeCommand(w: WireCommand): EntryCommand {
       break;
     case 'expireDeadlines': case 'enforceRetention':
       cmd = { kind, nowMs };
+      break;
+    case 'deadLettersForwarded':
+      cmd = { kind, nowMs, firstSeq: e.firstSeq };
       break;
     case 'consumerGone':
       cmd = { kind, nowMs, consumer: consumerId(e.consumer) };

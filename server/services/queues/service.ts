@@ -23,20 +23,22 @@
 //   and proposes expireDeadlines when it fires.
 // - A client connection that closes: consumerGone for every consumer id it used on the
 //   partitions this node leads, so their deliveries come back at once.
-// - Dead letters: the leader of the source partition publishes each deadLettered event
-//   to partition p of the topic's NAME.dlq (deadLetterMessage()), through the same
-//   batching path when this node leads that partition, else forwarded to its leader
-//   over the peer link (QueueForward / QueueForwardReply), as producer
-//   dsync-dlq/<group>/<entry index> so a retry is appended once. The dead letters are
-//   held only in the source leader's memory until then: if it crashes or loses
-//   leadership first they are not forwarded (counted and logged) - the message is
-//   already done for its group, so such a dead letter is lost. A replicated outbox in
-//   the partition state would close that gap.
+// - Dead letters wait in the source partition's replicated outbox (core/queue/partition.ts).
+//   Its leader appends the oldest outbox batch to partition p of the topic's NAME.dlq
+//   (deadLetterMessage()), through the same batching path when this node leads that
+//   partition, else forwarded to its leader over the peer link (QueueForward /
+//   QueueForwardReply), as producer dsync-dlq/<source group> with the batch's outbox
+//   sequence numbers, then proposes deadLettersForwarded. One batch at a time, so the
+//   producer's sequence only grows: a resend (a retry, or a new leader starting over
+//   after the old one died between the append and its confirmation) lands once.
+//   Transient refusals are retried for as long as this node leads; a permanent one (the
+//   dead-letter topic is gone, the message no longer fits) drops the batch, logged and
+//   counted (deadLettersNotForwarded).
 
 import { assert } from '../../../core/assert.js';
 import {
-  queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterPublishAttemptsMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
-  queueDeadLetterForwardTimeoutMs, queueDeadLettersPendingMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
+  queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
+  queueDeadLetterForwardTimeoutMs, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
   queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
 } from '../../../core/constants.js';
 import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, offset, partitionId, producerId } from '../../../core/ids.js';
@@ -60,12 +62,6 @@ import { decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCom
   toWireMessage } from './codec.js';
 import { type CommandOutcome, PartitionMachine, type PartitionListener } from './partition.js';
 import type { PartitionStorageFactory } from './storage.js';
-
-/**
- * Dead letters of command i of an entry are published as producer dsync-dlq/<group>/<index>
- * with sequence numbers from i x this + 1: distinct per command, increasing within the entry.
- */
-const deadLetterSeqStride = 2 ** 30;
 
 /** Group 0's topic sub-machine: the table, and a listener told after every change. */
 export class TopicsMachine implements SubMachine {
@@ -158,6 +154,10 @@ interface Hosted {
   expiring: boolean;
   /** An enforceRetention proposal is in flight. */
   retaining: boolean;
+  /** Leader only: an outbox batch is on its way to the dead-letter partition. */
+  outboxSending: boolean;
+  /** Bumped on every leadership change: answers for an older epoch's outbox batch are ignored. */
+  outboxEpoch: number;
   /** Leader only: the consumer ids each client connection used here (consumerGone on close). */
   readonly links: Map<ClientLink, { readonly consumers: Set<ConsumerId>; readonly unsubscribe: () => void }>;
   stopped: boolean;
@@ -176,7 +176,7 @@ export class QueueService implements Service {
   private readonly dutyTimers: Cancel[] = [];
   private stopped = false;
   private readonly wallClockMs: () => number;
-  /** Dead letters given up on (see publishDeadLetters). */
+  /** Dead letters dropped after a permanent refusal (see pumpOutbox). */
   deadLettersNotForwarded = 0;
   /** Dead-letter forwards to other nodes waiting for their answer, by id. */
   private readonly forwards = new Map<number, (reply: ForwardReply) => void>();
@@ -302,7 +302,8 @@ export class QueueService implements Service {
     const replicas = topic.placement[index] ?? [];
     const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
     hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
-      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, links: new Map(), stopped: false };
+      wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, outboxSending: false, outboxEpoch: 0,
+      links: new Map(), stopped: false };
     this.hosted.set(group, hosted);
     this.node.log.info('hosting queue partition', { topic: topic.name, partition: index, group, replicas: replicas.join(',') });
   }
@@ -322,7 +323,12 @@ export class QueueService implements Service {
     if (h.stopped) return;
     const was = h.isLeader;
     h.isLeader = isLeader;
-    if (isLeader && !was) this.rearmDeadline(h);
+    h.outboxEpoch++;
+    h.outboxSending = false;
+    if (isLeader && !was) {
+      this.rearmDeadline(h);
+      this.pumpOutbox(h);
+    }
     if (!isLeader && was) this.loseLeadership(h, this.notLeader(h));
   }
 
@@ -347,12 +353,12 @@ export class QueueService implements Service {
     if (!h.isLeader || h.stopped) return;
     let appended = false;
     for (const o of outcomes) if (!o.duplicate) this.countOutcome(h.topic.name, o);
-    for (const [i, o] of outcomes.entries()) {
-      const kind = commands[i]?.cmd.kind;
+    for (const c of commands) {
+      const kind = c.cmd.kind;
       if (kind === 'append' || kind === 'expireDeadlines' || kind === 'consumerGone' || kind === 'nack') appended = true;
-      if (o.events.length > 0) this.forwardDeadLetters(h, entry.index, i, o);
     }
     this.rearmDeadline(h);
+    this.pumpOutbox(h);
     if (appended && h.parked.size > 0) this.scheduleWake(h);
   }
 
@@ -429,69 +435,95 @@ export class QueueService implements Service {
 
   // ------------------------------------------------------------------ dead letters
 
-  private forwardDeadLetters(h: Hosted, entryIndex: number, commandIndex: number, o: CommandOutcome): void {
+  /**
+   * Leader only: appends the outbox's oldest batch to the dead-letter partition, then proposes
+   * deadLettersForwarded for it, then the next batch (see the header).
+   */
+  private pumpOutbox(h: Hosted): void {
+    if (!h.isLeader || h.stopped || this.stopped || h.outboxSending) return;
+    const part = h.machine.partition;
+    const batch = part.deadLetterHead();
+    if (batch === null) return;
+    h.outboxSending = true;
+    const epoch = h.outboxEpoch;
+    const current = (): boolean => epoch === h.outboxEpoch && h.isLeader && !h.stopped && !this.stopped;
+    const again = (delayMs: number): void => {
+      this.context.scheduler.after(delayMs, () => {
+        if (!current()) return;
+        h.outboxSending = false;
+        this.pumpOutbox(h);
+      });
+    };
+    const confirm = (dropped: string): void => {
+      if (!current()) return;
+      if (dropped !== '') {
+        this.deadLettersNotForwarded += batch.letters.length;
+        this.node.log.warn('dead letters dropped', { topic: h.topic.name, partition: h.index, count: batch.letters.length, why: dropped });
+      }
+      this.enqueue(h, (nowMs) => ({ cmd: { kind: 'deadLettersForwarded', nowMs, firstSeq: batch.firstSeq } }), 0)
+        .then(() => again(0), (err: unknown) => {
+          this.node.log.debug('dead-letter confirmation failed', { err: String(err) });
+          again(queueDeadLetterRetryMs);
+        });
+    };
     const dlq = this.topics.table.get(h.topic.deadLetterTopic);
-    if (dlq === undefined) return;
-    const messages: Message[] = o.events.map((ev) => deadLetterMessage(ev, h.index as never));
-    const producer = producerId(`dsync-dlq/${h.group}/${entryIndex}`);
-    for (let start = 0; start < messages.length; start += queueAppendBatchCountMax) {
-      const chunk = messages.slice(start, start + queueAppendBatchCountMax);
-      const firstSeq = commandIndex * deadLetterSeqStride + start + 1;
-      this.publishDeadLetters(h, dlq, producer, firstSeq, chunk, 1, '');
+    if (dlq === undefined) {
+      confirm(`the dead-letter topic ${h.topic.deadLetterTopic === '' ? '(none: this is one)' : h.topic.deadLetterTopic} does not exist`);
+      return;
     }
+    const messages = batch.letters.map((l) => deadLetterMessage(l, part.readMessage(l.offset), h.index as never));
+    const send = (attempt: number, towards: NodeId | ''): void => {
+      if (!current()) return;
+      this.publishDeadLetters(h, dlq, producerId(`dsync-dlq/${h.group}`), batch.firstSeq, messages, attempt, towards, (code, message, leaderId) => {
+        if (!current()) return;
+        // STALE_REQUEST: the producer's sequence is past this batch, which only an earlier send of it can have done.
+        if (code === '' || code === ErrorCode.STALE_REQUEST) { confirm(''); return; }
+        if (code === ErrorCode.BAD_REQUEST || code === ErrorCode.MESSAGE_TOO_LARGE || code === ErrorCode.NOT_FOUND) { confirm(`${code}: ${message}`); return; }
+        const delayMs = code === ErrorCode.NOT_LEADER && leaderId !== '' ? 0 : queueDeadLetterRetryMs;
+        this.context.scheduler.after(delayMs, () => send(attempt + 1, leaderId as NodeId | ''));
+      });
+    };
+    send(1, '');
   }
 
   /**
-   * Appends dead letters to the dead-letter partition: through this node's batching when
-   * it leads that partition, else forwarded to its leader over the peer link
-   * (QueueForward, answered by QueueForwardReply), following NOT_LEADER. The producer id
-   * and sequence make every retry land once. Gives up (logged, counted) after
-   * queueDeadLetterPublishAttemptsMax attempts or when this node stops leading the source.
+   * One append of dead letters to the dead-letter partition: through this node's batching
+   * when it leads that partition, else forwarded to its leader over the peer link
+   * (QueueForward, answered by QueueForwardReply). `done` gets the error code ('' when
+   * appended) and the leader to try next, if known; a forward unanswered in time is TIMEOUT.
    */
   private publishDeadLetters(source: Hosted, dlq: TopicRecord, producer: ReturnType<typeof producerId>, firstSeq: number,
-    messages: readonly Message[], attempt: number, towards: NodeId | ''): void {
-    const giveUp = (why: string): void => {
-      this.deadLettersNotForwarded += messages.length;
-      this.node.log.warn('dead letters not forwarded', { topic: source.topic.name, partition: source.index, count: messages.length, why });
-    };
-    const retry = (next: NodeId | '', delayMs: number): void => {
-      if (attempt >= queueDeadLetterPublishAttemptsMax) { giveUp(`${attempt} attempts failed`); return; }
-      if (this.stopped || !source.isLeader || source.stopped) { giveUp('this node no longer leads the source partition'); return; }
-      this.context.scheduler.after(delayMs, () => this.publishDeadLetters(source, dlq, producer, firstSeq, messages, attempt + 1, next));
-    };
+    messages: readonly Message[], attempt: number, towards: NodeId | '', done: (code: string, message: string, leaderId: string) => void): void {
     const local = this.hosted.get(groupId(partitionGroupId(dlq.id, source.index)));
     if (local !== undefined && local.isLeader && !local.stopped) {
       const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
       this.enqueue(local, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
-        if (o.result.kind === 'error') this.node.log.warn('dead letters refused', { topic: dlq.name, code: o.result.code, message: o.result.message });
-      }, () => retry('', queueDeadLetterRetryMs));
+        if (o.result.kind === 'error') done(o.result.code, o.result.message, '');
+        else done('', '', '');
+      }, (err: unknown) => {
+        const e = this.node.asDsyncError(err);
+        done(e.code, e.message, e.leaderId);
+      });
       return;
     }
-    const peers = this.context.peers;
     const replicas = dlq.placement[source.index] ?? [];
     const others = replicas.filter((r) => r !== this.node.nodeId);
     let target: NodeId | '' = towards !== '' && towards !== this.node.nodeId ? towards : (local?.runner.leader ?? '');
     if (target === '' || target === this.node.nodeId) target = others[attempt % Math.max(1, others.length)] ?? '';
     if (target === '') {
       // Nobody else to ask: try again here later (this node may become its leader).
-      retry('', queueDeadLetterRetryMs);
+      done(ErrorCode.UNAVAILABLE, 'no replica of the dead-letter partition to ask', '');
       return;
     }
-    if (this.forwards.size >= queueDeadLettersPendingMax) { giveUp(`${queueDeadLettersPendingMax} forwards are pending`); return; }
     const id = this.nextForwardId++;
     const timer = this.context.scheduler.after(queueDeadLetterForwardTimeoutMs, () => {
-      if (this.forwards.delete(id)) retry('', 0);
+      if (this.forwards.delete(id)) done(ErrorCode.TIMEOUT, `${target} did not answer`, '');
     });
     this.forwards.set(id, (reply) => {
       timer();
-      if (reply.code === '') return;
-      if (reply.code === ErrorCode.NOT_LEADER || reply.code === ErrorCode.UNAVAILABLE || reply.code === ErrorCode.TOO_MANY_REQUESTS) {
-        retry(reply.leaderId as NodeId | '', reply.code === ErrorCode.NOT_LEADER && reply.leaderId !== '' ? 0 : queueDeadLetterRetryMs);
-        return;
-      }
-      this.node.log.warn('dead letters refused', { topic: dlq.name, code: reply.code, message: reply.message });
+      done(reply.code, reply.message, reply.leaderId);
     });
-    peers.send(target, Opcode.QueueForward, schema.QueueForward.encode({ id, publish: {
+    this.context.peers.send(target, Opcode.QueueForward, schema.QueueForward.encode({ id, publish: {
       topic: dlq.name, partition: source.index, producer, firstSeq, messages: messages.map(toWireMessage) } }).finish());
   }
 
@@ -913,6 +945,10 @@ export class QueueService implements Service {
       }));
     m.gauge('dsync_queue_lag', 'Messages a consumer group has not yet been handed, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.lag));
     m.gauge('dsync_queue_in_flight', 'Deliveries handed out and not yet settled, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.inFlight));
+    m.gauge('dsync_queue_dead_letters_pending', 'Dead letters waiting in the replicated outbox of each partition hosted here for the dead-letter topic to take them',
+      ['topic', 'partition'], () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.deadLettersPending]));
+    m.counterFrom('dsync_queue_dead_letters_dropped_total', 'Dead letters this node dropped after the dead-letter topic refused them for good (it was deleted, or the message no longer fits)',
+      [], () => [[{}, this.deadLettersNotForwarded]]);
     m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '
       + 'deadline_expired, dead_lettered (sum over nodes: each entry counts on its leader only)', ['topic', 'event'], () => {
       const live = new Set(this.topics.table.list().map((t) => t.name));

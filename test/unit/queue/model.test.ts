@@ -40,7 +40,8 @@ type Op =
   | { op: 'retain' }
   | { op: 'redrive'; start: number; len: number }
   | { op: 'retryConsumer'; older: boolean }
-  | { op: 'deleteGroup'; group: number };
+  | { op: 'deleteGroup'; group: number }
+  | { op: 'forward'; head: boolean; seq: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('append' as const), producer: fc.nat(2), n: fc.integer({ min: 1, max: 3 }), key: fc.nat(3), len: fc.nat(6), retry: fc.constantFrom('no', 'no', 'no', 'same', 'stale') as fc.Arbitrary<'no' | 'same' | 'stale'> }) },
@@ -56,6 +57,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('redrive' as const), start: fc.nat(), len: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('retryConsumer' as const), older: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteGroup' as const), group: fc.nat(1) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('forward' as const), head: fc.constantFrom(true, true, false), seq: fc.integer({ min: 1, max: 12 }) }) },
 );
 
 const configArb: fc.Arbitrary<PartitionConfig> = fc
@@ -86,12 +88,13 @@ function plainResult(r: unknown): Plain {
   return o;
 }
 function plainEvents(out: QueueOutcome): Plain[] {
-  return out.events.map((ev) => ({ kind: ev.kind, group: ev.group, delivery: ev.delivery, deliveries: ev.deliveries, reason: ev.reason, offset: ev.message.offset }));
+  return out.events.map((ev) => ({ kind: ev.kind, group: ev.group, delivery: ev.delivery, deliveries: ev.deliveries, reason: ev.reason, offset: ev.offset, seq: ev.seq }));
 }
 function partitionView(snap: QueuePartitionSnapshot): Plain {
   return JSON.parse(JSON.stringify({
     logStart: snap.logStart,
     logEnd: snap.logEnd,
+    outbox: snap.outbox,
     groups: snap.groups.map((g) => ({
       group: g.group,
       cursor: g.cursor,
@@ -121,10 +124,10 @@ const count = (k: string): void => {
   seen.set(k, (seen.get(k) ?? 0) + 1);
 };
 
-function runOps(config: PartitionConfig, ops: readonly Op[]): void {
+function runOps(config: PartitionConfig, outboxMax: number, ops: readonly Op[]): void {
   let store = new MemoryMessageStore();
-  let q = new QueuePartition(config, store);
-  const model = new QueueModel(config);
+  let q = new QueuePartition(config, store, { deadLetterOutboxMax: outboxMax });
+  const model = new QueueModel(config, outboxMax);
   let index = 0;
   let nowMs = 1_000_000;
   const seqs = new Map<string, number>();
@@ -216,6 +219,10 @@ function runOps(config: PartitionConfig, ops: readonly Op[]): void {
       case 'deleteGroup':
         cmd = { kind: 'deleteGroup', group: groups[o.group] as ConsumerGroup, nowMs };
         break;
+      case 'forward':
+        // The leader confirms the head batch; a stray or repeated confirmation is tried too.
+        cmd = { kind: 'deadLettersForwarded', firstSeq: o.head ? (q.deadLetterHead()?.firstSeq ?? o.seq) : o.seq, nowMs };
+        break;
     }
     if (cmd === undefined) continue;
     if (cmd.kind === 'fetch' || cmd.kind === 'ack' || cmd.kind === 'nack' || cmd.kind === 'extend') {
@@ -253,7 +260,11 @@ function runOps(config: PartitionConfig, ops: readonly Op[]): void {
         const k: string = `${cmd.group}/${d.delivery}`;
         assert.equal(d.attempt, (attemptsSeen.get(k) ?? 0) + 1, `attempts count up by one per delivery at ${where}`);
         attemptsSeen.set(k, d.attempt);
-        if (config.maxDeliveries > 0) assert.ok(d.attempt <= config.maxDeliveries, `at most maxDeliveries attempts at ${where}`);
+        if (config.maxDeliveries > 0 && d.attempt > config.maxDeliveries) {
+          // Only while the outbox was full when the last attempt failed.
+          assert.ok(outboxMax < 10, `at most maxDeliveries attempts at ${where}`);
+          count('redelivered past maxDeliveries (outbox full)');
+        }
         if (d.attempt === 1) {
           const last = firstDeliveries.get(cmd.group) ?? -1;
           assert.ok(d.offset > last, `first deliveries of ${cmd.group} in offset order (${d.offset} after ${last}) at ${where}`);
@@ -272,11 +283,17 @@ function runOps(config: PartitionConfig, ops: readonly Op[]): void {
     }
     for (const ev of got.events as DeadLettered[]) {
       assert.ok(config.maxDeliveries > 0 && ev.deliveries === config.maxDeliveries, `dead-lettered exactly at maxDeliveries at ${where}`);
-      dlq.push({ ...deadLetterMessage(ev, partitionId(0)), offset: offset(dlq.length), timestampMs: nowMs });
+      dlq.push({ ...deadLetterMessage(ev, q.readMessage(ev.offset), partitionId(0)), offset: offset(dlq.length), timestampMs: nowMs });
       count('deadLettered');
     }
     if (!config.retention.dropUnacked) {
       for (const g of snap.groups) assert.ok(q.logStartOffset <= g.cursor, `retention kept group ${g.group}'s unacked messages at ${where}`);
+    }
+    for (const b of snap.outbox ?? []) {
+      for (const l of b.letters) {
+        assert.ok(l.offset >= q.logStartOffset, `retention kept outbox letter ${l.seq}'s message at ${where}`);
+        if ((r.kind === 'retained' || r.kind === 'appended') && l.offset === q.logStartOffset && config.retention.dropUnacked) count('outbox pinned retention');
+      }
     }
     if (cmd.kind === 'append' && cmd.messages.some((m) => m.onlyGroup !== undefined)) count(got.duplicate ? 'redrive:duplicate' : 'redrive');
     if (r.kind === 'retained' || r.kind === 'appended') {
@@ -287,7 +304,7 @@ function runOps(config: PartitionConfig, ops: readonly Op[]): void {
     // Snapshot round trip; carry on with the restored partition.
     const json = JSON.stringify(snap);
     store = MemoryMessageStore.fromSnapshot(store.toSnapshot());
-    q = QueuePartition.fromSnapshot(JSON.parse(json) as QueuePartitionSnapshot, store);
+    q = QueuePartition.fromSnapshot(JSON.parse(json) as QueuePartitionSnapshot, store, { deadLetterOutboxMax: outboxMax });
     assert.equal(JSON.stringify(q.toSnapshot()), json, `snapshot round trip at ${where}`);
     steps++;
   }
@@ -296,11 +313,11 @@ function runOps(config: PartitionConfig, ops: readonly Op[]): void {
 t.test('queue partition agrees with the naive model on random operation sequences', async (t) => {
   const seedEnv = process.env['SEED'];
   const pathEnv = process.env['PATH_REPLAY'];
-  const params: fc.Parameters<[PartitionConfig, Op[]]> = { numRuns: Number(process.env['RUNS'] ?? 300) };
+  const params: fc.Parameters<[PartitionConfig, number, Op[]]> = { numRuns: Number(process.env['RUNS'] ?? 300) };
   if (seedEnv !== undefined) params.seed = Number(seedEnv);
   if (pathEnv !== undefined) params.path = pathEnv;
-  const result = fc.check(fc.property(configArb, fc.array(opArb, { minLength: 1, maxLength: 100, size: 'max' }), (config, ops) => {
-    runOps(config, ops);
+  const result = fc.check(fc.property(configArb, fc.constantFrom(2, 10_000), fc.array(opArb, { minLength: 1, maxLength: 100, size: 'max' }), (config, outboxMax, ops) => {
+    runOps(config, outboxMax, ops);
   }), params);
   if (result.failed) t.fail(fc.defaultReportMessage(result) ?? 'property failed');
   t.comment(`seed ${result.seed} (replay with SEED=${result.seed}), ${result.numRuns} runs, ${steps} steps`);
@@ -308,7 +325,8 @@ t.test('queue partition agrees with the naive model on random operation sequence
   t.ok(steps > 5_000, 'the runs exercised many steps');
   t.comment(JSON.stringify(Object.fromEntries([...seen].sort())));
   for (const k of ['appended', 'appended:duplicate', 'STALE_REQUEST', 'delivered', 'delivered:duplicate', 'redelivered', 'ack:OK', 'ack:LATE_ACK', 'ack:NOT_FOUND',
-    'nacked', 'extended', 'LATE_ACK', 'expired', 'consumerGone', 'deadLettered', 'redrive', 'redrive:duplicate', 'replayed', 'retained', 'retention dropped', 'ok']) {
+    'nacked', 'extended', 'LATE_ACK', 'expired', 'consumerGone', 'deadLettered', 'redrive', 'redrive:duplicate', 'replayed', 'retained', 'retention dropped', 'ok',
+    'forwarded', 'redelivered past maxDeliveries (outbox full)', 'outbox pinned retention']) {
     t.ok((seen.get(k) ?? 0) > 0, `the generator reaches ${k}`);
   }
 });

@@ -41,6 +41,13 @@ interface MMessage {
   size: number;
   onlyGroup: string | undefined;
 }
+interface MLetter {
+  seq: number;
+  group: string;
+  offset: number;
+  deliveries: number;
+  reason: string;
+}
 interface MBatch {
   firstSeq: number;
   count: number;
@@ -60,9 +67,13 @@ export class QueueModel {
   nextId = 1;
   producers: Record<string, { lastSeq: number; batches: MBatch[] }> = {};
   groups: MGroup[] = [];
+  /** The dead-letter outbox: one batch per command that dead-lettered something. */
+  outbox: { firstSeq: number; letters: MLetter[] }[] = [];
+  nextLetterSeq = 1;
   private events: Plain[] = [];
+  private letters: MLetter[] = [];
 
-  constructor(readonly config: PartitionConfig) {}
+  constructor(readonly config: PartitionConfig, readonly outboxMax = 10_000) {}
 
   get logEnd(): number {
     return this.messages.length;
@@ -75,6 +86,7 @@ export class QueueModel {
 
   apply(cmd: QueueCommand): { result: Plain; events: Plain[]; duplicate: boolean } {
     this.events = [];
+    this.letters = [];
     let duplicate = false;
     const now = cmd.nowMs;
     let result: Plain;
@@ -234,7 +246,14 @@ export class QueueModel {
         result = { kind: 'retained', logStart: this.logStart, dropped };
         break;
       }
+      case 'deadLettersForwarded': {
+        const gone = this.outbox.filter((b) => b.firstSeq <= cmd.firstSeq);
+        this.outbox = this.outbox.filter((b) => b.firstSeq > cmd.firstSeq);
+        result = { kind: 'forwarded', count: gone.reduce((n, b) => n + b.letters.length, 0) };
+        break;
+      }
     }
+    if (this.letters.length > 0) this.outbox.push({ firstSeq: (this.letters[0] as MLetter).seq, letters: this.letters });
     return { result, events: this.events, duplicate };
   }
 
@@ -280,8 +299,11 @@ export class QueueModel {
   private fail(g: MGroup, s: MOut, reason: string, readyAtMs: number): boolean {
     s.inFlight = false;
     s.consumer = null;
-    if (this.config.maxDeliveries > 0 && s.attempt >= this.config.maxDeliveries) {
-      this.events.push({ kind: 'deadLettered', group: g.name, delivery: s.id, deliveries: s.attempt, reason, offset: s.offset });
+    const held = this.outbox.reduce((n, b) => n + b.letters.length, 0) + this.letters.length;
+    if (this.config.maxDeliveries > 0 && s.attempt >= this.config.maxDeliveries && held < this.outboxMax) {
+      const letter = { seq: this.nextLetterSeq++, group: g.name, offset: s.offset, deliveries: s.attempt, reason };
+      this.letters.push(letter);
+      this.events.push({ kind: 'deadLettered', ...letter, delivery: s.id });
       g.status.set(s.offset, 'done');
       return true;
     }
@@ -292,7 +314,9 @@ export class QueueModel {
   private retain(now: number): number {
     const r = this.config.retention;
     if (r.maxAgeMs === 0 && r.maxBytes === 0) return 0;
-    const floor = r.dropUnacked ? this.logEnd : Math.min(this.logEnd, ...this.groups.map((g) => this.cursor(g)));
+    // The outbox keeps its letters' messages whatever the topic says.
+    const outboxOffsets = this.outbox.flatMap((b) => b.letters.map((l) => l.offset));
+    const floor = Math.min(r.dropUnacked ? this.logEnd : Math.min(this.logEnd, ...this.groups.map((g) => this.cursor(g))), ...outboxOffsets);
     let start = this.logStart;
     const bytes = (from: number): number => this.messages.slice(from).reduce((n, m) => n + m.size, 0);
     while (start < floor) {
@@ -316,6 +340,7 @@ export class QueueModel {
     return {
       logStart: this.logStart,
       logEnd: this.logEnd,
+      outbox: this.outbox,
       groups: this.groups.map((g) => ({
         group: g.name,
         cursor: this.cursor(g),

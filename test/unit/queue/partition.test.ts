@@ -192,8 +192,9 @@ t.test('after maxDeliveries a failure dead-letters the message with the reason; 
   t.match(out.result, { kind: 'nacked', deadLettered: true, redeliverAtMs: -1 });
   t.equal(out.events.length, 1);
   const ev = out.events[0] as DeadLettered;
-  t.match(ev, { kind: 'deadLettered', group: 'G', deliveries: 2, reason: 'nacked', message: { offset: 0 } });
-  t.equal(text(ev.message.value), 'poison', 'the event carries the message body for the dead-letter topic');
+  t.match(ev, { kind: 'deadLettered', group: 'G', deliveries: 2, reason: 'nacked', offset: 0, seq: 1 });
+  t.same(d.q.deadLetterHead(), { firstSeq: 1, letters: [{ seq: 1, group: 'G', offset: 0, deliveries: 2, reason: 'nacked' }] }, 'the dead letter waits in the outbox');
+  t.equal(text(d.q.readMessage(ev.offset).value), 'poison', 'the outbox keeps the message body for the dead-letter topic');
   t.equal(d.cursor('G'), 1);
   t.same(offsets(d.fetch('G', 'c1')), [1]);
   // maxDeliveries 0: never dead-lettered.
@@ -216,10 +217,12 @@ t.test('dead letters go to the dead-letter partition and are redriven to the gro
   d.ack('H', 'c2', ...d.q.listDeliveries(g('H')).map((x) => ({ delivery: x.delivery, attempt: x.attempt })));
   d.nowMs += 1_000;
   const events = d.expire().events as DeadLettered[];
-  t.same(events.map((e) => [e.group, e.message.offset, e.reason]), [['G', 0, 'deadline'], ['G', 1, 'deadline']]);
-  // The wiring appends these to the dead-letter partition 3 (same index as the source).
+  t.same(events.map((e) => [e.group, e.offset, e.reason, e.seq]), [['G', 0, 'deadline', 1], ['G', 1, 'deadline', 2]]);
+  // The wiring appends the outbox's head batch to the dead-letter partition 3 (same index as the source).
+  const head = d.q.deadLetterHead();
+  t.same(head?.letters.map((l) => l.seq), [1, 2], 'one command\'s dead letters are one batch');
   const dlq = new Driver();
-  for (const e of events) dlq.publish(deadLetterMessage(e, partitionId(3)));
+  dlq.publish(...(head?.letters ?? []).map((l) => deadLetterMessage(l, d.q.readMessage(l.offset), partitionId(3))));
   const dead = [dlq.store.read(offset(0)), dlq.store.read(offset(1))] as StoredMessage[];
   t.match(deadLetterInfo(dead[0] as StoredMessage), { group: 'G', partition: 3, offset: 0, deliveries: 1, reason: 'deadline' });
   t.equal(deadLetterInfo(msg('plain')), null);
@@ -394,5 +397,51 @@ t.test('config checks, read API and error codes', (t) => {
   const codes: QueueErrorCode[] = ['BAD_REQUEST', 'NOT_FOUND', 'LATE_ACK', 'STALE_REQUEST', 'TOO_MANY_REQUESTS', 'MESSAGE_TOO_LARGE'];
   for (const k of codes) t.ok(isErrorCode(k), `${k} is a wire error code`);
   t.equal(ErrorCode.LATE_ACK, 'LATE_ACK');
+  t.end();
+});
+
+t.test('dead-letter outbox: held until the dead-letter partition confirmed, in order, bounded without dropping', (t) => {
+  const d = new Driver(config({ maxDeliveries: 1, ackDeadlineMs: 1_000 }), { deadLetterOutboxMax: 2 });
+  d.publish(msg('a'), msg('b'), msg('c'));
+  t.equal(d.fetch('G', 'c1', 1).length, 1);
+  d.nowMs += 1_000;
+  d.expire();
+  t.equal(d.fetch('G', 'c1', 2).length, 2);
+  d.nowMs += 1_000;
+  t.same(d.expire().events.map((e) => e.seq), [2], 'the outbox holds 2: offset 1 dead-letters, offset 2 waits');
+  t.same([d.q.deadLettersPending, d.cursor('G')], [2, 2], 'dead letters are done for the group; the held one is not');
+  // The held message is redelivered past maxDeliveries rather than dropped.
+  const [again] = d.fetch('G', 'c1', 1);
+  t.match(again, { offset: 2, attempt: 2 });
+  t.equal(code(d.apply({ kind: 'deadLettersForwarded', firstSeq: 0 }).result), 'BAD_REQUEST');
+  t.same(d.apply({ kind: 'deadLettersForwarded', firstSeq: 1 }).result, { kind: 'forwarded', count: 1 }, 'the head batch leaves');
+  t.same(d.apply({ kind: 'deadLettersForwarded', firstSeq: 1 }).result, { kind: 'forwarded', count: 0 }, 'a repeated confirmation finds nothing');
+  t.equal(d.q.deadLetterHead()?.firstSeq, 2);
+  d.nowMs += 1_000;
+  t.same(d.expire().events.map((e) => [e.offset, e.seq, e.deliveries]), [[2, 3, 2]], 'with room again, its next failure dead-letters it');
+  t.same(d.apply({ kind: 'deadLettersForwarded', firstSeq: 3 }).result, { kind: 'forwarded', count: 2 }, 'confirming a later batch confirms the earlier ones');
+  t.equal(d.q.deadLetterHead(), null);
+  t.end();
+});
+
+t.test('dead-letter outbox: pins retention even with dropUnacked, travels in snapshots, restores from old ones', (t) => {
+  const d = new Driver(config({ maxDeliveries: 1, ackDeadlineMs: 1_000, retention: { maxAgeMs: 5_000, maxBytes: 0, dropUnacked: true } }));
+  d.publish(msg('poison'), msg('x'));
+  d.fetch('G', 'c1', 1);
+  d.nowMs += 1_000;
+  t.equal(d.expire().events.length, 1);
+  d.nowMs += 10_000;
+  t.match(d.apply({ kind: 'enforceRetention' }).result, { kind: 'retained', logStart: 0, dropped: 0 }, 'the outbox letter at offset 0 holds retention');
+  const snap = d.q.toSnapshot();
+  t.same(snap.outbox, [{ firstSeq: 1, letters: [{ seq: 1, group: 'G', offset: 0, deliveries: 1, reason: 'deadline' }] }]);
+  const restored = QueuePartition.fromSnapshot(JSON.parse(JSON.stringify(snap)) as typeof snap, d.store);
+  t.equal(text(restored.readMessage(offset(0)).value), 'poison', 'a new leader restored from the snapshot can still forward it');
+  t.equal(restored.deadLetterHead()?.firstSeq, 1);
+  const old = JSON.parse(JSON.stringify(snap)) as Record<string, unknown>;
+  delete old['outbox'];
+  delete old['nextDeadLetterSeq'];
+  t.equal(QueuePartition.fromSnapshot(old as unknown as typeof snap, d.store).deadLetterHead(), null, 'a snapshot from before the outbox restores with an empty one');
+  d.apply({ kind: 'deadLettersForwarded', firstSeq: 1 });
+  t.match(d.apply({ kind: 'enforceRetention' }).result, { kind: 'retained', logStart: 2, dropped: 2 }, 'once forwarded, retention drops it');
   t.end();
 });

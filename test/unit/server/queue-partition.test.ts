@@ -151,7 +151,7 @@ t.test('a dead-lettered event reaches the listener on apply', async (t) => {
   const events: string[] = [];
   const cfg = { ...defaultPartitionConfig, maxDeliveries: 1 };
   const m = new PartitionMachine('t', 0, cfg, memoryPartitionStorage(groupId(257)), {
-    applied: (_m, _e, _c, outcomes) => { for (const o of outcomes) for (const ev of o.events) events.push(`${ev.kind}:${ev.reason}:${dec.decode(ev.message.value)}`); },
+    applied: (_m, _e, _c, outcomes) => { for (const o of outcomes) for (const ev of o.events) events.push(`${ev.kind}:${ev.reason}:${dec.decode(m.partition.readMessage(ev.offset).value)}`); },
     leaderChanged: () => {},
   });
   m.apply(entry([append(10, 'poison')]));
