@@ -22,8 +22,12 @@ const keys = 16;
 const clientsPerNode = 2;
 /** Pause between one client's operations. */
 const opGapMs = 20;
-/** Operations per client at most (a bound besides time). */
-const opsMax = 6_000;
+/**
+ * Operations per client at most (a bound besides time): 6,000, or 20 per second of load
+ * for long runs (a client manages about 6 a second), so a soak's load lasts its whole time.
+ */
+const opsMaxFloor = 6_000;
+const opsPerSecondMax = 20;
 
 export interface CacheOp extends BaseOp {
   readonly f: 'get' | 'set' | 'delete';
@@ -101,6 +105,7 @@ export class CacheWorkload implements Workload {
 
   private async run(client: Client, name: string, node: string, prng: Xoshiro128): Promise<void> {
     const ctx = this.ctx as WorkloadContext;
+    const opsMax = Math.max(opsMaxFloor, Math.ceil((ctx.loadUntilMs / 1000) * opsPerSecondMax));
     for (let n = 0; this.running && n < opsMax && this.now() < ctx.loadUntilMs; n++) {
       const key = `c${prng.int(0, keys - 1)}`;
       const roll = prng.next();

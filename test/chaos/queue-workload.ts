@@ -25,8 +25,12 @@ const group = 'g1';
 const keys = 8;
 /** Pause between one producer's publishes: keeps the queue's share of two cores modest. */
 const publishGapMs = 10;
-/** Publishes per producer at most (a bound besides time). */
-const publishesMax = 5_000;
+/**
+ * Publishes per producer at most (a bound besides time): 5,000, or 40 per second of load
+ * for long runs (a producer manages about 20 a second), so a soak's load lasts its whole time.
+ */
+const publishesMaxFloor = 5_000;
+const publishesPerSecondMax = 40;
 /** A consumer's deliveries come back this long after it stopped answering. */
 const ackDeadlineMs = 2_000;
 /** Chance per message of a nack, and of a consumer crash holding it. */
@@ -120,6 +124,7 @@ export class QueueWorkload implements Workload {
   private async produce(client: Client, name: string, node: string, prng: Xoshiro128): Promise<void> {
     const ctx = this.ctx as WorkloadContext;
     const producer: Producer = client.producer(topic);
+    const publishesMax = Math.max(publishesMaxFloor, Math.ceil((ctx.loadUntilMs / 1000) * publishesPerSecondMax));
     for (let seq = 0; this.producing && seq < publishesMax && this.now() < ctx.loadUntilMs; seq++) {
       const key = `k${prng.int(0, keys - 1)}`;
       const value = `${name}#${seq}`;
