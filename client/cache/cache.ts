@@ -1,9 +1,12 @@
 // client.cache: get / set / delete / flush / stats against the node the client is
 // attached to (its first reachable seed), which serves hits from its own lines. Requests
 // issued in one turn leave in one write (the connection corks per turn). A request the
-// node refused for now (UNAVAILABLE while the cache ring changes, TOO_MANY_REQUESTS, a
-// closed connection) is sent again, on another node if this one is gone: every cache
-// operation may be repeated until it is answered (a set's effect falls inside its call).
+// node refused for now (UNAVAILABLE while the cache ring changes, TOO_MANY_REQUESTS) is
+// sent again, on another node if this one is gone. A get is also sent again after its
+// connection closed. A write is not: once sent it may have been applied, and sending it
+// again could apply it a second time after another client's write (the 30-minute fault
+// run caught exactly that), so a write whose fate is unknown rejects (CONNECTION_CLOSED,
+// or TIMEOUT from the node) and the caller decides.
 
 import { cacheKeyBytesMax, cacheTtlMsMax, cacheValueBytesMax } from '../../core/constants.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
@@ -49,7 +52,8 @@ export interface CacheApi {
   stats(): Promise<CacheStats>;
 }
 
-const retried = new Set<string>([ErrorCode.UNAVAILABLE, ErrorCode.TOO_MANY_REQUESTS, ErrorCode.CONNECTION_CLOSED]);
+/** Refusals made before the operation did anything: any operation may be sent again. */
+const refusedBeforeApplying = new Set<string>([ErrorCode.UNAVAILABLE, ErrorCode.TOO_MANY_REQUESTS]);
 const attemptsMax = 8;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -58,7 +62,7 @@ export class CacheClient implements CacheApi {
   constructor(private readonly router: Router, private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))) {}
 
   async get(key: string): Promise<Uint8Array | null> {
-    const reply = schema.CacheReply.decode(await this.request(Opcode.CacheGet, schema.CacheRequest.encode({ key: checkKey(key) }).finish()));
+    const reply = schema.CacheReply.decode(await this.request(Opcode.CacheGet, schema.CacheRequest.encode({ key: checkKey(key) }).finish(), true));
     return reply.found === true ? reply.value ?? new Uint8Array(0) : null;
   }
 
@@ -84,19 +88,28 @@ export class CacheClient implements CacheApi {
   }
 
   async stats(): Promise<CacheStats> {
-    const r = schema.CacheStatsReply.decode(await this.request(Opcode.CacheStats, schema.CacheStatsRequest.encode({}).finish()));
+    const r = schema.CacheStatsReply.decode(await this.request(Opcode.CacheStats, schema.CacheStatsRequest.encode({}).finish(), true));
     return { nodeId: r.nodeId ?? '', protocol: r.protocol ?? '', writePolicy: r.writePolicy ?? '', backing: r.backing ?? '',
       counters: Object.fromEntries((r.counters ?? []).map((c) => [c.name ?? '', Number(c.value ?? 0)])) };
   }
 
-  private async request(opcode: number, payload: Uint8Array): Promise<Uint8Array> {
+  /** `readOnly`: the request has no effect, so a closed connection's answer may be asked for again. */
+  private async request(opcode: number, payload: Uint8Array, readOnly = false): Promise<Uint8Array> {
     let backoffMs = 50;
     for (let attempt = 1; ; attempt++) {
       try {
-        const conn = await this.router.anyConnection();
+        let conn: Awaited<ReturnType<Router['anyConnection']>>;
+        try {
+          conn = await this.router.anyConnection();
+        } catch (err) {
+          // Nothing was sent: as safe to repeat as a refusal.
+          throw err instanceof DsyncError && err.code === ErrorCode.CONNECTION_CLOSED
+            ? new DsyncError(ErrorCode.UNAVAILABLE, err.message, { retryAfterMs: err.retryAfterMs }) : err;
+        }
         return await conn.request(opcode, payload, this.router.requestTimeoutMs);
       } catch (err) {
-        if (!(err instanceof DsyncError) || !retried.has(err.code) || attempt >= attemptsMax) throw err;
+        const again = err instanceof DsyncError && (refusedBeforeApplying.has(err.code) || (readOnly && err.code === ErrorCode.CONNECTION_CLOSED));
+        if (!again || attempt >= attemptsMax) throw err;
         await this.sleep(Math.max(backoffMs, err.retryAfterMs));
         backoffMs = Math.min(500, backoffMs * 2);
       }

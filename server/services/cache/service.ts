@@ -385,7 +385,7 @@ export class CacheService implements Service {
     const nowMs = this.now();
     this.confirm(g, nowMs);
     if (!g.lease.serving(nowMs)) {
-      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately); retry, or use another node', this.confirmLeaseMs / 4);
+      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately)', this.confirmLeaseMs / 4);
       return;
     }
     g.node.tick(nowMs);
@@ -407,10 +407,7 @@ export class CacheService implements Service {
       if (nowMs - w.sinceMs < waitMs) continue;
       g.waiting.delete(opId);
       this.metrics.add('refusedBackingDown');
-      if (!w.ctx.conn.closed) {
-        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
-          `${problem}; keys cached here are still served; retry (a write may or may not have been applied)`, { retryAfterMs: this.opts.cfg.leaseMs }));
-      }
+      abandon(w, `${problem}; keys cached here are still served`, this.opts.cfg.leaseMs);
     }
   }
 
@@ -530,20 +527,15 @@ export class CacheService implements Service {
     this.confirm(this.gen, nowMs);
   }
 
-  /** Answers every operation waiting in `g` with UNAVAILABLE (a write's effect unknown); their completions are ignored later. */
+  /** Answers every operation waiting in `g` (see abandon()); their completions are ignored later. */
   private failWaiting(g: Generation, why: string, retryAfterMs: number): void {
-    for (const [, w] of g.waiting) {
-      if (!w.ctx.conn.closed) {
-        w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, new DsyncError(ErrorCode.UNAVAILABLE,
-          `${why} (a write may or may not have been applied)`, { retryAfterMs: Math.ceil(retryAfterMs) }));
-      }
-    }
+    for (const [, w] of g.waiting) abandon(w, why, retryAfterMs);
     g.waiting.clear();
   }
 
   /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
   private retire(g: Generation): void {
-    this.failWaiting(g, 'the cache ring changed while this request waited; retry', this.opts.cfg.leaseMs);
+    this.failWaiting(g, 'the cache ring changed while this request waited', this.opts.cfg.leaseMs);
     this.metrics.add('dirtyLinesDroppedAtRingChange', g.node.dirtyHeld);
     for (const [k, v] of Object.entries(this.coreCounters(g))) this.metrics.add(k, v);
   }
@@ -672,3 +664,18 @@ function encodeValue(v: CacheValue): Uint8Array {
   return schema.CacheReply.encode(v === null ? { found: false } : { found: true, value: v }).finish();
 }
 
+
+/**
+ * Answers an operation given up on after it reached the cores. A get is UNAVAILABLE: it had
+ * no effect, so it may simply be asked again. A set, delete or flush is TIMEOUT: its request
+ * may have reached the home and been applied, so it must not be repeated blindly (a repeat
+ * could apply it a second time after another client's write, which no single point in time
+ * explains); the client library retries writes only on refusals made before anything happened.
+ */
+function abandon(w: { readonly ctx: RequestContext; readonly kind: string }, why: string, retryAfterMs: number): void {
+  if (w.ctx.conn.closed) return;
+  const error = w.kind === 'get'
+    ? new DsyncError(ErrorCode.UNAVAILABLE, `${why}; retry`, { retryAfterMs: Math.ceil(retryAfterMs) })
+    : new DsyncError(ErrorCode.TIMEOUT, `${why}: the ${w.kind} may or may not have been applied`, { retryAfterMs: Math.ceil(retryAfterMs) });
+  w.ctx.conn.replyError(w.ctx.requestId, w.ctx.opcode, error);
+}
