@@ -53,6 +53,12 @@ export interface SimClusterOptions {
   readonly checkAckDurability: boolean;
   /** The services one node runs, fresh for each incarnation (server/main.ts services()). */
   readonly services: (node: SimNode) => Service[];
+  /**
+   * Check the Raft invariants of every group a node hosts, not only group 0's (the
+   * multi-group simulation): one checker per group, committed entries durable on a
+   * majority of the disks that ever held the group. Off by default (CPU).
+   */
+  readonly checkAllGroups?: boolean;
 }
 
 export interface SimStats {
@@ -144,10 +150,10 @@ export class SimNode implements ServiceNode {
   private handlers = new Map<number, RequestHandler>();
   private peerHandlers = new Map<number, PeerMessageHandler>();
   private links = new Set<SimLinkEnd>();
-  /** The last term this node was seen in (terms never go back, across restarts too). */
-  lastTerm = 0;
-  /** Term whose leader completeness was checked (a leader is checked once its term is durable). */
-  leaderCheckedTerm = -1;
+  /** Per group: the last term this node was seen in (terms never go back, across restarts too). */
+  readonly lastTerms = new Map<GroupId, number>();
+  /** Per group: the term whose leader completeness was checked (a leader is checked once its term is durable). */
+  readonly leaderCheckedTerms = new Map<GroupId, number>();
   readonly clockRate: number;
   readonly clockOffsetMs: number;
 
@@ -305,7 +311,10 @@ export class SimNode implements ServiceNode {
 export class SimCluster {
   readonly world = new SimWorld();
   readonly prng: Xoshiro128;
+  /** Group 0's checker. */
   readonly checker = new RaftSafetyChecker();
+  /** The other groups' checkers (opts.checkAllGroups). */
+  readonly groupCheckers = new Map<GroupId, RaftSafetyChecker>();
   readonly nodes: SimNode[] = [];
   readonly net: SimNet;
   readonly stats: SimStats = {
@@ -375,8 +384,8 @@ export class SimCluster {
     this.stats.restarts++;
     const hs = node.disk.group(group0Id)?.hardState;
     this.note(`restart ${node.id} (term ${hs?.term ?? 0}, vote '${hs?.vote ?? ''}', last ${node.disk.lastIndex(group0Id)})`);
-    node.leaderCheckedTerm = -1;
-    node.lastTerm = hs?.term ?? 0;
+    node.leaderCheckedTerms.clear();
+    for (const group of node.lastTerms.keys()) node.lastTerms.set(group, node.disk.group(group)?.hardState?.term ?? 0);
     node.start();
   }
 
@@ -466,27 +475,29 @@ export class SimCluster {
     return {
       afterAdvance: (group: GroupId, raft: Raft, rd: Ready): void => {
         this.world.guard(() => {
-          if (group !== group0Id) return;
+          const checker = this.checkerFor(group);
+          if (checker === null) return;
           const st = raft.status();
-          if (st.term < node.lastTerm) this.checker.fail('term-monotonic', `${node.id} went from term ${node.lastTerm} to ${st.term}`);
-          node.lastTerm = st.term;
-          for (const e of rd.committedEntries) this.checker.onCommitted(node.id, e, st.term);
+          const lastTerm = node.lastTerms.get(group) ?? 0;
+          if (st.term < lastTerm) checker.fail('term-monotonic', `${node.id} went from term ${lastTerm} to ${st.term} in group ${group}`);
+          node.lastTerms.set(group, st.term);
+          for (const e of rd.committedEntries) checker.onCommitted(node.id, e, st.term);
           if (rd.snapshot !== null) {
             this.stats.snapshotsInstalled++;
             this.note(`${node.id} installed snapshot ${rd.snapshot.meta.index}`);
           }
           if (rd.softState !== null && this.traceEnabled) this.note(`${node.id} role ${st.role} term ${st.term} leader '${st.leader}'`);
           if (st.role === Role.Leader) {
-            this.checker.onLeader(node.id, st.term);
-            const disk = node.disk.group(group0Id);
-            if (node.leaderCheckedTerm !== st.term && disk?.hardState?.term === st.term) {
-              node.leaderCheckedTerm = st.term;
+            checker.onLeader(node.id, st.term);
+            const disk = node.disk.group(group);
+            if (node.leaderCheckedTerms.get(group) !== st.term && disk?.hardState?.term === st.term) {
+              node.leaderCheckedTerms.set(group, st.term);
               const snapIndex = disk.snapshot?.meta.index ?? 0;
               const head = disk.entries[0]?.index ?? snapIndex + 1;
-              this.checker.checkLeaderCompleteness(node.id, st.term, snapIndex, node.disk.lastIndex(group0Id), (i) => disk.entries[i - head]);
+              checker.checkLeaderCompleteness(node.id, st.term, snapIndex, node.disk.lastIndex(group), (i) => disk.entries[i - head]);
             }
           }
-          for (const hook of this.readyHooks) hook(node, raft, rd);
+          if (group === group0Id) for (const hook of this.readyHooks) hook(node, raft, rd);
         });
       },
     };
@@ -496,19 +507,21 @@ export class SimCluster {
   diskObserver(node: SimNode): DiskObserver {
     return {
       onDurableEntry: (group, entry: Entry, prevTerm, nodeTerm, overwritten) => {
-        if (group !== group0Id) return;
-        if (entry.term < prevTerm) this.checker.fail('log-terms-monotonic', `${node.id} entry ${entry.index} term ${entry.term} after term ${prevTerm}`);
-        this.checker.onPersistedEntry(node.id, entry, prevTerm, nodeTerm, overwritten);
+        const checker = this.checkerFor(group);
+        if (checker === null) return;
+        if (entry.term < prevTerm) checker.fail('log-terms-monotonic', `${node.id} entry ${entry.index} term ${entry.term} after term ${prevTerm} in group ${group}`);
+        checker.onPersistedEntry(node.id, entry, prevTerm, nodeTerm, overwritten);
       },
       onDurableHardState: (group, hs: HardState, before, lastIndex) => {
-        if (group !== group0Id) return;
+        const checker = this.checkerFor(group);
+        if (checker === null) return;
         if (before !== null) {
-          if (hs.term < before.term) this.checker.fail('hardstate', `${node.id} persisted term ${hs.term} after ${before.term}`);
+          if (hs.term < before.term) checker.fail('hardstate', `${node.id} persisted term ${hs.term} after ${before.term} in group ${group}`);
           if (hs.term === before.term && before.vote !== '' && hs.vote !== before.vote) {
-            this.checker.fail('vote-safety', `${node.id} persisted vote ${hs.vote || "''"} after ${before.vote} in term ${hs.term}`);
+            checker.fail('vote-safety', `${node.id} persisted vote ${hs.vote || "''"} after ${before.vote} in term ${hs.term} in group ${group}`);
           }
         }
-        if (hs.commit > lastIndex) this.checker.fail('ready-contract', `${node.id} persisted commit ${hs.commit} beyond its durable log end ${lastIndex}`);
+        if (hs.commit > lastIndex) checker.fail('ready-contract', `${node.id} persisted commit ${hs.commit} beyond its durable log end ${lastIndex} in group ${group}`);
       },
     };
   }
@@ -518,32 +531,54 @@ export class SimCluster {
     const decoded = schema.RaftBatch.decode(batch);
     for (const w of decoded.messages) {
       const { group, message } = fromWire(w);
-      if (group !== group0Id) continue;
-      this.checkMessage(from, message);
+      const checker = this.checkerFor(group);
+      if (checker === null) continue;
+      this.checkMessage(checker, group, from, message);
     }
   }
 
-  private checkMessage(from: SimNode, m: Message): void {
-    if (m.type === MessageType.VoteResp && !m.reject) this.checker.onVoteGranted(m.from, m.term, m.to);
+  /** The checker of `group`'s invariants, or null when this cluster does not check that group. */
+  checkerFor(group: GroupId): RaftSafetyChecker | null {
+    if (group === group0Id) return this.checker;
+    if (this.opts.checkAllGroups !== true) return null;
+    let c = this.groupCheckers.get(group);
+    if (c === undefined) {
+      c = new RaftSafetyChecker();
+      this.groupCheckers.set(group, c);
+    }
+    return c;
+  }
+
+  private checkMessage(checker: RaftSafetyChecker, group: GroupId, from: SimNode, m: Message): void {
+    if (m.type === MessageType.VoteResp && !m.reject) checker.onVoteGranted(m.from, m.term, m.to);
     if (!this.opts.checkAckDurability) return;
-    if (m.type === MessageType.AppResp && !m.reject && m.index > from.disk.lastIndex(group0Id)) {
-      this.checker.fail('ack-durability', `${from.id} acked index ${m.index} to ${m.to} with only ${from.disk.lastIndex(group0Id)} durable`);
+    if (m.type === MessageType.AppResp && !m.reject && m.index > from.disk.lastIndex(group)) {
+      checker.fail('ack-durability', `${from.id} acked index ${m.index} to ${m.to} with only ${from.disk.lastIndex(group)} durable in group ${group}`);
     }
     if (m.type === MessageType.VoteResp && !m.reject) {
-      const hs = from.disk.group(group0Id)?.hardState ?? { term: 0, vote: '' };
+      const hs = from.disk.group(group)?.hardState ?? { term: 0, vote: '' };
       if (hs.term < m.term || (hs.term === m.term && hs.vote !== m.to)) {
-        this.checker.fail('ack-durability', `${from.id} granted its term-${m.term} vote to ${m.to} with term ${hs.term} vote '${hs.vote}' durable`);
+        checker.fail('ack-durability', `${from.id} granted its term-${m.term} vote to ${m.to} with term ${hs.term} vote '${hs.vote}' durable in group ${group}`);
       }
     }
   }
 
-  /** Every committed entry is on a majority of disks (in the log or under a snapshot). */
+  /** Every committed entry is on a majority of disks (in the log or under a snapshot), in every checked group. */
   checkCommittedDurable(): void {
-    const quorum = Math.floor(this.nodes.length / 2) + 1;
-    for (const [index, key] of this.checker.committedKeys()) {
+    this.checkGroupCommittedDurable(group0Id, this.checker, this.nodes.length);
+    for (const [group, checker] of this.groupCheckers) {
+      // Static replica sets: the disks that ever held the group are its replicas.
+      const replicas = this.nodes.filter((n) => n.disk.group(group) !== undefined).length;
+      this.checkGroupCommittedDurable(group, checker, replicas);
+    }
+  }
+
+  private checkGroupCommittedDurable(group: GroupId, checker: RaftSafetyChecker, replicas: number): void {
+    const quorum = Math.floor(replicas / 2) + 1;
+    for (const [index, key] of checker.committedKeys()) {
       let copies = 0;
       for (const node of this.nodes) {
-        const g = node.disk.group(group0Id);
+        const g = node.disk.group(group);
         if (g === undefined) continue;
         const snapIndex = g.snapshot?.meta.index ?? 0;
         if (index <= snapIndex) {
@@ -555,7 +590,7 @@ export class SimCluster {
         if (e !== undefined && entryKey(e) === key) copies++;
       }
       if (copies < quorum) {
-        this.checker.fail('committed-never-lost', `committed "${key}" at ${index} is durable on only ${copies} of ${this.nodes.length} disks`);
+        checker.fail('committed-never-lost', `committed "${key}" at ${index} of group ${group} is durable on only ${copies} of ${replicas} disks`);
       }
     }
   }
