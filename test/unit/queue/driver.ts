@@ -6,7 +6,7 @@ import { consumerGroup, consumerId, logIndex, producerId } from '../../../core/i
 import type { ConsumerGroup, ConsumerId, DeliveryId } from '../../../core/ids.js';
 import type { Delivery, Message, QueueCommand, QueueOutcome, QueueResult } from '../../../core/queue/commands.js';
 import { QueuePartition, defaultPartitionConfig } from '../../../core/queue/partition.js';
-import type { PartitionConfig } from '../../../core/queue/partition.js';
+import type { PartitionConfig, QueuePartitionOptions } from '../../../core/queue/partition.js';
 import { MemoryMessageStore } from '../../../core/queue/store.js';
 
 type Distribute<T> = T extends unknown ? Omit<T, 'nowMs'> : never;
@@ -32,8 +32,8 @@ export class Driver {
   private readonly seqs = new Map<string, number>();
   readonly log: QueueOutcome[] = [];
 
-  constructor(cfg: PartitionConfig = config()) {
-    this.q = new QueuePartition(cfg, this.store);
+  constructor(cfg: PartitionConfig = config(), options: QueuePartitionOptions = {}) {
+    this.q = new QueuePartition(cfg, this.store, options);
   }
 
   apply(body: Body): QueueOutcome {
