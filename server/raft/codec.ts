@@ -6,6 +6,7 @@ import { appendEntriesCountMax, raftMessageContextBytesMax } from '../../core/co
 import { type GroupId, groupId, logIndex, type NodeId, term } from '../../core/ids.js';
 import { type Entry, EntryType, type Message, MessageType, type Snapshot } from '../../core/raft/types.js';
 import { ErrorCode, ProtocolError } from '../../protocol/errors.js';
+import { wireNumber } from '../../protocol/wire-number.js';
 import { schema } from '../../protocol/index.js';
 import type { dsync } from '../../protocol/generated/dsync.js';
 
@@ -121,19 +122,6 @@ export function checkWire(w: dsync.RaftMessage.$Properties, from: NodeId, self: 
     if ((snap.voters ?? []).length === 0) return bad('a snapshot whose configuration has no voters');
   }
   return null;
-}
-
-/**
- * A decoded uint64/uint32 as a number: protobufjs hands out a number or, for 64-bit
- * fields, a Long ({ low, high } halves); anything else is NaN (refused by isCount).
- */
-function wireNumber(v: unknown): number {
-  if (v === null || v === undefined) return 0;
-  if (typeof v === 'number') return v;
-  if (typeof v === 'object' && 'low' in v && 'high' in v && typeof v.low === 'number' && typeof v.high === 'number') {
-    return (v.high >>> 0) * 0x1_0000_0000 + (v.low >>> 0);
-  }
-  return Number.NaN;
 }
 
 function isCount(v: number): boolean {
