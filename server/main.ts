@@ -31,7 +31,7 @@ import { registerServices, type Service, serviceContext } from './services/servi
 import { fsyncBucketsNs } from './storage/shared.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
-import { type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
+import { queueCanaryOf, type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
 
 export { StartError } from './node/listen.js';
 
@@ -47,7 +47,7 @@ export interface RunningNode {
 /** The services every node runs after the members service, in start order. */
 function services(config: NodeConfig, queues: QueueServiceOptions, canaries: ReadonlySet<ServerCanary>): Service[] {
   return [new JournalService(), new LockService(),
-    new QueueService(canaries.has('queue-forget-failed') ? { ...queues, canary: 'forget-failed-attempts' } : queues),
+    new QueueService(((c) => (c === undefined ? queues : { ...queues, canary: c }))(queueCanaryOf(canaries))),
     cacheService(config, canaries.has('cache-skip-invalidation'))];
 }
 

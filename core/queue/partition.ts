@@ -289,12 +289,18 @@ interface Effects {
   readonly letters: DeadLetter[];
 }
 
+export type PartitionCanary = 'forget-failed-attempts' | 'cursor-before-ack';
+
 export interface QueuePartitionOptions {
   /**
-   * A deliberate bug for the fault runner's canary (never set otherwise): a failed attempt
-   * (deadline passed, nacked, consumer gone) finishes the message instead of redelivering it.
+   * A deliberate bug for a checker's canary (never set otherwise):
+   * - 'forget-failed-attempts': a failed attempt (deadline passed, nacked, consumer gone)
+   *   finishes the message instead of redelivering it;
+   * - 'cursor-before-ack': handing a message out finishes it for its group (the cursor
+   *   moves at delivery, before any ack), so a delivery whose consumer never acks it (the
+   *   answer was lost, the consumer died) is never redelivered.
    */
-  readonly canary?: 'forget-failed-attempts';
+  readonly canary?: PartitionCanary;
   /** Dead letters the outbox holds at most (default queueDeadLetterOutboxMax; tests use small ones). */
   readonly deadLetterOutboxMax?: number;
 }
@@ -626,6 +632,7 @@ export class QueuePartition {
     c.inFlight.add(d.id);
     this.deadlines.push(d.deadlineMs, d.id);
     out.push({ delivery: d.id, offset: d.offset, attempt: d.attempt, deadlineMs: d.deadlineMs });
+    if (this.options.canary === 'cursor-before-ack') this.finish(d); // the deliberate bug: done before the consumer acked it
   }
 
   /** The delivery an ack/nack/extend names if its attempt is current, else the answer. */

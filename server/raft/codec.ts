@@ -6,6 +6,7 @@ import { appendEntriesCountMax, raftMessageContextBytesMax } from '../../core/co
 import { type GroupId, groupId, logIndex, type NodeId, term } from '../../core/ids.js';
 import { type Entry, EntryType, type Message, MessageType, type Snapshot } from '../../core/raft/types.js';
 import { ErrorCode, ProtocolError } from '../../protocol/errors.js';
+import { wireNumber } from '../../protocol/wire-number.js';
 import { schema } from '../../protocol/index.js';
 import type { dsync } from '../../protocol/generated/dsync.js';
 
@@ -36,12 +37,12 @@ export function toWire(group: GroupId, m: Message): WireMessage {
 
 export function fromWire(w: dsync.RaftMessage.$Properties): { group: GroupId; message: Message } {
   const entries: Entry[] = (w.entries ?? []).map((e) => ({
-    term: term(Number(e.term ?? 0)), index: logIndex(Number(e.index ?? 0)), type: (e.type ?? 0) as EntryType, data: e.data ?? emptyBytes,
+    term: term(wireNumber(e.term)), index: logIndex(wireNumber(e.index)), type: (e.type ?? 0) as EntryType, data: e.data ?? emptyBytes,
   }));
   const s = w.snapshot;
   const snapshot: Snapshot | null = s === null || s === undefined ? null : {
     meta: {
-      index: logIndex(Number(s.index ?? 0)), term: term(Number(s.term ?? 0)),
+      index: logIndex(wireNumber(s.index)), term: term(wireNumber(s.term)),
       conf: { voters: (s.voters ?? []) as NodeId[], learners: (s.learners ?? []) as NodeId[] },
     },
     data: s.data ?? emptyBytes,
@@ -52,14 +53,14 @@ export function fromWire(w: dsync.RaftMessage.$Properties): { group: GroupId; me
       type: (w.type ?? 0) as MessageType,
       from: (w.from ?? '') as NodeId,
       to: (w.to ?? '') as NodeId,
-      term: term(Number(w.term ?? 0)),
-      logTerm: term(Number(w.logTerm ?? 0)),
-      index: logIndex(Number(w.index ?? 0)),
+      term: term(wireNumber(w.term)),
+      logTerm: term(wireNumber(w.logTerm)),
+      index: logIndex(wireNumber(w.index)),
       entries,
-      commit: logIndex(Number(w.commit ?? 0)),
+      commit: logIndex(wireNumber(w.commit)),
       reject: w.reject === true,
-      rejectHint: logIndex(Number(w.rejectHint ?? 0)),
-      rejectHintTerm: term(Number(w.rejectHintTerm ?? 0)),
+      rejectHint: logIndex(wireNumber(w.rejectHint)),
+      rejectHintTerm: term(wireNumber(w.rejectHintTerm)),
       snapshot,
       context: w.context ?? emptyBytes,
     },
@@ -121,19 +122,6 @@ export function checkWire(w: dsync.RaftMessage.$Properties, from: NodeId, self: 
     if ((snap.voters ?? []).length === 0) return bad('a snapshot whose configuration has no voters');
   }
   return null;
-}
-
-/**
- * A decoded uint64/uint32 as a number: protobufjs hands out a number or, for 64-bit
- * fields, a Long ({ low, high } halves); anything else is NaN (refused by isCount).
- */
-function wireNumber(v: unknown): number {
-  if (v === null || v === undefined) return 0;
-  if (typeof v === 'number') return v;
-  if (typeof v === 'object' && 'low' in v && 'high' in v && typeof v.low === 'number' && typeof v.high === 'number') {
-    return (v.high >>> 0) * 0x1_0000_0000 + (v.low >>> 0);
-  }
-  return Number.NaN;
 }
 
 function isCount(v: number): boolean {

@@ -1,24 +1,36 @@
 // The queue service under the simulator: SimNodes run the shipped QueueService (topics
 // in group 0, each partition its own Raft group, memory message stores, snapshots every
-// few entries so followers that fell behind install partition snapshots that carry the
-// bodies) and a client on the shipped Router over simulated connections publishes with
-// producer dedup, fetches and acks, while the nemesis crashes and restarts nodes (losing
-// unsynced writes), partitions the network and pauses nodes. After healing, checked:
+// 12 entries - though over the 500 CI seeds no follower falls behind the leader's
+// compaction, so none installs a partition snapshot: snapshotsInstalled stays 0) and a
+// client on the shipped Router over simulated connections publishes with
+// producer dedup while consumers of one group fetch and ack, during the faults and after.
+// The nemesis crashes and restarts nodes (losing unsynced writes), isolates them, pauses
+// them, resets the client's connections (answers in flight are lost) and cuts the client
+// from a node; peer messages are dropped (at least 1% of them), duplicated and delayed.
+// Consumers sometimes die before processing a batch (never acked: the deadline
+// redelivers it). After healing, the consumers drain the topic and the shared queue
+// checker (test/checker/queue-accounting.ts) reads the history:
 // - lost: a publish the service acknowledged is never delivered to the group;
-// - phantom: a delivery of a value that was never published;
-// - liveness: the topic is served again after healing (every acknowledged value is
-//   delivered within the liveness phase).
-// Duplicates are counted (at-least-once), not failed.
+// - unexpected: a delivery of a value that was never published;
+// - offset-conflict: two values at one (partition, offset) (an acknowledged message
+//   overwritten, by the publisher's answer or by a delivery);
+// - producer-order / delivery-order: per-key order (keys share partitions): a
+//   producer's publishes of one key get increasing offsets, and each consumer gets the
+//   first attempts of a partition in offset order (redeliveries may come at any time);
+// - liveness: nothing was acknowledged at all.
+// Duplicates and redeliveries are counted (at-least-once), not failed.
 
-import { consumerGroup } from '../../core/ids.js';
+import { consumerGroup, groupId } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { Router } from '../../client/transport/router.js';
-import { QueueService } from '../../server/services/queues/service.js';
+import { sleepOn } from '../../client/transport/time.js';
+import { type QueueCanary, QueueService } from '../../server/services/queues/service.js';
 import { memoryPartitionStorage } from '../../server/services/queues/storage.js';
 import type { Hash32 } from '../../core/ring/index.js';
+import { checkQueueHistory, type QueueOp } from '../checker/queue-accounting.js';
 import { failureOf } from './common.js';
 import { runnerProfile } from './runner-sim.js';
 import { ClientNet, clientClock, simAddress } from './sim-client.js';
@@ -32,29 +44,68 @@ export interface QueueSeedResult {
   readonly profile: string;
   readonly acked: number;
   readonly delivered: number;
+  readonly redeliveries: number;
   readonly duplicates: number;
   readonly crashes: number;
+  readonly resets: number;
   readonly snapshotsInstalled: number;
   readonly snapshotsSaved: number;
+  /** Virtual ms the seed ran (bootstrap, faults, drain) and the events it took. */
+  readonly virtualMs: number;
+  readonly events: number;
+  /** Virtual ms at which the topic existed, the faults were healed, the drain ended. */
+  readonly phasesMs: readonly number[];
+  /** With opts.trace: the cluster's notes, the history, each replica's partition state at the end. */
+  readonly trace: readonly string[];
+}
+
+export interface QueueSimOptions {
+  /** Values published (spread over the partitions). */
+  readonly publishes?: number;
+  readonly faultPhaseMs?: number;
+  /** After healing, how long the consumers may take to drain every acknowledged value. */
+  readonly drainMs?: number;
+  /** A deliberate bug in the shipped service, which the checker must catch (queues-canary.test.ts). */
+  readonly canary?: QueueCanary;
+  /** Keep the cluster's trace, the history and the partitions' final state (QueueSeedResult.trace). */
+  readonly trace?: boolean;
 }
 
 const topic = 'sim';
 const partitions = 2;
+const consumersPerPartition = 2;
+/** Keys per partition: several values share a key, so order per key is checked. */
+const keysPerPartition = 3;
 const group = consumerGroup('g');
+const wallEpochMs = 1_700_000_000_000;
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
-/** One seed: publish `publishes` values under faults for faultPhaseMs, heal, consume everything. */
-export async function runQueueSeed(seed: number, hash: Hash32, publishes = 80, faultPhaseMs = 4_000): Promise<QueueSeedResult> {
+/**
+ * One seed: publish and consume under faults for faultPhaseMs (from the start), heal, let
+ * the publishers finish and the consumers drain, check the history.
+ */
+export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOptions = {}): Promise<QueueSeedResult> {
+  const publishes = opts.publishes ?? 80;
+  const faultPhaseMs = opts.faultPhaseMs ?? 4_000;
+  const drainMs = opts.drainMs ?? 30_000;
   const profiled = runnerProfile(seed, {});
   const holder: { cluster: SimCluster | null } = { cluster: null };
   const voters = (): string[] => (holder.cluster?.nodes ?? []).map((n) => n.id).sort();
+  // Wall clocks (deadlines, ready times, timestamps) are NTP-close: the virtual time plus a
+  // per-node offset within +-100 ms. (A node's monotonic clock - node.time - starts anywhere
+  // in 0-100 s; used as the wall clock, a new leader up to 100 s behind holds redeliveries
+  // back that long, which partition.ts accepts: deadlines assume clocks shared closely.)
   const services = (node: SimNode): QueueService[] => [new QueueService({
-    hash, voters: () => voters() as never, storage: memoryPartitionStorage, wallClockMs: () => node.time?.nowMs() ?? 0,
+    hash, voters: () => voters() as never, storage: memoryPartitionStorage, wallClockMs: () => wallEpochMs + c.world.nowMs + (node.clockOffsetMs % 201) - 100,
+    ...(opts.canary === undefined ? {} : { canary: opts.canary }),
   })];
-  // At least 3 nodes, partitions of 3 replicas; snapshots every few entries so install-snapshot runs.
-  const c = new SimCluster({ ...profiled.cluster, nodeCount: Math.max(3, profiled.cluster.nodeCount), snapshotEntries: 12, services });
+  // At least 3 nodes, partitions of 3 replicas; snapshots every few entries so install-snapshot runs;
+  // peer messages always lossy (the profile's rate, at least 1%).
+  const network = { ...profiled.cluster.network, dropProb: Math.max(0.01, profiled.cluster.network.dropProb) };
+  const c = new SimCluster({ ...profiled.cluster, network, nodeCount: Math.max(3, profiled.cluster.nodeCount), snapshotEntries: 12, services });
   holder.cluster = c;
+  c.traceEnabled = opts.trace === true;
   const n = c.opts.network;
   const profile = `nodes=${c.nodes.length} drop=${n.dropProb} dup=${n.dupProb} delay<=${n.delayMsMax}ms fsync<=${c.opts.fsyncMsMax}ms skew=${c.opts.clockSkew}`;
   const p = new Xoshiro128((seed * 7919) ^ 0x51554555);
@@ -62,12 +113,14 @@ export async function runQueueSeed(seed: number, hash: Hash32, publishes = 80, f
   const clock = clientClock(c.world);
   const router = new Router({ seeds: c.nodes.map(simAddress), name: 'qsim', clock, connect: net.factory(0, clock), requestTimeoutMs: 3_000, attemptsMax: 30 });
 
-  const published = new Set<string>();
+  const history: QueueOp[] = [];
+  let nextOp = 1;
   const acked = new Set<string>();
-  const seen = new Map<string, number>();
+  const seen = new Set<string>();
   let groups: number[] = [];
-  let stopPublishing = false;
+  let draining = false;
   let result: { property: string; error: string } = { property: '', error: '' };
+  const phasesMs: number[] = [];
 
   const create = async (): Promise<void> => {
     for (;;) {
@@ -85,46 +138,71 @@ export async function runQueueSeed(seed: number, hash: Hash32, publishes = 80, f
     }
   };
 
-  // One publisher per partition: batches of 1-3 values, one batch in flight, a retry resends the same seq.
+  // One publisher per partition: batches of 1-3 values, one batch in flight, a retry resends the same seq;
+  // 0-250 ms between batches, so the publishes spread over the fault phase.
   const publish = async (partition: number): Promise<void> => {
+    const producer = `prod-${partition}`;
+    const perPartition = publishes / partitions;
     let seq = 1;
     let i = 0;
-    while (!stopPublishing && i < publishes / partitions) {
-      const count = Math.min(p.int(1, 3), publishes / partitions - i);
-      const values = Array.from({ length: count }, (_, k) => `p${partition}-${i + k}`);
-      for (const v of values) published.add(v);
-      const payload = schema.PublishRequest.encode({ topic, partition, producer: `prod-${partition}`, firstSeq: seq,
-        messages: values.map((v) => ({ key: enc.encode(v), value: enc.encode(v) })) }).finish();
+    while (i < perPartition) {
+      const count = Math.min(p.int(1, 3), perPartition - i);
+      const batch = Array.from({ length: count }, (_, k) => ({ key: `k${partition}.${(i + k) % keysPerPartition}`, value: `p${partition}-${i + k}` }));
+      const payload = schema.PublishRequest.encode({ topic, partition, producer, firstSeq: seq,
+        messages: batch.map((m) => ({ key: enc.encode(m.key), value: enc.encode(m.value) })) }).finish();
+      const invokeMs = clock.nowMs();
+      let reply: ReturnType<typeof schema.PublishReply.decode> | null = null;
+      let error = '';
       try {
-        await router.request(groups[partition] ?? 0, Opcode.Publish, payload, { idempotent: true });
-        for (const v of values) acked.add(v);
-      } catch {
+        reply = schema.PublishReply.decode(await router.request(groups[partition] ?? 0, Opcode.Publish, payload, { idempotent: true }));
+      } catch (err) {
         // Not acknowledged: may or may not be in the log; never required.
+        error = err instanceof DsyncError ? err.code : String(err);
       }
+      const endMs = clock.nowMs();
+      batch.forEach((m, k) => {
+        const base = { id: nextOp++, process: producer, node: '', service: 'queues', f: 'publish' as const, producer, key: m.key, value: m.value, invokeMs, endMs };
+        if (reply === null) {
+          history.push({ ...base, outcome: 'unknown', error });
+        } else {
+          acked.add(m.value);
+          history.push({ ...base, outcome: 'ok', partition: reply.partition, offset: Number(reply.baseOffset) + k });
+        }
+      });
       seq += count;
       i += count;
+      const pauseMs = p.int(0, 250);
+      await sleepOn(clock, pauseMs);
     }
   };
 
-  const consume = async (partition: number, untilMs: number): Promise<void> => {
+  // Consumers of the group, from the start (under the faults) until the drain has seen every acknowledged value.
+  const allSeen = (): boolean => [...acked].every((v) => seen.has(v));
+  let drainUntilMs = Infinity;
+  const consume = async (partition: number, consumer: string): Promise<void> => {
     let fetchSeq = 0;
     let ackSeq = 0;
-    while (clock.nowMs() < untilMs && [...acked].some((v) => v.startsWith(`p${partition}-`) && !seen.has(v))) {
+    while (clock.nowMs() < drainUntilMs && !(draining && allSeen())) {
       let reply: ReturnType<typeof schema.FetchReply.decode>;
+      const invokeMs = clock.nowMs();
       try {
         reply = schema.FetchReply.decode(await router.request(groups[partition] ?? 0, Opcode.Fetch, schema.FetchRequest.encode({
-          topic, partition, group, consumer: `c-${partition}`, seq: ++fetchSeq, max: 16, waitMs: 200 }).finish(), { followLeader: true, timeoutMs: 3_000 }));
+          topic, partition, group, consumer, seq: ++fetchSeq, max: 8, waitMs: 200 }).finish(), { followLeader: true, timeoutMs: 3_000 }));
       } catch {
         continue;
       }
       if (reply.messages.length === 0) continue;
+      // Under the faults a consumer sometimes dies before it processes a batch: not received, never acked.
+      if (!draining && p.next() < 0.05) continue;
+      const endMs = clock.nowMs();
       for (const d of reply.messages) {
-        const v = dec.decode(d.message?.value ?? new Uint8Array(0));
-        seen.set(v, (seen.get(v) ?? 0) + 1);
-        if (!published.has(v) && result.property === '') result = { property: 'phantom', error: `delivered ${JSON.stringify(v)}, never published` };
+        const value = dec.decode(d.message?.value ?? new Uint8Array(0));
+        seen.add(value);
+        history.push({ id: nextOp++, process: consumer, node: '', service: 'queues', f: 'deliver', group, consumer, invokeMs, endMs, outcome: 'ok',
+          key: dec.decode(d.message?.key ?? new Uint8Array(0)), value, partition, offset: Number(d.offset ?? 0), attempt: d.attempt ?? 0 });
       }
       try {
-        await router.request(groups[partition] ?? 0, Opcode.Ack, schema.SettleRequest.encode({ topic, partition, group, consumer: `c-${partition}#s`, firstSeq: ++ackSeq,
+        await router.request(groups[partition] ?? 0, Opcode.Ack, schema.SettleRequest.encode({ topic, partition, group, consumer: `${consumer}#s`, firstSeq: ++ackSeq,
           items: reply.messages.map((d) => ({ delivery: d.delivery ?? 0, attempt: d.attempt ?? 0 })) }).finish(), { idempotent: true });
       } catch {
         // Unacked: redelivered after the deadline.
@@ -132,19 +210,33 @@ export async function runQueueSeed(seed: number, hash: Hash32, publishes = 80, f
     }
   };
 
-  // Nemesis: crash/restart, partition/heal, pause, every few hundred ms during the fault phase.
+  // Nemesis, every few hundred ms during the fault phase: crash/restart, isolate/heal, pause,
+  // reset the client's connections, cut the client from one node for a while. Half the
+  // time it aims at the node leading a partition (as it sees itself), else at any node.
+  const partitionLeader = (part: number): number | null => {
+    const gid = groups[part];
+    if (gid === undefined) return null;
+    const i = c.nodes.findIndex((node) => node.up && node.host?.leaderOf(groupId(gid)) === node.nodeId);
+    return i < 0 ? null : i;
+  };
   const nemesis = (): void => {
     if (c.world.nowMs > faultPhaseMs) return;
-    const idx = p.int(0, c.nodes.length - 1);
+    const target = p.next() < 0.5 ? partitionLeader(p.int(0, partitions - 1)) : null;
+    const idx = target ?? p.int(0, c.nodes.length - 1);
     const r = p.next();
-    if (r < 0.4) {
+    if (r < 0.3) {
       c.crash(idx);
       c.world.at(p.int(100, 600), () => c.restart(idx));
-    } else if (r < 0.6) {
+    } else if (r < 0.45) {
       c.isolate(idx);
       c.world.at(p.int(100, 600), () => c.heal());
-    } else if (r < 0.75) {
+    } else if (r < 0.6) {
       c.pause(idx, p.int(50, 400));
+    } else if (r < 0.75) {
+      net.reset(0);
+    } else if (r < 0.85) {
+      net.setBlocked(0, [idx], true);
+      c.world.at(p.int(100, 600), () => net.setBlocked(0, [idx], false));
     }
     c.world.at(p.int(150, 500), nemesis);
   };
@@ -153,20 +245,29 @@ export async function runQueueSeed(seed: number, hash: Hash32, publishes = 80, f
     const created = create();
     await c.world.runUntil(() => groups.length === partitions, 30_000);
     await created;
+    phasesMs.push(c.world.nowMs);
     c.world.at(100, nemesis);
     let publishers = 0;
     for (let part = 0; part < partitions; part++) void publish(part).finally(() => { publishers++; });
-    await c.world.runUntil(() => publishers === partitions || c.world.nowMs > faultPhaseMs, faultPhaseMs + 1_000);
-    stopPublishing = true;
-    await c.world.runUntil(() => publishers === partitions, 30_000);
-    c.healAll();
-    const untilMs = clock.nowMs() + 30_000;
     let consumers = 0;
-    for (let part = 0; part < partitions; part++) void consume(part, untilMs).finally(() => { consumers++; });
-    await c.world.runUntil(() => consumers === partitions, 31_000);
-    const missing = [...acked].filter((v) => !seen.has(v));
-    if (result.property === '' && missing.length > 0) {
-      result = { property: 'lost', error: `${missing.length} acknowledged publishes never delivered: ${missing.slice(0, 8).join(' ')}` };
+    for (let part = 0; part < partitions; part++) {
+      for (let k = 0; k < consumersPerPartition; k++) void consume(part, `c-${part}-${k}`).finally(() => { consumers++; });
+    }
+    await c.world.runUntil(() => c.world.nowMs > faultPhaseMs, faultPhaseMs + 1_000);
+    phasesMs.push(c.world.nowMs);
+    c.healAll();
+    net.healAll();
+    // The publishers finish once healed (what they publish then must be acknowledged), then the consumers drain.
+    if (!await c.world.runUntil(() => publishers === partitions, 30_000)) result = { property: 'liveness', error: 'the publishers did not finish within 30 s of healing' };
+    draining = true;
+    drainUntilMs = clock.nowMs() + drainMs;
+    await c.world.runUntil(() => consumers === partitions * consumersPerPartition, drainMs + 4_000);
+    phasesMs.push(c.world.nowMs);
+    const checked = checkQueueHistory(history, { drainedGroups: [group] });
+    const first = checked.anomalies[0];
+    if (first !== undefined && result.property === '') {
+      const kinds = [...new Set(checked.anomalies.map((a) => a.kind))];
+      result = { property: first.kind, error: `${checked.anomalies.length} anomalies (${kinds.join(', ')}): ${checked.anomalies.slice(0, 4).map((a) => a.message).join(' | ')}` };
     }
     if (result.property === '' && acked.size === 0) result = { property: 'liveness', error: 'nothing was acknowledged' };
   } catch (err) {
@@ -174,7 +275,11 @@ export async function runQueueSeed(seed: number, hash: Hash32, publishes = 80, f
   } finally {
     await router.close();
   }
-  const delivered = [...seen.values()].reduce((a, b) => a + b, 0);
-  return { seed, ok: result.property === '', ...result, profile, acked: acked.size, delivered, duplicates: delivered - seen.size,
-    crashes: c.stats.crashes, snapshotsInstalled: c.statsNow().snapshotsInstalled, snapshotsSaved: c.statsNow().snapshotsSaved };
+  const checked = checkQueueHistory(history, { drainedGroups: [group] });
+  const trace = opts.trace !== true ? [] : [...c.trace, ...history.map((o) => JSON.stringify(o)), ...c.nodes.flatMap((node) => node.services.flatMap((svc) =>
+    svc instanceof QueueService ? svc.topics.table.list().flatMap((t) => t.placement.map((_r, i) => `${node.id} p${i}: ${JSON.stringify(
+      [...(svc as unknown as { hosted: Map<number, { index: number; topic: { name: string }; machine: { partition: { toSnapshot(): unknown } } }> }).hosted.values()].find((h) => h.index === i && h.topic.name === t.name)?.machine.partition.toSnapshot())}`)) : []))];
+  return { trace, seed, ok: result.property === '', ...result, profile, acked: acked.size, delivered: checked.stats.deliveries, redeliveries: checked.stats.redeliveries,
+    duplicates: checked.stats.duplicates, crashes: c.stats.crashes, resets: net.resets, snapshotsInstalled: c.statsNow().snapshotsInstalled,
+    snapshotsSaved: c.statsNow().snapshotsSaved, virtualMs: c.world.nowMs, events: c.world.eventsRun, phasesMs };
 }

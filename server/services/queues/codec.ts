@@ -8,7 +8,7 @@ import { assert, assertNever } from '../../../core/assert.js';
 import { consumerGroup, consumerId, deliveryId, offset, producerId } from '../../../core/ids.js';
 import type { Header, Message, QueueCommand } from '../../../core/queue/commands.js';
 import type { TopicCommand, TopicSpec } from '../../../core/queue/topics.js';
-import { schema } from '../../../protocol/index.js';
+import { schema, wireNumber } from '../../../protocol/index.js';
 
 /** A lock's fencing token carried by a publish or an ack. */
 export interface Fencing {
@@ -95,10 +95,10 @@ type WireCommand = ReturnType<typeof schema.QueueEntry.decode>['commands'][numbe
 
 function decodeCommand(w: WireCommand): EntryCommand {
   const e = {
-    kind: w.kind ?? 0, nowMs: w.nowMs ?? 0, producer: w.producer ?? '', firstSeq: Number(w.firstSeq ?? 0), messages: w.messages ?? [],
-    group: w.group ?? '', consumer: w.consumer ?? '', seq: Number(w.seq ?? 0), max: w.max ?? 0, ackDeadlineMs: w.ackDeadlineMs ?? 0,
-    items: (w.items ?? []).map((i) => ({ delivery: Number(i.delivery ?? 0), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true })),
-    fencing: w.fencing ?? null, replayOffset: Number(w.replayOffset ?? 0), replayTimestampMs: w.replayTimestampMs ?? 0,
+    kind: w.kind ?? 0, nowMs: w.nowMs ?? 0, producer: w.producer ?? '', firstSeq: wireNumber(w.firstSeq), messages: w.messages ?? [],
+    group: w.group ?? '', consumer: w.consumer ?? '', seq: wireNumber(w.seq), max: w.max ?? 0, ackDeadlineMs: w.ackDeadlineMs ?? 0,
+    items: (w.items ?? []).map((i) => ({ delivery: wireNumber(i.delivery), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true })),
+    fencing: w.fencing ?? null, replayOffset: wireNumber(w.replayOffset), replayTimestampMs: w.replayTimestampMs ?? 0,
     replayByTime: w.replayByTime === true, onlyGroup: w.onlyGroup ?? [],
   };
   const kind = kindByNumber.get(e.kind);
@@ -152,7 +152,7 @@ function decodeCommand(w: WireCommand): EntryCommand {
       return assertNever(kind, 'queue command kind');
   }
   const f = e.fencing;
-  return f === null ? { cmd } : { cmd, fencing: { lock: f.lock ?? '', token: Number(f.token ?? 0) } };
+  return f === null ? { cmd } : { cmd, fencing: { lock: f.lock ?? '', token: wireNumber(f.token) } };
 }
 
 export function decodeQueueEntry(bytes: Uint8Array): EntryCommand[] {

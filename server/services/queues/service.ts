@@ -45,6 +45,7 @@ import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliver
 import type { Message, QueueCommand, QueueResult, StoredMessage } from '../../../core/queue/commands.js';
 import { deadLetterInfo, deadLetterMessage, redriveAppend } from '../../../core/queue/deadletter.js';
 import { messageBytes } from '../../../core/queue/store.js';
+import type { PartitionCanary } from '../../../core/queue/partition.js';
 import { partitionConfigOf, partitionGroupId, type TopicCommand, type TopicRecord, type TopicResult, TopicTable,
   type TopicSpec, type TopicTableSnapshot } from '../../../core/queue/topics.js';
 import type { Entry } from '../../../core/raft/types.js';
@@ -101,9 +102,16 @@ export interface QueueServiceOptions {
    * filled in before the entry is proposed so every replica applies the same topic.
    */
   readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
-  /** A deliberate bug for the fault runner's canary (server/node/canary.ts); never set otherwise. */
-  readonly canary?: 'forget-failed-attempts';
+  /** A deliberate bug for a checker's canary (server/node/canary.ts, test/sim/queues-canary.test.ts); never set otherwise. */
+  readonly canary?: QueueCanary;
 }
+
+/**
+ * The queue canaries: the partition's own (core/queue/partition.ts) and
+ * 'ack-before-majority': a publish is answered as soon as its entry is proposed, with
+ * the offsets it would get, before the entry is durable on a majority (let alone applied).
+ */
+export type QueueCanary = PartitionCanary | 'ack-before-majority';
 
 interface ForwardReply {
   readonly code: string;
@@ -114,6 +122,8 @@ interface ForwardReply {
 interface Pending {
   readonly make: (nowMs: number) => EntryCommand;
   readonly bytes: number;
+  /** Canary 'ack-before-majority' only: messages this publish appends, answered at proposal. */
+  readonly early?: number;
   resolve(outcome: CommandOutcome): void;
   reject(err: DsyncError): void;
 }
@@ -158,6 +168,8 @@ interface Hosted {
   outboxSending: boolean;
   /** Bumped on every leadership change: answers for an older epoch's outbox batch are ignored. */
   outboxEpoch: number;
+  /** Canary 'ack-before-majority' only: the offset after the last message this leader answered for. */
+  predictedEnd: number;
   /** Leader only: the consumer ids each client connection used here (consumerGone on close). */
   readonly links: Map<ClientLink, { readonly consumers: Set<ConsumerId>; readonly unsubscribe: () => void }>;
   stopped: boolean;
@@ -297,13 +309,14 @@ export class QueueService implements Service {
       applied: (_m, entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, entry, commands, outcomes); },
       leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
     };
+    const canary = this.opts.canary;
     const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener,
-      this.opts.canary === undefined ? {} : { canary: this.opts.canary });
+      canary === undefined || canary === 'ack-before-majority' ? {} : { canary });
     const replicas = topic.placement[index] ?? [];
     const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
     hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
       wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, outboxSending: false, outboxEpoch: 0,
-      links: new Map(), stopped: false };
+      predictedEnd: 0, links: new Map(), stopped: false };
     this.hosted.set(group, hosted);
     this.node.log.info('hosting queue partition', { topic: topic.name, partition: index, group, replicas: replicas.join(',') });
   }
@@ -364,14 +377,14 @@ export class QueueService implements Service {
 
   // ------------------------------------------------------------------ proposing (batched per turn)
 
-  private enqueue(h: Hosted, make: (nowMs: number) => EntryCommand, bytes: number): Promise<CommandOutcome> {
+  private enqueue(h: Hosted, make: (nowMs: number) => EntryCommand, bytes: number, early?: number): Promise<CommandOutcome> {
     if (!h.isLeader || h.stopped) return Promise.reject(this.notLeader(h));
     if (h.pending.length >= queuePendingRequestsPerPartitionMax) {
       return Promise.reject(new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
         `partition ${h.index} of ${h.topic.name} has ${h.pending.length} requests waiting for its next entry; retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
     }
     return new Promise((resolve, reject) => {
-      h.pending.push({ make, bytes, resolve, reject });
+      h.pending.push(early === undefined ? { make, bytes, resolve, reject } : { make, bytes, early, resolve, reject });
       h.pendingBytes += bytes;
       if (!h.flushScheduled) {
         h.flushScheduled = true;
@@ -395,6 +408,7 @@ export class QueueService implements Service {
       }
       h.pendingBytes -= bytes;
       const commands = batch.map((p) => p.make(nowMs));
+      if (this.opts.canary === 'ack-before-majority') this.answerEarly(h, batch, nowMs);
       h.runner.propose(encodeQueueEntry(commands)).then((outcomes) => {
         const list = outcomes as CommandOutcome[];
         assert(list.length === batch.length, 'one outcome per command');
@@ -405,6 +419,20 @@ export class QueueService implements Service {
       });
     }
     assert(h.pendingBytes === 0, 'every pending byte went into an entry');
+  }
+
+  /**
+   * The deliberate bug of canary 'ack-before-majority': publishes are answered now, as
+   * appended at the offsets they would get if this entry and every one this leader
+   * proposed before it commit (the later real outcome is ignored: already resolved).
+   */
+  private answerEarly(h: Hosted, batch: readonly Pending[], nowMs: number): void {
+    h.predictedEnd = Math.max(h.predictedEnd, h.machine.partition.logEndOffset);
+    for (const p of batch) {
+      if (p.early === undefined) continue;
+      p.resolve({ result: { kind: 'appended', baseOffset: offset(h.predictedEnd), count: p.early, timestampMs: nowMs }, duplicate: false, events: [] });
+      h.predictedEnd += p.early;
+    }
   }
 
   // ------------------------------------------------------------------ deadlines
@@ -729,7 +757,7 @@ export class QueueService implements Service {
     this.answer(rc, this.enqueue(h, (nowMs) => {
       const cmd: QueueCommand = producer === undefined ? { kind: 'append', nowMs, messages } : { kind: 'append', nowMs, messages, producer, firstSeq };
       return fencing === undefined ? { cmd } : { cmd, fencing };
-    }, bytes), (r) => {
+    }, bytes, this.opts.canary === 'ack-before-majority' ? messages.length : undefined), (r) => {
       assert(r.kind === 'appended', 'an append answers appended or an error');
       return schema.PublishReply.encode({ partition: req.partition, baseOffset: r.baseOffset, count: r.count, timestampMs: r.timestampMs }).finish();
     });

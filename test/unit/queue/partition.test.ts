@@ -19,7 +19,7 @@ import {
   queueUnackedPerGroupMaxDefault,
 } from '../../../core/constants.js';
 import { deliveryId, logIndex, offset, partitionId } from '../../../core/ids.js';
-import type { DeadLettered, QueueErrorCode, StoredMessage } from '../../../core/queue/commands.js';
+import type { DeadLettered, Delivery, QueueErrorCode, StoredMessage } from '../../../core/queue/commands.js';
 import { deadLetterInfo, deadLetterMessage, redriveAppend } from '../../../core/queue/deadletter.js';
 import { QueuePartition, checkPartitionConfig, nackBackoffMs } from '../../../core/queue/partition.js';
 import { MemoryMessageStore } from '../../../core/queue/store.js';
@@ -443,5 +443,37 @@ t.test('dead-letter outbox: pins retention even with dropUnacked, travels in sna
   t.equal(QueuePartition.fromSnapshot(old as unknown as typeof snap, d.store).deadLetterHead(), null, 'a snapshot from before the outbox restores with an empty one');
   d.apply({ kind: 'deadLettersForwarded', firstSeq: 1 });
   t.match(d.apply({ kind: 'enforceRetention' }).result, { kind: 'retained', logStart: 2, dropped: 2 }, 'once forwarded, retention drops it');
+  t.end();
+});
+
+// The canaries (QueuePartitionOptions.canary, set only by tests and DSYNC_CANARY) break
+// exactly the promise they are named for: the simulator's and the fault runner's
+// checkers are proven against them (test/sim/queues-canary.test.ts, test/chaos).
+t.test('canary forget-failed-attempts: a failed attempt finishes the message instead of redelivering it', (t) => {
+  const d = new Driver(config(), { canary: 'forget-failed-attempts' });
+  d.publish(msg('a'), msg('b'));
+  const [first] = d.fetch('g', 'c1', 1, 1_000);
+  t.equal(first?.offset, 0);
+  d.nowMs += 2_000;
+  t.match(d.expire().result, { kind: 'expired', count: 1 });
+  t.equal(d.q.groupInfo(g('g'))?.cursor, 1, 'the expired offset counts as done');
+  t.same(offsets(d.fetch('g', 'c1')), [1], 'offset 0 never comes back');
+  t.end();
+});
+
+t.test('canary cursor-before-ack: handing a message out finishes it; its ack is NOT_FOUND and it never comes back', (t) => {
+  const d = new Driver(config(), { canary: 'cursor-before-ack' });
+  d.publish(msg('a'), msg('b'), msg('c'));
+  const got = d.fetch('g', 'c1', 2, 1_000);
+  t.same(offsets(got), [0, 1]);
+  t.match(d.q.groupInfo(g('g')), { cursor: 2, inFlight: 0 }, 'the cursor moved at delivery');
+  t.match(d.ack('g', 'c1', got[0] as Delivery), { kind: 'acked', statuses: ['NOT_FOUND'] });
+  d.nowMs += 2_000;
+  t.match(d.expire().result, { kind: 'expired', count: 0 }, 'nothing is in flight to expire');
+  t.same(offsets(d.fetch('g', 'c1')), [2], 'the unacked offset 1 is not redelivered');
+  const right = new Driver(config());
+  right.publish(msg('a'), msg('b'));
+  right.fetch('g', 'c1', 2, 1_000);
+  t.match(right.q.groupInfo(g('g')), { cursor: 0, inFlight: 2 }, 'without the canary the cursor waits for the acks');
   t.end();
 });

@@ -1,0 +1,229 @@
+// Queue benchmark (`npm run bench:queue`): a local 3-node cluster of child processes
+// (TestCluster), one topic of QUEUE_BENCH_PARTITIONS partitions with 3 replicas each, so
+// every publish is acknowledged only once its entry is fsynced on a majority of the
+// partition's replicas and applied on its leader. Two phases:
+//   (a) publish: QUEUE_BENCH_PRODUCERS `Client` instances (64), each one producer with
+//       one publish in flight (a synchronous publish, as the peers' pub.sync.c64 and
+//       xadd.c64), 256-byte values under random keys; publishes/s and the publish
+//       latency (call to answer) in an HDR histogram: p50/p99/p999.
+//   (b) consume+ack: for each count in QUEUE_BENCH_CONSUMERS (4,16), that many
+//       consumers of a fresh group drain what (a) published, acking every message;
+//       messages acked per second (from the first delivery to the last ack).
+// RSS of every node process at the end (/proc/PID/status). Prints a table and writes
+// JSON to bench/results/queue.json.
+//
+// Env: QUEUE_BENCH_SECONDS (10, the publish phase), QUEUE_BENCH_WARMUP_SECONDS (1),
+// QUEUE_BENCH_PRODUCERS (64), QUEUE_BENCH_PARTITIONS (6), QUEUE_BENCH_CONSUMERS (4,16),
+// QUEUE_BENCH_BYTES (256), QUEUE_BENCH_PORT_BASE (0: free ports; else 9 ports from it), SEED.
+
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { Client, DsyncError } from '../client/index.js';
+import { TestCluster } from '../test/integration/helpers/cluster.js';
+import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+
+const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
+const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
+const producersCount = envInt('QUEUE_BENCH_PRODUCERS', 64, 1, 1024);
+const partitions = envInt('QUEUE_BENCH_PARTITIONS', 6, 1, 256);
+const valueBytes = envInt('QUEUE_BENCH_BYTES', 256, 1, 1 << 20);
+const portBase = envInt('QUEUE_BENCH_PORT_BASE', 0, 0, 65_000);
+const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
+const consumerCounts = (process.env.QUEUE_BENCH_CONSUMERS ?? '4,16').split(',').filter((s) => s !== '').map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`QUEUE_BENCH_CONSUMERS: ${s} is not a consumer count in 1..256`);
+  return n;
+});
+/** A publish waiting longer than this is an error, not a latency sample. */
+const requestTimeoutMs = 15_000;
+/** Highest latency the histogram tracks, in microseconds. */
+const latencyUsMax = 60_000_000;
+/** A drain that sees no message for this long is over (everything published was acked, or it is stuck). */
+const drainIdleMs = 3_000;
+const topic = 'bench';
+
+const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'queue.json');
+
+interface PublishResult {
+  readonly producers: number;
+  readonly publishesPerSec: number;
+  readonly measured: number;
+  readonly seconds: number;
+  readonly publishLatencyMs: LatencySummaryMs;
+  readonly errors: number;
+  readonly firstError: string;
+}
+
+interface ConsumeResult {
+  readonly consumers: number;
+  readonly group: string;
+  readonly ackedPerSec: number;
+  readonly acked: number;
+  readonly redelivered: number;
+  readonly seconds: number;
+  readonly errors: number;
+  readonly firstError: string;
+}
+
+async function publishPhase(clients: readonly Client[]): Promise<PublishResult & { total: number }> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
+  const next = prng(seed);
+  const value = new Uint8Array(valueBytes).map((_, i) => 97 + (i % 26));
+  let measuring = false;
+  let stopping = false;
+  let measured = 0;
+  let total = 0;
+  let errors = 0;
+  let firstError = '';
+  const loop = async (client: Client): Promise<void> => {
+    const producer = client.producer(topic);
+    while (!stopping) {
+      const key = `k${next() % 100_000}`;
+      const t0 = performance.now();
+      try {
+        await producer.publish(key, value);
+        total++;
+        if (measuring) {
+          measured++;
+          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        }
+      } catch (err) {
+        if (!(err instanceof DsyncError)) throw err;
+        errors++;
+        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+      }
+    }
+  };
+  const running = Promise.all(clients.map(loop));
+  await sleep(warmupSeconds * 1000);
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(measureSeconds * 1000);
+  measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  stopping = true;
+  await running;
+  return { producers: clients.length, publishesPerSec: measured / seconds, measured, seconds, publishLatencyMs: latencySummaryMs(histogram), errors, firstError, total };
+}
+
+/** `count` consumers of a new group drain the topic, acking everything; done when `expected` were acked or nothing came for drainIdleMs. */
+async function consumePhase(clients: readonly Client[], count: number, expected: number): Promise<ConsumeResult> {
+  const group = `bench-k${count}`;
+  const seen = new Set<string>();
+  let acked = 0;
+  let redelivered = 0;
+  let errors = 0;
+  let firstError = '';
+  let firstMs = 0;
+  let lastMs = 0;
+  let lastMessageMs = performance.now();
+  let done = false;
+  const consumers = clients.slice(0, count).map((c) => c.consumer(topic, group, { waitMs: 500 }));
+  const loop = async (i: number): Promise<void> => {
+    const consumer = consumers[i];
+    if (consumer === undefined) return;
+    const pending = new Set<Promise<void>>();
+    for await (const msg of consumer) {
+      lastMessageMs = performance.now();
+      if (firstMs === 0) firstMs = lastMessageMs;
+      const id = `${msg.partition}/${msg.offset}`;
+      if (seen.has(id)) redelivered++;
+      seen.add(id);
+      // Acks are not awaited one by one: the client sends those of one turn together.
+      const p = msg.ack().then(() => {
+        acked++;
+        lastMs = performance.now();
+      }, (err: unknown) => {
+        errors++;
+        if (firstError === '') firstError = err instanceof DsyncError ? `${err.code}: ${err.message}` : String(err);
+      }).finally(() => pending.delete(p));
+      pending.add(p);
+      if (done) break;
+    }
+    await Promise.all(pending);
+  };
+  const running = Promise.all(consumers.map((_, i) => loop(i)));
+  while (!done) {
+    await sleep(100);
+    if (seen.size >= expected || performance.now() - lastMessageMs > drainIdleMs) done = true;
+  }
+  await Promise.all(consumers.map((c) => c.close()));
+  await running;
+  const seconds = Math.max(1e-3, (lastMs - firstMs) / 1000);
+  return { consumers: count, group, ackedPerSec: acked / seconds, acked, redelivered, seconds, errors, firstError };
+}
+
+function rssMb(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null || m[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function main(): Promise<void> {
+  const cleanup = createCleanup();
+  const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-queue-'));
+  cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
+  try {
+    const ports = portBase === 0 ? undefined : Array.from({ length: 9 }, (_, i) => portBase + i);
+    const cluster = await TestCluster.start(cleanup, { dataRoot, ...(ports === undefined ? {} : { ports }) });
+    const control = await Client.connect({ seeds: cluster.seeds, name: 'bench-control' });
+    cleanup.teardown(() => control.close());
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await control.topics.create(topic, { partitions, replicas: 3 });
+        break;
+      } catch (err) {
+        if (attempt >= 50 || !(err instanceof DsyncError)) throw err;
+        await sleep(200);
+      }
+    }
+    const clients: Client[] = [];
+    for (let i = 0; i < Math.max(producersCount, ...consumerCounts); i++) {
+      clients.push(await Client.connect({ seeds: cluster.seeds, name: `bench-queue-${i}`, requestTimeoutMs }));
+    }
+    cleanup.teardown(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    });
+
+    const publish = await publishPhase(clients.slice(0, producersCount));
+    const consume: ConsumeResult[] = [];
+    for (const k of consumerCounts) consume.push(await consumePhase(clients, k, publish.total));
+    const info = await control.topics.info(topic);
+    const rss = cluster.nodes.map((n) => ({ node: n.spec.id, rssMb: rssMb(n.proc?.child.pid) }));
+
+    const { total: published, ...publishFigures } = publish;
+    const report = {
+      benchmark: 'queue',
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
+      config: { seconds: measureSeconds, warmupSeconds, producers: producersCount, partitions, replicas: 3, valueBytes, consumers: consumerCounts, seed },
+      leaders: info.partitionList.map((p) => p.leaderId),
+      publish: { ...publishFigures, published },
+      consume,
+      rss,
+    };
+    mkdirSync(dirname(resultsPath), { recursive: true });
+    writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
+
+    const f = (n: number, w = 9, d = 2): string => n.toFixed(d).padStart(w);
+    console.log(`bench:queue  3 nodes, topic of ${partitions} partitions x 3 replicas, ${valueBytes}-byte messages, ${measureSeconds} s publishing (+${warmupSeconds} s warm-up), seed ${seed}`);
+    console.log('  phase                 msgs/s    p50 ms    p99 ms   p999 ms    max ms  errors');
+    const l = publish.publishLatencyMs;
+    console.log(`  publish c${String(producersCount).padEnd(4)} ${f(publish.publishesPerSec, 14, 0)} ${f(l.p50)} ${f(l.p99)} ${f(l.p999)} ${f(l.max)} ${String(publish.errors).padStart(7)}${publish.firstError === '' ? '' : `  first error: ${publish.firstError}`}`);
+    for (const c of consume) {
+      console.log(`  consume+ack k${String(c.consumers).padEnd(3)} ${f(c.ackedPerSec, 10, 0)}  (${c.acked} acked in ${c.seconds.toFixed(1)} s, ${c.redelivered} redelivered, ${c.errors} errors${c.firstError === '' ? '' : `: ${c.firstError}`})`);
+    }
+    console.log(`  published ${publish.total} in all; leaders ${report.leaders.join(',')}; RSS at the end: ${rss.map((r) => `${r.node} ${r.rssMb.toFixed(0)} MB`).join(', ')}`);
+    console.log(`  JSON: ${resultsPath}`);
+  } finally {
+    await runCleanup(cleanup);
+  }
+}
+
+runBenchmark(main);
