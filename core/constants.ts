@@ -213,10 +213,13 @@ export const cacheLeaseDriftMarginMs = 50;
 export const cacheRetryMsDefault = 100;
 export const cacheRetryMsMin = 5;
 /**
- * Lines renewed in batches (one RenewBatch per home per round): a line read
- * within this many leases is renewed before it runs out; one not read that long lapses.
+ * Lines renewed in batches (one RenewBatch per home per round): a line read within this
+ * many leases (32 s at the default lease) is renewed before it runs out; one not read
+ * that long lapses. A renewal costs a key in a batch every half lease, a lapse a miss (a
+ * round trip to the home): long enough that a working set read every few seconds per node
+ * stays cached.
  */
-export const cacheRenewIdleLeases = 4;
+export const cacheRenewIdleLeases = 16;
 /** Renewal rounds per lease: a line is asked for when its lease is past half, and again a round later if unanswered. */
 export const cacheRenewRoundsPerLease = 8;
 /** Keys in one RenewBatch (a larger round sends several to the same home). */

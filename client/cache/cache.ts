@@ -93,7 +93,7 @@ export class CacheClient implements CacheApi {
     let backoffMs = 50;
     for (let attempt = 1; ; attempt++) {
       try {
-        const conn = await this.router.anyConnection();
+        const conn = this.router.openConnectionNow() ?? await this.router.anyConnection();
         return await conn.request(opcode, payload, this.router.requestTimeoutMs);
       } catch (err) {
         if (!(err instanceof DsyncError) || !retried.has(err.code) || attempt >= attemptsMax) throw err;
@@ -116,6 +116,7 @@ function fenceFields(opts: CacheFenceOptions): { fencingToken?: number; lock?: s
 
 function checkKey(key: string): string {
   if (typeof key !== 'string' || key === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'cache key must be a non-empty string');
+  if (key.length * 3 <= cacheKeyBytesMax) return key; // UTF-8 takes at most 3 bytes per UTF-16 unit: surely within the limit
   const bytes = enc.encode(key).byteLength;
   if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
   return key;

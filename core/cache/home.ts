@@ -304,6 +304,11 @@ export class CacheHome {
     return this.index.size;
   }
 
+  /** Whether ready() has anything. */
+  get hasOutput(): boolean {
+    return this.messages.length + this.memory.length > 0;
+  }
+
   // ------------------------------------------------------------------ inputs
 
   step(msg: ToHome, nowMs: number): void {

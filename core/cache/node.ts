@@ -179,6 +179,11 @@ export class NodeCache {
     return out;
   }
 
+  /** Whether ready() has anything (lets the wiring skip it after a hit, which sends nothing). */
+  get hasOutput(): boolean {
+    return this.messages.length + this.completions.length > 0;
+  }
+
   get transactions(): number {
     return this.txns.size;
   }
