@@ -198,7 +198,6 @@ export class Router implements GroupTransport {
     return p;
   }
 
-  /** Any live connection: an open one if there is one, else the first address that answers. */
   /**
    * What anyConnection() would resolve to, when that is known now: the first address's
    * connection, already open. Else null (then await anyConnection()). Saves a request on
@@ -210,6 +209,7 @@ export class Router implements GroupTransport {
     return conn !== undefined && conn.isOpen ? conn : null;
   }
 
+  /** Any live connection: an open one if there is one, else the first address that answers. */
   async anyConnection(): Promise<ClientConnection> {
     let lastError: unknown = null;
     for (const address of [...this.addresses]) {
