@@ -8,7 +8,10 @@
 // The keys are written once before the first scenario. Reported: ops/s, hit ratio (the
 // nodes' hits / (hits + misses) over the measured window, from `cache stats`), latency of
 // every operation (request sent to answer) in an HDR histogram: p50/p99/p999. Prints a
-// table and writes JSON to bench/results/cache.json.
+// table and writes JSON to bench/results/cache.json. Also the CPU each side spent per
+// operation over the measured window (the nodes' from /proc/PID/stat, this client's from
+// process.cpuUsage): on a machine shared with other work, ops/s follow the CPU share the
+// bench gets, while CPU per operation stays a measure of the code.
 //
 // Env: CACHE_BENCH_SECONDS (8 per scenario), CACHE_BENCH_WARMUP_SECONDS (2),
 // CACHE_BENCH_CONNECTIONS (64), CACHE_BENCH_KEYS (10000), CACHE_BENCH_SCENARIOS
@@ -16,7 +19,7 @@
 // default theirs, 2 s: a line not read within a lease is a miss), CACHE_BENCH_CPU_PROF_DIR (if set, the nodes
 // are CPU-profiled by locks-profiler.ts and write node-PID.cpuprofile there on shutdown).
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,6 +63,33 @@ interface ScenarioResult {
   readonly latencyMs: LatencySummaryMs;
   readonly errors: number;
   readonly firstError: string;
+  /** CPU microseconds per operation over the measured window: the three nodes together, and this client process. */
+  readonly nodesCpuUsPerOp: number;
+  readonly clientCpuUsPerOp: number;
+}
+
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ: 100 on Linux). */
+const procTicksPerSecond = 100;
+
+/** CPU seconds (user + system) the processes used so far, from /proc (0 for one that is gone). */
+function procCpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) start at its closing parenthesis.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // not Linux, or the process is gone: counts nothing
+    }
+  }
+  return ticks / procTicksPerSecond;
+}
+
+function clientCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
 }
 
 /** Sum of hits and misses over the nodes (each client's stats come from the node it is attached to). */
@@ -74,7 +104,7 @@ async function hitsAndMisses(probes: readonly Client[]): Promise<{ hits: number;
   return { hits, misses };
 }
 
-async function runScenario(scenario: ScenarioName, clients: readonly Client[], probes: readonly Client[]): Promise<ScenarioResult> {
+async function runScenario(scenario: ScenarioName, clients: readonly Client[], probes: readonly Client[], nodePids: readonly number[]): Promise<ScenarioResult> {
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
   const next = prng(seed + (scenario === 'write-heavy' ? 7919 : 0));
   const getBelow = Math.floor(getShare[scenario] * 1_000_000);
@@ -111,8 +141,12 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
   const before = await hitsAndMisses(probes);
   measuring = true;
   const t0 = performance.now();
+  const nodesCpu0 = procCpuSeconds(nodePids);
+  const clientCpu0 = clientCpuSeconds();
   await sleep(measureSeconds * 1000);
   measuring = false;
+  const nodesCpuSeconds = procCpuSeconds(nodePids) - nodesCpu0;
+  const clientCpuSecondsUsed = clientCpuSeconds() - clientCpu0;
   const seconds = (performance.now() - t0) / 1000;
   const after = await hitsAndMisses(probes);
   stopping = true;
@@ -131,6 +165,8 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
     latencyMs: latencySummaryMs(histogram),
     errors,
     firstError,
+    nodesCpuUsPerOp: gets + sets === 0 ? 0 : (nodesCpuSeconds * 1e6) / (gets + sets),
+    clientCpuUsPerOp: gets + sets === 0 ? 0 : (clientCpuSecondsUsed * 1e6) / (gets + sets),
   };
 }
 
@@ -177,7 +213,8 @@ async function main(): Promise<void> {
     const loadSeconds = (performance.now() - loadStart) / 1000;
 
     const results: ScenarioResult[] = [];
-    for (const s of scenarios) results.push(await runScenario(s, clients, probes));
+    const nodePids = cluster.nodes.flatMap((n) => (n.proc === null ? [] : [n.proc.pid]));
+    for (const s of scenarios) results.push(await runScenario(s, clients, probes, nodePids));
 
     const report = {
       benchmark: 'cache',
@@ -191,9 +228,9 @@ async function main(): Promise<void> {
 
     const f = (n: number, w = 9, d = 2): string => n.toFixed(d).padStart(w);
     console.log(`bench:cache  3 nodes, ${connectionsCount} connections, ${keysCount} keys of ${valueBytes} bytes, ${measureSeconds} s per scenario (+${warmupSeconds} s warm-up), seed ${seed}, lease ${leaseMs === 0 ? 'default' : `${leaseMs} ms`}; load ${loadSeconds.toFixed(1)} s`);
-    console.log('  scenario          ops/s     get/s     set/s  hit ratio    p50 ms    p99 ms   p999 ms    max ms  errors');
+    console.log('  scenario          ops/s     get/s     set/s  hit ratio    p50 ms    p99 ms   p999 ms    max ms  nodes cpu us/op  client cpu us/op  errors');
     for (const r of results) {
-      console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
+      console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${f(r.nodesCpuUsPerOp, 16, 1)} ${f(r.clientCpuUsPerOp, 17, 1)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
     }
     console.log(`  JSON: ${resultsPath}`);
   } finally {

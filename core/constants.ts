@@ -212,6 +212,21 @@ export const cacheLeaseDriftMarginMs = 50;
 /** Resend period of a request or invalidation without an answer. */
 export const cacheRetryMsDefault = 100;
 export const cacheRetryMsMin = 5;
+/**
+ * Lines renewed in batches (one RenewBatch per home per round): a line read within this
+ * many leases (32 s at the default lease) is renewed before it runs out; one not read
+ * that long lapses. A renewal costs a key in a batch every half lease, a lapse a miss (a
+ * round trip to the home): long enough that a working set read every few seconds per node
+ * stays cached.
+ */
+export const cacheRenewIdleLeases = 16;
+/** Renewal rounds per lease: a line is asked for when its lease is past half, and again a round later if unanswered. */
+export const cacheRenewRoundsPerLease = 8;
+/** Keys in one RenewBatch (a larger round sends several to the same home). */
+export const cacheRenewBatchKeysMax = 2_048;
+/** Keys, and their bytes (as keyBytes counts them), one renewal round sends over all homes; the rest wait for the next round. */
+export const cacheRenewRoundKeysMax = 16_384;
+export const cacheRenewRoundKeyBytesMax = 1024 * 1024;
 /** Largest version: a key's version is a u32 and never wraps. */
 export const cacheVersionMax = 0xffff_ffff;
 /** Longest TTL a set may carry. */
@@ -364,6 +379,9 @@ assert(cacheLeaseMsMin > 4 * cacheLeaseDriftMarginMs, 'a lease outlasts its drif
 assert(cacheLeaseMsMin <= cacheLeaseMsDefault && cacheLeaseMsDefault <= cacheLeaseMsMax, 'cache lease default within range');
 assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cacheLeaseMsDefault, 'several retries fit in a lease');
 assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
+// A round's keys (UTF-8: at most 1.5x keyBytes) plus ~32 bytes of fields each, asked or answered, take at most half a peer frame.
+assert(1.5 * cacheRenewRoundKeyBytesMax + 32 * cacheRenewRoundKeysMax <= frameBytesMax / 2 && cacheRenewBatchKeysMax <= cacheRenewRoundKeysMax, 'a renewal round and its answer fit in a peer frame');
+assert(cacheRenewIdleLeases >= 1 && cacheRenewRoundsPerLease >= 4, 'a line read within a lease is renewed, and asked for twice before its lease ends');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');
 assert(cacheNodeDownMsMin <= cacheNodeDownMsDefault && cacheNodeDownMsDefault <= cacheNodeDownMsMax && cacheNodeDownMsMin >= 2 * cacheRetryMsDefault, 'cache node-down time within range, several resends long');

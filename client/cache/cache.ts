@@ -98,13 +98,15 @@ export class CacheClient implements CacheApi {
     let backoffMs = 50;
     for (let attempt = 1; ; attempt++) {
       try {
-        let conn: Awaited<ReturnType<Router['anyConnection']>>;
-        try {
-          conn = await this.router.anyConnection();
-        } catch (err) {
-          // Nothing was sent: as safe to repeat as a refusal.
-          throw err instanceof DsyncError && err.code === ErrorCode.CONNECTION_CLOSED
-            ? new DsyncError(ErrorCode.UNAVAILABLE, err.message, { retryAfterMs: err.retryAfterMs }) : err;
+        let conn = this.router.openConnectionNow();
+        if (conn === null) {
+          try {
+            conn = await this.router.anyConnection();
+          } catch (err) {
+            // Nothing was sent: as safe to repeat as a refusal.
+            throw err instanceof DsyncError && err.code === ErrorCode.CONNECTION_CLOSED
+              ? new DsyncError(ErrorCode.UNAVAILABLE, err.message, { retryAfterMs: err.retryAfterMs }) : err;
+          }
         }
         return await conn.request(opcode, payload, this.router.requestTimeoutMs);
       } catch (err) {
@@ -129,6 +131,7 @@ function fenceFields(opts: CacheFenceOptions): { fencingToken?: number; lock?: s
 
 function checkKey(key: string): string {
   if (typeof key !== 'string' || key === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'cache key must be a non-empty string');
+  if (key.length * 3 <= cacheKeyBytesMax) return key; // UTF-8 takes at most 3 bytes per UTF-16 unit: surely within the limit
   const bytes = enc.encode(key).byteLength;
   if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
   return key;

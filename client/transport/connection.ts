@@ -145,18 +145,30 @@ export class NodeConnection implements ClientConnection {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     if (signal?.aborted === true) return Promise.reject(abortError(signal, opcode));
     const requestId = this.allocateRequestId();
+    if (signal === undefined) {
+      // The common case, without the abort listener's closures.
+      return new Promise<Uint8Array>((resolve, reject) => {
+        this.pending.set(requestId, { opcode, deadlineMs: Date.now() + timeoutMs, resolve, reject });
+        this.send(opcode, requestId, payload);
+      });
+    }
     return new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => this.rejectOne(requestId, abortError(signal as AbortSignal, opcode));
       signal?.addEventListener('abort', onAbort, { once: true });
       const done = (): void => signal?.removeEventListener('abort', onAbort);
       this.pending.set(requestId, { opcode, deadlineMs: Date.now() + timeoutMs,
         resolve: (p) => { done(); resolve(p); }, reject: (e) => { done(); reject(e); } });
-      this.writer.send(FrameType.Request, opcode, requestId, payload);
-      if (this.sweepTimer === null) {
-        this.sweepTimer = setInterval(() => this.sweepDeadlines(), deadlineSweepMs);
-        this.sweepTimer.unref();
-      }
+      this.send(opcode, requestId, payload);
     });
+  }
+
+  /** Queues a request frame (written with the rest of this turn's) and makes sure deadlines are swept. */
+  private send(opcode: number, requestId: number, payload: Uint8Array): void {
+    this.writer.send(FrameType.Request, opcode, requestId, payload);
+    if (this.sweepTimer === null) {
+      this.sweepTimer = setInterval(() => this.sweepDeadlines(), deadlineSweepMs);
+      this.sweepTimer.unref();
+    }
   }
 
   close(): void {

@@ -18,6 +18,8 @@
 //   lost and counted). One lease per entry, the latest any holder was given: a round
 //   waits for the slowest holder's lease, never for a live node that keeps renewing,
 //   because renewals are refused while the entry is busy. Inv/Fwd are resent every retryMs.
+//   Nodes renew in rounds: one RenewBatch per home names many keys and gets one
+//   RenewedBatch back (busy keys left out); each key is renewed exactly as by Renew.
 // - Round ids are unique per home epoch, so a late Ack of an earlier round never counts.
 //   The version grows when memory changes and when exclusivity (E/M) is granted, so a
 //   copy granted before an invalidation always has a version <= the Inv's, and one
@@ -58,6 +60,7 @@ import {
   cacheHomeQueuedRequestsMax,
   cacheLeaseDriftMarginMs,
   cacheNodesMax,
+  cacheRenewBatchKeysMax,
   cacheVersionMax,
 } from '../constants.js';
 import { cacheNodeIndex } from '../ids.js';
@@ -124,6 +127,8 @@ export class HomeCounters {
   forgottenNodes = 0;
   renewals = 0;
   renewalsRefused = 0;
+  /** RenewBatch messages answered (their keys count in renewals / renewalsRefused). */
+  renewBatches = 0;
   /** Writes refused because their fencing token was older than the newest seen for the lock. */
   fencedWrites = 0;
 }
@@ -135,6 +140,14 @@ const PH = { idle: 0, loading: 1, round: 2, writing: 3 } as const;
 const FW = { waiting: 0, replied: 1, gone: 2 } as const;
 
 const bit = (n: number): number => (1 << n) >>> 0;
+
+/** Renewal answers being gathered (RenewedBatch's arrays). */
+interface RenewAnswers {
+  keys: string[];
+  ok: boolean[];
+  versions: number[];
+  leaseUntilMs: number[];
+}
 
 function popcount(x: number): number {
   let v = x >>> 0;
@@ -291,6 +304,11 @@ export class CacheHome {
     return this.index.size;
   }
 
+  /** Whether ready() has anything. */
+  get hasOutput(): boolean {
+    return this.messages.length + this.memory.length > 0;
+  }
+
   // ------------------------------------------------------------------ inputs
 
   step(msg: ToHome, nowMs: number): void {
@@ -302,6 +320,9 @@ export class CacheHome {
         return;
       case 'Renew':
         this.onRenew(msg.key, msg.from, msg.sentMs, nowMs);
+        return;
+      case 'RenewBatch':
+        this.onRenewBatch(msg.keys, msg.versions, msg.from, msg.sentMs, nowMs);
         return;
       case 'GetS':
         this.enqueue(RK.GetS, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, 0, null, 0, nowMs);
@@ -896,24 +917,50 @@ export class CacheHome {
   }
 
   private onRenew(key: string, from: CacheNodeIndex, sentMs: number, nowMs: number): void {
+    const out: RenewAnswers = { keys: [], ok: [], versions: [], leaseUntilMs: [] };
+    if (!this.renewOne(key, from, sentMs, nowMs, out)) return; // busy: the node asks again
+    this.messages.push({
+      kind: 'Renewed', from: this.self, to: from, incarnation: this.nodeInc[from] as number, key,
+      ok: out.ok[0] as boolean, version: out.versions[0] as number, leaseUntilMs: out.leaseUntilMs[0] as number,
+    });
+  }
+
+  /** A node's renewal round: every key is renewed as by Renew; one RenewedBatch answers the keys that are not busy. */
+  private onRenewBatch(keys: readonly string[], versions: readonly number[], from: CacheNodeIndex, sentMs: number, nowMs: number): void {
+    assert(keys.length === versions.length && keys.length <= cacheRenewBatchKeysMax, 'a renew batch names each key once with its version, within its bound');
+    this.counters.renewBatches++;
+    const out: RenewAnswers = { keys: [], ok: [], versions: [], leaseUntilMs: [] };
+    for (const key of keys) this.renewOne(key, from, sentMs, nowMs, out);
+    if (out.keys.length === 0) return;
+    this.messages.push({ kind: 'RenewedBatch', from: this.self, to: from, incarnation: this.nodeInc[from] as number, ...out });
+  }
+
+  /**
+   * Renews `from`'s copy of `key` (anchored at its sentMs) and appends the answer to out;
+   * false, appending nothing, while the entry is busy (renewals are refused during a round,
+   * so a round waits for leases no longer than the one it started with).
+   */
+  private renewOne(key: string, from: CacheNodeIndex, sentMs: number, nowMs: number, out: RenewAnswers): boolean {
     const slot = this.index.get(key);
-    const inc = this.nodeInc[from] as number;
-    if (slot !== undefined && (this.phase[slot] !== PH.idle || this.cur[slot] !== -1)) return; // busy: the node asks again
+    if (slot !== undefined && (this.phase[slot] !== PH.idle || this.cur[slot] !== -1)) return false;
     const b = bit(from);
     const holder = slot !== undefined && nowMs >= this.grantsFromMs && (this.owner[slot] === from || ((this.sharers[slot] as number) & b) !== 0);
+    out.keys.push(key);
     if (slot === undefined || !holder) {
       this.counters.renewalsRefused++;
-      this.messages.push({ kind: 'Renewed', from: this.self, to: from, incarnation: inc, key, ok: false, version: slot === undefined ? 0 : (this.version[slot] as number), leaseUntilMs: 0 });
-      return;
+      out.ok.push(false);
+      out.versions.push(slot === undefined ? 0 : (this.version[slot] as number));
+      out.leaseUntilMs.push(0);
+      return true;
     }
     this.counters.renewals++;
     const exp = this.expiresAtMs[slot] as number;
     const homeUntil = exp > 0 ? Math.min(nowMs + this.cfg.leaseMs, exp) : nowMs + this.cfg.leaseMs;
     if (homeUntil > (this.leaseUntilMs[slot] as number)) this.leaseUntilMs[slot] = homeUntil;
-    this.messages.push({
-      kind: 'Renewed', from: this.self, to: from, incarnation: inc, key, ok: true,
-      version: this.version[slot] as number, leaseUntilMs: sentMs + (homeUntil - nowMs) - cacheLeaseDriftMarginMs,
-    });
+    out.ok.push(true);
+    out.versions.push(this.version[slot] as number);
+    out.leaseUntilMs.push(sentMs + (homeUntil - nowMs) - cacheLeaseDriftMarginMs);
+    return true;
   }
 
   // ------------------------------------------------------------------ helpers

@@ -1,7 +1,9 @@
 // The lines one node caches: state, version, lease, value per key in typed arrays with a
 // key->slot index and a free list, and LRU order as an index-linked list over Int32Arrays
 // (head = most recently used). Bounded by entry count and bytes; the node's protocol
-// code (node.ts) decides what to evict, this table only keeps order and totals.
+// code (node.ts) decides what to evict, this table only keeps order and totals. Every
+// touch records when (usedMs), so the lines used since a time are a prefix of the LRU
+// order: a renewal round walks from the head and stops at the first older line.
 
 import { assert } from '../assert.js';
 import { St, keyBytes, stateCount, valueBytes } from './messages.js';
@@ -17,6 +19,7 @@ export class CacheLines {
   private readonly ver: Uint32Array;
   private readonly lease: Float64Array;
   private readonly renewSent: Float64Array;
+  private readonly used: Float64Array;
   private readonly dirtyFlag: Uint8Array;
   private readonly ttlFlag: Uint8Array;
   private readonly size: Uint32Array;
@@ -41,6 +44,7 @@ export class CacheLines {
     this.ver = new Uint32Array(entriesMax);
     this.lease = new Float64Array(entriesMax);
     this.renewSent = new Float64Array(entriesMax);
+    this.used = new Float64Array(entriesMax);
     this.dirtyFlag = new Uint8Array(entriesMax);
     this.ttlFlag = new Uint8Array(entriesMax);
     this.size = new Uint32Array(entriesMax);
@@ -81,6 +85,10 @@ export class CacheLines {
   renewSentMs(slot: number): number {
     return this.renewSent[slot] as number;
   }
+  /** When the line was last inserted or touched. */
+  usedMs(slot: number): number {
+    return this.used[slot] as number;
+  }
   dirty(slot: number): boolean {
     return this.dirtyFlag[slot] === 1;
   }
@@ -98,8 +106,8 @@ export class CacheLines {
     return keyBytes(key) + valueBytes(value);
   }
 
-  /** Adds a line at the LRU head; the caller made room. */
-  insert(key: string, state: St, version: number, leaseUntilMs: number, value: CacheValue, ttl: boolean): number {
+  /** Adds a line at the LRU head, used at nowMs; the caller made room. */
+  insert(key: string, state: St, version: number, leaseUntilMs: number, value: CacheValue, ttl: boolean, nowMs: number): number {
     assert(!this.index.has(key), 'insert of a key already cached');
     assert(state !== St.I && this.freeCount > 0, 'insert needs a valid state and a free slot');
     const bytes = CacheLines.bytesOf(key, value);
@@ -112,6 +120,7 @@ export class CacheLines {
     this.ver[slot] = version;
     this.lease[slot] = leaseUntilMs;
     this.renewSent[slot] = -Infinity;
+    this.used[slot] = nowMs;
     this.dirtyFlag[slot] = 0;
     this.ttlFlag[slot] = ttl ? 1 : 0;
     this.size[slot] = bytes;
@@ -167,8 +176,9 @@ export class CacheLines {
     this.ttlFlag[slot] = ttl ? 1 : 0;
   }
 
-  /** Marks the line most recently used. */
-  touch(slot: number): void {
+  /** Marks the line most recently used, at nowMs (a node's clock never goes back). */
+  touch(slot: number, nowMs: number): void {
+    this.used[slot] = nowMs;
     if (this.head === slot) return;
     this.unlink(slot);
     this.link(slot);
@@ -182,6 +192,16 @@ export class CacheLines {
   /** The next more recently used line after `slot`, or -1. */
   newer(slot: number): number {
     return this.prev[slot] as number;
+  }
+
+  /** Most recently used line, or -1. */
+  mru(): number {
+    return this.head;
+  }
+
+  /** The next less recently used line after `slot`, or -1. */
+  older(slot: number): number {
+    return this.next[slot] as number;
   }
 
   /** Keys from most to least recently used (tests, console). */

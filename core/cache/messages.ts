@@ -121,6 +121,22 @@ export interface Renew extends NodeRequest {
   readonly kind: 'Renew';
   readonly version: number;
 }
+/**
+ * A renewal round: the lines this node still reads that it holds from one home, in one
+ * message (node.ts renews them a lease/4 round at a time). versions[i] is the version of
+ * keys[i]'s line. The home answers with one RenewedBatch; a key whose entry is busy is
+ * left out (renewals are refused while a round of invalidations runs).
+ */
+export interface RenewBatch {
+  readonly kind: 'RenewBatch';
+  readonly from: CacheNodeIndex;
+  readonly incarnation: number;
+  readonly to: CacheNodeIndex;
+  /** The sender's clock when it sent the batch: every lease in the answer is anchored here. */
+  readonly sentMs: number;
+  readonly keys: readonly string[];
+  readonly versions: readonly number[];
+}
 /** The answer to Inv or Fwd. */
 export interface Ack extends FromNode {
   readonly kind: 'Ack';
@@ -132,7 +148,7 @@ export interface Ack extends FromNode {
   readonly dirty: boolean;
   readonly value: CacheValue;
 }
-export type ToHome = GetS | GetM | Write | PutM | Renew | Ack;
+export type ToHome = GetS | GetM | Write | PutM | Renew | RenewBatch | Ack;
 
 // --- home -> node ---
 
@@ -211,11 +227,25 @@ export interface Renewed extends FromHome {
   readonly version: number;
   readonly leaseUntilMs: number;
 }
-export type ToNode = Data | Push | WriteAck | PutAck | Nack | Inv | Fwd | Renewed;
+/**
+ * The answer to a RenewBatch: for each key answered (a busy one is left out), as Renewed:
+ * ok with the current version and the new lease, or not a holder (drop the line).
+ */
+export interface RenewedBatch {
+  readonly kind: 'RenewedBatch';
+  readonly from: CacheNodeIndex;
+  readonly to: CacheNodeIndex;
+  readonly incarnation: number;
+  readonly keys: readonly string[];
+  readonly ok: readonly boolean[];
+  readonly versions: readonly number[];
+  readonly leaseUntilMs: readonly number[];
+}
+export type ToNode = Data | Push | WriteAck | PutAck | Nack | Inv | Fwd | Renewed | RenewedBatch;
 
 /** Message kinds as a tuple, for counters and tests. */
-export const toHomeKinds = ['GetS', 'GetM', 'Write', 'PutM', 'Renew', 'Ack'] as const;
-export const toNodeKinds = ['Data', 'Push', 'WriteAck', 'PutAck', 'Nack', 'Inv', 'Fwd', 'Renewed'] as const;
+export const toHomeKinds = ['GetS', 'GetM', 'Write', 'PutM', 'Renew', 'Ack', 'RenewBatch'] as const;
+export const toNodeKinds = ['Data', 'Push', 'WriteAck', 'PutAck', 'Nack', 'Inv', 'Fwd', 'Renewed', 'RenewedBatch'] as const;
 
 /** UTF-16 code units of a key count as two bytes each toward a node's byte bound (no encoder on the hot path). */
 export function keyBytes(key: string): number {

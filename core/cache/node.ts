@@ -4,10 +4,13 @@
 // and completions out through ready(); time is the nowMs argument.
 //
 // Decisions:
-// - A hit touches typed arrays only (no allocation): a line serves while nowMs is before
-//   its lease, which the home computed on this node's clock from the request's send time.
-//   A hit past half the lease sends a Renew; a line whose lease ran out is dropped (a
-//   dirty one is first given back with PutM, the only way dirty data leaves a node).
+// - A hit touches typed arrays only (no allocation, no message): a line serves while nowMs
+//   is before its lease, which the home computed on this node's clock from the request's
+//   send time. Lines in use are renewed in rounds (tick, every lease/8): each clean line
+//   read within cacheRenewIdleLeases leases whose lease is past half goes into one
+//   RenewBatch per home; a line not read that long lapses. A line whose lease ran out is
+//   dropped (a dirty one is first given back with PutM, the only way dirty data leaves a
+//   node); dirty lines are renewed one by one on tick, read or not.
 // - One transaction per key keeps the home's reasoning simple: a node asks again only
 //   when it holds nothing dirty, so a new request from a recorded holder means "nothing here".
 // - A grant is stale when an Inv/Fwd for the same key arrived while it was in flight with
@@ -29,6 +32,11 @@ import {
   cacheLineEntriesMaxDefault,
   cacheNodeOpsPendingMax,
   cacheNodeTransactionsMax,
+  cacheRenewBatchKeysMax,
+  cacheRenewIdleLeases,
+  cacheRenewRoundKeyBytesMax,
+  cacheRenewRoundKeysMax,
+  cacheRenewRoundsPerLease,
   cacheTtlMsMax,
   cacheValueBytesMax,
 } from '../constants.js';
@@ -36,8 +44,8 @@ import type { CacheNodeIndex } from '../ids.js';
 import { utf8Bytes } from '../locks/table.js';
 import type { Fence } from './fence.js';
 import { CacheLines } from './lines.js';
-import { St, assertCacheConfig, valueBytes } from './messages.js';
-import type { CacheConfig, CacheValue, Data, Fwd, Inv, Nack, Push, PutAck, Renewed, ToHome, ToNode, WriteAck } from './messages.js';
+import { St, assertCacheConfig, keyBytes, valueBytes } from './messages.js';
+import type { CacheConfig, CacheValue, Data, Fwd, Inv, Nack, Push, PutAck, RenewedBatch, ToHome, ToNode, WriteAck } from './messages.js';
 
 /** The op waits for its home; its completion comes out of ready(). */
 export const PENDING: unique symbol = Symbol('cache.pending');
@@ -88,7 +96,9 @@ export class NodeCounters {
   dirtyLost = 0;
   writesGivenUp = 0;
   pushesInstalled = 0;
+  /** Lines asked to be renewed (one by one, or in a round's RenewBatch). */
   renewalsSent = 0;
+  renewBatchesSent = 0;
   refused = 0;
   fencedWrites = 0;
 }
@@ -146,6 +156,8 @@ export class NodeCache {
   private readonly fwdAnswers = new Map<string, { readonly epoch: number; readonly round: number; readonly ack: ToHome; readonly atMs: number }>();
   private opsWaiting = 0;
   private reqCounter = 0;
+  /** When the next renewal round is due. */
+  private renewRoundAtMs = Number.NEGATIVE_INFINITY;
   private messages: ToHome[] = [];
   private completions: CacheCompletion[] = [];
 
@@ -165,6 +177,11 @@ export class NodeCache {
     this.messages = [];
     this.completions = [];
     return out;
+  }
+
+  /** Whether ready() has anything (lets the wiring skip it after a hit, which sends nothing). */
+  get hasOutput(): boolean {
+    return this.messages.length + this.completions.length > 0;
   }
 
   get transactions(): number {
@@ -203,8 +220,7 @@ export class NodeCache {
       const slot = this.validSlot(key, nowMs);
       if (slot >= 0) {
         this.counters.hits++;
-        this.lines.touch(slot);
-        this.maybeRenew(slot, nowMs);
+        this.lines.touch(slot, nowMs);
         return this.lines.value(slot);
       }
     }
@@ -218,7 +234,7 @@ export class NodeCache {
     const txn = this.txns.get(key);
     if (txn === undefined && this.cfg.writePolicy === 'write-back' && ttlMs === 0 && fence === null) {
       const slot = this.validSlot(key, nowMs);
-      if (slot >= 0 && this.localWrite(slot, value)) {
+      if (slot >= 0 && this.localWrite(slot, value, nowMs)) {
         this.shrink(nowMs);
         return DONE;
       }
@@ -278,15 +294,19 @@ export class NodeCache {
         this.onPush(msg, nowMs);
         return;
       case 'Renewed':
-        this.onRenewed(msg, nowMs);
+        this.onRenewed(msg.key, msg.ok, msg.version, msg.leaseUntilMs, nowMs);
+        return;
+      case 'RenewedBatch':
+        this.onRenewedBatch(msg, nowMs);
         return;
       default:
         assertNeverMsg(msg);
     }
   }
 
-  /** Resends unanswered requests, renews dirty lines, gives back dirty lines whose lease ran out. */
+  /** Resends unanswered requests, renews lines in use (a round) and dirty lines, gives back dirty lines whose lease ran out. */
   tick(nowMs: number): void {
+    this.renewRound(nowMs);
     for (const txn of [...this.txns.values()]) {
       if ((txn.kind === 'Write' || txn.writes) && nowMs - txn.firstSentMs >= this.cfg.leaseMs) {
         this.giveUpWrite(txn, nowMs);
@@ -341,14 +361,14 @@ export class NodeCache {
   }
 
   /** Write-back write in E/M without a TTL on the line: true if done. */
-  private localWrite(slot: number, value: CacheValue): boolean {
+  private localWrite(slot: number, value: CacheValue, nowMs: number): boolean {
     const st = this.lines.state(slot);
     if ((st !== St.E && st !== St.M) || this.lines.hasTtl(slot)) return false;
     this.lines.setState(slot, St.M);
     this.lines.setValue(slot, value);
     this.lines.setDirty(slot, true);
     this.dirtySlots.add(slot);
-    this.lines.touch(slot);
+    this.lines.touch(slot, nowMs);
     return true;
   }
 
@@ -376,8 +396,7 @@ export class NodeCache {
       if (!op.isSet) {
         if (slot >= 0) {
           if (countIt) this.counters.hits++;
-          this.lines.touch(slot);
-          this.maybeRenew(slot, nowMs);
+          this.lines.touch(slot, nowMs);
           this.complete(op, this.lines.value(slot));
           continue;
         }
@@ -393,7 +412,7 @@ export class NodeCache {
       }
       const local = this.cfg.writePolicy === 'write-back' && op.ttlMs === 0 && op.fence === null;
       if (st === St.E || st === St.M) {
-        if (local && this.localWrite(slot, op.value)) {
+        if (local && this.localWrite(slot, op.value, nowMs)) {
           this.shrink(nowMs);
           this.complete(op, op.value);
           continue;
@@ -509,9 +528,9 @@ export class NodeCache {
       assert(!this.lines.dirty(slot), 'a node asks only when it holds nothing dirty');
       this.lines.setState(slot, msg.state);
       this.lines.setValue(slot, msg.value);
-      this.lines.touch(slot);
+      this.lines.touch(slot, nowMs);
     } else if (this.makeRoom(CacheLines.bytesOf(msg.key, msg.value), nowMs)) {
-      slot = this.lines.insert(msg.key, msg.state, msg.version, msg.leaseUntilMs, msg.value, msg.ttl);
+      slot = this.lines.insert(msg.key, msg.state, msg.version, msg.leaseUntilMs, msg.value, msg.ttl, nowMs);
     }
     if (slot >= 0) {
       this.lines.setVersion(slot, msg.version);
@@ -561,7 +580,7 @@ export class NodeCache {
           this.lines.setDirty(slot, false);
           this.dirtySlots.delete(slot);
         }
-        this.lines.touch(slot);
+        this.lines.touch(slot, nowMs);
         this.shrink(nowMs);
       }
     }
@@ -674,15 +693,21 @@ export class NodeCache {
     if (this.txns.has(msg.key) || this.lines.find(msg.key) >= 0) return;
     if (!this.makeRoom(CacheLines.bytesOf(msg.key, msg.value), nowMs)) return;
     // Not servable until renewed: the lease must be anchored at a time this node sent something.
-    const slot = this.lines.insert(msg.key, St.S, msg.version, -Infinity, msg.value, false);
+    const slot = this.lines.insert(msg.key, St.S, msg.version, -Infinity, msg.value, false, nowMs);
     this.counters.pushesInstalled++;
     this.sendRenew(slot, nowMs);
   }
 
-  private onRenewed(msg: Renewed, nowMs: number): void {
-    const slot = this.lines.find(msg.key);
-    if (slot < 0 || msg.version < this.lines.version(slot)) return; // an answer about an older copy
-    if (!msg.ok) {
+  private onRenewedBatch(msg: RenewedBatch, nowMs: number): void {
+    const n = msg.keys.length;
+    assert(msg.ok.length === n && msg.versions.length === n && msg.leaseUntilMs.length === n, 'a renewed batch answers each key whole');
+    for (let i = 0; i < n; i++) this.onRenewed(msg.keys[i] as string, msg.ok[i] as boolean, msg.versions[i] as number, msg.leaseUntilMs[i] as number, nowMs);
+  }
+
+  private onRenewed(key: string, ok: boolean, version: number, leaseUntilMs: number, nowMs: number): void {
+    const slot = this.lines.find(key);
+    if (slot < 0 || version < this.lines.version(slot)) return; // an answer about an older copy
+    if (!ok) {
       if (this.lines.dirty(slot)) this.counters.dirtyLost++;
       this.removeLine(slot);
       return;
@@ -690,11 +715,11 @@ export class NodeCache {
     const valid = nowMs < this.lines.leaseUntilMs(slot);
     if (valid) {
       // A servable line is one the home records, so its copy is current whatever the number says.
-      this.lines.setVersion(slot, msg.version);
-      if (msg.leaseUntilMs > this.lines.leaseUntilMs(slot)) this.lines.setLease(slot, msg.leaseUntilMs);
-    } else if (msg.version === this.lines.version(slot) && !this.lines.dirty(slot)) {
+      this.lines.setVersion(slot, version);
+      if (leaseUntilMs > this.lines.leaseUntilMs(slot)) this.lines.setLease(slot, leaseUntilMs);
+    } else if (version === this.lines.version(slot) && !this.lines.dirty(slot)) {
       // A pushed (or lapsed) copy at the very version the home has: servable again.
-      this.lines.setLease(slot, msg.leaseUntilMs);
+      this.lines.setLease(slot, leaseUntilMs);
     }
   }
 
@@ -707,6 +732,50 @@ export class NodeCache {
   private maybeRenew(slot: number, nowMs: number): void {
     const left = this.lines.leaseUntilMs(slot) - nowMs;
     if (left < this.cfg.leaseMs / 2 && nowMs - this.lines.renewSentMs(slot) >= this.cfg.retryMs) this.sendRenew(slot, nowMs);
+  }
+
+  /**
+   * A renewal round (every lease/cacheRenewRoundsPerLease): walks the lines from the most
+   * recently used down to the first not used within cacheRenewIdleLeases leases, and asks
+   * each home in one RenewBatch to renew the clean, still valid lines with no transaction
+   * whose lease is past half. A line renewed in round k is due again about two rounds
+   * after half its lease, so an answer lost once is asked again before the lease ends.
+   */
+  private renewRound(nowMs: number): void {
+    if (nowMs < this.renewRoundAtMs) return;
+    const leaseMs = this.cfg.leaseMs;
+    this.renewRoundAtMs = nowMs + leaseMs / cacheRenewRoundsPerLease;
+    const idleSinceMs = nowMs - cacheRenewIdleLeases * leaseMs;
+    const batches = new Map<CacheNodeIndex, { keys: string[]; versions: number[] }>();
+    let keys = 0;
+    let bytes = 0;
+    for (let s = this.lines.mru(); s >= 0 && this.lines.usedMs(s) >= idleSinceMs; s = this.lines.older(s)) {
+      const untilMs = this.lines.leaseUntilMs(s);
+      if (this.lines.dirty(s) || nowMs >= untilMs || untilMs - nowMs >= leaseMs / 2 || nowMs - this.lines.renewSentMs(s) < this.cfg.retryMs) continue;
+      const key = this.lines.key(s);
+      if (this.txns.has(key)) continue;
+      if (keys >= cacheRenewRoundKeysMax || bytes + keyBytes(key) > cacheRenewRoundKeyBytesMax) break;
+      keys++;
+      bytes += keyBytes(key);
+      const to = this.homeOf(key);
+      let b = batches.get(to);
+      if (b === undefined || b.keys.length >= cacheRenewBatchKeysMax) {
+        if (b !== undefined) this.sendRenewBatch(to, b.keys, b.versions, nowMs);
+        b = { keys: [], versions: [] };
+        batches.set(to, b);
+      }
+      b.keys.push(key);
+      b.versions.push(this.lines.version(s));
+      this.lines.setRenewSent(s, nowMs);
+    }
+    for (const [to, b] of batches) this.sendRenewBatch(to, b.keys, b.versions, nowMs);
+  }
+
+  private sendRenewBatch(to: CacheNodeIndex, keys: string[], versions: number[], nowMs: number): void {
+    assert(keys.length > 0 && keys.length === versions.length && keys.length <= cacheRenewBatchKeysMax, 'a renew batch names 1..max keys with their versions');
+    this.counters.renewBatchesSent++;
+    this.counters.renewalsSent += keys.length;
+    this.messages.push({ kind: 'RenewBatch', from: this.self, incarnation: this.incarnation, to, sentMs: nowMs, keys, versions });
   }
 
   private sendRenew(slot: number, nowMs: number): void {

@@ -3,7 +3,7 @@
 // CachePeerBatch. Decoding checks every field a core state machine asserts on, so a
 // malformed batch is a ProtocolError (the peer link closes), never an assertion.
 
-import { cacheKeyBytesMax, cacheNodesMax, cacheValueBytesMax } from '../../../core/constants.js';
+import { cacheKeyBytesMax, cacheNodesMax, cacheRenewBatchKeysMax, cacheValueBytesMax } from '../../../core/constants.js';
 import { cacheNodeIndex } from '../../../core/ids.js';
 import { St, toHomeKinds, toNodeKinds } from '../../../core/cache/messages.js';
 import type { CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
@@ -19,6 +19,9 @@ function valueOut(v: CacheValue): { value: Uint8Array; hasValue: boolean } {
 }
 
 export function encodeToHome(m: ToHome): Wire {
+  if (m.kind === 'RenewBatch') {
+    return { kind: toHomeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, sentMs: m.sentMs, renewKeys: m.keys as string[], renewVersions: m.versions as number[] };
+  }
   const w: Record<string, unknown> = { kind: toHomeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, key: m.key };
   switch (m.kind) {
     case 'GetS':
@@ -44,6 +47,10 @@ export function encodeToHome(m: ToHome): Wire {
 }
 
 export function encodeToNode(m: ToNode): Wire {
+  if (m.kind === 'RenewedBatch') {
+    return { kind: toNodeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation,
+      renewKeys: m.keys as string[], renewOk: m.ok as boolean[], renewVersions: m.versions as number[], renewLeaseUntilMs: m.leaseUntilMs as number[] };
+  }
   const w: Record<string, unknown> = { kind: toNodeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, key: m.key };
   switch (m.kind) {
     case 'Data':
@@ -102,6 +109,14 @@ function fenceIn(w: Wire): Fence | null {
   return { lock, token };
 }
 
+/** A renewal batch's keys: 1..cacheRenewBatchKeysMax, each non-empty and within the key limit. */
+function renewKeysIn(w: Wire): string[] {
+  const keys = w.renewKeys ?? [];
+  if (keys.length === 0 || keys.length > cacheRenewBatchKeysMax) bad(`renew batch of ${keys.length} keys (1..${cacheRenewBatchKeysMax})`);
+  for (const k of keys) if (k === '' || Buffer.byteLength(k) > cacheKeyBytesMax) bad('renew batch key empty or over the size limit');
+  return keys;
+}
+
 function valueIn(w: Wire): CacheValue {
   if (w.hasValue !== true) return null;
   const v = w.value ?? empty;
@@ -133,6 +148,12 @@ export function decodeToHome(w: Wire, nodes: number): ToHome {
       return { kind, ...c, ...req, version: num(w.version) };
     case 'Ack':
       return { kind, ...c, epoch: num(w.epoch), round: num(w.round), kept: w.kept === true, dirty: w.dirty === true, value: valueIn(w) };
+    case 'RenewBatch': {
+      const keys = renewKeysIn(w);
+      const versions = (w.renewVersions ?? []).map(num);
+      if (versions.length !== keys.length) bad('renew batch with a version count unlike its key count');
+      return { kind, from: c.from, to: c.to, incarnation: c.incarnation, sentMs: num(w.sentMs), keys, versions };
+    }
     default:
       return bad(`unknown kind ${String(w.kind)} to a home`);
   }
@@ -159,6 +180,14 @@ export function decodeToNode(w: Wire, nodes: number): ToNode {
       return { kind, ...c, epoch: num(w.epoch), round: num(w.round), version: num(w.version), toState: state(w.toState, [St.S, St.I]) };
     case 'Renewed':
       return { kind, ...c, ok: w.ok === true, version: num(w.version), leaseUntilMs: num(w.leaseUntilMs) };
+    case 'RenewedBatch': {
+      const keys = renewKeysIn(w);
+      const ok = (w.renewOk ?? []).map((b) => b === true);
+      const versions = (w.renewVersions ?? []).map(num);
+      const leaseUntilMs = (w.renewLeaseUntilMs ?? []).map(num);
+      if (ok.length !== keys.length || versions.length !== keys.length || leaseUntilMs.length !== keys.length) bad('renewed batch with fields unlike its key count');
+      return { kind, from: c.from, to: c.to, incarnation: c.incarnation, keys, ok, versions, leaseUntilMs };
+    }
     default:
       return bad(`unknown kind ${String(w.kind)} to a node`);
   }

@@ -14,12 +14,12 @@ import { NodeRig, val } from './rig.js';
 
 t.test('LRU order, touch, and totals', async (t) => {
   const lines = new CacheLines(4, 1_000);
-  const a = lines.insert('a', St.S, 1, 10, val('x'), false);
-  lines.insert('b', St.S, 1, 10, val('yy'), false);
-  lines.insert('c', St.E, 1, 10, null, false);
+  const a = lines.insert('a', St.S, 1, 10, val('x'), false, 0);
+  lines.insert('b', St.S, 1, 10, val('yy'), false, 0);
+  lines.insert('c', St.E, 1, 10, null, false, 0);
   t.same([...lines.keysByRecency()], ['c', 'b', 'a'], 'most recently inserted first');
   t.equal(lines.key(lines.lru()), 'a', 'the least recently used is the oldest');
-  lines.touch(a);
+  lines.touch(a, 1);
   t.same([...lines.keysByRecency()], ['a', 'c', 'b'], 'touch moves a line to the front');
   t.equal(lines.count, 3);
   t.equal(lines.bytes, CacheLines.bytesOf('a', val('x')) + CacheLines.bytesOf('b', val('yy')) + CacheLines.bytesOf('c', null));

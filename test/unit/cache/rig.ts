@@ -43,6 +43,8 @@ export function showToNode(m: ToNode): string {
       return `Fwd>${m.to} ${stateNames[m.toState]} v${m.version}`;
     case 'Renewed':
       return `Renewed>${m.to} ${m.ok ? 'ok' : 'refused'}`;
+    case 'RenewedBatch':
+      return `RenewedBatch>${m.to} ${m.keys.map((k, i) => `${k}:${m.ok[i] === true ? 'ok' : 'refused'}`).join(',')}`;
   }
 }
 
@@ -57,6 +59,8 @@ export function showToHome(m: ToHome): string {
       return `PutM#${m.reqId} v${m.version} =${str(m.value)}`;
     case 'Renew':
       return `Renew v${m.version}`;
+    case 'RenewBatch':
+      return `RenewBatch ${m.keys.map((k, i) => `${k}v${m.versions[i] ?? '?'}`).join(',')}`;
     case 'Ack':
       return `Ack${m.kept ? ' kept' : ''}${m.dirty ? ` dirty=${str(m.value)}` : ''}`;
   }
@@ -82,7 +86,7 @@ export class HomeRig {
   }
 
   send(msg: ToHome): string {
-    if (msg.kind !== 'Ack' && msg.kind !== 'Renew') this.lastReq.set(msg.from, msg);
+    if (msg.kind !== 'Ack' && msg.kind !== 'Renew' && msg.kind !== 'RenewBatch') this.lastReq.set(msg.from, msg);
     this.home.step(msg, this.nowMs);
     return this.drain();
   }

@@ -1,0 +1,230 @@
+// Batched lease renewal, with a NodeCache and a CacheHome wired together by hand (one
+// clock, messages delivered at once, memory answered at once): a line read continuously
+// for several leases stays a hit with no request to its home (only RenewBatch rounds);
+// lines not read lapse; one round sends one RenewBatch per home covering all its lines;
+// a silent node's line is reclaimed by its home after the lease, and by then the silent
+// node has stopped serving it (no stale read); a refused renewal drops the line.
+
+import t from 'tap';
+import { InMemoryBacking } from '../../../core/cache/backing.js';
+import { CacheHome } from '../../../core/cache/home.js';
+import { cacheConfigDefault, St } from '../../../core/cache/messages.js';
+import type { CacheConfig, CacheValue, RenewBatch, ToHome } from '../../../core/cache/messages.js';
+import { NodeCache, PENDING } from '../../../core/cache/node.js';
+import type { CacheCompletion } from '../../../core/cache/node.js';
+import { cacheRenewIdleLeases } from '../../../core/constants.js';
+import { cacheNodeIndex } from '../../../core/ids.js';
+import { str, val } from './rig.js';
+
+const cfg: CacheConfig = cacheConfigDefault;
+const HOME = cacheNodeIndex(2);
+/** The node's tick period in the service (retryMs / 2). */
+const tickMs = cfg.retryMs / 2;
+
+/** Two nodes (0, 1) and one home (2) for every key; node n can be made silent (its messages, both ways, are dropped). */
+class Pair {
+  nowMs = 100_000;
+  readonly backing = new InMemoryBacking();
+  readonly home = new CacheHome(cfg, { self: HOME, epoch: 7, startedMs: this.nowMs - 10 * cfg.leaseMs });
+  readonly nodes = [0, 1].map((i) => new NodeCache(cfg, { self: cacheNodeIndex(i), incarnation: 1, homeOf: () => HOME }));
+  readonly silent = new Set<number>();
+  /** Messages the nodes sent to the home, by kind (silent nodes' included: they are sent, then lost). */
+  readonly sent = new Map<string, number>();
+  readonly batches: RenewBatch[] = [];
+  readonly done = new Map<number, CacheCompletion>();
+  private opId = 0;
+
+  /** A get at node n: the value on a hit, else 'pending' (delivered at once: see done). */
+  get(n: number, key: string): string {
+    const id = ++this.opId;
+    const r = (this.nodes[n] as NodeCache).get(id, key, this.nowMs);
+    this.deliver();
+    if (r === PENDING) {
+      const c = this.done.get(id);
+      return c === undefined ? 'pending' : `miss=${c.ok ? str(c.value) : c.error}`;
+    }
+    return typeof r === 'symbol' ? String(r.description) : `hit=${str(r)}`;
+  }
+
+  /** A write-through set at node n; its op id (see done). */
+  set(n: number, key: string, value: string): number {
+    const id = ++this.opId;
+    (this.nodes[n] as NodeCache).set(id, key, val(value), this.nowMs);
+    this.deliver();
+    return id;
+  }
+
+  count(kind: ToHome['kind']): number {
+    return this.sent.get(kind) ?? 0;
+  }
+
+  tick(ms: number): void {
+    this.nowMs += ms;
+    for (const node of this.nodes) node.tick(this.nowMs);
+    this.home.tick(this.nowMs);
+    this.deliver();
+  }
+
+  deliver(): void {
+    for (let rounds = 0; rounds < 1000; rounds++) {
+      let moved = 0;
+      this.nodes.forEach((node, n) => {
+        const r = node.ready();
+        for (const c of r.completions) this.done.set(c.opId, c);
+        for (const m of r.messages) {
+          moved++;
+          this.sent.set(m.kind, (this.sent.get(m.kind) ?? 0) + 1);
+          if (m.kind === 'RenewBatch') this.batches.push(m);
+          if (!this.silent.has(n)) this.home.step(m, this.nowMs);
+        }
+      });
+      const h = this.home.ready();
+      for (const m of h.messages) {
+        moved++;
+        if (!this.silent.has(m.to)) (this.nodes[m.to] as NodeCache).step(m, this.nowMs);
+      }
+      for (const op of h.memory) {
+        moved++;
+        if (op.kind === 'read') this.home.memoryRead(op.key, this.backing.read(op.key), this.nowMs);
+        else {
+          this.backing.write(op.key, op.record);
+          this.home.memoryWritten(op.key, this.nowMs);
+        }
+      }
+      if (moved === 0) return;
+    }
+    throw new Error('the cores kept answering each other');
+  }
+}
+
+/** Seeds memory so a get finds a value. */
+function seed(p: Pair, keys: readonly string[], value: CacheValue = val('v')): void {
+  for (const k of keys) p.backing.write(k, { value, version: 1, expiresAtMs: 0 });
+}
+
+t.test('a line read continuously for several leases stays a hit, renewed in rounds without a request to its home', async (t) => {
+  const p = new Pair();
+  seed(p, ['a']);
+  t.equal(p.get(0, 'a'), 'miss=v', 'the first read is a miss');
+  t.equal(p.count('GetS'), 1);
+  const leases = 6;
+  let hits = 0;
+  let reads = 0;
+  for (let ms = 0; ms < leases * cfg.leaseMs; ms += tickMs) {
+    p.tick(tickMs);
+    reads++;
+    if (p.get(0, 'a') === 'hit=v') hits++;
+  }
+  t.equal(hits, reads, `every read over ${leases} leases is a hit`);
+  t.equal(p.count('GetS'), 1, 'no further request for the line');
+  t.equal(p.count('Renew'), 0, 'no one-key Renew: renewals go in rounds');
+  const renewals = p.count('RenewBatch');
+  t.ok(renewals >= leases && renewals <= 3 * leases, `renewed a few times a lease (${renewals} rounds in ${leases} leases)`);
+  t.equal((p.nodes[0] as NodeCache).counters.leaseExpiries, 0, 'the line never lapsed');
+  t.equal(p.home.counters.renewals, renewals, 'the home renewed it each time');
+});
+
+t.test('a line not read lapses after cacheRenewIdleLeases leases; a read after that is a miss', async (t) => {
+  const p = new Pair();
+  seed(p, ['a']);
+  t.equal(p.get(0, 'a'), 'miss=v');
+  const node = p.nodes[0] as NodeCache;
+  let lastServedMs = p.nowMs;
+  const untilMs = p.nowMs + (cacheRenewIdleLeases + 3) * cfg.leaseMs;
+  while (p.nowMs < untilMs) {
+    p.tick(tickMs);
+    if (node.line('a', p.nowMs) !== null) lastServedMs = p.nowMs;
+  }
+  const servedForMs = lastServedMs - 100_000;
+  t.ok(servedForMs >= cacheRenewIdleLeases * cfg.leaseMs - cfg.leaseMs / 2, `renewed while read within ${cacheRenewIdleLeases} leases (served ${servedForMs} ms)`);
+  t.ok(servedForMs <= (cacheRenewIdleLeases + 1) * cfg.leaseMs, 'then it lapses');
+  t.equal(p.get(0, 'a'), 'miss=v', 'a read after the lapse asks the home again');
+  t.equal(p.count('GetS'), 2);
+});
+
+t.test('one round sends one RenewBatch per home, covering every line due', async (t) => {
+  const homes = [cacheNodeIndex(1), cacheNodeIndex(2)];
+  const node = new NodeCache(cfg, { self: cacheNodeIndex(0), incarnation: 1, homeOf: (k) => homes[Number(k.slice(1)) % 2] as ReturnType<typeof cacheNodeIndex> });
+  let nowMs = 100_000;
+  const keys = Array.from({ length: 100 }, (_, i) => `k${i}`);
+  for (const k of keys) {
+    node.get(1, k, nowMs);
+    const gets = node.ready().messages;
+    const m = gets[0];
+    t.ok(gets.length === 1 && m !== undefined && m.kind === 'GetS', `${k}: one GetS`);
+    if (m === undefined || m.kind !== 'GetS') return;
+    node.step({ kind: 'Data', from: m.to, to: cacheNodeIndex(0), incarnation: 1, key: k, reqId: m.reqId, state: St.S, version: 1, value: val('v'), leaseUntilMs: nowMs + cfg.leaseMs - 50, ttl: false }, nowMs);
+    node.ready();
+  }
+  nowMs += cfg.leaseMs / 2 + 10;
+  node.tick(nowMs);
+  const msgs = node.ready().messages;
+  const batches = msgs.filter((m): m is RenewBatch => m.kind === 'RenewBatch');
+  t.equal(msgs.length, 2, 'two messages: one per home');
+  t.same(batches.map((b) => b.to).sort(), [1, 2]);
+  t.same(batches.flatMap((b) => b.keys).sort(), [...keys].sort(), 'every line, each once');
+  for (const b of batches) {
+    t.ok(b.keys.every((k) => homes[Number(k.slice(1)) % 2] === b.to), `batch to ${b.to} names its keys only`);
+    t.same(b.versions, b.keys.map(() => 1), 'with their versions');
+  }
+  node.tick(nowMs + tickMs);
+  t.equal(node.ready().messages.length, 0, 'no second round before the next one is due');
+});
+
+t.test('a silent node: its home reclaims the line after the lease, and by then the node stopped serving it', async (t) => {
+  const p = new Pair();
+  seed(p, ['a'], val('old'));
+  t.equal(p.get(0, 'a'), 'miss=old');
+  const a = p.nodes[0] as NodeCache;
+  // Read and renewed for two leases, then node 0 falls silent (its renewals are lost).
+  for (let ms = 0; ms < 2 * cfg.leaseMs; ms += tickMs) {
+    p.tick(tickMs);
+    p.get(0, 'a');
+  }
+  t.equal(p.count('GetS'), 1, 'held by renewals alone');
+  p.silent.add(0);
+  const silentFromMs = p.nowMs;
+  const servesUntil = a.line('a', p.nowMs)?.leaseUntilMs ?? 0;
+  t.ok(servesUntil > p.nowMs, 'node 0 still holds a valid line when it falls silent');
+  const id = p.set(1, 'a', 'new');
+  t.equal(p.done.get(id), undefined, 'the write waits for the silent holder');
+  let doneAtMs = -1;
+  while (doneAtMs < 0 && p.nowMs < silentFromMs + 3 * cfg.leaseMs) {
+    // The silent node keeps reading (its clients still ask it): it must not serve past its lease.
+    const r = p.get(0, 'a');
+    if (r === 'hit=old') t.ok(p.nowMs < servesUntil, 'a silent node serves only within its lease');
+    p.tick(tickMs);
+    if (p.done.has(id)) doneAtMs = p.nowMs;
+  }
+  t.ok(doneAtMs >= servesUntil, `the write completes only after the silent holder's lease (${doneAtMs - silentFromMs} ms after it fell silent)`);
+  t.ok(doneAtMs <= silentFromMs + cfg.leaseMs + 2 * cfg.retryMs, 'and within about a lease');
+  t.equal(p.home.counters.leaseReclaims, 1, 'the home reclaimed the silent holder');
+  t.equal(a.line('a', p.nowMs), null, 'node 0 serves nothing for the key now');
+  t.equal(p.get(1, 'a'), 'hit=new', 'the writer reads its value');
+});
+
+t.test('a renewed batch: ok extends the lease from the batch\'s send time, refused drops the line, an older version is ignored', async (t) => {
+  const node = new NodeCache(cfg, { self: cacheNodeIndex(0), incarnation: 1, homeOf: () => HOME });
+  let nowMs = 100_000;
+  for (const [i, k] of ['a', 'b', 'c'].entries()) {
+    node.get(i + 1, k, nowMs);
+    const m = node.ready().messages[0];
+    if (m === undefined || m.kind !== 'GetS') throw new Error('expected a GetS');
+    node.step({ kind: 'Data', from: HOME, to: cacheNodeIndex(0), incarnation: 1, key: k, reqId: m.reqId, state: St.S, version: 5, value: val(k), leaseUntilMs: nowMs + cfg.leaseMs - 50, ttl: false }, nowMs);
+    node.ready();
+  }
+  nowMs += cfg.leaseMs / 2 + 10;
+  node.tick(nowMs);
+  const b = node.ready().messages[0];
+  if (b === undefined || b.kind !== 'RenewBatch') throw new Error('expected a RenewBatch');
+  t.same([...b.keys].sort(), ['a', 'b', 'c']);
+  const until = b.sentMs + cfg.leaseMs - 50;
+  nowMs += 5;
+  node.step({ kind: 'RenewedBatch', from: HOME, to: cacheNodeIndex(0), incarnation: 1, keys: ['a', 'b', 'c'], ok: [true, false, true], versions: [6, 5, 4], leaseUntilMs: [until, 0, until] }, nowMs);
+  t.equal(node.line('a', nowMs)?.leaseUntilMs, until, 'a: renewed until the lease anchored at the batch');
+  t.equal(node.line('a', nowMs)?.version, 6, 'a: at the home\'s version');
+  t.equal(node.line('b', nowMs), null, 'b: refused, dropped');
+  t.ok((node.line('c', nowMs)?.leaseUntilMs ?? 0) < until, 'c: an answer about an older version changes nothing');
+  t.equal(node.counters.renewBatchesSent, 1);
+  t.equal(node.counters.renewalsSent, 3);
+});
