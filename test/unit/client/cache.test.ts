@@ -31,6 +31,7 @@ function scripted(steps: readonly Step[]): { client: CacheClient; sent: number[]
   };
   const router = {
     requestTimeoutMs: 1_000,
+    openConnectionNow: () => null,
     anyConnection: async () => {
       pending = next();
       if (pending === 'no-connection') throw new DsyncError(ErrorCode.CONNECTION_CLOSED, 'connection to 127.0.0.1:1 failed: ECONNREFUSED');
