@@ -74,8 +74,11 @@ export interface HomeOptions {
   /** Home clock at start: grants wait until startedMs + leaseMs. */
   readonly startedMs: number;
   readonly entriesMax?: number;
-  /** Deliberately broken build for checker canaries: every round skips its lowest sharer's invalidation. */
-  readonly canary?: 'skip-one-invalidation';
+  /**
+   * Deliberately broken builds for checker canaries: every round skips its lowest sharer's
+   * invalidation; or a GetM is granted as soon as the invalidations are sent, not when acknowledged.
+   */
+  readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks';
   /** The node's table of newest fencing tokens per lock (shared by its homes of every generation); absent: writes are not fenced. */
   readonly fences?: FenceTable;
 }
@@ -619,6 +622,14 @@ export class CacheHome {
     }
     this.round[slot] = ++this.roundCounter;
     this.pending[slot] = pending;
+    const kind = this.rKind[this.cur[slot] as number];
+    if (this.canary === 'grant-m-before-acks' && fwdNode < 0 && (kind === RK.GetM || kind === RK.GetMWrite)) {
+      // Broken on purpose: the sharers are told, but the writer gets M before they stopped serving.
+      this.sendRound(slot, nowMs);
+      this.pending[slot] = 0;
+      this.afterRound(slot, nowMs);
+      return;
+    }
     this.phase[slot] = PH.round;
     this.inRound.add(slot);
     if (nowMs >= (this.leaseUntilMs[slot] as number)) {
