@@ -75,8 +75,8 @@ export interface HomeOptions {
   readonly startedMs: number;
   readonly entriesMax?: number;
   /**
-   * Deliberately broken builds for checker canaries: every round skips its lowest sharer's
-   * invalidation; or a GetM is granted as soon as the invalidations are sent, not when acknowledged.
+   * Deliberately broken builds for checker canaries: every round skips the invalidation of
+   * its lowest sharer (other than the requester); or a GetM is granted as soon as the invalidations are sent, not when acknowledged.
    */
   readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks';
   /** The node's table of newest fencing tokens per lock (shared by its homes of every generation); absent: writes are not fenced. */
@@ -555,7 +555,10 @@ export class CacheHome {
         // A sharer asking again stays recorded until the grant (its copy may still be served).
         this.settleState(slot);
         const o = this.owner[slot] as number;
-        const inv = kind !== RK.GetS ? ((this.sharers[slot] as number) & ~bit(h)) >>> 0 : 0;
+        // An upgrade leaves the requester's own copy to its grant, unless the request writes: a
+        // write the node gave up on (unknown outcome) may arrive after it took a new copy, which
+        // the grant it no longer waits for would not replace (a stale S copy beside new memory).
+        const inv = kind === RK.GetS ? 0 : kind === RK.GetMWrite ? (this.sharers[slot] as number) : ((this.sharers[slot] as number) & ~bit(h)) >>> 0;
         this.startRound(slot, inv, o, kind === RK.GetS ? St.S : St.I, nowMs);
         return;
       }
@@ -606,7 +609,12 @@ export class CacheHome {
 
   private startRound(slot: number, invMask: number, fwdNode: number, fwdTo: St, nowMs: number): void {
     let inv = invMask >>> 0;
-    if (this.canary === 'skip-one-invalidation' && inv !== 0) inv = (inv & (inv - 1)) >>> 0;
+    if (this.canary === 'skip-one-invalidation' && inv !== 0) {
+      // The lowest sharer other than the requester (whose own copy its grant replaces) is skipped.
+      const others = (inv & ~bit(this.rNode[this.cur[slot] as number] as number)) >>> 0;
+      const pool = others !== 0 ? others : inv;
+      inv = (inv & ~(pool & -pool)) >>> 0;
+    }
     const pending = (inv | (fwdNode >= 0 ? bit(fwdNode) : 0)) >>> 0;
     this.fwd[slot] = fwdNode;
     this.fwdTo[slot] = fwdTo;
