@@ -1,5 +1,5 @@
-// Property test: 3-4 cache nodes (each the home of some keys) run random gets, sets,
-// deletes, evictions and flushes while a simulated network delivers messages and memory
+// Property test: 3-4 cache nodes (each the home of some keys; homes of one directory entry
+// in some runs) run random gets, sets, deletes, evictions and flushes while a simulated network delivers messages and memory
 // completions in random order, drops and duplicates them, time passes and nodes crash.
 // After every action the coherence invariants hold (never two E/M holders, never E/M
 // beside another copy, every served line is recorded at its home, S copies agree with
@@ -15,6 +15,7 @@
 
 import fc from 'fast-check';
 import t from 'tap';
+import { assert } from '../../../core/assert.js';
 import { cacheConfigDefault } from '../../../core/cache/messages.js';
 import type { CacheConfig } from '../../../core/cache/messages.js';
 import { checkHistory } from '../../checker/cache-linearizability.js';
@@ -72,8 +73,8 @@ function run(name: string, opts: SimOptions, actions: readonly Action[]): Sim {
 const ciSeed = 101;
 
 /** CI: a fixed seed per test (ciSeed + `offset`), so a red build means a regression. SEED=<n> explores others. */
-function params(runs: number, offset: number, endOnFailure = false): fc.Parameters<[Action[]]> {
-  const p: fc.Parameters<[Action[]]> = { numRuns: Number(process.env['RUNS'] ?? runs), endOnFailure };
+function params<T>(runs: number, offset: number, endOnFailure = false): fc.Parameters<T> {
+  const p: fc.Parameters<T> = { numRuns: Number(process.env['RUNS'] ?? runs), endOnFailure };
   p.seed = process.env['SEED'] !== undefined ? Number(process.env['SEED']) : ciSeed + offset;
   if (process.env['PATH_REPLAY'] !== undefined) p.path = process.env['PATH_REPLAY'];
   return p;
@@ -90,11 +91,26 @@ const simCfg = (cfg: CacheConfig): CacheConfig => ({ ...cfg, leaseMs: 400, retry
 const runsPerVariant = 500;
 const runsNoCrash = 500;
 
+/** What a run looks like: three nodes, a fourth (found a bug three never did), homes of one entry evicting their directory. */
+const shapes: readonly { readonly nodes: number; readonly keys: number; readonly homeEntriesMax?: number }[] = [
+  { nodes: 3, keys: 3 },
+  { nodes: 4, keys: 3 },
+  { nodes: 3, keys: 6, homeEntriesMax: 1 },
+];
+const nodesMax = 4;
+const keysMax = 6;
+const runArb = (faults: 'reorder' | 'all'): fc.Arbitrary<[number, Action[]]> =>
+  fc.tuple(fc.nat(shapes.length - 1), fc.array(actionArb(nodesMax, keysMax, faults), { minLength: 20, maxLength: 100, size: 'max' }));
+function shapeOpts(cfg: CacheConfig, shape: number): SimOptions {
+  const s = shapes[shape % shapes.length];
+  assert(s !== undefined, 'a shape');
+  return { ...s, cfg: simCfg(cfg), invariants: true, lineEntriesMax: 2 };
+}
+
 for (const [i, v] of variants.entries()) {
   t.test(`${v.name}: coherent and linearizable per key under reordering, loss, duplicates and crashes`, async (t) => {
-    const opts: SimOptions = { nodes: 3, keys: 3, cfg: simCfg(v.cfg), invariants: true, lineEntriesMax: 2 };
-    const result = fc.check(fc.property(fc.array(actionArb(3, 3, 'all'), { minLength: 20, maxLength: 100, size: 'max' }), (actions) => {
-      run(v.name, opts, actions);
+    const result = fc.check(fc.property(runArb('all'), ([shape, actions]) => {
+      run(v.name, shapeOpts(v.cfg, shape), actions);
     }), params(runsPerVariant, i));
     if (result.failed) t.fail(fc.defaultReportMessage(result) ?? 'failed');
     const k = lossKeys.get(v.name) ?? { exempt: 0, of: 0 };
@@ -104,9 +120,8 @@ for (const [i, v] of variants.entries()) {
   if (v.cfg.writePolicy === 'write-back') {
     t.test(`${v.name}: linearizable per key under reordering and duplicates (no crash, no loss)`, async (t) => {
       const name = `${v.name} no-crash`;
-      const opts: SimOptions = { nodes: 3, keys: 3, cfg: simCfg(v.cfg), invariants: true, lineEntriesMax: 2 };
-      const result = fc.check(fc.property(fc.array(actionArb(3, 3, 'reorder'), { minLength: 20, maxLength: 100, size: 'max' }), (actions) => {
-        run(name, opts, actions);
+      const result = fc.check(fc.property(runArb('reorder'), ([shape, actions]) => {
+        run(name, shapeOpts(v.cfg, shape), actions);
       }), params(runsNoCrash, 100 + i));
       if (result.failed) t.fail(fc.defaultReportMessage(result) ?? 'failed');
       const lossy = lossRuns.get(name) ?? 0;
@@ -240,5 +255,31 @@ for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-back')) {
     const reads = sim.history.filter((op) => op.key === 'k1' && op.kind === 'get');
     t.ok(reads.length === 2 && reads.every((op) => op.value === null), "every read of k1 answers memory's value, never the lost write");
     t.notOk(checkHistory(sim.history).ok, 'the history shows the loss (so the run is rightly not held to linearizability)');
+  });
+}
+
+/**
+ * Seed 41 with 4 nodes (write-through update): node 1's write of k2 (a GetM carrying it) is
+ * held up until node 1 gives it up (unknown outcome); node 1 then reads k2 and ends up a
+ * sharer. The old GetM arrives: the home took it for an upgrade from that sharer, so it
+ * invalidated the others but not node 1, wrote memory and answered node 1, which no longer
+ * waited for that answer and kept serving its old copy beside the new value (pushed to the
+ * others, who could read it). The home now invalidates the requester too when a GetM writes.
+ */
+const seed41Nodes4: Action[] = [
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'get', node: 0, key: 1 }, { t: 'get', node: 0, key: 2 },
+  { t: 'set', node: 1, key: 2, del: false }, { t: 'get', node: 1, key: 2 }, { t: 'tick', ms: 300 }, { t: 'deliver', pick: 188 },
+  { t: 'deliver', pick: 0 }, { t: 'get', node: 1, key: 0 }, { t: 'tick', ms: 300 }, { t: 'get', node: 0, key: 0 },
+  { t: 'deliver', pick: 266 }, { t: 'flush', node: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'deliver', pick: 150 }, { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 4 },
+  { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 37 }, { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 634 },
+  { t: 'deliver', pick: 0 }, { t: 'flush', node: 0 }, { t: 'deliver', pick: 0 }, { t: 'dup', pick: 0 },
+];
+
+for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-through')) {
+  t.test(`${v.name}: seed 41 (4 nodes), a write given up and applied late leaves no stale copy at its writer`, async (t) => {
+    const sim = run(`${v.name} seed 41`, { nodes: 4, keys: 3, cfg: simCfg(v.cfg), invariants: true, lineEntriesMax: 2 }, seed41Nodes4);
+    t.ok(sim.history.some((op) => op.kind === 'set' && op.complete === Infinity), 'a write was given up (unknown outcome)');
+    t.ok((sim.homes[2]?.counters.invalidationsSent ?? 0) > 0, 'the late write invalidated copies of k2');
   });
 }
