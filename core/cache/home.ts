@@ -74,6 +74,8 @@ export interface HomeOptions {
   /** Home clock at start: grants wait until startedMs + leaseMs. */
   readonly startedMs: number;
   readonly entriesMax?: number;
+  /** Requests queued over all entries (default cacheHomeQueuedRequestsMax); tests that build many homes make it small. */
+  readonly queuedRequestsMax?: number;
   /**
    * Deliberately broken builds for checker canaries: every round skips the invalidation of
    * its lowest sharer (other than the requester); or a GetM is granted as soon as the invalidations are sent, not when acknowledged.
@@ -208,19 +210,19 @@ export class CacheHome {
   private readonly freeAfter: Uint8Array;
 
   // --- request pool ---
-  private readonly rKind = new Uint8Array(cacheHomeQueuedRequestsMax);
-  private readonly rNode = new Int8Array(cacheHomeQueuedRequestsMax);
-  private readonly rInc = new Uint32Array(cacheHomeQueuedRequestsMax);
-  private readonly rReqId = new Uint32Array(cacheHomeQueuedRequestsMax);
-  private readonly rSentMs = new Float64Array(cacheHomeQueuedRequestsMax);
-  private readonly rVersion = new Uint32Array(cacheHomeQueuedRequestsMax);
-  private readonly rTtlMs = new Float64Array(cacheHomeQueuedRequestsMax);
-  private readonly rCancelled = new Uint8Array(cacheHomeQueuedRequestsMax);
-  private readonly rNext = new Int32Array(cacheHomeQueuedRequestsMax);
-  private readonly rValue: CacheValue[] = new Array<CacheValue>(cacheHomeQueuedRequestsMax).fill(null);
-  private readonly rFence: (Fence | null)[] = new Array<Fence | null>(cacheHomeQueuedRequestsMax).fill(null);
-  private readonly rFree = new Int32Array(cacheHomeQueuedRequestsMax);
-  private rFreeCount = cacheHomeQueuedRequestsMax;
+  private readonly rKind: Uint8Array;
+  private readonly rNode: Int8Array;
+  private readonly rInc: Uint32Array;
+  private readonly rReqId: Uint32Array;
+  private readonly rSentMs: Float64Array;
+  private readonly rVersion: Uint32Array;
+  private readonly rTtlMs: Float64Array;
+  private readonly rCancelled: Uint8Array;
+  private readonly rNext: Int32Array;
+  private readonly rValue: CacheValue[];
+  private readonly rFence: (Fence | null)[];
+  private readonly rFree: Int32Array;
+  private rFreeCount: number;
 
   /** Latest incarnation heard from each node (0 = none yet). */
   private readonly nodeInc = new Uint32Array(cacheNodesMax);
@@ -279,7 +281,22 @@ export class CacheHome {
     this.freeSlots = new Int32Array(n);
     for (let i = 0; i < n; i++) this.freeSlots[i] = n - 1 - i;
     this.freeCount = n;
-    for (let i = 0; i < cacheHomeQueuedRequestsMax; i++) this.rFree[i] = cacheHomeQueuedRequestsMax - 1 - i;
+    const q = opts.queuedRequestsMax ?? cacheHomeQueuedRequestsMax;
+    assert(Number.isInteger(q) && q >= cacheHomeQueuePerKeyMax && q <= cacheHomeQueuedRequestsMax, 'home queuedRequestsMax');
+    this.rKind = new Uint8Array(q);
+    this.rNode = new Int8Array(q);
+    this.rInc = new Uint32Array(q);
+    this.rReqId = new Uint32Array(q);
+    this.rSentMs = new Float64Array(q);
+    this.rVersion = new Uint32Array(q);
+    this.rTtlMs = new Float64Array(q);
+    this.rCancelled = new Uint8Array(q);
+    this.rNext = new Int32Array(q);
+    this.rValue = new Array<CacheValue>(q).fill(null);
+    this.rFence = new Array<Fence | null>(q).fill(null);
+    this.rFree = new Int32Array(q);
+    this.rFreeCount = q;
+    for (let i = 0; i < q; i++) this.rFree[i] = q - 1 - i;
   }
 
   /** Messages to send and memory operations to perform since the last call. */

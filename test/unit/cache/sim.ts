@@ -37,7 +37,7 @@ export interface SimOptions {
   readonly cfg: CacheConfig;
   readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks' | 'serve-past-lease';
   readonly lineEntriesMax?: number;
-  /** Directory entries per home; default simHomeEntriesMax (a home's default size costs more to allocate than a whole run). */
+  /** Directory entries per home; default simHomeEntriesMax (a home of the default sizes costs more to allocate than a whole run). */
   readonly homeEntriesMax?: number;
   /** Check the coherence invariants after every action (off to prove the history check alone catches a canary). */
   readonly invariants: boolean;
@@ -47,6 +47,8 @@ const ackId = (m: Ack): string => `${m.from}/${m.incarnation}/${m.key}/${m.epoch
 
 /** Room for every key of a run (a few), so no directory eviction unless a test asks for it with homeEntriesMax. */
 const simHomeEntriesMax = 64;
+/** Beyond every key's own queue bound (cacheHomeQueuePerKeyMax) for the few keys of a run, so behaviour is as with the default. */
+const simHomeQueuedRequestsMax = 1_024;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -90,7 +92,7 @@ export class Sim {
       this.nodes.push(this.newNode(n));
       const home = new CacheHome(opts.cfg, {
         self: cacheNodeIndex(n), epoch: 1, startedMs: this.nowMs - opts.cfg.leaseMs,
-        entriesMax: opts.homeEntriesMax ?? simHomeEntriesMax,
+        entriesMax: opts.homeEntriesMax ?? simHomeEntriesMax, queuedRequestsMax: simHomeQueuedRequestsMax,
         ...(opts.canary === 'skip-one-invalidation' || opts.canary === 'grant-m-before-acks' ? { canary: opts.canary } : {}),
       });
       this.homes.push(home);
