@@ -547,6 +547,12 @@ export class CacheHome {
         this.answerDuplicate(slot, r, reqId < last, nowMs);
         return;
       }
+      if (isOwner && reqId < (this.ownerReqId[slot] as number)) {
+        // Older than the request that made the node owner: a write it gave up (unknown outcome)
+        // before it asked again. Applied now, it would regrant the owner a line it never installs.
+        this.answerDuplicate(slot, r, true, nowMs);
+        return;
+      }
       const fence = this.rFence[r] ?? null;
       if (fence !== null && this.fences !== null && !this.fences.admit(fence)) {
         // An older token than this home saw for the lock: not applied (a resend is checked again).

@@ -604,6 +604,14 @@ export class NodeCache {
       this.finish(txn, nowMs, false);
       return;
     }
+    // The line is behind its home for good (a write this node gave up was applied later):
+    // starting over from it would send the same refused Write forever. Dirty data in it
+    // could never be applied either (a PutM is refused the same way).
+    const slot = this.lines.find(txn.key);
+    if (slot >= 0) {
+      if (this.lines.dirty(slot)) this.counters.dirtyLost++;
+      this.removeLine(slot);
+    }
     this.restart(txn, nowMs);
   }
 

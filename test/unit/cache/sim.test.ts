@@ -10,7 +10,7 @@
 // its lease must each be caught by the history check alone. Write-back variants also run
 // without crashes and drops, where most runs lose nothing and are all checked.
 // fast-check prints the seed; replay with SEED=<n> PATH_REPLAY=<path>; RUNS=<n> for more.
-// CI runs fixed seeds (ciSeed plus the test's offset), 500 runs per variant; other seeds are for
+// CI runs fixed seeds (ciSeed plus the test's offset), 1,000 runs per variant; other seeds are for
 // exploring. Every schedule that ever failed is replayed as a fixed action list below.
 
 import fc from 'fast-check';
@@ -88,7 +88,7 @@ const variants: { name: string; cfg: CacheConfig }[] = [
   { name: 'MOESI write-back update', cfg: { ...cacheConfigDefault, protocol: 'MOESI', writePolicy: 'write-back', propagation: 'update' } },
 ];
 const simCfg = (cfg: CacheConfig): CacheConfig => ({ ...cfg, leaseMs: 400, retryMs: 50 });
-const runsPerVariant = 500;
+const runsPerVariant = 1_000;
 const runsNoCrash = 500;
 
 /** What a run looks like: three nodes, a fourth (found a bug three never did), homes of one entry evicting their directory. */
@@ -282,4 +282,54 @@ for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-through')) {
     t.ok(sim.history.some((op) => op.kind === 'set' && op.complete === Infinity), 'a write was given up (unknown outcome)');
     t.ok((sim.homes[2]?.counters.invalidationsSent ?? 0) > 0, 'the late write invalidated copies of k2');
   });
+}
+
+/**
+ * Seed 101, run 683 (write-through): node 0's write of k0 is held up until node 0 gives it
+ * up; node 0 reads k0 and becomes its owner (E); the old write arrives and the home, taking
+ * a new request from the owner to mean "it holds nothing", applied it and granted M again
+ * (an answer node 0 ignored). Node 0's next write, from its E line at the old version, was
+ * refused as stale, and it started over from the same line: the same Write, refused again,
+ * with no time passing (a livelock). Now the home drops a write from the owner older than
+ * the request that made it owner, and a node drops the line a stale Nack shows is behind.
+ */
+const seed101Run683: Action[] = [
+  { t: 'set', node: 0, key: 1, del: false }, { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 },
+  { t: 'tick', ms: 20 }, { t: 'tick', ms: 60 }, { t: 'get', node: 0, key: 0 }, { t: 'get', node: 0, key: 0 },
+  { t: 'drop', pick: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 0 }, { t: 'tick', ms: 20 },
+  { t: 'drop', pick: 0 }, { t: 'drop', pick: 79 }, { t: 'evict', node: 0, key: 0 }, { t: 'set', node: 0, key: 0, del: false },
+  { t: 'tick', ms: 300 }, { t: 'deliver', pick: 871 }, { t: 'deliver', pick: 16 }, { t: 'deliver', pick: 0 },
+  { t: 'deliver', pick: 0 }, { t: 'dup', pick: 0 }, { t: 'set', node: 0, key: 0, del: false },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+];
+
+/**
+ * Seed 104, run 781 (write-through update): the same late write, from a node whose read of
+ * the key was granted E a moment before: the home applied the write (the writer becoming a
+ * sharer among the pushed subscribers) while the E grant was still on its way, so the node
+ * installed an E line the home no longer recorded as owned, beside newer memory.
+ */
+const seed104Run781: Action[] = [
+  { t: 'get', node: 0, key: 0 }, { t: 'set', node: 1, key: 1, del: false }, { t: 'deliver', pick: 0 }, { t: 'drop', pick: 0 },
+  { t: 'get', node: 2, key: 1 }, { t: 'get', node: 0, key: 1 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'set', node: 2, key: 1, del: false },
+  { t: 'tick', ms: 300 }, { t: 'set', node: 0, key: 4, del: false }, { t: 'crash', node: 2 }, { t: 'deliver', pick: 515 },
+  { t: 'tick', ms: 300 }, { t: 'deliver', pick: 511 }, { t: 'deliver', pick: 415 }, { t: 'set', node: 2, key: 1, del: false },
+  { t: 'get', node: 1, key: 4 }, { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 530 }, { t: 'deliver', pick: 446 },
+  { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'set', node: 0, key: 0, del: false }, { t: 'get', node: 0, key: 0 },
+  { t: 'evict', node: 0, key: 0 }, { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 },
+  { t: 'deliver', pick: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'crash', node: 2 },
+  { t: 'crash', node: 2 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+];
+
+for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-through')) {
+  for (const [name, actions] of [['seed 101 run 683', seed101Run683], ['seed 104 run 781', seed104Run781]] as const) {
+    t.test(`${v.name}: ${name}, a write given up and applied late leaves the writer neither looping nor holding a line the home does not record`, async (t) => {
+      const sim = run(`${v.name} ${name}`, { nodes: 3, keys: 3, cfg: simCfg(v.cfg), invariants: true, lineEntriesMax: 2 }, actions);
+      t.ok(sim.history.some((op) => op.kind === 'set' && op.complete === Infinity), 'a write was given up (unknown outcome)');
+      t.equal(sim.open.size, 0, 'every op completed');
+    });
+  }
 }
