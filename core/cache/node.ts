@@ -640,6 +640,10 @@ export class NodeCache {
       this.messages.push(prev.ack);
       return;
     }
+    // A late copy of an earlier round's Fwd: the home has moved on. Answering it would replace
+    // the kept answer, and a resend of the newer round would then get "nothing here" instead
+    // of the dirty data that answer carried.
+    if (prev !== undefined && prev.epoch === msg.epoch && msg.round < prev.round) return;
     this.noteTakenBack(msg.key, msg.version);
     this.answerFwd(msg);
     const ack = this.messages[this.messages.length - 1];

@@ -333,3 +333,32 @@ for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-through')) {
     });
   }
 }
+
+/**
+ * Seed 15, run 665 (write-back): node 1 owns k1 dirty; a Fwd of round 1 (node 2 reads) is
+ * duplicated, and round 2 (node 0 writes) forwards too: node 1 answers round 2 with its dirty
+ * data. The late copy of round 1's Fwd then replaced node 1's kept answer with "nothing
+ * here", so the resent round-2 Fwd got that too: the home took the round as answered
+ * without the data (MOESI: an assertion; an M owner's dirty data would go the same way,
+ * uncounted). A node now
+ * ignores a Fwd of an older round than the answer it keeps.
+ */
+const seed15Run665: Action[] = [
+  { t: 'set', node: 1, key: 1, del: false }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'get', node: 2, key: 1 }, { t: 'set', node: 0, key: 1, del: false }, { t: 'deliver', pick: 0 }, { t: 'dup', pick: 357 },
+  { t: 'deliver', pick: 242 }, { t: 'deliver', pick: 273 }, { t: 'deliver', pick: 117 }, { t: 'dup', pick: 223 },
+  { t: 'get', node: 0, key: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'set', node: 0, key: 0, del: false },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'get', node: 0, key: 0 }, { t: 'drop', pick: 382 },
+  { t: 'get', node: 0, key: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'get', node: 0, key: 0 },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 294 }, { t: 'deliver', pick: 905 },
+  { t: 'set', node: 0, key: 0, del: false },
+];
+
+for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-back')) {
+  t.test(`${v.name}: seed 15 run 665, a late Fwd of an older round does not replace the dirty answer of the newer one`, async (t) => {
+    const sim = run(`${v.name} seed 15`, { nodes: 3, keys: 3, cfg: simCfg(v.cfg), invariants: true, lineEntriesMax: 2 }, seed15Run665);
+    t.equal(sim.dirtyLost, 0, 'nothing is lost');
+    t.ok(sim.history.some((op) => op.key === 'k1' && op.kind === 'set' && op.value === 'w1'), 'node 1 wrote k1');
+  });
+}
