@@ -340,8 +340,7 @@ for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-through')) {
  * data. The late copy of round 1's Fwd then replaced node 1's kept answer with "nothing
  * here", so the resent round-2 Fwd got that too: the home took the round as answered
  * without the data (MOESI: an assertion; an M owner's dirty data would go the same way,
- * uncounted). A node now
- * ignores a Fwd of an older round than the answer it keeps.
+ * uncounted). A node now ignores a Fwd of an older round than the answer it keeps.
  */
 const seed15Run665: Action[] = [
   { t: 'set', node: 1, key: 1, del: false }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
