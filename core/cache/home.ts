@@ -78,7 +78,8 @@ export interface HomeOptions {
   readonly queuedRequestsMax?: number;
   /**
    * Deliberately broken builds for checker canaries: every round skips the invalidation of
-   * its lowest sharer (other than the requester); or a GetM is granted as soon as the invalidations are sent, not when acknowledged.
+   * its lowest sharer (other than the requester); or a GetM is granted as soon as the
+   * invalidations are sent, not when acknowledged.
    */
   readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks';
   /** The node's table of newest fencing tokens per lock (shared by its homes of every generation); absent: writes are not fenced. */
