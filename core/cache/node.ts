@@ -644,6 +644,10 @@ export class NodeCache {
     // the kept answer, and a resend of the newer round would then get "nothing here" instead
     // of the dirty data that answer carried.
     if (prev !== undefined && prev.epoch === msg.epoch && msg.round < prev.round) return;
+    // A line granted after this Fwd's round began (its version is newer): a late copy of an
+    // earlier round's Fwd. Acting on it would downgrade a line the home still counts as owned.
+    const held = this.lines.find(msg.key);
+    if (held >= 0 && this.lines.version(held) > msg.version) return;
     this.noteTakenBack(msg.key, msg.version);
     this.answerFwd(msg);
     const ack = this.messages[this.messages.length - 1];

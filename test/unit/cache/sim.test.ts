@@ -345,3 +345,33 @@ for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-back')) {
     t.ok(sim.history.some((op) => op.key === 'k1' && op.kind === 'set' && op.value === 'w1'), 'node 1 wrote k1');
   });
 }
+
+/**
+ * Seed 2026, run 656 (MESI write-back): a Fwd of round 1 (version 2) to node 2 is still in
+ * flight when node 2 is granted E at version 5 and writes locally (dirty M). The late Fwd
+ * arrived and node 2 obeyed it: it downgraded its dirty line to a clean S copy (its Ack,
+ * for a round long over, ignored) while the home still recorded it as the E owner: the
+ * write gone uncounted and an S copy beside different memory. A node now ignores a Fwd
+ * older than the line it holds.
+ */
+const seed2026Run656: Action[] = [
+  { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'get', node: 2, key: 4 }, { t: 'deliver', pick: 0 }, { t: 'set', node: 2, key: 2, del: false }, { t: 'drop', pick: 21 },
+  { t: 'crash', node: 0 }, { t: 'deliver', pick: 0 }, { t: 'tick', ms: 300 }, { t: 'set', node: 0, key: 0, del: false },
+  { t: 'get', node: 0, key: 4 }, { t: 'deliver', pick: 799 }, { t: 'deliver', pick: 57 }, { t: 'deliver', pick: 587 },
+  { t: 'get', node: 1, key: 0 }, { t: 'deliver', pick: 259 }, { t: 'tick', ms: 300 }, { t: 'deliver', pick: 591 },
+  { t: 'deliver', pick: 90 }, { t: 'deliver', pick: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'deliver', pick: 670 },
+  { t: 'deliver', pick: 943 }, { t: 'deliver', pick: 549 }, { t: 'dup', pick: 719 }, { t: 'set', node: 2, key: 1, del: false },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'set', node: 0, key: 0, del: false }, { t: 'tick', ms: 5 },
+  { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 },
+  { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 }, { t: 'deliver', pick: 0 }, { t: 'drop', pick: 0 },
+  { t: 'flush', node: 0 }, { t: 'deliver', pick: 0 }, { t: 'tick', ms: 5 }, { t: 'drop', pick: 0 }, { t: 'deliver', pick: 0 },
+  { t: 'flush', node: 0 }, { t: 'get', node: 0, key: 0 }, { t: 'set', node: 0, key: 0, del: false }, { t: 'deliver', pick: 0 },
+];
+
+for (const v of variants.filter((v) => v.cfg.writePolicy === 'write-back')) {
+  t.test(`${v.name}: seed 2026 run 656, a late Fwd older than the line it finds leaves the line alone`, async (t) => {
+    const sim = run(`${v.name} seed 2026`, { nodes: 3, keys: 3, cfg: simCfg(v.cfg), invariants: true, lineEntriesMax: 2 }, seed2026Run656);
+    t.ok(sim.history.some((op) => op.key === 'k1' && op.kind === 'set' && op.value === 'w3'), 'node 2 wrote k1 locally');
+  });
+}
