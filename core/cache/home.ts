@@ -77,8 +77,14 @@ export interface HomeOptions {
   /** Home clock at start: grants wait until startedMs + leaseMs. */
   readonly startedMs: number;
   readonly entriesMax?: number;
-  /** Deliberately broken build for checker canaries: every round skips its lowest sharer's invalidation. */
-  readonly canary?: 'skip-one-invalidation';
+  /** Requests queued over all entries (default cacheHomeQueuedRequestsMax); tests that build many homes make it small. */
+  readonly queuedRequestsMax?: number;
+  /**
+   * Deliberately broken builds for checker canaries: every round skips the invalidation of
+   * its lowest sharer (other than the requester); or a GetM is granted as soon as the
+   * invalidations are sent, not when acknowledged.
+   */
+  readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks';
   /** The node's table of newest fencing tokens per lock (shared by its homes of every generation); absent: writes are not fenced. */
   readonly fences?: FenceTable;
 }
@@ -218,19 +224,19 @@ export class CacheHome {
   private readonly freeAfter: Uint8Array;
 
   // --- request pool ---
-  private readonly rKind = new Uint8Array(cacheHomeQueuedRequestsMax);
-  private readonly rNode = new Int8Array(cacheHomeQueuedRequestsMax);
-  private readonly rInc = new Uint32Array(cacheHomeQueuedRequestsMax);
-  private readonly rReqId = new Uint32Array(cacheHomeQueuedRequestsMax);
-  private readonly rSentMs = new Float64Array(cacheHomeQueuedRequestsMax);
-  private readonly rVersion = new Uint32Array(cacheHomeQueuedRequestsMax);
-  private readonly rTtlMs = new Float64Array(cacheHomeQueuedRequestsMax);
-  private readonly rCancelled = new Uint8Array(cacheHomeQueuedRequestsMax);
-  private readonly rNext = new Int32Array(cacheHomeQueuedRequestsMax);
-  private readonly rValue: CacheValue[] = new Array<CacheValue>(cacheHomeQueuedRequestsMax).fill(null);
-  private readonly rFence: (Fence | null)[] = new Array<Fence | null>(cacheHomeQueuedRequestsMax).fill(null);
-  private readonly rFree = new Int32Array(cacheHomeQueuedRequestsMax);
-  private rFreeCount = cacheHomeQueuedRequestsMax;
+  private readonly rKind: Uint8Array;
+  private readonly rNode: Int8Array;
+  private readonly rInc: Uint32Array;
+  private readonly rReqId: Uint32Array;
+  private readonly rSentMs: Float64Array;
+  private readonly rVersion: Uint32Array;
+  private readonly rTtlMs: Float64Array;
+  private readonly rCancelled: Uint8Array;
+  private readonly rNext: Int32Array;
+  private readonly rValue: CacheValue[];
+  private readonly rFence: (Fence | null)[];
+  private readonly rFree: Int32Array;
+  private rFreeCount: number;
 
   /** Latest incarnation heard from each node (0 = none yet). */
   private readonly nodeInc = new Uint32Array(cacheNodesMax);
@@ -289,7 +295,22 @@ export class CacheHome {
     this.freeSlots = new Int32Array(n);
     for (let i = 0; i < n; i++) this.freeSlots[i] = n - 1 - i;
     this.freeCount = n;
-    for (let i = 0; i < cacheHomeQueuedRequestsMax; i++) this.rFree[i] = cacheHomeQueuedRequestsMax - 1 - i;
+    const q = opts.queuedRequestsMax ?? cacheHomeQueuedRequestsMax;
+    assert(Number.isInteger(q) && q >= cacheHomeQueuePerKeyMax && q <= cacheHomeQueuedRequestsMax, 'home queuedRequestsMax');
+    this.rKind = new Uint8Array(q);
+    this.rNode = new Int8Array(q);
+    this.rInc = new Uint32Array(q);
+    this.rReqId = new Uint32Array(q);
+    this.rSentMs = new Float64Array(q);
+    this.rVersion = new Uint32Array(q);
+    this.rTtlMs = new Float64Array(q);
+    this.rCancelled = new Uint8Array(q);
+    this.rNext = new Int32Array(q);
+    this.rValue = new Array<CacheValue>(q).fill(null);
+    this.rFence = new Array<Fence | null>(q).fill(null);
+    this.rFree = new Int32Array(q);
+    this.rFreeCount = q;
+    for (let i = 0; i < q; i++) this.rFree[i] = q - 1 - i;
   }
 
   /** Messages to send and memory operations to perform since the last call. */
@@ -548,6 +569,12 @@ export class CacheHome {
         this.answerDuplicate(slot, r, reqId < last, nowMs);
         return;
       }
+      if (isOwner && reqId < (this.ownerReqId[slot] as number)) {
+        // Older than the request that made the node owner: a write it gave up (unknown outcome)
+        // before it asked again. Applied now, it would regrant the owner a line it never installs.
+        this.answerDuplicate(slot, r, true, nowMs);
+        return;
+      }
       const fence = this.rFence[r] ?? null;
       if (fence !== null && this.fences !== null && !this.fences.admit(fence)) {
         // An older token than this home saw for the lock: not applied (a resend is checked again).
@@ -573,7 +600,10 @@ export class CacheHome {
         // A sharer asking again stays recorded until the grant (its copy may still be served).
         this.settleState(slot);
         const o = this.owner[slot] as number;
-        const inv = kind !== RK.GetS ? ((this.sharers[slot] as number) & ~bit(h)) >>> 0 : 0;
+        // An upgrade leaves the requester's own copy to its grant, unless the request writes: a
+        // write the node gave up on (unknown outcome) may arrive after it took a new copy, which
+        // the grant it no longer waits for would not replace (a stale S copy beside new memory).
+        const inv = kind === RK.GetS ? 0 : kind === RK.GetMWrite ? (this.sharers[slot] as number) : ((this.sharers[slot] as number) & ~bit(h)) >>> 0;
         this.startRound(slot, inv, o, kind === RK.GetS ? St.S : St.I, nowMs);
         return;
       }
@@ -624,7 +654,12 @@ export class CacheHome {
 
   private startRound(slot: number, invMask: number, fwdNode: number, fwdTo: St, nowMs: number): void {
     let inv = invMask >>> 0;
-    if (this.canary === 'skip-one-invalidation' && inv !== 0) inv = (inv & (inv - 1)) >>> 0;
+    if (this.canary === 'skip-one-invalidation' && inv !== 0) {
+      // The lowest sharer other than the requester (whose own copy its grant replaces) is skipped.
+      const others = (inv & ~bit(this.rNode[this.cur[slot] as number] as number)) >>> 0;
+      const pool = others !== 0 ? others : inv;
+      inv = (inv & ~(pool & -pool)) >>> 0;
+    }
     const pending = (inv | (fwdNode >= 0 ? bit(fwdNode) : 0)) >>> 0;
     this.fwd[slot] = fwdNode;
     this.fwdTo[slot] = fwdTo;
@@ -640,6 +675,14 @@ export class CacheHome {
     }
     this.round[slot] = ++this.roundCounter;
     this.pending[slot] = pending;
+    const kind = this.rKind[this.cur[slot] as number];
+    if (this.canary === 'grant-m-before-acks' && fwdNode < 0 && (kind === RK.GetM || kind === RK.GetMWrite)) {
+      // Broken on purpose: the sharers are told, but the writer gets M before they stopped serving.
+      this.sendRound(slot, nowMs);
+      this.pending[slot] = 0;
+      this.afterRound(slot, nowMs);
+      return;
+    }
     this.phase[slot] = PH.round;
     this.inRound.add(slot);
     if (nowMs >= (this.leaseUntilMs[slot] as number)) {

@@ -623,6 +623,14 @@ export class NodeCache {
       this.finish(txn, nowMs, false);
       return;
     }
+    // The line is behind its home for good (a write this node gave up was applied later):
+    // starting over from it would send the same refused Write forever. Dirty data in it
+    // could never be applied either (a PutM is refused the same way).
+    const slot = this.lines.find(txn.key);
+    if (slot >= 0) {
+      if (this.lines.dirty(slot)) this.counters.dirtyLost++;
+      this.removeLine(slot);
+    }
     this.restart(txn, nowMs);
   }
 
@@ -651,6 +659,14 @@ export class NodeCache {
       this.messages.push(prev.ack);
       return;
     }
+    // A late copy of an earlier round's Fwd: the home has moved on. Answering it would replace
+    // the kept answer, and a resend of the newer round would then get "nothing here" instead
+    // of the dirty data that answer carried.
+    if (prev !== undefined && prev.epoch === msg.epoch && msg.round < prev.round) return;
+    // A line granted after this Fwd's round began (its version is newer): a late copy of an
+    // earlier round's Fwd. Acting on it would downgrade a line the home still counts as owned.
+    const held = this.lines.find(msg.key);
+    if (held >= 0 && this.lines.version(held) > msg.version) return;
     this.noteTakenBack(msg.key, msg.version);
     this.answerFwd(msg);
     const ack = this.messages[this.messages.length - 1];

@@ -9,7 +9,7 @@ import { CacheHome } from '../../../core/cache/home.js';
 import { InMemoryBacking } from '../../../core/cache/backing.js';
 import type { MemoryOp } from '../../../core/cache/backing.js';
 import { St, stateNames } from '../../../core/cache/messages.js';
-import type { CacheConfig, CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
+import type { Ack, CacheConfig, CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
 import { BUSY, DONE, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/node.js';
 import { cacheNodeIndex } from '../../../core/ids.js';
 import type { CacheNodeIndex } from '../../../core/ids.js';
@@ -35,12 +35,20 @@ export interface SimOptions {
   readonly nodes: number;
   readonly keys: number;
   readonly cfg: CacheConfig;
-  readonly canary?: 'skip-one-invalidation' | 'serve-past-lease';
+  readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks' | 'serve-past-lease';
   readonly lineEntriesMax?: number;
+  /** Directory entries per home; default simHomeEntriesMax (a home of the default sizes costs more to allocate than a whole run). */
   readonly homeEntriesMax?: number;
   /** Check the coherence invariants after every action (off to prove the history check alone catches a canary). */
   readonly invariants: boolean;
 }
+
+const ackId = (m: Ack): string => `${m.from}/${m.incarnation}/${m.key}/${m.epoch}/${m.round}`;
+
+/** Room for every key of a run (a few), so no directory eviction unless a test asks for it with homeEntriesMax. */
+const simHomeEntriesMax = 64;
+/** Beyond every key's own queue bound (cacheHomeQueuePerKeyMax) for the few keys of a run, so behaviour is as with the default. */
+const simHomeQueuedRequestsMax = 1_024;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -65,8 +73,13 @@ export class Sim {
   readonly history: HistoryOp[] = [];
   readonly open = new Map<number, Open>();
   private opCounter = 0;
+  /** Keys whose write-back data may have been lost (a superset of them): not held to linearizability. */
+  readonly lossKeys = new Set<string>();
   /** Write-back dirty data that died with crashed nodes. */
   dirtyLostAtCrashes = 0;
+  /** Dirty Acks dropped and not (yet) delivered again: the node's copy of its answer is the data's only home. */
+  private readonly dirtyAcksDropped = new Map<string, { readonly node: number; readonly key: string; readonly round: number }>();
+  private readonly acksDelivered = new Set<string>();
   private writeCounter = 0;
   private readonly homeVersionMax = new Map<string, number>();
   private readonly lineVersion = new Map<string, number>();
@@ -79,8 +92,8 @@ export class Sim {
       this.nodes.push(this.newNode(n));
       const home = new CacheHome(opts.cfg, {
         self: cacheNodeIndex(n), epoch: 1, startedMs: this.nowMs - opts.cfg.leaseMs,
-        ...(opts.homeEntriesMax !== undefined ? { entriesMax: opts.homeEntriesMax } : {}),
-        ...(opts.canary === 'skip-one-invalidation' ? { canary: opts.canary } : {}),
+        entriesMax: opts.homeEntriesMax ?? simHomeEntriesMax, queuedRequestsMax: simHomeQueuedRequestsMax,
+        ...(opts.canary === 'skip-one-invalidation' || opts.canary === 'grant-m-before-acks' ? { canary: opts.canary } : {}),
       });
       this.homes.push(home);
       this.backings.push(new InMemoryBacking());
@@ -98,6 +111,9 @@ export class Sim {
   }
 
   apply(a: Action): void {
+    const nodeLost = this.nodes.map((node) => node.counters.dirtyLost);
+    const homeLost = this.homes.map((home) => home.counters.writeBackLossReclaimed);
+    const picked = (a.t === 'deliver' || a.t === 'dup') && this.flights.length > 0 ? this.flights[a.pick % this.flights.length] : undefined;
     switch (a.t) {
       case 'get': {
         const node = a.node % this.opts.nodes;
@@ -128,7 +144,14 @@ export class Sim {
         const f = this.flights[i] as Flight;
         if (a.t === 'drop') {
           if (f.to !== 'memory') this.flights.splice(i, 1);
+          if (f.to === 'home' && f.msg.kind === 'Ack' && f.msg.dirty && !this.acksDelivered.has(ackId(f.msg))) {
+            this.dirtyAcksDropped.set(ackId(f.msg), { node: f.msg.from, key: f.msg.key, round: f.msg.round });
+          }
           break;
+        }
+        if (f.to === 'home' && f.msg.kind === 'Ack' && f.msg.dirty) {
+          this.dirtyAcksDropped.delete(ackId(f.msg));
+          this.acksDelivered.add(ackId(f.msg));
         }
         if (a.t === 'deliver' || f.to === 'memory') this.flights.splice(i, 1);
         this.deliver(f);
@@ -141,9 +164,26 @@ export class Sim {
         break;
       case 'crash': {
         const n = a.node % this.opts.nodes;
-        this.dirtyLostAtCrashes += (this.nodes[n] as NodeCache).dirtyHeld;
-        // Dirty data in an Ack still in flight: the home drops it once the new incarnation spoke (counted either way).
-        for (const f of this.flights) if (f.to === 'home' && f.msg.from === n && f.msg.kind === 'Ack' && f.msg.dirty) this.dirtyLostAtCrashes++;
+        const held = (this.nodes[n] as NodeCache).dirtyHeld;
+        this.dirtyLostAtCrashes += held;
+        // Its dirty lines and PutMs in flight: keys the home records it as owner of (or reclaimed, counted then).
+        if (held > 0) for (const k of this.keyNames) if ((this.homes[this.homeOf(k)] as CacheHome).entry(k)?.owner === n) this.lossKeys.add(k);
+        // Dirty data a Fwd took away from the node's line lives on only in its answer: an Ack still in flight
+        // (the home drops it once the new incarnation spoke) or a dropped one the node would have resent from
+        // its copy of the answer, which dies with it. Counted once per round either way.
+        const answers = new Set<string>();
+        for (const f of this.flights) {
+          if (f.to !== 'home' || f.msg.from !== n || f.msg.kind !== 'Ack' || !f.msg.dirty) continue;
+          answers.add(`${f.msg.key}/${f.msg.round}`);
+          this.lossKeys.add(f.msg.key);
+        }
+        for (const [id, a] of this.dirtyAcksDropped) {
+          if (a.node !== n) continue;
+          answers.add(`${a.key}/${a.round}`);
+          this.lossKeys.add(a.key);
+          this.dirtyAcksDropped.delete(id);
+        }
+        this.dirtyLostAtCrashes += answers.size;
         this.lostOld += (this.nodes[n] as NodeCache).counters.dirtyLost;
         // Its pending ops never complete; messages to and from it stay in flight (and go stale).
         for (const [id, o] of this.open) if (o.node === n) this.closeNever(id, o);
@@ -160,6 +200,17 @@ export class Sim {
         break;
     }
     this.collect();
+    // Which keys a loss counted by this action concerns: the key of the message a node
+    // handled, every key of a home (it counts reclaims of several entries at once).
+    for (let n = 0; n < this.nodes.length; n++) {
+      if (a.t === 'crash' || (this.nodes[n] as NodeCache).counters.dirtyLost === nodeLost[n]) continue;
+      if (picked !== undefined && picked.to === 'node') this.lossKeys.add(picked.msg.key);
+      else for (const k of this.keyNames) this.lossKeys.add(k);
+    }
+    for (let h = 0; h < this.homes.length; h++) {
+      if ((this.homes[h] as CacheHome).counters.writeBackLossReclaimed === homeLost[h]) continue;
+      for (const k of this.keyNames) if (this.homeOf(k) === h) this.lossKeys.add(k);
+    }
     if (this.opts.invariants) this.checkInvariants();
   }
 
@@ -237,7 +288,8 @@ export class Sim {
     for (const key of this.keyNames) {
       const home = this.homes[this.homeOf(key)] as CacheHome;
       const entry = home.entry(key);
-      if (entry !== null) {
+      // Version 0: an entry created a moment ago, still loading (after a directory eviction it reloads memory's version).
+      if (entry !== null && entry.version > 0) {
         const prev = this.homeVersionMax.get(key) ?? 0;
         if (entry.version < prev) throw new Error(`home version of ${key} went back from ${prev} to ${entry.version}`);
         this.homeVersionMax.set(key, entry.version);
