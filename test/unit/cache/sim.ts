@@ -204,7 +204,10 @@ export class Sim {
     // handled, every key of a home (it counts reclaims of several entries at once).
     for (let n = 0; n < this.nodes.length; n++) {
       if (a.t === 'crash' || (this.nodes[n] as NodeCache).counters.dirtyLost === nodeLost[n]) continue;
-      if (picked !== undefined && picked.to === 'node') this.lossKeys.add(picked.msg.key);
+      if (picked !== undefined && picked.to === 'node') {
+        if (picked.msg.kind === 'RenewedBatch') for (const k of picked.msg.keys) this.lossKeys.add(k);
+        else this.lossKeys.add(picked.msg.key);
+      }
       else for (const k of this.keyNames) this.lossKeys.add(k);
     }
     for (let h = 0; h < this.homes.length; h++) {
