@@ -18,7 +18,7 @@ import xxhash from 'xxhash-wasm';
 import type { QueueCanary } from '../../server/services/queues/service.js';
 import { runQueueSeed, type QueueSeedResult } from './queues-sim.js';
 
-const seedsCount = Number(process.env['QUEUE_CANARY_SEEDS'] ?? '20');
+const seedsCount = Number(process.env['QUEUE_CANARY_SEEDS'] ?? '12');
 const { h32Raw } = await xxhash();
 t.setTimeout(Math.max(240_000, seedsCount * 20_000));
 /** Shorter than the CI run's 30 s: a caught seed waits out the whole drain. The control runs use it too. */
