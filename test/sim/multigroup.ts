@@ -22,7 +22,6 @@ import type { DiskVariant } from './sim-disk.js';
 
 export const multiGroupCount = 64;
 const nodeCount = 5;
-const replicasPerGroup = 3;
 const firstGroupId = 1_000_000;
 const enc = new TextEncoder();
 const dec = new TextDecoder();

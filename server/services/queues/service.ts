@@ -306,7 +306,7 @@ export class QueueService implements Service {
     // The runner calls the listener only on later turns (apply, leadership), after `hosted` is set.
     let hosted: Hosted | null = null;
     const listener: PartitionListener = {
-      applied: (_m, entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, entry, commands, outcomes); },
+      applied: (_m, _entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, commands, outcomes); },
       leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
     };
     const canary = this.opts.canary;
@@ -362,7 +362,7 @@ export class QueueService implements Service {
   }
 
   /** After every applied entry, on every replica. */
-  private applied(h: Hosted, entry: Entry, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void {
+  private applied(h: Hosted, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void {
     if (!h.isLeader || h.stopped) return;
     let appended = false;
     for (const o of outcomes) if (!o.duplicate) this.countOutcome(h.topic.name, o);
