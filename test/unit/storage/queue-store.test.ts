@@ -364,6 +364,7 @@ t.test('QueuePartition on the disk store matches the memory store, through snaps
   let crashes = 0;
   let redone = 0;
   let deadLetters = 0;
+  let forwardedBodies = 0;
   let dropped = 0;
   for (let run = 0; run < 4; run++) {
     const r = new Xoshiro128(seed + 100 + run);
@@ -411,6 +412,14 @@ t.test('QueuePartition on the disk store matches the memory store, through snaps
       } else if (op < 90) {
         nowMs += r.int(0, 3_000);
         cmd = { kind: 'expireDeadlines', nowMs };
+      } else if (op < 93 && qd.deadLetterHead() !== null) {
+        // The leader forwards the outbox's head batch, reading the bodies from the store, then confirms it.
+        const head = qd.deadLetterHead() as NonNullable<ReturnType<typeof qd.deadLetterHead>>;
+        for (const l of head.letters) {
+          if (JSON.stringify(qd.readMessage(l.offset), bytesAsArrays) !== JSON.stringify(qm.readMessage(l.offset), bytesAsArrays)) t.fail(`run ${run} step ${step}: dead letter ${l.seq} body differs (seed ${seed})`);
+          forwardedBodies++;
+        }
+        cmd = { kind: 'deadLettersForwarded', firstSeq: head.firstSeq, nowMs };
       } else if (op < 95) {
         cmd = { kind: 'enforceRetention', nowMs };
       } else {
@@ -462,7 +471,7 @@ t.test('QueuePartition on the disk store matches the memory store, through snaps
     await disk.close();
   }
   t.ok(crashes >= 8 && redone > 100, `${crashes} crashes, ${redone} entries re-applied`);
-  t.ok(deadLetters > 0, `${deadLetters} dead letters read their bodies from the store`);
+  t.ok(deadLetters > 0 && forwardedBodies > 0, `${deadLetters} dead letters, ${forwardedBodies} forwarded with their bodies read from the store`);
   t.ok(dropped > 0, `retention dropped messages (front up to ${dropped})`);
 });
 
