@@ -467,6 +467,13 @@ assert(appendEntriesBytesMax <= raftBatchBytesMax && queueStoreRecordBytesMax <=
  * reading: a maximal cache value or queue message, base64-encoded (4/3) in JSON, fits.
  */
 export const httpBodyBytesMax = 2 * 1024 * 1024;
+/**
+ * After refusing an oversized body, how long and how many more bytes the gateway keeps reading
+ * (and discarding) before it closes: closing with the caller's bytes unread makes the kernel
+ * send a reset, which can destroy the 413 before the caller reads it (nginx's lingering close).
+ */
+export const httpLingerMs = 2_000;
+export const httpLingerBytesMax = 16 * 1024 * 1024;
 /** Gateway requests being served at once on one node; more answer 429 TOO_MANY_REQUESTS. */
 export const httpRequestsInFlightMax = 4096;
 /** HTTP consumers (explicit consumer identities, server/node/gateway.ts) one node keeps. */

@@ -30,7 +30,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { assert, assertNever } from '../../core/assert.js';
 import {
-  cacheTtlMsMax, httpBodyBytesMax, httpConsumersMax, httpFetchCountDefault, httpConsumerTtlMsDefault, httpConsumerTtlMsMax, httpConsumerTtlMsMin, httpPartitionMapCacheMs,
+  cacheTtlMsMax, httpBodyBytesMax, httpLingerBytesMax, httpLingerMs, httpConsumersMax, httpFetchCountDefault, httpConsumerTtlMsDefault, httpConsumerTtlMsMax, httpConsumerTtlMsMin, httpPartitionMapCacheMs,
   httpPartitionMapsMax, httpRequestsInFlightMax, lockDelayMsMax, overloadRetryAfterMs, queueAckBatchCountMax, queueAckDeadlineMsMax,
   queueAckDeadlineMsMin, queueFetchCountMax, queueFetchWaitMsMax, queueMaxDeliveriesMax, queueTopicPartitionsMax, sessionTtlMsDefault, sessionTtlMsMax,
   sessionTtlMsMin,
@@ -831,6 +831,36 @@ function readBody(req: IncomingMessage): Promise<Buffer> | Buffer {
   });
 }
 
+/**
+ * The body was refused unread: answer first, then discard what the caller still sends for a
+ * bounded time and size, and only then close. Closing at once (Connection: close) with unread
+ * bytes makes the kernel reset the connection, and a reset can reach the caller before it has
+ * read the 413. A caller that stops in time keeps its connection (the rest of its body was read).
+ */
+function lingerThenClose(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket;
+  let discarded = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const close = (): void => {
+    if (timer !== undefined) clearTimeout(timer);
+    req.off('data', onData);
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    discarded += chunk.length;
+    if (discarded > httpLingerBytesMax) close();
+  };
+  res.once('finish', () => {
+    if (req.complete) return;
+    req.on('data', onData);
+    req.resume();
+    timer = setTimeout(close, httpLingerMs);
+    timer.unref();
+    req.once('end', () => { clearTimeout(timer); req.off('data', onData); });
+  });
+  socket.once('close', () => clearTimeout(timer));
+}
+
 export class HttpGateway {
   /** The lock table's client id for every lock request through this node's gateway. */
   readonly clientId: string;
@@ -917,7 +947,7 @@ export class HttpGateway {
       if (res.headersSent || res.destroyed) return;
       if (err instanceof FieldError) sendError(res, new DsyncError(ErrorCode.BAD_REQUEST, err.message));
       else if (err instanceof DsyncError) {
-        if (err.code === ErrorCode.FRAME_TOO_LARGE) res.setHeader('connection', 'close');
+        if (err.code === ErrorCode.FRAME_TOO_LARGE) lingerThenClose(req, res);
         sendError(res, err);
       } else {
         this.node.log.error('gateway route failed', { route: `${found.route.method} ${found.route.path}`, err: err instanceof Error ? err.stack ?? err.message : String(err) });

@@ -437,6 +437,28 @@ t.test('HTTP gateway on a live 3-node cluster', async (t) => {
     });
     t.equal(chunked.status, 413, 'a chunked body over the limit is 413');
     t.equal(chunked.code, 'FRAME_TOO_LARGE');
+    // The whole oversized body in one burst, then a second request on the same connection. The node
+    // answers 413 and reads the rest of the body before closing (it must not close with the caller's
+    // bytes unread: the kernel would reset the connection, which can drop the 413 in flight), so a
+    // caller that sent its body in time keeps its connection, and the next request is answered.
+    const burst = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect({ host: '127.0.0.1', port: lead });
+      let out = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (s: string) => {
+        out += s;
+        if ((out.match(/HTTP\/1\.1 /g) ?? []).length >= 2 && /\}\s*$/.test(out)) { socket.destroy(); resolve(out); }
+      });
+      socket.on('close', () => resolve(out));
+      socket.on('error', () => resolve(out));
+      const size = httpBodyBytesMax * 2;
+      const head = `PUT /v1/cache/keys/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokens.admin}\r\nTransfer-Encoding: chunked\r\n\r\n`;
+      const next = `GET /v1/cluster/ring HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokens.ro}\r\n\r\n`;
+      socket.write(Buffer.concat([Buffer.from(`${head}${size.toString(16)}\r\n`), Buffer.alloc(size, 'a'), Buffer.from(`\r\n0\r\n\r\n${next}`)]));
+      setTimeout(() => { socket.destroy(); reject(new Error(`no answers after a burst body; got ${JSON.stringify(out.slice(0, 300))}`)); }, 10_000).unref();
+    });
+    t.same([...burst.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1])), [413, 200], 'the burst body gets its 413, and the next request on the connection its answer');
+    t.match(burst, /"code":"FRAME_TOO_LARGE"/);
 
     await bad(http(lead, 'GET', '/v1/locks', { token: null }), 401, 'UNAUTHORIZED', /requires a token/, 'no token');
     await bad(http(lead, 'GET', '/v1/locks', { token: 'not-a-valid-token-at-all' }), 401, 'UNAUTHORIZED', /not valid/, 'wrong token');
