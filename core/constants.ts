@@ -115,8 +115,20 @@ export const joinRetryBackoffMsMax = 1_000;
 export const joinAttemptTimeoutMs = 5_000;
 /** How long the leader waits for a leadership transfer before its own removal is answered NOT_LEADER. */
 export const leaderTransferWaitMsMax = 2_000;
-/** Applied entries after which a group snapshots and compacts its log. */
+/** Applied entries after which a group snapshots and compacts its log (the node setting snapshot-entries). */
 export const snapshotEntriesThreshold = 10_000;
+export const snapshotEntriesSettingMin = 100;
+export const snapshotEntriesSettingMax = 10_000_000;
+/**
+ * A Raft message too large for one peer batch (a snapshot: a queue partition's carries its
+ * retained bodies) travels as chunks of this size, paced by the peer link's write queue, and
+ * is stepped whole once every chunk arrived in order.
+ */
+export const raftSnapshotChunkBytes = 1024 * 1024;
+/** The largest snapshot message a node sends or reassembles (both sides hold it in memory). */
+export const raftSnapshotTransferBytesMax = 1024 * 1024 * 1024;
+/** Snapshot chunks are handed to a peer link only while its write queue holds less than this. */
+export const raftSnapshotSendQueueBytes = 4 * 1024 * 1024;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
@@ -269,6 +281,12 @@ export const queueHeadersPerMessageMax = 64;
 export const queueNameBytesMax = 255;
 /** Deliveries one fetch hands out. */
 export const queueFetchCountMax = 1024;
+/**
+ * Message bytes one fetch hands out beyond its first delivery (which goes whatever its
+ * size): the answer, bodies included, must fit one frame. Sixteen 256 KiB messages made a
+ * 4 MiB answer that no frame could carry, and the consumer waited for nothing.
+ */
+export const queueFetchBytesMax = 2 * 1024 * 1024;
 /** Deliveries one ack entry settles. */
 export const queueAckBatchCountMax = 1024;
 /** Deliveries one consumer holds unacked at once (the topic may set less). */
@@ -510,3 +528,4 @@ export const statusFileBytesMax = 256 * 1024;
 
 assert(statusPeerTimeoutMs < statusSampleIntervalMs && statusPeerCacheMs <= statusSampleIntervalMs && statusHistorySamplesMax > 0,
   'a member status request finishes within one sample period, and cached answers are not older than one');
+assert(queueFetchBytesMax + queueMessageBytesMax + 256 * 1024 <= frameBytesMax, 'a fetch\'s deliveries, the one past the byte budget and the envelope included, fit one frame');
