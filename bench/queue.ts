@@ -212,15 +212,32 @@ interface PhaseBreakdown {
   readonly fsyncsPerSecPerNode: number;
   readonly walRecordsPerFsync: number;
   readonly fsyncMeanMs: number;
+  /** CPU time (user + system, all threads) the nodes and this process spent, per message of the phase. */
+  readonly nodesCpuMsPerMessage: number;
+  readonly clientCpuMsPerMessage: number;
 }
 
-function breakdown(before: Counters, after: Counters, seconds: number, nodes: number): PhaseBreakdown {
+/** User + system CPU seconds of a process so far (/proc/PID/stat), 0 when unknown. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+function breakdown(before: Counters, after: Counters, seconds: number, nodes: number, cpu: { nodes: number; client: number }, phaseMessages: number): PhaseBreakdown {
   const entries = after.partitionEntries - before.partitionEntries;
   const fsyncs = after.fsyncs - before.fsyncs;
   const messages = (after.published - before.published) + (after.delivered - before.delivered) + (after.acked - before.acked);
   return { seconds, messagesPerEntry: entries === 0 ? 0 : messages / entries, entriesPerSec: entries / seconds,
     fsyncsPerSecPerNode: fsyncs / seconds / nodes, walRecordsPerFsync: fsyncs === 0 ? 0 : (after.walRecords - before.walRecords) / fsyncs,
-    fsyncMeanMs: fsyncs === 0 ? 0 : (after.fsyncSeconds - before.fsyncSeconds) * 1000 / fsyncs };
+    fsyncMeanMs: fsyncs === 0 ? 0 : (after.fsyncSeconds - before.fsyncSeconds) * 1000 / fsyncs,
+    nodesCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.nodes * 1000 / phaseMessages, clientCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.client * 1000 / phaseMessages };
 }
 
 function rssMb(pid: number | undefined): number {
@@ -260,17 +277,22 @@ async function main(): Promise<void> {
     });
 
     const breakdowns: { phase: string; figures: PhaseBreakdown }[] = [];
-    const measured = async <T>(phase: string, run: () => Promise<T>): Promise<T> => {
+    const cpuNow = (): { nodes: number; client: number } => ({
+      nodes: cluster.nodes.reduce((sum, n) => sum + cpuSeconds(n.proc?.child.pid), 0), client: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 });
+    const measured = async <T>(phase: string, run: () => Promise<T>, messages: (r: T) => number): Promise<T> => {
       const before = await scrape(cluster);
+      const cpu0 = cpuNow();
       const t0 = performance.now();
       const result = await run();
       const seconds = (performance.now() - t0) / 1000;
-      breakdowns.push({ phase, figures: breakdown(before, await scrape(cluster), seconds, cluster.nodes.length) });
+      const cpu1 = cpuNow();
+      breakdowns.push({ phase, figures: breakdown(before, await scrape(cluster), seconds, cluster.nodes.length,
+        { nodes: cpu1.nodes - cpu0.nodes, client: cpu1.client - cpu0.client }, messages(result)) });
       return result;
     };
-    const publish = await measured(`publish c${producersCount}`, () => publishPhase(clients.slice(0, producersCount)));
+    const publish = await measured(`publish c${producersCount}`, () => publishPhase(clients.slice(0, producersCount)), (r) => r.total);
     const consume: ConsumeResult[] = [];
-    for (const k of consumerCounts) consume.push(await measured(`consume+ack k${k}`, () => consumePhase(clients, k, publish.total)));
+    for (const k of consumerCounts) consume.push(await measured(`consume+ack k${k}`, () => consumePhase(clients, k, publish.total), (r) => r.acked));
     const info = await control.topics.info(topic);
     const rss = cluster.nodes.map((n) => ({ node: n.spec.id, rssMb: rssMb(n.proc?.child.pid) }));
 
@@ -296,10 +318,10 @@ async function main(): Promise<void> {
     for (const c of consume) {
       console.log(`  consume+ack k${String(c.consumers).padEnd(3)} ${f(c.ackedPerSec, 10, 0)}  (${c.acked} acked in ${c.seconds.toFixed(1)} s, ${c.redelivered} redelivered, ${c.errors} errors${c.firstError === '' ? '' : `: ${c.firstError}`})`);
     }
-    console.log('  phase (whole, incl. warm-up/drain)  msgs/entry  entries/s  fsyncs/s/node  WAL records/fsync  fsync mean ms');
+    console.log('  phase (whole, incl. warm-up/drain)  msgs/entry  entries/s  fsyncs/s/node  WAL records/fsync  fsync mean ms  CPU ms/msg nodes  client');
     for (const b of breakdowns) {
       const x = b.figures;
-      console.log(`  ${b.phase.padEnd(34)} ${f(x.messagesPerEntry, 10, 1)} ${f(x.entriesPerSec, 10, 0)} ${f(x.fsyncsPerSecPerNode, 14, 0)} ${f(x.walRecordsPerFsync, 18, 1)} ${f(x.fsyncMeanMs, 13, 2)}`);
+      console.log(`  ${b.phase.padEnd(34)} ${f(x.messagesPerEntry, 10, 1)} ${f(x.entriesPerSec, 10, 0)} ${f(x.fsyncsPerSecPerNode, 14, 0)} ${f(x.walRecordsPerFsync, 18, 1)} ${f(x.fsyncMeanMs, 13, 2)} ${f(x.nodesCpuMsPerMessage, 17, 3)} ${f(x.clientCpuMsPerMessage, 7, 3)}`);
     }
     console.log(`  published ${publish.total} in all; leaders ${report.leaders.join(',')}; RSS at the end: ${rss.map((r) => `${r.node} ${r.rssMb.toFixed(0)} MB`).join(', ')}`);
     console.log(`  JSON: ${resultsPath}`);
