@@ -12,6 +12,8 @@
 //   turn go into one entry (up to queueEntryCommandsMax commands and
 //   queueEntryBatchBytesMax message bytes; a larger publish goes alone), stamped with the
 //   leader's wall clock (deadlines are absolute wall-clock ms: core/queue/partition.ts).
+//   While the partition's runner persists a Ready, requests collect until it is done
+//   (they could not leave before it anyway): one entry per Ready, not one per turn.
 //   Each request is answered once its entry committed and applied (durable on a majority).
 // - Fetch is proposed only when the leader's applied state has something for the group
 //   (new offsets inside the unacked window, or a redelivery that is ready), so an empty
@@ -394,6 +396,13 @@ export class QueueService implements Service {
   }
 
   private flush(h: Hosted): void {
+    // While the partition's previous Ready is being persisted, whatever is proposed now
+    // waits for it anyway (the runner takes one Ready at a time): hold the requests and
+    // propose them once it is done, as one entry rather than one per turn.
+    if (!h.stopped && h.runner.persisting) {
+      h.runner.whenReadyDone(() => this.flush(h));
+      return;
+    }
     h.flushScheduled = false;
     if (h.pending.length === 0) return;
     const nowMs = this.wallClockMs();
