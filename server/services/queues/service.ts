@@ -40,7 +40,7 @@
 import { assert } from '../../../core/assert.js';
 import {
   queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
-  queueDeadLetterForwardTimeoutMs, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
+  queueDeadLetterForwardTimeoutMs, queueEntriesInFlightMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
   queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
 } from '../../../core/constants.js';
 import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, offset, partitionId, producerId } from '../../../core/ids.js';
@@ -159,6 +159,10 @@ interface Hosted {
   readonly pending: Pending[];
   pendingBytes: number;
   flushScheduled: boolean;
+  /** Entries proposed and not yet answered (applied, or failed): at most queueEntriesInFlightMax before requests wait. */
+  entriesInFlight: number;
+  /** A flush waits for an entry in flight to be answered. */
+  flushAfterEntry: boolean;
   readonly parked: Set<ParkedFetch>;
   wakeScheduled: boolean;
   deadlineTimer: Cancel | null;
@@ -316,7 +320,7 @@ export class QueueService implements Service {
       canary === undefined || canary === 'ack-before-majority' ? {} : { canary });
     const replicas = topic.placement[index] ?? [];
     const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
-    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
+    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, entriesInFlight: 0, flushAfterEntry: false, parked: new Set(),
       wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, outboxSending: false, outboxEpoch: 0,
       predictedEnd: 0, links: new Map(), stopped: false };
     this.hosted.set(group, hosted);
@@ -403,6 +407,10 @@ export class QueueService implements Service {
       h.runner.whenReadyDone(() => this.flush(h));
       return;
     }
+    if (!h.stopped && h.entriesInFlight >= queueEntriesInFlightMax) {
+      h.flushAfterEntry = true;
+      return;
+    }
     h.flushScheduled = false;
     if (h.pending.length === 0) return;
     const nowMs = this.wallClockMs();
@@ -418,6 +426,7 @@ export class QueueService implements Service {
       h.pendingBytes -= bytes;
       const commands = batch.map((p) => p.make(nowMs));
       if (this.opts.canary === 'ack-before-majority') this.answerEarly(h, batch, nowMs);
+      h.entriesInFlight++;
       h.runner.propose(encodeQueueEntry(commands)).then((outcomes) => {
         const list = outcomes as CommandOutcome[];
         assert(list.length === batch.length, 'one outcome per command');
@@ -425,6 +434,12 @@ export class QueueService implements Service {
       }, (err: unknown) => {
         const e = this.node.asDsyncError(err);
         for (const p of batch) p.reject(e);
+      }).finally(() => {
+        h.entriesInFlight--;
+        if (h.flushAfterEntry) {
+          h.flushAfterEntry = false;
+          this.flush(h);
+        }
       });
     }
     assert(h.pendingBytes === 0, 'every pending byte went into an entry');
