@@ -454,6 +454,11 @@ export const queuePreferredLeaderCheckMs = 1_000;
 export const queueRetentionCheckMs = 1_000;
 /** Commands one partition entry carries (a turn's publishes and settles of one partition). */
 export const queueEntryCommandsMax = 4096;
+/**
+ * Entries a partition leader's queue service has proposed and not yet seen applied before
+ * it holds further requests for the next one: requests arriving meanwhile share one entry.
+ */
+export const queueEntriesInFlightMax = 1;
 /** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */
 export const queueFencingLocksMax = 1024;
 /** The pause before a failed append of dead letters to the dead-letter topic is tried again. */

@@ -23,7 +23,8 @@ export class FrameWriter {
     this.flush();
   };
 
-  constructor(private readonly sink: ByteSink) {}
+  /** `defer` runs the flush after the turn (setImmediate by default; a node chains it with its other deferred work). */
+  constructor(private readonly sink: ByteSink, private readonly defer: (fn: () => void) => void = setImmediate) {}
 
   /** Bytes queued and not yet handed to the sink. */
   get queuedBytes(): number {
@@ -40,7 +41,7 @@ export class FrameWriter {
     this.pendingBytes += frameOverheadBytes + payload.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flushBound);
+      this.defer(this.flushBound);
     }
   }
 

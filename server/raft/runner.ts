@@ -115,6 +115,8 @@ export class GroupRunner {
    * the next entry's fsync queued behind: two fsyncs per request at one in flight.
    */
   private unwrittenHardState: HardState | null = null;
+  /** One-shot callbacks for the end of the Ready being persisted (whenReadyDone). */
+  private readyDoneCallbacks: (() => void)[] = [];
   private readonly runBound = (): void => {
     this.scheduled = false;
     void this.processReady();
@@ -214,6 +216,29 @@ export class GroupRunner {
     this.schedule();
   }
 
+  /**
+   * Whether a Ready is being persisted now. Entries proposed meanwhile reach neither the
+   * disk nor the followers before it is done (one Ready at a time), so a proposer that
+   * batches (the queue service) may as well hold them and propose them together then:
+   * one entry instead of one per turn, the same latency.
+   */
+  get persisting(): boolean {
+    return this.readyInFlight;
+  }
+
+  /**
+   * Calls `fn` once the Ready being persisted is done, before the next Ready is taken (so
+   * what fn proposes goes into it); at once when none is. Dropped if the runner stops
+   * first (its proposers' waiters fail then anyway).
+   */
+  whenReadyDone(fn: () => void): void {
+    if (!this.readyInFlight) {
+      fn();
+      return;
+    }
+    this.readyDoneCallbacks.push(fn);
+  }
+
   /** Resolves once this replica has applied everything committed before the call (ReadIndex). */
   readBarrier(): Promise<void> {
     if (this.reads.size >= raftReadRequestsPendingMax) {
@@ -284,6 +309,7 @@ export class GroupRunner {
   /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
   stop(reason = 'node is shutting down'): void {
     this.stopped = true;
+    this.readyDoneCallbacks = [];
     this.releaseWalReservation(null);
     this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, reason));
   }
@@ -383,6 +409,11 @@ export class GroupRunner {
     this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     this.readyInFlight = false;
     this.maybeCompact();
+    if (this.readyDoneCallbacks.length > 0) {
+      const callbacks = this.readyDoneCallbacks;
+      this.readyDoneCallbacks = [];
+      for (const fn of callbacks) fn();
+    }
     if (this.raft.hasReady()) this.schedule();
   }
 
