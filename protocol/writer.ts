@@ -23,8 +23,7 @@ export class FrameWriter {
     this.flush();
   };
 
-  /** `defer` runs the flush after the turn (setImmediate by default; a node chains it with its other deferred work). */
-  constructor(private readonly sink: ByteSink, private readonly defer: (fn: () => void) => void = setImmediate) {}
+  constructor(private readonly sink: ByteSink) {}
 
   /** Bytes queued and not yet handed to the sink. */
   get queuedBytes(): number {
@@ -41,7 +40,7 @@ export class FrameWriter {
     this.pendingBytes += frameOverheadBytes + payload.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      this.defer(this.flushBound);
+      setImmediate(this.flushBound);
     }
   }
 

@@ -10,7 +10,6 @@ import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
-import { deferInTurn } from '../runtime.js';
 import type { Logger } from './log.js';
 import { type Credential, RateBucket } from './security.js';
 
@@ -64,7 +63,7 @@ export class Connection implements FrameSink {
     const perSecond = owner.requestRatePerConnection ?? 0;
     this.rate = perSecond > 0 ? new RateBucket(perSecond, performance.now()) : null;
     this.decoder = new FrameDecoder(this);
-    this.writer = new FrameWriter({ write: (chunk) => this.writeToSocket(chunk) }, deferInTurn);
+    this.writer = new FrameWriter({ write: (chunk) => this.writeToSocket(chunk) });
     socket.setNoDelay(true);
     socket.setTimeout(connectionIdleMsMax);
     socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));

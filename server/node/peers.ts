@@ -12,7 +12,6 @@ import { ErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
-import { deferInTurn } from '../runtime.js';
 import type { PeerAddress } from './config.js';
 import type { Logger } from './log.js';
 import { dialNode, type NodeSecurity, openSecurity } from './security.js';
@@ -69,7 +68,7 @@ class PeerLink {
     });
     this.socket = socket;
     socket.setNoDelay(true);
-    const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) }, deferInTurn);
+    const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
     this.writer = writer;
     const decoder = new FrameDecoder({
       frame: (type, opcode, _requestId, payload) => {
