@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { Client, DsyncError } from '../client/index.js';
+import { cacheRingFormed } from '../test/integration/cache-helpers.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
@@ -202,6 +203,8 @@ async function main(): Promise<void> {
       await Promise.all(probes.map((c) => c.close()));
     });
 
+    // From a formed ring only: a write in flight while the ring forms has an unknown fate (TIMEOUT or UNAVAILABLE).
+    await cacheRingFormed(cluster.nodes);
     // The working set, written once (spread over the clients, a batch at a time).
     const value = new Uint8Array(valueBytes).fill(0x78);
     const loadStart = performance.now();
