@@ -25,10 +25,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
-import { Client, DsyncError } from '../client/index.js';
+import { Client, DsyncError, type Producer } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -75,44 +74,16 @@ interface ConsumeResult {
 }
 
 async function publishPhase(clients: readonly Client[]): Promise<PublishResult & { total: number }> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
   const next = prng(seed);
   const value = new Uint8Array(valueBytes).map((_, i) => 97 + (i % 26));
-  let measuring = false;
-  let stopping = false;
-  let measured = 0;
+  const producers = new Map(clients.map((c) => [c, c.producer(topic)]));
   let total = 0;
-  let errors = 0;
-  let firstError = '';
-  const loop = async (client: Client): Promise<void> => {
-    const producer = client.producer(topic);
-    while (!stopping) {
-      const key = `k${next() % 100_000}`;
-      const t0 = performance.now();
-      try {
-        await producer.publish(key, value);
-        total++;
-        if (measuring) {
-          measured++;
-          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
-        }
-      } catch (err) {
-        if (!(err instanceof DsyncError)) throw err;
-        errors++;
-        if (firstError === '') firstError = `${err.code}: ${err.message}`;
-      }
-    }
-  };
-  const running = Promise.all(clients.map(loop));
-  await sleep(warmupSeconds * 1000);
-  measuring = true;
-  const t0 = performance.now();
-  await sleep(measureSeconds * 1000);
-  measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  stopping = true;
-  await running;
-  return { producers: clients.length, publishesPerSec: measured / seconds, measured, seconds, publishLatencyMs: latencySummaryMs(histogram), errors, firstError, total };
+  const r = await closedLoop({ clients, warmupSeconds, measureSeconds, latencyUsMax, op: async (client) => {
+    await (producers.get(client) as Producer).publish(`k${next() % 100_000}`, value);
+    total++;
+  } });
+  return { producers: clients.length, publishesPerSec: r.measured / r.seconds, measured: r.measured, seconds: r.seconds, publishLatencyMs: r.latencyMs,
+    errors: r.errors, firstError: r.firstError, total };
 }
 
 /** `count` consumers of a new group drain the topic, acking everything; done when `expected` were acked or nothing came for drainIdleMs. */
