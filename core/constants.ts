@@ -127,6 +127,8 @@ export const snapshotEntriesSettingMax = 10_000_000;
 export const raftSnapshotChunkBytes = 1024 * 1024;
 /** The largest snapshot message a node sends or reassembles (both sides hold it in memory). */
 export const raftSnapshotTransferBytesMax = 1024 * 1024 * 1024;
+/** A half-received snapshot whose sender sent nothing for this long is dropped (Raft sends it again). */
+export const raftSnapshotAssemblyIdleMsMax = 30_000;
 /** Snapshot chunks are handed to a peer link only while its write queue holds less than this. */
 export const raftSnapshotSendQueueBytes = 4 * 1024 * 1024;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */

@@ -7,7 +7,7 @@
 import { assert } from '../../core/assert.js';
 import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
   inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
-  proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
+  proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotAssemblyIdleMsMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
@@ -643,6 +643,7 @@ export class GroupHost implements GroupRegistry {
     this.stopTicks = env.scheduler.every(raftTickMs, () => {
       for (const g of this.groups.values()) g.tick();
       if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
+      if (this.snapshotAssemblies.size > 0) this.dropStaleAssemblies();
     });
   }
 
@@ -802,6 +803,16 @@ export class GroupHost implements GroupRegistry {
     this.log.info('sending a raft snapshot in chunks', { peer, group, index, bytes: bytes.length });
   }
 
+  /** A transfer whose sender went quiet (it died, or the link broke) must not hold its buffer for good. */
+  private dropStaleAssemblies(): void {
+    const nowMs = this.env.clock.nowMs();
+    for (const [key, a] of this.snapshotAssemblies) {
+      if (nowMs - a.lastChunkAtMs < raftSnapshotAssemblyIdleMsMax) continue;
+      this.snapshotAssemblies.delete(key);
+      this.snapshotTransfers.discarded++;
+    }
+  }
+
   /** Hands snapshot chunks to each peer's link while its write queue has room (one transfer at a time per peer). */
   private pumpSnapshotSends(): void {
     const chunkBytes = this.snapshotChunkBytes;
@@ -845,7 +856,7 @@ export class GroupHost implements GroupRegistry {
     let a = this.snapshotAssemblies.get(key);
     if (offset === 0) {
       if (a !== undefined) this.snapshotTransfers.discarded++;
-      a = { index, term: snapTerm, bytes: new Uint8Array(total), received: 0 };
+      a = { index, term: snapTerm, bytes: new Uint8Array(total), received: 0, lastChunkAtMs: 0 };
       this.snapshotAssemblies.set(key, a);
     } else if (a === undefined || a.index !== index || a.term !== snapTerm || a.bytes.length !== total || a.received !== offset) {
       if (a !== undefined) {
@@ -856,6 +867,7 @@ export class GroupHost implements GroupRegistry {
     }
     a.bytes.set(data, offset);
     a.received += data.length;
+    a.lastChunkAtMs = this.env.clock.nowMs();
     if (a.received < total) return null;
     this.snapshotAssemblies.delete(key);
     let w: ReturnType<typeof schema.RaftMessage.decode>;
@@ -927,6 +939,8 @@ interface SnapshotAssembly {
   readonly term: number;
   readonly bytes: Uint8Array;
   received: number;
+  /** clock.nowMs of the last chunk: an assembly idle for raftSnapshotAssemblyIdleMsMax is dropped. */
+  lastChunkAtMs: number;
 }
 
 /** Room left in a peer frame for a RaftBatch's envelope beyond the estimates below. */
