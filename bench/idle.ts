@@ -4,7 +4,7 @@
 // groups by default, plus group 0). Once every group has a leader and IDLE_BENCH_SETTLE_SECONDS
 // passed with no traffic, it reads each node's CPU time (user + system, every thread, from
 // /proc/<pid>/stat) over IDLE_BENCH_SECONDS and prints CPU% per node (100% = one core) with
-// the load average, and writes JSON to bench/results/idle.json.
+// the load average and how many groups each node has quiesced, and writes JSON to bench/results/idle.json.
 //
 // Env: IDLE_BENCH_TOPICS (2), IDLE_BENCH_PARTITIONS (125), IDLE_BENCH_SECONDS (10),
 // IDLE_BENCH_SETTLE_SECONDS (5), IDLE_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuPercentOver, leadersByNode, loadAverage, startManyGroupCluster } from '../test/integration/helpers/many-groups.js';
+import { cpuPercentOver, leadersByNode, loadAverage, quiescedByNode, startManyGroupCluster } from '../test/integration/helpers/many-groups.js';
 import { createCleanup, envInt, runBenchmark, runCleanup, sleep } from './common.js';
 
 const topicsCount = envInt('IDLE_BENCH_TOPICS', 2, 1, 64);
@@ -44,13 +44,14 @@ async function main(): Promise<void> {
     const cpuPercent = await cpuPercentOver(pids, measureSeconds);
     const loadAfter = loadAverage();
     const views = await leadersByNode(control, cluster);
+    const quiesced = await quiescedByNode(control, cluster);
     const led = cluster.nodes.map((n) => {
       let count = 0;
       for (const [, leader] of views.get(n.spec.id) ?? new Map<number, string>()) if (leader === n.spec.id) count++;
       return count;
     });
     const perNode = cluster.nodes.map((n, i) => ({ node: n.spec.id, cpuPercent: Number((cpuPercent[i] as number).toFixed(2)),
-      groupsHosted: views.get(n.spec.id)?.size ?? 0, groupsLed: led[i] }));
+      groupsHosted: views.get(n.spec.id)?.size ?? 0, groupsLed: led[i], groupsQuiesced: quiesced.get(n.spec.id) ?? 0 }));
     const report = {
       bench: 'idle',
       at: new Date().toISOString(),
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
     console.log(`bench:idle  3 nodes, ${groups.length + 1} groups (${topicsCount} topics x ${partitions} partitions, with .dlq, + group 0), `
       + `all leaders after ${readySeconds.toFixed(1)} s, idle ${settleSeconds} s, measured ${measureSeconds} s`);
-    for (const n of perNode) console.log(`  ${n.node}: CPU ${n.cpuPercent.toFixed(2)}% of a core, hosts ${n.groupsHosted} groups, leads ${n.groupsLed}`);
+    for (const n of perNode) console.log(`  ${n.node}: CPU ${n.cpuPercent.toFixed(2)}% of a core, hosts ${n.groupsHosted} groups (${n.groupsQuiesced} quiesced), leads ${n.groupsLed}`);
     console.log(`  load average before ${loadBefore.join(' ')}, after ${loadAfter.join(' ')}`);
     console.log(`  JSON: ${resultsPath}`);
   } finally {

@@ -58,6 +58,17 @@ export async function leadersByNode(control: Client, cluster: TestCluster): Prom
   return out;
 }
 
+/** Per running node: how many of the groups it hosts are quiesced. */
+export async function quiescedByNode(control: Client, cluster: TestCluster): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const n of cluster.nodes) {
+    if (n.proc === null || !n.proc.running) continue;
+    const s = await control.status(n.address);
+    out.set(n.spec.id, s.groups.filter((g) => g.quiesced).length);
+  }
+  return out;
+}
+
 /**
  * Waits until, on every running node, every group of `groups` has a leader that is a running
  * node, and all running nodes agree on it. Resolves with group -> leader.
