@@ -235,6 +235,14 @@ export class GroupRunner {
 
   step(message: Message): void {
     if (this.stopped) return;
+    const leader = this.raft.leaderId;
+    // Quiesced, a follower's election clock stood still; woken by someone else's message (a
+    // peer's pre-vote), it counts its leader's node's silence instead, as it would have
+    // counted missed heartbeats: it grants once the leader is gone that long, not an
+    // election timeout after the first pre-vote.
+    if (this.raft.quiesced && message.from !== leader && leader !== '' && leader !== this.host.nodeId) {
+      this.raft.wake(this.host.silentTicks(leader));
+    }
     this.raft.step(message);
     this.host.noteAwake(this);
     this.schedule();
@@ -651,6 +659,11 @@ export class GroupHost implements GroupRegistry {
     this.wakeFollowersOfSilentLeaders();
   }
 
+  /** Whole ticks since `peer`'s node was last heard, at most the longest election timeout. */
+  silentTicks(peer: NodeId): number {
+    return Math.min(this.timing.electionTicksMax, Math.floor(this.sinceHeardMs(peer) / raftTickMs));
+  }
+
   /** A runner got input (a message, proposal, read, transfer): tick it again unless it stayed quiesced. */
   noteAwake(runner: GroupRunner): void {
     if (!runner.sleeping) this.awake.add(runner);
@@ -678,7 +691,7 @@ export class GroupHost implements GroupRegistry {
       const leader = g.raft.leaderId;
       if (leader === '' || leader === this.nodeId) continue;
       const silentMs = this.sinceHeardMs(leader);
-      if (silentMs >= silentMsMin) g.wake(Math.min(this.timing.electionTicksMax, Math.floor(silentMs / raftTickMs)));
+      if (silentMs >= silentMsMin) g.wake(this.silentTicks(leader));
     }
   }
 
