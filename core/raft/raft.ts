@@ -175,6 +175,10 @@ export class Raft implements RaftNode {
     assert(m.to === this.id, `message for ${m.to} stepped into ${this.id}`);
     assert(m.from !== this.id, 'message from ourselves');
     if (m.type === MessageType.Heartbeat && bytesEqual(m.context, quiesceContext) && this.quiesceOn(m)) return;
+    // A late answer to a plain heartbeat sent just before quiescing (it may share a batch
+    // with the notice) says nothing a quiesced leader needs; waking on it would cost another
+    // quiesce round. An answer to the notice (context quiesceContext) does wake it.
+    if (this.quiescent && m.type === MessageType.HeartbeatResp && m.term === this.term && m.context.length === 0) return;
     if (this.quiescent) this.wake(0);
     if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {

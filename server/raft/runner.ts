@@ -8,7 +8,7 @@
 // per group.
 
 import { assert } from '../../core/assert.js';
-import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
+import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
   inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
@@ -613,6 +613,10 @@ export class GroupHost implements GroupRegistry {
   private readonly outbox = new Map<NodeId, ReturnType<typeof toWire>[]>();
   /** Heartbeats and responses waiting for the next heartbeat interval, per peer (see RaftBatch in dsync.proto). */
   private readonly heartbeats = new Map<NodeId, ReturnType<typeof heartbeatToWire>[]>();
+  /** hostTicks when each peer was last sent a batch: an idle peer gets an empty one (liveness) every livenessTicks. */
+  private readonly sentAtTick = new Map<NodeId, number>();
+  /** Ticks between liveness batches to a peer nothing else was sent to: electionTimeoutHeartbeatsMin per shortest election timeout. */
+  private readonly livenessTicks: number;
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
@@ -638,6 +642,7 @@ export class GroupHost implements GroupRegistry {
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
+    this.livenessTicks = Math.max(this.timing.heartbeatTicks, Math.floor(this.timing.electionTicksMin / electionTimeoutHeartbeatsMin));
     this.stopTicks = env.scheduler.every(raftTickMs, () => this.tick());
   }
 
@@ -701,13 +706,18 @@ export class GroupHost implements GroupRegistry {
     return [...peers].sort();
   }
 
-  /** One RaftBatch of coalesced heartbeats to every peer of a hosted group (and to any other with heartbeats queued). */
+  /**
+   * One RaftBatch of coalesced heartbeats to every peer that has some queued, and an empty
+   * one to each peer of a hosted group that was sent nothing for livenessTicks: a quiesced
+   * follower's only sign that its leader's node lives.
+   */
   private flushHeartbeats(): void {
     for (const peer of this.peersOfGroups) {
-      if (!this.heartbeats.has(peer)) this.heartbeats.set(peer, []);
+      if (!this.heartbeats.has(peer) && this.hostTicks - (this.sentAtTick.get(peer) ?? 0) >= this.livenessTicks) this.heartbeats.set(peer, []);
     }
     for (const [peer, heartbeats] of this.heartbeats) {
       this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: [], heartbeats }).finish());
+      this.sentAtTick.set(peer, this.hostTicks);
     }
     this.heartbeats.clear();
   }
@@ -822,6 +832,7 @@ export class GroupHost implements GroupRegistry {
     this.flushScheduled = false;
     for (const [peer, messages] of this.outbox) {
       if (messages.length === 0) continue;
+      this.sentAtTick.set(peer, this.hostTicks);
       let batch: ReturnType<typeof toWire>[] = [];
       let bytes = 0;
       for (const m of messages) {

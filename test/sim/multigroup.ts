@@ -13,7 +13,7 @@
 // elects a new leader within the usual bounds (quiesced followers learn of the death from
 // node liveness, not from missed heartbeats) and still holds every acknowledged proposal.
 
-import { electionTimeoutTicksMax, heartbeatIntervalTicks, raftTickMs } from '../../core/constants.js';
+import { electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, raftTickMs } from '../../core/constants.js';
 import { groupId, type GroupId, type NodeId } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { type Entry, Role } from '../../core/raft/types.js';
@@ -27,11 +27,14 @@ import type { DiskVariant } from './sim-disk.js';
 export const multiGroupCount = 64;
 /**
  * How soon after its leader's node dies a quiesced group must have a new leader: what a
- * group that never quiesced needs (its last heartbeat up to an interval before the crash,
- * the longest randomized election timeout, a pre-vote and a vote round, one more timeout
- * for a split vote), with room for the network's delays and the disks' fsyncs.
+ * group that never quiesced needs, with the node's liveness batch (sent at least
+ * electionTimeoutHeartbeatsMin times per shortest election timeout) in place of the
+ * group's heartbeat: the last one up to a liveness interval before the crash, the longest
+ * randomized election timeout, one more for a split vote or a pre-vote that reached a
+ * follower still inside its leader's lease, and room for the network's delays and fsyncs.
  */
-export const reelectionMsMax = heartbeatIntervalTicks * raftTickMs + 2 * electionTimeoutTicksMax * raftTickMs + 400;
+export const reelectionMsMax = Math.floor(electionTimeoutTicksMin / electionTimeoutHeartbeatsMin) * raftTickMs
+  + 2 * electionTimeoutTicksMax * raftTickMs + 400;
 const nodeCount = 5;
 const firstGroupId = 1_000_000;
 const enc = new TextEncoder();

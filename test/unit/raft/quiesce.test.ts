@@ -124,3 +124,17 @@ t.test('woken without silence, a follower still treats its leader as live (pre-v
   c.advance();
   t.end();
 });
+
+t.test('a late answer to a plain heartbeat does not wake a quiesced leader; an answer to the notice does', (t) => {
+  const net = settled();
+  const a = net.node(A);
+  t.ok(a.maybeQuiesce());
+  net.settle();
+  const term = a.status().term;
+  a.step(msg(MessageType.HeartbeatResp, B, A, term));
+  t.ok(a.quiesced, 'a plain heartbeat response leaves it quiesced');
+  t.notOk(a.hasReady(), 'and sends nothing');
+  a.step(msg(MessageType.HeartbeatResp, B, A, term, { context: quiesceContext }));
+  t.notOk(a.quiesced, 'a follower answering the notice (it could not quiesce) wakes it');
+  t.end();
+});
