@@ -676,8 +676,8 @@ export class GroupHost implements GroupRegistry {
 
   /**
    * A quiesced follower hears no heartbeats, so its leader's death shows only as the
-   * leader's node going silent: this node hears from every peer at least once per heartbeat
-   * interval (the coalesced batch is sent even when empty). After the shortest election
+   * leader's node going silent: this node hears from every peer of its groups at least every
+   * livenessTicks (an empty batch when nothing else goes there). After the shortest election
    * timeout of silence, such followers wake counting that silence as election time passed,
    * so they campaign (pre-vote first) when they would have without quiescence.
    */
