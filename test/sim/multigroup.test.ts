@@ -19,6 +19,7 @@ t.test(`${seeds} seeds of ${multiGroupCount} groups on 5 nodes: Raft invariants 
   let acked = 0;
   let crashes = 0;
   let installed = 0;
+  let reassembled = 0;
   const ledAfter: number[] = [];
   const reelected: number[] = [];
   let orphaned = 0;
@@ -29,6 +30,7 @@ t.test(`${seeds} seeds of ${multiGroupCount} groups on 5 nodes: Raft invariants 
     acked += r.acked;
     crashes += r.crashes;
     installed += r.snapshotsInstalled;
+    reassembled += r.snapshotsReassembled;
     if (r.allLedAfterMs >= 0) ledAfter.push(r.allLedAfterMs);
     if (r.reelectedAfterMs >= 0) reelected.push(r.reelectedAfterMs);
     orphaned += r.groupsOfCrashedLeader;
@@ -37,6 +39,7 @@ t.test(`${seeds} seeds of ${multiGroupCount} groups on 5 nodes: Raft invariants 
   t.comment(`idle: every replica quiesced; the busiest leader's ${orphaned} groups (sum over seeds) elected again within ${Math.max(0, ...reelected)} ms (max; bound ${reelectionMsMax} ms)`);
   t.ok(crashes > 0, 'the nemesis crashed nodes');
   t.ok(orphaned >= seeds * 10, 'the crashed idle leader led many quiesced groups');
+  t.ok(reassembled > 0, `snapshots travelled in chunks and were reassembled (${reassembled})`);
   t.ok(acked > seeds * 100, 'proposals were acknowledged across the groups');
 });
 
