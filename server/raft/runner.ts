@@ -661,6 +661,8 @@ export class GroupHost implements GroupRegistry {
   private readonly droppedGroups = new Set<GroupId>();
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
+  /** hostTicks when each peer's last well-formed Raft batch arrived: what quiesced followers count their leader's silence in. */
+  private readonly heardAtTick = new Map<NodeId, number>();
   /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
   private readonly heardAtMs = new Map<NodeId, number>();
   readonly log: Logger;
@@ -708,9 +710,15 @@ export class GroupHost implements GroupRegistry {
     if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
   }
 
-  /** Whole ticks since `peer`'s node was last heard, at most the longest election timeout. */
+  /**
+   * This host's ticks since `peer`'s node was last heard, at most the longest election
+   * timeout. In ticks, not milliseconds: an awake follower's election clock counts its own
+   * ticks, which run late when the process is starved of CPU; measured on the wall clock, a
+   * loaded machine's late timers read as silence and quiesced groups changed leaders.
+   */
   silentTicks(peer: NodeId): number {
-    return Math.min(this.timing.electionTicksMax, Math.floor(this.sinceHeardMs(peer) / raftTickMs));
+    const at = this.heardAtTick.get(peer);
+    return at === undefined ? this.timing.electionTicksMax : Math.min(this.timing.electionTicksMax, this.hostTicks - at);
   }
 
   /** A runner got input (a message, proposal, read, transfer): tick it again unless it stayed quiesced. */
@@ -726,10 +734,10 @@ export class GroupHost implements GroupRegistry {
    * so they campaign (pre-vote first) when they would have without quiescence.
    */
   private wakeFollowersOfSilentLeaders(): void {
-    const silentMsMin = this.timing.electionTicksMin * raftTickMs;
+    const silentTicksMin = this.timing.electionTicksMin;
     let anySilent = false;
     for (const p of this.peersOfGroups) {
-      if (this.sinceHeardMs(p) >= silentMsMin) {
+      if (this.silentTicks(p) >= silentTicksMin) {
         anySilent = true;
         break;
       }
@@ -739,8 +747,8 @@ export class GroupHost implements GroupRegistry {
       if (!g.raft.quiesced) continue;
       const leader = g.raft.leaderId;
       if (leader === '' || leader === this.nodeId) continue;
-      const silentMs = this.sinceHeardMs(leader);
-      if (silentMs >= silentMsMin) g.wake(this.silentTicks(leader));
+      const silent = this.silentTicks(leader);
+      if (silent >= silentTicksMin) g.wake(silent);
     }
   }
 
@@ -1032,6 +1040,7 @@ export class GroupHost implements GroupRegistry {
       heartbeats.push(hb);
     }
     this.heardAtMs.set(from, this.env.clock.nowMs());
+    this.heardAtTick.set(from, this.hostTicks);
     for (const c of batch.chunks) {
       const malformed = this.receiveChunk(from, c);
       if (malformed !== null) return malformed;
