@@ -84,6 +84,8 @@ export interface GroupStatus {
   readonly lastIndex: number;
   readonly voters: readonly string[];
   readonly learners: readonly string[];
+  /** The group is idle here: no ticks or heartbeats until something happens. */
+  readonly quiesced: boolean;
 }
 
 export interface NodeStatus {
@@ -195,7 +197,7 @@ export class Client {
       uptimeMs: Number(s.uptimeMs),
       groups: s.groups.map((g) => ({ group: g.group ?? 0, role: g.role ?? '', leaderId: g.leaderId ?? '', term: Number(g.term ?? 0),
         commit: Number(g.commit ?? 0), applied: Number(g.applied ?? 0), lastIndex: Number(g.lastIndex ?? 0), voters: g.voters ?? [],
-        learners: g.learners ?? [] })),
+        learners: g.learners ?? [], quiesced: g.quiesced === true })),
     };
   }
 

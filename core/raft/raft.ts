@@ -29,6 +29,14 @@
 //   storage. The snapshot is what lagging followers receive.
 // - ReadIndex contexts must be unique (include the node id); a duplicate or
 //   a read lost with a leader change is never answered: callers time out.
+// - Quiescence (CockroachDB's, for idle groups): maybeQuiesce() on a leader whose
+//   every follower has the whole log, with nothing pending, sends each a quiesce
+//   heartbeat (context quiesceContext, commit = last index) and stops ticking. A
+//   follower that has exactly that log quiesces on it without answering; one that
+//   does not answers it as a heartbeat, which wakes the leader. While quiesced,
+//   tick() does nothing; any other message, proposal, read or transfer wakes the
+//   replica. Nothing in here notices a dead leader while quiesced: the caller
+//   must (node liveness) and call wake() with the ticks since it last heard it.
 
 import { assert } from '../assert.js';
 import { logIndex, term as toTerm } from '../ids.js';
@@ -62,6 +70,8 @@ import type {
 
 /** Vote/PreVote context marking an election started by TimeoutNow: voters ignore their leader lease. */
 export const campaignTransferContext: Uint8Array = new TextEncoder().encode('CampaignTransfer');
+/** Heartbeat context marking a leader's quiesce notice: a caught-up follower quiesces on it instead of answering. */
+export const quiesceContext: Uint8Array = new TextEncoder().encode('Quiesce');
 
 interface ReadyInProgress {
   readonly entriesLast: number;
@@ -116,6 +126,9 @@ export class Raft implements RaftNode {
   /** The latest snapshot (ours or the leader's), sent to followers that fell behind compaction. */
   private snapshot: Snapshot | null;
 
+  /** No ticks, no heartbeats until something happens (see the contract above). */
+  private quiescent = false;
+
   private prevHard: HardState;
   private prevSoft: SoftState;
   private inProgress: ReadyInProgress | null = null;
@@ -154,12 +167,19 @@ export class Raft implements RaftNode {
   // ---------------------------------------------------------------- inputs
 
   tick(): void {
+    if (this.quiescent) return;
     this.tickRole();
   }
 
   step(m: Message): void {
     assert(m.to === this.id, `message for ${m.to} stepped into ${this.id}`);
     assert(m.from !== this.id, 'message from ourselves');
+    if (m.type === MessageType.Heartbeat && bytesEqual(m.context, quiesceContext) && this.quiesceOn(m)) return;
+    // A late answer to a plain heartbeat sent just before quiescing (it may share a batch
+    // with the notice) says nothing a quiesced leader needs; waking on it would cost another
+    // quiesce round. An answer to the notice (context quiesceContext) does wake it.
+    if (this.quiescent && m.type === MessageType.HeartbeatResp && m.term === this.term && m.context.length === 0) return;
+    if (this.quiescent) this.wake(0);
     if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = bytesEqual(m.context, campaignTransferContext);
@@ -200,6 +220,7 @@ export class Raft implements RaftNode {
   }
 
   propose(data: Uint8Array): ProposeOutcome {
+    if (this.quiescent) this.wake(0);
     const refused = this.refuseProposal();
     if (refused !== null) return refused;
     const e = this.appendLeaderEntry(EntryType.Normal, data);
@@ -207,6 +228,7 @@ export class Raft implements RaftNode {
   }
 
   proposeConfChange(change: ConfChange): ProposeOutcome {
+    if (this.quiescent) this.wake(0);
     const refused = this.refuseProposal();
     if (refused !== null) return refused;
     if (this.pendingConfIndex > this.log.applied) {
@@ -218,6 +240,7 @@ export class Raft implements RaftNode {
   }
 
   readIndex(context: Uint8Array): boolean {
+    if (this.quiescent) this.wake(0);
     if (this.role === Role.Leader) {
       this.leaderReadIndex(this.id, context);
       return true;
@@ -229,6 +252,7 @@ export class Raft implements RaftNode {
 
   transferLeadership(to: NodeId): void {
     if (this.role !== Role.Leader || to === this.id) return;
+    if (this.quiescent) this.wake(0);
     const pr = this.progress.get(to);
     if (pr === undefined || pr.isLearner) return;
     if (this.leadTransferee !== '') {
@@ -240,6 +264,59 @@ export class Raft implements RaftNode {
     this.electionElapsed = 0;
     if (pr.match === this.log.lastIndex()) this.send(MessageType.TimeoutNow, to, this.term, {});
     else this.sendAppend(to, true);
+  }
+
+  get quiesced(): boolean {
+    return this.quiescent;
+  }
+
+  /**
+   * Leader: quiesces when nothing is in motion (every follower and learner acknowledged the
+   * whole log, which is committed and applied; no read, transfer, conf change or output
+   * pending) and sends each follower a quiesce heartbeat. Returns whether it is quiesced.
+   */
+  maybeQuiesce(): boolean {
+    if (this.quiescent) return true;
+    if (this.role !== Role.Leader || this.inProgress !== null || this.hasReady()) return false;
+    const last = this.log.lastIndex();
+    if (this.leadTransferee !== '' || this.pendingReads.length > 0 || this.readOnly.size > 0) return false;
+    if (this.log.committed !== last || this.log.applied !== last || this.log.hasUnstable() || this.pendingConfIndex > this.log.applied) return false;
+    for (const id of this.peers) {
+      const pr = this.progress.get(id) as Progress;
+      if (pr.match !== last || pr.state !== ProgressState.Replicate) return false;
+    }
+    this.quiescent = true;
+    for (const id of this.peers) this.send(MessageType.Heartbeat, id, this.term, { commit: last, context: quiesceContext });
+    return true;
+  }
+
+  /**
+   * Ends quiescence. `silentTicks`: how long the caller has not heard from this replica's
+   * leader (its node liveness); a follower counts that much of its election timeout as
+   * passed, so it campaigns when it would have without quiescence, and no longer treats
+   * the leader as live when asked for a (pre-)vote. A leader restarts its check-quorum
+   * window with every follower counted active (they were, when it quiesced).
+   */
+  wake(silentTicks: number): void {
+    if (!this.quiescent) return;
+    this.quiescent = false;
+    if (this.role === Role.Leader) {
+      this.electionElapsed = 0;
+      this.heartbeatElapsed = 0;
+      for (const pr of this.progress.values()) pr.recentActive = true;
+    } else {
+      this.electionElapsed = Math.max(this.electionElapsed, silentTicks);
+    }
+  }
+
+  /** The leader this replica knows of ('' when none); status().leader without the copy. */
+  get leaderId(): NodeId | '' {
+    return this.lead;
+  }
+
+  /** The other members of the group (voters and learners), sorted; do not modify. */
+  get peerIds(): readonly NodeId[] {
+    return this.peers;
   }
 
   compact(index: LogIndex, data: Uint8Array): void {
@@ -366,6 +443,7 @@ export class Raft implements RaftNode {
     this.lead = '';
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.quiescent = false;
     const electionTicksMax = this.cfg.electionTicksMax ?? 2 * this.cfg.electionTicks;
     this.randomizedElectionTimeout = this.cfg.electionTicks + this.cfg.prng.int(0, electionTicksMax - this.cfg.electionTicks - 1);
     assert(
@@ -556,6 +634,20 @@ export class Raft implements RaftNode {
   }
 
   // ---------------------------------------------------------------- followers and candidates
+
+  /**
+   * A quiesce heartbeat: quiesce on it (and answer nothing) when it is from our leader in
+   * our term and our log ends exactly at its commit, which the leader only sends once we
+   * acknowledged that whole log, so ours is its. Otherwise it is stepped as a heartbeat.
+   */
+  private quiesceOn(m: Message): boolean {
+    if (m.term !== this.term || this.role !== Role.Follower || this.lead !== m.from) return false;
+    if (m.commit !== this.log.lastIndex() || this.log.hasUnstable()) return false;
+    this.log.commitTo(m.commit);
+    this.electionElapsed = 0;
+    this.quiescent = true;
+    return true;
+  }
 
   private stepFollower(m: Message): void {
     switch (m.type) {

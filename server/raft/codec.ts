@@ -5,6 +5,8 @@
 import { appendEntriesCountMax, raftMessageContextBytesMax } from '../../core/constants.js';
 import { type GroupId, groupId, logIndex, type NodeId, term } from '../../core/ids.js';
 import { type Entry, EntryType, type Message, MessageType, type Snapshot } from '../../core/raft/types.js';
+import { bytesEqual, newMessage } from '../../core/raft/message.js';
+import { quiesceContext } from '../../core/raft/raft.js';
 import { ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { wireNumber } from '../../protocol/wire-number.js';
 import { schema } from '../../protocol/index.js';
@@ -122,6 +124,34 @@ export function checkWire(w: dsync.RaftMessage.$Properties, from: NodeId, self: 
     if ((snap.voters ?? []).length === 0) return bad('a snapshot whose configuration has no voters');
   }
   return null;
+}
+
+type WireHeartbeat = ReturnType<typeof schema.RaftHeartbeat.create>;
+
+/**
+ * A heartbeat or heartbeat response that can travel coalesced (RaftHeartbeat): one without
+ * a read context (those carry a ReadIndex round and go at once) or a quiesce notice.
+ */
+export function coalescible(m: Message): boolean {
+  return (m.type === MessageType.Heartbeat || m.type === MessageType.HeartbeatResp)
+    && (m.context.length === 0 || bytesEqual(m.context, quiesceContext));
+}
+
+export function heartbeatToWire(group: GroupId, m: Message): WireHeartbeat {
+  return schema.RaftHeartbeat.create({ group, term: m.term, commit: m.commit, response: m.type === MessageType.HeartbeatResp,
+    quiesce: m.context.length > 0 });
+}
+
+/** The Raft message a coalesced heartbeat from `from` to `self` stands for, or a BAD_PAYLOAD error. */
+export function heartbeatFromWire(h: dsync.RaftHeartbeat.$Properties, from: NodeId, self: NodeId): { group: GroupId; message: Message } | ProtocolError {
+  const group = wireNumber(h.group);
+  const t = wireNumber(h.term);
+  const commit = wireNumber(h.commit);
+  if (!isCount(group) || !isCount(t) || !isCount(commit) || from === self) {
+    return new ProtocolError(ErrorCode.BAD_PAYLOAD, `malformed raft heartbeat from ${from}: group ${group}, term ${t}, commit ${commit}`, true);
+  }
+  const type = h.response === true ? MessageType.HeartbeatResp : MessageType.Heartbeat;
+  return { group: groupId(group), message: newMessage(type, from, self, t, { commit, ...(h.quiesce === true ? { context: quiesceContext } : {}) }) };
 }
 
 function isCount(v: number): boolean {

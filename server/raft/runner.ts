@@ -1,11 +1,14 @@
-// Drives Raft groups over the real transport and WAL: ticks from one timer,
-// peer messages batched per peer per turn across groups, persist-then-send,
+// Drives Raft groups over the real transport and WAL: ticks from one timer (idle
+// groups quiesce and are not ticked; a quiesced follower wakes when its leader's node
+// falls silent), peer messages batched per peer per turn across groups, heartbeats
+// coalesced per peer per heartbeat interval (that batch is also the node's liveness
+// signal, sent even when every group is quiet), persist-then-send,
 // committed entries applied to each group's state machine, waiting proposers
 // and linearizable readers answered. One GroupHost per node, one GroupRunner
 // per group.
 
 import { assert } from '../../core/assert.js';
-import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
+import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
   inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotAssemblyIdleMsMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
@@ -23,7 +26,7 @@ import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
 import { toPersistedState } from '../storage/wal.js';
 import { entryBytes } from '../storage/format.js';
 import { wireNumber } from '../../protocol/wire-number.js';
-import { checkWire, fromWire, toWire } from './codec.js';
+import { checkWire, coalescible, fromWire, heartbeatFromWire, heartbeatToWire, toWire } from './codec.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
 export interface StateMachine {
@@ -185,6 +188,7 @@ export class GroupRunner {
     }
     this.walBytesReserved += bytes;
     this.counts.proposals++;
+    this.host.noteAwake(this);
     this.schedule();
     return new Promise((resolve, reject) => {
       this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
@@ -203,6 +207,7 @@ export class GroupRunner {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE,
         `group ${this.group} cannot take a membership change right now (${outcome.reason}); retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
     }
+    this.host.noteAwake(this);
     this.schedule();
     return new Promise((resolve, reject) => {
       this.proposals.set(outcome.index, { term: outcome.term, resolve, reject });
@@ -213,6 +218,7 @@ export class GroupRunner {
   transferLeadership(to: NodeId): void {
     if (this.stopped) return;
     this.raft.transferLeadership(to);
+    this.host.noteAwake(this);
     this.schedule();
   }
 
@@ -245,7 +251,9 @@ export class GroupRunner {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'too many linearizable reads pending; retry shortly'));
     }
     const key = this.nextReadId++;
-    if (!this.raft.readIndex(encodeReadContext(this.host.env.bootNonce, key))) return Promise.reject(this.host.notLeader(this.group));
+    const asked = this.raft.readIndex(encodeReadContext(this.host.env.bootNonce, key));
+    this.host.noteAwake(this);
+    if (!asked) return Promise.reject(this.host.notLeader(this.group));
     this.schedule();
     return new Promise((resolve, reject) => {
       this.reads.set(key, { issuedTick: this.ticks, index: 0, resolve, reject });
@@ -254,7 +262,16 @@ export class GroupRunner {
 
   step(message: Message): void {
     if (this.stopped) return;
+    const leader = this.raft.leaderId;
+    // Quiesced, a follower's election clock stood still; woken by someone else's message (a
+    // peer's pre-vote), it counts its leader's node's silence instead, as it would have
+    // counted missed heartbeats: it grants once the leader is gone that long, not an
+    // election timeout after the first pre-vote.
+    if (this.raft.quiesced && message.from !== leader && leader !== '' && leader !== this.host.nodeId) {
+      this.raft.wake(this.host.silentTicks(leader));
+    }
     this.raft.step(message);
+    this.host.noteAwake(this);
     this.schedule();
   }
 
@@ -263,6 +280,22 @@ export class GroupRunner {
     this.ticks++;
     this.expireReads();
     this.raft.tick();
+    // A leader with nothing in flight here (the core checks its followers) quiesces.
+    if (this.role === Role.Leader && !this.readyInFlight && this.proposals.size === 0 && this.reads.size === 0
+      && this.readsAwaitingApply.length === 0) this.raft.maybeQuiesce();
+    this.schedule();
+  }
+
+  /** Nothing for the tick timer to do: the replica is quiesced and no read waits for its timeout here. */
+  get sleeping(): boolean {
+    return this.stopped || (this.raft.quiesced && this.reads.size === 0 && this.readsAwaitingApply.length === 0);
+  }
+
+  /** Ends quiescence: `silentTicks` since this node last heard from the group's leader (see Raft.wake). */
+  wake(silentTicks: number): void {
+    if (this.stopped) return;
+    this.raft.wake(silentTicks);
+    this.host.noteAwake(this);
     this.schedule();
   }
 
@@ -285,7 +318,7 @@ export class GroupRunner {
     const s = this.raft.status();
     return schema.GroupStatus.create({
       group: this.group, leaderId: s.leader, term: s.term, commit: s.commit, applied: this.appliedIndex, lastIndex: s.lastIndex,
-      role: roleNames[s.role], voters: [...s.conf.voters], learners: [...s.conf.learners],
+      role: roleNames[s.role], voters: [...s.conf.voters], learners: [...s.conf.learners], quiesced: this.raft.quiesced,
     });
   }
 
@@ -608,7 +641,19 @@ export interface GroupRegistry {
 /** Per node: the WAL, the tick timer, and the peer message batching shared by every group. */
 export class GroupHost implements GroupRegistry {
   readonly groups = new Map<GroupId, GroupRunner>();
+  /** The groups the tick timer ticks: all but the quiesced ones (GroupRunner.sleeping). */
+  private readonly awake = new Set<GroupRunner>();
+  /** Ticks of this host's timer: every heartbeatTicks-th one sends the coalesced heartbeats. */
+  private hostTicks = 0;
+  /** Every node that is a member of a group hosted here, recomputed each heartbeat interval. */
+  private peersOfGroups: NodeId[] = [];
   private readonly outbox = new Map<NodeId, ReturnType<typeof toWire>[]>();
+  /** Heartbeats and responses waiting for the next heartbeat interval, per peer (see RaftBatch in dsync.proto). */
+  private readonly heartbeats = new Map<NodeId, ReturnType<typeof heartbeatToWire>[]>();
+  /** hostTicks when each peer was last sent a batch: an idle peer gets an empty one (liveness) every livenessTicks. */
+  private readonly sentAtTick = new Map<NodeId, number>();
+  /** Ticks between liveness batches to a peer nothing else was sent to: electionTimeoutHeartbeatsMin per shortest election timeout. */
+  private readonly livenessTicks: number;
   private flushScheduled = false;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
@@ -616,6 +661,8 @@ export class GroupHost implements GroupRegistry {
   private readonly droppedGroups = new Set<GroupId>();
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
+  /** hostTicks when each peer's last well-formed Raft batch arrived: what quiesced followers count their leader's silence in. */
+  private readonly heardAtTick = new Map<NodeId, number>();
   /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
   private readonly heardAtMs = new Map<NodeId, number>();
   readonly log: Logger;
@@ -640,11 +687,92 @@ export class GroupHost implements GroupRegistry {
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
-    this.stopTicks = env.scheduler.every(raftTickMs, () => {
-      for (const g of this.groups.values()) g.tick();
-      if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
-      if (this.snapshotAssemblies.size > 0) this.dropStaleAssemblies();
-    });
+    this.livenessTicks = Math.max(this.timing.heartbeatTicks, Math.floor(this.timing.electionTicksMin / electionTimeoutHeartbeatsMin));
+    this.stopTicks = env.scheduler.every(raftTickMs, () => this.tick());
+  }
+
+  /**
+   * The node's one timer: ticks the groups that are awake, wakes quiesced followers whose
+   * leader's node fell silent, and every heartbeat interval sends each peer one batch with
+   * every group's heartbeats (empty when all are quiet: it is this node's liveness signal).
+   */
+  private tick(): void {
+    this.hostTicks++;
+    for (const g of this.awake) {
+      g.tick();
+      if (g.sleeping) this.awake.delete(g);
+    }
+    if (this.hostTicks % this.timing.heartbeatTicks === 0) {
+      this.peersOfGroups = this.computePeersOfGroups();
+      this.flushHeartbeats();
+    }
+    this.wakeFollowersOfSilentLeaders();
+    if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
+    if (this.snapshotAssemblies.size > 0) this.dropStaleAssemblies();
+  }
+
+  /**
+   * This host's ticks since `peer`'s node was last heard, at most the longest election
+   * timeout. In ticks, not milliseconds: an awake follower's election clock counts its own
+   * ticks, which run late when the process is starved of CPU; measured on the wall clock, a
+   * loaded machine's late timers read as silence and quiesced groups changed leaders.
+   */
+  silentTicks(peer: NodeId): number {
+    const at = this.heardAtTick.get(peer);
+    return at === undefined ? this.timing.electionTicksMax : Math.min(this.timing.electionTicksMax, this.hostTicks - at);
+  }
+
+  /** A runner got input (a message, proposal, read, transfer): tick it again unless it stayed quiesced. */
+  noteAwake(runner: GroupRunner): void {
+    if (!runner.sleeping) this.awake.add(runner);
+  }
+
+  /**
+   * A quiesced follower hears no heartbeats, so its leader's death shows only as the
+   * leader's node going silent: this node hears from every peer of its groups at least every
+   * livenessTicks (an empty batch when nothing else goes there). After the shortest election
+   * timeout of silence, such followers wake counting that silence as election time passed,
+   * so they campaign (pre-vote first) when they would have without quiescence.
+   */
+  private wakeFollowersOfSilentLeaders(): void {
+    const silentTicksMin = this.timing.electionTicksMin;
+    let anySilent = false;
+    for (const p of this.peersOfGroups) {
+      if (this.silentTicks(p) >= silentTicksMin) {
+        anySilent = true;
+        break;
+      }
+    }
+    if (!anySilent) return;
+    for (const g of this.groups.values()) {
+      if (!g.raft.quiesced) continue;
+      const leader = g.raft.leaderId;
+      if (leader === '' || leader === this.nodeId) continue;
+      const silent = this.silentTicks(leader);
+      if (silent >= silentTicksMin) g.wake(silent);
+    }
+  }
+
+  private computePeersOfGroups(): NodeId[] {
+    const peers = new Set<NodeId>();
+    for (const g of this.groups.values()) for (const p of g.raft.peerIds) peers.add(p);
+    return [...peers].sort();
+  }
+
+  /**
+   * One RaftBatch of coalesced heartbeats to every peer that has some queued, and an empty
+   * one to each peer of a hosted group that was sent nothing for livenessTicks: a quiesced
+   * follower's only sign that its leader's node lives.
+   */
+  private flushHeartbeats(): void {
+    for (const peer of this.peersOfGroups) {
+      if (!this.heartbeats.has(peer) && this.hostTicks - (this.sentAtTick.get(peer) ?? 0) >= this.livenessTicks) this.heartbeats.set(peer, []);
+    }
+    for (const [peer, heartbeats] of this.heartbeats) {
+      this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: [], heartbeats }).finish());
+      this.sentAtTick.set(peer, this.hostTicks);
+    }
+    this.heartbeats.clear();
   }
 
   get group0(): GroupRunner {
@@ -661,6 +789,7 @@ export class GroupHost implements GroupRegistry {
     for (const ch of this.nodeId) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0;
     const runner = new GroupRunner(group, this, sm, this.env.recovered.get(group), bootstrap, seed ^ this.env.seed);
     this.groups.set(group, runner);
+    this.awake.add(runner);
     if (group === 0) this.group0Runner = runner;
     return runner;
   }
@@ -673,6 +802,7 @@ export class GroupHost implements GroupRegistry {
     if (runner !== undefined) {
       runner.stop('the group was dropped from this node');
       this.groups.delete(group);
+      this.awake.delete(runner);
     }
     if (runner === undefined && !this.env.recovered.has(group)) return;
     this.storage.dropGroup(group).catch((err: unknown) => {
@@ -696,7 +826,18 @@ export class GroupHost implements GroupRegistry {
 
   send(group: GroupId, messages: readonly Message[]): void {
     if (messages.length === 0) return;
+    let queued = false;
     for (const m of messages) {
+      if (coalescible(m)) {
+        let beats = this.heartbeats.get(m.to);
+        if (beats === undefined) {
+          beats = [];
+          this.heartbeats.set(m.to, beats);
+        }
+        beats.push(heartbeatToWire(group, m));
+        continue;
+      }
+      queued = true;
       let queue = this.outbox.get(m.to);
       if (queue === undefined) {
         queue = [];
@@ -704,7 +845,7 @@ export class GroupHost implements GroupRegistry {
       }
       queue.push(toWire(group, m));
     }
-    if (!this.flushScheduled) {
+    if (queued && !this.flushScheduled) {
       this.flushScheduled = true;
       this.env.scheduler.defer(this.flushBound);
     }
@@ -744,6 +885,7 @@ export class GroupHost implements GroupRegistry {
     this.flushScheduled = false;
     for (const [peer, messages] of this.outbox) {
       if (messages.length === 0) continue;
+      this.sentAtTick.set(peer, this.hostTicks);
       let batch: ReturnType<typeof toWire>[] = [];
       let bytes = 0;
       for (const m of messages) {
@@ -903,11 +1045,19 @@ export class GroupHost implements GroupRegistry {
       const malformed = checkWire(w, from, this.nodeId);
       if (malformed !== null) return malformed;
     }
+    const heartbeats: { group: GroupId; message: Message }[] = [];
+    for (const h of batch.heartbeats) {
+      const hb = heartbeatFromWire(h, from, this.nodeId);
+      if (hb instanceof ProtocolError) return hb;
+      heartbeats.push(hb);
+    }
     this.heardAtMs.set(from, this.env.clock.nowMs());
+    this.heardAtTick.set(from, this.hostTicks);
     for (const c of batch.chunks) {
       const malformed = this.receiveChunk(from, c);
       if (malformed !== null) return malformed;
     }
+    for (const { group, message } of heartbeats) this.groups.get(group)?.step(message);
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
       const runner = this.groups.get(group);

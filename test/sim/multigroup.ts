@@ -8,8 +8,12 @@
 // (checkAllGroups: election and vote safety, log matching, leader completeness,
 // committed entries durable on a majority of the group's replicas). After healing:
 // every group elects a leader, and every replica of every group applies every
-// acknowledged proposal, all in the same order.
+// acknowledged proposal, all in the same order. Then, idle: every group quiesces (no
+// ticks, no heartbeats), the node leading the most groups crashes, and every group it led
+// elects a new leader within the usual bounds (quiesced followers learn of the death from
+// node liveness, not from missed heartbeats) and still holds every acknowledged proposal.
 
+import { electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, raftTickMs } from '../../core/constants.js';
 import { groupId, type GroupId, type NodeId } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { type Entry, Role } from '../../core/raft/types.js';
@@ -21,6 +25,16 @@ import { SimCluster, type SimNode } from './sim-cluster.js';
 import type { DiskVariant } from './sim-disk.js';
 
 export const multiGroupCount = 64;
+/**
+ * How soon after its leader's node dies a quiesced group must have a new leader: what a
+ * group that never quiesced needs, with the node's liveness batch (sent at least
+ * electionTimeoutHeartbeatsMin times per shortest election timeout) in place of the
+ * group's heartbeat: the last one up to a liveness interval before the crash, the longest
+ * randomized election timeout, one more for a split vote or a pre-vote that reached a
+ * follower still inside its leader's lease, and room for the network's delays and fsyncs.
+ */
+export const reelectionMsMax = Math.floor(electionTimeoutTicksMin / electionTimeoutHeartbeatsMin) * raftTickMs
+  + 2 * electionTimeoutTicksMax * raftTickMs + 400;
 const nodeCount = 5;
 const firstGroupId = 1_000_000;
 const enc = new TextEncoder();
@@ -88,6 +102,11 @@ export interface MultiGroupResult {
   /** Leaderless groups right after healing, and simulated ms until every group had a leader again. */
   readonly leaderlessAtHeal: number;
   readonly allLedAfterMs: number;
+  /** Replicas of test groups quiesced once idle (of multiGroupCount x 3), and the groups the crashed leader led. */
+  readonly quiescedReplicas: number;
+  readonly groupsOfCrashedLeader: number;
+  /** Simulated ms from that crash until every group it led had a new leader (-1: not reached). */
+  readonly reelectedAfterMs: number;
 }
 
 /** One seed: proposals under faults for faultPhaseMs, heal, then check liveness and that nothing acknowledged is missing. */
@@ -105,6 +124,9 @@ export async function runMultiGroupSeed(seed: number, faultPhaseMs = 3_000, disk
   let result: { property: string; error: string } = { property: '', error: '' };
   let leaderlessAtHeal = 0;
   let allLedAfterMs = -1;
+  let quiescedReplicas = 0;
+  let groupsOfCrashedLeader = 0;
+  let reelectedAfterMs = -1;
 
   const machineOf = (node: SimNode, g: GroupId): LogMachine | undefined => (node.services[0] as GroupsService | undefined)?.machines.get(g);
   const leaderOf = (i: number): SimNode | null => {
@@ -155,6 +177,46 @@ export async function runMultiGroupSeed(seed: number, faultPhaseMs = 3_000, disk
     c.world.at(p.int(100, 400), nemesis);
   };
 
+  const quiescedCount = (): number => {
+    let n = 0;
+    for (const [i, g] of groups.entries()) {
+      for (const r of replicasOf(i)) if (c.node(r).host?.groups.get(g)?.raft.quiesced === true) n++;
+    }
+    return n;
+  };
+
+  /** Idle until every group quiesces, then crash the node leading most of them: each must elect again, losing nothing. */
+  const crashIdleLeader = async (): Promise<{ property: string; error: string }> => {
+    const everyReplica = multiGroupCount * 3;
+    await c.world.runUntil(() => quiescedCount() === everyReplica, 5_000);
+    quiescedReplicas = quiescedCount();
+    if (quiescedReplicas < everyReplica) {
+      return { property: 'quiescence', error: `${everyReplica - quiescedReplicas} of ${everyReplica} replicas still awake after 5 s idle` };
+    }
+    const ledBy = (r: number): number[] => groups.map((_, i) => i).filter((i) => leaderOf(i) === c.node(r));
+    let victim = 0;
+    for (let r = 1; r < nodeCount; r++) if (ledBy(r).length > ledBy(victim).length) victim = r;
+    const orphaned = ledBy(victim);
+    groupsOfCrashedLeader = orphaned.length;
+    c.crash(victim);
+    const crashedAt = c.nowMs;
+    await c.world.runUntil(() => orphaned.every((i) => leaderOf(i) !== null), 20_000);
+    if (!orphaned.every((i) => leaderOf(i) !== null)) {
+      return { property: 'liveness', error: `${orphaned.filter((i) => leaderOf(i) === null).length} quiesced groups of the crashed ${c.node(victim).id} never elected again` };
+    }
+    reelectedAfterMs = c.nowMs - crashedAt;
+    if (reelectedAfterMs > reelectionMsMax) {
+      return { property: 'liveness', error: `quiesced groups took ${reelectedAfterMs} ms to elect after their leader died (bound ${reelectionMsMax} ms)` };
+    }
+    for (const i of orphaned) {
+      const leader = leaderOf(i) as SimNode;
+      const m = machineOf(leader, groups[i] as GroupId);
+      const missing = [...(acked[i] ?? [])].filter((v) => m === undefined || !m.applied.includes(v));
+      if (missing.length > 0) return { property: 'lost', error: `group ${groups[i]}: the new leader lacks ${missing.length} acknowledged proposals` };
+    }
+    return { property: '', error: '' };
+  };
+
   try {
     c.world.at(50, propose);
     c.world.at(200, nemesis);
@@ -193,9 +255,11 @@ export async function runMultiGroupSeed(seed: number, faultPhaseMs = 3_000, disk
       }
     }
     if (result.property === '' && acked.every((s) => s.size === 0)) result = { property: 'liveness', error: 'nothing was acknowledged' };
+    if (result.property === '') result = await crashIdleLeader();
   } catch (err) {
     result = failureOf(err);
   }
   return { seed, ok: result.property === '', ...result, profile, acked: acked.reduce((a, s) => a + s.size, 0), crashes: c.stats.crashes,
-    snapshotsInstalled: c.statsNow().snapshotsInstalled, snapshotsReassembled: c.statsNow().snapshotsReassembled, leaderlessAtHeal, allLedAfterMs };
+    snapshotsInstalled: c.statsNow().snapshotsInstalled, snapshotsReassembled: c.statsNow().snapshotsReassembled, leaderlessAtHeal, allLedAfterMs,
+    quiescedReplicas, groupsOfCrashedLeader, reelectedAfterMs };
 }

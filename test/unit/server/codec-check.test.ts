@@ -10,7 +10,9 @@ import { groupId, logIndex, nodeId, term } from '../../../core/ids.js';
 import { type Message, MessageType } from '../../../core/raft/types.js';
 import { ErrorCode, ProtocolError } from '../../../protocol/errors.js';
 import { schema } from '../../../protocol/index.js';
-import { checkWire, toWire } from '../../../server/raft/codec.js';
+import { checkWire, coalescible, heartbeatFromWire, heartbeatToWire, toWire } from '../../../server/raft/codec.js';
+import { newMessage } from '../../../core/raft/message.js';
+import { quiesceContext } from '../../../core/raft/raft.js';
 import type { dsync } from '../../../protocol/generated/dsync.js';
 
 type Wire = dsync.RaftMessage.$Properties;
@@ -81,4 +83,31 @@ t.test('each malformed peer message is refused with a fatal BAD_PAYLOAD naming t
     t.ok(err instanceof ProtocolError && err.code === ErrorCode.BAD_PAYLOAD && err.fatal, `${what}: refused`);
     t.match(err?.message ?? '', why, `${what}: says why`);
   }
+});
+
+t.test('coalesced heartbeats: round trip of plain ones, responses and quiesce notices; bad numbers refused', (t) => {
+  const viaBatch = (h: dsync.RaftHeartbeat.$Properties): dsync.RaftHeartbeat.$Properties => {
+    const b = schema.RaftBatch.decode(schema.RaftBatch.encode({ messages: [], heartbeats: [h] }).finish());
+    return b.heartbeats[0] as dsync.RaftHeartbeat.$Properties;
+  };
+  const cases: Message[] = [
+    newMessage(MessageType.Heartbeat, peer, self, 7, { commit: 40 }),
+    newMessage(MessageType.HeartbeatResp, peer, self, 7),
+    newMessage(MessageType.Heartbeat, peer, self, 7, { commit: 41, context: quiesceContext }),
+    newMessage(MessageType.HeartbeatResp, peer, self, 7, { context: quiesceContext }),
+  ];
+  for (const m of cases) {
+    t.ok(coalescible(m), `type ${m.type} (context ${m.context.length} bytes) travels coalesced`);
+    const back = heartbeatFromWire(viaBatch(heartbeatToWire(groupId(3), m)), peer, self);
+    if (back instanceof ProtocolError) throw back;
+    t.equal(back.group, 3);
+    t.same(back.message, m, 'the same Raft message comes out');
+  }
+  t.notOk(coalescible(newMessage(MessageType.Heartbeat, peer, self, 7, { context: new Uint8Array([9, 9]) })), 'a heartbeat carrying a read context goes at once');
+  t.notOk(coalescible(newMessage(MessageType.App, peer, self, 7)), 'appends are never coalesced');
+  const tooBig = heartbeatFromWire(viaBatch({ group: 3, term: 2 ** 60, commit: 1 }), peer, self);
+  t.ok(tooBig instanceof ProtocolError && tooBig.code === ErrorCode.BAD_PAYLOAD && tooBig.fatal, 'a term beyond a safe integer is a fatal BAD_PAYLOAD');
+  const fromSelf = heartbeatFromWire({ group: 3, term: 2, commit: 1 }, self, self);
+  t.ok(fromSelf instanceof ProtocolError, 'a heartbeat from this node itself is refused');
+  t.end();
 });

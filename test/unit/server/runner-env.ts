@@ -9,7 +9,7 @@ import type { Entry, HardState, Snapshot } from '../../../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../../../protocol/errors.js';
 import { Logger } from '../../../server/node/log.js';
 import { GroupHost, type GroupHostEnv, type GroupRunner, type RaftStorage, type StateMachine } from '../../../server/raft/runner.js';
-import type { Cancel, Scheduler } from '../../../server/runtime.js';
+import type { Cancel, MonotonicClock, Scheduler } from '../../../server/runtime.js';
 
 /** Storage whose every append is durable the moment it returns. */
 export class InstantStorage implements RaftStorage {
@@ -100,7 +100,7 @@ export function nonce(fill: number): Uint8Array {
   return new Uint8Array(readContextNonceBytes).fill(fill);
 }
 
-export function testHost(opts: { id?: string; bootNonce?: Uint8Array; storage?: InstantStorage; clock?: { nowMs(): number } } = {}): TestHost {
+export function testHost(opts: { id?: string; bootNonce?: Uint8Array; storage?: InstantStorage; clock?: MonotonicClock } = {}): TestHost {
   const storage = opts.storage ?? new InstantStorage();
   const scheduler = new ManualScheduler();
   const fatals: string[] = [];
