@@ -221,6 +221,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
     topicDefaults: config.topicDefaults,
+    ...(config.queueNodeDownMs === undefined ? {} : { nodeDownMs: config.queueNodeDownMs }),
   }, canaries)];
   const sm = new Group0StateMachine();
   registerServices(list, sm);
