@@ -8,7 +8,11 @@
 // them, resets the client's connections (answers in flight are lost) and cuts the client
 // from a node; peer messages are dropped (at least 1% of them), duplicated and delayed.
 // Consumers sometimes die before processing a batch (never acked: the deadline
-// redelivers it). After healing, the consumers drain the topic and the shared queue
+// redelivers it). Membership changes (clusters of 4 or 5 nodes): the queue's voters start
+// without the last node, which joins during the faults, and with 5 nodes one of the
+// others leaves later; group 0's leader then moves partitions onto the new node and off
+// the one that left (core/queue/rebalance.ts), their leaders walking each group there by
+// learner, promotion and removal while publishes and fetches go on. After healing, the consumers drain the topic and the shared queue
 // checker (test/checker/queue-accounting.ts) reads the history:
 // - lost: a publish the service acknowledged is never delivered to the group;
 // - unexpected: a delivery of a value that was never published;
@@ -50,6 +54,9 @@ export interface QueueSeedResult {
   readonly resets: number;
   readonly snapshotsInstalled: number;
   readonly snapshotsSaved: number;
+  /** Partition moves group 0 applied (epochs summed over the partitions), and how many were not settled at the end. */
+  readonly moves: number;
+  readonly movesUnsettled: number;
   /** Virtual ms the seed ran (bootstrap, faults, drain) and the events it took. */
   readonly virtualMs: number;
   readonly events: number;
@@ -91,7 +98,9 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   const drainMs = opts.drainMs ?? 30_000;
   const profiled = runnerProfile(seed, {});
   const holder: { cluster: SimCluster | null } = { cluster: null };
-  const voters = (): string[] => (holder.cluster?.nodes ?? []).map((n) => n.id).sort();
+  // The queue's voters (group 0's voters on a real node); the membership changes below edit them.
+  let members: string[] | null = null;
+  const voters = (): string[] => [...(members ?? (holder.cluster?.nodes ?? []).map((n) => n.id))].sort();
   // Wall clocks (deadlines, ready times, timestamps) are NTP-close: the virtual time plus a
   // per-node offset within +-100 ms. (A node's monotonic clock - node.time - starts anywhere
   // in 0-100 s; used as the wall clock, a new leader up to 100 s behind holds redeliveries
@@ -105,6 +114,8 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   const network = { ...profiled.cluster.network, dropProb: Math.max(0.01, profiled.cluster.network.dropProb) };
   const c = new SimCluster({ ...profiled.cluster, network, nodeCount: Math.max(3, profiled.cluster.nodeCount), snapshotEntries: 12, services });
   holder.cluster = c;
+  const allIds = c.nodes.map((node) => node.id);
+  if (allIds.length >= 4) members = allIds.slice(0, -1);
   c.traceEnabled = opts.trace === true;
   const n = c.opts.network;
   const profile = `nodes=${c.nodes.length} drop=${n.dropProb} dup=${n.dupProb} delay<=${n.delayMsMax}ms fsync<=${c.opts.fsyncMsMax}ms skew=${c.opts.clockSkew}`;
@@ -247,6 +258,20 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
     await created;
     phasesMs.push(c.world.nowMs);
     c.world.at(100, nemesis);
+    if (allIds.length >= 4) {
+      const joinAtMs = p.int(200, Math.max(300, Math.floor(faultPhaseMs / 2)));
+      c.world.at(joinAtMs, () => {
+        members = allIds;
+        c.note(`membership: ${allIds[allIds.length - 1]} joins the queue's voters`);
+      });
+      if (allIds.length >= 5) {
+        const leaving = allIds[p.int(0, allIds.length - 2)] as string;
+        c.world.at(joinAtMs + p.int(200, Math.max(300, Math.floor(faultPhaseMs / 2))), () => {
+          members = allIds.filter((id) => id !== leaving);
+          c.note(`membership: ${leaving} leaves the queue's voters`);
+        });
+      }
+    }
     let publishers = 0;
     for (let part = 0; part < partitions; part++) void publish(part).finally(() => { publishers++; });
     let consumers = 0;
@@ -279,7 +304,21 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   const trace = opts.trace !== true ? [] : [...c.trace, ...history.map((o) => JSON.stringify(o)), ...c.nodes.flatMap((node) => node.services.flatMap((svc) =>
     svc instanceof QueueService ? svc.topics.table.list().flatMap((t) => t.placement.map((_r, i) => `${node.id} p${i}: ${JSON.stringify(
       [...(svc as unknown as { hosted: Map<number, { index: number; topic: { name: string }; machine: { partition: { toSnapshot(): unknown } } }> }).hosted.values()].find((h) => h.index === i && h.topic.name === t.name)?.machine.partition.toSnapshot())}`)) : []))];
-  return { trace, seed, ok: result.property === '', ...result, profile, acked: acked.size, delivered: checked.stats.deliveries, redeliveries: checked.stats.redeliveries,
+  // What group 0 applied, as the most advanced node that is up knows it.
+  let moves = 0;
+  let movesUnsettled = 0;
+  for (const node of c.nodes) {
+    for (const svc of node.services) {
+      if (!(svc instanceof QueueService)) continue;
+      const t = svc.topics.table.get(topic);
+      if (t === undefined) continue;
+      const applied = t.epochs.reduce((a, b) => a + b, 0);
+      if (applied < moves) continue;
+      moves = applied;
+      movesUnsettled = t.hosts.filter((h, i) => h.length !== (t.placement[i]?.length ?? 0)).length;
+    }
+  }
+  return { trace, seed, ok: result.property === '', ...result, profile, moves, movesUnsettled, acked: acked.size, delivered: checked.stats.deliveries, redeliveries: checked.stats.redeliveries,
     duplicates: checked.stats.duplicates, crashes: c.stats.crashes, resets: net.resets, snapshotsInstalled: c.statsNow().snapshotsInstalled,
     snapshotsSaved: c.statsNow().snapshotsSaved, virtualMs: c.world.nowMs, events: c.world.eventsRun, phasesMs };
 }
