@@ -39,6 +39,31 @@ import { failureOf } from './common.js';
 import { runnerProfile } from './runner-sim.js';
 import { ClientNet, clientClock, simAddress } from './sim-client.js';
 import { SimCluster, type SimNode } from './sim-cluster.js';
+import { EntryKind, frameEntry, type SubMachine } from '../../server/raft/group0.js';
+import type { Service } from '../../server/services/service.js';
+
+/**
+ * The queue's voters in the simulation: group 0 state, as the members table is on a real
+ * node, so every replica applies a topic's create (its placement) and a move with the
+ * voters as of that entry. Entries carry the whole list (JSON).
+ */
+class SimVoters implements SubMachine {
+  constructor(public voters: string[]) {}
+  apply(_entry: unknown, body: Uint8Array): null {
+    this.voters = JSON.parse(dec.decode(body)) as string[];
+    return null;
+  }
+  snapshot(): string[] {
+    return [...this.voters];
+  }
+  restore(state: unknown): void {
+    this.voters = [...(state as string[])];
+  }
+}
+
+function simVotersService(machine: SimVoters): Service {
+  return { name: 'sim-voters', opcodes: { min: 900, max: 999 }, group0: { kind: EntryKind.Members, machine }, start: () => {}, stop: () => {} };
+}
 
 export interface QueueSeedResult {
   readonly seed: number;
@@ -98,24 +123,43 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   const drainMs = opts.drainMs ?? 30_000;
   const profiled = runnerProfile(seed, {});
   const holder: { cluster: SimCluster | null } = { cluster: null };
-  // The queue's voters (group 0's voters on a real node); the membership changes below edit them.
-  let members: string[] | null = null;
-  const voters = (): string[] => [...(members ?? (holder.cluster?.nodes ?? []).map((n) => n.id))].sort();
+  // The queue's voters (group 0's voters on a real node): group 0 state (SimVoters); the
+  // membership changes below propose new lists. With 4 or 5 nodes the last starts outside.
+  const nodeCount = Math.max(3, profiled.cluster.nodeCount);
+  const allIds = Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`);
+  const initialVoters = nodeCount >= 4 ? allIds.slice(0, -1) : allIds;
   // Wall clocks (deadlines, ready times, timestamps) are NTP-close: the virtual time plus a
   // per-node offset within +-100 ms. (A node's monotonic clock - node.time - starts anywhere
   // in 0-100 s; used as the wall clock, a new leader up to 100 s behind holds redeliveries
   // back that long, which partition.ts accepts: deadlines assume clocks shared closely.)
-  const services = (node: SimNode): QueueService[] => [new QueueService({
-    hash, voters: () => voters() as never, storage: memoryPartitionStorage, wallClockMs: () => wallEpochMs + c.world.nowMs + (node.clockOffsetMs % 201) - 100,
+  const services = (node: SimNode): Service[] => {
+    const voters = new SimVoters(initialVoters);
+    return [simVotersService(voters), new QueueService({
+    hash, voters: () => [...voters.voters].sort() as never, storage: memoryPartitionStorage, wallClockMs: () => wallEpochMs + c.world.nowMs + (node.clockOffsetMs % 201) - 100,
     ...(opts.canary === undefined ? {} : { canary: opts.canary }),
   })];
+  };
   // At least 3 nodes, partitions of 3 replicas; snapshots every few entries so install-snapshot runs;
   // peer messages always lossy (the profile's rate, at least 1%).
   const network = { ...profiled.cluster.network, dropProb: Math.max(0.01, profiled.cluster.network.dropProb) };
-  const c = new SimCluster({ ...profiled.cluster, network, nodeCount: Math.max(3, profiled.cluster.nodeCount), snapshotEntries: 12, services });
+  const c = new SimCluster({ ...profiled.cluster, network, nodeCount, snapshotEntries: 12, services });
   holder.cluster = c;
-  const allIds = c.nodes.map((node) => node.id);
-  if (allIds.length >= 4) members = allIds.slice(0, -1);
+  /** Proposes the queue's voters through group 0's leader until some node applied them (retried: leaders change, entries get lost). */
+  const changeVoters = (next: string[], why: string, then: () => void = () => {}): void => {
+    const applied = (): boolean => c.nodes.some((node) => node.up && node.services.some((svc) => svc.name === 'sim-voters'
+      && ((svc as unknown as { group0: { machine: SimVoters } }).group0.machine.voters.join() === next.join())));
+    const attempt = (): void => {
+      if (applied()) {
+        c.note(`membership: ${why}`);
+        then();
+        return;
+      }
+      const leader = c.leader();
+      if (leader !== null) leader.group0.propose(frameEntry(EntryKind.Members, enc.encode(JSON.stringify(next)))).catch(() => {});
+      c.world.at(100, attempt);
+    };
+    attempt();
+  };
   c.traceEnabled = opts.trace === true;
   const n = c.opts.network;
   const profile = `nodes=${c.nodes.length} drop=${n.dropProb} dup=${n.dupProb} delay<=${n.delayMsMax}ms fsync<=${c.opts.fsyncMsMax}ms skew=${c.opts.clockSkew}`;
@@ -260,17 +304,12 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
     c.world.at(100, nemesis);
     if (allIds.length >= 4) {
       const joinAtMs = p.int(200, Math.max(300, Math.floor(faultPhaseMs / 2)));
-      c.world.at(joinAtMs, () => {
-        members = allIds;
-        c.note(`membership: ${allIds[allIds.length - 1]} joins the queue's voters`);
-      });
-      if (allIds.length >= 5) {
-        const leaving = allIds[p.int(0, allIds.length - 2)] as string;
-        c.world.at(joinAtMs + p.int(200, Math.max(300, Math.floor(faultPhaseMs / 2))), () => {
-          members = allIds.filter((id) => id !== leaving);
-          c.note(`membership: ${leaving} leaves the queue's voters`);
-        });
-      }
+      // With 5 nodes one of the first four leaves some time after the join applied (one change at a time).
+      const leaving = allIds.length >= 5 ? allIds[p.int(0, allIds.length - 2)] as string : null;
+      const leaveAfterMs = p.int(200, Math.max(300, Math.floor(faultPhaseMs / 2)));
+      c.world.at(joinAtMs, () => changeVoters(allIds, `${allIds[allIds.length - 1]} joined the queue's voters`, () => {
+        if (leaving !== null) c.world.at(leaveAfterMs, () => changeVoters(allIds.filter((id) => id !== leaving), `${leaving} left the queue's voters`));
+      }));
     }
     let publishers = 0;
     for (let part = 0; part < partitions; part++) void publish(part).finally(() => { publishers++; });

@@ -334,7 +334,7 @@ export class QueueService implements Service {
         h.moveStepping = true;
         this.moveCounts.steps++;
         this.node.log.info('queue partition membership step', { topic: h.topic.name, partition: h.index, step: step.kind, node: step.node,
-          epoch: h.topic.epochs[h.index] ?? 0 });
+          epoch: h.topic.epochs[h.index] ?? 0, voters: status.conf.voters.join(','), learners: status.conf.learners.join(','), wanted: wanted.join(',') });
         h.runner.proposeConfChange({ type, node: step.node }).then(() => undefined, (err: unknown) => {
           this.node.log.debug('partition membership step failed', { topic: h.topic.name, partition: h.index, step: step.kind, err: String(err) });
         }).finally(() => { h.moveStepping = false; });
@@ -522,7 +522,11 @@ export class QueueService implements Service {
   }
 
   private notLeader(h: Hosted): DsyncError {
-    return this.node.notLeader(`partition ${h.index} of topic ${h.topic.name}`, h.runner.leader);
+    // No leader known here (e.g. this replica was removed by a move and hears nobody): name the
+    // placement's preferred replica rather than answer UNAVAILABLE, so clients move on.
+    const preferred = h.topic.placement[h.index]?.[0] ?? '';
+    const hint = h.runner.leader !== '' ? h.runner.leader : preferred !== this.node.nodeId ? preferred : '';
+    return this.node.notLeader(`partition ${h.index} of topic ${h.topic.name}`, hint);
   }
 
   /** After every applied entry, on every replica. */
