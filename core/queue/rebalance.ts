@@ -13,8 +13,11 @@
 //   group 0's leader has not heard for the node-down time, is replaced by the least loaded
 //   spare voter (live, not already a replica, not retired from that partition); several in
 //   one move if needed. A partition with a move under way can be re-aimed this way too (its
-//   target died), never for balance. Then, while the most and least loaded live voters
-//   differ by more than one replica, one replica moves from the first to the second.
+//   target died), never for balance. Then, while some live voter's replica count is
+//   more than one off the mean (a node joined, or took a node's share when it left) and
+//   the most and least loaded differ by more than one, one replica moves from the most to
+//   the least loaded. The band leaves alone what the ring's bounded placement gives a new
+//   topic (counts a little apart), so creating a topic does not start moves.
 // - Bounded: at most movesMax partitions have a move under way in the whole cluster; a
 //   partition only starts a new move when its last one settled (re-aiming aside).
 // - The new node takes the replaced one's position in the set, so a partition whose
@@ -111,10 +114,17 @@ export function planMoves(input: RebalanceInput): PlannedMove[] {
     });
   }
 
-  // Balance: from the most to the least loaded live voter, one replica at a time.
+  // Balance: from the most to the least loaded live voter, one replica at a time, while someone is out of the band.
+  const total = [...load.values()].reduce((a, b) => a + b, 0);
+  const mean = live.length === 0 ? 0 : total / live.length;
+  const bandLow = Math.floor(mean) - 1;
+  const bandHigh = Math.ceil(mean) + 1;
   for (;;) {
     if (underWay >= input.movesMax) break;
     const order = [...live].sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || byId(a, b));
+    const lowest = load.get(order[0] as NodeId) ?? 0;
+    const highest = load.get(order[order.length - 1] as NodeId) ?? 0;
+    if (lowest >= bandLow && highest <= bandHigh) break;
     let planned = false;
     for (let hi = order.length - 1; hi >= 0 && !planned; hi--) {
       const from = order[hi] as NodeId;

@@ -4,8 +4,8 @@
 // dead-letter topic, as many again: 24 replicas, 8 per node); 2 producers publish and 2
 // consumers of one group consume and ack the whole time; a 4th node starts with --join,
 // becomes a voter, and group 0's leader moves partitions onto it (learner, catch up,
-// promote, remove the old replica) until every node holds 6 replicas and every move
-// has settled. Then the producers stop and every acknowledged publish must be consumed
+// promote, remove the old replica) until every node holds 5 to 7 replicas (within one
+// of the mean) and every move has settled. Then the producers stop and every acknowledged publish must be consumed
 // (duplicates counted and printed, not failed); the new node must be a voter of the
 // groups placed on it, and the nodes a partition left must have dropped its group.
 // Small for CI (QUEUE_MOVES_MESSAGES caps the publishes, default 6,000; the producers
@@ -98,16 +98,16 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
   const ackedAtJoin = producers.reduce((n, p) => n + p.acked.size, 0);
   await n4.start();
   await waitUntil('n4 to be a voter', async () => ((await admin.cluster.members()).some((m) => m.id === 'n4' && m.role === 'voter') ? true : null), 30_000);
-  const settled = await waitUntil('every move to settle with 6 replicas per node', async () => {
+  const settled = await waitUntil('every move to settle with 5-7 replicas per node', async () => {
     const infos = [await admin.topics.info('moving'), await admin.topics.info('moving.dlq')];
     const load = loads(infos);
     const moving = infos.some((i) => i.partitionList.some((p) => p.hosts !== undefined));
-    return !moving && ['n1', 'n2', 'n3', 'n4'].every((n) => load.get(n) === 6) ? infos : null;
+    return !moving && ['n1', 'n2', 'n3', 'n4'].every((n) => (load.get(n) ?? 0) >= 5 && (load.get(n) ?? 0) <= 7) ? infos : null;
   }, movesTimeoutMs);
   const ackedAtSettle = producers.reduce((n, p) => n + p.acked.size, 0);
   t.ok(ackedAtSettle > ackedAtJoin, `publishes went on during the moves (${ackedAtJoin} acknowledged at the join, ${ackedAtSettle} once settled)`);
   const movedTo4 = settled.flatMap((i) => i.partitionList.filter((p) => p.replicas.includes('n4')).map((p) => ({ topic: i.name, ...p })));
-  t.equal(movedTo4.length, 6, `6 partition replicas moved to n4: ${movedTo4.map((p) => `${p.topic}/${p.index}@${p.epoch}`).join(' ')}`);
+  t.ok(movedTo4.length >= 5, `${movedTo4.length} partition replicas moved to n4: ${movedTo4.map((p) => `${p.topic}/${p.index}@${p.epoch}`).join(' ')}`);
   t.ok(movedTo4.every((p) => p.epoch >= 1), 'each moved partition\'s epoch was bumped');
 
   // n4 is a voter of the groups placed on it; the nodes they left dropped them.
@@ -115,7 +115,7 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
     const s = await admin.status(n4.address);
     return movedTo4.every((p) => s.groups.some((g) => g.group === p.groupId && g.voters.includes('n4'))) ? s.groups : null;
   }, 20_000);
-  t.ok(n4Groups.length >= 7, `n4 hosts group 0 and its 6 partition groups (${n4Groups.length} groups)`);
+  t.ok(n4Groups.length >= 1 + movedTo4.length, `n4 hosts group 0 and its ${movedTo4.length} partition groups (${n4Groups.length} groups)`);
   for (const p of movedTo4) {
     const left = before.flatMap((i) => i.partitionList).find((c) => c.groupId === p.groupId)?.replicas.filter((r) => !p.replicas.includes(r)) ?? [];
     t.equal(left.length, 1, `${p.topic}/${p.index} left one node`);
