@@ -128,6 +128,17 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
     }
   }
 
+  // Every node's /metrics: the moves group 0's leader planned and settled, the steps partition leaders took.
+  const moveEvents = new Map<string, number>();
+  for (const n of [...cluster.nodes, n4]) {
+    const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
+    for (const m of text.matchAll(/^dsync_queue_partition_moves_total\{event="(\w+)"\} (\d+)/gm)) {
+      moveEvents.set(m[1] as string, (moveEvents.get(m[1] as string) ?? 0) + Number(m[2]));
+    }
+  }
+  t.ok((moveEvents.get('settled') ?? 0) >= movedTo4.length && (moveEvents.get('step') ?? 0) >= 3 * movedTo4.length,
+    `dsync_queue_partition_moves_total: ${JSON.stringify([...moveEvents])} (each move: a learner, a promotion, a removal)`);
+
   // --- a little more load on the new placement, then stop and drain ---
   const target = producers.map((p) => p.acked.size + 100);
   await waitUntil('publishes on the new placement', async () => (producers.every((p, i) => p.acked.size >= (target[i] ?? 0) || p.sent >= messagesMax / producersCount) ? true : null), 30_000);

@@ -219,7 +219,7 @@ export class QueueService implements Service {
   private group0LeaderSinceMs: number | null = null;
   /** Groups of partitions this node left that it dropped in this process (a restart may still have them from its WAL). */
   private readonly droppedHere = new Set<GroupId>();
-  /** Counted for tests and metrics: moves this node proposed as group 0's leader, and membership steps it took as a partition leader. */
+  /** dsync_queue_partition_moves_total: moves this node proposed as group 0's leader, membership steps it took as a partition leader, settles it proposed. */
   readonly moveCounts = { planned: 0, steps: 0, settled: 0 };
 
   constructor(private readonly opts: QueueServiceOptions) {
@@ -1144,6 +1144,9 @@ export class QueueService implements Service {
     m.gauge('dsync_queue_in_flight', 'Deliveries handed out and not yet settled, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.inFlight));
     m.gauge('dsync_queue_dead_letters_pending', 'Dead letters waiting in the replicated outbox of each partition hosted here for the dead-letter topic to take them',
       ['topic', 'partition'], () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.deadLettersPending]));
+    m.counterFrom('dsync_queue_partition_moves_total', 'Partition moves: planned (proposed by this node as group 0\'s leader), step (membership changes '
+      + 'this node proposed as a partition\'s leader: learner, promotion, removal), settled (moves whose end this node proposed as group 0\'s leader)',
+    ['event'], () => [[{ event: 'planned' }, this.moveCounts.planned], [{ event: 'step' }, this.moveCounts.steps], [{ event: 'settled' }, this.moveCounts.settled]]);
     m.counterFrom('dsync_queue_dead_letters_dropped_total', 'Dead letters this node dropped after the dead-letter topic refused them for good (it was deleted, or the message no longer fits)',
       [], () => [[{}, this.deadLettersNotForwarded]]);
     m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '
