@@ -96,8 +96,10 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
 
   // --- the join; group 0's leader then moves partitions onto n4 ---
   const ackedAtJoin = producers.reduce((n, p) => n + p.acked.size, 0);
+  const joinStartedMs = Date.now();
   await n4.start();
   await waitUntil('n4 to be a voter', async () => ((await admin.cluster.members()).some((m) => m.id === 'n4' && m.role === 'voter') ? true : null), 30_000);
+  const voterAtMs = Date.now();
   const settled = await waitUntil('every move to settle with 5-7 replicas per node', async () => {
     const infos = [await admin.topics.info('moving'), await admin.topics.info('moving.dlq')];
     const load = loads(infos);
@@ -105,6 +107,7 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
     return !moving && ['n1', 'n2', 'n3', 'n4'].every((n) => (load.get(n) ?? 0) >= 5 && (load.get(n) ?? 0) <= 7) ? infos : null;
   }, movesTimeoutMs);
   const ackedAtSettle = producers.reduce((n, p) => n + p.acked.size, 0);
+  t.comment(`n4 started and became a voter in ${voterAtMs - joinStartedMs} ms; the moves settled ${Date.now() - voterAtMs} ms later`);
   t.ok(ackedAtSettle > ackedAtJoin, `publishes went on during the moves (${ackedAtJoin} acknowledged at the join, ${ackedAtSettle} once settled)`);
   const movedTo4 = settled.flatMap((i) => i.partitionList.filter((p) => p.replicas.includes('n4')).map((p) => ({ topic: i.name, ...p })));
   t.ok(movedTo4.length >= 5, `${movedTo4.length} partition replicas moved to n4: ${movedTo4.map((p) => `${p.topic}/${p.index}@${p.epoch}`).join(' ')}`);
@@ -132,7 +135,7 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
   const moveEvents = new Map<string, number>();
   for (const n of [...cluster.nodes, n4]) {
     const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
-    for (const m of text.matchAll(/^dsync_queue_partition_moves_total\{event="(\w+)"\} (\d+)/gm)) {
+    for (const m of text.matchAll(/^dsync_queue_partition_moves_total\{[^}]*event="(\w+)"[^}]*\} (\d+)/gm)) {
       moveEvents.set(m[1] as string, (moveEvents.get(m[1] as string) ?? 0) + Number(m[2]));
     }
   }

@@ -335,9 +335,14 @@ export class QueueService implements Service {
         this.moveCounts.steps++;
         this.node.log.info('queue partition membership step', { topic: h.topic.name, partition: h.index, step: step.kind, node: step.node,
           epoch: h.topic.epochs[h.index] ?? 0, voters: status.conf.voters.join(','), learners: status.conf.learners.join(','), wanted: wanted.join(',') });
-        h.runner.proposeConfChange({ type, node: step.node }).then(() => undefined, (err: unknown) => {
+        h.runner.proposeConfChange({ type, node: step.node }).then(() => {
+          // Applied: the next step need not wait for the next round (a learner's catch-up usually does).
+          h.moveStepping = false;
+          if (h.isLeader && !h.stopped && !this.stopped) this.stepMove(h);
+        }, (err: unknown) => {
+          h.moveStepping = false;
           this.node.log.debug('partition membership step failed', { topic: h.topic.name, partition: h.index, step: step.kind, err: String(err) });
-        }).finally(() => { h.moveStepping = false; });
+        });
         return;
       }
       default: assertNever(step, 'move step');
@@ -463,6 +468,8 @@ export class QueueService implements Service {
       if (this.hosted.has(group)) continue;
       this.host(group, topic, index);
     }
+    // A move just applied: its partition's leader takes the first step now rather than at the next round.
+    for (const h of this.hosted.values()) if (h.isLeader && !h.stopped && !h.moveStepping && isMoving(h.topic, h.index)) this.stepMove(h);
   }
 
   private host(group: GroupId, topic: TopicRecord, index: number): void {
