@@ -509,6 +509,8 @@ export interface GroupHostEnv {
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
   readonly recovered: ReadonlyMap<GroupId, RecoveredGroup>;
+  /** Groups dropped from this node before this start (the WAL's tombstones): never hosted again. */
+  readonly dropped?: ReadonlySet<GroupId>;
   /** Sends one encoded RaftBatch to a peer (best effort: Raft retries what is lost). */
   sendToPeer(peer: NodeId, batch: Uint8Array): void;
   readonly clock: MonotonicClock;
@@ -562,6 +564,8 @@ export interface GroupRegistry {
    * are never reused: ensure() of a dropped group is a bug.
    */
   drop(group: GroupId): void;
+  /** Whether `group` was dropped from this node, in this process or before (its tombstone). */
+  isDropped(group: GroupId): boolean;
   /** The leader this node believes `group` has ('' when unknown or not hosted). */
   leaderOf(group: GroupId): NodeId | '';
   /** Milliseconds since `peer`'s last Raft batch arrived here (Infinity: never): liveness as this node sees it. */
@@ -597,6 +601,7 @@ export class GroupHost implements GroupRegistry {
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
+    for (const g of env.dropped ?? []) this.droppedGroups.add(g);
     this.stopTicks = env.scheduler.every(raftTickMs, () => {
       for (const g of this.groups.values()) g.tick();
     });
@@ -637,6 +642,10 @@ export class GroupHost implements GroupRegistry {
 
   leaderOf(group: GroupId): NodeId | '' {
     return this.groups.get(group)?.leader ?? '';
+  }
+
+  isDropped(group: GroupId): boolean {
+    return this.droppedGroups.has(group);
   }
 
   /** Milliseconds since `peer`'s last Raft batch arrived (Infinity: never). */

@@ -442,7 +442,9 @@ export class QueueService implements Service {
     for (const t of this.topics.table.list()) {
       t.hosts.forEach((hosts, p) => {
         const group = groupId(partitionGroupId(t.id, p));
-        if (hosts.includes(self)) wanted.set(group, { topic: t, index: p });
+        // A group dropped here before (its tombstone) is never hosted again, also while a restart
+        // replays group 0 through the states before the settle that moved it away.
+        if (hosts.includes(self) && !this.context.groups.isDropped(group)) wanted.set(group, { topic: t, index: p });
         else if ((t.retired[p] ?? []).includes(self)) left.push(group);
       });
     }
@@ -459,7 +461,7 @@ export class QueueService implements Service {
     }
     // A partition that moved away while this node was down: its group may still be in the WAL, its files on disk.
     for (const group of left) {
-      if (this.droppedHere.has(group) || this.hosted.has(group)) continue;
+      if (this.droppedHere.has(group) || this.hosted.has(group) || this.context.groups.isDropped(group)) continue;
       this.droppedHere.add(group);
       this.context.groups.drop(group);
       this.opts.storage(group).destroy();
