@@ -21,12 +21,12 @@
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
-import { Client, DsyncError } from '../client/index.js';
+import { Client } from '../client/index.js';
+import { cacheRingFormed } from '../test/integration/cache-helpers.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
 
 const measureSeconds = envInt('CACHE_BENCH_SECONDS', 8, 1, 3600);
 const warmupSeconds = envInt('CACHE_BENCH_WARMUP_SECONDS', 2, 0, 600);
@@ -105,52 +105,39 @@ async function hitsAndMisses(probes: readonly Client[]): Promise<{ hits: number;
 }
 
 async function runScenario(scenario: ScenarioName, clients: readonly Client[], probes: readonly Client[], nodePids: readonly number[]): Promise<ScenarioResult> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
   const next = prng(seed + (scenario === 'write-heavy' ? 7919 : 0));
   const getBelow = Math.floor(getShare[scenario] * 1_000_000);
   const value = new Uint8Array(valueBytes).fill(0x78);
-  let measuring = false;
-  let stopping = false;
   let gets = 0;
   let sets = 0;
-  let errors = 0;
-  let firstError = '';
-
-  const loop = async (client: Client): Promise<void> => {
-    while (!stopping) {
+  let before = { hits: 0, misses: 0 };
+  let after = { hits: 0, misses: 0 };
+  let nodesCpuSeconds = 0;
+  let clientCpuSecondsUsed = 0;
+  const r = await closedLoop({
+    clients, warmupSeconds, measureSeconds, latencyUsMax,
+    op: async (client, counts) => {
       const key = `key:${next() % keysCount}`;
       const isGet = next() % 1_000_000 < getBelow;
-      const t0 = performance.now();
-      try {
-        if (isGet) await client.cache.get(key);
-        else await client.cache.set(key, value);
-        if (measuring) {
-          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
-          if (isGet) gets++;
-          else sets++;
-        }
-      } catch (err) {
-        if (!(err instanceof DsyncError)) throw err;
-        errors++;
-        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+      if (isGet) await client.cache.get(key);
+      else await client.cache.set(key, value);
+      if (counts()) {
+        if (isGet) gets++;
+        else sets++;
       }
-    }
-  };
-  const running = Promise.all(clients.map(loop));
-  await sleep(warmupSeconds * 1000);
-  const before = await hitsAndMisses(probes);
-  measuring = true;
-  const t0 = performance.now();
-  const nodesCpu0 = procCpuSeconds(nodePids);
-  const clientCpu0 = clientCpuSeconds();
-  await sleep(measureSeconds * 1000);
-  measuring = false;
-  const nodesCpuSeconds = procCpuSeconds(nodePids) - nodesCpu0;
-  const clientCpuSecondsUsed = clientCpuSeconds() - clientCpu0;
-  const seconds = (performance.now() - t0) / 1000;
-  const after = await hitsAndMisses(probes);
-  stopping = true;
-  await running;
+    },
+    beforeMeasure: async () => {
+      before = await hitsAndMisses(probes);
+      nodesCpuSeconds = procCpuSeconds(nodePids);
+      clientCpuSecondsUsed = clientCpuSeconds();
+    },
+    afterMeasure: async () => {
+      nodesCpuSeconds = procCpuSeconds(nodePids) - nodesCpuSeconds;
+      clientCpuSecondsUsed = clientCpuSeconds() - clientCpuSecondsUsed;
+      after = await hitsAndMisses(probes);
+    },
+  });
+  const { seconds, errors, firstError } = r;
   const hits = after.hits - before.hits;
   const misses = after.misses - before.misses;
   return {
@@ -162,7 +149,7 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
     measuredOps: gets + sets,
     seconds,
     hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
-    latencyMs: latencySummaryMs(histogram),
+    latencyMs: r.latencyMs,
     errors,
     firstError,
     nodesCpuUsPerOp: gets + sets === 0 ? 0 : (nodesCpuSeconds * 1e6) / (gets + sets),
@@ -178,16 +165,10 @@ async function main(): Promise<void> {
   const cleanup = createCleanup();
   const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-cache-'));
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
-  if (cpuProfDir !== '') {
-    mkdirSync(resolve(cpuProfDir), { recursive: true });
-    // Inherited by the node processes only (this process already started); --cpu-prof is refused in NODE_OPTIONS.
-    const profiler = join(dirname(fileURLToPath(import.meta.url)), 'locks-profiler.js');
-    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
-    process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(cpuProfDir);
-  }
+  const profilingDone = profileNodeProcesses(cpuProfDir);
   try {
     const cluster = await TestCluster.start(cleanup, { dataRoot, extraArgs: ['--log-level', 'warn', ...(leaseMs === 0 ? [] : ['--cache-lease', String(leaseMs)])] });
-    if (cpuProfDir !== '') delete process.env.NODE_OPTIONS;
+    profilingDone();
     const seeds = cluster.seeds;
     // Client i is attached to node i mod 3 (its first seed), so the load spreads evenly.
     const rotated = (i: number): string[] => seeds.map((_, j) => seeds[(i + j) % seeds.length] as string);
@@ -202,6 +183,8 @@ async function main(): Promise<void> {
       await Promise.all(probes.map((c) => c.close()));
     });
 
+    // From a formed ring only: a write in flight while the ring forms has an unknown fate (TIMEOUT or UNAVAILABLE).
+    await cacheRingFormed(cluster.nodes);
     // The working set, written once (spread over the clients, a batch at a time).
     const value = new Uint8Array(valueBytes).fill(0x78);
     const loadStart = performance.now();

@@ -1,8 +1,13 @@
-// Helpers shared by the cluster benchmarks (raft.ts, locks.ts): integer env
-// settings, a teardown list run in reverse, the HDR latency summary and the
-// process entry point, so each benchmark file holds only its scenario.
+// Helpers shared by the cluster benchmarks: integer env settings, a teardown list
+// run in reverse, the HDR latency summary, the closed-loop driver (locks, queue,
+// cache) and the process entry point, so each benchmark file holds only its scenario.
 
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
+import { DsyncError } from '../client/index.js';
 
 /** An integer from the environment variable `name`, `fallback` when unset or empty; throws outside min..max. */
 export function envInt(name: string, fallback: number, min: number, max: number): number {
@@ -71,4 +76,88 @@ export function prng(state: number): () => number {
     x >>>= 0;
     return x;
   };
+}
+
+/** What a closed-loop phase measured: operations, wall seconds, latency, refused operations. */
+export interface ClosedLoopResult {
+  readonly measured: number;
+  readonly seconds: number;
+  readonly latencyMs: LatencySummaryMs;
+  readonly errors: number;
+  readonly firstError: string;
+}
+
+export interface ClosedLoopOptions<C> {
+  readonly clients: readonly C[];
+  readonly warmupSeconds: number;
+  readonly measureSeconds: number;
+  /** Highest latency the histogram tracks, in microseconds. */
+  readonly latencyUsMax: number;
+  /**
+   * One operation by `client`; it may return the latency to record in microseconds (the
+   * lock bench times the acquire only), else the whole call is timed. An operation that
+   * keeps counters of its own counts only when `counts()` says so on completion, as the
+   * driver does.
+   */
+  op(client: C, counts: () => boolean): Promise<number | void>;
+  /** Just before and just after the measured window (counter snapshots). */
+  beforeMeasure?(): Promise<void>;
+  afterMeasure?(): Promise<void>;
+}
+
+/**
+ * Every client runs `op` back to back (one in flight each) through a warm-up and a
+ * measured window; operations refused with a DsyncError are counted, anything else
+ * thrown ends the benchmark. The driver the lock, queue and cache benches share.
+ */
+export async function closedLoop<C>(opts: ClosedLoopOptions<C>): Promise<ClosedLoopResult> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: opts.latencyUsMax, numberOfSignificantValueDigits: 3 });
+  let measuring = false;
+  let stopping = false;
+  let measured = 0;
+  let errors = 0;
+  let firstError = '';
+  const counts = (): boolean => measuring;
+  const loop = async (client: C): Promise<void> => {
+    while (!stopping) {
+      const t0 = performance.now();
+      try {
+        const latencyUs = await opts.op(client, counts);
+        if (measuring) {
+          measured++;
+          histogram.recordValue(Math.min(opts.latencyUsMax, Math.max(1, Math.round(latencyUs ?? (performance.now() - t0) * 1000))));
+        }
+      } catch (err) {
+        if (!(err instanceof DsyncError)) throw err;
+        errors++;
+        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+      }
+    }
+  };
+  const running = Promise.all(opts.clients.map(loop));
+  await sleep(opts.warmupSeconds * 1000);
+  await opts.beforeMeasure?.();
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(opts.measureSeconds * 1000);
+  measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  await opts.afterMeasure?.();
+  stopping = true;
+  await running;
+  return { measured, seconds, latencyMs: latencySummaryMs(histogram), errors, firstError };
+}
+
+/**
+ * With `dir` set, node processes started until the returned function is called write CPU
+ * profiles into it (bench/locks-profiler.js, inherited through NODE_OPTIONS: --cpu-prof is
+ * refused there, and this process has already started). Empty `dir`: nothing to do.
+ */
+export function profileNodeProcesses(dir: string): () => void {
+  if (dir === '') return () => {};
+  mkdirSync(resolve(dir), { recursive: true });
+  const profiler = join(dirname(fileURLToPath(import.meta.url)), 'locks-profiler.js');
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
+  process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(dir);
+  return () => { delete process.env.NODE_OPTIONS; };
 }

@@ -17,13 +17,12 @@
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
-import { Client, DsyncError } from '../client/index.js';
+import { Client } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
-import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
 
 const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('LOCKS_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -73,54 +72,32 @@ async function walFsyncs(consolePort: number): Promise<number> {
 }
 
 async function runScenario(scenario: ScenarioName, clients: readonly Client[], leaderConsolePort: number): Promise<ScenarioResult> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
   const next = prng(seed + (scenario === 'hot' ? 7919 : 0));
-  let measuring = false;
-  let stopping = false;
-  let measured = 0;
-  let errors = 0;
-  let firstError = '';
   const hotTokens = new Set<number>();
   let repeatedToken = 0;
-
-  const loop = async (client: Client): Promise<void> => {
-    while (!stopping) {
+  let fsyncs = 0;
+  const r = await closedLoop({
+    clients, warmupSeconds, measureSeconds, latencyUsMax,
+    // The acquire is timed; the release is part of the cycle counted.
+    op: async (client) => {
       const name = scenario === 'hot' ? 'hot' : `bench-${next() % namesCount}`;
       const t0 = performance.now();
-      try {
-        const lock = await client.lock(name, { waitMs: acquireWaitMsMax });
-        const latencyUs = Math.max(1, Math.round((performance.now() - t0) * 1000));
-        if (scenario === 'hot' && hotTokens.size < tokensKeptMax) {
-          if (hotTokens.has(lock.token)) repeatedToken = lock.token;
-          hotTokens.add(lock.token);
-        }
-        await lock.release();
-        if (measuring) {
-          measured++;
-          histogram.recordValue(latencyUs);
-        }
-      } catch (err) {
-        if (!(err instanceof DsyncError)) throw err;
-        errors++;
-        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+      const lock = await client.lock(name, { waitMs: acquireWaitMsMax });
+      const latencyUs = (performance.now() - t0) * 1000;
+      if (scenario === 'hot' && hotTokens.size < tokensKeptMax) {
+        if (hotTokens.has(lock.token)) repeatedToken = lock.token;
+        hotTokens.add(lock.token);
       }
-    }
-  };
-  const running = Promise.all(clients.map(loop));
-  await sleep(warmupSeconds * 1000);
-  const fsyncsBefore = await walFsyncs(leaderConsolePort);
-  measuring = true;
-  const t0 = performance.now();
-  await sleep(measureSeconds * 1000);
-  measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  const fsyncs = (await walFsyncs(leaderConsolePort)) - fsyncsBefore;
-  stopping = true;
-  await running;
+      await lock.release();
+      return latencyUs;
+    },
+    beforeMeasure: async () => { fsyncs = await walFsyncs(leaderConsolePort); },
+    afterMeasure: async () => { fsyncs = (await walFsyncs(leaderConsolePort)) - fsyncs; },
+  });
   if (repeatedToken !== 0) throw new Error(`hot lock: fencing token ${repeatedToken} was granted twice`);
-
+  const { measured, seconds, errors, firstError } = r;
   const opsPerSec = measured / seconds;
-  const latency = latencySummaryMs(histogram);
+  const latency = r.latencyMs;
   const goal = scenario === 'distinct' ? { opsPerSec: 20_000, p99Ms: 20 } : { opsPerSec: 3_500, p99Ms: 50 };
   // Each counted op is two entries (acquire, release); sessions' keep-alives add a few.
   return {
@@ -149,16 +126,10 @@ async function main(): Promise<void> {
   const cleanup = createCleanup();
   const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-locks-'));
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
-  if (cpuProfDir !== '') {
-    mkdirSync(resolve(cpuProfDir), { recursive: true });
-    // Inherited by the node processes only (this process already started); --cpu-prof is refused in NODE_OPTIONS.
-    const profiler = join(dirname(fileURLToPath(import.meta.url)), 'locks-profiler.js');
-    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
-    process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(cpuProfDir);
-  }
+  const profilingDone = profileNodeProcesses(cpuProfDir);
   try {
     const cluster = await TestCluster.start(cleanup, { dataRoot });
-    if (cpuProfDir !== '') delete process.env.NODE_OPTIONS;
+    profilingDone();
     const control = await Client.connect({ seeds: cluster.seeds, name: 'bench-control' });
     cleanup.teardown(() => control.close());
     const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));

@@ -9,21 +9,25 @@
 //   (b) consume+ack: for each count in QUEUE_BENCH_CONSUMERS (4,16), that many
 //       consumers of a fresh group drain what (a) published, acking every message;
 //       messages acked per second (from the first delivery to the last ack).
-// RSS of every node process at the end (/proc/PID/status). Prints a table and writes
-// JSON to bench/results/queue.json.
+// RSS of every node process at the end (/proc/PID/status). Per phase, from the nodes'
+// /metrics: messages per Raft entry of the topic's partitions (what the leaders applied
+// over the entries they proposed), WAL fsyncs per second per node and WAL records per
+// fsync (the group commit across every group's Ready). Prints a table and writes JSON to
+// bench/results/queue.json.
 //
 // Env: QUEUE_BENCH_SECONDS (10, the publish phase), QUEUE_BENCH_WARMUP_SECONDS (1),
 // QUEUE_BENCH_PRODUCERS (64), QUEUE_BENCH_PARTITIONS (6), QUEUE_BENCH_CONSUMERS (4,16),
-// QUEUE_BENCH_BYTES (256), QUEUE_BENCH_PORT_BASE (0: free ports; else 9 ports from it), SEED.
+// QUEUE_BENCH_BYTES (256), QUEUE_BENCH_PORT_BASE (0: free ports; else 9 ports from it), SEED,
+// QUEUE_BENCH_NODE_FLAGS (flags for the nodes' node processes, space-separated: profile them
+// with `--cpu-prof --cpu-prof-dir=DIR`; the profiles are written when the nodes stop).
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
-import { Client, DsyncError } from '../client/index.js';
+import { Client, DsyncError, type Producer } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { createCleanup, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -32,6 +36,7 @@ const partitions = envInt('QUEUE_BENCH_PARTITIONS', 6, 1, 256);
 const valueBytes = envInt('QUEUE_BENCH_BYTES', 256, 1, 1 << 20);
 const portBase = envInt('QUEUE_BENCH_PORT_BASE', 0, 0, 65_000);
 const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
+const nodeFlags = (process.env.QUEUE_BENCH_NODE_FLAGS ?? '').split(' ').filter((s) => s !== '');
 const consumerCounts = (process.env.QUEUE_BENCH_CONSUMERS ?? '4,16').split(',').filter((s) => s !== '').map((s) => {
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`QUEUE_BENCH_CONSUMERS: ${s} is not a consumer count in 1..256`);
@@ -69,44 +74,16 @@ interface ConsumeResult {
 }
 
 async function publishPhase(clients: readonly Client[]): Promise<PublishResult & { total: number }> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
   const next = prng(seed);
   const value = new Uint8Array(valueBytes).map((_, i) => 97 + (i % 26));
-  let measuring = false;
-  let stopping = false;
-  let measured = 0;
+  const producers = new Map(clients.map((c) => [c, c.producer(topic)]));
   let total = 0;
-  let errors = 0;
-  let firstError = '';
-  const loop = async (client: Client): Promise<void> => {
-    const producer = client.producer(topic);
-    while (!stopping) {
-      const key = `k${next() % 100_000}`;
-      const t0 = performance.now();
-      try {
-        await producer.publish(key, value);
-        total++;
-        if (measuring) {
-          measured++;
-          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
-        }
-      } catch (err) {
-        if (!(err instanceof DsyncError)) throw err;
-        errors++;
-        if (firstError === '') firstError = `${err.code}: ${err.message}`;
-      }
-    }
-  };
-  const running = Promise.all(clients.map(loop));
-  await sleep(warmupSeconds * 1000);
-  measuring = true;
-  const t0 = performance.now();
-  await sleep(measureSeconds * 1000);
-  measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  stopping = true;
-  await running;
-  return { producers: clients.length, publishesPerSec: measured / seconds, measured, seconds, publishLatencyMs: latencySummaryMs(histogram), errors, firstError, total };
+  const r = await closedLoop({ clients, warmupSeconds, measureSeconds, latencyUsMax, op: async (client) => {
+    await (producers.get(client) as Producer).publish(`k${next() % 100_000}`, value);
+    total++;
+  } });
+  return { producers: clients.length, publishesPerSec: r.measured / r.seconds, measured: r.measured, seconds: r.seconds, publishLatencyMs: r.latencyMs,
+    errors: r.errors, firstError: r.firstError, total };
 }
 
 /** `count` consumers of a new group drain the topic, acking everything; done when `expected` were acked or nothing came for drainIdleMs. */
@@ -156,6 +133,84 @@ async function consumePhase(clients: readonly Client[], count: number, expected:
   return { consumers: count, group, ackedPerSec: acked / seconds, acked, redelivered, seconds, errors, firstError };
 }
 
+/** The counters the phase breakdown is computed from, summed over the nodes. */
+interface Counters {
+  readonly fsyncs: number;
+  readonly fsyncSeconds: number;
+  readonly walRecords: number;
+  /** Entries proposed by the leaders of groups other than group 0 (the partitions). */
+  readonly partitionEntries: number;
+  readonly published: number;
+  readonly delivered: number;
+  readonly acked: number;
+}
+
+async function scrape(cluster: TestCluster): Promise<Counters> {
+  let fsyncs = 0;
+  let fsyncSeconds = 0;
+  let walRecords = 0;
+  let partitionEntries = 0;
+  let published = 0;
+  let delivered = 0;
+  let acked = 0;
+  for (const n of cluster.nodes) {
+    const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+      if (m === null) continue;
+      const [, name, labels = '', raw] = m;
+      const v = Number(raw);
+      if (name === 'dsync_wal_fsyncs_total') fsyncs += v;
+      else if (name === 'dsync_wal_records_total') walRecords += v;
+      else if (name === 'dsync_wal_fsync_seconds_total') fsyncSeconds += v;
+      else if (name === 'dsync_raft_proposals_total' && !labels.includes('group="0"')) partitionEntries += v;
+      else if (name === 'dsync_queue_messages_total' && labels.includes(`topic="${topic}"`)) {
+        if (labels.includes('event="published"')) published += v;
+        else if (labels.includes('event="delivered"')) delivered += v;
+        else if (labels.includes('event="acked"')) acked += v;
+      }
+    }
+  }
+  return { fsyncs, fsyncSeconds, walRecords, partitionEntries, published, delivered, acked };
+}
+
+interface PhaseBreakdown {
+  readonly seconds: number;
+  /** Queue commands' messages (published + delivered + acked) per partition entry. */
+  readonly messagesPerEntry: number;
+  readonly entriesPerSec: number;
+  /** fsyncs per second, per node. */
+  readonly fsyncsPerSecPerNode: number;
+  readonly walRecordsPerFsync: number;
+  readonly fsyncMeanMs: number;
+  /** CPU time (user + system, all threads) the nodes and this process spent, per message of the phase. */
+  readonly nodesCpuMsPerMessage: number;
+  readonly clientCpuMsPerMessage: number;
+}
+
+/** User + system CPU seconds of a process so far (/proc/PID/stat), 0 when unknown. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+function breakdown(before: Counters, after: Counters, seconds: number, nodes: number, cpu: { nodes: number; client: number }, phaseMessages: number): PhaseBreakdown {
+  const entries = after.partitionEntries - before.partitionEntries;
+  const fsyncs = after.fsyncs - before.fsyncs;
+  const messages = (after.published - before.published) + (after.delivered - before.delivered) + (after.acked - before.acked);
+  return { seconds, messagesPerEntry: entries === 0 ? 0 : messages / entries, entriesPerSec: entries / seconds,
+    fsyncsPerSecPerNode: fsyncs / seconds / nodes, walRecordsPerFsync: fsyncs === 0 ? 0 : (after.walRecords - before.walRecords) / fsyncs,
+    fsyncMeanMs: fsyncs === 0 ? 0 : (after.fsyncSeconds - before.fsyncSeconds) * 1000 / fsyncs,
+    nodesCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.nodes * 1000 / phaseMessages, clientCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.client * 1000 / phaseMessages };
+}
+
 function rssMb(pid: number | undefined): number {
   if (pid === undefined) return Number.NaN;
   try {
@@ -172,7 +227,7 @@ async function main(): Promise<void> {
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   try {
     const ports = portBase === 0 ? undefined : Array.from({ length: 9 }, (_, i) => portBase + i);
-    const cluster = await TestCluster.start(cleanup, { dataRoot, ...(ports === undefined ? {} : { ports }) });
+    const cluster = await TestCluster.start(cleanup, { dataRoot, nodeFlags, ...(ports === undefined ? {} : { ports }) });
     const control = await Client.connect({ seeds: cluster.seeds, name: 'bench-control' });
     cleanup.teardown(() => control.close());
     for (let attempt = 1; ; attempt++) {
@@ -192,9 +247,23 @@ async function main(): Promise<void> {
       await Promise.all(clients.map((c) => c.close()));
     });
 
-    const publish = await publishPhase(clients.slice(0, producersCount));
+    const breakdowns: { phase: string; figures: PhaseBreakdown }[] = [];
+    const cpuNow = (): { nodes: number; client: number } => ({
+      nodes: cluster.nodes.reduce((sum, n) => sum + cpuSeconds(n.proc?.child.pid), 0), client: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 });
+    const measured = async <T>(phase: string, run: () => Promise<T>, messages: (r: T) => number): Promise<T> => {
+      const before = await scrape(cluster);
+      const cpu0 = cpuNow();
+      const t0 = performance.now();
+      const result = await run();
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu1 = cpuNow();
+      breakdowns.push({ phase, figures: breakdown(before, await scrape(cluster), seconds, cluster.nodes.length,
+        { nodes: cpu1.nodes - cpu0.nodes, client: cpu1.client - cpu0.client }, messages(result)) });
+      return result;
+    };
+    const publish = await measured(`publish c${producersCount}`, () => publishPhase(clients.slice(0, producersCount)), (r) => r.total);
     const consume: ConsumeResult[] = [];
-    for (const k of consumerCounts) consume.push(await consumePhase(clients, k, publish.total));
+    for (const k of consumerCounts) consume.push(await measured(`consume+ack k${k}`, () => consumePhase(clients, k, publish.total), (r) => r.acked));
     const info = await control.topics.info(topic);
     const rss = cluster.nodes.map((n) => ({ node: n.spec.id, rssMb: rssMb(n.proc?.child.pid) }));
 
@@ -207,6 +276,7 @@ async function main(): Promise<void> {
       publish: { ...publishFigures, published },
       consume,
       rss,
+      breakdowns,
     };
     mkdirSync(dirname(resultsPath), { recursive: true });
     writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
@@ -218,6 +288,11 @@ async function main(): Promise<void> {
     console.log(`  publish c${String(producersCount).padEnd(4)} ${f(publish.publishesPerSec, 14, 0)} ${f(l.p50)} ${f(l.p99)} ${f(l.p999)} ${f(l.max)} ${String(publish.errors).padStart(7)}${publish.firstError === '' ? '' : `  first error: ${publish.firstError}`}`);
     for (const c of consume) {
       console.log(`  consume+ack k${String(c.consumers).padEnd(3)} ${f(c.ackedPerSec, 10, 0)}  (${c.acked} acked in ${c.seconds.toFixed(1)} s, ${c.redelivered} redelivered, ${c.errors} errors${c.firstError === '' ? '' : `: ${c.firstError}`})`);
+    }
+    console.log('  phase (whole, incl. warm-up/drain)  msgs/entry  entries/s  fsyncs/s/node  WAL records/fsync  fsync mean ms  CPU ms/msg nodes  client');
+    for (const b of breakdowns) {
+      const x = b.figures;
+      console.log(`  ${b.phase.padEnd(34)} ${f(x.messagesPerEntry, 10, 1)} ${f(x.entriesPerSec, 10, 0)} ${f(x.fsyncsPerSecPerNode, 14, 0)} ${f(x.walRecordsPerFsync, 18, 1)} ${f(x.fsyncMeanMs, 13, 2)} ${f(x.nodesCpuMsPerMessage, 17, 3)} ${f(x.clientCpuMsPerMessage, 7, 3)}`);
     }
     console.log(`  published ${publish.total} in all; leaders ${report.leaders.join(',')}; RSS at the end: ${rss.map((r) => `${r.node} ${r.rssMb.toFixed(0)} MB`).join(', ')}`);
     console.log(`  JSON: ${resultsPath}`);

@@ -115,8 +115,20 @@ export const joinRetryBackoffMsMax = 1_000;
 export const joinAttemptTimeoutMs = 5_000;
 /** How long the leader waits for a leadership transfer before its own removal is answered NOT_LEADER. */
 export const leaderTransferWaitMsMax = 2_000;
-/** Applied entries after which a group snapshots and compacts its log. */
+/** Applied entries after which a group snapshots and compacts its log (the node setting snapshot-entries). */
 export const snapshotEntriesThreshold = 10_000;
+export const snapshotEntriesSettingMin = 100;
+export const snapshotEntriesSettingMax = 10_000_000;
+/**
+ * A Raft message too large for one peer batch (a snapshot: a queue partition's carries its
+ * retained bodies) travels as chunks of this size, paced by the peer link's write queue, and
+ * is stepped whole once every chunk arrived in order.
+ */
+export const raftSnapshotChunkBytes = 1024 * 1024;
+/** The largest snapshot message a node sends or reassembles (both sides hold it in memory). */
+export const raftSnapshotTransferBytesMax = 1024 * 1024 * 1024;
+/** Snapshot chunks are handed to a peer link only while its write queue holds less than this. */
+export const raftSnapshotSendQueueBytes = 4 * 1024 * 1024;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
@@ -269,6 +281,12 @@ export const queueHeadersPerMessageMax = 64;
 export const queueNameBytesMax = 255;
 /** Deliveries one fetch hands out. */
 export const queueFetchCountMax = 1024;
+/**
+ * Message bytes one fetch hands out beyond its first delivery (which goes whatever its
+ * size): the answer, bodies included, must fit one frame. Sixteen 256 KiB messages made a
+ * 4 MiB answer that no frame could carry, and the consumer waited for nothing.
+ */
+export const queueFetchBytesMax = 2 * 1024 * 1024;
 /** Deliveries one ack entry settles. */
 export const queueAckBatchCountMax = 1024;
 /** Deliveries one consumer holds unacked at once (the topic may set less). */
@@ -436,6 +454,11 @@ export const queuePreferredLeaderCheckMs = 1_000;
 export const queueRetentionCheckMs = 1_000;
 /** Commands one partition entry carries (a turn's publishes and settles of one partition). */
 export const queueEntryCommandsMax = 4096;
+/**
+ * Entries a partition leader's queue service has proposed and not yet seen applied before
+ * it holds further requests for the next one: requests arriving meanwhile share one entry.
+ */
+export const queueEntriesInFlightMax = 1;
 /** Locks whose newest fencing token a partition remembers (least recently seen forgotten first). */
 export const queueFencingLocksMax = 1024;
 /** The pause before a failed append of dead letters to the dead-letter topic is tried again. */
@@ -526,3 +549,4 @@ export const statusFileBytesMax = 256 * 1024;
 
 assert(statusPeerTimeoutMs < statusSampleIntervalMs && statusPeerCacheMs <= statusSampleIntervalMs && statusHistorySamplesMax > 0,
   'a member status request finishes within one sample period, and cached answers are not older than one');
+assert(queueFetchBytesMax + queueMessageBytesMax + 256 * 1024 <= frameBytesMax, 'a fetch\'s deliveries, the one past the byte budget and the envelope included, fit one frame');

@@ -182,6 +182,9 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
     [...host.groups.values()].map((g) => [{ group: g.group }, pick(g)]);
   m.counterFrom('dsync_raft_proposals_total', 'Entries this node proposed as the group\'s leader (accepted into its log)', ['group'], per((g) => g.counts.proposals));
   m.counterFrom('dsync_raft_leader_changes_total', 'Times this replica learned of a new leader of the group', ['group'], per((g) => g.counts.leaderChanges));
+  m.counterFrom('dsync_raft_snapshot_transfers_total', 'Snapshot messages too large for one peer batch, sent in chunks (sent), reassembled and stepped (received), or abandoned half-way (discarded: Raft sends them again)',
+    ['outcome'], () => [[{ outcome: 'sent' }, host.snapshotTransfers.sent], [{ outcome: 'received' }, host.snapshotTransfers.received],
+      [{ outcome: 'discarded' }, host.snapshotTransfers.discarded]]);
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 
@@ -193,6 +196,8 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     recovered,
     dropped,
     sendToPeer: (peer, batch) => { node.peers.send(peer, Opcode.Raft, batch); },
+    peerQueuedBytes: (peer) => node.peers.queuedBytes(peer),
+    snapshotEntriesThreshold: config.snapshotEntries,
     clock: monotonicClock,
     scheduler: nodeScheduler,
     log: node.log,

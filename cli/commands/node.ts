@@ -1,15 +1,13 @@
 // `dsync node`: run one node in the foreground from flags, environment and an
 // optional config file (server/node/config.ts validates them).
 
-import { environmentWithEnvFile, loadConfig, type RawSettings, type SettingName } from '../../server/node/config.js';
+import { environmentWithEnvFile, loadConfig, type RawSettings, type SettingName, settingSpecs } from '../../server/node/config.js';
 import { startNode, stopOnSignals } from '../../server/main.js';
 import { type Command, positionalsAtMost } from '../command.js';
 import type { NodeListening } from './cluster.js';
 
-const nodeFlags: readonly SettingName[] = ['id', 'host', 'port', 'http-port', 'console-port', 'peers', 'join', 'election-timeout-min',
-  'election-timeout-max', 'heartbeat-interval', 'data-dir', 'log-level', 'advertise', 'tls-cert', 'tls-key', 'tls-ca', 'auth-file',
-  'request-rate', 'max-connections', 'queue-replicas', 'message-retention-period', 'config',
-  'cache-backing', 'cache-capacity', 'cache-protocol', 'cache-write-policy', 'cache-lease', 'cache-node-down'];
+// Every setting's flag comes from settingSpecs, so a new setting cannot be left out here.
+const nodeFlags: readonly SettingName[] = [...settingSpecs.map((s) => s.name), 'config'];
 
 export const nodeCommand: Command = {
   usage: 'dsync node --id n1 [--port 7401] [--peers n2@127.0.0.1:7402,... | --join 127.0.0.1:7401] [--data-dir ./data/n1]',

@@ -13,7 +13,8 @@
 //   seq, so a retried fetch answers the same deliveries), the consumer's unsettled
 //   deliveries kept at most maxInFlight; acks, nacks and extends are batched per
 //   partition and turn under a second consumer id (...#s) with its own seq, one settle
-//   in flight per partition. Closing the consumer nacks (delay 0) what it fetched but
+//   in flight per partition; an ack's or nack's room under maxInFlight is free once its
+//   settle is sent (see sendSettle). Closing the consumer nacks (delay 0) what it fetched but
 //   never handed out; closing the connection makes the leader hand the rest back.
 
 import { clientConsumerFetchWaitMsDefault, clientConsumerMaxInFlightDefault, clientPublishBatchBytesMax, clientRetryBackoffMsMax, clientRetryBackoffMsMin,
@@ -428,6 +429,8 @@ interface SettleWork {
   readonly delivery: number;
   readonly attempt: number;
   readonly delayMs: number | undefined;
+  /** Gives the delivery's room under maxInFlight back (once; an extend gives none). */
+  readonly release: () => void;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -555,18 +558,19 @@ class ConsumerImpl implements Consumer {
     const headers: Record<string, Uint8Array> = {};
     for (const h of m.headers ?? []) headers[h.name ?? ''] = h.value ?? new Uint8Array(0);
     let settledOnce = false;
+    const release = (): void => {
+      if (!settledOnce) {
+        settledOnce = true;
+        this.settled();
+      }
+    };
     const settle = (kind: SettleKind, delayMs?: number): Promise<void> => {
       const work = new Promise<void>((resolve, reject) => {
-        p.settles.push({ kind, delivery, attempt, delayMs, resolve, reject });
+        p.settles.push({ kind, delivery, attempt, delayMs, release: kind === 'extend' ? () => {} : release, resolve, reject });
         this.scheduleSettle(p);
       });
       if (kind === 'extend') return work;
-      return work.finally(() => {
-        if (!settledOnce) {
-          settledOnce = true;
-          this.settled();
-        }
-      });
+      return work.finally(release);
     };
     const msg: ReceivedMessage = {
       topic: this.topic, partition: p.index, offset: Number(d.offset ?? 0), key: m.key ?? new Uint8Array(0), value: m.value ?? new Uint8Array(0),
@@ -601,7 +605,14 @@ class ConsumerImpl implements Consumer {
       items: batch.map((w) => ({ delivery: w.delivery, attempt: w.attempt, delayMs: w.delayMs ?? 0, hasDelay: w.delayMs !== undefined })),
       ...(this.opts.fencing === undefined ? {} : { fencing: { lock: this.opts.fencing.lock, token: this.opts.fencing.token } }),
     }).finish();
-    this.router.request(p.group, opcode, payload, { idempotent: true }).then((bytes) => {
+    const answered = this.router.request(p.group, opcode, payload, { idempotent: true });
+    // The room these deliveries held is free once their settle is sent rather than once it
+    // is answered: the fetch that lets the partition's loop send is issued after it, to the
+    // same leader, which then applies the two in order (most often in one entry). A consumer
+    // that acks as it goes pays one commit per window of maxInFlight instead of two. (The
+    // partition bounds each consumer's deliveries itself: inflightPerConsumerMax.)
+    for (const w of batch) w.release();
+    answered.then((bytes) => {
       const statuses = schema.SettleReply.decode(bytes).statuses;
       batch.forEach((w, i) => {
         const s = statuses[i];

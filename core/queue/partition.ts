@@ -76,6 +76,7 @@ import {
   queueConsumersPerGroupMax,
   queueDeadLetterOutboxMax,
   queueEntryBatchBytesMax,
+  queueFetchBytesMax,
   queueFetchCountMax,
   queueGroupsPerPartitionMax,
   queueHeadersPerMessageMax,
@@ -588,15 +589,30 @@ export class QueuePartition {
     const room = Math.min(cmd.max, this.config.inflightPerConsumerMax - c.inFlight.size);
     const out: Delivery[] = [];
     const heap = g.redeliveries;
+    // The answer carries the bodies: past queueFetchBytesMax (after the first), the rest waits for the next fetch.
+    let bytes = 0;
+    const fits = (at: number): boolean => {
+      const size = this.store.sizeAt(offset(at));
+      if (out.length > 0 && bytes + size > queueFetchBytesMax) return false;
+      bytes += size;
+      return true;
+    };
     while (out.length < room && heap.peekA() <= fx.nowMs) {
       const readyAt = heap.peekA();
       const at = heap.peekB();
-      heap.pop();
       const d = g.unacked.get(at);
-      if (d === undefined || d.inFlight || d.readyAtMs !== readyAt) continue; // stale
+      if (d === undefined || d.inFlight || d.readyAtMs !== readyAt) {
+        heap.pop(); // stale
+        continue;
+      }
+      if (!fits(at)) return { kind: 'delivered', deliveries: out };
+      heap.pop();
       this.hand(d, c, ackDeadlineMs, fx.nowMs, out);
     }
     while (out.length < room && g.next < this.logEnd && g.next - g.cursor < this.config.unackedPerGroupMax) {
+      if (this.onlyFor.get(g.next) === undefined || this.onlyFor.get(g.next) === g.name) {
+        if (!fits(g.next)) break;
+      }
       const at = g.next++;
       const only = this.onlyFor.get(at);
       if (only !== undefined && only !== g.name) {

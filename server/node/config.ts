@@ -7,7 +7,7 @@ import { accessSync, existsSync, constants as fsConstants, mkdirSync, readFileSy
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cacheLeaseMsDefault, cacheLeaseMsMax, cacheLeaseMsMin, cacheLineBytesMaxDefault, cacheLineEntriesMaxDefault, cacheNodeDownMsDefault, cacheNodeDownMsMax, cacheNodeDownMsMin } from '../../core/constants.js';
-import { connectionsMax, queueNodeDownMsDefault, queueNodeDownMsMax, queueNodeDownMsMin, queueReplicasSettingMax, queueRetentionMsSettingMax, requestRatePerConnectionMax, ringReplicasDefault } from '../../core/constants.js';
+import { connectionsMax, queueNodeDownMsDefault, queueNodeDownMsMax, queueNodeDownMsMin, snapshotEntriesSettingMax, snapshotEntriesSettingMin, snapshotEntriesThreshold, queueReplicasSettingMax, queueRetentionMsSettingMax, requestRatePerConnectionMax, ringReplicasDefault } from '../../core/constants.js';
 import { electionTimeoutHeartbeatsMin, electionTimeoutMsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, heartbeatIntervalMsMax,
   heartbeatIntervalMsMin, heartbeatIntervalTicks, raftTickMs, sessionTtlMsMin } from '../../core/constants.js';
 import { type NodeId, nodeId } from '../../core/ids.js';
@@ -46,6 +46,8 @@ export interface NodeConfig {
   readonly queueNodeDownMs?: number;
   /** Raft timing of every group on this node (milliseconds, whole ticks of raftTickMs). */
   readonly raftTiming: RaftTimingMs;
+  /** Applied entries after which a group snapshots and compacts (SNAPSHOT_ENTRIES). */
+  readonly snapshotEntries: number;
   /** How the operator set each port and the data dir (`--port`, `PORT`, ...), so start errors can name it. */
   readonly settingLabels: Readonly<Record<'port' | 'httpPort' | 'consolePort' | 'dataDir', string>>;
 }
@@ -124,7 +126,7 @@ export class ConfigError extends Error {
 export type RawSettings = Partial<Record<SettingName, string>>;
 export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'election-timeout-min'
   | 'election-timeout-max' | 'heartbeat-interval' | 'data-dir' | 'log-level' | 'advertise'
-  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'queue-replicas' | 'message-retention-period' | 'queue-node-down'
+  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'queue-replicas' | 'message-retention-period' | 'snapshot-entries' | 'queue-node-down'
   | 'config' | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy' | 'cache-lease' | 'cache-node-down';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
@@ -172,6 +174,8 @@ export const settingSpecs: readonly SettingSpec[] = [
     description: `replicas of each partition of a new topic that does not say (1-${queueReplicasSettingMax}; at most the number of voters)` },
   { name: 'message-retention-period', env: 'MESSAGE_RETENTION_PERIOD', fileKey: 'messageRetentionPeriod', defaultText: '0 (keep until acked)',
     description: 'ms a new topic that does not say keeps a message (age retention; never drops what a group has not acked unless the topic says so); 0: no age limit' },
+  { name: 'snapshot-entries', env: 'SNAPSHOT_ENTRIES', fileKey: 'snapshotEntries', defaultText: String(snapshotEntriesThreshold),
+    description: `applied entries after which a Raft group snapshots its state and compacts its log (${snapshotEntriesSettingMin}-${snapshotEntriesSettingMax}); a follower behind the compaction gets the snapshot, sent in chunks` },
   { name: 'queue-node-down', env: 'QUEUE_NODE_DOWN_MS', fileKey: 'queueNodeDownMs', defaultText: String(queueNodeDownMsDefault),
     description: `ms the group 0 leader goes without hearing from a voter before that node's queue partition replicas are rebuilt on spare nodes, when there are any (${queueNodeDownMsMin}-${queueNodeDownMsMax})` },
   { name: 'max-connections', env: 'MAX_CONNECTIONS', fileKey: 'maxConnections', defaultText: String(connectionsMax), description: 'client and peer connections the binary port holds; more are answered TOO_MANY_CONNECTIONS and closed' },
@@ -332,10 +336,13 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
     retentionMs: retentionSetting === undefined ? 0 : parseBoundedInt(retentionSetting.value, retentionSetting.label, 0, queueRetentionMsSettingMax),
   };
   const cache = parseCacheSettings(get);
+  const snapshotSetting = get('snapshot-entries');
+  const snapshotEntries = snapshotSetting === undefined ? snapshotEntriesThreshold
+    : parseBoundedInt(snapshotSetting.value, snapshotSetting.label, snapshotEntriesSettingMin, snapshotEntriesSettingMax);
   const nodeDownSetting = get('queue-node-down');
   const queueNodeDownMs = nodeDownSetting === undefined ? queueNodeDownMsDefault : parseBoundedInt(nodeDownSetting.value, nodeDownSetting.label, queueNodeDownMsMin, queueNodeDownMsMax);
   return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, raftTiming, cache, settingLabels, security, topicDefaults,
-    queueNodeDownMs };
+    snapshotEntries, queueNodeDownMs };
 }
 
 type SettingGetter = (name: Exclude<SettingName, 'config'>) => { value: string; label: string } | undefined;

@@ -29,6 +29,11 @@ class PeerLink {
     private readonly security: NodeSecurity,
     private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void) {}
 
+  /** Bytes handed to this link and not yet written to the socket's kernel buffer. */
+  get queuedBytes(): number {
+    return (this.socket?.writableLength ?? 0) + (this.writer?.queuedBytes ?? 0);
+  }
+
   get connected(): boolean {
     return this.ready;
   }
@@ -163,6 +168,10 @@ export class PeerLinks {
 
   send(peer: NodeId, opcode: number, payload: Uint8Array): boolean {
     return this.links.get(peer)?.send(opcode, payload) ?? false;
+  }
+
+  queuedBytes(peer: NodeId): number {
+    return this.links.get(peer)?.queuedBytes ?? 0;
   }
 
   isConnected(peer: NodeId): boolean {

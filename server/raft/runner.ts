@@ -7,7 +7,7 @@
 import { assert } from '../../core/assert.js';
 import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
   inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
-  proposalsPendingMax, raftReadRequestsPendingMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
+  proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
@@ -15,12 +15,14 @@ import { decodeConfChange } from '../../core/raft/confchange.js';
 import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
+import type { dsync } from '../../protocol/generated/dsync.js';
 import type { GroupStatusView } from '../node/node.js';
 import type { Logger } from '../node/log.js';
 import type { Cancel, MonotonicClock, Scheduler } from '../runtime.js';
 import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
 import { toPersistedState } from '../storage/wal.js';
 import { entryBytes } from '../storage/format.js';
+import { wireNumber } from '../../protocol/wire-number.js';
 import { checkWire, fromWire, toWire } from './codec.js';
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
@@ -113,6 +115,8 @@ export class GroupRunner {
    * the next entry's fsync queued behind: two fsyncs per request at one in flight.
    */
   private unwrittenHardState: HardState | null = null;
+  /** One-shot callbacks for the end of the Ready being persisted (whenReadyDone). */
+  private readyDoneCallbacks: (() => void)[] = [];
   private readonly runBound = (): void => {
     this.scheduled = false;
     void this.processReady();
@@ -212,6 +216,29 @@ export class GroupRunner {
     this.schedule();
   }
 
+  /**
+   * Whether a Ready is being persisted now. Entries proposed meanwhile reach neither the
+   * disk nor the followers before it is done (one Ready at a time), so a proposer that
+   * batches (the queue service) may as well hold them and propose them together then:
+   * one entry instead of one per turn, the same latency.
+   */
+  get persisting(): boolean {
+    return this.readyInFlight;
+  }
+
+  /**
+   * Calls `fn` once the Ready being persisted is done, before the next Ready is taken (so
+   * what fn proposes goes into it); at once when none is. Dropped if the runner stops
+   * first (its proposers' waiters fail then anyway).
+   */
+  whenReadyDone(fn: () => void): void {
+    if (!this.readyInFlight) {
+      fn();
+      return;
+    }
+    this.readyDoneCallbacks.push(fn);
+  }
+
   /** Resolves once this replica has applied everything committed before the call (ReadIndex). */
   readBarrier(): Promise<void> {
     if (this.reads.size >= raftReadRequestsPendingMax) {
@@ -282,6 +309,7 @@ export class GroupRunner {
   /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
   stop(reason = 'node is shutting down'): void {
     this.stopped = true;
+    this.readyDoneCallbacks = [];
     this.releaseWalReservation(null);
     this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, reason));
   }
@@ -381,6 +409,11 @@ export class GroupRunner {
     this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     this.readyInFlight = false;
     this.maybeCompact();
+    if (this.readyDoneCallbacks.length > 0) {
+      const callbacks = this.readyDoneCallbacks;
+      this.readyDoneCallbacks = [];
+      for (const fn of callbacks) fn();
+    }
     if (this.raft.hasReady()) this.schedule();
   }
 
@@ -513,6 +546,8 @@ export interface GroupHostEnv {
   readonly dropped?: ReadonlySet<GroupId>;
   /** Sends one encoded RaftBatch to a peer (best effort: Raft retries what is lost). */
   sendToPeer(peer: NodeId, batch: Uint8Array): void;
+  /** Bytes waiting in the link to `peer` (snapshot chunks are paced by it; absent: always room). */
+  peerQueuedBytes?(peer: NodeId): number;
   readonly clock: MonotonicClock;
   readonly scheduler: Scheduler;
   readonly log: Logger;
@@ -529,8 +564,10 @@ export interface GroupHostEnv {
   readonly bootNonce: Uint8Array;
   /** test/sim only: sees every Ready after advance() (the safety checker's view of a replica). */
   readonly observe?: RaftObserver;
-  /** test/sim only: compact after this many applied entries instead of snapshotEntriesThreshold. */
+  /** Compact after this many applied entries instead of snapshotEntriesThreshold (the node setting snapshot-entries; small in test/sim). */
   readonly snapshotEntriesThreshold?: number;
+  /** test/sim only: cut snapshot messages into chunks of this many bytes (default raftSnapshotChunkBytes). */
+  readonly snapshotChunkBytes?: number;
   /** This node's election timeout range and heartbeat interval, in ticks (the node's settings; default core/constants.ts). */
   readonly timing?: RaftTimingTicks;
 }
@@ -591,6 +628,12 @@ export class GroupHost implements GroupRegistry {
   /** Every group's timing, and how long a linearizable read waits for its ReadIndex answer (two longest election timeouts). */
   readonly timing: RaftTimingTicks & { readonly readTimeoutTicks: number };
   private readonly flushBound = (): void => this.flush();
+  /** Snapshot messages on their way to each peer in chunks, oldest first (one per group). */
+  private readonly snapshotSends = new Map<NodeId, SnapshotSend[]>();
+  /** Snapshot messages being reassembled, by sender and group. */
+  private readonly snapshotAssemblies = new Map<string, SnapshotAssembly>();
+  /** Snapshot messages sent in chunks and reassembled here, since start (tests and /metrics). */
+  readonly snapshotTransfers = { sent: 0, received: 0, discarded: 0 };
 
   constructor(readonly env: GroupHostEnv) {
     assert(env.bootNonce.length === readContextNonceBytes, `the boot nonce is ${readContextNonceBytes} bytes`);
@@ -604,6 +647,7 @@ export class GroupHost implements GroupRegistry {
     for (const g of env.dropped ?? []) this.droppedGroups.add(g);
     this.stopTicks = env.scheduler.every(raftTickMs, () => {
       for (const g of this.groups.values()) g.tick();
+      if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
     });
   }
 
@@ -712,6 +756,10 @@ export class GroupHost implements GroupRegistry {
       let bytes = 0;
       for (const m of messages) {
         const size = wireBytesEstimate(m);
+        if (m.snapshot !== null && m.snapshot !== undefined && size > this.snapshotChunkBytes) {
+          this.startSnapshotSend(peer, m);
+          continue;
+        }
         if (size > frameBytesMax - raftFrameSlackBytes) {
           this.log.warn('a raft message is too large for a peer frame; not sent', { peer, group: m.group ?? 0, bytes: size });
           continue;
@@ -727,6 +775,113 @@ export class GroupHost implements GroupRegistry {
       if (batch.length > 0) this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: batch }).finish());
       messages.length = 0;
     }
+    if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
+  }
+
+  private get snapshotChunkBytes(): number {
+    return this.env.snapshotChunkBytes ?? raftSnapshotChunkBytes;
+  }
+
+  /**
+   * Queues a snapshot message for `peer` in chunks. Raft sends the same snapshot again when
+   * a transfer takes longer than its patience (it probes after an election timeout): that
+   * one joins the transfer under way instead of restarting it, so a big snapshot over a slow
+   * link still finishes. A newer snapshot of the group replaces an older transfer.
+   */
+  private startSnapshotSend(peer: NodeId, m: ReturnType<typeof toWire>): void {
+    const group = m.group ?? 0;
+    const index = wireNumber(m.snapshot?.index);
+    const snapTerm = wireNumber(m.snapshot?.term);
+    let sends = this.snapshotSends.get(peer);
+    if (sends === undefined) {
+      sends = [];
+      this.snapshotSends.set(peer, sends);
+    }
+    const at = sends.findIndex((s) => s.group === group);
+    const existing = at < 0 ? undefined : sends[at];
+    if (existing !== undefined && existing.index === index && existing.term === snapTerm) return;
+    const bytes = schema.RaftMessage.encode(m).finish();
+    if (bytes.length > raftSnapshotTransferBytesMax) {
+      this.log.warn('a raft snapshot is too large to transfer; not sent', { peer, group, bytes: bytes.length, limit: raftSnapshotTransferBytesMax });
+      return;
+    }
+    const send: SnapshotSend = { group, index, term: snapTerm, bytes, offset: 0 };
+    if (at >= 0) sends[at] = send;
+    else sends.push(send);
+    this.log.info('sending a raft snapshot in chunks', { peer, group, index, bytes: bytes.length });
+  }
+
+  /** Hands snapshot chunks to each peer's link while its write queue has room (one transfer at a time per peer). */
+  private pumpSnapshotSends(): void {
+    const chunkBytes = this.snapshotChunkBytes;
+    for (const [peer, sends] of this.snapshotSends) {
+      // Without a queue to watch (the simulator), a few chunks per call keep a transfer from flooding one turn.
+      let budget = this.env.peerQueuedBytes === undefined ? 4 : Number.POSITIVE_INFINITY;
+      while (sends.length > 0 && budget-- > 0 && (this.env.peerQueuedBytes?.(peer) ?? 0) < raftSnapshotSendQueueBytes) {
+        const s = sends[0] as SnapshotSend;
+        const data = s.bytes.subarray(s.offset, Math.min(s.bytes.length, s.offset + chunkBytes));
+        this.env.sendToPeer(peer, schema.RaftBatch.encode({ chunks: [{ group: s.group, index: s.index, term: s.term, total: s.bytes.length, offset: s.offset, data }] }).finish());
+        s.offset += data.length;
+        if (s.offset >= s.bytes.length) {
+          sends.shift();
+          this.snapshotTransfers.sent++;
+        }
+      }
+      if (sends.length === 0) this.snapshotSends.delete(peer);
+    }
+  }
+
+  /**
+   * One chunk of a snapshot message from `from`. Chunks of one transfer arrive in order over
+   * the link; anything else (a gap after a reconnect, another snapshot) discards the assembly,
+   * and Raft's own retry of the snapshot starts a new one. The whole message goes through the
+   * same checks as any other before it is stepped.
+   */
+  private receiveChunk(from: NodeId, c: dsync.RaftMessageChunk.$Properties): ProtocolError | null {
+    const bad = (why: string): ProtocolError => new ProtocolError(ErrorCode.BAD_PAYLOAD, `malformed raft snapshot chunk from ${from}: ${why}`, true);
+    const group = wireNumber(c.group);
+    const index = wireNumber(c.index);
+    const snapTerm = wireNumber(c.term);
+    const total = wireNumber(c.total);
+    const offset = wireNumber(c.offset);
+    const data = c.data ?? new Uint8Array(0);
+    for (const v of [group, index, snapTerm, total, offset]) if (!Number.isSafeInteger(v) || v < 0) return bad(`field ${v} is not a non-negative safe integer`);
+    if (total > raftSnapshotTransferBytesMax) return bad(`a message of ${total} bytes (limit ${raftSnapshotTransferBytesMax})`);
+    if (data.length === 0 || offset + data.length > total) return bad(`chunk [${offset}, ${offset + data.length}) of a ${total}-byte message`);
+    // Only for a group hosted here: anything else would be dropped once whole anyway.
+    if (!this.groups.has(group as GroupId)) return null;
+    const key = `${from}\u0000${group}`;
+    let a = this.snapshotAssemblies.get(key);
+    if (offset === 0) {
+      if (a !== undefined) this.snapshotTransfers.discarded++;
+      a = { index, term: snapTerm, bytes: new Uint8Array(total), received: 0 };
+      this.snapshotAssemblies.set(key, a);
+    } else if (a === undefined || a.index !== index || a.term !== snapTerm || a.bytes.length !== total || a.received !== offset) {
+      if (a !== undefined) {
+        this.snapshotAssemblies.delete(key);
+        this.snapshotTransfers.discarded++;
+      }
+      return null;
+    }
+    a.bytes.set(data, offset);
+    a.received += data.length;
+    if (a.received < total) return null;
+    this.snapshotAssemblies.delete(key);
+    let w: ReturnType<typeof schema.RaftMessage.decode>;
+    try {
+      w = schema.RaftMessage.decode(a.bytes);
+    } catch (err) {
+      return bad(`the reassembled message does not decode: ${(err as Error).message}`);
+    }
+    const malformed = checkWire(w, from, this.nodeId);
+    if (malformed !== null) return malformed;
+    if (w.type !== MessageType.Snap || wireNumber(w.group) !== group || wireNumber(w.snapshot?.index) !== index || wireNumber(w.snapshot?.term) !== snapTerm) {
+      return bad('the reassembled message is not the snapshot its chunks named');
+    }
+    this.snapshotTransfers.received++;
+    const m = fromWire(w);
+    this.groups.get(m.group)?.step(m.message);
+    return null;
   }
 
   /**
@@ -746,6 +901,10 @@ export class GroupHost implements GroupRegistry {
       if (malformed !== null) return malformed;
     }
     this.heardAtMs.set(from, this.env.clock.nowMs());
+    for (const c of batch.chunks) {
+      const malformed = this.receiveChunk(from, c);
+      if (malformed !== null) return malformed;
+    }
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
       const runner = this.groups.get(group);
@@ -759,6 +918,24 @@ export class GroupHost implements GroupRegistry {
     }
     return null;
   }
+}
+
+/** A snapshot message on its way to one peer in chunks. */
+interface SnapshotSend {
+  readonly group: number;
+  readonly index: number;
+  readonly term: number;
+  /** The encoded RaftMessage. */
+  readonly bytes: Uint8Array;
+  /** Bytes handed to the link so far. */
+  offset: number;
+}
+
+interface SnapshotAssembly {
+  readonly index: number;
+  readonly term: number;
+  readonly bytes: Uint8Array;
+  received: number;
 }
 
 /** Room left in a peer frame for a RaftBatch's envelope beyond the estimates below. */

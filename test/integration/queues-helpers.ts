@@ -7,9 +7,15 @@
 import type { Client, Consumer, Producer, ReceivedMessage } from '../../client/index.js';
 import { sleep } from './helpers/cluster.js';
 
-/** The queue tests' ports: each file takes its own slice of 21000-21999 (client, HTTP, console ports per node). */
+/**
+ * The queue tests' ports: each file takes its own slice of 21000-21999 (client, HTTP,
+ * console ports per node). DSYNC_QUEUE_TEST_PORT_BASE moves the whole block (another
+ * 1000 ports from there), so two checkouts can run these tests side by side.
+ */
 export function queuePorts(slot: number, nodes = 3): number[] {
-  const base = 21_000 + slot * 50;
+  const block = Number(process.env.DSYNC_QUEUE_TEST_PORT_BASE ?? 21_000);
+  if (!Number.isInteger(block) || block < 1024 || block > 64_000) throw new Error(`DSYNC_QUEUE_TEST_PORT_BASE=${process.env.DSYNC_QUEUE_TEST_PORT_BASE} is not a port block`);
+  const base = block + slot * 50;
   return [...Array.from({ length: nodes }, (_, i) => base + i), ...Array.from({ length: nodes }, (_, i) => base + 10 + i),
     ...Array.from({ length: nodes }, (_, i) => base + 20 + i)];
 }

@@ -18,6 +18,7 @@ t.test(`${seeds} seeds of ${multiGroupCount} groups on 5 nodes: Raft invariants 
   let acked = 0;
   let crashes = 0;
   let installed = 0;
+  let reassembled = 0;
   const ledAfter: number[] = [];
   for (let s = seedStart; s < seedStart + seeds; s++) {
     const r = await runMultiGroupSeed(s, faultPhaseMs);
@@ -26,10 +27,12 @@ t.test(`${seeds} seeds of ${multiGroupCount} groups on 5 nodes: Raft invariants 
     acked += r.acked;
     crashes += r.crashes;
     installed += r.snapshotsInstalled;
+    reassembled += r.snapshotsReassembled;
     if (r.allLedAfterMs >= 0) ledAfter.push(r.allLedAfterMs);
   }
   t.comment(`${acked} proposals acknowledged, ${crashes} crashes, ${installed} snapshots installed; every group led again within ${Math.max(0, ...ledAfter)} ms of healing (max over seeds)`);
   t.ok(crashes > 0, 'the nemesis crashed nodes');
+  t.ok(reassembled > 0, `snapshots travelled in chunks and were reassembled (${reassembled})`);
   t.ok(acked > seeds * 100, 'proposals were acknowledged across the groups');
 });
 

@@ -83,6 +83,8 @@ export interface MultiGroupResult {
   readonly acked: number;
   readonly crashes: number;
   readonly snapshotsInstalled: number;
+  /** Snapshots that travelled in chunks (the simulation cuts them at 256 bytes) and were reassembled. */
+  readonly snapshotsReassembled: number;
   /** Leaderless groups right after healing, and simulated ms until every group had a leader again. */
   readonly leaderlessAtHeal: number;
   readonly allLedAfterMs: number;
@@ -92,7 +94,7 @@ export interface MultiGroupResult {
 export async function runMultiGroupSeed(seed: number, faultPhaseMs = 3_000, diskVariant: DiskVariant = 'correct'): Promise<MultiGroupResult> {
   const profiled = runnerProfile(seed, { diskVariant });
   const ids = Array.from({ length: nodeCount }, (_, i) => `n${i + 1}` as NodeId);
-  const c = new SimCluster({ ...profiled.cluster, nodeCount, snapshotEntries: profiled.cluster.snapshotEntries ?? 25, checkAllGroups: true,
+  const c = new SimCluster({ ...profiled.cluster, nodeCount, snapshotEntries: profiled.cluster.snapshotEntries ?? 25, snapshotChunkBytes: 256, checkAllGroups: true,
     services: () => [new GroupsService(ids)] });
   const n = c.opts.network;
   const profile = `nodes=${nodeCount} groups=${multiGroupCount} drop=${n.dropProb} dup=${n.dupProb} delay<=${n.delayMsMax}ms fsync<=${c.opts.fsyncMsMax}ms ` +
@@ -195,5 +197,5 @@ export async function runMultiGroupSeed(seed: number, faultPhaseMs = 3_000, disk
     result = failureOf(err);
   }
   return { seed, ok: result.property === '', ...result, profile, acked: acked.reduce((a, s) => a + s.size, 0), crashes: c.stats.crashes,
-    snapshotsInstalled: c.statsNow().snapshotsInstalled, leaderlessAtHeal, allLedAfterMs };
+    snapshotsInstalled: c.statsNow().snapshotsInstalled, snapshotsReassembled: c.statsNow().snapshotsReassembled, leaderlessAtHeal, allLedAfterMs };
 }

@@ -49,6 +49,8 @@ export interface SimClusterOptions {
   readonly clockSkew: number;
   /** GroupHostEnv.snapshotEntriesThreshold: compact after this many applied entries (undefined: the node's default). */
   readonly snapshotEntries: number | undefined;
+  /** GroupHostEnv.snapshotChunkBytes: snapshots above this travel in chunks (small here so the simulator's snapshots do). */
+  readonly snapshotChunkBytes?: number;
   /** Check at send time that every AppResp/VoteResp is backed by the sender's durable disk. */
   readonly checkAckDurability: boolean;
   /** The services one node runs, fresh for each incarnation (server/main.ts services()). */
@@ -73,6 +75,8 @@ export interface SimStats {
   /** Snapshots that reached a disk (compactions and installed ones). */
   snapshotsSaved: number;
   pauses: number;
+  /** Snapshot messages reassembled from chunks and stepped (GroupHost.snapshotTransfers.received, every incarnation). */
+  snapshotsReassembled: number;
 }
 
 const silentOut = (): void => {};
@@ -214,6 +218,7 @@ export class SimNode implements ServiceNode {
       bootNonce: Uint8Array.from({ length: readContextNonceBytes }, () => c.prng.int(0, 255)),
       observe: observer,
       ...(c.opts.snapshotEntries === undefined ? {} : { snapshotEntriesThreshold: c.opts.snapshotEntries }),
+      ...(c.opts.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: c.opts.snapshotChunkBytes }),
     });
     this.host = host;
     const list = c.opts.services(this);
@@ -229,6 +234,7 @@ export class SimNode implements ServiceNode {
   /** Power loss: the process and its timers are gone, unsynced writes partly lost, client links reset. */
   crash(): void {
     if (this.host === null) return;
+    this.cluster.stats.snapshotsReassembled += this.host.snapshotTransfers.received;
     this.host = null;
     this.time = null;
     this.services = [];
@@ -320,7 +326,7 @@ export class SimCluster {
   readonly net: SimNet;
   readonly stats: SimStats = {
     batchesSent: 0, batchesDelivered: 0, batchesDropped: 0, batchesDuplicated: 0, crashes: 0, restarts: 0, tornWrites: 0,
-    snapshotsInstalled: 0, snapshotsSaved: 0, pauses: 0,
+    snapshotsInstalled: 0, snapshotsSaved: 0, pauses: 0, snapshotsReassembled: 0,
   };
   readonly trace: string[] = [];
   traceEnabled = false;
@@ -347,7 +353,8 @@ export class SimCluster {
   /** The counters, with the disks' snapshot count brought up to date. */
   statsNow(): SimStats {
     this.stats.snapshotsSaved = this.nodes.reduce((a, n) => a + n.disk.stats.snapshotsSaved, 0);
-    return { ...this.stats };
+    const live = this.nodes.reduce((a, n) => a + (n.host?.snapshotTransfers.received ?? 0), 0);
+    return { ...this.stats, snapshotsReassembled: this.stats.snapshotsReassembled + live };
   }
 
   node(idx: number): SimNode {

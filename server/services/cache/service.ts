@@ -122,7 +122,15 @@ export class CacheService implements Service {
   private stopTick: Cancel | null = null;
   private stopped = false;
   readonly metrics = new CacheMetrics();
+  /**
+   * Messages for peers, sent once per turn (one CachePeerBatch per peer however many
+   * requests the turn served: a pipelined client's batch of misses costs one frame each way,
+   * not one per request), for the generation that produced them.
+   */
   private outbox = new Map<NodeId, { toHome: ReturnType<typeof encodeToHome>[]; toNode: ReturnType<typeof encodeToNode>[] }>();
+  private outboxGeneration: Generation | null = null;
+  private outboxFlushScheduled = false;
+  private readonly flushOutboxBound = (): void => this.flushOutbox();
 
   constructor(private readonly opts: CacheServiceOptions) {
     this.ringTiming = opts.ringTiming ?? ringTimingDefault;
@@ -159,6 +167,7 @@ export class CacheService implements Service {
     if (this.gen !== null) {
       this.gen.node.flush(++this.opCounter, this.now());
       this.pump();
+      this.flushOutbox();
     }
     await this.opts.backing.close();
   }
@@ -285,7 +294,7 @@ export class CacheService implements Service {
     return null;
   }
 
-  /** Moves every output of both cores where it goes, until neither has any; then sends one batch per peer. */
+  /** Moves every output of both cores where it goes, until neither has any; peers' messages leave at the end of the turn. */
   private pump(): void {
     const g = this.gen;
     if (g === null) return;
@@ -308,14 +317,30 @@ export class CacheService implements Service {
       }
       for (const op of h.memory) this.memory(g, op);
     }
-    for (const [peer, b] of this.outbox) {
-      const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish());
-      if (!ok) this.metrics.add('peerBatchesDropped');
+    if (this.outbox.size > 0 && !this.outboxFlushScheduled) {
+      this.outboxFlushScheduled = true;
+      (this.ctx as ServiceContext).scheduler.defer(this.flushOutboxBound);
+    }
+  }
+
+  /** One batch per peer. A generation replaced since the messages were made drops them (they name the old ring's nodes; senders resend). */
+  private flushOutbox(): void {
+    this.outboxFlushScheduled = false;
+    const g = this.outboxGeneration;
+    if (g !== null && g === this.gen) {
+      for (const [peer, b] of this.outbox) {
+        const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish());
+        if (!ok) this.metrics.add('peerBatchesDropped');
+      }
     }
     this.outbox.clear();
   }
 
   private queue(g: Generation, to: number, w: ReturnType<typeof encodeToHome>, toHome: boolean): void {
+    if (this.outboxGeneration !== g) {
+      this.outbox.clear();
+      this.outboxGeneration = g;
+    }
     const peer = g.members[to] as NodeId;
     let b = this.outbox.get(peer);
     if (b === undefined) {

@@ -23,6 +23,8 @@
 //   turn go into one entry (up to queueEntryCommandsMax commands and
 //   queueEntryBatchBytesMax message bytes; a larger publish goes alone), stamped with the
 //   leader's wall clock (deadlines are absolute wall-clock ms: core/queue/partition.ts).
+//   While the partition's runner persists a Ready, requests collect until it is done
+//   (they could not leave before it anyway): one entry per Ready, not one per turn.
 //   Each request is answered once its entry committed and applied (durable on a majority).
 // - Fetch is proposed only when the leader's applied state has something for the group
 //   (new offsets inside the unacked window, or a redelivery that is ready), so an empty
@@ -49,7 +51,7 @@
 import { assert, assertNever } from '../../../core/assert.js';
 import {
   queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
-  queueDeadLetterForwardTimeoutMs, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
+  queueDeadLetterForwardTimeoutMs, queueEntriesInFlightMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
   queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
   queueMoveCatchUpEntriesMax, queueMovePeerLiveMs, queueMovesInFlightMax, queueNodeDownMsDefault, queuePartitionRetiredMax, queueRebalanceCheckMs,
 } from '../../../core/constants.js';
@@ -174,6 +176,10 @@ interface Hosted {
   readonly pending: Pending[];
   pendingBytes: number;
   flushScheduled: boolean;
+  /** Entries proposed and not yet answered (applied, or failed): at most queueEntriesInFlightMax before requests wait. */
+  entriesInFlight: number;
+  /** A flush waits for an entry in flight to be answered. */
+  flushAfterEntry: boolean;
   readonly parked: Set<ParkedFetch>;
   wakeScheduled: boolean;
   deadlineTimer: Cancel | null;
@@ -487,7 +493,7 @@ export class QueueService implements Service {
     const replicas = topic.placement[index] ?? [];
     // Every host bootstraps with the group's first configuration: a new replica replaying the log from index 1 then derives the others'.
     const runner = this.context.groups.ensure(group, machine, { voters: [...(topic.origin[index] ?? replicas)].sort(), learners: [] });
-    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, parked: new Set(),
+    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, entriesInFlight: 0, flushAfterEntry: false, parked: new Set(),
       wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, outboxSending: false, outboxEpoch: 0,
       predictedEnd: 0, links: new Map(), moveStepping: false, stopped: false };
     this.hosted.set(group, hosted);
@@ -571,6 +577,17 @@ export class QueueService implements Service {
   }
 
   private flush(h: Hosted): void {
+    // While the partition's previous Ready is being persisted, whatever is proposed now
+    // waits for it anyway (the runner takes one Ready at a time): hold the requests and
+    // propose them once it is done, as one entry rather than one per turn.
+    if (!h.stopped && h.runner.persisting) {
+      h.runner.whenReadyDone(() => this.flush(h));
+      return;
+    }
+    if (!h.stopped && h.entriesInFlight >= queueEntriesInFlightMax) {
+      h.flushAfterEntry = true;
+      return;
+    }
     h.flushScheduled = false;
     if (h.pending.length === 0) return;
     const nowMs = this.wallClockMs();
@@ -586,6 +603,7 @@ export class QueueService implements Service {
       h.pendingBytes -= bytes;
       const commands = batch.map((p) => p.make(nowMs));
       if (this.opts.canary === 'ack-before-majority') this.answerEarly(h, batch, nowMs);
+      h.entriesInFlight++;
       h.runner.propose(encodeQueueEntry(commands)).then((outcomes) => {
         const list = outcomes as CommandOutcome[];
         assert(list.length === batch.length, 'one outcome per command');
@@ -593,6 +611,12 @@ export class QueueService implements Service {
       }, (err: unknown) => {
         const e = this.node.asDsyncError(err);
         for (const p of batch) p.reject(e);
+      }).finally(() => {
+        h.entriesInFlight--;
+        if (h.flushAfterEntry) {
+          h.flushAfterEntry = false;
+          this.flush(h);
+        }
       });
     }
     assert(h.pendingBytes === 0, 'every pending byte went into an entry');

@@ -168,6 +168,8 @@ function capped(s: string): string {
 export interface SpawnOptions {
   readonly env?: Record<string, string>;
   readonly cwd?: string;
+  /** Flags for node itself, before the script (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /**
@@ -180,7 +182,7 @@ export function spawnDsync(t: Teardown, args: readonly string[], opts: SpawnOpti
     if (v !== undefined && !dsyncEnvNames.has(k)) env[k] = v;
   }
   Object.assign(env, opts.env ?? {});
-  const child = spawn(process.execPath, [dsyncBin, ...args], {
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), dsyncBin, ...args], {
     cwd: opts.cwd ?? repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   const proc = new ManagedProcess(child, `dsync ${args.slice(0, 3).join(' ')}`);
@@ -340,7 +342,8 @@ export function nodeArgs(spec: NodeSpec, extra: readonly string[] = []): string[
 export class TestNode {
   proc: ManagedProcess | null = null;
 
-  constructor(private readonly t: Teardown, readonly spec: NodeSpec, private readonly extraArgs: readonly string[] = []) {}
+  constructor(private readonly t: Teardown, readonly spec: NodeSpec, private readonly extraArgs: readonly string[] = [],
+    private readonly nodeFlags: readonly string[] = []) {}
 
   get address(): string {
     return `127.0.0.1:${this.spec.port}`;
@@ -359,7 +362,7 @@ export class TestNode {
   /** Spawns the node; with `wait` (default) resolves once it answers a ping. */
   async start(wait = true): Promise<void> {
     if (this.proc !== null && this.proc.running) throw new Error(`node ${this.spec.id} is already running`);
-    this.proc = spawnDsync(this.t, nodeArgs(this.spec, this.extraArgs));
+    this.proc = spawnDsync(this.t, nodeArgs(this.spec, this.extraArgs), { nodeFlags: this.nodeFlags });
     if (!wait) return;
     await this.proc.waitForStdout(/listening on/);
     await waitUntilServing(this.address);
@@ -390,6 +393,8 @@ export interface ClusterOptions {
   readonly extraArgs?: readonly string[];
   /** nodes x 3 ports to use (client, then HTTP, then console ports) instead of free ones found in 10000-19999. */
   readonly ports?: readonly number[];
+  /** Flags for every node's node process (benchmarks profile with `--cpu-prof --cpu-prof-dir=DIR`). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /** N nodes `n1..nN` on free ports, each its own `dsync node` process, peers wired to each other. */
@@ -408,7 +413,7 @@ export class TestCluster {
       id, port: port(i), httpPort: port(count + i), consolePort: port(2 * count + i), dataDir: join(dataRoot, id),
       peers: ids.flatMap((pid, j) => (j === i ? [] : [`${pid}@127.0.0.1:${port(j)}`])),
     }));
-    const cluster = new TestCluster(specs.map((s) => new TestNode(t, s, opts.extraArgs ?? [])), dataRoot);
+    const cluster = new TestCluster(specs.map((s) => new TestNode(t, s, opts.extraArgs ?? [], opts.nodeFlags ?? [])), dataRoot);
     await Promise.all(cluster.nodes.map((n) => n.start()));
     return cluster;
   }

@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import t from 'tap';
+import { queueFetchBytesMax } from '../../../core/constants.js';
 import { consumerGroup, consumerId, logIndex, offset, partitionId, producerId } from '../../../core/ids.js';
 import type { ConsumerGroup, DeliveryId } from '../../../core/ids.js';
 import type { Append, DeadLettered, QueueCommand, QueueOutcome, StoredMessage } from '../../../core/queue/commands.js';
@@ -26,6 +27,9 @@ import type { PartitionConfig, QueuePartitionSnapshot } from '../../../core/queu
 import { MemoryMessageStore } from '../../../core/queue/store.js';
 import { QueueModel } from './model.js';
 import type { Plain } from './model.js';
+
+/** A message this big now and then: two fill most of a fetch's byte budget, a third does not fit. */
+const bigMessageBytes = Math.floor((queueFetchBytesMax * 2) / 5);
 
 type Op =
   | { op: 'append'; producer: number; n: number; key: number; len: number; retry: 'no' | 'same' | 'stale' }
@@ -44,7 +48,7 @@ type Op =
   | { op: 'forward'; head: boolean; seq: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ op: fc.constant('append' as const), producer: fc.nat(2), n: fc.integer({ min: 1, max: 3 }), key: fc.nat(3), len: fc.nat(6), retry: fc.constantFrom('no', 'no', 'no', 'same', 'stale') as fc.Arbitrary<'no' | 'same' | 'stale'> }) },
+  { weight: 6, arbitrary: fc.record({ op: fc.constant('append' as const), producer: fc.nat(2), n: fc.integer({ min: 1, max: 3 }), key: fc.nat(3), len: fc.oneof({ weight: 19, arbitrary: fc.nat(6) }, { weight: 1, arbitrary: fc.constant(bigMessageBytes) }), retry: fc.constantFrom('no', 'no', 'no', 'same', 'stale') as fc.Arbitrary<'no' | 'same' | 'stale'> }) },
   { weight: 8, arbitrary: fc.record({ op: fc.constant('fetch' as const), group: fc.nat(1), consumer: fc.nat(2), max: fc.integer({ min: 1, max: 4 }), deadline: fc.constantFrom(0, 0, 1_000, 3_000) }) },
   { weight: 6, arbitrary: fc.record({ op: fc.constant('ack' as const), pick: fc.nat(), n: fc.integer({ min: 1, max: 2 }), otherGroup: fc.constantFrom(false, false, false, true) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('nack' as const), pick: fc.nat(), delay: fc.constantFrom(-1, 0, 500, 2_000) }) },

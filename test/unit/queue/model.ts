@@ -6,6 +6,7 @@
 // store. Bounds the random tests never reach (group, consumer and producer counts,
 // batch sizes) are left out.
 
+import { queueFetchBytesMax } from '../../../core/constants.js';
 import type { QueueCommand } from '../../../core/queue/commands.js';
 import type { PartitionConfig } from '../../../core/queue/partition.js';
 
@@ -272,14 +273,29 @@ export class QueueModel {
     const ready = [...g.status.values()]
       .filter((s): s is MOut => s !== 'done' && !s.inFlight && s.readyAtMs <= now)
       .sort((a, b) => a.readyAtMs - b.readyAtMs || a.offset - b.offset);
-    for (const s of ready) if (out.length < room) hand(s);
+    // Bytes bound a fetch as well as counts: the first delivery always goes; past queueFetchBytesMax in all, the fetch ends.
+    let bytes = 0;
+    const fits = (o: number): boolean => {
+      const n = (this.messages[o] as MMessage).size;
+      if (out.length > 0 && bytes + n > queueFetchBytesMax) return false;
+      bytes += n;
+      return true;
+    };
+    for (const s of ready) {
+      if (out.length >= room) break;
+      if (!fits(s.offset)) return { kind: 'delivered', deliveries: out };
+      hand(s);
+    }
     while (out.length < room && g.next < this.logEnd && g.next - this.cursor(g) < this.config.unackedPerGroupMax) {
-      const o = g.next++;
+      const o = g.next;
       const only = (this.messages[o] as MMessage).onlyGroup;
       if (only !== undefined && only !== g.name) {
+        g.next++;
         g.status.set(o, 'done');
         continue;
       }
+      if (!fits(o)) break;
+      g.next++;
       const s: MOut = { id: this.nextId++, offset: o, attempt: 0, inFlight: false, consumer: null, deadlineMs: 0, ackDeadlineMs, readyAtMs: 0 };
       g.status.set(o, s);
       hand(s);

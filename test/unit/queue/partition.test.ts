@@ -9,6 +9,7 @@ import t from 'tap';
 import {
   queueAppendBatchCountMax,
   queueConsumersPerGroupMax,
+  queueFetchBytesMax,
   queueGroupsPerPartitionMax,
   queueMessageBytesMax,
   queueNackBackoffMsMax,
@@ -89,6 +90,27 @@ t.test('fetch: new offsets in order, bounded per consumer and by the group windo
   t.equal(code(d.send('G', 'c1', { kind: 'fetch', max: 0 }).result), 'BAD_REQUEST');
   t.equal(code(d.send('G', 'c1', { kind: 'fetch', max: 1, ackDeadlineMs: 5 }).result), 'BAD_REQUEST', 'deadline below the minimum');
   t.equal(code(d.send('', 'c1', { kind: 'fetch', max: 1 }).result), 'BAD_REQUEST', 'empty group name');
+  t.end();
+});
+
+t.test('fetch: bounded by bytes as well as by count (the answer carries the bodies and must fit a frame)', (t) => {
+  const d = new Driver(config({ ackDeadlineMs: 1_000, maxDeliveries: 10 }));
+  const quarter = { key: new Uint8Array(0), value: new Uint8Array(queueFetchBytesMax / 4), headers: [] };
+  for (let i = 0; i < 9; i++) d.publish(quarter);
+  const first = d.fetch('G', 'c1', 16);
+  t.same(offsets(first), [0, 1, 2, 3], 'four quarters of the budget, not the fifth');
+  t.same(offsets(d.fetch('G', 'c1', 16)), [4, 5, 6, 7], 'the next fetch goes on');
+  // Redeliveries count too: the four expired ones come back four per fetch, then the new one.
+  d.nowMs += 1_000;
+  d.expire();
+  t.same(offsets(d.fetch('G', 'c2', 16)), [0, 1, 2, 3], 'redeliveries bounded by bytes, oldest first');
+  t.same(offsets(d.fetch('G', 'c3', 16)), [4, 5, 6, 7]);
+  t.same(offsets(d.fetch('G', 'c3', 16)), [8]);
+  const e = new Driver();
+  const maximal = { key: new Uint8Array(0), value: new Uint8Array(queueMessageBytesMax), headers: [] };
+  for (let i = 0; i < 3; i++) e.publish(maximal);
+  t.same(offsets(e.fetch('G', 'c1', 16)), [0, 1], 'maximal messages: as many as the budget holds');
+  t.same(offsets(e.fetch('G', 'c1', 16)), [2]);
   t.end();
 });
 
