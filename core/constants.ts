@@ -472,6 +472,20 @@ export const queueDeadLetterForwardTimeoutMs = 2_000;
  * them; while it is full, messages past maxDeliveries are redelivered instead (nothing dropped).
  */
 export const queueDeadLetterOutboxMax = 10_000;
+/** How often group 0's leader plans partition moves, and each partition leader takes the next step of its move. */
+export const queueRebalanceCheckMs = 500;
+/** Partition moves under way at once in the whole cluster (rebalancing stays bounded; rebuilding a down node's replicas counts too). */
+export const queueMovesInFlightMax = 4;
+/** A learner within this many entries of its leader's last index counts as caught up and is promoted to voter. */
+export const queueMoveCatchUpEntriesMax = 64;
+/** Default of QUEUE_NODE_DOWN_MS: a voter group 0's leader has not heard this long gets its partition replicas rebuilt on spare nodes. */
+export const queueNodeDownMsDefault = 300_000;
+export const queueNodeDownMsMin = 5_000;
+export const queueNodeDownMsMax = 86_400_000;
+/** A peer heard from within this long counts as live when a partition leader checks that a membership step keeps a quorum. */
+export const queueMovePeerLiveMs = 2_000;
+/** Nodes a partition may have left (never placed on again: group ids are not reused on a node); past this the partition no longer moves. */
+export const queuePartitionRetiredMax = 64;
 
 assert(queueTopicPartitionsMax >= 1 && queueTopicPartitionsDefault <= queueTopicPartitionsMax, 'topic partitions range');
 assert(queueTopicNameCharsMax + '.dlq'.length <= queueNameBytesMax, 'a dead-letter topic name fits the name bound');
@@ -481,6 +495,8 @@ assert(queueTopicIdMax > queueTopicsMax && (queueTopicIdMax + 1) * queueTopicPar
 assert(queueEntryBatchBytesMax <= queueMessageBytesMax && queueParkedFetchesMax > 0 && queuePendingRequestsPerPartitionMax > 0,
   'queue service bounds');
 assert(queueFetchWaitMsMax < queueAckDeadlineMsMax && queueFencingLocksMax > 0, 'queue service waits and fencing bounds');
+assert(queueMovesInFlightMax >= 1 && queueMoveCatchUpEntriesMax >= 0 && queueNodeDownMsMin > queueMovePeerLiveMs && queueNodeDownMsDefault >= queueNodeDownMsMin && queueNodeDownMsDefault <= queueNodeDownMsMax
+  && queuePartitionRetiredMax >= membersMax, 'partition move bounds');
 assert(queuePendingRequestsPerPartitionMax <= queueEntryCommandsMax && queueAckBatchCountMax <= queueEntryCommandsMax,
   'a partition\'s pending requests (and one settle\'s nacks) fit one entry');
 assert(appendEntriesBytesMax <= raftBatchBytesMax && queueStoreRecordBytesMax <= raftBatchBytesMax && raftBatchBytesMax * 2 <= frameBytesMax,

@@ -71,6 +71,8 @@ export const Opcode = {
   Redrive: 213,
   /** The consistent-hash ring over group 0's voters: each member's share and the partition replicas it hosts. */
   Ring: 214,
+  /** Peer-only push to group 0's leader: a partition's leader reports its group reached the placement of a move (QueueMoveDone). */
+  QueueMoveDone: 215,
   // Cache service: 300-399.
   CacheGet: 300,
   CacheSet: 301,

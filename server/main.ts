@@ -143,10 +143,10 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     if (err instanceof WalCorruptionError) throw err;
     throw new StartError(`cannot open the log in ${join(config.dataDir, 'wal')} (${config.settingLabels.dataDir}): ${err instanceof Error ? err.message : String(err)}`);
   }
-  const { wal, recovered } = opened;
+  const { wal, recovered, dropped } = opened;
   const node = new DsyncNode(config);
   try {
-    return await wire(config, node, wal, recovered);
+    return await wire(config, node, wal, recovered, dropped);
   } catch (err) {
     await node.abortStart().catch(() => {});
     await wal.close().catch(() => {});
@@ -188,11 +188,13 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 
-async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered']): Promise<RunningNode> {
+async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Awaited<ReturnType<typeof Wal.open>>['recovered'],
+  dropped: ReadonlySet<GroupId>): Promise<RunningNode> {
   const host = new GroupHost({
     nodeId: config.nodeId,
     storage: wal,
     recovered,
+    dropped,
     sendToPeer: (peer, batch) => { node.peers.send(peer, Opcode.Raft, batch); },
     peerQueuedBytes: (peer) => node.peers.queuedBytes(peer),
     snapshotEntriesThreshold: config.snapshotEntries,
@@ -226,6 +228,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
     topicDefaults: config.topicDefaults,
+    ...(config.queueNodeDownMs === undefined ? {} : { nodeDownMs: config.queueNodeDownMs }),
   }, canaries)];
   const sm = new Group0StateMachine();
   registerServices(list, sm);

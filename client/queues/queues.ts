@@ -68,6 +68,10 @@ export interface PartitionInfo {
   readonly replicas: readonly string[];
   /** A hint: the leader the answering node knew of ('' when unknown). */
   readonly leaderId: string;
+  /** Bumped by every move of the replica set (nodes joined, left or stayed down). */
+  readonly epoch: number;
+  /** While a move is under way: every node that may still be in the partition's Raft group (absent when none is). */
+  readonly hosts?: readonly string[];
   /** Offsets and groups, when the answering node hosts the partition. */
   readonly logStart?: number;
   readonly logEnd?: number;
@@ -189,7 +193,8 @@ function topicInfo(s: ReturnType<typeof schema.TopicState.decode>): TopicInfo {
     retention: { maxAgeMs: Number(r?.maxAgeMs ?? 0), maxBytes: Number(r?.maxBytes ?? 0), dropUnacked: r?.dropUnacked === true },
     deadLetterTopic: s.deadLetterTopic,
     partitionList: s.partitionList.map((p) => ({
-      index: p.index ?? 0, groupId: p.groupId ?? 0, replicas: p.replicas ?? [], leaderId: p.leaderId ?? '',
+      index: p.index ?? 0, groupId: p.groupId ?? 0, replicas: p.replicas ?? [], leaderId: p.leaderId ?? '', epoch: Number(p.epoch ?? 0),
+      ...((p.hosts ?? []).length > 0 ? { hosts: p.hosts ?? [] } : {}),
       ...(p.hosted === true ? { logStart: Number(p.logStart ?? 0), logEnd: Number(p.logEnd ?? 0),
         groups: (p.groups ?? []).map((g) => ({ group: g.group ?? '', cursor: Number(g.cursor ?? 0), lag: Number(g.lag ?? 0), inFlight: g.inFlight ?? 0, pending: g.pending ?? 0 })) } : {}),
     })),

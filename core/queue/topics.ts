@@ -13,13 +13,24 @@
 //   reads the same placement instead of recomputing it later with other members.
 //   The first replica of a partition is its preferred leader; each replica set is
 //   rotated so preferred leaders spread evenly over the nodes (the set is unchanged).
+// - Moves (core/queue/rebalance.ts plans them): a move names the partition's epoch it was
+//   planned against (compare and set) and the replica set wanted; applying it makes that
+//   the placement, bumps the epoch, and adds the wanted nodes to the partition's hosts:
+//   every node that may be in its Raft configuration, which is the set that hosts its
+//   group. The partition's leader walks the group there by membership change, then a
+//   settle naming the epoch shrinks the hosts to the placement; the nodes that left drop
+//   the group and are remembered as retired: group ids are never reused on a node (the
+//   WAL's tombstone), so a partition never moves back to a node it left. A partition's
+//   Raft group is bootstrapped with its origin (first) replica set on every node that
+//   ever hosts it, so a new replica that replays the log from index 1 derives the same
+//   configuration as the others.
 // - Dead letters: creating NAME also creates NAME.dlq (next id, same partitions and
 //   replicas, never dead-letters itself); deleting NAME deletes both. ".dlq" names are
 //   reserved: a user cannot create or delete one directly.
 // - Names: [A-Za-z0-9][A-Za-z0-9._-]*, at most queueTopicNameCharsMax characters.
 
 import { assertNever } from '../assert.js';
-import { queueTopicIdMax, queueTopicNameCharsMax, queueTopicPartitionsDefault, queueTopicPartitionsMax, queueTopicsMax,
+import { queuePartitionRetiredMax, queueTopicIdMax, queueTopicNameCharsMax, queueTopicPartitionsDefault, queueTopicPartitionsMax, queueTopicsMax,
   ringReplicasDefault } from '../constants.js';
 import type { NodeId } from '../ids.js';
 import { Ring, type Hash32 } from '../ring/index.js';
@@ -53,6 +64,19 @@ export interface TopicRecord {
   readonly placement: readonly (readonly NodeId[])[];
   /** The group 0 log index that created it. */
   readonly createdIndex: number;
+  /** epochs[p]: bumped by every move of partition p (a move or settle names the epoch it expects). */
+  readonly epochs: readonly number[];
+  /** hosts[p]: placement[p] plus, while a move is under way, the replicas it moves away from (sorted). */
+  readonly hosts: readonly (readonly NodeId[])[];
+  /** origin[p]: the replica set partition p's group was created with (its bootstrap configuration). */
+  readonly origin: readonly (readonly NodeId[])[];
+  /** retired[p]: nodes partition p left (never placed on again), oldest first. */
+  readonly retired: readonly (readonly NodeId[])[];
+}
+
+/** Whether partition p of `t` has a move under way (some host is not in its placement). */
+export function isMoving(t: TopicRecord, p: number): boolean {
+  return (t.hosts[p]?.length ?? 0) !== (t.placement[p]?.length ?? 0);
 }
 
 export interface TopicTableSnapshot {
@@ -60,18 +84,24 @@ export interface TopicTableSnapshot {
   readonly topics: readonly TopicRecord[];
 }
 
-export type TopicErrorCode = 'BAD_REQUEST' | 'NOT_FOUND' | 'ALREADY_EXISTS' | 'TOO_MANY_REQUESTS';
+export type TopicErrorCode = 'BAD_REQUEST' | 'NOT_FOUND' | 'ALREADY_EXISTS' | 'TOO_MANY_REQUESTS' | 'STALE_REQUEST';
 
 export type TopicResult =
   | { readonly kind: 'created'; readonly topic: TopicRecord; readonly deadLetter: TopicRecord }
   /** A create of a topic that exists with exactly these settings (a repeated create, e.g. a client's retry): nothing changed. */
   | { readonly kind: 'exists'; readonly topic: TopicRecord }
   | { readonly kind: 'deleted'; readonly topics: readonly TopicRecord[] }
+  /** A move or settle applied: the topic as it is now. */
+  | { readonly kind: 'moved' | 'settled'; readonly topic: TopicRecord }
   | { readonly kind: 'error'; readonly code: TopicErrorCode; readonly message: string };
 
 export type TopicCommand =
   | { readonly kind: 'create'; readonly spec: TopicSpec }
-  | { readonly kind: 'delete'; readonly name: string };
+  | { readonly kind: 'delete'; readonly name: string }
+  /** Partition `partition` of `name` is to live on `replicas` (first the preferred leader), if its epoch is still `epoch`. */
+  | { readonly kind: 'move'; readonly name: string; readonly partition: number; readonly epoch: number; readonly replicas: readonly NodeId[] }
+  /** The move of epoch `epoch` is done: the partition's group has exactly its placement as voters. */
+  | { readonly kind: 'settle'; readonly name: string; readonly partition: number; readonly epoch: number };
 
 const fail = (code: TopicErrorCode, message: string): TopicResult => ({ kind: 'error', code, message });
 
@@ -122,6 +152,8 @@ export class TopicTable {
     switch (cmd.kind) {
       case 'create': return this.create(cmd.spec, voters, index);
       case 'delete': return this.delete(cmd.name);
+      case 'move': return this.move(cmd.name, cmd.partition, cmd.epoch, cmd.replicas);
+      case 'settle': return this.settle(cmd.name, cmd.partition, cmd.epoch);
       default: return assertNever(cmd, 'topic command');
     }
   }
@@ -180,13 +212,18 @@ export class TopicTable {
     });
     const id = this.nextId;
     const dlqName = spec.name + deadLetterSuffix;
+    const moves = (placement: readonly (readonly NodeId[])[]): Pick<TopicRecord, 'epochs' | 'hosts' | 'origin' | 'retired'> => ({
+      epochs: placement.map(() => 0), hosts: placement.map((r) => [...r].sort()), origin: placement.map((r) => [...r].sort()), retired: placement.map(() => []),
+    });
+    const topicPlacement = place(id);
+    const deadLetterPlacement = place(id + 1);
     const topic: TopicRecord = {
       name: spec.name, id, partitions, replicas, maxDeliveries: config.maxDeliveries, ackDeadlineMs: config.ackDeadlineMs,
-      retention: { ...config.retention }, deadLetterTopic: dlqName, placement: place(id), createdIndex: index,
+      retention: { ...config.retention }, deadLetterTopic: dlqName, placement: topicPlacement, createdIndex: index, ...moves(topicPlacement),
     };
     const deadLetter: TopicRecord = {
       name: dlqName, id: id + 1, partitions, replicas, maxDeliveries: 0, ackDeadlineMs: config.ackDeadlineMs,
-      retention: { ...config.retention }, deadLetterTopic: '', placement: place(id + 1), createdIndex: index,
+      retention: { ...config.retention }, deadLetterTopic: '', placement: deadLetterPlacement, createdIndex: index, ...moves(deadLetterPlacement),
     };
     this.nextId = id + 2;
     this.topics.set(topic.name, topic);
@@ -211,13 +248,69 @@ export class TopicTable {
     return { kind: 'deleted', topics: gone };
   }
 
+  private move(name: string, p: number, epoch: number, replicas: readonly NodeId[]): TopicResult {
+    const t = this.topics.get(name);
+    if (t === undefined) return fail('NOT_FOUND', `topic ${name} does not exist`);
+    if (!Number.isSafeInteger(p) || p < 0 || p >= t.partitions) return fail('BAD_REQUEST', `topic ${name} has no partition ${p}`);
+    if (t.epochs[p] !== epoch) return fail('STALE_REQUEST', `partition ${p} of ${name} is at epoch ${t.epochs[p]}, not ${epoch}`);
+    if (replicas.length !== t.replicas || new Set(replicas).size !== replicas.length || replicas.some((r) => typeof r !== 'string' || r === '')) {
+      return fail('BAD_REQUEST', `a move of ${name} places each partition on ${t.replicas} distinct nodes (got ${replicas.join(',')})`);
+    }
+    const retired = t.retired[p] ?? [];
+    const back = replicas.find((r) => retired.includes(r));
+    if (back !== undefined) return fail('BAD_REQUEST', `partition ${p} of ${name} left ${back} before; it cannot move back (group ids are not reused on a node)`);
+    const hosts = [...new Set([...(t.hosts[p] ?? []), ...replicas])].sort();
+    const next: TopicRecord = {
+      ...t,
+      placement: t.placement.map((r, i) => (i === p ? [...replicas] : r)),
+      epochs: t.epochs.map((e, i) => (i === p ? e + 1 : e)),
+      hosts: t.hosts.map((h, i) => (i === p ? hosts : h)),
+    };
+    this.topics.set(name, next);
+    return { kind: 'moved', topic: next };
+  }
+
+  private settle(name: string, p: number, epoch: number): TopicResult {
+    const t = this.topics.get(name);
+    if (t === undefined) return fail('NOT_FOUND', `topic ${name} does not exist`);
+    if (!Number.isSafeInteger(p) || p < 0 || p >= t.partitions) return fail('BAD_REQUEST', `topic ${name} has no partition ${p}`);
+    if (t.epochs[p] !== epoch) return fail('STALE_REQUEST', `partition ${p} of ${name} is at epoch ${t.epochs[p]}, not ${epoch}`);
+    if (!isMoving(t, p)) return fail('STALE_REQUEST', `partition ${p} of ${name} has no move under way`);
+    const placement = t.placement[p] ?? [];
+    const leaving = (t.hosts[p] ?? []).filter((n) => !placement.includes(n));
+    const retired = [...(t.retired[p] ?? []).filter((n) => !leaving.includes(n)), ...leaving];
+    const next: TopicRecord = {
+      ...t,
+      hosts: t.hosts.map((h, i) => (i === p ? [...placement].sort() : h)),
+      retired: t.retired.map((r, i) => (i === p ? retired.slice(-queuePartitionRetiredMax) : r)),
+    };
+    this.topics.set(name, next);
+    return { kind: 'settled', topic: next };
+  }
+
   toSnapshot(): TopicTableSnapshot {
-    return { nextId: this.nextId, topics: this.list().map((t) => ({ ...t, retention: { ...t.retention }, placement: t.placement.map((r) => [...r]) })) };
+    return { nextId: this.nextId, topics: this.list().map(copyTopic) };
   }
 
   restore(snap: TopicTableSnapshot): void {
     this.topics.clear();
     this.nextId = snap.nextId;
-    for (const t of snap.topics) this.topics.set(t.name, { ...t, retention: { ...t.retention }, placement: t.placement.map((r) => [...r]) });
+    for (const t of snap.topics) this.topics.set(t.name, copyTopic(t));
   }
+}
+
+/**
+ * A deep copy; a record from a snapshot taken before partitions moved (no epochs, hosts,
+ * origin, retired) gets them from its placement, which no move had changed then.
+ */
+function copyTopic(t: TopicRecord): TopicRecord {
+  const placement = t.placement.map((r) => [...r]);
+  const old = t as Partial<Pick<TopicRecord, 'epochs' | 'hosts' | 'origin' | 'retired'>>;
+  return {
+    ...t, retention: { ...t.retention }, placement,
+    epochs: old.epochs !== undefined ? [...old.epochs] : placement.map(() => 0),
+    hosts: old.hosts !== undefined ? old.hosts.map((r) => [...r]) : placement.map((r) => [...r].sort()),
+    origin: old.origin !== undefined ? old.origin.map((r) => [...r]) : placement.map((r) => [...r].sort()),
+    retired: old.retired !== undefined ? old.retired.map((r) => [...r]) : placement.map(() => []),
+  };
 }

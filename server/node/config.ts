@@ -7,7 +7,7 @@ import { accessSync, existsSync, constants as fsConstants, mkdirSync, readFileSy
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cacheLeaseMsDefault, cacheLeaseMsMax, cacheLeaseMsMin, cacheLineBytesMaxDefault, cacheLineEntriesMaxDefault, cacheNodeDownMsDefault, cacheNodeDownMsMax, cacheNodeDownMsMin } from '../../core/constants.js';
-import { connectionsMax, snapshotEntriesSettingMax, snapshotEntriesSettingMin, snapshotEntriesThreshold, queueReplicasSettingMax, queueRetentionMsSettingMax, requestRatePerConnectionMax, ringReplicasDefault } from '../../core/constants.js';
+import { connectionsMax, queueNodeDownMsDefault, queueNodeDownMsMax, queueNodeDownMsMin, snapshotEntriesSettingMax, snapshotEntriesSettingMin, snapshotEntriesThreshold, queueReplicasSettingMax, queueRetentionMsSettingMax, requestRatePerConnectionMax, ringReplicasDefault } from '../../core/constants.js';
 import { electionTimeoutHeartbeatsMin, electionTimeoutMsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, heartbeatIntervalMsMax,
   heartbeatIntervalMsMin, heartbeatIntervalTicks, raftTickMs, sessionTtlMsMin } from '../../core/constants.js';
 import { type NodeId, nodeId } from '../../core/ids.js';
@@ -42,6 +42,8 @@ export interface NodeConfig {
   readonly security: NodeSecurity;
   /** Defaults for topics created without saying (QUEUE_REPLICAS, MESSAGE_RETENTION_PERIOD). */
   readonly topicDefaults: { readonly replicas: number; readonly retentionMs: number };
+  /** QUEUE_NODE_DOWN_MS: how long group 0's leader goes without hearing a voter before rebuilding its partition replicas elsewhere (absent: the default). */
+  readonly queueNodeDownMs?: number;
   /** Raft timing of every group on this node (milliseconds, whole ticks of raftTickMs). */
   readonly raftTiming: RaftTimingMs;
   /** Applied entries after which a group snapshots and compacts (SNAPSHOT_ENTRIES). */
@@ -124,7 +126,7 @@ export class ConfigError extends Error {
 export type RawSettings = Partial<Record<SettingName, string>>;
 export type SettingName = 'id' | 'host' | 'port' | 'http-port' | 'console-port' | 'peers' | 'join' | 'election-timeout-min'
   | 'election-timeout-max' | 'heartbeat-interval' | 'data-dir' | 'log-level' | 'advertise'
-  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'queue-replicas' | 'message-retention-period' | 'snapshot-entries'
+  | 'tls-cert' | 'tls-key' | 'tls-ca' | 'auth-file' | 'request-rate' | 'max-connections' | 'queue-replicas' | 'message-retention-period' | 'snapshot-entries' | 'queue-node-down'
   | 'config' | 'cache-backing' | 'cache-capacity' | 'cache-protocol' | 'cache-write-policy' | 'cache-lease' | 'cache-node-down';
 
 /** One node setting: the one place its flag, environment variable, config-file key and default are defined. */
@@ -174,6 +176,8 @@ export const settingSpecs: readonly SettingSpec[] = [
     description: 'ms a new topic that does not say keeps a message (age retention; never drops what a group has not acked unless the topic says so); 0: no age limit' },
   { name: 'snapshot-entries', env: 'SNAPSHOT_ENTRIES', fileKey: 'snapshotEntries', defaultText: String(snapshotEntriesThreshold),
     description: `applied entries after which a Raft group snapshots its state and compacts its log (${snapshotEntriesSettingMin}-${snapshotEntriesSettingMax}); a follower behind the compaction gets the snapshot, sent in chunks` },
+  { name: 'queue-node-down', env: 'QUEUE_NODE_DOWN_MS', fileKey: 'queueNodeDownMs', defaultText: String(queueNodeDownMsDefault),
+    description: `ms the group 0 leader goes without hearing from a voter before that node's queue partition replicas are rebuilt on spare nodes, when there are any (${queueNodeDownMsMin}-${queueNodeDownMsMax})` },
   { name: 'max-connections', env: 'MAX_CONNECTIONS', fileKey: 'maxConnections', defaultText: String(connectionsMax), description: 'client and peer connections the binary port holds; more are answered TOO_MANY_CONNECTIONS and closed' },
 ];
 
@@ -335,7 +339,10 @@ export function loadConfig(flags: RawSettings, env: NodeJS.ProcessEnv = process.
   const snapshotSetting = get('snapshot-entries');
   const snapshotEntries = snapshotSetting === undefined ? snapshotEntriesThreshold
     : parseBoundedInt(snapshotSetting.value, snapshotSetting.label, snapshotEntriesSettingMin, snapshotEntriesSettingMax);
-  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, raftTiming, cache, settingLabels, security, topicDefaults, snapshotEntries };
+  const nodeDownSetting = get('queue-node-down');
+  const queueNodeDownMs = nodeDownSetting === undefined ? queueNodeDownMsDefault : parseBoundedInt(nodeDownSetting.value, nodeDownSetting.label, queueNodeDownMsMin, queueNodeDownMsMax);
+  return { nodeId: id, host, port, httpPort, consolePort, peers, join: joinAddress, dataDir, logLevel, advertise, raftTiming, cache, settingLabels, security, topicDefaults,
+    snapshotEntries, queueNodeDownMs };
 }
 
 type SettingGetter = (name: Exclude<SettingName, 'config'>) => { value: string; label: string } | undefined;

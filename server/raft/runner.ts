@@ -575,6 +575,8 @@ export interface GroupHostEnv {
   readonly nodeId: NodeId;
   readonly storage: RaftStorage;
   readonly recovered: ReadonlyMap<GroupId, RecoveredGroup>;
+  /** Groups dropped from this node before this start (the WAL's tombstones): never hosted again. */
+  readonly dropped?: ReadonlySet<GroupId>;
   /** Sends one encoded RaftBatch to a peer (best effort: Raft retries what is lost). */
   sendToPeer(peer: NodeId, batch: Uint8Array): void;
   /** Bytes waiting in the link to `peer` (snapshot chunks are paced by it; absent: always room). */
@@ -632,6 +634,8 @@ export interface GroupRegistry {
    * are never reused: ensure() of a dropped group is a bug.
    */
   drop(group: GroupId): void;
+  /** Whether `group` was dropped from this node, in this process or before (its tombstone). */
+  isDropped(group: GroupId): boolean;
   /** The leader this node believes `group` has ('' when unknown or not hosted). */
   leaderOf(group: GroupId): NodeId | '';
   /** Milliseconds since `peer`'s last Raft batch arrived here (Infinity: never): liveness as this node sees it. */
@@ -687,6 +691,7 @@ export class GroupHost implements GroupRegistry {
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
+    for (const g of env.dropped ?? []) this.droppedGroups.add(g);
     this.livenessTicks = Math.max(this.timing.heartbeatTicks, Math.floor(this.timing.electionTicksMin / electionTimeoutHeartbeatsMin));
     this.stopTicks = env.scheduler.every(raftTickMs, () => this.tick());
   }
@@ -812,6 +817,10 @@ export class GroupHost implements GroupRegistry {
 
   leaderOf(group: GroupId): NodeId | '' {
     return this.groups.get(group)?.leader ?? '';
+  }
+
+  isDropped(group: GroupId): boolean {
+    return this.droppedGroups.has(group);
   }
 
   /** Milliseconds since `peer`'s last Raft batch arrived (Infinity: never). */

@@ -109,6 +109,8 @@ export interface WalMetrics {
 export interface WalOpenResult {
   readonly wal: Wal;
   readonly recovered: Map<GroupId, RecoveredGroup>;
+  /** Groups the log has a tombstone for: dropped from this node for good. */
+  readonly dropped: ReadonlySet<GroupId>;
 }
 
 interface GroupMeta {
@@ -200,7 +202,7 @@ export class Wal {
   static async open(dir: string, opts: WalOptions = {}): Promise<WalOpenResult> {
     const rec = recoverDir(dir, { tornBytesMax: opts.ringBytes ?? walRingBytes });
     const wal = new Wal(dir, opts, rec);
-    return { wal, recovered: rec.groups };
+    return { wal, recovered: rec.groups, dropped: rec.dropped };
   }
 
   private constructor(dir: string, opts: WalOptions, rec: ReturnType<typeof recoverDir>) {

@@ -15,4 +15,5 @@ t.test(`seeds ${first}-${first + count - 1}: no acknowledged publish lost, nothi
   t.ok(r.saved > 0, 'partitions compacted their logs into snapshots');
   t.ok(r.crashes > 0, 'the nemesis crashed nodes');
   t.ok(r.redeliveries > 0, 'failed attempts were redelivered');
+  t.ok(r.moves > 0, `partitions moved when the queue's voters changed (${r.moves} moves, ${r.movesUnsettled} unsettled when their seed ended)`);
 });

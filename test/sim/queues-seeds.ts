@@ -40,6 +40,9 @@ export interface SeedRangeOutcome {
   readonly resets: number;
   readonly installed: number;
   readonly saved: number;
+  /** Partition moves applied (membership changes), and those not settled when their seed ended. */
+  readonly moves: number;
+  readonly movesUnsettled: number;
 }
 
 /** Runs half `half` of the CI seeds; `comment` gets the timing and totals. The test files assert on the outcome. */
@@ -48,7 +51,7 @@ export async function runQueueSeedHalf(half: 0 | 1, comment: (line: string) => v
   const { h32Raw } = await xxhash();
   const startedMs = performance.now();
   const cpuBefore = process.cpuUsage();
-  const sum = { first, count, failures: [] as string[], acked: 0, delivered: 0, duplicates: 0, redeliveries: 0, crashes: 0, resets: 0, installed: 0, saved: 0 };
+  const sum = { first, count, failures: [] as string[], acked: 0, delivered: 0, duplicates: 0, redeliveries: 0, crashes: 0, resets: 0, installed: 0, saved: 0, moves: 0, movesUnsettled: 0 };
   for (let s = first; s < first + count; s++) {
     const r = await runQueueSeed(s, (b) => h32Raw(b), ciSeedSize);
     if (!r.ok) sum.failures.push(`seed ${s}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')} (${r.profile})`);
@@ -60,12 +63,15 @@ export async function runQueueSeedHalf(half: 0 | 1, comment: (line: string) => v
     sum.resets += r.resets;
     sum.installed += r.snapshotsInstalled;
     sum.saved += r.snapshotsSaved;
+    sum.moves += r.moves;
+    sum.movesUnsettled += r.movesUnsettled;
   }
   const cpu = process.cpuUsage(cpuBefore);
   const wallS = (performance.now() - startedMs) / 1000;
   comment(`${count} seeds in ${wallS.toFixed(1)} s (${(wallS / count).toFixed(3)} s/seed wall, ${((cpu.user + cpu.system) / 1e6 / count).toFixed(3)} s/seed CPU)`);
   comment(`${sum.acked} publishes acknowledged, ${sum.delivered} deliveries (${sum.redeliveries} redeliveries, ${sum.duplicates} duplicates), `
-    + `${sum.crashes} crashes, ${sum.resets} client connection resets, ${sum.installed} snapshots installed, ${sum.saved} saved`);
+    + `${sum.crashes} crashes, ${sum.resets} client connection resets, ${sum.installed} snapshots installed, ${sum.saved} saved, `
+    + `${sum.moves} partition moves (${sum.movesUnsettled} unsettled at the end)`);
   return sum;
 }
 

@@ -8,7 +8,12 @@
 // them, resets the client's connections (answers in flight are lost) and cuts the client
 // from a node; peer messages are dropped (at least 1% of them), duplicated and delayed.
 // Consumers sometimes die before processing a batch (never acked: the deadline
-// redelivers it). After healing, the consumers drain the topic and the shared queue
+// redelivers it). Membership changes, in every fourth seed with 4 or 5 nodes (one change
+// per seed: each costs about a quarter more events, and the CI run's time is fixed): the
+// queue's voters (group 0 state) start without the last node, which joins during the
+// faults, or (5 nodes, every eighth seed) start with all and one leaves; group 0's leader then moves partitions onto the new node or off
+// the one that left (core/queue/rebalance.ts), their leaders walking each group there by
+// learner, promotion and removal while publishes and fetches go on. After healing, the consumers drain the topic and the shared queue
 // checker (test/checker/queue-accounting.ts) reads the history:
 // - lost: a publish the service acknowledged is never delivered to the group;
 // - unexpected: a delivery of a value that was never published;
@@ -35,6 +40,31 @@ import { failureOf } from './common.js';
 import { runnerProfile } from './runner-sim.js';
 import { ClientNet, clientClock, simAddress } from './sim-client.js';
 import { SimCluster, type SimNode } from './sim-cluster.js';
+import { EntryKind, frameEntry, type SubMachine } from '../../server/raft/group0.js';
+import type { Service } from '../../server/services/service.js';
+
+/**
+ * The queue's voters in the simulation: group 0 state, as the members table is on a real
+ * node, so every replica applies a topic's create (its placement) and a move with the
+ * voters as of that entry. Entries carry the whole list (JSON).
+ */
+class SimVoters implements SubMachine {
+  constructor(public voters: string[]) {}
+  apply(_entry: unknown, body: Uint8Array): null {
+    this.voters = JSON.parse(dec.decode(body)) as string[];
+    return null;
+  }
+  snapshot(): string[] {
+    return [...this.voters];
+  }
+  restore(state: unknown): void {
+    this.voters = [...(state as string[])];
+  }
+}
+
+function simVotersService(machine: SimVoters): Service {
+  return { name: 'sim-voters', opcodes: { min: 900, max: 999 }, group0: { kind: EntryKind.Members, machine }, start: () => {}, stop: () => {} };
+}
 
 export interface QueueSeedResult {
   readonly seed: number;
@@ -50,6 +80,9 @@ export interface QueueSeedResult {
   readonly resets: number;
   readonly snapshotsInstalled: number;
   readonly snapshotsSaved: number;
+  /** Partition moves group 0 applied (epochs summed over the partitions), and how many were not settled at the end. */
+  readonly moves: number;
+  readonly movesUnsettled: number;
   /** Virtual ms the seed ran (bootstrap, faults, drain) and the events it took. */
   readonly virtualMs: number;
   readonly events: number;
@@ -91,20 +124,44 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   const drainMs = opts.drainMs ?? 30_000;
   const profiled = runnerProfile(seed, {});
   const holder: { cluster: SimCluster | null } = { cluster: null };
-  const voters = (): string[] => (holder.cluster?.nodes ?? []).map((n) => n.id).sort();
+  // The queue's voters (group 0's voters on a real node): group 0 state (SimVoters); the
+  // membership changes below propose new lists. With 4 or 5 nodes the last starts outside.
+  const nodeCount = Math.max(3, profiled.cluster.nodeCount);
+  const allIds = Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`);
+  // Drawn from the seed alone (not from p), so the rest of the seed's schedule draws as before.
+  const membership: 'none' | 'join' | 'leave' = nodeCount < 4 || seed % 4 !== 0 ? 'none' : nodeCount === 5 && seed % 8 === 0 ? 'leave' : 'join';
+  const initialVoters = membership === 'join' ? allIds.slice(0, -1) : allIds;
   // Wall clocks (deadlines, ready times, timestamps) are NTP-close: the virtual time plus a
   // per-node offset within +-100 ms. (A node's monotonic clock - node.time - starts anywhere
   // in 0-100 s; used as the wall clock, a new leader up to 100 s behind holds redeliveries
   // back that long, which partition.ts accepts: deadlines assume clocks shared closely.)
-  const services = (node: SimNode): QueueService[] => [new QueueService({
-    hash, voters: () => voters() as never, storage: memoryPartitionStorage, wallClockMs: () => wallEpochMs + c.world.nowMs + (node.clockOffsetMs % 201) - 100,
+  const services = (node: SimNode): Service[] => {
+    const voters = new SimVoters(initialVoters);
+    return [simVotersService(voters), new QueueService({
+    hash, voters: () => [...voters.voters].sort() as never, storage: memoryPartitionStorage, wallClockMs: () => wallEpochMs + c.world.nowMs + (node.clockOffsetMs % 201) - 100,
     ...(opts.canary === undefined ? {} : { canary: opts.canary }),
   })];
+  };
   // At least 3 nodes, partitions of 3 replicas; snapshots every few entries so install-snapshot runs;
   // peer messages always lossy (the profile's rate, at least 1%).
   const network = { ...profiled.cluster.network, dropProb: Math.max(0.01, profiled.cluster.network.dropProb) };
-  const c = new SimCluster({ ...profiled.cluster, network, nodeCount: Math.max(3, profiled.cluster.nodeCount), snapshotEntries: 12, services });
+  const c = new SimCluster({ ...profiled.cluster, network, nodeCount, snapshotEntries: 12, services });
   holder.cluster = c;
+  /** Proposes the queue's voters through group 0's leader until some node applied them (retried: leaders change, entries get lost). */
+  const changeVoters = (next: string[], why: string): void => {
+    const applied = (): boolean => c.nodes.some((node) => node.up && node.services.some((svc) => svc.name === 'sim-voters'
+      && ((svc as unknown as { group0: { machine: SimVoters } }).group0.machine.voters.join() === next.join())));
+    const attempt = (): void => {
+      if (applied()) {
+        c.note(`membership: ${why}`);
+        return;
+      }
+      const leader = c.leader();
+      if (leader !== null) leader.group0.propose(frameEntry(EntryKind.Members, enc.encode(JSON.stringify(next)))).catch(() => {});
+      c.world.at(100, attempt);
+    };
+    attempt();
+  };
   c.traceEnabled = opts.trace === true;
   const n = c.opts.network;
   const profile = `nodes=${c.nodes.length} drop=${n.dropProb} dup=${n.dupProb} delay<=${n.delayMsMax}ms fsync<=${c.opts.fsyncMsMax}ms skew=${c.opts.clockSkew}`;
@@ -247,6 +304,14 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
     await created;
     phasesMs.push(c.world.nowMs);
     c.world.at(100, nemesis);
+    if (membership !== 'none') {
+      const m = new Xoshiro128(seed ^ 0x4d454d42);
+      const atMs = m.int(200, Math.max(300, Math.floor(faultPhaseMs / 2)));
+      const leaving = allIds[m.int(0, allIds.length - 1)] as string;
+      c.world.at(atMs, () => (membership === 'join'
+        ? changeVoters(allIds, `${allIds[allIds.length - 1]} joined the queue's voters`)
+        : changeVoters(allIds.filter((id) => id !== leaving), `${leaving} left the queue's voters`)));
+    }
     let publishers = 0;
     for (let part = 0; part < partitions; part++) void publish(part).finally(() => { publishers++; });
     let consumers = 0;
@@ -279,7 +344,21 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   const trace = opts.trace !== true ? [] : [...c.trace, ...history.map((o) => JSON.stringify(o)), ...c.nodes.flatMap((node) => node.services.flatMap((svc) =>
     svc instanceof QueueService ? svc.topics.table.list().flatMap((t) => t.placement.map((_r, i) => `${node.id} p${i}: ${JSON.stringify(
       [...(svc as unknown as { hosted: Map<number, { index: number; topic: { name: string }; machine: { partition: { toSnapshot(): unknown } } }> }).hosted.values()].find((h) => h.index === i && h.topic.name === t.name)?.machine.partition.toSnapshot())}`)) : []))];
-  return { trace, seed, ok: result.property === '', ...result, profile, acked: acked.size, delivered: checked.stats.deliveries, redeliveries: checked.stats.redeliveries,
+  // What group 0 applied, as the most advanced node that is up knows it.
+  let moves = 0;
+  let movesUnsettled = 0;
+  for (const node of c.nodes) {
+    for (const svc of node.services) {
+      if (!(svc instanceof QueueService)) continue;
+      const t = svc.topics.table.get(topic);
+      if (t === undefined) continue;
+      const applied = t.epochs.reduce((a, b) => a + b, 0);
+      if (applied < moves) continue;
+      moves = applied;
+      movesUnsettled = t.hosts.filter((h, i) => h.length !== (t.placement[i]?.length ?? 0)).length;
+    }
+  }
+  return { trace, seed, ok: result.property === '', ...result, profile, moves, movesUnsettled, acked: acked.size, delivered: checked.stats.deliveries, redeliveries: checked.stats.redeliveries,
     duplicates: checked.stats.duplicates, crashes: c.stats.crashes, resets: net.resets, snapshotsInstalled: c.statsNow().snapshotsInstalled,
     snapshotsSaved: c.statsNow().snapshotsSaved, virtualMs: c.world.nowMs, events: c.world.eventsRun, phasesMs };
 }

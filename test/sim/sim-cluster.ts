@@ -206,6 +206,7 @@ export class SimNode implements ServiceNode {
       nodeId: this.nodeId,
       storage: this.disk.open(time),
       recovered: this.disk.recover(),
+      dropped: this.disk.droppedGroups(),
       sendToPeer: (peer, batch) => c.net.send(this, peer, batch),
       clock: time,
       scheduler: time,

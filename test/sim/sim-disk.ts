@@ -267,6 +267,11 @@ export class SimDisk {
     for (const [id, g] of this.groups) if (g.hardState !== null) this.appendedTerm.set(id, g.hardState.term);
   }
 
+  /** Groups dropped for good (their tombstones, which a restart reads back as recovery.ts does). */
+  droppedGroups(): ReadonlySet<GroupId> {
+    return new Set(this.closedGroups);
+  }
+
   /** What a restart reads back (recovery.ts): entries above the snapshot, commit clamped into the log. */
   recover(): Map<GroupId, RecoveredGroup> {
     const out = new Map<GroupId, RecoveredGroup>();

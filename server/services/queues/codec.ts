@@ -8,6 +8,7 @@ import { assert, assertNever } from '../../../core/assert.js';
 import { consumerGroup, consumerId, deliveryId, offset, producerId } from '../../../core/ids.js';
 import type { Header, Message, QueueCommand } from '../../../core/queue/commands.js';
 import type { TopicCommand, TopicSpec } from '../../../core/queue/topics.js';
+import type { NodeId } from '../../../core/ids.js';
 import { schema, wireNumber } from '../../../protocol/index.js';
 
 /** A lock's fencing token carried by a publish or an ack. */
@@ -163,10 +164,17 @@ export function decodeQueueEntry(bytes: Uint8Array): EntryCommand[] {
 
 // ---- group 0: topic commands ----
 
-const TopicKind = { create: 1, delete: 2 } as const;
+const TopicKind = { create: 1, delete: 2, move: 3, settle: 4 } as const satisfies Record<TopicCommand['kind'], number>;
 
 export function encodeTopicCommand(cmd: TopicCommand): Uint8Array {
   if (cmd.kind === 'delete') return schema.TopicCommandEntry.encode({ kind: TopicKind.delete, topic: { name: cmd.name } }).finish();
+  if (cmd.kind === 'move') {
+    return schema.TopicCommandEntry.encode({ kind: TopicKind.move, topic: { name: cmd.name },
+      move: { partition: cmd.partition, epoch: cmd.epoch, replicas: [...cmd.replicas] } }).finish();
+  }
+  if (cmd.kind === 'settle') {
+    return schema.TopicCommandEntry.encode({ kind: TopicKind.settle, topic: { name: cmd.name }, move: { partition: cmd.partition, epoch: cmd.epoch } }).finish();
+  }
   const s = cmd.spec;
   return schema.TopicCommandEntry.encode({
     kind: TopicKind.create,
@@ -197,6 +205,12 @@ export function decodeTopicCommand(bytes: Uint8Array): TopicCommand {
   const t = e.topic;
   assert(t !== null && t !== undefined, 'a topic entry names its topic');
   if (e.kind === TopicKind.delete) return { kind: 'delete', name: t.name ?? '' };
+  if (e.kind === TopicKind.move || e.kind === TopicKind.settle) {
+    const m = e.move;
+    assert(m !== null && m !== undefined, 'a move or settle entry names its partition');
+    const common = { name: t.name ?? '', partition: m.partition ?? 0, epoch: wireNumber(m.epoch ?? 0) };
+    return e.kind === TopicKind.settle ? { kind: 'settle', ...common } : { kind: 'move', ...common, replicas: (m.replicas ?? []) as NodeId[] };
+  }
   assert(e.kind === TopicKind.create, `topic entry of unknown kind ${e.kind}`);
   return { kind: 'create', spec: specOf(t) };
 }

@@ -3,8 +3,19 @@
 // on the replicas the ring picked when the topic was created.
 //
 // - Groups: whenever the topic table changes (an entry applied, a snapshot restored,
-//   a restart replaying group 0), each node ensures the groups of the partitions it is
-//   a replica of and drops those of deleted topics (deferred: never inside an apply).
+//   a restart replaying group 0), each node ensures the groups of the partitions it
+//   hosts (a replica, or one a move under way is leaving) and drops the others it has:
+//   deleted topics, and partitions that moved away (deferred: never inside an apply).
+// - Moves (core/queue/rebalance.ts): every queueRebalanceCheckMs group 0's leader plans
+//   moves (a node joined or left the voters, or was not heard for nodeDownMs) and
+//   proposes them, each a compare and set on the partition's epoch; each partition's
+//   leader takes the next membership step towards its placement (add learner, promote
+//   once caught up, remove, never below a quorum of live voters), and once its group's
+//   voters are the placement tells group 0's leader (QueueMoveDone), which proposes the
+//   settle: the nodes left behind then drop the group and reclaim its storage. A removed
+//   leader cannot commit (the new configuration's majority does not include it) and steps
+//   down when its removal applies; clients follow NOT_LEADER to the partition's leader or,
+//   from a node that no longer hosts it, to its placement's preferred replica.
 // - Requests about a partition go to its leader; a replica that is not the leader
 //   answers NOT_LEADER naming the leader (UNAVAILABLE when unknown), a node that is not
 //   a replica names the partition's preferred leader (its first replica).
@@ -37,19 +48,22 @@
 //   dead-letter topic is gone, the message no longer fits) drops the batch, logged and
 //   counted (deadLettersNotForwarded).
 
-import { assert } from '../../../core/assert.js';
+import { assert, assertNever } from '../../../core/assert.js';
 import {
   queueAckBatchCountMax, queueAppendBatchCountMax, queueDeadLetterRetryMs, queueEntryBatchBytesMax,
   queueDeadLetterForwardTimeoutMs, queueEntriesInFlightMax, queueEntryCommandsMax, queueFetchCountMax, queueFetchWaitMsMax, queueMessageBytesMax, queueParkedFetchesMax,
   queuePendingRequestsPerPartitionMax, queuePreferredLeaderCheckMs, queueRetentionCheckMs, overloadRetryAfterMs,
+  queueMoveCatchUpEntriesMax, queueMovePeerLiveMs, queueMovesInFlightMax, queueNodeDownMsDefault, queuePartitionRetiredMax, queueRebalanceCheckMs,
 } from '../../../core/constants.js';
 import { consumerGroup, consumerId, type ConsumerGroup, type ConsumerId, deliveryId, groupId, type GroupId, type NodeId, offset, partitionId, producerId } from '../../../core/ids.js';
 import type { Message, QueueCommand, QueueResult, StoredMessage } from '../../../core/queue/commands.js';
 import { deadLetterInfo, deadLetterMessage, redriveAppend } from '../../../core/queue/deadletter.js';
 import { messageBytes } from '../../../core/queue/store.js';
 import type { PartitionCanary } from '../../../core/queue/partition.js';
-import { partitionConfigOf, partitionGroupId, type TopicCommand, type TopicRecord, type TopicResult, TopicTable,
+import { isMoving, partitionConfigOf, partitionGroupId, type TopicCommand, type TopicRecord, type TopicResult, TopicTable,
   type TopicSpec, type TopicTableSnapshot } from '../../../core/queue/topics.js';
+import { nextMoveStep, planMoves, type MoveStep } from '../../../core/queue/rebalance.js';
+import { ConfChangeType } from '../../../core/raft/types.js';
 import type { Entry } from '../../../core/raft/types.js';
 import type { Hash32 } from '../../../core/ring/index.js';
 import { Ring } from '../../../core/ring/index.js';
@@ -106,6 +120,8 @@ export interface QueueServiceOptions {
   readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
   /** A deliberate bug for a checker's canary (server/node/canary.ts, test/sim/queues-canary.test.ts); never set otherwise. */
   readonly canary?: QueueCanary;
+  /** QUEUE_NODE_DOWN_MS: a voter group 0's leader has not heard from this long gets its partition replicas rebuilt on spare nodes. */
+  readonly nodeDownMs?: number;
 }
 
 /**
@@ -150,7 +166,8 @@ interface FetchArgs {
 
 /** A partition this node is a replica of. */
 interface Hosted {
-  readonly topic: TopicRecord;
+  /** Group 0's record of the topic, replaced whenever the table changes (moves change placement). */
+  topic: TopicRecord;
   readonly index: number;
   readonly group: GroupId;
   readonly machine: PartitionMachine;
@@ -178,6 +195,8 @@ interface Hosted {
   predictedEnd: number;
   /** Leader only: the consumer ids each client connection used here (consumerGone on close). */
   readonly links: Map<ClientLink, { readonly consumers: Set<ConsumerId>; readonly unsubscribe: () => void }>;
+  /** Leader only: a membership step of a move is proposed and not applied yet. */
+  moveStepping: boolean;
   stopped: boolean;
 }
 
@@ -199,6 +218,15 @@ export class QueueService implements Service {
   /** Dead-letter forwards to other nodes waiting for their answer, by id. */
   private readonly forwards = new Map<number, (reply: ForwardReply) => void>();
   private nextForwardId = 1;
+  /** Group 0 leader only: moves and settles proposed and not applied yet (one planning round at a time). */
+  private movesProposing = 0;
+  private readonly settlesProposing = new Set<string>();
+  /** When this node was last seen becoming group 0's leader (null: it is not): nobody counts as down before nodeDownMs of it. */
+  private group0LeaderSinceMs: number | null = null;
+  /** Groups of partitions this node left that it dropped in this process (a restart may still have them from its WAL). */
+  private readonly droppedHere = new Set<GroupId>();
+  /** dsync_queue_partition_moves_total: moves this node proposed as group 0's leader, membership steps it took as a partition leader, settles it proposed. */
+  readonly moveCounts = { planned: 0, steps: 0, settled: 0 };
 
   constructor(private readonly opts: QueueServiceOptions) {
     this.topics = new TopicsMachine(opts.hash, opts.voters);
@@ -233,6 +261,128 @@ export class QueueService implements Service {
     this.scheduleReconcile();
     this.dutyTimers.push(ctx.scheduler.every(queuePreferredLeaderCheckMs, () => this.preferLeaders()));
     this.dutyTimers.push(ctx.scheduler.every(queueRetentionCheckMs, () => this.enforceRetention()));
+    this.dutyTimers.push(ctx.scheduler.every(queueRebalanceCheckMs, () => this.rebalance()));
+    ctx.peers.handle(Opcode.QueueMoveDone, (from, payload) => {
+      let done: ReturnType<typeof schema.QueueMoveDone.decode>;
+      try {
+        done = schema.QueueMoveDone.decode(payload);
+      } catch {
+        this.node.log.warn('undecodable queue move report', { from });
+        return null;
+      }
+      this.proposeSettle(done.topic, done.partition, Number(done.epoch));
+      return null;
+    });
+  }
+
+  // ------------------------------------------------------------------ moves
+
+  /** Every queueRebalanceCheckMs: plan moves on group 0's leader, step moves on partition leaders. */
+  private rebalance(): void {
+    if (this.stopped) return;
+    const group0 = this.context.groups.group0;
+    const nowMs = this.context.clock.nowMs();
+    if (!group0.isLeader) this.group0LeaderSinceMs = null;
+    else {
+      this.group0LeaderSinceMs ??= nowMs;
+      this.planMoves(nowMs - this.group0LeaderSinceMs);
+    }
+    for (const h of this.hosted.values()) if (h.isLeader && !h.stopped && !h.moveStepping) this.stepMove(h);
+  }
+
+  private planMoves(leaderForMs: number): void {
+    if (this.movesProposing > 0) return;
+    const self = this.node.nodeId;
+    const nodeDownMs = this.opts.nodeDownMs ?? queueNodeDownMsDefault;
+    const voters = this.opts.voters();
+    // A new leader has heard nobody for long: it counts no one as down before nodeDownMs of its own.
+    const down = new Set(leaderForMs < nodeDownMs ? [] : voters.filter((v) => v !== self && this.context.groups.sinceHeardMs(v) > nodeDownMs));
+    const moves = planMoves({ topics: this.topics.table.list(), voters, down, movesMax: queueMovesInFlightMax, retiredMax: queuePartitionRetiredMax });
+    for (const m of moves) {
+      this.movesProposing++;
+      this.moveCounts.planned++;
+      this.node.log.info('moving a queue partition', { topic: m.topic, partition: m.partition, epoch: m.epoch, to: m.replicas.join(','), reason: m.reason,
+        down: [...down].join(',') });
+      this.context.groups.group0.propose(frameEntry(EntryKind.Topics, encodeTopicCommand({ kind: 'move', name: m.topic, partition: m.partition,
+        epoch: m.epoch, replicas: m.replicas }))).then((r) => {
+        const result = r as TopicResult;
+        if (result.kind === 'error') this.node.log.debug('move not applied', { topic: m.topic, partition: m.partition, code: result.code, err: result.message });
+      }, (err: unknown) => this.node.log.debug('move proposal failed', { topic: m.topic, partition: m.partition, err: String(err) }))
+        .finally(() => { this.movesProposing--; });
+    }
+  }
+
+  /** Partition leader: the next membership step of its group towards the placement group 0 wants. */
+  private stepMove(h: Hosted): void {
+    const wanted = h.topic.placement[h.index] ?? [];
+    const raft = h.runner.raft;
+    const status = raft.status();
+    if (!status.conf.voters.includes(this.node.nodeId)) return;
+    const members = [...status.conf.voters, ...status.conf.learners];
+    const match = new Map<NodeId, number>();
+    for (const m of members) match.set(m, Number(raft.progressOf(m)?.match ?? 0));
+    const live = new Set(members.filter((m) => m === this.node.nodeId || this.context.groups.sinceHeardMs(m) < queueMovePeerLiveMs));
+    const step: MoveStep = nextMoveStep({ self: this.node.nodeId, voters: status.conf.voters, learners: status.conf.learners,
+      lastIndex: Number(status.lastIndex), match, live }, wanted, queueMoveCatchUpEntriesMax);
+    switch (step.kind) {
+      case 'wait': return;
+      case 'settled':
+        if (isMoving(h.topic, h.index)) this.reportSettled(h);
+        return;
+      case 'transferLeadership':
+        this.node.log.info('handing a moving partition\'s leadership over before leaving it', { topic: h.topic.name, partition: h.index, to: step.to });
+        h.runner.transferLeadership(step.to);
+        return;
+      case 'addLearner':
+      case 'promote':
+      case 'remove': {
+        const type = step.kind === 'addLearner' ? ConfChangeType.AddLearner : step.kind === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.Remove;
+        h.moveStepping = true;
+        this.moveCounts.steps++;
+        this.node.log.info('queue partition membership step', { topic: h.topic.name, partition: h.index, step: step.kind, node: step.node,
+          epoch: h.topic.epochs[h.index] ?? 0, voters: status.conf.voters.join(','), learners: status.conf.learners.join(','), wanted: wanted.join(',') });
+        h.runner.proposeConfChange({ type, node: step.node }).then(() => {
+          // Applied: the next step need not wait for the next round (a learner's catch-up usually does).
+          h.moveStepping = false;
+          if (h.isLeader && !h.stopped && !this.stopped) this.stepMove(h);
+        }, (err: unknown) => {
+          h.moveStepping = false;
+          this.node.log.debug('partition membership step failed', { topic: h.topic.name, partition: h.index, step: step.kind, err: String(err) });
+        });
+        return;
+      }
+      default: assertNever(step, 'move step');
+    }
+  }
+
+  /** The partition's group has its placement as voters: group 0's leader settles the move (resent every round until applied). */
+  private reportSettled(h: Hosted): void {
+    const epoch = h.topic.epochs[h.index] ?? 0;
+    const group0 = this.context.groups.group0;
+    if (group0.isLeader) {
+      this.proposeSettle(h.topic.name, h.index, epoch);
+      return;
+    }
+    if (group0.leader === '' || group0.leader === this.node.nodeId) return;
+    this.context.peers.send(group0.leader, Opcode.QueueMoveDone, schema.QueueMoveDone.encode({ topic: h.topic.name, partition: h.index, epoch }).finish());
+  }
+
+  /** Group 0 leader: settles a move its partition's leader reported done, if the table still has it under way at that epoch. */
+  private proposeSettle(topic: string, partition: number, epoch: number): void {
+    const group0 = this.context.groups.group0;
+    const t = this.topics.table.get(topic);
+    if (!group0.isLeader || t === undefined || t.epochs[partition] !== epoch || !isMoving(t, partition)) return;
+    const key = `${topic}/${partition}/${epoch}`;
+    if (this.settlesProposing.has(key)) return;
+    this.settlesProposing.add(key);
+    group0.propose(frameEntry(EntryKind.Topics, encodeTopicCommand({ kind: 'settle', name: topic, partition, epoch }))).then((r) => {
+      const result = r as TopicResult;
+      if (result.kind === 'settled') {
+        this.moveCounts.settled++;
+        this.node.log.info('queue partition move settled', { topic, partition, epoch, replicas: (result.topic.placement[partition] ?? []).join(',') });
+      }
+    }, (err: unknown) => this.node.log.debug('settle proposal failed', { topic, partition, err: String(err) }))
+      .finally(() => this.settlesProposing.delete(key));
   }
 
   /**
@@ -289,23 +439,45 @@ export class QueueService implements Service {
     });
   }
 
-  /** Hosts the partitions this node is a replica of, drops those of deleted topics. */
+  /** Hosts the partitions this node is a host of, drops those of deleted topics and those that moved away. */
   private reconcile(): void {
     if (this.stopped) return;
     const self = this.node.nodeId;
     const wanted = new Map<GroupId, { topic: TopicRecord; index: number }>();
+    const left: GroupId[] = [];
     for (const t of this.topics.table.list()) {
-      t.placement.forEach((replicas, p) => {
-        if (replicas.includes(self)) wanted.set(groupId(partitionGroupId(t.id, p)), { topic: t, index: p });
+      t.hosts.forEach((hosts, p) => {
+        const group = groupId(partitionGroupId(t.id, p));
+        // A group dropped here before (its tombstone) is never hosted again, also while a restart
+        // replays group 0 through the states before the settle that moved it away.
+        if (hosts.includes(self) && !this.context.groups.isDropped(group)) wanted.set(group, { topic: t, index: p });
+        else if ((t.retired[p] ?? []).includes(self)) left.push(group);
       });
     }
     for (const h of [...this.hosted.values()]) {
-      if (!wanted.has(h.group)) this.unhost(h, true, `topic ${h.topic.name} was deleted`);
+      const now = wanted.get(h.group);
+      if (now !== undefined) {
+        h.topic = now.topic;
+        continue;
+      }
+      const moved = this.topics.table.get(h.topic.name)?.id === h.topic.id;
+      this.unhost(h, true, moved ? `partition ${h.index} of ${h.topic.name} moved to ${(this.topics.table.get(h.topic.name)?.placement[h.index] ?? []).join(',')}`
+        : `topic ${h.topic.name} was deleted`);
+      this.droppedHere.add(h.group);
+    }
+    // A partition that moved away while this node was down: its group may still be in the WAL, its files on disk.
+    for (const group of left) {
+      if (this.droppedHere.has(group) || this.hosted.has(group) || this.context.groups.isDropped(group)) continue;
+      this.droppedHere.add(group);
+      this.context.groups.drop(group);
+      this.opts.storage(group).destroy();
     }
     for (const [group, { topic, index }] of wanted) {
       if (this.hosted.has(group)) continue;
       this.host(group, topic, index);
     }
+    // A move just applied: its partition's leader takes the first step now rather than at the next round.
+    for (const h of this.hosted.values()) if (h.isLeader && !h.stopped && !h.moveStepping && isMoving(h.topic, h.index)) this.stepMove(h);
   }
 
   private host(group: GroupId, topic: TopicRecord, index: number): void {
@@ -319,10 +491,11 @@ export class QueueService implements Service {
     const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener,
       canary === undefined || canary === 'ack-before-majority' ? {} : { canary });
     const replicas = topic.placement[index] ?? [];
-    const runner = this.context.groups.ensure(group, machine, { voters: [...replicas].sort(), learners: [] });
+    // Every host bootstraps with the group's first configuration: a new replica replaying the log from index 1 then derives the others'.
+    const runner = this.context.groups.ensure(group, machine, { voters: [...(topic.origin[index] ?? replicas)].sort(), learners: [] });
     hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, entriesInFlight: 0, flushAfterEntry: false, parked: new Set(),
       wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, outboxSending: false, outboxEpoch: 0,
-      predictedEnd: 0, links: new Map(), stopped: false };
+      predictedEnd: 0, links: new Map(), moveStepping: false, stopped: false };
     this.hosted.set(group, hosted);
     this.node.log.info('hosting queue partition', { topic: topic.name, partition: index, group, replicas: replicas.join(',') });
   }
@@ -364,7 +537,11 @@ export class QueueService implements Service {
   }
 
   private notLeader(h: Hosted): DsyncError {
-    return this.node.notLeader(`partition ${h.index} of topic ${h.topic.name}`, h.runner.leader);
+    // No leader known here (e.g. this replica was removed by a move and hears nobody): name the
+    // placement's preferred replica rather than answer UNAVAILABLE, so clients move on.
+    const preferred = h.topic.placement[h.index]?.[0] ?? '';
+    const hint = h.runner.leader !== '' ? h.runner.leader : preferred !== this.node.nodeId ? preferred : '';
+    return this.node.notLeader(`partition ${h.index} of topic ${h.topic.name}`, hint);
   }
 
   /** After every applied entry, on every replica. */
@@ -720,7 +897,7 @@ export class QueueService implements Service {
       const result = r as TopicResult;
       if (result.kind === 'error') {
         rc.conn.replyError(rc.requestId, rc.opcode, new DsyncError(result.code, result.message));
-      } else if (result.kind === 'created' || result.kind === 'exists') {
+      } else if (result.kind !== 'deleted') {
         rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(result.topic)).finish());
       } else {
         rc.conn.reply(rc.requestId, rc.opcode, schema.TopicListReply.encode({ topics: result.topics.map((t) => this.topicState(t)) }).finish());
@@ -746,7 +923,8 @@ export class QueueService implements Service {
         const h = this.hosted.get(groupId(gid));
         const leader = h !== undefined ? h.runner.leader : (replicas[0] ?? '');
         const address = leader === '' ? '' : leader === this.node.nodeId ? '' : this.node.notLeader('', leader).leaderAddress;
-        const out = schema.TopicPartition.create({ index: p, groupId: gid, replicas: [...replicas], leaderId: leader, leaderAddress: address });
+        const out = schema.TopicPartition.create({ index: p, groupId: gid, replicas: [...replicas], leaderId: leader, leaderAddress: address,
+          epoch: t.epochs[p] ?? 0, hosts: isMoving(t, p) ? [...(t.hosts[p] ?? [])] : [] });
         if (h !== undefined) {
           const part = h.machine.partition;
           out.hosted = true;
@@ -999,6 +1177,9 @@ export class QueueService implements Service {
     m.gauge('dsync_queue_in_flight', 'Deliveries handed out and not yet settled, per partition hosted here', ['topic', 'partition', 'group'], perGroup((i) => i.inFlight));
     m.gauge('dsync_queue_dead_letters_pending', 'Dead letters waiting in the replicated outbox of each partition hosted here for the dead-letter topic to take them',
       ['topic', 'partition'], () => hostedParts().map(({ topic, partition, h }) => [{ topic, partition }, h.machine.partition.deadLettersPending]));
+    m.counterFrom('dsync_queue_partition_moves_total', 'Partition moves: planned (proposed by this node as group 0\'s leader), step (membership changes '
+      + 'this node proposed as a partition\'s leader: learner, promotion, removal), settled (moves whose end this node proposed as group 0\'s leader)',
+    ['event'], () => [[{ event: 'planned' }, this.moveCounts.planned], [{ event: 'step' }, this.moveCounts.steps], [{ event: 'settled' }, this.moveCounts.settled]]);
     m.counterFrom('dsync_queue_dead_letters_dropped_total', 'Dead letters this node dropped after the dead-letter topic refused them for good (it was deleted, or the message no longer fits)',
       [], () => [[{}, this.deadLettersNotForwarded]]);
     m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '

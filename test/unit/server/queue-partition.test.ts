@@ -15,6 +15,8 @@ import type { QueueCommand } from '../../../core/queue/commands.js';
 import { defaultPartitionConfig } from '../../../core/queue/partition.js';
 import { type Entry, EntryType } from '../../../core/raft/types.js';
 import { Logger } from '../../../server/node/log.js';
+import type { NodeId } from '../../../core/ids.js';
+import type { TopicCommand } from '../../../core/queue/topics.js';
 import { decodeQueueEntry, decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCommand } from '../../../server/services/queues/codec.js';
 import { type CommandOutcome, PartitionMachine, type PartitionListener } from '../../../server/services/queues/partition.js';
 import { diskPartitionStorage, memoryPartitionStorage, type PartitionStorageFactory } from '../../../server/services/queues/storage.js';
@@ -54,6 +56,10 @@ t.test('codec: every queue command round-trips', async (t) => {
   const bare = { kind: 'create' as const, spec: { name: 'bare' } };
   t.same(decodeTopicCommand(encodeTopicCommand(bare)), bare, 'topic create with defaults');
   t.same(decodeTopicCommand(encodeTopicCommand({ kind: 'delete', name: 'x' })), { kind: 'delete', name: 'x' }, 'topic delete');
+  const move = { kind: 'move', name: 'x', partition: 3, epoch: 2 ** 40, replicas: ['n4', 'n1', 'n2'] as NodeId[] } as TopicCommand;
+  t.same(decodeTopicCommand(encodeTopicCommand(move)), move, 'partition move (a 64-bit epoch, the replica order kept)');
+  const settle = { kind: 'settle', name: 'x', partition: 0, epoch: 0 } as TopicCommand;
+  t.same(decodeTopicCommand(encodeTopicCommand(settle)), settle, 'partition settle (epoch 0)');
 });
 
 let nextIndex = 1;
