@@ -13,6 +13,8 @@ function renderTopic(t: TopicInfo): string {
     + `ack deadline ${t.ackDeadlineMs} ms${t.deadLetterTopic === '' ? ', a dead-letter topic' : `, dead letters to ${t.deadLetterTopic}`}`];
   for (const p of t.partitionList) {
     let line = `  partition ${p.index}  group ${p.groupId}  leader ${p.leaderId === '' ? '-' : p.leaderId}  replicas ${p.replicas.join(',')}`;
+    if (p.epoch > 0) line += `  epoch ${p.epoch}`;
+    if (p.hosts !== undefined) line += `  moving (hosted on ${p.hosts.join(',')})`;
     if (p.logEnd !== undefined) {
       line += `  offsets [${p.logStart ?? 0}, ${p.logEnd})`;
       for (const g of p.groups ?? []) line += `  ${printable(g.group)}: lag ${g.lag}, in flight ${g.inFlight}, pending ${g.pending}`;

@@ -226,8 +226,8 @@ const topicField = obj({
   name: str(), id: int(), partitions: int(), replicas: int(), maxDeliveries: int(), ackDeadlineMs: int(), retention: retentionField,
   deadLetterTopic: str(), createdIndex: int(),
   partitionList: arr(obj({
-    index: int(), groupId: int(), replicas: arr(str()), leaderId: str(), leaderAddress: str(), hosted: bool(), logStart: int(), logEnd: int(),
-    groups: arr(obj({ group: str(), cursor: int(), lag: int(), inFlight: int(), pending: int() })),
+    index: int(), groupId: int(), replicas: arr(str()), epoch: int(), hosts: arr(str()), leaderId: str(), leaderAddress: str(), hosted: bool(),
+    logStart: int(), logEnd: int(), groups: arr(obj({ group: str(), cursor: int(), lag: int(), inFlight: int(), pending: int() })),
   })),
 });
 const fencingField = opt(obj({ lock: str({ minLength: 1 }), token: int({ minimum: 0 }) }));
@@ -257,7 +257,10 @@ const topicJson = (t: TopicWire): Record<string, Json> => ({
   retention: { maxAgeMs: n(t.retention?.maxAgeMs), maxBytes: n(t.retention?.maxBytes), dropUnacked: t.retention?.dropUnacked === true },
   deadLetterTopic: s(t.deadLetterTopic), createdIndex: n(t.createdIndex),
   partitionList: (t.partitionList ?? []).map((p) => ({
-    index: n(p.index), groupId: n(p.groupId), replicas: [...(p.replicas ?? [])], leaderId: s(p.leaderId), leaderAddress: s(p.leaderAddress), hosted: p.hosted === true,
+    index: n(p.index), groupId: n(p.groupId), replicas: [...(p.replicas ?? [])], epoch: n(p.epoch),
+    // While a move is under way: every node hosting the partition (the wanted replicas and those being left); else the replicas.
+    hosts: (p.hosts ?? []).length > 0 ? [...(p.hosts ?? [])] : [...(p.replicas ?? [])],
+    leaderId: s(p.leaderId), leaderAddress: s(p.leaderAddress), hosted: p.hosted === true,
     logStart: n(p.logStart), logEnd: n(p.logEnd),
     groups: (p.groups ?? []).map((g) => ({ group: s(g.group), cursor: n(g.cursor), lag: n(g.lag), inFlight: n(g.inFlight), pending: n(g.pending) })),
   })),

@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { Client, DsyncError, ErrorCode } from '../../client/index.js';
-import { freePorts, runDsync, sleep, TestCluster, TestNode } from './helpers/cluster.js';
+import { freePorts, pollUntil, runDsync, sleep, TestCluster, TestNode } from './helpers/cluster.js';
 import { consoleCommand } from './raft-helpers.js';
 
 /** Lock client loops running during the whole membership scenario. */
@@ -27,19 +27,8 @@ const grantsAfterRemovalMin = 20;
 /** How long a membership step may take to show up in status. */
 const stepTimeoutMs = 30_000;
 
-async function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs = stepTimeoutMs): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last === null ? '' : `: ${String(last)}`}`);
+function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs = stepTimeoutMs): Promise<T> {
+  return pollUntil(what, fn, timeoutMs);
 }
 
 interface GrantLog {

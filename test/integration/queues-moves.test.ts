@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { Client, DsyncError, type TopicInfo } from '../../client/index.js';
-import { sleep, TestCluster, TestNode } from './helpers/cluster.js';
+import { pollUntil, sleep, TestCluster, TestNode } from './helpers/cluster.js';
 import { freePortsInRange } from './helpers/port-range.js';
 import { ConsumeLoad, duplicates } from './queues-helpers.js';
 
@@ -25,19 +25,8 @@ const inFlightPerProducer = 8;
 const movesTimeoutMs = 60_000;
 const drainMs = 30_000;
 
-async function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}${last === null ? '' : `: ${String(last)}`}`);
+function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs: number): Promise<T> {
+  return pollUntil(what, fn, timeoutMs, 200);
 }
 
 /** Publishes `${tag}-${i}` with a few in flight until stopped or `max` were sent; remembers what was acknowledged. */
@@ -112,6 +101,20 @@ t.test('a 4th node joins under producers and consumers; partitions move to it; n
   const movedTo4 = settled.flatMap((i) => i.partitionList.filter((p) => p.replicas.includes('n4')).map((p) => ({ topic: i.name, ...p })));
   t.ok(movedTo4.length >= 5, `${movedTo4.length} partition replicas moved to n4: ${movedTo4.map((p) => `${p.topic}/${p.index}@${p.epoch}`).join(' ')}`);
   t.ok(movedTo4.every((p) => p.epoch >= 1), 'each moved partition\'s epoch was bumped');
+  // The HTTP gateway shows the same epochs (and, once settled, hosts = replicas).
+  // Topic info is answered by group 0's leader (the others answer NOT_LEADER naming it): ask each node's gateway.
+  type TopicJson = { partitionList?: { index: number; epoch: number; replicas: string[]; hosts: string[] }[] };
+  let viaHttp: TopicJson = {};
+  for (const n of [...cluster.nodes, n4]) {
+    viaHttp = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/v1/topics/${encodeURIComponent(movedTo4[0]?.topic ?? '')}`)).json() as TopicJson;
+    if (Array.isArray(viaHttp.partitionList)) break;
+  }
+  t.ok(Array.isArray(viaHttp.partitionList), `GET /v1/topics/NAME answers the topic: ${JSON.stringify(viaHttp).slice(0, 300)}`);
+  for (const p of movedTo4.filter((m) => m.topic === movedTo4[0]?.topic)) {
+    const h = viaHttp.partitionList?.find((x) => x.index === p.index);
+    t.equal(h?.epoch, p.epoch, `GET /v1/topics shows ${p.topic}/${p.index}'s epoch`);
+    t.same(h?.hosts, h?.replicas, 'and, settled, its hosts are its replicas');
+  }
 
   // n4 is a voter of the groups placed on it; the nodes they left dropped them.
   const n4Groups = await waitUntil('n4 to be a voter of every group placed on it', async () => {

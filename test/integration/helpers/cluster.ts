@@ -446,3 +446,23 @@ export function pidAlive(pid: number): boolean {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Polls `fn` every `intervalMs` until it returns something other than null, up to
+ * `timeoutMs`; a throw counts as "not yet" (a node restarting). Times out naming `what`
+ * and the last error.
+ */
+export async function pollUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs: number, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== null) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out waiting for ${what}${last === null ? '' : `: ${String(last)}`}`);
+}
