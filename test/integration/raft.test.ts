@@ -7,7 +7,7 @@
 // dir, catches up to the same (count, hash).
 
 import t from 'tap';
-import { Client } from '../../client/index.js';
+import { Client, DsyncError, ErrorCode } from '../../client/index.js';
 import { runDsync, TestCluster } from './helpers/cluster.js';
 import { appendAll, consoleCommand, journalInfo, waitForConvergence, waitForLeader } from './raft-helpers.js';
 
@@ -90,8 +90,20 @@ t.test('kill -9 the leader: re-election, no acknowledged append lost, old leader
 
   const afterKill = await waitForConvergence(client, survivorAddresses, ackedBefore);
   t.ok((afterKill[0]?.count ?? 0) >= ackedBefore, `survivors hold every acknowledged append (${afterKill[0]?.count} >= ${ackedBefore})`);
-  const linear = await journalInfo(client, cluster.node(second.leaderId).address, false, 5_000);
-  t.ok(linear.count >= ackedBefore, 'a linearizable read through the new leader sees every acknowledged append');
+  // A read that meets a leader change is refused (UNAVAILABLE or NOT_LEADER, "retry"): a caller asks the leader again.
+  let linear: Awaited<ReturnType<typeof journalInfo>> | null = null;
+  const refusals: string[] = [];
+  for (let attempt = 0; linear === null && attempt < 5; attempt++) {
+    const leaderNow = attempt === 0 ? second : await waitForLeader(client, survivorAddresses, survivors.map((n) => n.spec.id));
+    try {
+      linear = await journalInfo(client, cluster.node(leaderNow.leaderId).address, false, 5_000);
+    } catch (err) {
+      if (!(err instanceof DsyncError) || (err.code !== ErrorCode.UNAVAILABLE && err.code !== ErrorCode.NOT_LEADER)) throw err;
+      refusals.push(`${err.code}: ${err.message}`);
+    }
+  }
+  t.ok(linear !== null && linear.count >= ackedBefore,
+    `a linearizable read through the new leader sees every acknowledged append${refusals.length === 0 ? '' : ` (after ${refusals.length} refused: ${refusals.join(' | ')})`}`);
 
   const ackedAfter = await appendAll(client, 'after', appendsAfterKill, concurrency);
   t.equal(ackedAfter, appendsAfterKill, 'the two survivors keep committing');
