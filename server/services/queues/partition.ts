@@ -31,11 +31,12 @@ import { logIndex, offset } from '../../../core/ids.js';
 import type { QueueOutcome, QueueResult } from '../../../core/queue/commands.js';
 import { QueuePartition, type PartitionConfig, type QueuePartitionOptions, type QueuePartitionSnapshot } from '../../../core/queue/partition.js';
 import type { MessageStore } from '../../../core/queue/store.js';
-import type { Entry } from '../../../core/raft/types.js';
+import type { Entry, Snapshot } from '../../../core/raft/types.js';
 import type { NodeId } from '../../../core/ids.js';
 import { schema } from '../../../protocol/index.js';
 import type { StateMachine } from '../../raft/runner.js';
 import { decodeQueueEntry, type EntryCommand, fromWireMessage, toWireMessage } from './codec.js';
+import type { QueueStoreCheckpoint, QueueStoreChunk } from '../../storage/queue-store.js';
 import type { PartitionStorage } from './storage.js';
 
 /** A fenced command's answer: refused, nothing applied. */
@@ -51,6 +52,24 @@ export type CommandOutcome = QueueOutcome | FencedOutcome;
 export interface PartitionListener {
   applied(machine: PartitionMachine, entry: Entry, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void;
   leaderChanged(machine: PartitionMachine, isLeader: boolean, leader: NodeId | ''): void;
+  /**
+   * A snapshot whose bodies are in its sender's store: true once this node's incoming store
+   * holds `range` synced; else start or go on streaming it in, then call `retry`. Absent: never.
+   */
+  admitSnapshot?(machine: PartitionMachine, range: SnapshotRange, from: NodeId, retry: () => void): boolean;
+}
+
+/** What a partition snapshot says of the store: the range it records, and whether its bodies are left out. */
+export interface SnapshotRange {
+  readonly firstOffset: number;
+  readonly nextOffset: number;
+  readonly bodiesInStore: boolean;
+}
+
+/** The range of an encoded partition snapshot (decodes the small fields; the state stays undecoded bytes). */
+export function snapshotRange(data: Uint8Array): SnapshotRange {
+  const snap = schema.QueuePartitionSnapshotData.decode(data);
+  return { firstOffset: Number(snap.firstOffset), nextOffset: Number(snap.nextOffset), bodiesInStore: snap.bodiesInStore === true };
 }
 
 interface SnapshotState {
@@ -63,6 +82,8 @@ export class PartitionMachine implements StateMachine {
   private store: MessageStore | null = null;
   /** Lock -> newest fencing token seen, least recently raised first. */
   private readonly fencing = new Map<string, number>();
+  /** The last snapshot's store sync, until the runner takes it (persistSnapshot). */
+  private checkpointing: { readonly ready: Promise<void>; readonly store: MessageStore; readonly cp: QueueStoreCheckpoint } | null = null;
 
   constructor(
     readonly topic: string,
@@ -115,16 +136,47 @@ export class PartitionMachine implements StateMachine {
     const part = this.partition;
     const store = this.store;
     assert(store !== null, 'a partition has a store');
-    this.storage.checkpoint(store);
+    const cp = { firstOffset: part.logStartOffset, nextOffset: part.logEndOffset };
+    this.checkpointing = { ready: this.storage.checkpoint(store), store, cp };
     const state: SnapshotState = { partition: part.toSnapshot(), fencing: [...this.fencing] };
     const messages: ReturnType<typeof schema.QueueStoredMessage.create>[] = [];
-    for (let o = part.logStartOffset as number; o < part.logEndOffset; o++) {
-      const m = store.read(offset(o));
-      messages.push({ offset: o, timestampMs: m.timestampMs, message: toWireMessage(m), onlyGroup: m.onlyGroup ?? '' });
+    if (this.storage.snapshotsCarryBodies) {
+      for (let o = part.logStartOffset as number; o < part.logEndOffset; o++) {
+        const m = store.read(offset(o));
+        messages.push({ offset: o, timestampMs: m.timestampMs, message: toWireMessage(m), onlyGroup: m.onlyGroup ?? '' });
+      }
     }
     return schema.QueuePartitionSnapshotData.encode({
-      state: new TextEncoder().encode(JSON.stringify(state)), firstOffset: part.logStartOffset, nextOffset: part.logEndOffset, messages,
+      state: new TextEncoder().encode(JSON.stringify(state)), firstOffset: cp.firstOffset, nextOffset: cp.nextOffset, messages,
+      bodiesInStore: !this.storage.snapshotsCarryBodies,
     }).finish();
+  }
+
+  /** The snapshot just taken may be saved once the store's sync resolves; after it is saved, files below its front may go. */
+  persistSnapshot(): { ready: Promise<void>; saved(): void } {
+    const c = this.checkpointing;
+    assert(c !== null, 'persistSnapshot follows snapshot');
+    this.checkpointing = null;
+    return { ready: c.ready, saved: () => this.storage.checkpointDurable(c.store, c.cp) };
+  }
+
+  /**
+   * A snapshot from `from` is about to be installed (GroupRunner.step). One whose bodies
+   * are in the sender's store is held back until this node's incoming store holds its
+   * whole range, synced: the listener streams them in (catchup.ts) and calls `retry`.
+   * Raft never hears of the snapshot before, so this replica neither acks nor applies past
+   * what its store holds, and a crash meanwhile leaves it at its previous snapshot.
+   */
+  admitSnapshot(snapshot: Snapshot, from: NodeId, retry: () => void): boolean {
+    const range = snapshotRange(snapshot.data);
+    if (!range.bodiesInStore || range.firstOffset === range.nextOffset) return true;
+    return this.listener.admitSnapshot?.(this, range, from, retry) ?? false;
+  }
+
+  /** Records from `from` for a replica catching up (null: this node has no file holding `from`). */
+  exportChunk(from: number, upTo: number): QueueStoreChunk | null {
+    if (this.store === null) return null;
+    return this.storage.exportChunk(this.store, offset(from), offset(upTo));
   }
 
   restore(data: Uint8Array): void {
@@ -132,18 +184,29 @@ export class PartitionMachine implements StateMachine {
     const state = JSON.parse(new TextDecoder().decode(snap.state)) as SnapshotState;
     const cp = { firstOffset: offset(Number(snap.firstOffset)), nextOffset: offset(Number(snap.nextOffset)) };
     assert(state.partition.logStart === cp.firstOffset && state.partition.logEnd === cp.nextOffset, 'the snapshot\'s bodies are its partition\'s range');
+    const atStartUp = this.store === null;
+    if (this.store !== null) this.storage.release(this.store);
+    this.store = null;
     let store: MessageStore | null = null;
-    if (this.store === null) {
-      store = this.storage.reopen(cp);
+    if (snap.bodiesInStore) {
+      // At start-up: the store this node kept (or streamed in: a crash before the switch). At
+      // run time: admitSnapshot() held the snapshot back until the incoming store held its range.
+      store = atStartUp ? this.storage.reopen(cp) : this.storage.adoptIncoming(cp);
+      if (store === null && cp.firstOffset === cp.nextOffset) store = this.storage.create(cp.firstOffset);
+      if (store === null) {
+        throw new Error(`queue partition ${this.topic}/${this.index}: no message store on this node holds its snapshot's range [${cp.firstOffset}, ${cp.nextOffset})`);
+      }
     } else {
-      this.storage.release(this.store);
-    }
-    if (store === null) {
-      store = this.storage.create(cp.firstOffset);
-      for (const m of snap.messages) {
-        const only = m.onlyGroup ?? '';
-        const msg = fromWireMessage(m.message ?? {});
-        store.append(offset(Number(m.offset)), m.timestampMs ?? 0, only === '' ? msg : { ...msg, onlyGroup: only as never });
+      // Bodies in the snapshot (memory stores, or a snapshot an older node took): kept store, else rebuilt from them.
+      if (atStartUp) store = this.storage.reopen(cp);
+      if (store === null) {
+        assert(snap.messages.length === cp.nextOffset - cp.firstOffset, 'the snapshot carries every body of its range');
+        store = this.storage.create(cp.firstOffset);
+        for (const m of snap.messages) {
+          const only = m.onlyGroup ?? '';
+          const msg = fromWireMessage(m.message ?? {});
+          store.append(offset(Number(m.offset)), m.timestampMs ?? 0, only === '' ? msg : { ...msg, onlyGroup: only as never });
+        }
       }
     }
     this.store = store;
