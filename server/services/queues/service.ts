@@ -1216,6 +1216,12 @@ export class QueueService implements Service {
     m.counterFrom('dsync_queue_partition_moves_total', 'Partition moves: planned (proposed by this node as group 0\'s leader), step (membership changes '
       + 'this node proposed as a partition\'s leader: learner, promotion, removal), settled (moves whose end this node proposed as group 0\'s leader)',
     ['event'], () => [[{ event: 'planned' }, this.moveCounts.planned], [{ event: 'step' }, this.moveCounts.steps], [{ event: 'settled' }, this.moveCounts.settled]]);
+    m.counterFrom('dsync_queue_catchup_total', 'Streamed catch-up of partition snapshots\' bodies: snapshots installed after streaming in (installed), '
+      + 'record chunks received and sent (chunks_in, chunks_out) and their bytes (bytes_in, bytes_out)', ['event'], () => {
+      const c = this.catchUpCounts;
+      return [[{ event: 'installed' }, c.admitted], [{ event: 'chunks_in' }, c.chunksIn], [{ event: 'bytes_in' }, c.bytesIn],
+        [{ event: 'chunks_out' }, c.chunksOut], [{ event: 'bytes_out' }, c.bytesOut]];
+    });
     m.counterFrom('dsync_queue_dead_letters_dropped_total', 'Dead letters this node dropped after the dead-letter topic refused them for good (it was deleted, or the message no longer fits)',
       [], () => [[{}, this.deadLettersNotForwarded]]);
     m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '
