@@ -3,7 +3,8 @@
 // retained backlog. Memory per store: queueStoreIndexBytesPerMessage (12) bytes per
 // retained message (u32 file position, u32 timestamp delta, u32 size, in typed arrays
 // per segment; the active segment's arrays grow by doubling, sealed ones are trimmed),
-// plus fixed costs: a 64 KiB write buffer, at most 256 KiB of read cache and
+// (segments wholly below the logical front keep theirs until checkpointDurable() deletes
+// them: exports serve a lagging replica from them), plus fixed costs: a 64 KiB write buffer, at most 256 KiB of read cache and
 // queueStoreReadFilesMax + 1 open files (core/constants.ts).
 //
 // Durability rule. The Raft WAL is the source of truth; the store is state derived by
@@ -31,8 +32,9 @@
 //   longest valid prefix is recovered.
 // Reads are synchronous (MessageStore is): fs.readSync through a small LRU of
 // read-ahead blocks. A lagging replica gets the store as exportChunk() chunks of whole
-// records (at most queueStoreChunkBytesMax each) that importChunk() verifies and appends
-// into a store created empty at the snapshot's logStart.
+// records (at most queueStoreChunkBytesMax each; from the first file still here, below
+// the logical front too) that importChunk() verifies and appends into a store created
+// empty at the snapshot's logStart (services/queues/catchup.ts streams them).
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';

@@ -8,22 +8,23 @@
 // QueuePartition asserts strictly increasing apply indexes, so command i of entry n is
 // applied at n x queueEntryCommandsMax + i.
 //
-// Snapshots and the backlog. snapshot() kicks the store's sync (storage.ts: write,
-// fsync, then delete segments below the front) and answers the machine's state AND
-// the bodies of every retained message [logStart, logEnd). restore():
-// - at start-up (no store open yet) reopens the store this node kept, which must hold
-//   exactly the snapshot's range (QueueStore.open with the checkpoint: it cuts the
-//   unsynced tail past it); entries after the snapshot re-apply from the WAL;
-// - otherwise (the store is missing or damaged, or a snapshot installed from the leader
-//   at run time) builds a new store from the bodies the snapshot carries.
-// So a replica that needs the backlog (new, or behind the leader's compaction) gets it
-// inside the Raft snapshot, as one message. That is NOT the chunked streaming
-// ARCHITECTURE.md asks for: the snapshot holds the whole retained backlog in memory
-// (on the leader while it is kept for followers, on the follower while it installs),
-// and Raft ships it in one peer frame, so a backlog whose snapshot exceeds frameBytesMax
-// cannot reach a follower that fell behind compaction. QueueStore.exportChunk/importChunk
-// are the pieces a streamed catch-up would use; the snapshot would then carry only the
-// checkpoint. Snapshots happen every snapshotEntriesThreshold applied entries.
+// Snapshots and the backlog. snapshot() kicks the store's sync (storage.ts: write and
+// fsync in the background) and answers the machine's state and the store's range
+// [logStart, logEnd) but not the bodies (bodies_in_store; memory stores, whose contents
+// die with the process, still put the bodies in). The runner saves the snapshot only
+// once that sync is done (persistSnapshot), and segments below its front go only after
+// the save, so a durable snapshot always finds its range in the files. restore():
+// - at start-up (no store open yet) reopens the store this node kept at the snapshot's
+//   range (QueueStore.open with the checkpoint: it cuts the unsynced tail past it), or
+//   the streamed-in one a crash left before it was switched in; entries after the
+//   snapshot re-apply from the WAL;
+// - at run time (a snapshot installed from the leader) adopts the incoming store that
+//   admitSnapshot() waited for: the listener streamed the range in from the sender's
+//   segment files (catchup.ts) before Raft saw the snapshot, so this replica never
+//   acks or applies past what its store holds;
+// - a snapshot with bodies (memory stores, or one an older node took) rebuilds the store
+//   from them: the upgrade path.
+// Snapshots happen every snapshotEntriesThreshold applied entries.
 
 import { assert } from '../../../core/assert.js';
 import { queueEntryCommandsMax, queueFencingLocksMax } from '../../../core/constants.js';

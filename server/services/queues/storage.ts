@@ -1,7 +1,10 @@
 // Where a partition's message bodies live on one node: a QueueStore (segment files)
 // under DATA_DIR/queues/<group id>/ on a real node, a MemoryMessageStore in the
 // simulator and unit tests. The partition machine (partition.ts) gets one
-// PartitionStorage per partition from the factory the service was built with.
+// PartitionStorage per partition from the factory the service was built with. Disk
+// stores: snapshots carry only the range, a streamed catch-up (catchup.ts) fills
+// <group>.incoming, which replaces <group> when its snapshot is installed. Memory stores:
+// snapshots carry the bodies (nothing else survives a restart), no streaming.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
