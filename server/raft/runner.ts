@@ -272,8 +272,16 @@ export class GroupRunner {
     });
   }
 
-  step(message: Message): void {
+  step(received: Message): void {
     if (this.stopped) return;
+    let message = received;
+    // A replica whose log is shorter than the leader believes it matched (its data dir was
+    // wiped, or a snapshot is held back while its bodies stream in: admitSnapshot) hears
+    // heartbeats committing past its log; it commits only what it holds (the core asserts it).
+    if (message.type === MessageType.Heartbeat && message.commit > this.appliedIndex) {
+      const last = this.raft.status().lastIndex;
+      if (message.commit > last) message = { ...message, commit: last };
+    }
     const snap = message.type === MessageType.Snap ? message.snapshot : null;
     if (snap !== null && this.sm.admitSnapshot !== undefined && snap.meta.index > this.raft.status().commit
       && !this.sm.admitSnapshot(snap, message.from, () => this.step(message))) return;

@@ -52,12 +52,18 @@ export class PartitionCatchUp {
   private retry: (() => void) | null = null;
   private timer: Cancel | null = null;
   private stopped = false;
+  /** The range of the last snapshot admitted: its resends are admitted at once. */
+  private admitted: { readonly firstOffset: number; readonly nextOffset: number } | null = null;
 
   constructor(private readonly env: CatchUpEnv, private readonly counts: CatchUpCounts) {}
 
   /** Whether the snapshot with `range` from `from` may be installed now (see the header). */
   admit(range: SnapshotRange, from: NodeId, retry: () => void): boolean {
     if (this.stopped) return false;
+    // Raft's resend of a snapshot already admitted (and not yet installed): the incoming store
+    // is complete and synced; a second transfer would sync it again while restore() adopts it.
+    if (this.admitted !== null && this.admitted.firstOffset === range.firstOffset && this.admitted.nextOffset === range.nextOffset) return true;
+    this.admitted = null;
     this.retry = retry;
     let t = this.transfer;
     if (t === null) {
@@ -72,6 +78,7 @@ export class PartitionCatchUp {
     }
     const admitted = this.run(t.offer({ firstOffset: range.firstOffset, nextOffset: range.nextOffset, source: from }, this.env.clock.nowMs()), true);
     if (admitted) {
+      this.admitted = { firstOffset: range.firstOffset, nextOffset: range.nextOffset };
       this.counts.admitted++;
       this.env.log.info('queue partition catch-up: bodies in, installing the snapshot', { group: this.env.group, ...t.counts });
       this.finish();

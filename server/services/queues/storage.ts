@@ -172,8 +172,14 @@ export function diskPartitionStorage(dir: string, log: Logger, fatal: (message: 
         if (reset !== undefined) {
           if (incoming !== null) closeLater(incoming);
           incoming = QueueStore.create(incomingDir, reset.firstOffset);
-        } else if (incoming === null) {
-          incoming = fs.existsSync(incomingDir) ? QueueStore.open(incomingDir).store : null;
+        } else if (incoming === null && fs.existsSync(incomingDir)) {
+          try {
+            incoming = QueueStore.open(incomingDir).store;
+          } catch (err) {
+            // What a crashed transfer left cannot be read: the next transfer starts over.
+            log.warn('queue store: discarding an unreadable incoming store', { group, err: String(err) });
+            fs.rmSync(incomingDir, { recursive: true, force: true });
+          }
         }
         return incoming;
       },
