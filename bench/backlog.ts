@@ -6,10 +6,13 @@
 //       BACKLOG_CLIENTS clients with BACKLOG_INFLIGHT publishes in flight each (publishes of
 //       one tick go out in one frame); every node's RSS (VmRSS, /proc/PID/status) sampled
 //       every second during the fill, then after it (and after a settle of 5 s).
-//   (2) catch-up: the last node is killed -9, its data dir removed, and it is started
-//       again: every partition's snapshot carries only its store's range, so the node
-//       streams the bodies in from the leaders' segment files before it installs the
-//       snapshots. Reported: the time until it applied every partition's commit index
+//   (2) catch-up: the last node is killed -9, every partition gets more than a snapshot
+//       interval of entries more (so its leader compacts past the node's log), and it is
+//       started again: every partition's snapshot carries only its store's range, so the
+//       node streams the whole backlog in (into fresh incoming stores) from the leaders'
+//       segment files before it installs the snapshots. (Not a wiped data dir: a node that
+//       lost its Raft log but kept its id is not Raft-safe, and quiesced groups whose
+//       leader believes it caught up never send it anything.) Reported: the time until it applied every partition's commit index
 //       (as its leader had it before the restart), bytes of records moved
 //       (dsync_queue_catchup_total bytes_in / bytes_out), snapshots installed after
 //       streaming, and the RSS of the receiver and of each sender sampled every 200 ms.
@@ -171,12 +174,29 @@ async function main(): Promise<void> {
       for (const g of groups) commits.set(g, Math.max(commits.get(g) ?? 0, Number(s.groups.find((x) => x.group === g)?.commit ?? 0)));
     }
     const bytesOutBefore = (await Promise.all(others.map((n) => metricSum(n, catchUp('bytes_out'))))).reduce((a, b) => a + b, 0);
-    console.log(`  commits before the wipe: ${JSON.stringify([...commits])}`);
     await victim.kill9();
-    rmSync(victim.spec.dataDir, { recursive: true, force: true });
+    // With the victim down, every partition gets more than a snapshot interval of entries (one small message each,
+    // one publish in flight per partition key) so its leader compacts past the victim's log: it must take a snapshot.
+    const extra = Math.ceil(partitions * snapshotEntries * 1.5);
+    const producer = control.producer(topic);
+    const keys = Array.from({ length: partitions }, (_, p) => p);
+    let sent = 0;
+    await Promise.all(keys.map(async (p) => {
+      // Bounded by `extra`.
+      while (sent < extra) {
+        sent++;
+        await producer.publish(`extra-${p}-${sent}`, 'x').catch(() => {});
+      }
+    }));
+    commits.clear();
+    for (const n of others) {
+      const s = await control.status(n.address);
+      for (const g of groups) commits.set(g, Math.max(commits.get(g) ?? 0, Number(s.groups.find((x) => x.group === g)?.commit ?? 0)));
+    }
+    console.log(`  ${victim.spec.id} down; ${extra} more publishes; commits ${JSON.stringify([...commits])}`);
     const c0 = performance.now();
     await victim.restart();
-    console.log(`  ${victim.spec.id} wiped and restarted`);
+    console.log(`  ${victim.spec.id} restarted`);
     const catchUpRss = new RssSampler(cluster.nodes, 200);
     const pending = new Set(groups);
     const deadline = Date.now() + catchUpTimeoutMs;
@@ -206,7 +226,7 @@ async function main(): Promise<void> {
     const installed = await metricSum(victim, catchUp('installed'));
     const bytesOut = (await Promise.all(others.map((n) => metricSum(n, catchUp('bytes_out'))))).reduce((a, b) => a + b, 0) - bytesOutBefore;
     const victimDiskMb = round(duBytes(victim.spec.dataDir) / 2 ** 20);
-    console.log(`catch-up of wiped ${victim.spec.id}: ${catchUpSeconds.toFixed(1)} s (restart included), ${installed} snapshots installed after streaming, `
+    console.log(`catch-up of ${victim.spec.id}: ${catchUpSeconds.toFixed(1)} s (restart included), ${installed} snapshots installed after streaming, `
       + `${(bytesIn / 2 ** 20).toFixed(1)} MiB in ${chunksIn} chunks (senders: ${(bytesOut / 2 ** 20).toFixed(1)} MiB out), ${(bytesIn / 2 ** 20 / catchUpSeconds).toFixed(1)} MiB/s; `
       + `its disk ${victimDiskMb} MB; RSS during ${JSON.stringify(rssDuringCatchUp)}`);
 
