@@ -33,7 +33,7 @@ t.test('a replica behind the compaction streams the backlog in, then serves it w
   // Several pulls' worth of bodies (a pull is at most 4 chunks of 1 MiB), then enough entries for the group to compact past them.
   const producer = client.producer('backlog');
   const body = new Uint8Array(64 * 1024).fill(7);
-  const bigCount = 160;
+  const bigCount = 80;
   for (let i = 0; i < bigCount; i += 8) {
     await Promise.all(Array.from({ length: 8 }, (_, k) => producer.publish(`big-${i + k}`, body)));
   }
