@@ -214,7 +214,8 @@ export class NodeCache {
 
   /** A hit returns the value at once; otherwise PENDING and a completion later. */
   get(opId: number, key: string, nowMs: number): CacheValue | typeof PENDING | Refusal {
-    if (utf8Bytes(key) > cacheKeyBytesMax) return this.refuse(TOO_LARGE);
+    // A UTF-16 unit is at most 3 UTF-8 bytes: a short key is surely within the limit without counting.
+    if (key.length * 3 > cacheKeyBytesMax && utf8Bytes(key) > cacheKeyBytesMax) return this.refuse(TOO_LARGE);
     const txn = this.txns.get(key);
     if (txn === undefined) {
       const slot = this.validSlot(key, nowMs);

@@ -194,8 +194,7 @@ export class CacheService implements Service {
 
   /** The hot path: a hit is answered from this node's line (no message, no pump); a miss waits for its home. */
   private onGet(rc: RequestContext, payload: Uint8Array): void {
-    const req = decodePayload(decodeCacheRequest, payload, 'CacheGet');
-    const key = checkKey(req.key);
+    const key = checkKey(decodeGetKey(payload));
     const nowMs = this.now();
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
@@ -666,6 +665,7 @@ export class CacheService implements Service {
 
 function checkKey(key: string | null | undefined): string {
   if (key === undefined || key === null || key === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'cache key must not be empty');
+  if (key.length * 3 <= cacheKeyBytesMax) return key; // UTF-8 takes at most 3 bytes per UTF-16 unit: surely within the limit
   const bytes = Buffer.byteLength(key);
   if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
   return key;
@@ -693,8 +693,63 @@ function decodeCacheRequest(b: Uint8Array): ReturnType<typeof schema.CacheReques
   return schema.CacheRequest.decode(b);
 }
 
-function encodeValue(v: CacheValue): Uint8Array {
-  return schema.CacheReply.encode(v === null ? { found: false } : { found: true, value: v }).finish();
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** CacheReply { found: false }: every field at its default, so no bytes. */
+const absentReply = new Uint8Array(0);
+/** CacheReply { found: true, value: empty }. */
+const foundEmptyReply = new Uint8Array([0x08, 0x01]);
+
+/**
+ * A get's key from its CacheRequest, read straight off the wire when the payload is just
+ * field 1 (what clients send for a get): protobufjs' decode builds a message object and a
+ * reader per request. Anything else goes through the generated decoder (same result, same
+ * errors for malformed input).
+ */
+export function decodeGetKey(payload: Uint8Array): string {
+  // Tag 0x0a (field 1, length-delimited), then a one- or two-byte length, then exactly the key.
+  if (payload.length >= 2 && payload[0] === 0x0a) {
+    const b1 = payload[1] as number;
+    let len = b1;
+    let at = 2;
+    if (b1 >= 0x80) {
+      const b2 = payload[2];
+      if (b2 === undefined || b2 >= 0x80) return decodePayload(decodeCacheRequest, payload, 'CacheGet').key;
+      len = (b1 & 0x7f) | (b2 << 7);
+      at = 3;
+    }
+    if (at + len === payload.length) {
+      try {
+        return utf8.decode(payload.subarray(at));
+      } catch {
+        // not UTF-8: the generated decoder refuses it with its own message
+      }
+    }
+  }
+  return decodePayload(decodeCacheRequest, payload, 'CacheGet').key;
+}
+
+/**
+ * CacheReply for a get, laid out by hand (found = field 1 varint, value = field 2 bytes);
+ * the same bytes protobufjs writes for { found: true, value } (test/unit/cache/hit-codec.test.ts).
+ */
+export function encodeValue(v: CacheValue): Uint8Array {
+  if (v === null) return absentReply;
+  const n = v.byteLength;
+  if (n === 0) return foundEmptyReply; // protobufjs leaves an empty bytes field out
+  const lenBytes = n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+  const out = new Uint8Array(2 + 1 + lenBytes + n);
+  out[0] = 0x08;
+  out[1] = 0x01;
+  out[2] = 0x12;
+  let at = 3;
+  let rest = n;
+  while (rest >= 0x80) {
+    out[at++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
+  }
+  out[at++] = rest;
+  out.set(v, at);
+  return out;
 }
 
 
