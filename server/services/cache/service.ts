@@ -47,7 +47,7 @@ import { decodePayload } from '../../node/node.js';
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import type { Cancel } from '../../runtime.js';
 import type { RequestContext, Service, ServiceContext } from '../service.js';
-import type { CacheBackingStore } from './backing.js';
+import { BackingFencedError, type CacheBackingStore } from './backing.js';
 import { decodeToHome, decodeToNode, encodeToHome, encodeToNode } from './codec.js';
 import { CacheRingMachine, encodeCacheRingCommand, type RingChangeHow } from './ring-machine.js';
 
@@ -218,7 +218,7 @@ export class CacheService implements Service {
     const nowMs = this.now();
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
-    const r = g.node.set(opId, key, value, nowMs, ttlMs, fence);
+    const r = g.node.set(opId, key, value, nowMs, ttlMs, fence, Number(req.waitMs ?? 0));
     if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: nowMs });
     else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
     else throw refusal(r === TOO_LARGE);
@@ -353,7 +353,7 @@ export class CacheService implements Service {
   private memory(g: Generation, op: MemoryOp): void {
     const backing = this.opts.backing;
     if (op.kind === 'read') {
-      const r = backing.read(op.key);
+      const r = backing.read(op.key, g.id);
       if (!(r instanceof Promise)) {
         g.home.memoryRead(op.key, r, this.now());
         return;
@@ -369,7 +369,7 @@ export class CacheService implements Service {
       return;
     }
     this.metrics.add('memoryWrites');
-    const w = backing.write(op.key, op.record);
+    const w = backing.write(op.key, op.record, g.id);
     if (!(w instanceof Promise)) {
       g.home.memoryWritten(op.key, this.now());
       return;
@@ -387,6 +387,19 @@ export class CacheService implements Service {
   /** The store failed (Redis down): retried after a retry period while the generation lasts; the entry waits. */
   private memoryFailed(g: Generation, op: MemoryOp, err: unknown): void {
     this.memoryInFlight--;
+    if (err instanceof BackingFencedError) {
+      // A newer generation's home has used the store: this one's operation must never land
+      // (not retried). Its entry stays busy until the generation is replaced, which group 0
+      // has already decided; clients waiting on it get TIMEOUT (the write did not happen).
+      const name = op.kind === 'write' ? 'memoryWritesFenced' : 'memoryReadsFenced';
+      this.metrics.add(name);
+      if ((this.metrics.totals.get(name) ?? 0) % 100 === 1) {
+        // Also what a cluster started afresh (new data directories, generations from 1) meets on a Redis an older cluster used.
+        (this.ctx as ServiceContext).log.warn('the cache backing store refused this ring generation: a newer one has used it', { backing: this.opts.backing.describe,
+          generation: g.id, newer: err.newerGeneration, key: op.key, hint: 'a cluster started afresh on an old Redis: DEL dsync:cache:@generation there' });
+      }
+      return;
+    }
     this.metrics.add('memoryErrors');
     this.memoryFailingSinceMs ??= this.now();
     this.memoryLastError = err instanceof Error ? err.message : String(err);
