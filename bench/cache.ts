@@ -66,6 +66,8 @@ interface ScenarioResult {
   readonly measuredOps: number;
   readonly seconds: number;
   readonly hitRatio: number;
+  /** Line renewals the nodes asked their homes for, per operation (a fixed rate per working set: lines read within cacheRenewIdleLeases leases). */
+  readonly renewalsPerOp: number;
   readonly latencyMs: LatencySummaryMs;
   readonly errors: number;
   readonly firstError: string;
@@ -99,15 +101,17 @@ function clientCpuSeconds(): number {
 }
 
 /** Sum of hits and misses over the nodes (each client's stats come from the node it is attached to). */
-async function hitsAndMisses(probes: readonly Client[]): Promise<{ hits: number; misses: number }> {
+async function hitsAndMisses(probes: readonly Client[]): Promise<{ hits: number; misses: number; renewals: number }> {
   let hits = 0;
   let misses = 0;
+  let renewals = 0;
   for (const c of probes) {
     const s = await c.cache.stats();
     hits += s.counters['node.hits'] ?? 0;
     misses += s.counters['node.misses'] ?? 0;
+    renewals += s.counters['node.renewalsSent'] ?? 0;
   }
-  return { hits, misses };
+  return { hits, misses, renewals };
 }
 
 async function runScenario(scenario: ScenarioName, clients: readonly Client[], probes: readonly Client[], nodePids: readonly number[]): Promise<ScenarioResult> {
@@ -116,8 +120,8 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
   const value = new Uint8Array(valueBytes).fill(0x78);
   let gets = 0;
   let sets = 0;
-  let before = { hits: 0, misses: 0 };
-  let after = { hits: 0, misses: 0 };
+  let before = { hits: 0, misses: 0, renewals: 0 };
+  let after = { hits: 0, misses: 0, renewals: 0 };
   let nodesCpuSeconds = 0;
   let clientCpuSecondsUsed = 0;
   const r = await closedLoop({
@@ -155,6 +159,7 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
     measuredOps: gets + sets,
     seconds,
     hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+    renewalsPerOp: gets + sets === 0 ? 0 : (after.renewals - before.renewals) / (gets + sets),
     latencyMs: r.latencyMs,
     errors,
     firstError,
@@ -230,9 +235,9 @@ async function main(): Promise<void> {
 
     const f = (n: number, w = 9, d = 2): string => n.toFixed(d).padStart(w);
     console.log(`bench:cache  3 nodes, ${connectionsCount} connections, ${keysCount} keys of ${valueBytes} bytes, ${measureSeconds} s per scenario (+${warmupSeconds} s warm-up), seed ${seed}, lease ${leaseMs === 0 ? 'default' : `${leaseMs} ms`}; load ${loadSeconds.toFixed(1)} s`);
-    console.log('  scenario          ops/s     get/s     set/s  hit ratio    p50 ms    p99 ms   p999 ms    max ms  nodes cpu us/op  client cpu us/op  errors');
+    console.log('  scenario          ops/s     get/s     set/s  hit ratio    p50 ms    p99 ms   p999 ms    max ms  nodes cpu us/op  client cpu us/op  renewals/op  errors');
     for (const r of results) {
-      console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${f(r.nodesCpuUsPerOp, 16, 1)} ${f(r.clientCpuUsPerOp, 17, 1)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
+      console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${f(r.nodesCpuUsPerOp, 16, 1)} ${f(r.clientCpuUsPerOp, 17, 1)} ${f(r.renewalsPerOp, 12, 2)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
     }
     console.log(`  JSON: ${resultsPath}`);
   } finally {

@@ -235,6 +235,11 @@ export const cacheRetryMsDefault = 100;
  * lease: one lease was too short for any of that.
  */
 export const cacheWriteWaitLeasesMax = 8;
+/**
+ * Keys whose home (ring owner) a node remembers per ring generation, so a renewal round or a
+ * miss does not hash the key again (forgotten all at once beyond this).
+ */
+export const cacheHomeOfMemoKeysMax = 65_536;
 /** What a client leaves off its own deadline when it tells the node how long a write may wait (the answer must still reach it). */
 export const cacheClientWaitMarginMs = 500;
 export const cacheRetryMsMin = 5;
