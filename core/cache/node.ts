@@ -83,6 +83,11 @@ export interface NodeOptions {
   readonly canary?: 'serve-past-lease';
 }
 
+/** How long a write asking to wait waitMs is kept trying: at least one lease, at most cacheWriteWaitLeasesMax. */
+export function writeWaitMsFor(cfg: CacheConfig, waitMs: number): number {
+  return Math.min(cacheWriteWaitLeasesMax * cfg.leaseMs, Math.max(cfg.leaseMs, waitMs));
+}
+
 export class NodeCounters {
   hits = 0;
   misses = 0;
@@ -250,8 +255,7 @@ export class NodeCache {
         return DONE;
       }
     }
-    const lease = this.cfg.leaseMs;
-    const wait = Math.min(cacheWriteWaitLeasesMax * lease, Math.max(lease, waitMs));
+    const wait = writeWaitMsFor(this.cfg, waitMs);
     const r = this.submit(key, { opId, isSet: true, value, ttlMs, fence, waitMs: wait }, txn, nowMs);
     return r === PENDING || r === TOO_LARGE || r === BUSY ? r : DONE;
   }

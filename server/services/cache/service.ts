@@ -34,6 +34,7 @@
 import xxhash from 'xxhash-wasm';
 import { assert } from '../../../core/assert.js';
 import { CacheHome, DONE, FenceTable, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
+import { writeWaitMsFor } from '../../../core/cache/node.js';
 import type { CacheCompletion, CacheConfig, CacheValue, Fence, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
 import { stateCount, stateNames } from '../../../core/cache/messages.js';
 import { type CacheRingState, confirmLeaseMsFor, desiredCacheMembers, type RingTiming, sameMembers, ServingLease } from '../../../core/cache/ring.js';
@@ -72,6 +73,8 @@ interface Waiting {
   readonly kind: 'get' | 'set' | 'flush';
   /** When it started waiting (this node's clock): one stuck behind an unreachable backing store is answered after a lease. */
   readonly sinceMs: number;
+  /** A set or delete: when its client stops waiting (this node's clock); it waits that long through a lapse of this node's confirmation. */
+  readonly untilMs: number;
 }
 
 /** One ring generation (group 0's number): who is in it, this node's two cores for it, and its right to serve. */
@@ -199,7 +202,7 @@ export class CacheService implements Service {
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
     const r = g.node.get(opId, key, nowMs);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get', sinceMs: nowMs });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get', sinceMs: nowMs, untilMs: nowMs });
     else if (typeof r === 'symbol') throw refusal(r === TOO_LARGE);
     else rc.conn.reply(rc.requestId, rc.opcode, encodeValue(r));
     if (g.node.hasOutput) this.pump();
@@ -218,8 +221,9 @@ export class CacheService implements Service {
     const nowMs = this.now();
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
-    const r = g.node.set(opId, key, value, nowMs, ttlMs, fence, Number(req.waitMs ?? 0));
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: nowMs });
+    const waitMs = Number(req.waitMs ?? 0);
+    const r = g.node.set(opId, key, value, nowMs, ttlMs, fence, waitMs);
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: nowMs, untilMs: nowMs + writeWaitMsFor(this.opts.cfg, waitMs) });
     else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
     else throw refusal(r === TOO_LARGE);
     this.pump();
@@ -230,7 +234,7 @@ export class CacheService implements Service {
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
     const r = g.node.flush(opId, nowMs);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: nowMs });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: nowMs, untilMs: nowMs });
     else rc.conn.reply(rc.requestId, rc.opcode, schema.CacheFlushReply.encode({}).finish());
     this.pump();
   }
@@ -426,7 +430,12 @@ export class CacheService implements Service {
     const nowMs = this.now();
     this.confirm(g, nowMs);
     if (!g.lease.serving(nowMs)) {
-      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately)', this.confirmLeaseMs / 4);
+      // Gets (and flushes) are told at once, to try another node. A set or delete keeps
+      // waiting for as long as its client does: its request may be at its home already, so
+      // answering now could only say "outcome unknown", while a confirmation back within
+      // that time (a slow barrier on a loaded group 0) lets it finish with a real answer.
+      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately)', this.confirmLeaseMs / 4,
+        (w) => w.kind !== 'set' || nowMs >= w.untilMs);
       return;
     }
     g.node.tick(nowMs);
@@ -581,9 +590,12 @@ export class CacheService implements Service {
   }
 
   /** Answers every operation waiting in `g` (see abandon()); their completions are ignored later. */
-  private failWaiting(g: Generation, why: string, retryAfterMs: number): void {
-    for (const [, w] of g.waiting) abandon(w, why, retryAfterMs);
-    g.waiting.clear();
+  private failWaiting(g: Generation, why: string, retryAfterMs: number, which: (w: Waiting) => boolean = () => true): void {
+    for (const [opId, w] of g.waiting) {
+      if (!which(w)) continue;
+      g.waiting.delete(opId);
+      abandon(w, why, retryAfterMs);
+    }
   }
 
   /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
