@@ -1,6 +1,6 @@
 // Redis shared by the cache's homes is fenced by the cache ring generation
-// (server/services/cache/backing.ts): with a real redis-server on port 27100 (skips, saying
-// why, only when the binary is absent), two RedisBacking clients stand for the old home of
+// (server/services/cache/backing.ts): with a real redis-server on a port of the cache
+// tests' range (cachePorts; skips, saying why, only when the binary is absent), two RedisBacking clients stand for the old home of
 // a key (generation 5) and its new home after a ring change (generation 6). Once the new
 // home has read the key, the old home's write, late or retried, is refused with
 // BackingFencedError and Redis keeps the new home's value; the old home cannot read either.
@@ -12,9 +12,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import t from 'tap';
 import { BackingFencedError, RedisBacking } from '../../server/services/cache/backing.js';
+import { cachePorts } from './cache-helpers.js';
 import { sleep, tempDir } from './helpers/cluster.js';
 
-const redisPort = 27100;
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 
 function accepts(port: number): Promise<boolean> {
@@ -29,6 +29,7 @@ const enc = new TextEncoder();
 const text = (v: Uint8Array | null | undefined): string | null => (v === null || v === undefined ? null : new TextDecoder().decode(v));
 
 t.test('an old home cannot overwrite or read Redis after a newer home used it', { skip: hasRedis ? false : 'redis-server is not installed (.ci/run installs it)' }, async (t) => {
+  const [redisPort] = (await cachePorts(1)) as [number];
   const dir = tempDir(t, 'dsync-redis-fence-');
   const server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   t.teardown(() => { server.kill('SIGKILL'); });
