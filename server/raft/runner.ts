@@ -514,8 +514,8 @@ export class GroupRunner {
       this.releaseWalReservation(null);
       // Proposals may still commit under the next leader; clients retry them with the same
       // client id + sequence, which the state machine applies once.
-      this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
-    } else if (leaderChanged) {
+      if (this.hasWaiters) this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
+    } else if (leaderChanged && this.hasReadWaiters) {
       this.failReads(new DsyncError(ErrorCode.UNAVAILABLE, 'the leader changed during a read; retry'));
     }
     // Every term is one election round (won or not); a term skipped between two soft-state changes is counted at the second.
@@ -533,6 +533,15 @@ export class GroupRunner {
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
     this.failReads(err);
+  }
+
+  /** Whether a leader change has anyone to tell: the error (with its stack) is built only then. */
+  private get hasWaiters(): boolean {
+    return this.proposals.size > 0 || this.hasReadWaiters;
+  }
+
+  private get hasReadWaiters(): boolean {
+    return this.reads.size > 0 || this.readsAwaitingApply.length > 0;
   }
 
   private failReads(err: DsyncError): void {
