@@ -225,6 +225,23 @@ export const cacheLeaseMsMax = 60_000;
 export const cacheLeaseDriftMarginMs = 50;
 /** Resend period of a request or invalidation without an answer. */
 export const cacheRetryMsDefault = 100;
+/**
+ * Longest a node keeps resending one write (Write, or a GetM carrying it) before it gives
+ * the write up with an unknown outcome, in leases: as long as the client's deadline allows
+ * (CacheRequest.wait_ms), at least one lease, at most this many. A home keeps recognising
+ * a write's resends that long after it applied it (an entry is not freed sooner), so a late
+ * resend is answered again instead of applied twice. A set may have to wait out a silent
+ * holder's lease at its home, and behind it other writers' rounds and a new home's first
+ * lease: one lease was too short for any of that.
+ */
+export const cacheWriteWaitLeasesMax = 8;
+/**
+ * Keys whose home (ring owner) a node remembers per ring generation, so a renewal round or a
+ * miss does not hash the key again (forgotten all at once beyond this).
+ */
+export const cacheHomeOfMemoKeysMax = 65_536;
+/** What a client leaves off its own deadline when it tells the node how long a write may wait (the answer must still reach it). */
+export const cacheClientWaitMarginMs = 500;
 export const cacheRetryMsMin = 5;
 /**
  * Lines renewed in batches (one RenewBatch per home per round): a line read within this
@@ -401,6 +418,7 @@ assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cach
 assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
 // A round's keys (UTF-8: at most 1.5x keyBytes) plus ~32 bytes of fields each, asked or answered, take at most half a peer frame.
 assert(1.5 * cacheRenewRoundKeyBytesMax + 32 * cacheRenewRoundKeysMax <= frameBytesMax / 2 && cacheRenewBatchKeysMax <= cacheRenewRoundKeysMax, 'a renewal round and its answer fit in a peer frame');
+assert(cacheWriteWaitLeasesMax >= 1, 'a write may wait at least one lease');
 assert(cacheRenewIdleLeases >= 1 && cacheRenewRoundsPerLease >= 4, 'a line read within a lease is renewed, and asked for twice before its lease ends');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');
