@@ -513,7 +513,8 @@ export class GroupRunner {
    * anything after it is written, then the state machine replaced.
    */
   private async processSnapshotReady(rd: Ready): Promise<void> {
-    assert(rd.snapshot !== null && rd.entries.length === 0 && rd.committedEntries.length === 0, 'a snapshot Ready carries no entries');
+    // Entries may follow the snapshot (an append stepped after it in the same turn); nothing is committed past it yet.
+    assert(rd.snapshot !== null && rd.committedEntries.length === 0, 'a snapshot Ready hands out no committed entries');
     this.snapshotInFlight = true;
     const wal = this.host.storage;
     const hs = rd.hardState;
@@ -529,12 +530,15 @@ export class GroupRunner {
       if (this.stopped) return;
       const written = hs ?? this.unwrittenHardState;
       this.unwrittenHardState = null;
-      if (written !== null) {
-        const seq = wal.append(this.group, written, []);
-        this.writtenTerm = written.term;
-        this.writtenVote = written.vote;
+      if (written !== null || rd.entries.length > 0) {
+        const seq = wal.append(this.group, written, rd.entries);
+        this.releaseWalReservation(rd.entries);
+        if (written !== null) {
+          this.writtenTerm = written.term;
+          this.writtenVote = written.vote;
+        }
         if (seq > wal.durable) await wal.whenDurable(seq);
-        this.durableTerm = Math.max(this.durableTerm, written.term);
+        if (written !== null) this.durableTerm = Math.max(this.durableTerm, written.term);
       }
     } catch (err) {
       this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
