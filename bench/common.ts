@@ -2,7 +2,7 @@
 // run in reverse, the HDR latency summary, the closed-loop driver (locks, queue,
 // cache) and the process entry point, so each benchmark file holds only its scenario.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
@@ -160,4 +160,15 @@ export function profileNodeProcesses(dir: string): () => void {
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
   process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(dir);
   return () => { delete process.env.NODE_OPTIONS; };
+}
+
+/** A process's resident set in MiB (VmRSS from /proc), NaN when it is gone or unknown. */
+export function rssMb(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null || m[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
 }

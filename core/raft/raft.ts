@@ -332,6 +332,11 @@ export class Raft implements RaftNode {
     return this.lead;
   }
 
+  /** The voters in force (this replica included when it is one); do not modify. */
+  get voterIds(): readonly NodeId[] {
+    return this.voters;
+  }
+
   /** The other members of the group (voters and learners), sorted; do not modify. */
   get peerIds(): readonly NodeId[] {
     return this.peers;

@@ -302,9 +302,10 @@ export class GroupRunner {
     this.ticks++;
     this.expireReads();
     this.raft.tick();
-    // A leader with nothing in flight here (the core checks its followers) quiesces.
+    // A leader with nothing in flight here (the core checks its followers) quiesces, unless it
+    // no longer hears a quorum: it must stay awake for check-quorum to depose it.
     if (this.role === Role.Leader && !this.persisting && this.proposals.size === 0 && this.reads.size === 0
-      && this.readsAwaitingApply.length === 0) this.raft.maybeQuiesce();
+      && this.readsAwaitingApply.length === 0 && this.host.hearsQuorum(this.raft.voterIds)) this.raft.maybeQuiesce();
     this.schedule();
   }
 
@@ -622,8 +623,8 @@ export class GroupRunner {
       this.releaseWalReservation(null);
       // Proposals may still commit under the next leader; clients retry them with the same
       // client id + sequence, which the state machine applies once.
-      this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
-    } else if (leaderChanged) {
+      if (this.hasWaiters) this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
+    } else if (leaderChanged && this.hasReadWaiters) {
       this.failReads(new DsyncError(ErrorCode.UNAVAILABLE, 'the leader changed during a read; retry'));
     }
     // Every term is one election round (won or not); a term skipped between two soft-state changes is counted at the second.
@@ -641,6 +642,15 @@ export class GroupRunner {
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
     this.failReads(err);
+  }
+
+  /** Whether a leader change has anyone to tell: the error (with its stack) is built only then. */
+  private get hasWaiters(): boolean {
+    return this.proposals.size > 0 || this.hasReadWaiters;
+  }
+
+  private get hasReadWaiters(): boolean {
+    return this.reads.size > 0 || this.readsAwaitingApply.length > 0;
   }
 
   private failReads(err: DsyncError): void {
@@ -822,7 +832,7 @@ export class GroupHost implements GroupRegistry {
       this.peersOfGroups = this.computePeersOfGroups();
       this.flushHeartbeats();
     }
-    this.wakeFollowersOfSilentLeaders();
+    this.wakeQuiescedGroupsOfSilentPeers();
     if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
     if (this.snapshotAssemblies.size > 0) this.dropStaleAssemblies();
   }
@@ -850,7 +860,7 @@ export class GroupHost implements GroupRegistry {
    * timeout of silence, such followers wake counting that silence as election time passed,
    * so they campaign (pre-vote first) when they would have without quiescence.
    */
-  private wakeFollowersOfSilentLeaders(): void {
+  private wakeQuiescedGroupsOfSilentPeers(): void {
     const silentTicksMin = this.timing.electionTicksMin;
     let anySilent = false;
     for (const p of this.peersOfGroups) {
@@ -863,10 +873,25 @@ export class GroupHost implements GroupRegistry {
     for (const g of this.groups.values()) {
       if (!g.raft.quiesced) continue;
       const leader = g.raft.leaderId;
-      if (leader === '' || leader === this.nodeId) continue;
+      if (leader === this.nodeId) {
+        // A quiesced leader does not tick, so check-quorum cannot see that it was cut off from
+        // its followers: it would go on calling itself leader (status, clients' redirects)
+        // while the others elect. Awake, it heartbeats and steps down an election later.
+        if (!this.hearsQuorum(g.raft.voterIds)) g.wake(0);
+        continue;
+      }
+      if (leader === '') continue;
       const silent = this.silentTicks(leader);
       if (silent >= silentTicksMin) g.wake(silent);
     }
+  }
+
+  /** Whether this node and the voters it heard from within the shortest election timeout make a majority of `voters`. */
+  hearsQuorum(voters: readonly NodeId[]): boolean {
+    const silentTicksMin = this.timing.electionTicksMin;
+    let heard = 0;
+    for (const v of voters) if (v === this.nodeId || this.silentTicks(v) < silentTicksMin) heard++;
+    return heard > voters.length / 2;
   }
 
   private computePeersOfGroups(): NodeId[] {

@@ -261,7 +261,11 @@ export class SimNode implements ServiceNode {
   notLeader(what: string, leader: NodeId | ''): DsyncError {
     if (leader === '') return new DsyncError(ErrorCode.UNAVAILABLE, `no leader is known right now for ${what}; retry shortly`);
     return new DsyncError(ErrorCode.NOT_LEADER, `${this.nodeId} is not the leader for ${what}; the leader is ${leader}`,
-      { leaderId: leader, leaderAddress: `sim://${leader}` });
+      { leaderId: leader, leaderAddress: this.addressOf(leader) });
+  }
+
+  addressOf(id: NodeId | ''): string {
+    return id === '' ? '' : `sim://${id}`;
   }
 
   /** As DsyncNode: DsyncErrors pass; anything else is a programmer error, which fails the run here. */
