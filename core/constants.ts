@@ -131,6 +131,11 @@ export const raftSnapshotTransferBytesMax = 1024 * 1024 * 1024;
 export const raftSnapshotAssemblyIdleMsMax = 30_000;
 /** Snapshot chunks are handed to a peer link only while its write queue holds less than this. */
 export const raftSnapshotSendQueueBytes = 4 * 1024 * 1024;
+/**
+ * Readys one group may have handed to the WAL and not yet seen durable (pipelined storage
+ * writes): the next is taken while earlier fsyncs are in flight, up to this many.
+ */
+export const raftReadysInFlightMax = 8;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */

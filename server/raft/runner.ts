@@ -9,7 +9,7 @@
 
 import { assert } from '../../core/assert.js';
 import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
-  inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
+  inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax, raftReadysInFlightMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotAssemblyIdleMsMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
 import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
@@ -81,9 +81,27 @@ function decodeReadContext(nonce: Uint8Array, ctx: Uint8Array): number {
 const roleNames: Record<Role, string> = { [Role.Follower]: 'follower', [Role.PreCandidate]: 'pre-candidate',
   [Role.Candidate]: 'candidate', [Role.Leader]: 'leader' };
 
+/** A Ready handed to the WAL whose messages and completion wait for its write to be durable. */
+interface ReadyFlight {
+  readonly rd: Ready;
+  /** The WAL seq that must be durable: its own write's, or the last earlier one when it wrote nothing. */
+  readonly seq: number;
+  /** Messages that leave once seq is durable. */
+  readonly later: readonly Message[];
+  /** The hard state it wrote (term and vote durable with it), or null. */
+  readonly written: HardState | null;
+}
+
 export class GroupRunner {
   readonly raft: Raft;
-  private readyInFlight = false;
+  /** Readys handed to the WAL and not yet durable, oldest first (at most raftReadysInFlightMax). */
+  private readonly flights: ReadyFlight[] = [];
+  /** A whenDurable() for the oldest flight is pending (one at a time per group). */
+  private watchingDurable = false;
+  /** A Ready with a snapshot is being persisted: nothing else is taken before it is done. */
+  private snapshotInFlight = false;
+  /** Most Readys in flight at once since start (tests check that the pipeline is used). */
+  private flightsMaxSeen = 0;
   private scheduled = false;
   /** Ticks since this runner started (read timeouts count in them). */
   private ticks = 0;
@@ -101,9 +119,9 @@ export class GroupRunner {
   private snapshotIndex = 0;
   /** Highest term known to be on disk here: messages of this term may leave before a Ready's fsync. */
   private durableTerm: number;
-  /** Term and vote of the last hard state known durable (a change to either must be waited for). */
-  private persistedTerm: number;
-  private persistedVote: string;
+  /** Term and vote of the last hard state handed to the WAL (a change to either is always written). */
+  private writtenTerm: number;
+  private writtenVote: string;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
   /** Counted for /metrics (dsync_raft_*_total): proposals accepted here, leaders seen, terms passed. */
@@ -129,8 +147,8 @@ export class GroupRunner {
     recovered: RecoveredGroup | undefined, bootstrap: ConfState, seed: number) {
     const persisted = toPersistedState(recovered, bootstrap);
     this.durableTerm = persisted.hardState.term;
-    this.persistedTerm = persisted.hardState.term;
-    this.persistedVote = persisted.hardState.vote;
+    this.writtenTerm = persisted.hardState.term;
+    this.writtenVote = persisted.hardState.vote;
     if (persisted.snapshot !== null) {
       sm.restore(persisted.snapshot.data);
       this.appliedIndex = persisted.snapshot.meta.index;
@@ -223,22 +241,26 @@ export class GroupRunner {
   }
 
   /**
-   * Whether a Ready is being persisted now. Entries proposed meanwhile reach neither the
-   * disk nor the followers before it is done (one Ready at a time), so a proposer that
-   * batches (the queue service) may as well hold them and propose them together then:
-   * one entry instead of one per turn, the same latency.
+   * Whether a Ready is being persisted now. A proposer that batches (the queue service)
+   * may hold what arrives meanwhile and propose it together when the oldest one is done
+   * (whenReadyDone): one entry per fsync instead of one per turn.
    */
   get persisting(): boolean {
-    return this.readyInFlight;
+    return this.flights.length > 0 || this.snapshotInFlight;
+  }
+
+  /** Readys in flight now, and the most at once since start (the simulator checks the pipeline is used). */
+  get pipeline(): { readonly inFlight: number; readonly maxSeen: number } {
+    return { inFlight: this.flights.length, maxSeen: this.flightsMaxSeen };
   }
 
   /**
-   * Calls `fn` once the Ready being persisted is done, before the next Ready is taken (so
-   * what fn proposes goes into it); at once when none is. Dropped if the runner stops
-   * first (its proposers' waiters fail then anyway).
+   * Calls `fn` once the oldest Ready being persisted is done, before the next Ready is
+   * taken (so what fn proposes goes into it); at once when none is. Dropped if the runner
+   * stops first (its proposers' waiters fail then anyway).
    */
   whenReadyDone(fn: () => void): void {
-    if (!this.readyInFlight) {
+    if (!this.persisting) {
       fn();
       return;
     }
@@ -282,7 +304,7 @@ export class GroupRunner {
     this.raft.tick();
     // A leader with nothing in flight here (the core checks its followers) quiesces, unless it
     // no longer hears a quorum: it must stay awake for check-quorum to depose it.
-    if (this.role === Role.Leader && !this.readyInFlight && this.proposals.size === 0 && this.reads.size === 0
+    if (this.role === Role.Leader && !this.persisting && this.proposals.size === 0 && this.reads.size === 0
       && this.readsAwaitingApply.length === 0 && this.host.hearsQuorum(this.raft.voterIds)) this.raft.maybeQuiesce();
     this.schedule();
   }
@@ -329,7 +351,7 @@ export class GroupRunner {
    * for a leader. Not needed for safety; the WAL's close() then makes it durable.
    */
   writeKeptHardState(): void {
-    if (this.stopped || this.unwrittenHardState === null || this.readyInFlight) return;
+    if (this.stopped || this.unwrittenHardState === null || this.snapshotInFlight) return;
     const hs = this.unwrittenHardState;
     this.unwrittenHardState = null;
     try {
@@ -365,89 +387,174 @@ export class GroupRunner {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.readyInFlight || this.stopped) return;
+    if (this.scheduled || this.stopped || this.snapshotInFlight || this.flights.length >= raftReadysInFlightMax) return;
     this.scheduled = true;
     this.host.env.scheduler.defer(this.runBound);
   }
 
   /**
-   * One Ready at a time: persist, then send, then apply, then advance. Two exceptions,
-   * both etcd's and both still "every ack durable on a majority":
-   * - App/Heartbeat messages whose term is already durable here go out before this
-   *   Ready's fsync (the leader writes its disk in parallel with replicating). The core
-   *   counts the leader's own entries toward commit only after advance(), so a commit
-   *   still needs a majority of fsyncs; every other message (AppResp, votes, ...) waits.
-   * - Committed entries that are all below this Ready's new entries were persisted by an
-   *   earlier Ready and are durable on a majority: they are applied (and their proposers
-   *   answered) before this Ready's fsync instead of after it.
+   * Takes the next Ready while earlier ones are still being persisted (pipelined writes,
+   * at most raftReadysInFlightMax in flight): its committed entries, durable here already
+   * (the core hands out no others), are applied now; its entries and hard state go to the
+   * WAL; its messages leave once its write (and so every earlier one) is durable, except
+   * App/Heartbeat messages whose term is durable here, which leave at once (etcd's: the
+   * leader writes its disk in parallel with replicating; the core counts its own log
+   * toward commit only once persisted, so a commit still needs a majority of fsyncs).
+   * Completions are taken strictly in WAL order (completeFlights).
    */
-  private async processReady(): Promise<void> {
-    if (this.readyInFlight || this.stopped || !this.raft.hasReady()) return;
-    this.readyInFlight = true;
+  private processReady(): void {
+    if (this.stopped || this.snapshotInFlight || this.flights.length >= raftReadysInFlightMax || !this.raft.hasReady()) return;
     const rd = this.raft.ready();
+    if (rd.snapshot !== null) {
+      void this.processSnapshotReady(rd);
+      return;
+    }
+    this.applyReady(rd);
+    if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
+    this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     const wal = this.host.storage;
     const hs = rd.hardState;
-    // The commit index is volatile state in Raft (a restart recomputes it): a Ready whose
-    // only durable change is the commit index is written but not waited for, so it does
-    // not cost a pipeline stall of one fsync. Term and vote changes are always waited for.
-    const termOrVoteChanged = hs !== null && (hs.term !== this.persistedTerm || hs.vote !== this.persistedVote);
-    const waitNeeded = rd.snapshot !== null || rd.entries.length > 0 || termOrVoteChanged;
-    let later = rd.messages;
-    if (waitNeeded && rd.snapshot === null && rd.messages.length > 0) {
-      const early: Message[] = [];
-      const rest: Message[] = [];
-      for (const m of rd.messages) {
-        if ((m.type === MessageType.App || m.type === MessageType.Heartbeat) && m.term <= this.durableTerm) early.push(m);
-        else rest.push(m);
+    // The commit index is volatile state in Raft (a restart recomputes it): a hard state
+    // whose only change is the commit index is not written on its own but rides with the
+    // next write. Term and vote changes are always written.
+    const termOrVoteChanged = hs !== null && (hs.term !== this.writtenTerm || hs.vote !== this.writtenVote);
+    let seq = 0;
+    let written: HardState | null = null;
+    if (rd.entries.length > 0 || termOrVoteChanged) {
+      written = hs ?? this.unwrittenHardState;
+      this.unwrittenHardState = null;
+      try {
+        seq = wal.append(this.group, written, rd.entries);
+      } catch (err) {
+        // Without durable storage this replica must not say anything more: stop the node.
+        this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+        return;
       }
-      this.host.send(this.group, early);
-      later = rest;
+      this.releaseWalReservation(rd.entries);
+      if (written !== null) {
+        this.writtenTerm = written.term;
+        this.writtenVote = written.vote;
+      }
+    } else {
+      if (hs !== null) this.unwrittenHardState = hs;
+      // Nothing to write, but its messages may acknowledge what earlier Readys write.
+      seq = this.flights[this.flights.length - 1]?.seq ?? 0;
     }
-    const firstNew = rd.entries[0];
-    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
-    const applyEarly = waitNeeded && rd.snapshot === null
-      && (lastCommitted === undefined || firstNew === undefined || lastCommitted.index < firstNew.index);
-    if (applyEarly) this.applyReady(rd);
-    try {
-      if (rd.snapshot !== null) {
-        await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
-        // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
-        if (this.stopped) return;
-      }
-      if (!waitNeeded) {
-        if (hs !== null) this.unwrittenHardState = hs;
-      } else {
-        const written = hs ?? this.unwrittenHardState;
-        this.unwrittenHardState = null;
-        if (written !== null || rd.entries.length > 0) {
-          const seq = wal.append(this.group, written, rd.entries);
-          this.releaseWalReservation(rd.entries);
-          if (seq > wal.durable) await wal.whenDurable(seq);
+    if (this.flights.length === 0 && seq <= wal.durable) {
+      // Nothing outstanding: all of it is durable already.
+      this.finishReady(rd, rd.messages, written);
+    } else {
+      let later: readonly Message[] = rd.messages;
+      if (rd.messages.length > 0) {
+        const early: Message[] = [];
+        const rest: Message[] = [];
+        for (const m of rd.messages) {
+          if ((m.type === MessageType.App || m.type === MessageType.Heartbeat) && m.term <= this.durableTerm) early.push(m);
+          else rest.push(m);
         }
+        this.host.send(this.group, early);
+        later = rest;
+      }
+      this.flights.push({ rd, seq, later, written });
+      if (this.flights.length > this.flightsMaxSeen) this.flightsMaxSeen = this.flights.length;
+      this.watchDurable();
+    }
+    this.maybeCompact();
+    if (this.raft.hasReady()) this.schedule();
+  }
+
+  /** Waits (one whenDurable at a time) for the oldest flight's write, then completes what is durable. */
+  private watchDurable(): void {
+    const head = this.flights[0];
+    if (this.watchingDurable || head === undefined || this.stopped) return;
+    this.watchingDurable = true;
+    this.host.storage.whenDurable(head.seq).then(() => {
+      this.watchingDurable = false;
+      this.completeFlights();
+    }, (err: unknown) => {
+      this.watchingDurable = false;
+      this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+    });
+  }
+
+  /** Completes, in order, every flight whose write is durable; then watches the next. */
+  private completeFlights(): void {
+    if (this.stopped) return;
+    const durable = this.host.storage.durable;
+    let done = 0;
+    while (done < this.flights.length && (this.flights[done] as ReadyFlight).seq <= durable) done++;
+    if (done === 0) {
+      this.watchDurable();
+      return;
+    }
+    const completed = this.flights.splice(0, done);
+    for (const f of completed) this.finishReady(f.rd, f.later, f.written);
+    this.runReadyDoneCallbacks();
+    this.watchDurable();
+    this.schedule();
+  }
+
+  /** Ready rd (and every one before it) is durable: send what waited for that, tell the core. */
+  private finishReady(rd: Ready, later: readonly Message[], written: HardState | null): void {
+    if (written !== null) this.durableTerm = Math.max(this.durableTerm, written.term);
+    this.host.send(this.group, later);
+    this.raft.persisted(rd.number);
+  }
+
+  private runReadyDoneCallbacks(): void {
+    if (this.readyDoneCallbacks.length === 0) return;
+    const callbacks = this.readyDoneCallbacks;
+    this.readyDoneCallbacks = [];
+    for (const fn of callbacks) fn();
+  }
+
+  /**
+   * A Ready with the leader's snapshot, alone: every earlier Ready durable first, the
+   * snapshot (which makes the WAL ignore the group's earlier records) durable before
+   * anything after it is written, then the state machine replaced.
+   */
+  private async processSnapshotReady(rd: Ready): Promise<void> {
+    // Entries may follow the snapshot (an append stepped after it in the same turn); nothing is committed past it yet.
+    assert(rd.snapshot !== null && rd.committedEntries.length === 0, 'a snapshot Ready hands out no committed entries');
+    this.snapshotInFlight = true;
+    const wal = this.host.storage;
+    const hs = rd.hardState;
+    try {
+      const last = this.flights[this.flights.length - 1];
+      if (last !== undefined) {
+        await wal.whenDurable(last.seq);
+        if (this.stopped) return;
+        this.completeFlights();
+      }
+      await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+      // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
+      if (this.stopped) return;
+      const written = hs ?? this.unwrittenHardState;
+      this.unwrittenHardState = null;
+      if (written !== null || rd.entries.length > 0) {
+        const seq = wal.append(this.group, written, rd.entries);
+        this.releaseWalReservation(rd.entries);
+        if (written !== null) {
+          this.writtenTerm = written.term;
+          this.writtenVote = written.vote;
+        }
+        if (seq > wal.durable) await wal.whenDurable(seq);
+        if (written !== null) this.durableTerm = Math.max(this.durableTerm, written.term);
       }
     } catch (err) {
-      // Without durable storage this replica must not say anything more: stop the node.
       this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
       return;
     }
-    if (hs !== null && waitNeeded) {
-      this.persistedTerm = hs.term;
-      this.persistedVote = hs.vote;
-      this.durableTerm = Math.max(this.durableTerm, hs.term);
-    }
     if (this.stopped) return;
-    this.host.send(this.group, later);
-    if (!applyEarly) this.applyReady(rd);
+    assert(this.flights.length === 0, 'nothing was taken while the snapshot was persisted');
+    this.host.send(this.group, rd.messages);
+    this.applyReady(rd);
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
-    this.raft.advance();
+    this.raft.persisted(rd.number);
     this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
-    this.readyInFlight = false;
+    this.snapshotInFlight = false;
     this.maybeCompact();
-    if (this.readyDoneCallbacks.length > 0) {
-      const callbacks = this.readyDoneCallbacks;
-      this.readyDoneCallbacks = [];
-      for (const fn of callbacks) fn();
-    }
+    this.runReadyDoneCallbacks();
     if (this.raft.hasReady()) this.schedule();
   }
 
@@ -461,6 +568,7 @@ export class GroupRunner {
       this.rejectProposalsUpTo(this.appliedIndex);
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
+    this.raft.appliedTo(logIndex(this.appliedIndex));
     for (const rs of rd.readStates) {
       const key = decodeReadContext(this.host.env.bootNonce, rs.context);
       const waiter = this.reads.get(key);
@@ -605,7 +713,7 @@ export interface GroupHostEnv {
    * simulator draws them from its seed): prefixes every ReadIndex context this process issues.
    */
   readonly bootNonce: Uint8Array;
-  /** test/sim only: sees every Ready after advance() (the safety checker's view of a replica). */
+  /** test/sim only: sees every Ready once handed out and applied (the safety checker's view of a replica). */
   readonly observe?: RaftObserver;
   /** Compact after this many applied entries instead of snapshotEntriesThreshold (the node setting snapshot-entries; small in test/sim). */
   readonly snapshotEntriesThreshold?: number;
@@ -629,7 +737,10 @@ export const defaultRaftTiming: RaftTimingTicks = { electionTicksMin: electionTi
 
 /** Watches a group's replica without changing it (test/sim feeds its checkers from here). */
 export interface RaftObserver {
-  /** After a Ready was persisted, sent, applied and advanced. */
+  /**
+   * After a Ready was handed out and its committed entries applied (its write may still be
+   * in flight; a snapshot Ready: after it was persisted and installed).
+   */
   afterAdvance(group: GroupId, raft: Raft, rd: Ready): void;
 }
 
