@@ -164,19 +164,13 @@ export class LockService implements SubMachine, Service {
   /** Lock table gauges for /metrics, read from this replica's applied state at scrape time. */
   private registerMetrics(ctx: ServiceContext): void {
     const m = ctx.node.metrics;
-    const locks = (): LockInfo[] => this.table.listLocks();
+    // From counters the table keeps per apply: a scrape (the status page samples every 2 s) costs the same whatever the table holds.
     m.gauge('dsync_locks_held', 'Locks with at least one holder (this replica\'s applied state)', ['mode'], () => {
-      let exclusive = 0;
-      let shared = 0;
-      for (const l of locks()) {
-        if (l.holders.length === 0) continue;
-        if (l.holders.some((h) => h.mode === 'exclusive')) exclusive++;
-        else shared++;
-      }
-      return [[{ mode: 'exclusive' }, exclusive], [{ mode: 'shared' }, shared]];
+      const stats = this.table.stats();
+      return [[{ mode: 'exclusive' }, stats.heldExclusive], [{ mode: 'shared' }, stats.heldShared]];
     });
-    m.gauge('dsync_lock_waiters', 'Acquires waiting in lock queues', [], () => [[{}, locks().reduce((n, l) => n + l.waiters.length, 0)]]);
-    m.gauge('dsync_lock_sessions', 'Open lock sessions', [], () => [[{}, this.table.listSessions().length]]);
+    m.gauge('dsync_lock_waiters', 'Acquires waiting in lock queues', [], () => [[{}, this.table.stats().waiters]]);
+    m.gauge('dsync_lock_sessions', 'Open lock sessions', [], () => [[{}, this.table.stats().sessions]]);
     m.counterFrom('dsync_lock_events_total', 'Lock events applied by this replica of group 0 (the same on every replica): granted, wait_timeout, '
       + 'deadlock, session_expired, lost_to_expiry, force_released', ['event'], () => [...this.eventCounts].map(([event, n]) => [{ event }, n]));
   }
