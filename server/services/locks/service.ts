@@ -23,14 +23,14 @@ import { assert } from '../../../core/assert.js';
 import { lockOverloadRetryAfterMs, lockParkedAcquiresMax, lockSessionLinksMax } from '../../../core/constants.js';
 import { type ClientId, clientId as toClientId, logIndex, type NodeId, type SessionId, sessionId } from '../../../core/ids.js';
 import { LeaseClock, type LockCommand, type LockEvent, type LockInfo, type LockMode, type LockResult, LockTable,
-  type LockTableSnapshot, type WaitSeed } from '../../../core/locks/index.js';
+  type LockTableSnapshot, type LockTableSnapshotHeader, type LockTableSnapshotSlice, type WaitSeed } from '../../../core/locks/index.js';
 import type { Entry } from '../../../core/raft/types.js';
 import { lockNameProblem } from '../../../core/locks/names.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
 import type { GroupRunner } from '../../raft/runner.js';
-import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
+import { EntryKind, frameEntry, type PartSnapshotJob, type SubMachine } from '../../raft/group0.js';
 import { decodePayload } from '../../node/node.js';
 import type { Cancel } from '../../runtime.js';
 import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
@@ -220,6 +220,28 @@ export class LockService implements SubMachine, Service {
 
   restore(state: unknown): void {
     this.table = LockTable.fromSnapshot(state as LockTableSnapshot);
+  }
+
+  /** The table as of now in slices (JSON per slice, lockSnapshotSliceWeightMax each): see LockTable.beginSnapshot. */
+  beginSnapshot(): PartSnapshotJob {
+    const writer = this.table.beginSnapshot();
+    let headerWritten = false;
+    return {
+      step: (out) => {
+        if (!headerWritten) {
+          out.push(jsonBytes(writer.header));
+          headerWritten = true;
+        }
+        const slice = writer.nextSlice();
+        if (slice !== null) out.push(jsonBytes(slice));
+        return writer.done;
+      },
+      abort: () => writer.abort(),
+    };
+  }
+
+  restoreChunks(chunks: readonly Uint8Array[]): void {
+    this.table = decodeLockTableChunks(chunks);
   }
 
   onLeaderChange(isLeader: boolean, _leader: NodeId | ''): void {
@@ -477,6 +499,26 @@ export class LockService implements SubMachine, Service {
       },
     });
   }
+}
+
+function jsonBytes(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+/**
+ * The table that LockService.beginSnapshot's chunks describe: a version 4 header then its
+ * slices, or (a part written whole) one chunk holding a version 2 or 3 snapshot.
+ */
+export function decodeLockTableChunks(chunks: readonly Uint8Array[]): LockTable {
+  const decoder = new TextDecoder();
+  const first = chunks[0];
+  assert(first !== undefined, 'a lock table snapshot has at least one chunk');
+  const head = JSON.parse(decoder.decode(first)) as LockTableSnapshotHeader | LockTableSnapshot;
+  if (head.version !== 4) {
+    assert(chunks.length === 1, 'a lock table snapshot written whole is one chunk');
+    return LockTable.fromSnapshot(head);
+  }
+  return LockTable.fromSlices(head, chunks.slice(1).map((c) => JSON.parse(decoder.decode(c)) as LockTableSnapshotSlice));
 }
 
 function parkKey(clientId: string, requestId: string): string {
