@@ -16,7 +16,7 @@
 //
 // Env: RAFT_BENCH_SECONDS (10), RAFT_BENCH_WARMUP_SECONDS (1), RAFT_BENCH_PROPOSERS (64),
 // RAFT_BENCH_DEPTH (8 requests in flight per proposer), RAFT_BENCH_PAYLOAD_BYTES (64),
-// RAFT_BENCH_GROUPS (200), RAFT_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
+// RAFT_BENCH_GROUPS (200), RAFT_BENCH_GROUPS_WARMUP_SECONDS (10: the new groups elect), RAFT_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
 
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -42,6 +42,7 @@ const depthPerProposer = envInt('RAFT_BENCH_DEPTH', 8, 1, 1024);
 const payloadBytes = envInt('RAFT_BENCH_PAYLOAD_BYTES', 64, 1, 1024 * 1024);
 const manyGroups = envInt('RAFT_BENCH_GROUPS', 200, 0, queueTopicPartitionsMax);
 const portBase = envInt('RAFT_BENCH_PORT_BASE', 0, 0, 65_000);
+const manyGroupsWarmupSeconds = envInt('RAFT_BENCH_GROUPS_WARMUP_SECONDS', 10, 0, 600);
 /** A single request slower than this is an error, not a latency sample. */
 const requestTimeoutMs = 10_000;
 /** Raw write+fdatasync samples for the hardware floor. */
@@ -134,8 +135,8 @@ async function manyGroupsPhase(control: Client, cluster: TestCluster, clients: r
     }
   };
   const running = Promise.all(producers.flatMap((p) => Array.from({ length: depthPerProposer }, () => slot(p))));
-  // The groups elect and the producers learn the partition map during the warm-up (at least 3 s).
-  await sleep(Math.max(3, warmupSeconds) * 1000);
+  // The new groups elect and the producers learn the partition map during their own warm-up.
+  await sleep(manyGroupsWarmupSeconds * 1000);
   const before = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
   measuring = true;
   const t0 = performance.now();
