@@ -178,6 +178,13 @@ export const walSnapshotDataBytesMax = 1024 * 1024 * 1024;
 // --- locks ---
 export const waitersPerLockMax = 10_000;
 export const locksPerSessionMax = 100_000;
+/**
+ * Weight of one slice of a lock table snapshot written in slices (records, plus the holds,
+ * waits, dedup lanes, holders and waiters in them): what one turn of the event loop spends
+ * on it is bounded by this, not by the table. One session is one record whatever it holds
+ * (up to locksPerSessionMax), so a slice can exceed this by one session.
+ */
+export const lockSnapshotSliceWeightMax = 2_000;
 export const sessionTtlMsMin = 1_000;
 export const sessionTtlMsMax = 10 * 60 * 1000;
 export const sessionTtlMsDefault = 10_000;

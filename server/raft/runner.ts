@@ -11,7 +11,7 @@ import { assert } from '../../core/assert.js';
 import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
   inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax, raftReadysInFlightMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotAssemblyIdleMsMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
-import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
+import { type GroupId, type LogIndex, type NodeId, type Term, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
 import { decodeConfChange } from '../../core/raft/confchange.js';
@@ -35,9 +35,23 @@ export interface StateMachine {
   /** Applies one committed ConfChange entry (Raft's configuration changes in the same turn); returns the proposer's answer. */
   applyConfChange?(entry: Entry, change: ConfChange): unknown;
   snapshot(): Uint8Array;
+  /**
+   * Optional: the state as of now, written in bounded slices on later turns (maybeCompact
+   * runs one slice per turn), so a large state never stalls the event loop in one piece.
+   * Entries applied meanwhile must not show in it.
+   */
+  beginSnapshot?(): SnapshotJob;
   restore(data: Uint8Array): void;
   /** Leadership of this replica changed (e.g. restart lease clocks on becoming leader). */
   onLeaderChange?(isLeader: boolean, leader: NodeId | ''): void;
+}
+
+/** A snapshot being written in slices (StateMachine.beginSnapshot). */
+export interface SnapshotJob {
+  /** Writes one bounded slice; the snapshot's bytes once the last one is written, else null. */
+  step(): Uint8Array | null;
+  /** No longer wanted (the state was replaced by a leader's snapshot, the group stopped). */
+  abort(): void;
 }
 
 interface ProposalWaiter {
@@ -117,6 +131,9 @@ export class GroupRunner {
   private appliedIndex = 0;
   private appliedTerm = 0;
   private snapshotIndex = 0;
+  /** A snapshot being written in slices, with the index, term and configuration it stands for. */
+  private snapshotJob: { readonly job: SnapshotJob; readonly index: LogIndex; readonly term: Term; readonly conf: ConfState } | null = null;
+  private readonly snapshotStepBound = (): void => this.snapshotStep();
   /** Highest term known to be on disk here: messages of this term may leave before a Ready's fsync. */
   private durableTerm: number;
   /** Term and vote of the last hard state handed to the WAL (a change to either is always written). */
@@ -365,6 +382,7 @@ export class GroupRunner {
   /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
   stop(reason = 'node is shutting down'): void {
     this.stopped = true;
+    this.abortSnapshotJob();
     this.readyDoneCallbacks = [];
     this.releaseWalReservation(null);
     this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, reason));
@@ -561,6 +579,8 @@ export class GroupRunner {
   /** Installs the Ready's snapshot, applies its committed entries, serves its reads. */
   private applyReady(rd: Ready): void {
     if (rd.snapshot !== null) {
+      // The state it was writing is gone; it would also be older than this one.
+      this.abortSnapshotJob();
       this.sm.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.meta.index;
       this.appliedTerm = rd.snapshot.meta.term;
@@ -661,12 +681,42 @@ export class GroupRunner {
   }
 
   private maybeCompact(): void {
+    if (this.snapshotJob !== null) return;
     if (this.appliedIndex - this.snapshotIndex < (this.host.env.snapshotEntriesThreshold ?? snapshotEntriesThreshold)) return;
     const index = logIndex(this.appliedIndex);
-    const data = this.sm.snapshot();
+    const snapTerm = term(this.appliedTerm);
+    const conf = this.raft.status().conf;
+    if (this.sm.beginSnapshot === undefined) {
+      this.compact(index, snapTerm, conf, this.sm.snapshot());
+      return;
+    }
+    this.snapshotJob = { job: this.sm.beginSnapshot(), index, term: snapTerm, conf };
+    this.host.env.scheduler.defer(this.snapshotStepBound);
+  }
+
+  /** One slice of the snapshot being written; the next one on a later turn (entries apply in between). */
+  private snapshotStep(): void {
+    const s = this.snapshotJob;
+    if (s === null || this.stopped) return;
+    const data = s.job.step();
+    if (data === null) {
+      this.host.env.scheduler.defer(this.snapshotStepBound);
+      return;
+    }
+    this.snapshotJob = null;
+    this.compact(s.index, s.term, s.conf, data);
+    this.maybeCompact();
+  }
+
+  private abortSnapshotJob(): void {
+    this.snapshotJob?.job.abort();
+    this.snapshotJob = null;
+  }
+
+  private compact(index: LogIndex, snapTerm: Term, conf: ConfState, data: Uint8Array): void {
     this.raft.compact(index, data);
-    this.snapshotIndex = this.appliedIndex;
-    const snapshot = { meta: { index, term: term(this.appliedTerm), conf: this.raft.status().conf }, data };
+    this.snapshotIndex = index;
+    const snapshot = { meta: { index, term: snapTerm, conf }, data };
     this.host.storage.saveSnapshot(this.group, snapshot).catch((err: unknown) => {
       this.host.log.error('snapshot save failed', { group: this.group, err: String(err) });
     });
