@@ -2,7 +2,7 @@
 // run in reverse, the HDR latency summary, the closed-loop driver (locks, queue,
 // cache) and the process entry point, so each benchmark file holds only its scenario.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
@@ -100,6 +100,12 @@ export interface ClosedLoopOptions<C> {
    * driver does.
    */
   op(client: C, counts: () => boolean): Promise<number | void>;
+  /**
+   * With it, each client stops once this many operations were started in all (warm-up
+   * included), and the measured window ends when the last one finished (or at
+   * measureSeconds, whichever comes first): a run bounded by count, not only by time.
+   */
+  readonly opsMax?: number;
   /** Just before and just after the measured window (counter snapshots). */
   beforeMeasure?(): Promise<void>;
   afterMeasure?(): Promise<void>;
@@ -117,9 +123,12 @@ export async function closedLoop<C>(opts: ClosedLoopOptions<C>): Promise<ClosedL
   let measured = 0;
   let errors = 0;
   let firstError = '';
+  let started = 0;
+  const opsMax = opts.opsMax ?? Number.POSITIVE_INFINITY;
   const counts = (): boolean => measuring;
   const loop = async (client: C): Promise<void> => {
-    while (!stopping) {
+    while (!stopping && started < opsMax) {
+      started++;
       const t0 = performance.now();
       try {
         const latencyUs = await opts.op(client, counts);
@@ -139,7 +148,7 @@ export async function closedLoop<C>(opts: ClosedLoopOptions<C>): Promise<ClosedL
   await opts.beforeMeasure?.();
   measuring = true;
   const t0 = performance.now();
-  await sleep(opts.measureSeconds * 1000);
+  await Promise.race([sleep(opts.measureSeconds * 1000), running]);
   measuring = false;
   const seconds = (performance.now() - t0) / 1000;
   await opts.afterMeasure?.();
@@ -160,4 +169,15 @@ export function profileNodeProcesses(dir: string): () => void {
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${profiler}`.trim();
   process.env.LOCKS_BENCH_CPU_PROF_DIR = resolve(dir);
   return () => { delete process.env.NODE_OPTIONS; };
+}
+
+/** A process's resident set in MiB (VmRSS from /proc), NaN when it is gone or unknown. */
+export function rssMb(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null || m[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
 }

@@ -14,7 +14,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuPercentOver, leadersByNode, loadAverage, quiescedByNode, startManyGroupCluster } from '../test/integration/helpers/many-groups.js';
-import { createCleanup, envInt, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
 
 const topicsCount = envInt('IDLE_BENCH_TOPICS', 2, 1, 64);
 const partitions = envInt('IDLE_BENCH_PARTITIONS', 125, 1, 256);
@@ -51,7 +51,8 @@ async function main(): Promise<void> {
       return count;
     });
     const perNode = cluster.nodes.map((n, i) => ({ node: n.spec.id, cpuPercent: Number((cpuPercent[i] as number).toFixed(2)),
-      groupsHosted: views.get(n.spec.id)?.size ?? 0, groupsLed: led[i], groupsQuiesced: quiesced.get(n.spec.id) ?? 0 }));
+      groupsHosted: views.get(n.spec.id)?.size ?? 0, groupsLed: led[i], groupsQuiesced: quiesced.get(n.spec.id) ?? 0,
+      rssMb: Number(rssMb(pids[i]).toFixed(1)) }));
     const report = {
       bench: 'idle',
       at: new Date().toISOString(),
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
     console.log(`bench:idle  3 nodes, ${groups.length + 1} groups (${topicsCount} topics x ${partitions} partitions, with .dlq, + group 0), `
       + `all leaders after ${readySeconds.toFixed(1)} s, idle ${settleSeconds} s, measured ${measureSeconds} s`);
-    for (const n of perNode) console.log(`  ${n.node}: CPU ${n.cpuPercent.toFixed(2)}% of a core, hosts ${n.groupsHosted} groups (${n.groupsQuiesced} quiesced), leads ${n.groupsLed}`);
+    for (const n of perNode) console.log(`  ${n.node}: CPU ${n.cpuPercent.toFixed(2)}% of a core, hosts ${n.groupsHosted} groups (${n.groupsQuiesced} quiesced), leads ${n.groupsLed}, RSS ${n.rssMb} MB`);
     console.log(`  load average before ${loadBefore.join(' ')}, after ${loadAfter.join(' ')}`);
     console.log(`  JSON: ${resultsPath}`);
   } finally {

@@ -4,6 +4,12 @@
 //       reported as acquire+release pairs/s.
 //   (b) hot: every client loops acquire('hot') + release on one lock; reported as
 //       hand-overs (grants) per second.
+//   (c) held (not in the default list): every client acquires distinct locks and KEEPS
+//       them until LOCKS_BENCH_HELD_LEVELS' largest level is held in all; for each level
+//       L it reports the acquire latency of the acquires L-10,000+1..L (the 10,000 that
+//       brought the table to L), their rate, and the nodes' RSS (VmRSS) at L with the
+//       growth per 100,000 held locks. Cost that grows with state shows as a higher p99
+//       or max at the larger level.
 // Every grant and release is a group 0 entry, acknowledged only once committed
 // (fsynced on a majority) and applied on the leader. Acquire latency (request
 // sent to grant received, including the wait in the queue) in an HDR histogram:
@@ -12,17 +18,20 @@
 //
 // Env: LOCKS_BENCH_SECONDS (10 per scenario), LOCKS_BENCH_WARMUP_SECONDS (1),
 // LOCKS_BENCH_CLIENTS (64), LOCKS_BENCH_NAMES (1000), LOCKS_BENCH_SCENARIOS
-// (distinct,hot), SEED (name choice), LOCKS_BENCH_CPU_PROF_DIR (if set, the nodes
+// (distinct,hot; held on request), LOCKS_BENCH_HELD_LEVELS (10000,200000),
+// LOCKS_BENCH_PORT_BASE (0: free ports; else nodes use BASE..BASE+8), SEED (name choice), LOCKS_BENCH_CPU_PROF_DIR (if set, the nodes
 // are CPU-profiled by locks-profiler.ts and write node-PID.cpuprofile there on shutdown).
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
-import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
+import * as hdr from 'hdr-histogram-js';
+import type { Histogram } from 'hdr-histogram-js';
+import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
 
 const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('LOCKS_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -31,6 +40,14 @@ const namesCount = envInt('LOCKS_BENCH_NAMES', 1000, 1, 1_000_000);
 const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
 const scenarioNames = (process.env.LOCKS_BENCH_SCENARIOS ?? 'distinct,hot').split(',').filter((s) => s !== '');
 const cpuProfDir = process.env.LOCKS_BENCH_CPU_PROF_DIR ?? '';
+const heldLevels = (process.env.LOCKS_BENCH_HELD_LEVELS ?? '10000,200000').split(',').filter((s) => s !== '').map(Number);
+const portBase = envInt('LOCKS_BENCH_PORT_BASE', 0, 0, 65_000);
+/** Acquires per level window of the held scenario: the 10,000 that brought the table to the level. */
+const heldWindowAcquires = 10_000;
+/** The held scenario ends at its largest level or after this long, whichever comes first. */
+const heldSecondsMax = 1_800;
+/** Refused acquires (e.g. a session expired during a stall) the held scenario replaces before it gives up on its top level. */
+const heldRefusedAcquiresMax = 10_000;
 /** One acquire waiting longer than this is an error, not a latency sample. */
 const acquireWaitMsMax = 10_000;
 /** Highest latency the histogram tracks, in microseconds. */
@@ -38,11 +55,13 @@ const latencyUsMax = 60_000_000;
 /** Hot-lock tokens kept for the no-repeat check (bounds memory). */
 const tokensKeptMax = 2_000_000;
 
-const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'locks.json');
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
+/** A held-only run writes its own file, so it does not replace the last distinct/hot figures. */
+const resultsPath = join(resultsDir, scenarioNames.length === 1 && scenarioNames[0] === 'held' ? 'locks-held.json' : 'locks.json');
 
-type ScenarioName = 'distinct' | 'hot';
+type ScenarioName = 'distinct' | 'hot' | 'held';
 function isScenario(s: string): s is ScenarioName {
-  return s === 'distinct' || s === 'hot';
+  return s === 'distinct' || s === 'hot' || s === 'held';
 }
 
 interface ScenarioResult {
@@ -118,9 +137,106 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], l
   };
 }
 
+/** One level of the held scenario: the window of acquires that brought the table to `heldLocks`. */
+interface HeldLevel {
+  readonly heldLocks: number;
+  readonly windowAcquires: number;
+  readonly windowSeconds: number;
+  readonly windowAcquiresPerSec: number;
+  readonly acquireLatencyMs: LatencySummaryMs;
+  /** VmRSS of each node process at this level, in MB, by node id. */
+  readonly rssMb: Record<string, number>;
+  /** (RSS here - RSS before the first acquire) per 100,000 held locks, in MB, by node id. */
+  readonly rssMbPer100kHeld: Record<string, number>;
+}
+
+interface HeldResult {
+  readonly scenario: 'held';
+  readonly description: string;
+  readonly levels: readonly HeldLevel[];
+  readonly acquired: number;
+  readonly seconds: number;
+  readonly errors: number;
+  readonly firstError: string;
+  readonly rssMbBefore: Record<string, number>;
+  readonly goal: { p99RatioMax: number; maxMsMax: number; p99Ratio: number; met: boolean };
+}
+
+/** VmRSS of a process in MB (NaN when it cannot be read: the process is gone). */
+function rssMb(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null || m[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function runHeld(clients: readonly Client[], nodes: readonly { id: string; pid: number }[]): Promise<HeldResult> {
+  const levels = [...heldLevels].sort((a, b) => a - b);
+  const top = levels[levels.length - 1];
+  if (top === undefined || levels.some((l) => !Number.isInteger(l) || l < heldWindowAcquires)) {
+    throw new Error(`LOCKS_BENCH_HELD_LEVELS: integers of at least ${heldWindowAcquires}, got ${heldLevels.join(',')}`);
+  }
+  const rssOfNodes = (): Record<string, number> => Object.fromEntries(nodes.map((n) => [n.id, rssMb(n.pid)]));
+  const rssMbBefore = rssOfNodes();
+  const windows = new Map<number, { histogram: Histogram; firstAtMs: number; lastAtMs: number }>();
+  for (const l of levels) {
+    windows.set(l, { histogram: hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 }),
+      firstAtMs: Number.NaN, lastAtMs: Number.NaN });
+  }
+  const reached: HeldLevel[] = [];
+  let started = 0;
+  let completed = 0;
+  let failed = 0;
+  const kept: unknown[] = [];
+  const r = await closedLoop({
+    // Room for refused acquires (counted as errors) to be replaced until `top` are held.
+    clients, warmupSeconds: 0, measureSeconds: heldSecondsMax, latencyUsMax, opsMax: top + heldRefusedAcquiresMax,
+    op: async (client) => {
+      if (started - failed >= top) return 0; // enough in flight or held: the loop runs out its count
+      const name = `held-${started++}`;
+      const t0 = performance.now();
+      const lock = await client.lock(name, { waitMs: acquireWaitMsMax }).catch((e: unknown) => {
+        failed++;
+        throw e;
+      });
+      const t1 = performance.now();
+      kept.push(lock); // held to the end: the table only grows
+      const ordinal = ++completed;
+      for (const l of levels) {
+        if (ordinal <= l - heldWindowAcquires || ordinal > l) continue;
+        const w = windows.get(l) as { histogram: Histogram; firstAtMs: number; lastAtMs: number };
+        w.histogram.recordValue(Math.min(latencyUsMax, Math.max(1, Math.round((t1 - t0) * 1000))));
+        if (Number.isNaN(w.firstAtMs)) w.firstAtMs = t0;
+        w.lastAtMs = t1;
+        if (ordinal === l) {
+          const rss = rssOfNodes();
+          const seconds = (w.lastAtMs - w.firstAtMs) / 1000;
+          reached.push({ heldLocks: l, windowAcquires: heldWindowAcquires, windowSeconds: seconds, windowAcquiresPerSec: heldWindowAcquires / seconds,
+            acquireLatencyMs: latencySummaryMs(w.histogram), rssMb: rss,
+            rssMbPer100kHeld: Object.fromEntries(nodes.map((n) => [n.id, ((rss[n.id] ?? Number.NaN) - (rssMbBefore[n.id] ?? Number.NaN)) * 100_000 / l])) });
+        }
+      }
+      return (t1 - t0) * 1000;
+    },
+  });
+  const first = reached[0];
+  const last = reached[reached.length - 1];
+  const p99Ratio = first !== undefined && last !== undefined ? last.acquireLatencyMs.p99 / first.acquireLatencyMs.p99 : Number.NaN;
+  const maxMsMax = 100;
+  const p99RatioMax = 1.5;
+  return {
+    scenario: 'held',
+    description: `${clients.length} clients acquiring and keeping distinct locks up to ${top} held`,
+    levels: reached, acquired: completed, seconds: r.seconds, errors: r.errors, firstError: r.firstError, rssMbBefore,
+    goal: { p99RatioMax, maxMsMax, p99Ratio, met: p99Ratio <= p99RatioMax && (last?.acquireLatencyMs.max ?? Infinity) < maxMsMax },
+  };
+}
+
 async function main(): Promise<void> {
   const scenarios = scenarioNames.map((s) => {
-    if (!isScenario(s)) throw new Error(`LOCKS_BENCH_SCENARIOS: unknown scenario ${s} (distinct, hot)`);
+    if (!isScenario(s)) throw new Error(`LOCKS_BENCH_SCENARIOS: unknown scenario ${s} (distinct, hot, held)`);
     return s;
   });
   const cleanup = createCleanup();
@@ -128,7 +244,8 @@ async function main(): Promise<void> {
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   const profilingDone = profileNodeProcesses(cpuProfDir);
   try {
-    const cluster = await TestCluster.start(cleanup, { dataRoot });
+    const ports = portBase === 0 ? undefined : Array.from({ length: 9 }, (_, i) => portBase + i);
+    const cluster = await TestCluster.start(cleanup, { dataRoot, ...(ports === undefined ? {} : { ports }) });
     profilingDone();
     const control = await Client.connect({ seeds: cluster.seeds, name: 'bench-control' });
     cleanup.teardown(() => control.close());
@@ -143,7 +260,11 @@ async function main(): Promise<void> {
     });
 
     const results: ScenarioResult[] = [];
-    for (const s of scenarios) results.push(await runScenario(s, clients, leaderNode.spec.consolePort));
+    let held: HeldResult | null = null;
+    for (const s of scenarios) {
+      if (s === 'held') held = await runHeld(clients, cluster.nodes.map((n) => ({ id: n.spec.id, pid: n.process.pid })));
+      else results.push(await runScenario(s, clients, leaderNode.spec.consolePort));
+    }
     const after = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
 
     const report = {
@@ -152,6 +273,7 @@ async function main(): Promise<void> {
       config: { seconds: measureSeconds, warmupSeconds, clients: clientsCount, names: namesCount, seed },
       leader: { id: leader.leaderId, unchanged: after.leaderId === leader.leaderId && after.term === leader.term },
       scenarios: results,
+      ...(held === null ? {} : { held }),
     };
     mkdirSync(dirname(resultsPath), { recursive: true });
     writeFileSync(resultsPath, JSON.stringify(report, null, 2) + '\n');
@@ -162,6 +284,15 @@ async function main(): Promise<void> {
     for (const r of results) {
       console.log(`  ${r.scenario.padEnd(9)} ${f(r.opsPerSec, 12, 0)}  ${r.opsUnit.padEnd(24)} ${f(r.acquireLatencyMs.p50)} ${f(r.acquireLatencyMs.p99)} ${f(r.acquireLatencyMs.p999)} ${f(r.acquireLatencyMs.max)} ${String(r.errors).padStart(7)}  ${r.goal.met ? 'met' : 'NOT met'} (>= ${r.goal.opsPerSec}/s, p99 < ${r.goal.p99Ms} ms)`);
       console.log(`            leader fsyncs/s ${r.leaderFsyncsPerSec.toFixed(0)}, lock entries per leader fsync ${r.entriesPerLeaderFsync.toFixed(1)}${r.firstError === '' ? '' : `; first error: ${r.firstError}`}`);
+    }
+    if (held !== null) {
+      console.log(`  held: ${held.description}; ${held.acquired} acquired in ${held.seconds.toFixed(1)} s, errors ${held.errors}${held.firstError === '' ? '' : ` (first: ${held.firstError})`}`);
+      console.log('    held locks   last 10k s  acquires/s    p50 ms    p99 ms   p999 ms    max ms  RSS MB by node (per 100k held)');
+      for (const l of held.levels) {
+        const rss = Object.keys(l.rssMb).map((id) => `${id} ${(l.rssMb[id] ?? 0).toFixed(0)} (${(l.rssMbPer100kHeld[id] ?? 0).toFixed(0)})`).join(', ');
+        console.log(`    ${String(l.heldLocks).padStart(10)} ${f(l.windowSeconds, 12)} ${f(l.windowAcquiresPerSec, 11, 0)} ${f(l.acquireLatencyMs.p50)} ${f(l.acquireLatencyMs.p99)} ${f(l.acquireLatencyMs.p999)} ${f(l.acquireLatencyMs.max)}  ${rss}`);
+      }
+      console.log(`    goal: p99 at the top level within ${held.goal.p99RatioMax}x of the first (${held.goal.p99Ratio.toFixed(2)}x), max < ${held.goal.maxMsMax} ms: ${held.goal.met ? 'met' : 'NOT met'}`);
     }
     console.log(`  leader ${leader.leaderId} ${report.leader.unchanged ? 'led throughout' : 'CHANGED during the run'}`);
     console.log(`  JSON: ${resultsPath}`);

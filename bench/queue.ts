@@ -27,7 +27,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, DsyncError, type Producer } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { closedLoop, createCleanup, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, envInt, type LatencySummaryMs, prng, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -209,16 +209,6 @@ function breakdown(before: Counters, after: Counters, seconds: number, nodes: nu
     fsyncsPerSecPerNode: fsyncs / seconds / nodes, walRecordsPerFsync: fsyncs === 0 ? 0 : (after.walRecords - before.walRecords) / fsyncs,
     fsyncMeanMs: fsyncs === 0 ? 0 : (after.fsyncSeconds - before.fsyncSeconds) * 1000 / fsyncs,
     nodesCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.nodes * 1000 / phaseMessages, clientCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.client * 1000 / phaseMessages };
-}
-
-function rssMb(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m === null || m[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 async function main(): Promise<void> {

@@ -7,8 +7,16 @@
 // (write+fdatasync latency, loopback ping); checks that all nodes converged to one
 // (count, hash) with count >= acknowledged. JSON to bench/results/raft.json.
 //
+// Many groups (RAFT_BENCH_GROUPS, default 200; 0 skips it): then the same proposers and depth
+// publish to a topic of that many partitions, each partition its own Raft group with 3
+// replicas (leaders spread over the nodes by the queue service), keys drawn at random so the
+// proposals spread over every group at once; reported with the same figures next to the
+// one-group ones (a publish is a replicated append acknowledged once committed and applied
+// on its partition's leader; the client's producer batches what is in flight per partition).
+//
 // Env: RAFT_BENCH_SECONDS (10), RAFT_BENCH_WARMUP_SECONDS (1), RAFT_BENCH_PROPOSERS (64),
-// RAFT_BENCH_DEPTH (8 requests in flight per proposer), RAFT_BENCH_PAYLOAD_BYTES (64).
+// RAFT_BENCH_DEPTH (8 requests in flight per proposer), RAFT_BENCH_PAYLOAD_BYTES (64),
+// RAFT_BENCH_GROUPS (200), RAFT_BENCH_GROUPS_WARMUP_SECONDS (10: the new groups elect), RAFT_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
 
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -23,13 +31,18 @@ import { Opcode } from '../protocol/frame.js';
 import { schema } from '../protocol/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForConvergence, waitForLeader } from '../test/integration/raft-helpers.js';
-import { createCleanup, envInt, latencySummaryMs, runBenchmark, runCleanup, sleep } from './common.js';
+import { queueTopicPartitionsMax } from '../core/constants.js';
+import type { Producer } from '../client/index.js';
+import { createCleanup, envInt, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('RAFT_BENCH_WARMUP_SECONDS', 1, 0, 600);
 const proposersCount = envInt('RAFT_BENCH_PROPOSERS', 64, 1, 4096);
 const depthPerProposer = envInt('RAFT_BENCH_DEPTH', 8, 1, 1024);
 const payloadBytes = envInt('RAFT_BENCH_PAYLOAD_BYTES', 64, 1, 1024 * 1024);
+const manyGroups = envInt('RAFT_BENCH_GROUPS', 200, 0, queueTopicPartitionsMax);
+const portBase = envInt('RAFT_BENCH_PORT_BASE', 0, 0, 65_000);
+const manyGroupsWarmupSeconds = envInt('RAFT_BENCH_GROUPS_WARMUP_SECONDS', 10, 0, 600);
 /** A single request slower than this is an error, not a latency sample. */
 const requestTimeoutMs = 10_000;
 /** Raw write+fdatasync samples for the hardware floor. */
@@ -85,13 +98,68 @@ async function walFsyncs(consolePort: number): Promise<number> {
   return metrics.fsyncs;
 }
 
+/** The same proposers and depth over `manyGroups` groups: a topic's partitions, keys at random. */
+async function manyGroupsPhase(control: Client, cluster: TestCluster, clients: readonly Client[]): Promise<{
+  groups: number; groupsUsed: number; proposalsPerSec: number; commitLatencyMs: ReturnType<typeof latencySummaryMs>;
+  fsyncsPerSec: Record<string, number>; errors: number; firstError: string;
+}> {
+  const topic = 'bench-raft-groups';
+  await control.topics.create(topic, { partitions: manyGroups, replicas: 3 });
+  const next = prng(7);
+  const value = new Uint8Array(payloadBytes).fill(120);
+  const producers: Producer[] = clients.map((c) => c.producer(topic));
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
+  const used = new Set<number>();
+  let measured = 0;
+  let errors = 0;
+  let firstError = '';
+  let measuring = false;
+  let stopping = false;
+  const slot = async (producer: Producer): Promise<void> => {
+    while (!stopping) {
+      const t0 = performance.now();
+      try {
+        const r = await producer.publish(`k${next() % 1_000_000}`, value);
+        used.add(r.partition);
+      } catch (err) {
+        if (!(err instanceof DsyncError)) throw err;
+        errors++;
+        if (firstError === '') firstError = `${err.code}: ${err.message}`;
+        await sleep(10);
+        continue;
+      }
+      if (measuring) {
+        measured++;
+        histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+      }
+    }
+  };
+  const running = Promise.all(producers.flatMap((p) => Array.from({ length: depthPerProposer }, () => slot(p))));
+  // The new groups elect and the producers learn the partition map during their own warm-up.
+  await sleep(manyGroupsWarmupSeconds * 1000);
+  const before = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(measureSeconds * 1000);
+  measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+  stopping = true;
+  await running;
+  const fsyncsPerSec: Record<string, number> = {};
+  cluster.nodes.forEach((n, i) => { fsyncsPerSec[n.spec.id] = ((after[i] ?? 0) - (before[i] ?? 0)) / seconds; });
+  return { groups: manyGroups, groupsUsed: used.size, proposalsPerSec: measured / seconds, commitLatencyMs: latencySummaryMs(histogram),
+    fsyncsPerSec, errors, firstError };
+}
+
 async function main(): Promise<void> {
   const cleanup = createCleanup();
   const dataRoot = mkdtempSync(join(tmpdir(), 'dsync-bench-raft-'));
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   try {
     const floor = fdatasyncFloor(dataRoot);
-    const cluster = await TestCluster.start(cleanup, { dataRoot });
+    const ports = portBase === 0 ? undefined : Array.from({ length: 9 }, (_, i) => portBase + i);
+    const cluster = await TestCluster.start(cleanup, { dataRoot, ...(ports === undefined ? {} : { ports }) });
     const control = await Client.connect({ seeds: cluster.seeds });
     cleanup.teardown(() => control.close());
     const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
@@ -156,6 +224,7 @@ async function main(): Promise<void> {
     await running;
 
     const converged = await waitForConvergence(control, cluster.seeds, ackedTotal, 60_000);
+    const many = manyGroups === 0 ? null : await manyGroupsPhase(control, cluster, clients);
     const journalCount = converged[0]?.count ?? 0;
     if (journalCount < ackedTotal) throw new Error(`journal holds ${journalCount} < ${ackedTotal} acknowledged appends`);
 
@@ -180,6 +249,7 @@ async function main(): Promise<void> {
       acknowledgedTotal: ackedTotal,
       converged: { count: journalCount, hash: converged[0]?.hash ?? 0, nodes: converged.length },
       floor: { fdatasync4KiBMs: floor, loopbackPingMs: ping },
+      ...(many === null ? {} : { manyGroups: many }),
     };
 
     mkdirSync(dirname(resultsPath), { recursive: true });
@@ -193,6 +263,13 @@ async function main(): Promise<void> {
     console.log(`  proposals per leader fsync ${result.proposalsPerLeaderFsync.toFixed(1)}`);
     console.log(`  errors ${errors}${firstError === '' ? '' : ` (first: ${firstError})`}`);
     console.log(`  converged: ${converged.length} nodes at count=${journalCount} hash=${result.converged.hash} (>= ${ackedTotal} acknowledged)`);
+    if (many !== null) {
+      console.log(`  ${many.groups} groups at once (topic partitions x 3 replicas, same proposers and depth): committed proposals/s ${many.proposalsPerSec.toFixed(0)}`
+        + ` (one group: ${proposalsPerSec.toFixed(0)}, ratio ${(many.proposalsPerSec / proposalsPerSec).toFixed(2)})`);
+      console.log(`                       ${f(many.commitLatencyMs.p50)} ${f(many.commitLatencyMs.p99)} ${f(many.commitLatencyMs.p999)} ${f(many.commitLatencyMs.max)}`);
+      for (const [k, v] of Object.entries(many.fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
+      console.log(`  groups proposed to ${many.groupsUsed}, errors ${many.errors}${many.firstError === '' ? '' : ` (first: ${many.firstError})`}`);
+    }
     console.log(`  floor: write+fdatasync 4 KiB p50 ${floor.p50Ms.toFixed(3)} ms p99 ${floor.p99Ms.toFixed(3)} ms; loopback ping p50 ${ping.p50Ms.toFixed(3)} ms p99 ${ping.p99Ms.toFixed(3)} ms`);
     console.log(`  JSON: ${resultsPath}`);
   } finally {

@@ -131,6 +131,11 @@ export const raftSnapshotTransferBytesMax = 1024 * 1024 * 1024;
 export const raftSnapshotAssemblyIdleMsMax = 30_000;
 /** Snapshot chunks are handed to a peer link only while its write queue holds less than this. */
 export const raftSnapshotSendQueueBytes = 4 * 1024 * 1024;
+/**
+ * Readys one group may have handed to the WAL and not yet seen durable (pipelined storage
+ * writes): the next is taken while earlier fsyncs are in flight, up to this many.
+ */
+export const raftReadysInFlightMax = 8;
 /** Committed entries handed out in one Ready (bounds apply work per ready()). */
 export const raftReadyCommittedEntriesMax = 4096;
 /** ReadIndex requests a leader holds waiting for a heartbeat quorum (more are dropped; the caller retries). */
@@ -173,6 +178,13 @@ export const walSnapshotDataBytesMax = 1024 * 1024 * 1024;
 // --- locks ---
 export const waitersPerLockMax = 10_000;
 export const locksPerSessionMax = 100_000;
+/**
+ * Weight of one slice of a lock table snapshot written in slices (records, plus the holds,
+ * waits, dedup lanes, holders and waiters in them): what one turn of the event loop spends
+ * on it is bounded by this, not by the table. One session is one record whatever it holds
+ * (up to locksPerSessionMax), so a slice can exceed this by one session.
+ */
+export const lockSnapshotSliceWeightMax = 2_000;
 export const sessionTtlMsMin = 1_000;
 export const sessionTtlMsMax = 10 * 60 * 1000;
 export const sessionTtlMsDefault = 10_000;
@@ -225,6 +237,23 @@ export const cacheLeaseMsMax = 60_000;
 export const cacheLeaseDriftMarginMs = 50;
 /** Resend period of a request or invalidation without an answer. */
 export const cacheRetryMsDefault = 100;
+/**
+ * Longest a node keeps resending one write (Write, or a GetM carrying it) before it gives
+ * the write up with an unknown outcome, in leases: as long as the client's deadline allows
+ * (CacheRequest.wait_ms), at least one lease, at most this many. A home keeps recognising
+ * a write's resends that long after it applied it (an entry is not freed sooner), so a late
+ * resend is answered again instead of applied twice. A set may have to wait out a silent
+ * holder's lease at its home, and behind it other writers' rounds and a new home's first
+ * lease: one lease was too short for any of that.
+ */
+export const cacheWriteWaitLeasesMax = 8;
+/**
+ * Keys whose home (ring owner) a node remembers per ring generation, so a renewal round or a
+ * miss does not hash the key again (forgotten all at once beyond this).
+ */
+export const cacheHomeOfMemoKeysMax = 65_536;
+/** What a client leaves off its own deadline when it tells the node how long a write may wait (the answer must still reach it). */
+export const cacheClientWaitMarginMs = 500;
 export const cacheRetryMsMin = 5;
 /**
  * Lines renewed in batches (one RenewBatch per home per round): a line read within this
@@ -410,6 +439,7 @@ assert(cacheRetryMsMin <= cacheRetryMsDefault && 4 * cacheRetryMsDefault <= cach
 assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and key fit in one frame');
 // A round's keys (UTF-8: at most 1.5x keyBytes) plus ~32 bytes of fields each, asked or answered, take at most half a peer frame.
 assert(1.5 * cacheRenewRoundKeyBytesMax + 32 * cacheRenewRoundKeysMax <= frameBytesMax / 2 && cacheRenewBatchKeysMax <= cacheRenewRoundKeysMax, 'a renewal round and its answer fit in a peer frame');
+assert(cacheWriteWaitLeasesMax >= 1, 'a write may wait at least one lease');
 assert(cacheRenewIdleLeases >= 1 && cacheRenewRoundsPerLease >= 4, 'a line read within a lease is renewed, and asked for twice before its lease ends');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');

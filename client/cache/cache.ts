@@ -8,7 +8,7 @@
 // run caught exactly that), so a write whose fate is unknown rejects (CONNECTION_CLOSED,
 // or TIMEOUT from the node) and the caller decides.
 
-import { cacheKeyBytesMax, cacheTtlMsMax, cacheValueBytesMax } from '../../core/constants.js';
+import { cacheClientWaitMarginMs, cacheKeyBytesMax, cacheTtlMsMax, cacheValueBytesMax } from '../../core/constants.js';
 import { DsyncError, ErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
@@ -76,11 +76,16 @@ export class CacheClient implements CacheApi {
     if (bytes.byteLength > cacheValueBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache value of ${bytes.byteLength} bytes exceeds the ${cacheValueBytesMax}-byte limit`);
     const ttlMs = opts.ttlMs ?? 0;
     if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > cacheTtlMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `ttlMs must be an integer from 0 to ${cacheTtlMsMax}`);
-    await this.request(Opcode.CacheSet, schema.CacheRequest.encode({ key: checkKey(key), value: bytes, hasValue: true, ttlMs, ...fenceFields(opts) }).finish());
+    await this.request(Opcode.CacheSet, schema.CacheRequest.encode({ key: checkKey(key), value: bytes, hasValue: true, ttlMs, waitMs: this.writeWaitMs(), ...fenceFields(opts) }).finish());
   }
 
   async delete(key: string, opts: CacheFenceOptions = {}): Promise<void> {
-    await this.request(Opcode.CacheDelete, schema.CacheRequest.encode({ key: checkKey(key), ...fenceFields(opts) }).finish());
+    await this.request(Opcode.CacheDelete, schema.CacheRequest.encode({ key: checkKey(key), waitMs: this.writeWaitMs(), ...fenceFields(opts) }).finish());
+  }
+
+  /** How long the node may keep trying a write: this client's request deadline, less the time its answer needs to come back. */
+  private writeWaitMs(): number {
+    return Math.max(0, this.router.requestTimeoutMs - cacheClientWaitMarginMs);
   }
 
   async flush(): Promise<void> {

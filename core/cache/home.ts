@@ -28,8 +28,9 @@
 //   entry keeps, per node, the reqId of the last Write it applied (a u32 per node per
 //   entry, 128 bytes an entry at 32 nodes); a resend is answered again, and Nack stale
 //   means "not applied, and never will be" (a Write applies only at the owner's version).
-//   That memory lives as long as the entry; an entry is not freed within a lease of its
-//   last write, and a node gives a Write up (outcome unknown) after retrying for a lease.
+//   That memory lives as long as the entry; an entry is not freed within
+//   cacheWriteWaitLeasesMax leases of its last write, and a node gives a write up (outcome
+//   unknown) after retrying for at most that long (as long as its client waits).
 //   The reqId that made the owner owner is kept too (ownerReqId): a resend of it is
 //   answered again. A resent GetS/GetM from a node that is no longer a
 //   holder is served again: the node ignores a grant it no longer waits for, and the home
@@ -62,6 +63,7 @@ import {
   cacheNodesMax,
   cacheRenewBatchKeysMax,
   cacheVersionMax,
+  cacheWriteWaitLeasesMax,
 } from '../constants.js';
 import { cacheNodeIndex } from '../ids.js';
 import type { CacheNodeIndex } from '../ids.js';
@@ -1169,9 +1171,9 @@ export class CacheHome {
     let slot = this.lruTail;
     let candidate = -1;
     for (let i = 0; i < cacheEvictScanMax && slot >= 0; i++) {
-      // Within a lease of its last write an entry must still recognise that write's resends.
+      // As long as a node may resend a write after it was applied, the entry must still recognise it.
       const idle = this.phase[slot] === PH.idle && this.cur[slot] === -1 && this.qLen[slot] === 0 &&
-        nowMs - (this.lastWriteMs[slot] as number) >= this.cfg.leaseMs;
+        nowMs - (this.lastWriteMs[slot] as number) >= cacheWriteWaitLeasesMax * this.cfg.leaseMs;
       if (idle && this.holders(slot) === 0 && this.version[slot] === this.memVersion[slot]) {
         this.counters.directoryEvictions++;
         this.freeSlot(slot);

@@ -18,8 +18,9 @@
 //   The same check decides whether a WriteAck may install the written value as a line.
 // - Writes: E->M is silent. Write-back writes locally in M (dirty). Write-through, and any
 //   set with a TTL, sends Write from E/M and completes on WriteAck (memory has it). Nack
-//   stale means not applied: the node starts over (GetM). A Write unanswered for a whole
-//   lease is given up with an unknown outcome (the home remembers applied writes that long).
+//   stale means not applied: the node starts over (GetM). A write unanswered for as long
+//   as its client waits (1..cacheWriteWaitLeasesMax leases) is given up with an unknown
+//   outcome (the home remembers applied writes that long).
 //   A MOESI O line (dirty, shared) is given back with PutM before a write asks for M, so
 //   the O->M upgrade is PutM then GetM and the home never grants M to a dirty holder.
 // - Bounds: lines by count and bytes (LRU, skipping lines with a transaction in flight),
@@ -39,6 +40,7 @@ import {
   cacheRenewRoundsPerLease,
   cacheTtlMsMax,
   cacheValueBytesMax,
+  cacheWriteWaitLeasesMax,
 } from '../constants.js';
 import type { CacheNodeIndex } from '../ids.js';
 import { utf8Bytes } from '../locks/table.js';
@@ -81,6 +83,11 @@ export interface NodeOptions {
   readonly canary?: 'serve-past-lease';
 }
 
+/** How long a write asking to wait waitMs is kept trying: at least one lease, at most cacheWriteWaitLeasesMax. */
+export function writeWaitMsFor(cfg: CacheConfig, waitMs: number): number {
+  return Math.min(cacheWriteWaitLeasesMax * cfg.leaseMs, Math.max(cfg.leaseMs, waitMs));
+}
+
 export class NodeCounters {
   hits = 0;
   misses = 0;
@@ -110,6 +117,8 @@ interface Op {
   readonly ttlMs: number;
   /** A set carrying a lock's fencing token: always written through to the home, which checks it. */
   readonly fence: Fence | null;
+  /** A set: how long its transaction may be resent before it is given up (clamped to 1..cacheWriteWaitLeasesMax leases). */
+  readonly waitMs: number;
 }
 
 interface FlushGroup {
@@ -126,6 +135,8 @@ interface Txn {
   msg: ToHome;
   firstSentMs: number;
   retryAtMs: number;
+  /** A write is given up (outcome unknown) at this time if still unanswered. */
+  giveUpAtMs: number;
   /** Highest Inv/Fwd version received while this transaction was in flight (-1: none). */
   invFloor: number;
   /** Client ops of this key, in arrival order; a Write's op is ops[0] unless it is a flush. */
@@ -214,7 +225,8 @@ export class NodeCache {
 
   /** A hit returns the value at once; otherwise PENDING and a completion later. */
   get(opId: number, key: string, nowMs: number): CacheValue | typeof PENDING | Refusal {
-    if (utf8Bytes(key) > cacheKeyBytesMax) return this.refuse(TOO_LARGE);
+    // A UTF-16 unit is at most 3 UTF-8 bytes: a short key is surely within the limit without counting.
+    if (key.length * 3 > cacheKeyBytesMax && utf8Bytes(key) > cacheKeyBytesMax) return this.refuse(TOO_LARGE);
     const txn = this.txns.get(key);
     if (txn === undefined) {
       const slot = this.validSlot(key, nowMs);
@@ -224,11 +236,15 @@ export class NodeCache {
         return this.lines.value(slot);
       }
     }
-    return this.submit(key, { opId, isSet: false, value: null, ttlMs: 0, fence: null }, txn, nowMs);
+    return this.submit(key, { opId, isSet: false, value: null, ttlMs: 0, fence: null, waitMs: 0 }, txn, nowMs);
   }
 
-  /** Sets (value) or deletes (null) `key`; ttlMs > 0 makes it expire; a fence makes the home check a lock's token. */
-  set(opId: number, key: string, value: CacheValue, nowMs: number, ttlMs = 0, fence: Fence | null = null): typeof DONE | typeof PENDING | Refusal {
+  /**
+   * Sets (value) or deletes (null) `key`; ttlMs > 0 makes it expire; a fence makes the home
+   * check a lock's token; waitMs is how long the caller waits for the answer (one lease if
+   * not said; kept within 1..cacheWriteWaitLeasesMax leases).
+   */
+  set(opId: number, key: string, value: CacheValue, nowMs: number, ttlMs = 0, fence: Fence | null = null, waitMs = 0): typeof DONE | typeof PENDING | Refusal {
     if (utf8Bytes(key) > cacheKeyBytesMax || valueBytes(value) > cacheValueBytesMax) return this.refuse(TOO_LARGE);
     assert(Number.isFinite(ttlMs) && ttlMs >= 0 && ttlMs <= cacheTtlMsMax, 'ttlMs within 0..cacheTtlMsMax');
     const txn = this.txns.get(key);
@@ -239,12 +255,13 @@ export class NodeCache {
         return DONE;
       }
     }
-    const r = this.submit(key, { opId, isSet: true, value, ttlMs, fence }, txn, nowMs);
+    const wait = writeWaitMsFor(this.cfg, waitMs);
+    const r = this.submit(key, { opId, isSet: true, value, ttlMs, fence, waitMs: wait }, txn, nowMs);
     return r === PENDING || r === TOO_LARGE || r === BUSY ? r : DONE;
   }
 
-  delete(opId: number, key: string, nowMs: number, fence: Fence | null = null): typeof DONE | typeof PENDING | Refusal {
-    return this.set(opId, key, null, nowMs, 0, fence);
+  delete(opId: number, key: string, nowMs: number, fence: Fence | null = null, waitMs = 0): typeof DONE | typeof PENDING | Refusal {
+    return this.set(opId, key, null, nowMs, 0, fence, waitMs);
   }
 
   /** Write-back: sends every dirty line to memory (lines stay, clean). DONE if none was dirty. */
@@ -308,7 +325,7 @@ export class NodeCache {
   tick(nowMs: number): void {
     this.renewRound(nowMs);
     for (const txn of [...this.txns.values()]) {
-      if ((txn.kind === 'Write' || txn.writes) && nowMs - txn.firstSentMs >= this.cfg.leaseMs) {
+      if ((txn.kind === 'Write' || txn.writes) && nowMs >= txn.giveUpAtMs) {
         this.giveUpWrite(txn, nowMs);
       } else if (nowMs >= txn.retryAtMs) {
         txn.retryAtMs = nowMs + this.cfg.retryMs;
@@ -434,7 +451,11 @@ export class NodeCache {
 
   private newTxn(kind: TxnKind, key: string, ops: Op[], value: CacheValue, flush: FlushGroup | null, msg: (reqId: number) => ToHome, nowMs: number, writes = false): Txn {
     const reqId = ++this.reqCounter;
-    const txn: Txn = { key, kind, reqId, msg: msg(reqId), firstSentMs: nowMs, retryAtMs: nowMs + this.cfg.retryMs, invFloor: -1, ops, value, flush, writes };
+    // A write carrying a client's op waits as that op allows; a flush's or a give-back's, one lease.
+    const writing = kind === 'Write' || writes;
+    const op = flush === null ? ops[0] : undefined;
+    const waitMs = writing && op !== undefined && op.isSet ? op.waitMs : this.cfg.leaseMs;
+    const txn: Txn = { key, kind, reqId, msg: msg(reqId), firstSentMs: nowMs, retryAtMs: nowMs + this.cfg.retryMs, giveUpAtMs: nowMs + waitMs, invFloor: -1, ops, value, flush, writes };
     this.txns.set(key, txn);
     this.messages.push(txn.msg);
     return txn;

@@ -2,7 +2,8 @@
 // replicated LockTable, and the leader-side LeaseClock.
 
 export type * from './commands.js';
-export { LockTable, utf8Bytes } from './table.js';
-export type { ClientSnapshot, HolderInfo, LockInfo, LockTableSnapshot, SessionInfo, SessionSnapshot, WaiterInfo } from './table.js';
+export { LockTable, LockTableSnapshotWriter, utf8Bytes } from './table.js';
+export type { ClientSnapshot, HolderInfo, LockInfo, LockTableSnapshot, LockTableSnapshotHeader, LockTableSnapshotSlice, LockTableStats, SessionInfo,
+  SessionSnapshot, WaiterInfo } from './table.js';
 export { LeaseClock } from './leases.js';
 export type { DelaySeed, LeaseSeed, WaitSeed } from './leases.js';

@@ -59,6 +59,7 @@ import {
   dedupLanesPerSessionMax,
   lockDelayMsMax,
   lockNameBytesMax,
+  lockSnapshotSliceWeightMax,
   locksPerSessionMax,
   requestIdBytesMax,
   sessionTtlMsMax,
@@ -102,6 +103,11 @@ interface LockState {
   lastToken: FencingToken;
   /** Set while a lock-delay is pending. */
   delay: DelayedLock | null;
+  /** The snapshot generation that has already written this lock as it is (see SnapshotCopyOnWrite). */
+  writtenGeneration: number;
+  /** How this lock is counted in LockTable.stats() (brought up to date after every apply that touches it). */
+  countedAs: 'free' | LockMode;
+  countedWaiters: number;
 }
 
 interface SessionState {
@@ -117,6 +123,8 @@ interface SessionState {
   readonly waits: Map<string, string>;
   /** Dedup entries of the client ids (lanes) that made requests in this session. */
   readonly lanes: Map<ClientId, DedupEntry>;
+  /** The snapshot generation that has already written this session as it is (see SnapshotCopyOnWrite). */
+  writtenGeneration: number;
 }
 
 interface DedupEntry {
@@ -174,6 +182,23 @@ export interface SessionSnapshot extends SessionInfo {
   /** The session's dedup entries, in first-use order. */
   readonly lanes: readonly ClientSnapshot[];
 }
+/**
+ * A snapshot in slices (LockTable.beginSnapshot): the header, then slices of sessions and
+ * locks. Restored by LockTable.fromSlices; together they hold what a LockTableSnapshot of
+ * the same index holds (a lock or session removed while the snapshot was being written
+ * comes after the others instead of in its place).
+ */
+export interface LockTableSnapshotHeader {
+  readonly version: 4;
+  readonly lastAppliedIndex: LogIndex;
+  readonly sessionlessClients: readonly ClientSnapshot[];
+  readonly evictedClients: readonly { readonly clientId: ClientId; readonly lastSeq: number }[];
+}
+export interface LockTableSnapshotSlice {
+  readonly sessions: readonly SessionSnapshot[];
+  readonly locks: readonly LockInfo[];
+}
+
 export interface LockTableSnapshot {
   /** 3 adds HolderInfo.requestId; a version 2 snapshot restores with requestId ''. */
   readonly version: 2 | 3;
@@ -184,6 +209,205 @@ export interface LockTableSnapshot {
   readonly sessionlessClients: readonly ClientSnapshot[];
   /** Tombstones of evicted sessionless entries, oldest first. */
   readonly evictedClients: readonly { readonly clientId: ClientId; readonly lastSeq: number }[];
+}
+
+export interface LockTableStats {
+  /** Locks with an exclusive holder. */
+  readonly heldExclusive: number;
+  /** Locks with shared holders. */
+  readonly heldShared: number;
+  /** Acquires waiting in every queue. */
+  readonly waiters: number;
+  readonly sessions: number;
+  /** Locks with a holder, a waiter or a pending lock-delay. */
+  readonly locks: number;
+}
+
+/** What a snapshot being written kept of one lock or session before the table changed it (null: it did not exist yet). */
+interface PreImage<T> {
+  readonly data: T | null;
+  written: boolean;
+}
+
+/**
+ * The table's side of a snapshot being written in slices: before anything the writer has
+ * not written yet changes (or is created), its state as of the snapshot's index is kept
+ * here, so the writer sees that index however many entries apply in between (copy on
+ * write, per lock and per session). Cost: one copy of each lock or session changed
+ * while the snapshot is being written, at most once per snapshot.
+ */
+interface SnapshotCopyOnWrite {
+  readonly generation: number;
+  readonly locks: Map<string, PreImage<LockInfo>>;
+  readonly sessions: Map<SessionId, PreImage<SessionSnapshot>>;
+}
+
+/**
+ * Writes a LockTable's snapshot in slices of bounded weight (records plus the holds, waits,
+ * dedup lanes, holders and waiters in them) while the table goes on applying entries; every
+ * slice reflects the table at `header.lastAppliedIndex`. One writer per table at a time.
+ */
+export class LockTableSnapshotWriter {
+  private readonly sessionsLeft: Iterator<SessionState>;
+  private readonly locksLeft: Iterator<LockState>;
+  private readonly removedSessionsLeft: Iterator<PreImage<SessionSnapshot>>;
+  private readonly removedLocksLeft: Iterator<PreImage<LockInfo>>;
+  private phase: 'sessions' | 'locks' | 'removed' | 'done' = 'sessions';
+  private slices = 0;
+
+  constructor(
+    readonly header: LockTableSnapshotHeader,
+    private readonly cow: SnapshotCopyOnWrite,
+    sessions: Map<SessionId, SessionState>,
+    locks: Map<string, LockState>,
+    private readonly finish: (w: LockTableSnapshotWriter) => void,
+  ) {
+    // Map iterators follow deletions and insertions made after they were created.
+    this.sessionsLeft = sessions.values();
+    this.locksLeft = locks.values();
+    this.removedSessionsLeft = cow.sessions.values();
+    this.removedLocksLeft = cow.locks.values();
+  }
+
+  get done(): boolean {
+    return this.phase === 'done';
+  }
+
+  /** Slices written so far. */
+  get slicesWritten(): number {
+    return this.slices;
+  }
+
+  /** The next slice, at most `weightMax` (one record always fits), or null once everything is written. */
+  nextSlice(weightMax: number = lockSnapshotSliceWeightMax): LockTableSnapshotSlice | null {
+    assert(Number.isSafeInteger(weightMax) && weightMax > 0, 'slice weight is a positive integer');
+    if (this.phase === 'done') return null;
+    const sessions: SessionSnapshot[] = [];
+    const locks: LockInfo[] = [];
+    let weight = 0;
+    while (weight < weightMax && this.phase !== 'done') {
+      switch (this.phase) {
+        case 'sessions': {
+          const next = this.sessionsLeft.next();
+          if (next.done === true) {
+            this.phase = 'locks';
+            break;
+          }
+          const s = next.value;
+          const kept = this.cow.sessions.get(s.id);
+          if (kept !== undefined) {
+            if (!kept.written && kept.data !== null) {
+              sessions.push(kept.data);
+              weight += sessionWeight(kept.data);
+            }
+            kept.written = true;
+          } else {
+            const snap = sessionSnapshotOf(s);
+            s.writtenGeneration = this.cow.generation;
+            sessions.push(snap);
+            weight += sessionWeight(snap);
+          }
+          break;
+        }
+        case 'locks': {
+          const next = this.locksLeft.next();
+          if (next.done === true) {
+            this.phase = 'removed';
+            break;
+          }
+          const l = next.value;
+          const kept = this.cow.locks.get(l.name);
+          if (kept !== undefined) {
+            if (!kept.written && kept.data !== null) {
+              locks.push(kept.data);
+              weight += lockWeight(kept.data);
+            }
+            kept.written = true;
+          } else {
+            const info = lockInfoOf(l);
+            l.writtenGeneration = this.cow.generation;
+            locks.push(info);
+            weight += lockWeight(info);
+          }
+          break;
+        }
+        case 'removed': {
+          // Removed from the table after the snapshot's index, before the writer reached them.
+          const nextSession = this.removedSessionsLeft.next();
+          if (nextSession.done !== true) {
+            const kept = nextSession.value;
+            if (kept.written || kept.data === null) break;
+            kept.written = true;
+            sessions.push(kept.data);
+            weight += sessionWeight(kept.data);
+            break;
+          }
+          const nextLock = this.removedLocksLeft.next();
+          if (nextLock.done !== true) {
+            const kept = nextLock.value;
+            if (kept.written || kept.data === null) break;
+            kept.written = true;
+            locks.push(kept.data);
+            weight += lockWeight(kept.data);
+            break;
+          }
+          this.phase = 'done';
+          this.finish(this);
+          break;
+        }
+        default:
+          assertNever(this.phase, 'snapshot writer phase');
+      }
+    }
+    this.slices++;
+    return { sessions, locks };
+  }
+
+  /** Stops writing (the snapshot is no longer wanted): the table stops keeping copies. */
+  abort(): void {
+    if (this.phase === 'done') return;
+    this.phase = 'done';
+    this.finish(this);
+  }
+}
+
+const sessionWeight = (s: SessionSnapshot): number => 1 + s.holds.length + s.waits.length + s.lanes.length;
+const lockWeight = (l: LockInfo): number => 1 + l.holders.length + l.waiters.length;
+
+function lanesSnapshot(m: ReadonlyMap<ClientId, DedupEntry>): ClientSnapshot[] {
+  return [...m].map(([clientId, e]) => ({ clientId, lastSeq: e.lastSeq, lastResult: structuredCloneResult(e.lastResult) }));
+}
+
+function sessionSnapshotOf(s: SessionState): SessionSnapshot {
+  return {
+    session: s.id,
+    clientId: s.clientId,
+    ttlMs: s.ttlMs,
+    lockDelayMs: s.lockDelayMs,
+    renewedIndex: s.renewedIndex,
+    renewedMs: s.renewedMs,
+    holds: [...s.holds],
+    waits: [...s.waits].map(([lock, requestId]) => ({ lock, requestId })),
+    lanes: lanesSnapshot(s.lanes),
+  };
+}
+
+function lockInfoOf(l: LockState): LockInfo {
+  return {
+    name: l.name,
+    holders: [...l.holders.values()].map((h) => ({ session: h.session, mode: h.mode, count: h.count, token: h.token, requestId: h.requestId })),
+    waiters: l.waiters.map((w) => ({
+      session: w.session,
+      mode: w.mode,
+      requestId: w.requestId,
+      clientId: w.clientId,
+      seq: w.seq,
+      enqueuedIndex: w.enqueuedIndex,
+      waitMs: w.waitMs,
+    })),
+    lastToken: l.lastToken,
+    delay: l.delay === null ? null : { ...l.delay },
+  };
 }
 
 const err = (code: LockErrorCode, message: string): LockError => ({ kind: 'error', code, message });
@@ -241,6 +465,12 @@ export class LockTable {
   /** client id -> the live sessions it opened (derived from sessions: finds an openSession's dedup entry). */
   private readonly openedBy = new Map<ClientId, Set<SessionId>>();
   private lastAppliedIndex: LogIndex = logIndex(0);
+  /** Locks held exclusive / shared, and acquires waiting, kept up to date per apply (stats()). */
+  private readonly heldLocks = { exclusive: 0, shared: 0 };
+  private waitersCount = 0;
+  /** Set while a snapshot is being written in slices (beginSnapshot). */
+  private cow: SnapshotCopyOnWrite | null = null;
+  private snapshotGeneration = 0;
 
   // ------------------------------------------------------------------ apply
 
@@ -313,6 +543,7 @@ export class LockTable {
       case 'keepAlive': {
         const s = this.sessions.get(cmd.session);
         if (s === undefined) return this.noSession(cmd.session);
+        this.keepSession(s);
         s.renewedIndex = fx.index;
         s.renewedMs = fx.nowMs;
         return { kind: 'ok' };
@@ -338,6 +569,7 @@ export class LockTable {
       case 'wakeDelayed': {
         const l = this.locks.get(cmd.lock);
         if (l === undefined || l.delay === null) return err('NOT_FOUND', `lock ${cmd.lock} has no pending lock-delay`);
+        this.keepLock(l);
         l.delay = null;
         fx.touched.add(l.name);
         return { kind: 'ok' };
@@ -364,6 +596,7 @@ export class LockTable {
     }
     const id = sessionId(fx.index);
     assert(!this.sessions.has(id), 'session ids are unique log indices');
+    this.keepNewSession(id);
     this.sessions.set(id, {
       id,
       clientId: client,
@@ -374,6 +607,7 @@ export class LockTable {
       holds: new Set(),
       waits: new Map(),
       lanes: new Map(),
+      writtenGeneration: 0,
     });
     this.addOpener(client, id);
     return { kind: 'sessionOpened', session: id, ttlMs };
@@ -395,6 +629,7 @@ export class LockTable {
   /** Close or expiry: fail every wait, drop every hold (lock-delay on expiry), at once. */
   private endSession(s: SessionState, why: 'closed' | 'expired', fx: Effects): void {
     assert(this.sessions.get(s.id) === s, 'ending a live session');
+    this.keepSession(s);
     for (const [name, requestId] of s.waits) {
       const l = this.lockOf(name);
       const w = this.removeWaiter(l, s.id);
@@ -405,6 +640,7 @@ export class LockTable {
     s.waits.clear();
     for (const name of s.holds) {
       const l = this.lockOf(name);
+      this.keepLock(l);
       const h = l.holders.get(s.id);
       assert(h !== undefined && l.holders.delete(s.id), 'session holds agree with holders');
       if (why === 'expired') fx.events.push({ kind: 'revoked', session: s.id, lock: name, token: h.token, reason: 'expired' });
@@ -443,6 +679,7 @@ export class LockTable {
 
     // Reentrant: the hold already covers the request.
     if (held !== undefined && (held.mode === 'exclusive' || cmd.mode === 'shared')) {
+      this.keepLock(existing as LockState);
       held.count++;
       held.requestId = cmd.requestId;
       return { kind: 'granted', lock: cmd.lock, token: held.token, mode: held.mode, count: held.count };
@@ -472,6 +709,8 @@ export class LockTable {
     };
     // Upgrades go ahead of ordinary waiters (behind earlier upgrades, of which the
     // deadlock check lets at most one exist).
+    this.keepLock(l);
+    this.keepSession(s);
     let at = l.waiters.length;
     if (upgrade) {
       at = 0;
@@ -495,11 +734,13 @@ export class LockTable {
     const l = this.locks.get(name);
     const h = l?.holders.get(session);
     if (l === undefined || h === undefined) return err('NOT_FOUND', `session ${session} does not hold ${name}`);
+    this.keepLock(l);
     h.count--;
     fx.touched.add(name);
     if (h.count === 0) {
       l.holders.delete(session);
       const s = this.sessions.get(session) as SessionState;
+      this.keepSession(s);
       s.holds.delete(name);
     }
     return { kind: 'released', lock: name, count: h.count };
@@ -509,9 +750,11 @@ export class LockTable {
     const bad = validLockName(name);
     if (bad !== null) return err('BAD_REQUEST', bad);
     if (!this.sessions.has(session)) return this.noSession(session);
-    const h = this.locks.get(name)?.holders.get(session);
-    if (h === undefined) return err('NOT_FOUND', `session ${session} does not hold ${name}`);
+    const l = this.locks.get(name);
+    const h = l?.holders.get(session);
+    if (l === undefined || h === undefined) return err('NOT_FOUND', `session ${session} does not hold ${name}`);
     if (h.mode !== 'exclusive') return err('BAD_REQUEST', `session ${session} holds ${name} shared, not exclusive`);
+    this.keepLock(l);
     h.mode = 'shared';
     fx.touched.add(name);
     return { kind: 'downgraded', lock: name, token: h.token, count: h.count };
@@ -534,6 +777,7 @@ export class LockTable {
     }
     const l = this.lockOf(cmd.lock);
     const w = this.removeWaiter(l, s.id);
+    this.keepSession(s);
     s.waits.delete(cmd.lock);
     fx.touched.add(cmd.lock);
     switch (cmd.reason) {
@@ -554,8 +798,10 @@ export class LockTable {
     if (bad !== null) return err('BAD_REQUEST', bad);
     const l = this.locks.get(name);
     if (l === undefined || l.holders.size === 0) return err('NOT_FOUND', `lock ${name} has no holders`);
+    this.keepLock(l);
     for (const h of l.holders.values()) {
       const s = this.sessions.get(h.session);
+      if (s !== undefined) this.keepSession(s);
       assert(s !== undefined && s.holds.delete(name), 'holder session holds the lock');
       fx.events.push({ kind: 'revoked', session: h.session, lock: name, token: h.token, reason: 'forced' });
     }
@@ -577,6 +823,8 @@ export class LockTable {
 
   private grant(l: LockState, s: SessionState, mode: LockMode, requestId: string, fx: Effects): Holder {
     assert(fx.index >= l.lastToken, 'fencing tokens never go back');
+    this.keepLock(l);
+    this.keepSession(s);
     const token = fencingToken(fx.index);
     l.lastToken = token;
     const held = l.holders.get(s.id);
@@ -603,9 +851,11 @@ export class LockTable {
       for (;;) {
         const head = l.waiters[0];
         if (head === undefined || !this.grantable(l, head.session, head.mode)) break;
+        this.keepLock(l);
         l.waiters.shift();
         const s = this.sessions.get(head.session);
         assert(s !== undefined && s.waits.get(name) === head.requestId, 'waiter session waits here');
+        this.keepSession(s);
         s.waits.delete(name);
         const h = this.grant(l, s, head.mode, head.requestId, fx);
         const ev: LockEvent = {
@@ -622,8 +872,14 @@ export class LockTable {
         fx.events.push(ev);
         this.updateCachedResult(head, { kind: 'granted', lock: name, token: h.token, mode: h.mode, count: h.count });
       }
-      if (l.holders.size === 0 && l.waiters.length === 0 && l.delay === null) this.locks.delete(name);
-      else this.checkLock(l);
+      if (l.holders.size === 0 && l.waiters.length === 0 && l.delay === null) {
+        this.keepLock(l);
+        this.locks.delete(name);
+        this.recount(l, false);
+      } else {
+        this.checkLock(l);
+        this.recount(l, true);
+      }
     }
   }
 
@@ -642,8 +898,12 @@ export class LockTable {
   }
 
   private updateCachedResult(w: Waiter, result: LockResult): void {
-    const entry = this.sessions.get(w.session)?.lanes.get(w.clientId);
-    if (entry !== undefined && entry.lastSeq === w.seq) entry.lastResult = result;
+    const s = this.sessions.get(w.session);
+    const entry = s?.lanes.get(w.clientId);
+    if (s !== undefined && entry !== undefined && entry.lastSeq === w.seq) {
+      this.keepSession(s);
+      entry.lastResult = result;
+    }
   }
 
   /** Invariants of one lock, after every apply that touched it. */
@@ -687,6 +947,43 @@ export class LockTable {
     return out;
   }
 
+  /** Brings stats() up to date for `l` (gone from the table when !present): O(1), whatever the table holds. */
+  private recount(l: LockState, present: boolean): void {
+    if (l.countedAs !== 'free') this.heldLocks[l.countedAs]--;
+    this.waitersCount -= l.countedWaiters;
+    const first = l.holders.values().next();
+    // An exclusive holder is the only holder (checkLock): the first one says how the lock is held.
+    l.countedAs = !present || first.done === true ? 'free' : first.value.mode;
+    l.countedWaiters = present ? l.waiters.length : 0;
+    if (l.countedAs !== 'free') this.heldLocks[l.countedAs]++;
+    this.waitersCount += l.countedWaiters;
+    assert(this.heldLocks.exclusive >= 0 && this.heldLocks.shared >= 0 && this.waitersCount >= 0, 'lock stats never negative');
+  }
+
+  /** Before `l` changes or leaves the table: a snapshot being written that has not written it yet keeps its state. */
+  private keepLock(l: LockState): void {
+    const c = this.cow;
+    if (c === null || l.writtenGeneration === c.generation || c.locks.has(l.name)) return;
+    c.locks.set(l.name, { data: lockInfoOf(l), written: false });
+  }
+
+  private keepSession(s: SessionState): void {
+    const c = this.cow;
+    if (c === null || s.writtenGeneration === c.generation || c.sessions.has(s.id)) return;
+    c.sessions.set(s.id, { data: sessionSnapshotOf(s), written: false });
+  }
+
+  /** Before a lock named `name` is created: a snapshot being written must not contain it (unless it held an earlier one of that name). */
+  private keepNewLock(name: string): void {
+    const c = this.cow;
+    if (c !== null && !c.locks.has(name)) c.locks.set(name, { data: null, written: true });
+  }
+
+  private keepNewSession(id: SessionId): void {
+    const c = this.cow;
+    if (c !== null && !c.sessions.has(id)) c.sessions.set(id, { data: null, written: true });
+  }
+
   private lockOf(name: string): LockState {
     const l = this.locks.get(name);
     assert(l !== undefined, `lock ${name} exists`);
@@ -695,7 +992,9 @@ export class LockTable {
 
   private createLock(name: string): LockState {
     assert(!this.locks.has(name), 'creating a new lock');
-    const l: LockState = { name, holders: new Map(), waiters: [], lastToken: fencingToken(0), delay: null };
+    this.keepNewLock(name);
+    const l: LockState = { name, holders: new Map(), waiters: [], lastToken: fencingToken(0), delay: null, writtenGeneration: 0,
+      countedAs: 'free', countedWaiters: 0 };
     this.locks.set(name, l);
     return l;
   }
@@ -703,6 +1002,7 @@ export class LockTable {
   private removeWaiter(l: LockState, session: SessionId): Waiter {
     const at = l.waiters.findIndex((w) => w.session === session);
     assert(at >= 0, `session ${session} waits on ${l.name}`);
+    this.keepLock(l);
     const [w] = l.waiters.splice(at, 1);
     assert(w !== undefined && w.session === session, 'removed the right waiter');
     return w;
@@ -723,6 +1023,7 @@ export class LockTable {
       if (result.kind !== 'sessionOpened') return; // nothing changed: a retry answers the same
       const s = this.sessions.get(result.session);
       assert(s !== undefined && s.lanes.size === 0, 'a new session has no dedup entries');
+      this.keepSession(s);
       s.lanes.set(client, { lastSeq: seq, lastResult: result });
       return;
     }
@@ -731,6 +1032,7 @@ export class LockTable {
       // Gone (never open, or closed by this request): a retry answers SESSION_EXPIRED.
       const s = this.sessions.get(session);
       if (s === undefined) return;
+      this.keepSession(s);
       const entry = s.lanes.get(client);
       assert(entry === undefined || seq > entry.lastSeq, 'dedup seq increases');
       if (entry === undefined) s.lanes.set(client, { lastSeq: seq, lastResult: result });
@@ -760,27 +1062,18 @@ export class LockTable {
 
   lockInfo(name: string): LockInfo | null {
     const l = this.locks.get(name);
-    if (l === undefined) return null;
-    return {
-      name: l.name,
-      holders: [...l.holders.values()].map((h) => ({ session: h.session, mode: h.mode, count: h.count, token: h.token, requestId: h.requestId })),
-      waiters: l.waiters.map((w) => ({
-        session: w.session,
-        mode: w.mode,
-        requestId: w.requestId,
-        clientId: w.clientId,
-        seq: w.seq,
-        enqueuedIndex: w.enqueuedIndex,
-        waitMs: w.waitMs,
-      })),
-      lastToken: l.lastToken,
-      delay: l.delay === null ? null : { ...l.delay },
-    };
+    return l === undefined ? null : lockInfoOf(l);
   }
 
   /** Every lock with a holder, a waiter or a pending delay, in creation order. */
   listLocks(): LockInfo[] {
     return [...this.locks.keys()].map((n) => this.lockInfo(n) as LockInfo);
+  }
+
+  /** Counts for /metrics in O(1) (listLocks() copies every lock: not for a timer). */
+  stats(): LockTableStats {
+    return { heldExclusive: this.heldLocks.exclusive, heldShared: this.heldLocks.shared, waiters: this.waitersCount,
+      sessions: this.sessions.size, locks: this.locks.size };
   }
 
   hasSession(id: SessionId): boolean {
@@ -820,17 +1113,55 @@ export class LockTable {
 
   // ------------------------------------------------------------------ snapshot
 
+  /** The whole state in one piece (version 3): O(table) on the caller's turn; beginSnapshot writes it in slices. */
   toSnapshot(): LockTableSnapshot {
-    const lanes = (m: ReadonlyMap<ClientId, DedupEntry>): ClientSnapshot[] =>
-      [...m].map(([clientId, e]) => ({ clientId, lastSeq: e.lastSeq, lastResult: structuredCloneResult(e.lastResult) }));
     return {
       version: 3,
       lastAppliedIndex: this.lastAppliedIndex,
-      sessions: this.listSessions().map((info) => ({ ...info, lanes: lanes((this.sessions.get(info.session) as SessionState).lanes) })),
-      locks: this.listLocks(),
-      sessionlessClients: lanes(this.sessionless),
+      sessions: [...this.sessions.values()].map(sessionSnapshotOf),
+      locks: [...this.locks.values()].map(lockInfoOf),
+      sessionlessClients: lanesSnapshot(this.sessionless),
       evictedClients: [...this.evicted].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
     };
+  }
+
+  /**
+   * Starts writing the state as of now (appliedIndex) in slices (version 4): the table may
+   * apply entries between slices, each slice still reflects this index. The sessionless
+   * dedup entries and tombstones (bounded by dedupClientsWithoutSessionMax and
+   * dedupEvictedClientsMax) are copied into the header now.
+   */
+  beginSnapshot(): LockTableSnapshotWriter {
+    assert(this.cow === null, 'one snapshot writer at a time');
+    const cow: SnapshotCopyOnWrite = { generation: ++this.snapshotGeneration, locks: new Map(), sessions: new Map() };
+    this.cow = cow;
+    const header: LockTableSnapshotHeader = {
+      version: 4,
+      lastAppliedIndex: this.lastAppliedIndex,
+      sessionlessClients: lanesSnapshot(this.sessionless),
+      evictedClients: [...this.evicted].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
+    };
+    return new LockTableSnapshotWriter(header, cow, this.sessions, this.locks, () => {
+      if (this.cow === cow) this.cow = null;
+    });
+  }
+
+  /** Whether a snapshot writer is under way (its copies are kept until it is done or aborted). */
+  get snapshotWriting(): boolean {
+    return this.cow !== null;
+  }
+
+  /** The table a version 4 snapshot (header and every slice, in order) describes. */
+  static fromSlices(header: LockTableSnapshotHeader, slices: readonly LockTableSnapshotSlice[]): LockTable {
+    assert(header.version === 4, `lock table snapshot header version ${String(header.version)}`);
+    const sessions: SessionSnapshot[] = [];
+    const locks: LockInfo[] = [];
+    for (const slice of slices) {
+      for (const x of slice.sessions) sessions.push(x);
+      for (const x of slice.locks) locks.push(x);
+    }
+    return LockTable.fromSnapshot({ version: 3, lastAppliedIndex: header.lastAppliedIndex, sessions, locks,
+      sessionlessClients: header.sessionlessClients, evictedClients: header.evictedClients });
   }
 
   static fromSnapshot(snap: LockTableSnapshot): LockTable {
@@ -850,6 +1181,7 @@ export class LockTable {
         holds: new Set(s.holds),
         waits: new Map(s.waits.map((w) => [w.lock, w.requestId])),
         lanes: entries(s.lanes),
+        writtenGeneration: 0,
       });
       t.addOpener(s.clientId, s.session);
       assert(s.lanes.length <= dedupLanesPerSessionMax, 'snapshot session dedup entries bounded');
@@ -862,12 +1194,19 @@ export class LockTable {
         waiters: li.waiters.map((w) => ({ ...w })),
         lastToken: li.lastToken,
         delay: li.delay === null ? null : { ...li.delay },
+        writtenGeneration: 0,
+        countedAs: 'free',
+        countedWaiters: 0,
       };
+      assert(!t.locks.has(l.name), `lock ${l.name} twice in a snapshot`);
       t.locks.set(l.name, l);
     }
     for (const [c, e] of entries(snap.sessionlessClients)) t.sessionless.set(c, e);
     for (const c of snap.evictedClients) t.evicted.set(c.clientId, c.lastSeq);
-    for (const l of t.locks.values()) t.checkLock(l);
+    for (const l of t.locks.values()) {
+      t.checkLock(l);
+      t.recount(l, true);
+    }
     assert(t.sessionless.size <= dedupClientsWithoutSessionMax, 'snapshot sessionless clients bounded');
     assert(t.evicted.size <= dedupEvictedClientsMax, 'snapshot evicted clients bounded');
     return t;

@@ -610,12 +610,12 @@ export class QueuePartition {
       this.hand(d, c, ackDeadlineMs, fx.nowMs, out);
     }
     while (out.length < room && g.next < this.logEnd && g.next - g.cursor < this.config.unackedPerGroupMax) {
-      if (this.onlyFor.get(g.next) === undefined || this.onlyFor.get(g.next) === g.name) {
-        if (!fits(g.next)) break;
-      }
+      // A redriven message (onlyFor) is skipped by every group but the one that gave up on it.
+      const only = this.onlyFor.get(g.next);
+      const forThisGroup = only === undefined || only === g.name;
+      if (forThisGroup && !fits(g.next)) break;
       const at = g.next++;
-      const only = this.onlyFor.get(at);
-      if (only !== undefined && only !== g.name) {
+      if (!forThisGroup) {
         g.done.add(at);
         this.advance(g);
         continue;

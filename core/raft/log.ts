@@ -16,14 +16,22 @@ export class RaftLog {
   /** terms[i] and ents[i] describe log index snapIndex + 1 + i. */
   private terms: Float64Array = new Float64Array(termsCapacityMin);
   private ents: Entry[] = [];
-  /** Entries with index <= stableLast are durable (as reported by advance()). */
+  /** Entries with index <= stableLast are durable (as reported by persisted()). */
   stableLast = 0;
-  /** A snapshot received from the leader and not yet persisted (handed out in a Ready). */
+  /**
+   * Entries with index <= inProgressLast were handed out in a Ready (stableLast <=
+   * inProgressLast): the next Ready hands out only those after it. A truncation below it
+   * pulls it back, so entries that replace handed-out ones are handed out again.
+   */
+  inProgressLast = 0;
+  /** A snapshot received from the leader and not yet persisted. */
   pendingSnapshot: Snapshot | null = null;
+  /** pendingSnapshot was handed out in a Ready (it is not handed out twice). */
+  snapshotInProgress = false;
   committed = 0;
   /** Highest index handed out in Ready.committedEntries (or snapshot). */
   applying = 0;
-  /** Highest index the application applied (advance() after handing out). */
+  /** Highest index the application applied (appliedTo() after handing out). */
   applied = 0;
 
   /** Restores the log from storage: entries follow the snapshot contiguously and are all stable. */
@@ -37,6 +45,7 @@ export class RaftLog {
       this.push(e);
     }
     this.stableLast = this.lastIndex();
+    this.inProgressLast = this.stableLast;
     assert(commit >= this.snapIndex && commit <= this.lastIndex(), `restart commit ${commit} outside log`);
     this.committed = commit;
     this.applying = this.snapIndex;
@@ -125,6 +134,7 @@ export class RaftLog {
     assert(last >= this.snapIndex && last <= this.lastIndex(), 'truncate outside log');
     this.ents.length = last - this.snapIndex;
     if (this.stableLast > last) this.stableLast = last;
+    if (this.inProgressLast > last) this.inProgressLast = last;
   }
 
   /**
@@ -184,29 +194,56 @@ export class RaftLog {
     this.committed = c;
   }
 
-  /** Unstable entries (to persist) — those after stableLast. */
+  /** Entries to persist that no Ready handed out yet: those after inProgressLast. */
   unstableEntries(): Entry[] {
-    const from = Math.max(this.stableLast, this.snapIndex) + 1;
+    const from = Math.max(this.inProgressLast, this.snapIndex) + 1;
     if (from > this.lastIndex()) return [];
     return this.ents.slice(from - this.snapIndex - 1);
   }
 
+  /** Something to persist that no Ready handed out yet (entries or the leader's snapshot). */
   hasUnstable(): boolean {
+    return (this.pendingSnapshot !== null && !this.snapshotInProgress) || this.lastIndex() > Math.max(this.inProgressLast, this.snapIndex);
+  }
+
+  /** Something not known durable yet (handed out or not). */
+  hasUnpersisted(): boolean {
     return this.pendingSnapshot !== null || this.lastIndex() > Math.max(this.stableLast, this.snapIndex);
   }
 
-  /** Entries committed but not handed out yet, at most countMax. */
+  /** ready() handed out every unstable entry (and the pending snapshot). */
+  markInProgress(): void {
+    this.inProgressLast = this.lastIndex();
+    if (this.pendingSnapshot !== null) this.snapshotInProgress = true;
+  }
+
+  /**
+   * The highest index that may be handed out for applying: committed and durable here.
+   * Applying only what the local disk holds keeps a snapshot (taken at applied) and
+   * anything a state machine writes on apply from getting ahead of this replica's log.
+   */
+  private applicableLast(): number {
+    return Math.min(this.committed, this.stableLast);
+  }
+
+  /** Entries committed (and durable here) but not handed out yet, at most countMax. */
   nextCommitted(countMax: number): Entry[] {
     const lo = Math.max(this.applying, this.snapIndex) + 1;
-    if (lo > this.committed) return [];
-    return this.slice(lo, this.committed + 1, countMax);
+    const hi = this.applicableLast();
+    if (lo > hi) return [];
+    return this.slice(lo, hi + 1, countMax);
   }
 
   hasNextCommitted(): boolean {
-    return this.committed > Math.max(this.applying, this.snapIndex);
+    return this.applicableLast() > Math.max(this.applying, this.snapIndex);
   }
 
-  /** advance(): entries up to (i, t) are durable, unless the log changed under them. */
+  /**
+   * persisted(): entries up to (i, t) are durable, unless the log changed under them. When
+   * entry i still has term t, Log Matching says every entry before it is the one written
+   * then too; when it does not (a new leader overwrote a suffix meanwhile), nothing is
+   * marked: the overwriting entries become stable with the Ready that handed them out.
+   */
   stableTo(i: number, t: number): void {
     if (i > this.stableLast && this.matchTerm(i, t)) this.stableLast = i;
   }
@@ -218,9 +255,11 @@ export class RaftLog {
     this.snapTerm = s.meta.term;
     this.ents.length = 0;
     this.stableLast = s.meta.index;
+    this.inProgressLast = s.meta.index;
     this.committed = s.meta.index;
     this.applying = s.meta.index;
     this.pendingSnapshot = s;
+    this.snapshotInProgress = false;
     assert(this.lastIndex() === s.meta.index, 'restored log not empty');
   }
 

@@ -1,22 +1,37 @@
 // One Raft replica (etcd-raft style): tick()/step()/propose()/readIndex() in,
-// ready() out, advance() after the caller persisted, sent and applied it.
+// ready() out; persisted(n) and appliedTo(i) report what the caller made durable and applied.
 // Pre-vote, check-quorum, ReadIndex, snapshots, learners, single-server
 // membership changes and leadership transfer. No I/O, clock or randomness.
 //
 // Contract for the code that drives a replica (server group runner, simulator):
-// - Loop: if hasReady(): rd = ready(); persist rd.snapshot (replacing log and
-//   state machine), then rd.entries (overwriting any stored suffix from
-//   rd.entries[0].index on), then rd.hardState, all durably; only then send
-//   rd.messages; apply rd.committedEntries in order (a snapshot first); serve
-//   reads in rd.readStates once applied >= index; then advance(). ready() must
-//   not be called again before advance(). step()/tick()/propose() may be called
-//   between ready() and advance(); their output goes into the next Ready.
-// - committedEntries may include entries from the same Ready's `entries`
-//   (persist first, as above). At most raftReadyCommittedEntriesMax per Ready.
-// - A leader's own entries count toward commit only after the advance() that
-//   follows the Ready that handed them out (ack-after-persist).
-// - Membership: a ConfChange entry takes effect inside advance() for the Ready
-//   that handed it out as committed (i.e. once the caller applied it). status()
+// - ready() hands out, once each, what is new since the last ready(): entries to
+//   append (overwriting any stored suffix from rd.entries[0].index on), the hard
+//   state if it changed, the leader's snapshot, messages, committed entries to
+//   apply, read states. Each Ready has a number (1, 2, ...). ready() may be called
+//   again before earlier Readys are persisted (pipelined storage writes); entries
+//   are handed out again only when a truncation replaced them.
+// - Persist each Ready in order (rd.snapshot replacing log and state machine,
+//   then rd.entries, then rd.hardState), and report persisted(rd.number) once it
+//   and every Ready before it are durable. Completions are reported in order;
+//   persisted(n) covers all Readys up to n.
+// - rd.messages leave only once rd is durable, with one exception: App and
+//   Heartbeat messages whose term is already durable may leave at once (the
+//   leader writes its disk in parallel with replicating). A follower's AppResp
+//   or a vote is thus never sent before what it acknowledges is on its disk.
+// - A leader counts its own log toward commit only up to what persisted() made
+//   stable (ack-after-persist), so commit needs a majority of fsyncs.
+// - committedEntries are committed AND durable here (index <= the stable log
+//   end), so they may be applied at once, in order, before the Ready they came in
+//   is persisted; report appliedTo(index) after applying them (a snapshot: its
+//   index, after installing it). At most raftReadyCommittedEntriesMax per Ready.
+//   Serve reads in rd.readStates once applied >= index.
+// - A Ready with a snapshot: persist it only after every earlier Ready is
+//   durable, and persist nothing after it until it is durable (the WAL drops
+//   earlier records of the group when it takes the snapshot).
+// - advance() is the one-Ready-at-a-time shorthand: persisted(last number) and
+//   appliedTo(everything handed out).
+// - Membership: a ConfChange entry takes effect inside the appliedTo() that
+//   covers it (i.e. once the caller applied it). status()
 //   shows the configuration in force. PersistedState.conf is the bootstrap
 //   configuration (index 0); a joining node starts with the configuration it is
 //   being added with. Changes are replayed from the log after restart.
@@ -73,12 +88,12 @@ export const campaignTransferContext: Uint8Array = new TextEncoder().encode('Cam
 /** Heartbeat context marking a leader's quiesce notice: a caught-up follower quiesces on it instead of answering. */
 export const quiesceContext: Uint8Array = new TextEncoder().encode('Quiesce');
 
+/** A Ready handed out and not yet reported persisted. */
 interface ReadyInProgress {
+  readonly number: number;
   readonly entriesLast: number;
   readonly entriesLastTerm: number;
   readonly snapshot: Snapshot | null;
-  readonly appliedTo: number;
-  readonly committedEntries: readonly Entry[];
 }
 
 interface PendingRead {
@@ -131,7 +146,10 @@ export class Raft implements RaftNode {
 
   private prevHard: HardState;
   private prevSoft: SoftState;
-  private inProgress: ReadyInProgress | null = null;
+  /** Readys handed out, oldest first, until persisted() reports them durable. */
+  private readonly unpersisted: ReadyInProgress[] = [];
+  /** Number of the last Ready handed out (Ready.number). */
+  private readyNumber = 0;
 
   private stepRole: (m: Message) => void;
   private tickRole: () => void;
@@ -277,10 +295,10 @@ export class Raft implements RaftNode {
    */
   maybeQuiesce(): boolean {
     if (this.quiescent) return true;
-    if (this.role !== Role.Leader || this.inProgress !== null || this.hasReady()) return false;
+    if (this.role !== Role.Leader || this.unpersisted.length > 0 || this.hasReady()) return false;
     const last = this.log.lastIndex();
     if (this.leadTransferee !== '' || this.pendingReads.length > 0 || this.readOnly.size > 0) return false;
-    if (this.log.committed !== last || this.log.applied !== last || this.log.hasUnstable() || this.pendingConfIndex > this.log.applied) return false;
+    if (this.log.committed !== last || this.log.applied !== last || this.log.hasUnpersisted() || this.pendingConfIndex > this.log.applied) return false;
     for (const id of this.peers) {
       const pr = this.progress.get(id) as Progress;
       if (pr.match !== last || pr.state !== ProgressState.Replicate) return false;
@@ -312,6 +330,11 @@ export class Raft implements RaftNode {
   /** The leader this replica knows of ('' when none); status().leader without the copy. */
   get leaderId(): NodeId | '' {
     return this.lead;
+  }
+
+  /** The voters in force (this replica included when it is one); do not modify. */
+  get voterIds(): readonly NodeId[] {
+    return this.voters;
   }
 
   /** The other members of the group (voters and learners), sorted; do not modify. */
@@ -350,8 +373,12 @@ export class Raft implements RaftNode {
     );
   }
 
+  /** Readys handed out and not yet reported persisted (see the contract at the top). */
+  get readysInFlight(): number {
+    return this.unpersisted.length;
+  }
+
   ready(): Ready {
-    assert(this.inProgress === null, 'ready() called again before advance()');
     if (this.bcastPending) {
       this.bcastPending = false;
       this.bcastAppend();
@@ -359,51 +386,81 @@ export class Raft implements RaftNode {
     const hardState = this.hardStateChanged() ? this.hardState() : null;
     const softState = this.softStateChanged() ? this.softState() : null;
     const entries = this.log.unstableEntries();
-    const snapshot = this.log.pendingSnapshot;
+    const snapshot = this.log.snapshotInProgress ? null : this.log.pendingSnapshot;
     const committedEntries = this.log.nextCommitted(raftReadyCommittedEntriesMax);
     const lastEntry = entries[entries.length - 1];
     const lastCommitted = committedEntries[committedEntries.length - 1];
-    const appliedTo = lastCommitted !== undefined ? lastCommitted.index : Math.max(this.log.applying, this.log.snapIndex);
-    assert(appliedTo <= this.log.committed, 'handing out uncommitted entries');
-    this.inProgress = {
+    const applying = lastCommitted !== undefined ? lastCommitted.index : Math.max(this.log.applying, this.log.snapIndex);
+    assert(applying <= this.log.committed && applying <= this.log.stableLast, 'handing out uncommitted or unpersisted entries');
+    const number = ++this.readyNumber;
+    this.unpersisted.push({
+      number,
       entriesLast: lastEntry !== undefined ? lastEntry.index : 0,
       entriesLastTerm: lastEntry !== undefined ? lastEntry.term : 0,
       snapshot,
-      appliedTo,
-      committedEntries,
-    };
-    this.log.applying = appliedTo;
+    });
+    this.log.markInProgress();
+    this.log.applying = applying;
     if (hardState !== null) this.prevHard = hardState;
     if (softState !== null) this.prevSoft = softState;
     const messages = this.msgs;
     this.msgs = [];
     const readStates = this.readStates;
     this.readStates = [];
-    return { hardState, entries, snapshot, messages, committedEntries, readStates, softState };
+    return { number, hardState, entries, snapshot, messages, committedEntries, readStates, softState };
   }
 
   /**
-   * The caller persisted the last Ready, sent its messages and applied its
-   * committed entries. Entries become stable (a leader's own log counts toward
-   * its match only now), and conf changes among the committed entries take effect.
+   * The caller made Ready `number`, and every Ready before it, durable (in order). Its
+   * entries become stable unless the log changed under them, a leader counts its own log
+   * toward commit up to what is stable, and committed entries up to it may be handed out.
    */
-  advance(): void {
-    const p = this.inProgress;
-    assert(p !== null, 'advance() without ready()');
-    this.inProgress = null;
-    if (p.snapshot !== null && this.log.pendingSnapshot === p.snapshot) this.log.pendingSnapshot = null;
-    if (p.entriesLast > 0) this.log.stableTo(p.entriesLast, p.entriesLastTerm);
-    if (p.appliedTo > this.log.applied) this.log.applied = p.appliedTo;
-    assert(this.log.applied <= this.log.committed, 'applied beyond commit');
-    for (const e of p.committedEntries) {
-      if (e.type === EntryType.ConfChange && e.index > this.confIndex) this.applyConfEntry(e);
+  persisted(number: number): void {
+    const first = this.unpersisted[0];
+    assert(first !== undefined && number >= first.number && number < this.readyNumber + 1, `persisted(${number}) names no Ready in flight`);
+    let k = 0;
+    for (; k < this.unpersisted.length; k++) {
+      const p = this.unpersisted[k] as ReadyInProgress;
+      if (p.number > number) break;
+      if (p.snapshot !== null && this.log.pendingSnapshot === p.snapshot) {
+        this.log.pendingSnapshot = null;
+        this.log.snapshotInProgress = false;
+      }
+      if (p.entriesLast > 0) this.log.stableTo(p.entriesLast, p.entriesLastTerm);
     }
+    this.unpersisted.splice(0, k);
     if (this.role === Role.Leader) {
       const self = this.progress.get(this.id);
       assert(self !== undefined, 'leader without its own progress');
       self.maybeUpdate(this.log.stableLast);
       if (this.maybeCommit()) this.onLeaderCommitAdvanced();
     }
+  }
+
+  /**
+   * The caller applied the committed entries handed out up to `index` (and a snapshot's
+   * state up to it): conf changes among them take effect, and the log may be compacted up to it.
+   */
+  appliedTo(index: number): void {
+    assert(index <= this.log.applying, `appliedTo(${index}) beyond what was handed out (${this.log.applying})`);
+    if (index <= this.log.applied) return;
+    // Entries at or below the snapshot index are covered by its configuration.
+    for (let i = Math.max(this.log.applied, this.log.snapIndex) + 1; i <= index; i++) {
+      const e = this.log.entry(i);
+      if (e.type === EntryType.ConfChange && e.index > this.confIndex) this.applyConfEntry(e);
+    }
+    this.log.applied = index;
+    assert(this.log.applied <= this.log.committed, 'applied beyond commit');
+  }
+
+  /**
+   * One Ready at a time: the last ready() was persisted, sent and applied. Same as
+   * persisted(rd.number) then appliedTo() everything handed out.
+   */
+  advance(): void {
+    assert(this.unpersisted.length > 0, 'advance() without ready()');
+    this.persisted(this.readyNumber);
+    this.appliedTo(Math.max(this.log.applying, this.log.snapIndex));
   }
 
   status(): RaftStatus {
@@ -642,7 +699,7 @@ export class Raft implements RaftNode {
    */
   private quiesceOn(m: Message): boolean {
     if (m.term !== this.term || this.role !== Role.Follower || this.lead !== m.from) return false;
-    if (m.commit !== this.log.lastIndex() || this.log.hasUnstable()) return false;
+    if (m.commit !== this.log.lastIndex() || this.log.hasUnpersisted()) return false;
     this.log.commitTo(m.commit);
     this.electionElapsed = 0;
     this.quiescent = true;

@@ -1,7 +1,8 @@
 // The public shape of one Raft replica (etcd-raft style): inputs are tick(),
 // step(msg), propose(data), readIndex(ctx); output is a Ready value the caller
-// persists (hardState, entries, snapshot) BEFORE sending its messages, then
-// applies committedEntries, then calls advance(). No I/O, clock or randomness.
+// persists (hardState, entries, snapshot) BEFORE sending most of its messages,
+// reporting it with persisted(number); it applies committedEntries and reports
+// appliedTo(index). Several Readys may be in flight (see raft.ts). No I/O, clock or randomness.
 
 import type { LogIndex, NodeId, Term } from '../ids.js';
 import type { Prng } from '../prng.js';
@@ -119,6 +120,8 @@ export interface ReadState {
 }
 
 export interface Ready {
+  /** 1, 2, ... per replica (restarting at 1 with the process): what persisted() names. */
+  readonly number: number;
   /** Present when term/vote/commit changed since the last advance(); persist it. */
   readonly hardState: HardState | null;
   /** Entries to append to stable storage (may overwrite a conflicting suffix from entries[0].index on). */
@@ -195,8 +198,13 @@ export interface RaftNode {
   readIndex(context: Uint8Array): boolean;
   transferLeadership(to: NodeId): void;
   hasReady(): boolean;
+  /** The next Ready; may be called again before the earlier ones are persisted (see raft.ts). */
   ready(): Ready;
-  /** After persisting, sending and applying the last ready(). */
+  /** Ready `number` and every one before it are durable (reported in order). */
+  persisted(number: number): void;
+  /** The committed entries handed out up to `index` are applied. */
+  appliedTo(index: number): void;
+  /** One Ready at a time: the last ready() was persisted, sent and applied (persisted + appliedTo). */
   advance(): void;
   /** The application took a snapshot of its state at `index` (<= applied): discard the log up to it. */
   compact(index: LogIndex, data: Uint8Array): void;

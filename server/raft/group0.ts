@@ -6,7 +6,7 @@
 import { assert } from '../../core/assert.js';
 import type { NodeId } from '../../core/ids.js';
 import type { ConfChange, Entry } from '../../core/raft/types.js';
-import type { StateMachine } from './runner.js';
+import type { SnapshotJob, StateMachine } from './runner.js';
 
 export const EntryKind = {
   Journal: 1,
@@ -24,7 +24,90 @@ export interface SubMachine {
   applyConfChange?(entry: Entry, change: ConfChange): unknown;
   snapshot(): unknown;
   restore(state: unknown): void;
+  /**
+   * Optional, with restoreChunks: the part's state as of now written in bounded slices
+   * (Group0StateMachine.beginSnapshot). Without it the part is written whole, as JSON.
+   */
+  beginSnapshot?(): PartSnapshotJob;
+  /** Restores what a PartSnapshotJob wrote (its chunks, in order). */
+  restoreChunks?(chunks: readonly Uint8Array[]): void;
   onLeaderChange?(isLeader: boolean, leader: NodeId | ''): void;
+}
+
+/** One part's snapshot being written in slices. */
+export interface PartSnapshotJob {
+  /** Writes one bounded slice, appending its bytes to `out`; true once the part is complete. */
+  step(out: Uint8Array[]): boolean;
+  abort(): void;
+}
+
+/**
+ * Group 0 snapshot layouts, told apart by the first byte: the original one JSON document
+ * (always '{'), and the chunked container written in slices:
+ *   u8 1, u32 parts, then per part: u32 name bytes, name (UTF-8), u32 chunks, then per
+ *   chunk u32 bytes and the bytes (little endian). A part written whole is one chunk of
+ *   JSON; a part with beginSnapshot is the chunks its job wrote.
+ */
+const snapshotLayoutChunked = 1;
+const snapshotLayoutJson = 0x7b; // '{'
+
+function encodeChunked(parts: readonly { readonly name: string; readonly chunks: readonly Uint8Array[] }[]): Uint8Array {
+  const names = parts.map((p) => new TextEncoder().encode(p.name));
+  let total = 1 + 4;
+  parts.forEach((p, i) => {
+    total += 4 + (names[i] as Uint8Array).length + 4;
+    for (const c of p.chunks) total += 4 + c.length;
+  });
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  out[0] = snapshotLayoutChunked;
+  view.setUint32(1, parts.length, true);
+  let off = 5;
+  parts.forEach((p, i) => {
+    const name = names[i] as Uint8Array;
+    view.setUint32(off, name.length, true);
+    out.set(name, off + 4);
+    off += 4 + name.length;
+    view.setUint32(off, p.chunks.length, true);
+    off += 4;
+    for (const c of p.chunks) {
+      view.setUint32(off, c.length, true);
+      out.set(c, off + 4);
+      off += 4 + c.length;
+    }
+  });
+  assert(off === total, 'group 0 snapshot layout');
+  return out;
+}
+
+/** The parts of a chunked group 0 snapshot by name; throws (a corrupt snapshot) on any overrun. */
+function decodeChunked(data: Uint8Array): Map<string, Uint8Array[]> {
+  assert(data[0] === snapshotLayoutChunked, 'chunked group 0 snapshot');
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  let off = 1;
+  const u32 = (): number => {
+    assert(off + 4 <= data.length, 'group 0 snapshot truncated');
+    const n = view.getUint32(off, true);
+    off += 4;
+    return n;
+  };
+  const bytes = (n: number): Uint8Array => {
+    assert(off + n <= data.length, 'group 0 snapshot truncated');
+    const b = data.subarray(off, off + n);
+    off += n;
+    return b;
+  };
+  const parts = new Map<string, Uint8Array[]>();
+  const partsCount = u32();
+  for (let i = 0; i < partsCount; i++) {
+    const name = new TextDecoder().decode(bytes(u32()));
+    const chunksCount = u32();
+    const chunks: Uint8Array[] = [];
+    for (let j = 0; j < chunksCount; j++) chunks.push(bytes(u32()));
+    parts.set(name, chunks);
+  }
+  assert(off === data.length, 'group 0 snapshot has trailing bytes');
+  return parts;
 }
 
 export function frameEntry(kind: EntryKind, body: Uint8Array): Uint8Array {
@@ -67,7 +150,52 @@ export class Group0StateMachine implements StateMachine {
     return new TextEncoder().encode(JSON.stringify(state));
   }
 
+  /**
+   * Every part's state as of now, in the chunked layout: parts without beginSnapshot are
+   * encoded at once (they are small), the others one slice per step, so the lock table's
+   * size never stalls the event loop in one piece (only the final copy into one buffer).
+   */
+  beginSnapshot(): SnapshotJob {
+    const parts: { name: string; chunks: Uint8Array[]; job: PartSnapshotJob | null }[] = [];
+    for (const { name, machine } of this.parts.values()) {
+      if (machine.beginSnapshot !== undefined && machine.restoreChunks !== undefined) {
+        parts.push({ name, chunks: [], job: machine.beginSnapshot() });
+        continue;
+      }
+      const state = machine.snapshot();
+      // As JSON.stringify leaves out an undefined member: restored as the part's initial state.
+      if (state !== undefined) parts.push({ name, chunks: [new TextEncoder().encode(JSON.stringify(state))], job: null });
+    }
+    let next = 0;
+    return {
+      step: () => {
+        while (next < parts.length && (parts[next] as { job: PartSnapshotJob | null }).job === null) next++;
+        const part = parts[next];
+        if (part === undefined) return encodeChunked(parts);
+        if ((part.job as PartSnapshotJob).step(part.chunks)) part.job = null;
+        return null;
+      },
+      abort: () => {
+        for (const p of parts) p.job?.abort();
+      },
+    };
+  }
+
   restore(data: Uint8Array): void {
+    if (data[0] === snapshotLayoutChunked) {
+      const chunked = decodeChunked(data);
+      for (const { name, machine, initial } of this.parts.values()) {
+        const chunks = chunked.get(name);
+        if (chunks === undefined) machine.restore(initial);
+        else if (machine.restoreChunks !== undefined && machine.beginSnapshot !== undefined) machine.restoreChunks(chunks);
+        else {
+          assert(chunks.length === 1, `group 0 snapshot part ${name} written whole is one chunk`);
+          machine.restore(JSON.parse(new TextDecoder().decode(chunks[0])) as unknown);
+        }
+      }
+      return;
+    }
+    assert(data[0] === snapshotLayoutJson, `group 0 snapshot layout ${String(data[0])}`);
     const state = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
     // A part the snapshot lacks did not exist when it was taken (an upgrade added it): nothing of it was applied yet.
     for (const { name, machine, initial } of this.parts.values()) machine.restore(name in state ? state[name] : initial);

@@ -9,9 +9,9 @@
 
 import { assert } from '../../core/assert.js';
 import { appendEntriesBytesMax, appendEntriesCountMax, electionTimeoutHeartbeatsMin, electionTimeoutTicksMax, electionTimeoutTicksMin, frameBytesMax, heartbeatIntervalTicks,
-  inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax,
+  inflightAppendsMax, overloadRetryAfterMs, raftBatchBytesMax, raftReadysInFlightMax,
   proposalsPendingMax, raftReadRequestsPendingMax, raftSnapshotAssemblyIdleMsMax, raftSnapshotChunkBytes, raftSnapshotSendQueueBytes, raftSnapshotTransferBytesMax, raftReadTimeoutTicks, raftTickMs, readContextBytes, readContextNonceBytes, snapshotEntriesThreshold } from '../../core/constants.js';
-import { type GroupId, type LogIndex, type NodeId, logIndex, term } from '../../core/ids.js';
+import { type GroupId, type LogIndex, type NodeId, type Term, logIndex, term } from '../../core/ids.js';
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
 import { decodeConfChange } from '../../core/raft/confchange.js';
@@ -35,12 +35,18 @@ export interface StateMachine {
   /** Applies one committed ConfChange entry (Raft's configuration changes in the same turn); returns the proposer's answer. */
   applyConfChange?(entry: Entry, change: ConfChange): unknown;
   snapshot(): Uint8Array;
+  /**
+   * Optional: the state as of now, written in bounded slices on later turns (maybeCompact
+   * runs one slice per turn), so a large state never stalls the event loop in one piece.
+   * Entries applied meanwhile must not show in it.
+   */
+  beginSnapshot?(): SnapshotJob;
   restore(data: Uint8Array): void;
   /** Leadership of this replica changed (e.g. restart lease clocks on becoming leader). */
   onLeaderChange?(isLeader: boolean, leader: NodeId | ''): void;
   /**
    * For a snapshot that describes state kept outside it (a queue partition's message store),
-   * called right after snapshot(): the runner saves the snapshot once `ready` resolves (that
+   * called right after snapshot() (or a job's last step): the runner saves it once `ready` resolves (that
    * outside state is durable), then calls saved() (what is below it may be reclaimed).
    */
   persistSnapshot?(): { ready: Promise<void>; saved(): void };
@@ -50,6 +56,14 @@ export interface StateMachine {
    * resends it). Asked only for a snapshot past this replica's commit index.
    */
   admitSnapshot?(snapshot: Snapshot, from: NodeId, retry: () => void): boolean;
+}
+
+/** A snapshot being written in slices (StateMachine.beginSnapshot). */
+export interface SnapshotJob {
+  /** Writes one bounded slice; the snapshot's bytes once the last one is written, else null. */
+  step(): Uint8Array | null;
+  /** No longer wanted (the state was replaced by a leader's snapshot, the group stopped). */
+  abort(): void;
 }
 
 interface ProposalWaiter {
@@ -93,9 +107,27 @@ function decodeReadContext(nonce: Uint8Array, ctx: Uint8Array): number {
 const roleNames: Record<Role, string> = { [Role.Follower]: 'follower', [Role.PreCandidate]: 'pre-candidate',
   [Role.Candidate]: 'candidate', [Role.Leader]: 'leader' };
 
+/** A Ready handed to the WAL whose messages and completion wait for its write to be durable. */
+interface ReadyFlight {
+  readonly rd: Ready;
+  /** The WAL seq that must be durable: its own write's, or the last earlier one when it wrote nothing. */
+  readonly seq: number;
+  /** Messages that leave once seq is durable. */
+  readonly later: readonly Message[];
+  /** The hard state it wrote (term and vote durable with it), or null. */
+  readonly written: HardState | null;
+}
+
 export class GroupRunner {
   readonly raft: Raft;
-  private readyInFlight = false;
+  /** Readys handed to the WAL and not yet durable, oldest first (at most raftReadysInFlightMax). */
+  private readonly flights: ReadyFlight[] = [];
+  /** A whenDurable() for the oldest flight is pending (one at a time per group). */
+  private watchingDurable = false;
+  /** A Ready with a snapshot is being persisted: nothing else is taken before it is done. */
+  private snapshotInFlight = false;
+  /** Most Readys in flight at once since start (tests check that the pipeline is used). */
+  private flightsMaxSeen = 0;
   private scheduled = false;
   /** Ticks since this runner started (read timeouts count in them). */
   private ticks = 0;
@@ -111,11 +143,14 @@ export class GroupRunner {
   private appliedIndex = 0;
   private appliedTerm = 0;
   private snapshotIndex = 0;
+  /** A snapshot being written in slices, with the index, term and configuration it stands for. */
+  private snapshotJob: { readonly job: SnapshotJob; readonly index: LogIndex; readonly term: Term; readonly conf: ConfState } | null = null;
+  private readonly snapshotStepBound = (): void => this.snapshotStep();
   /** Highest term known to be on disk here: messages of this term may leave before a Ready's fsync. */
   private durableTerm: number;
-  /** Term and vote of the last hard state known durable (a change to either must be waited for). */
-  private persistedTerm: number;
-  private persistedVote: string;
+  /** Term and vote of the last hard state handed to the WAL (a change to either is always written). */
+  private writtenTerm: number;
+  private writtenVote: string;
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
   /** Counted for /metrics (dsync_raft_*_total): proposals accepted here, leaders seen, terms passed. */
@@ -141,8 +176,8 @@ export class GroupRunner {
     recovered: RecoveredGroup | undefined, bootstrap: ConfState, seed: number) {
     const persisted = toPersistedState(recovered, bootstrap);
     this.durableTerm = persisted.hardState.term;
-    this.persistedTerm = persisted.hardState.term;
-    this.persistedVote = persisted.hardState.vote;
+    this.writtenTerm = persisted.hardState.term;
+    this.writtenVote = persisted.hardState.vote;
     if (persisted.snapshot !== null) {
       sm.restore(persisted.snapshot.data);
       this.appliedIndex = persisted.snapshot.meta.index;
@@ -235,22 +270,26 @@ export class GroupRunner {
   }
 
   /**
-   * Whether a Ready is being persisted now. Entries proposed meanwhile reach neither the
-   * disk nor the followers before it is done (one Ready at a time), so a proposer that
-   * batches (the queue service) may as well hold them and propose them together then:
-   * one entry instead of one per turn, the same latency.
+   * Whether a Ready is being persisted now. A proposer that batches (the queue service)
+   * may hold what arrives meanwhile and propose it together when the oldest one is done
+   * (whenReadyDone): one entry per fsync instead of one per turn.
    */
   get persisting(): boolean {
-    return this.readyInFlight;
+    return this.flights.length > 0 || this.snapshotInFlight;
+  }
+
+  /** Readys in flight now, and the most at once since start (the simulator checks the pipeline is used). */
+  get pipeline(): { readonly inFlight: number; readonly maxSeen: number } {
+    return { inFlight: this.flights.length, maxSeen: this.flightsMaxSeen };
   }
 
   /**
-   * Calls `fn` once the Ready being persisted is done, before the next Ready is taken (so
-   * what fn proposes goes into it); at once when none is. Dropped if the runner stops
-   * first (its proposers' waiters fail then anyway).
+   * Calls `fn` once the oldest Ready being persisted is done, before the next Ready is
+   * taken (so what fn proposes goes into it); at once when none is. Dropped if the runner
+   * stops first (its proposers' waiters fail then anyway).
    */
   whenReadyDone(fn: () => void): void {
-    if (!this.readyInFlight) {
+    if (!this.persisting) {
       fn();
       return;
     }
@@ -303,9 +342,10 @@ export class GroupRunner {
     this.ticks++;
     this.expireReads();
     this.raft.tick();
-    // A leader with nothing in flight here (the core checks its followers) quiesces.
-    if (this.role === Role.Leader && !this.readyInFlight && this.proposals.size === 0 && this.reads.size === 0
-      && this.readsAwaitingApply.length === 0) this.raft.maybeQuiesce();
+    // A leader with nothing in flight here (the core checks its followers) quiesces, unless it
+    // no longer hears a quorum: it must stay awake for check-quorum to depose it.
+    if (this.role === Role.Leader && !this.persisting && this.proposals.size === 0 && this.reads.size === 0
+      && this.readsAwaitingApply.length === 0 && this.host.hearsQuorum(this.raft.voterIds)) this.raft.maybeQuiesce();
     this.schedule();
   }
 
@@ -351,7 +391,7 @@ export class GroupRunner {
    * for a leader. Not needed for safety; the WAL's close() then makes it durable.
    */
   writeKeptHardState(): void {
-    if (this.stopped || this.unwrittenHardState === null || this.readyInFlight) return;
+    if (this.stopped || this.unwrittenHardState === null || this.snapshotInFlight) return;
     const hs = this.unwrittenHardState;
     this.unwrittenHardState = null;
     try {
@@ -365,6 +405,7 @@ export class GroupRunner {
   /** Stops driving this replica: no ticks, no steps, waiters fail with `reason` (UNAVAILABLE). */
   stop(reason = 'node is shutting down'): void {
     this.stopped = true;
+    this.abortSnapshotJob();
     this.readyDoneCallbacks = [];
     this.releaseWalReservation(null);
     this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, reason));
@@ -387,95 +428,182 @@ export class GroupRunner {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.readyInFlight || this.stopped) return;
+    if (this.scheduled || this.stopped || this.snapshotInFlight || this.flights.length >= raftReadysInFlightMax) return;
     this.scheduled = true;
     this.host.env.scheduler.defer(this.runBound);
   }
 
   /**
-   * One Ready at a time: persist, then send, then apply, then advance. Two exceptions,
-   * both etcd's and both still "every ack durable on a majority":
-   * - App/Heartbeat messages whose term is already durable here go out before this
-   *   Ready's fsync (the leader writes its disk in parallel with replicating). The core
-   *   counts the leader's own entries toward commit only after advance(), so a commit
-   *   still needs a majority of fsyncs; every other message (AppResp, votes, ...) waits.
-   * - Committed entries that are all below this Ready's new entries were persisted by an
-   *   earlier Ready and are durable on a majority: they are applied (and their proposers
-   *   answered) before this Ready's fsync instead of after it.
+   * Takes the next Ready while earlier ones are still being persisted (pipelined writes,
+   * at most raftReadysInFlightMax in flight): its committed entries, durable here already
+   * (the core hands out no others), are applied now; its entries and hard state go to the
+   * WAL; its messages leave once its write (and so every earlier one) is durable, except
+   * App/Heartbeat messages whose term is durable here, which leave at once (etcd's: the
+   * leader writes its disk in parallel with replicating; the core counts its own log
+   * toward commit only once persisted, so a commit still needs a majority of fsyncs).
+   * Completions are taken strictly in WAL order (completeFlights).
    */
-  private async processReady(): Promise<void> {
-    if (this.readyInFlight || this.stopped || !this.raft.hasReady()) return;
-    this.readyInFlight = true;
+  private processReady(): void {
+    if (this.stopped || this.snapshotInFlight || this.flights.length >= raftReadysInFlightMax || !this.raft.hasReady()) return;
     const rd = this.raft.ready();
+    if (rd.snapshot !== null) {
+      void this.processSnapshotReady(rd);
+      return;
+    }
+    this.applyReady(rd);
+    if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
+    this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
     const wal = this.host.storage;
     const hs = rd.hardState;
-    // The commit index is volatile state in Raft (a restart recomputes it): a Ready whose
-    // only durable change is the commit index is written but not waited for, so it does
-    // not cost a pipeline stall of one fsync. Term and vote changes are always waited for.
-    const termOrVoteChanged = hs !== null && (hs.term !== this.persistedTerm || hs.vote !== this.persistedVote);
-    const waitNeeded = rd.snapshot !== null || rd.entries.length > 0 || termOrVoteChanged;
-    let later = rd.messages;
-    if (waitNeeded && rd.snapshot === null && rd.messages.length > 0) {
-      const early: Message[] = [];
-      const rest: Message[] = [];
-      for (const m of rd.messages) {
-        if ((m.type === MessageType.App || m.type === MessageType.Heartbeat) && m.term <= this.durableTerm) early.push(m);
-        else rest.push(m);
+    // The commit index is volatile state in Raft (a restart recomputes it): a hard state
+    // whose only change is the commit index is not written on its own but rides with the
+    // next write. Term and vote changes are always written.
+    const termOrVoteChanged = hs !== null && (hs.term !== this.writtenTerm || hs.vote !== this.writtenVote);
+    let seq = 0;
+    let written: HardState | null = null;
+    if (rd.entries.length > 0 || termOrVoteChanged) {
+      written = hs ?? this.unwrittenHardState;
+      this.unwrittenHardState = null;
+      try {
+        seq = wal.append(this.group, written, rd.entries);
+      } catch (err) {
+        // Without durable storage this replica must not say anything more: stop the node.
+        this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+        return;
       }
-      this.host.send(this.group, early);
-      later = rest;
+      this.releaseWalReservation(rd.entries);
+      if (written !== null) {
+        this.writtenTerm = written.term;
+        this.writtenVote = written.vote;
+      }
+    } else {
+      if (hs !== null) this.unwrittenHardState = hs;
+      // Nothing to write, but its messages may acknowledge what earlier Readys write.
+      seq = this.flights[this.flights.length - 1]?.seq ?? 0;
     }
-    const firstNew = rd.entries[0];
-    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
-    const applyEarly = waitNeeded && rd.snapshot === null
-      && (lastCommitted === undefined || firstNew === undefined || lastCommitted.index < firstNew.index);
-    if (applyEarly) this.applyReady(rd);
-    try {
-      if (rd.snapshot !== null) {
-        await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
-        // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
-        if (this.stopped) return;
-      }
-      if (!waitNeeded) {
-        if (hs !== null) this.unwrittenHardState = hs;
-      } else {
-        const written = hs ?? this.unwrittenHardState;
-        this.unwrittenHardState = null;
-        if (written !== null || rd.entries.length > 0) {
-          const seq = wal.append(this.group, written, rd.entries);
-          this.releaseWalReservation(rd.entries);
-          if (seq > wal.durable) await wal.whenDurable(seq);
+    if (this.flights.length === 0 && seq <= wal.durable) {
+      // Nothing outstanding: all of it is durable already.
+      this.finishReady(rd, rd.messages, written);
+    } else {
+      let later: readonly Message[] = rd.messages;
+      if (rd.messages.length > 0) {
+        const early: Message[] = [];
+        const rest: Message[] = [];
+        for (const m of rd.messages) {
+          if ((m.type === MessageType.App || m.type === MessageType.Heartbeat) && m.term <= this.durableTerm) early.push(m);
+          else rest.push(m);
         }
+        this.host.send(this.group, early);
+        later = rest;
+      }
+      this.flights.push({ rd, seq, later, written });
+      if (this.flights.length > this.flightsMaxSeen) this.flightsMaxSeen = this.flights.length;
+      this.watchDurable();
+    }
+    this.maybeCompact();
+    if (this.raft.hasReady()) this.schedule();
+  }
+
+  /** Waits (one whenDurable at a time) for the oldest flight's write, then completes what is durable. */
+  private watchDurable(): void {
+    const head = this.flights[0];
+    if (this.watchingDurable || head === undefined || this.stopped) return;
+    this.watchingDurable = true;
+    this.host.storage.whenDurable(head.seq).then(() => {
+      this.watchingDurable = false;
+      this.completeFlights();
+    }, (err: unknown) => {
+      this.watchingDurable = false;
+      this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+    });
+  }
+
+  /** Completes, in order, every flight whose write is durable; then watches the next. */
+  private completeFlights(): void {
+    if (this.stopped) return;
+    const durable = this.host.storage.durable;
+    let done = 0;
+    while (done < this.flights.length && (this.flights[done] as ReadyFlight).seq <= durable) done++;
+    if (done === 0) {
+      this.watchDurable();
+      return;
+    }
+    const completed = this.flights.splice(0, done);
+    for (const f of completed) this.finishReady(f.rd, f.later, f.written);
+    this.runReadyDoneCallbacks();
+    this.watchDurable();
+    this.schedule();
+  }
+
+  /** Ready rd (and every one before it) is durable: send what waited for that, tell the core. */
+  private finishReady(rd: Ready, later: readonly Message[], written: HardState | null): void {
+    if (written !== null) this.durableTerm = Math.max(this.durableTerm, written.term);
+    this.host.send(this.group, later);
+    this.raft.persisted(rd.number);
+  }
+
+  private runReadyDoneCallbacks(): void {
+    if (this.readyDoneCallbacks.length === 0) return;
+    const callbacks = this.readyDoneCallbacks;
+    this.readyDoneCallbacks = [];
+    for (const fn of callbacks) fn();
+  }
+
+  /**
+   * A Ready with the leader's snapshot, alone: every earlier Ready durable first, the
+   * snapshot (which makes the WAL ignore the group's earlier records) durable before
+   * anything after it is written, then the state machine replaced.
+   */
+  private async processSnapshotReady(rd: Ready): Promise<void> {
+    // Entries may follow the snapshot (an append stepped after it in the same turn); nothing is committed past it yet.
+    assert(rd.snapshot !== null && rd.committedEntries.length === 0, 'a snapshot Ready hands out no committed entries');
+    this.snapshotInFlight = true;
+    const wal = this.host.storage;
+    const hs = rd.hardState;
+    try {
+      const last = this.flights[this.flights.length - 1];
+      if (last !== undefined) {
+        await wal.whenDurable(last.seq);
+        if (this.stopped) return;
+        this.completeFlights();
+      }
+      await wal.saveSnapshot(this.group, rd.snapshot, { replacesLog: true });
+      // Dropped meanwhile: its tombstone may be queued, and nothing may follow it.
+      if (this.stopped) return;
+      const written = hs ?? this.unwrittenHardState;
+      this.unwrittenHardState = null;
+      if (written !== null || rd.entries.length > 0) {
+        const seq = wal.append(this.group, written, rd.entries);
+        this.releaseWalReservation(rd.entries);
+        if (written !== null) {
+          this.writtenTerm = written.term;
+          this.writtenVote = written.vote;
+        }
+        if (seq > wal.durable) await wal.whenDurable(seq);
+        if (written !== null) this.durableTerm = Math.max(this.durableTerm, written.term);
       }
     } catch (err) {
-      // Without durable storage this replica must not say anything more: stop the node.
       this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
       return;
     }
-    if (hs !== null && waitNeeded) {
-      this.persistedTerm = hs.term;
-      this.persistedVote = hs.vote;
-      this.durableTerm = Math.max(this.durableTerm, hs.term);
-    }
     if (this.stopped) return;
-    this.host.send(this.group, later);
-    if (!applyEarly) this.applyReady(rd);
+    assert(this.flights.length === 0, 'nothing was taken while the snapshot was persisted');
+    this.host.send(this.group, rd.messages);
+    this.applyReady(rd);
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
-    this.raft.advance();
+    this.raft.persisted(rd.number);
     this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
-    this.readyInFlight = false;
+    this.snapshotInFlight = false;
     this.maybeCompact();
-    if (this.readyDoneCallbacks.length > 0) {
-      const callbacks = this.readyDoneCallbacks;
-      this.readyDoneCallbacks = [];
-      for (const fn of callbacks) fn();
-    }
+    this.runReadyDoneCallbacks();
     if (this.raft.hasReady()) this.schedule();
   }
 
   /** Installs the Ready's snapshot, applies its committed entries, serves its reads. */
   private applyReady(rd: Ready): void {
     if (rd.snapshot !== null) {
+      // The state it was writing is gone; it would also be older than this one.
+      this.abortSnapshotJob();
       this.sm.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.meta.index;
       this.appliedTerm = rd.snapshot.meta.term;
@@ -483,6 +611,7 @@ export class GroupRunner {
       this.rejectProposalsUpTo(this.appliedIndex);
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
+    this.raft.appliedTo(logIndex(this.appliedIndex));
     for (const rs of rd.readStates) {
       const key = decodeReadContext(this.host.env.bootNonce, rs.context);
       const waiter = this.reads.get(key);
@@ -537,8 +666,8 @@ export class GroupRunner {
       this.releaseWalReservation(null);
       // Proposals may still commit under the next leader; clients retry them with the same
       // client id + sequence, which the state machine applies once.
-      this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
-    } else if (leaderChanged) {
+      if (this.hasWaiters) this.failWaiters(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
+    } else if (leaderChanged && this.hasReadWaiters) {
       this.failReads(new DsyncError(ErrorCode.UNAVAILABLE, 'the leader changed during a read; retry'));
     }
     // Every term is one election round (won or not); a term skipped between two soft-state changes is counted at the second.
@@ -558,6 +687,15 @@ export class GroupRunner {
     this.failReads(err);
   }
 
+  /** Whether a leader change has anyone to tell: the error (with its stack) is built only then. */
+  private get hasWaiters(): boolean {
+    return this.proposals.size > 0 || this.hasReadWaiters;
+  }
+
+  private get hasReadWaiters(): boolean {
+    return this.reads.size > 0 || this.readsAwaitingApply.length > 0;
+  }
+
   private failReads(err: DsyncError): void {
     for (const w of this.reads.values()) w.reject(err);
     this.reads.clear();
@@ -566,12 +704,42 @@ export class GroupRunner {
   }
 
   private maybeCompact(): void {
+    if (this.snapshotJob !== null) return;
     if (this.appliedIndex - this.snapshotIndex < (this.host.env.snapshotEntriesThreshold ?? snapshotEntriesThreshold)) return;
     const index = logIndex(this.appliedIndex);
-    const data = this.sm.snapshot();
+    const snapTerm = term(this.appliedTerm);
+    const conf = this.raft.status().conf;
+    if (this.sm.beginSnapshot === undefined) {
+      this.compact(index, snapTerm, conf, this.sm.snapshot());
+      return;
+    }
+    this.snapshotJob = { job: this.sm.beginSnapshot(), index, term: snapTerm, conf };
+    this.host.env.scheduler.defer(this.snapshotStepBound);
+  }
+
+  /** One slice of the snapshot being written; the next one on a later turn (entries apply in between). */
+  private snapshotStep(): void {
+    const s = this.snapshotJob;
+    if (s === null || this.stopped) return;
+    const data = s.job.step();
+    if (data === null) {
+      this.host.env.scheduler.defer(this.snapshotStepBound);
+      return;
+    }
+    this.snapshotJob = null;
+    this.compact(s.index, s.term, s.conf, data);
+    this.maybeCompact();
+  }
+
+  private abortSnapshotJob(): void {
+    this.snapshotJob?.job.abort();
+    this.snapshotJob = null;
+  }
+
+  private compact(index: LogIndex, snapTerm: Term, conf: ConfState, data: Uint8Array): void {
     this.raft.compact(index, data);
-    this.snapshotIndex = this.appliedIndex;
-    const snapshot = { meta: { index, term: term(this.appliedTerm), conf: this.raft.status().conf }, data };
+    this.snapshotIndex = index;
+    const snapshot = { meta: { index, term: snapTerm, conf }, data };
     const persist = this.sm.persistSnapshot?.() ?? null;
     const save = (): Promise<void> => this.host.storage.saveSnapshot(this.group, snapshot);
     (persist === null ? save() : persist.ready.then(save).then(() => persist.saved())).catch((err: unknown) => {
@@ -620,7 +788,7 @@ export interface GroupHostEnv {
    * simulator draws them from its seed): prefixes every ReadIndex context this process issues.
    */
   readonly bootNonce: Uint8Array;
-  /** test/sim only: sees every Ready after advance() (the safety checker's view of a replica). */
+  /** test/sim only: sees every Ready once handed out and applied (the safety checker's view of a replica). */
   readonly observe?: RaftObserver;
   /** Compact after this many applied entries instead of snapshotEntriesThreshold (the node setting snapshot-entries; small in test/sim). */
   readonly snapshotEntriesThreshold?: number;
@@ -644,7 +812,10 @@ export const defaultRaftTiming: RaftTimingTicks = { electionTicksMin: electionTi
 
 /** Watches a group's replica without changing it (test/sim feeds its checkers from here). */
 export interface RaftObserver {
-  /** After a Ready was persisted, sent, applied and advanced. */
+  /**
+   * After a Ready was handed out and its committed entries applied (its write may still be
+   * in flight; a snapshot Ready: after it was persisted and installed).
+   */
   afterAdvance(group: GroupId, raft: Raft, rd: Ready): void;
 }
 
@@ -736,7 +907,7 @@ export class GroupHost implements GroupRegistry {
       this.peersOfGroups = this.computePeersOfGroups();
       this.flushHeartbeats();
     }
-    this.wakeFollowersOfSilentLeaders();
+    this.wakeQuiescedGroupsOfSilentPeers();
     if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
     if (this.snapshotAssemblies.size > 0) this.dropStaleAssemblies();
   }
@@ -764,7 +935,7 @@ export class GroupHost implements GroupRegistry {
    * timeout of silence, such followers wake counting that silence as election time passed,
    * so they campaign (pre-vote first) when they would have without quiescence.
    */
-  private wakeFollowersOfSilentLeaders(): void {
+  private wakeQuiescedGroupsOfSilentPeers(): void {
     const silentTicksMin = this.timing.electionTicksMin;
     let anySilent = false;
     for (const p of this.peersOfGroups) {
@@ -777,10 +948,25 @@ export class GroupHost implements GroupRegistry {
     for (const g of this.groups.values()) {
       if (!g.raft.quiesced) continue;
       const leader = g.raft.leaderId;
-      if (leader === '' || leader === this.nodeId) continue;
+      if (leader === this.nodeId) {
+        // A quiesced leader does not tick, so check-quorum cannot see that it was cut off from
+        // its followers: it would go on calling itself leader (status, clients' redirects)
+        // while the others elect. Awake, it heartbeats and steps down an election later.
+        if (!this.hearsQuorum(g.raft.voterIds)) g.wake(0);
+        continue;
+      }
+      if (leader === '') continue;
       const silent = this.silentTicks(leader);
       if (silent >= silentTicksMin) g.wake(silent);
     }
+  }
+
+  /** Whether this node and the voters it heard from within the shortest election timeout make a majority of `voters`. */
+  hearsQuorum(voters: readonly NodeId[]): boolean {
+    const silentTicksMin = this.timing.electionTicksMin;
+    let heard = 0;
+    for (const v of voters) if (v === this.nodeId || this.silentTicks(v) < silentTicksMin) heard++;
+    return heard > voters.length / 2;
   }
 
   private computePeersOfGroups(): NodeId[] {

@@ -73,6 +73,8 @@ export interface ServiceNode {
   readonly metrics: NodeMetrics;
   /** NOT_LEADER naming `leader` (UNAVAILABLE when none is known) for a request about `what`. */
   notLeader(what: string, leader: NodeId | ''): DsyncError;
+  /** The client address of node `id` ('' when unknown); what NOT_LEADER names, without building the error. */
+  addressOf(id: NodeId | ''): string;
   /** Any failure as the DsyncError a client should see (programmer errors logged, INTERNAL). */
   asDsyncError(err: unknown): DsyncError;
   /** `access`: what a credential's role needs to call it when the node asks for tokens (default write). */

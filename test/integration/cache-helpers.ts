@@ -9,8 +9,9 @@ import { Client } from '../../client/index.js';
 import type { HistoryOp } from '../checker/cache-linearizability.js';
 import { type NodeSpec, sleep, type Teardown, TestNode, tempDir } from './helpers/cluster.js';
 
-const rangeMin = 23_000;
-const rangeSpan = 1_000;
+/** CACHE_TEST_PORT_MIN / CACHE_TEST_PORT_SPAN move the range (a helper sharing the machine runs in its own). */
+const rangeMin = Number(process.env.CACHE_TEST_PORT_MIN ?? 23_000);
+const rangeSpan = Number(process.env.CACHE_TEST_PORT_SPAN ?? 1_000);
 let cursor = (process.pid * 53) % rangeSpan;
 
 function free(port: number): Promise<boolean> {

@@ -28,9 +28,9 @@ import { type DsyncError, ErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import type { NodeId } from '../../core/ids.js';
-import type { EntryKind, SubMachine } from '../../server/raft/group0.js';
+import type { EntryKind, PartSnapshotJob, SubMachine } from '../../server/raft/group0.js';
 import { JournalService } from '../../server/services/journal/service.js';
-import { decodeLockCommand, LockService } from '../../server/services/locks/service.js';
+import { decodeLockCommand, decodeLockTableChunks, LockService } from '../../server/services/locks/service.js';
 import type { Service, ServiceContext } from '../../server/services/service.js';
 import { InvariantViolation } from '../checker/raft-invariants.js';
 import { failureOf } from './common.js';
@@ -148,6 +148,21 @@ class CheckedLockMachine implements SubMachine {
   restore(state: unknown): void {
     this.inner.restore(state);
     this.shadow = LockTable.fromSnapshot(JSON.parse(JSON.stringify(state)) as LockTableSnapshot);
+    this.sim.stats.rebuilds++;
+    this.compareTables(this.shadow.appliedIndex);
+  }
+
+  /** The service's snapshot in slices, written while entries apply (what nodes compact with). */
+  beginSnapshot(): PartSnapshotJob {
+    assert(this.inner.beginSnapshot !== undefined, 'the lock service writes its snapshot in slices');
+    return this.inner.beginSnapshot();
+  }
+
+  /** Restores the service from slices, and the shadow from the same bytes decoded on their own: they must agree. */
+  restoreChunks(chunks: readonly Uint8Array[]): void {
+    assert(this.inner.restoreChunks !== undefined, 'the lock service restores from slices');
+    this.inner.restoreChunks(chunks);
+    this.shadow = decodeLockTableChunks(chunks);
     this.sim.stats.rebuilds++;
     this.compareTables(this.shadow.appliedIndex);
   }

@@ -33,6 +33,7 @@ t.test(`${seedsCount} seeds of the real runner keep every invariant and converge
   let acked = 0;
   let reads = 0;
   let events = 0;
+  let readysInFlightMax = 0;
   for (let seed = seedStart; seed < seedStart + seedsCount; seed++) {
     const r = await runRunnerSeed(seed);
     if (!r.ok) failures.push(failureReport(r, 'node dist/test/sim/runner-run.js'));
@@ -42,6 +43,7 @@ t.test(`${seedsCount} seeds of the real runner keep every invariant and converge
     acked += r.acked;
     reads += r.reads;
     events += r.events;
+    readysInFlightMax = Math.max(readysInFlightMax, r.stats.readysInFlightMax);
   }
   t.same(failures, [], 'no seed failed');
   // The run must really have exercised what it claims to.
@@ -50,6 +52,8 @@ t.test(`${seedsCount} seeds of the real runner keep every invariant and converge
   t.ok(snapshots > 10, `snapshots were installed from leaders (${snapshots})`);
   t.ok(acked > seedsCount * 20, `appends were acknowledged and checked (${acked})`);
   t.ok(reads > seedsCount * 5, `linearizable reads were checked (${reads})`);
+  // The pipelined runner, not a one-Ready-at-a-time one, was under test.
+  t.ok(readysInFlightMax > 1, `a group had several Readys in flight at once (at most ${readysInFlightMax})`);
   t.comment(`${seedsCount} seeds, ${events} events in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
 });
 

@@ -77,9 +77,21 @@ export interface SimStats {
   pauses: number;
   /** Snapshot messages reassembled from chunks and stepped (GroupHost.snapshotTransfers.received, every incarnation). */
   snapshotsReassembled: number;
+  /**
+   * Most Readys one group runner had in flight at once (GroupRunner.pipeline.maxSeen, every
+   * incarnation): above 1 shows the pipelined runner really overlapped writes in this run.
+   */
+  readysInFlightMax: number;
 }
 
 const silentOut = (): void => {};
+
+/** The deepest pipeline any group of `host` reached (see GroupRunner.pipeline). */
+function readysInFlightMax(host: GroupHost): number {
+  let max = 0;
+  for (const g of host.groups.values()) max = Math.max(max, g.pipeline.maxSeen);
+  return max;
+}
 
 // ---------------------------------------------------------------- network
 
@@ -235,6 +247,7 @@ export class SimNode implements ServiceNode {
   crash(): void {
     if (this.host === null) return;
     this.cluster.stats.snapshotsReassembled += this.host.snapshotTransfers.received;
+    this.cluster.stats.readysInFlightMax = Math.max(this.cluster.stats.readysInFlightMax, readysInFlightMax(this.host));
     this.host = null;
     this.time = null;
     this.services = [];
@@ -248,7 +261,11 @@ export class SimNode implements ServiceNode {
   notLeader(what: string, leader: NodeId | ''): DsyncError {
     if (leader === '') return new DsyncError(ErrorCode.UNAVAILABLE, `no leader is known right now for ${what}; retry shortly`);
     return new DsyncError(ErrorCode.NOT_LEADER, `${this.nodeId} is not the leader for ${what}; the leader is ${leader}`,
-      { leaderId: leader, leaderAddress: `sim://${leader}` });
+      { leaderId: leader, leaderAddress: this.addressOf(leader) });
+  }
+
+  addressOf(id: NodeId | ''): string {
+    return id === '' ? '' : `sim://${id}`;
   }
 
   /** As DsyncNode: DsyncErrors pass; anything else is a programmer error, which fails the run here. */
@@ -326,7 +343,7 @@ export class SimCluster {
   readonly net: SimNet;
   readonly stats: SimStats = {
     batchesSent: 0, batchesDelivered: 0, batchesDropped: 0, batchesDuplicated: 0, crashes: 0, restarts: 0, tornWrites: 0,
-    snapshotsInstalled: 0, snapshotsSaved: 0, pauses: 0, snapshotsReassembled: 0,
+    snapshotsInstalled: 0, snapshotsSaved: 0, pauses: 0, snapshotsReassembled: 0, readysInFlightMax: 0,
   };
   readonly trace: string[] = [];
   traceEnabled = false;
@@ -354,7 +371,8 @@ export class SimCluster {
   statsNow(): SimStats {
     this.stats.snapshotsSaved = this.nodes.reduce((a, n) => a + n.disk.stats.snapshotsSaved, 0);
     const live = this.nodes.reduce((a, n) => a + (n.host?.snapshotTransfers.received ?? 0), 0);
-    return { ...this.stats, snapshotsReassembled: this.stats.snapshotsReassembled + live };
+    const inFlight = this.nodes.reduce((a, n) => Math.max(a, n.host === null ? 0 : readysInFlightMax(n.host)), this.stats.readysInFlightMax);
+    return { ...this.stats, snapshotsReassembled: this.stats.snapshotsReassembled + live, readysInFlightMax: inFlight };
   }
 
   node(idx: number): SimNode {

@@ -33,6 +33,8 @@ const ignoresTransfer: RaftFactory = (config, persisted) => {
     transferLeadership: () => {},
     hasReady: () => inner.hasReady(),
     ready: () => inner.ready(),
+    persisted: (n) => inner.persisted(n),
+    appliedTo: (i) => inner.appliedTo(i),
     advance: () => inner.advance(),
     compact: (i, d) => inner.compact(i, d),
     status: () => inner.status(),

@@ -2,6 +2,9 @@
 // default) or Redis (CACHE_BACKING=redis://..., through ioredis). A record is stored as
 // version (u32 BE) + expiry (f64 BE, home clock 0 = none; Redis also gets PX) + a
 // has-value byte + the value bytes, so versions survive a home's restart and never go back.
+// Redis is shared by every home, so its operations are fenced by the cache ring's
+// generation: a home of an older generation can neither overwrite what a newer home wrote
+// nor read around it (RedisBacking).
 
 import { Redis } from 'ioredis';
 import { InMemoryBacking } from '../../../core/cache/backing.js';
@@ -10,10 +13,14 @@ import type { MemoryRecord } from '../../../core/cache/backing.js';
 export interface CacheBackingStore {
   /** 'memory' or the Redis URL without credentials. */
   readonly describe: string;
-  /** A record, or null when memory has none; a Promise when it answers later. */
-  read(key: string): MemoryRecord | null | Promise<MemoryRecord | null>;
-  /** Stores it; a Promise when durable later. Rejects on failure (the caller retries). */
-  write(key: string, record: MemoryRecord): void | Promise<void>;
+  /**
+   * A record, or null when memory has none; a Promise when it answers later. `generation`:
+   * the cache ring generation of the home asking (a shared store refuses older ones with
+   * BackingFencedError).
+   */
+  read(key: string, generation: number): MemoryRecord | null | Promise<MemoryRecord | null>;
+  /** Stores it; a Promise when durable later. Rejects on failure (the caller retries) or with BackingFencedError (never retried). */
+  write(key: string, record: MemoryRecord, generation: number): void | Promise<void>;
   /** Forgets the keys this home is no longer home of (in-process only: Redis is shared by every home). */
   keepOnly(keep: (key: string) => boolean): void;
   /** null while the store is reachable; else why not (named in the errors clients get). */
@@ -21,6 +28,14 @@ export interface CacheBackingStore {
   close(): Promise<void>;
 }
 
+/** A shared store refused a home's operation: a home of a newer ring generation has used the store since. */
+export class BackingFencedError extends Error {
+  constructor(readonly generation: number, readonly newerGeneration: number) {
+    super(`cache ring generation ${generation} is fenced off the backing store: generation ${newerGeneration} has used it`);
+  }
+}
+
+/** In-process memory belongs to this node alone: no other home shares it, so there is nothing to fence. */
 export class InProcessBacking implements CacheBackingStore {
   readonly describe = 'memory';
   private readonly map = new InMemoryBacking();
@@ -70,27 +85,67 @@ export function decodeRecord(b: Buffer): MemoryRecord | null {
 }
 
 /**
- * Redis as memory: GET/SET of one string per key under `prefix`. Expiry times are home
- * clock values, which another home does not share: a record read by a new home keeps its
- * value only while Redis still has it (SET ... PX ttl left), and the expiry is then reset
- * to "none" at the reader (Redis expires it). ioredis reconnects by itself; a failed
- * command rejects and the service retries it.
+ * Redis as memory: one string per key under `prefix`. Expiry times are home clock values,
+ * which another home does not share: a record read by a new home keeps its value only while
+ * Redis still has it (SET ... PX ttl left), and the expiry is then reset to "none" at the
+ * reader (Redis expires it). ioredis reconnects by itself; a failed command rejects and the
+ * service retries it.
+ *
+ * Fencing: `${prefix}@generation` holds the highest cache ring generation that has used
+ * the store. Every read and write is one Lua script that raises it to the caller's
+ * generation, or refuses the caller (BackingFencedError) when it is already higher; Redis
+ * runs a script atomically. A key's new home reads the key before it grants or writes
+ * anything (core/cache/home.ts creates an entry by loading it), so once it has read, every
+ * write of an older home is refused: one still in flight (ioredis's offline queue), or
+ * retried after Redis came back, cannot overwrite what the new home wrote, and the old home
+ * never acknowledges it (its clients get TIMEOUT: may or may not have been applied, and it
+ * was not). The fence is one key for the whole store (the generation is cluster-wide);
+ * with Redis Cluster both keys would need one hash slot, so this assumes one Redis.
  */
+const fencedReadScript = `
+local g = tonumber(redis.call('GET', KEYS[1]) or '0')
+local mine = tonumber(ARGV[1])
+if g > mine then return {0, tostring(g)} end
+if g < mine then redis.call('SET', KEYS[1], ARGV[1]) end
+return {1, redis.call('GET', KEYS[2])}
+`;
+const fencedWriteScript = `
+local g = tonumber(redis.call('GET', KEYS[1]) or '0')
+local mine = tonumber(ARGV[1])
+if g > mine then return {0, tostring(g)} end
+if g < mine then redis.call('SET', KEYS[1], ARGV[1]) end
+if ARGV[3] == '0' then redis.call('SET', KEYS[2], ARGV[2]) else redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+return {1, false}
+`;
+
+interface FencedRedis extends Redis {
+  /** ioredis' Buffer variant of a defined command: bulk replies as Buffers (records are binary). */
+  dsyncFencedReadBuffer(fenceKey: string, key: string, generation: number): Promise<[number, Buffer | null]>;
+  dsyncFencedWrite(fenceKey: string, key: string, generation: number, body: Buffer, pxMs: number): Promise<[number, Buffer | null]>;
+}
+
 export class RedisBacking implements CacheBackingStore {
   readonly describe: string;
-  private readonly redis: Redis;
+  private readonly redis: FencedRedis;
   private readonly prefix: string;
+  private readonly fenceKey: string;
 
   constructor(url: string, private readonly nowMs: () => number, prefix = 'dsync:cache:') {
     const u = new URL(url);
     this.describe = `redis://${u.host}${u.pathname === '/' ? '' : u.pathname}`;
     this.prefix = prefix;
-    this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true });
-    this.redis.on('error', () => {}); // reported by the failing commands; reconnects on its own
+    this.fenceKey = `${prefix}@generation`;
+    const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true });
+    redis.on('error', () => {}); // reported by the failing commands; reconnects on its own
+    // ioredis sends EVALSHA and falls back to EVAL once per connection when the script is not loaded.
+    redis.defineCommand('dsyncFencedRead', { numberOfKeys: 2, lua: fencedReadScript });
+    redis.defineCommand('dsyncFencedWrite', { numberOfKeys: 2, lua: fencedWriteScript });
+    this.redis = redis as FencedRedis;
   }
 
-  async read(key: string): Promise<MemoryRecord | null> {
-    const b = await this.redis.getBuffer(this.prefix + key);
+  async read(key: string, generation: number): Promise<MemoryRecord | null> {
+    const [ok, b] = await this.redis.dsyncFencedReadBuffer(this.fenceKey, this.prefix + key, generation);
+    if (ok !== 1) throw new BackingFencedError(generation, Number(String(b)));
     if (b === null) return null;
     const r = decodeRecord(b);
     if (r === null) return null;
@@ -98,14 +153,11 @@ export class RedisBacking implements CacheBackingStore {
     return r.expiresAtMs > 0 ? { ...r, expiresAtMs: 0 } : r;
   }
 
-  async write(key: string, record: MemoryRecord): Promise<void> {
+  async write(key: string, record: MemoryRecord, generation: number): Promise<void> {
     const body = encodeRecord(record);
-    if (record.expiresAtMs > 0) {
-      const leftMs = Math.max(1, Math.ceil(record.expiresAtMs - this.nowMs()));
-      await this.redis.set(this.prefix + key, body, 'PX', leftMs);
-    } else {
-      await this.redis.set(this.prefix + key, body);
-    }
+    const pxMs = record.expiresAtMs > 0 ? Math.max(1, Math.ceil(record.expiresAtMs - this.nowMs())) : 0;
+    const [ok, newer] = await this.redis.dsyncFencedWrite(this.fenceKey, this.prefix + key, generation, body, pxMs);
+    if (ok !== 1) throw new BackingFencedError(generation, Number(String(newer)));
   }
 
   keepOnly(): void {}

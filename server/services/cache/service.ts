@@ -34,11 +34,12 @@
 import xxhash from 'xxhash-wasm';
 import { assert } from '../../../core/assert.js';
 import { CacheHome, DONE, FenceTable, NodeCache, PENDING, TOO_LARGE } from '../../../core/cache/index.js';
+import { writeWaitMsFor } from '../../../core/cache/node.js';
 import type { CacheCompletion, CacheConfig, CacheValue, Fence, MemoryOp, ToHome, ToNode } from '../../../core/cache/index.js';
 import { stateCount, stateNames } from '../../../core/cache/messages.js';
 import { type CacheRingState, confirmLeaseMsFor, desiredCacheMembers, type RingTiming, sameMembers, ServingLease } from '../../../core/cache/ring.js';
-import { cacheKeyBytesMax, cacheMemoryOpsInFlightMax, cacheNodeDownMsDefault, cacheTtlMsMax, cacheValueBytesMax } from '../../../core/constants.js';
-import { cacheNodeIndex, type NodeId } from '../../../core/ids.js';
+import { cacheHomeOfMemoKeysMax, cacheKeyBytesMax, cacheMemoryOpsInFlightMax, cacheNodeDownMsDefault, cacheTtlMsMax, cacheValueBytesMax } from '../../../core/constants.js';
+import { type CacheNodeIndex, cacheNodeIndex, type NodeId } from '../../../core/ids.js';
 import { Ring } from '../../../core/ring/ring.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
@@ -47,7 +48,7 @@ import { decodePayload } from '../../node/node.js';
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import type { Cancel } from '../../runtime.js';
 import type { RequestContext, Service, ServiceContext } from '../service.js';
-import type { CacheBackingStore } from './backing.js';
+import { BackingFencedError, type CacheBackingStore } from './backing.js';
 import { decodeToHome, decodeToNode, encodeToHome, encodeToNode } from './codec.js';
 import { CacheRingMachine, encodeCacheRingCommand, type RingChangeHow } from './ring-machine.js';
 
@@ -72,6 +73,8 @@ interface Waiting {
   readonly kind: 'get' | 'set' | 'flush';
   /** When it started waiting (this node's clock): one stuck behind an unreachable backing store is answered after a lease. */
   readonly sinceMs: number;
+  /** A set or delete: when its client stops waiting (this node's clock); it waits that long through a lapse of this node's confirmation. */
+  readonly untilMs: number;
 }
 
 /** One ring generation (group 0's number): who is in it, this node's two cores for it, and its right to serve. */
@@ -194,13 +197,12 @@ export class CacheService implements Service {
 
   /** The hot path: a hit is answered from this node's line (no message, no pump); a miss waits for its home. */
   private onGet(rc: RequestContext, payload: Uint8Array): void {
-    const req = decodePayload(decodeCacheRequest, payload, 'CacheGet');
-    const key = checkKey(req.key);
+    const key = checkKey(decodeGetKey(payload));
     const nowMs = this.now();
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
     const r = g.node.get(opId, key, nowMs);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get', sinceMs: nowMs });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'get', sinceMs: nowMs, untilMs: nowMs });
     else if (typeof r === 'symbol') throw refusal(r === TOO_LARGE);
     else rc.conn.reply(rc.requestId, rc.opcode, encodeValue(r));
     if (g.node.hasOutput) this.pump();
@@ -219,8 +221,9 @@ export class CacheService implements Service {
     const nowMs = this.now();
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
-    const r = g.node.set(opId, key, value, nowMs, ttlMs, fence);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: nowMs });
+    const waitMs = Number(req.waitMs ?? 0);
+    const r = g.node.set(opId, key, value, nowMs, ttlMs, fence, waitMs);
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: nowMs, untilMs: nowMs + writeWaitMsFor(this.opts.cfg, waitMs) });
     else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
     else throw refusal(r === TOO_LARGE);
     this.pump();
@@ -231,7 +234,7 @@ export class CacheService implements Service {
     const g = this.current(nowMs);
     const opId = ++this.opCounter;
     const r = g.node.flush(opId, nowMs);
-    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: nowMs });
+    if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: nowMs, untilMs: nowMs });
     else rc.conn.reply(rc.requestId, rc.opcode, schema.CacheFlushReply.encode({}).finish());
     this.pump();
   }
@@ -354,7 +357,7 @@ export class CacheService implements Service {
   private memory(g: Generation, op: MemoryOp): void {
     const backing = this.opts.backing;
     if (op.kind === 'read') {
-      const r = backing.read(op.key);
+      const r = backing.read(op.key, g.id);
       if (!(r instanceof Promise)) {
         g.home.memoryRead(op.key, r, this.now());
         return;
@@ -370,7 +373,7 @@ export class CacheService implements Service {
       return;
     }
     this.metrics.add('memoryWrites');
-    const w = backing.write(op.key, op.record);
+    const w = backing.write(op.key, op.record, g.id);
     if (!(w instanceof Promise)) {
       g.home.memoryWritten(op.key, this.now());
       return;
@@ -388,6 +391,19 @@ export class CacheService implements Service {
   /** The store failed (Redis down): retried after a retry period while the generation lasts; the entry waits. */
   private memoryFailed(g: Generation, op: MemoryOp, err: unknown): void {
     this.memoryInFlight--;
+    if (err instanceof BackingFencedError) {
+      // A newer generation's home has used the store: this one's operation must never land
+      // (not retried). Its entry stays busy until the generation is replaced, which group 0
+      // has already decided; clients waiting on it get TIMEOUT (the write did not happen).
+      const name = op.kind === 'write' ? 'memoryWritesFenced' : 'memoryReadsFenced';
+      this.metrics.add(name);
+      if ((this.metrics.totals.get(name) ?? 0) % 100 === 1) {
+        // Also what a cluster started afresh (new data directories, generations from 1) meets on a Redis an older cluster used.
+        (this.ctx as ServiceContext).log.warn('the cache backing store refused this ring generation: a newer one has used it', { backing: this.opts.backing.describe,
+          generation: g.id, newer: err.newerGeneration, key: op.key, hint: 'a cluster started afresh on an old Redis: DEL dsync:cache:@generation there' });
+      }
+      return;
+    }
     this.metrics.add('memoryErrors');
     this.memoryFailingSinceMs ??= this.now();
     this.memoryLastError = err instanceof Error ? err.message : String(err);
@@ -414,7 +430,12 @@ export class CacheService implements Service {
     const nowMs = this.now();
     this.confirm(g, nowMs);
     if (!g.lease.serving(nowMs)) {
-      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately)', this.confirmLeaseMs / 4);
+      // Gets (and flushes) are told at once, to try another node. A set or delete keeps
+      // waiting for as long as its client does: its request may be at its home already, so
+      // answering now could only say "outcome unknown", while a confirmation back within
+      // that time (a slow barrier on a loaded group 0) lets it finish with a real answer.
+      this.failWaiting(g, 'this node cannot confirm its cache ring with group 0 (no quorum reached lately)', this.confirmLeaseMs / 4,
+        (w) => w.kind !== 'set' || nowMs >= w.untilMs);
       return;
     }
     g.node.tick(nowMs);
@@ -542,8 +563,20 @@ export class CacheService implements Service {
     const incarnation = this.opts.incarnationBase + ++this.generations;
     const nowMs = this.now();
     const self = cacheNodeIndex(selfIdx);
+    // A renewal round asks for the home of every line it renews: hashing each key again was
+    // a few percent of a read-heavy node's CPU.
+    const homes = new Map<string, CacheNodeIndex>();
+    const homeOf = (key: string): CacheNodeIndex => {
+      let h = homes.get(key);
+      if (h === undefined) {
+        if (homes.size >= cacheHomeOfMemoKeysMax) homes.clear();
+        h = cacheNodeIndex(members.indexOf(ring.owner(key)));
+        homes.set(key, h);
+      }
+      return h;
+    };
     const node = new NodeCache(this.opts.cfg, {
-      self, incarnation, homeOf: (key) => cacheNodeIndex(members.indexOf(ring.owner(key))),
+      self, incarnation, homeOf,
       ...(this.opts.lineEntriesMax === undefined ? {} : { entriesMax: this.opts.lineEntriesMax }),
       ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
     });
@@ -557,9 +590,12 @@ export class CacheService implements Service {
   }
 
   /** Answers every operation waiting in `g` (see abandon()); their completions are ignored later. */
-  private failWaiting(g: Generation, why: string, retryAfterMs: number): void {
-    for (const [, w] of g.waiting) abandon(w, why, retryAfterMs);
-    g.waiting.clear();
+  private failWaiting(g: Generation, why: string, retryAfterMs: number, which: (w: Waiting) => boolean = () => true): void {
+    for (const [opId, w] of g.waiting) {
+      if (!which(w)) continue;
+      g.waiting.delete(opId);
+      abandon(w, why, retryAfterMs);
+    }
   }
 
   /** Ends a generation: its waiting operations fail (retry), its counters go into the totals. */
@@ -666,6 +702,7 @@ export class CacheService implements Service {
 
 function checkKey(key: string | null | undefined): string {
   if (key === undefined || key === null || key === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'cache key must not be empty');
+  if (key.length * 3 <= cacheKeyBytesMax) return key; // UTF-8 takes at most 3 bytes per UTF-16 unit: surely within the limit
   const bytes = Buffer.byteLength(key);
   if (bytes > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `cache key of ${bytes} bytes exceeds the ${cacheKeyBytesMax}-byte limit`);
   return key;
@@ -693,8 +730,63 @@ function decodeCacheRequest(b: Uint8Array): ReturnType<typeof schema.CacheReques
   return schema.CacheRequest.decode(b);
 }
 
-function encodeValue(v: CacheValue): Uint8Array {
-  return schema.CacheReply.encode(v === null ? { found: false } : { found: true, value: v }).finish();
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** CacheReply { found: false }: every field at its default, so no bytes. */
+const absentReply = new Uint8Array(0);
+/** CacheReply { found: true, value: empty }. */
+const foundEmptyReply = new Uint8Array([0x08, 0x01]);
+
+/**
+ * A get's key from its CacheRequest, read straight off the wire when the payload is just
+ * field 1 (what clients send for a get): protobufjs' decode builds a message object and a
+ * reader per request. Anything else goes through the generated decoder (same result, same
+ * errors for malformed input).
+ */
+export function decodeGetKey(payload: Uint8Array): string {
+  // Tag 0x0a (field 1, length-delimited), then a one- or two-byte length, then exactly the key.
+  if (payload.length >= 2 && payload[0] === 0x0a) {
+    const b1 = payload[1] as number;
+    let len = b1;
+    let at = 2;
+    if (b1 >= 0x80) {
+      const b2 = payload[2];
+      if (b2 === undefined || b2 >= 0x80) return decodePayload(decodeCacheRequest, payload, 'CacheGet').key;
+      len = (b1 & 0x7f) | (b2 << 7);
+      at = 3;
+    }
+    if (at + len === payload.length) {
+      try {
+        return utf8.decode(payload.subarray(at));
+      } catch {
+        // not UTF-8: the generated decoder refuses it with its own message
+      }
+    }
+  }
+  return decodePayload(decodeCacheRequest, payload, 'CacheGet').key;
+}
+
+/**
+ * CacheReply for a get, laid out by hand (found = field 1 varint, value = field 2 bytes);
+ * the same bytes protobufjs writes for { found: true, value } (test/unit/cache/hit-codec.test.ts).
+ */
+export function encodeValue(v: CacheValue): Uint8Array {
+  if (v === null) return absentReply;
+  const n = v.byteLength;
+  if (n === 0) return foundEmptyReply; // protobufjs leaves an empty bytes field out
+  const lenBytes = n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+  const out = new Uint8Array(2 + 1 + lenBytes + n);
+  out[0] = 0x08;
+  out[1] = 0x01;
+  out[2] = 0x12;
+  let at = 3;
+  let rest = n;
+  while (rest >= 0x80) {
+    out[at++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
+  }
+  out[at++] = rest;
+  out.set(v, at);
+  return out;
 }
 
 

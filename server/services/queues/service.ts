@@ -958,7 +958,7 @@ export class QueueService implements Service {
         const gid = partitionGroupId(t.id, p);
         const h = this.hosted.get(groupId(gid));
         const leader = h !== undefined ? h.runner.leader : (replicas[0] ?? '');
-        const address = leader === '' ? '' : leader === this.node.nodeId ? '' : this.node.notLeader('', leader).leaderAddress;
+        const address = leader === '' || leader === this.node.nodeId ? '' : this.node.addressOf(leader);
         const out = schema.TopicPartition.create({ index: p, groupId: gid, replicas: [...replicas], leaderId: leader, leaderAddress: address,
           epoch: t.epochs[p] ?? 0, hosts: isMoving(t, p) ? [...(t.hosts[p] ?? [])] : [] });
         if (h !== undefined) {

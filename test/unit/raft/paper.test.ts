@@ -212,10 +212,11 @@ t.test('§5.3 a follower deletes a conflicting suffix and appends the leader ent
   t.same(rd.entries.map((e) => [e.index, e.term]), [[3, 3], [4, 3]], 'Ready overwrites from the conflict on');
   t.equal(r.status().lastIndex, 4, 'the old index 5 is gone');
   t.equal(r.status().commit, 3, 'commit = min(leader commit, last new)');
-  t.same(rd.committedEntries.map((e) => e.index), [2, 3]);
+  t.same(rd.committedEntries.map((e) => e.index), [2], 'only committed entries durable here are handed out to apply');
   const resp = rd.messages.find((m) => m.type === MessageType.AppResp);
   t.equal(resp?.reject, false);
   t.equal(resp?.index, 4);
+  t.same(drain(r).committedEntries.map((e) => e.index), [3], 'entry 3 once its Ready was persisted');
   t.end();
 });
 

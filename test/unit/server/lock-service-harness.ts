@@ -122,6 +122,7 @@ export class FakeGroup {
       consoleCommands: new ConsoleRegistry(),
       metrics: new NodeMetrics(id),
       notLeader: (what, leader) => new DsyncError(ErrorCode.NOT_LEADER, `${id} does not lead ${what}; ${leader} does`),
+      addressOf: (peer) => (peer === '' ? '' : `test://${peer}`),
       asDsyncError: (err) => (err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, String(err))),
       handle: (opcode, handler) => { handlers.set(opcode, handler); },
       sendPeer: () => false,

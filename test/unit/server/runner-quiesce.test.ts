@@ -147,3 +147,24 @@ t.test('heartbeats coalesce per peer per interval; idle groups quiesce and send 
   t.ok(trio.groups.every((g) => trio.leaderOf(g) !== victim), 'no group still counts the silent node as its leader');
   for (const h of trio.hosts) await h.host.stop();
 });
+
+t.test('a quiesced leader cut off from its followers wakes, steps down, and no longer claims its groups', async (t) => {
+  const trio = new Trio();
+  t.ok(trio.runUntil(() => trio.groups.every((g) => trio.leaderOf(g) !== null), 20 * electionTimeoutTicksMax), 'every group elects a leader');
+  t.ok(trio.runUntil(() => trio.quiescedReplicas() === 3 * groupsCount, 20 * electionTimeoutTicksMax), 'idle, every replica quiesces');
+  const ledBy = (id: NodeId): GroupId[] => trio.groups.filter((g) => trio.hosts.find((h) => h.host.nodeId === id)?.host.groups.get(g)?.isLeader === true);
+  const victim = trio.hosts.map((h) => h.host.nodeId).sort((a, b) => ledBy(b).length - ledBy(a).length)[0] as NodeId;
+  const orphaned = ledBy(victim);
+  t.ok(orphaned.length > 0, `${victim} leads ${orphaned.length} quiesced groups`);
+
+  // Cut off, not crashed: it keeps ticking. The other two elect; it must stop claiming leadership.
+  trio.cut.add(victim);
+  const cutAt = trio.tick;
+  const others = trio.hosts.filter((h) => h.host.nodeId !== victim);
+  const deposed = trio.runUntil(() => ledBy(victim).length === 0
+    && orphaned.every((g) => others.some((h) => h.host.groups.get(g)?.isLeader === true)), 10 * electionTimeoutTicksMax);
+  t.ok(deposed, `within ${trio.tick - cutAt} ticks ${victim} leads none of its ${orphaned.length} groups (still ${ledBy(victim).length}), and the others elected`);
+  t.ok(trio.tick - cutAt <= livenessTicks + 3 * electionTimeoutTicksMax,
+    'within the silence that wakes it, one election timeout of check-quorum and one more for its first');
+  for (const h of trio.hosts) await h.host.stop();
+});

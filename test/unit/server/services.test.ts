@@ -49,6 +49,7 @@ t.test('a service registers handlers only inside its own range', async (t) => {
     consoleCommands: new ConsoleRegistry(),
     metrics: new NodeMetrics('n1'),
     notLeader: (what) => new DsyncError(ErrorCode.UNAVAILABLE, what),
+    addressOf: (id) => (id === '' ? '' : `test://${id}`),
     asDsyncError: (err) => (err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, String(err))),
     handle: (opcode: number, _h: RequestHandler) => { registered.push(opcode); },
     sendPeer: (to, opcode) => { sent.push(`${to}:${opcode}`); return true; },
