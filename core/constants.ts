@@ -356,6 +356,15 @@ export const queueStoreRecordBytesMax = queueMessageBytesMax + 64 * 1024;
 export const queueStoreIndexBytesPerMessage = 12;
 /** Bytes of whole records in one export chunk streamed to a lagging replica. */
 export const queueStoreChunkBytesMax = 2 * 1024 * 1024;
+/**
+ * Streamed catch-up (server/services/queues/catchup.ts): a replica installing a partition
+ * snapshot pulls the bodies it lacks in chunks of at most this many bytes of records...
+ */
+export const queueCatchUpChunkBytes = 1024 * 1024;
+/** ...at most this many chunks per pull: the sender's link and the receiver hold no more than these at a time. */
+export const queueCatchUpChunksPerPull = 4;
+/** A pull whose chunks have not all arrived after this long is asked again (from what arrived): peer pushes may be dropped. */
+export const queueCatchUpPullTimeoutMs = 2_000;
 /** Appended bytes a store buffers before it writes them (a sync, a roll or a read of them writes sooner). */
 export const queueStoreWriteBufferBytes = 64 * 1024;
 /** Read-ahead block: a read of a small record fetches this much, so the next offsets come from memory. */
@@ -452,6 +461,8 @@ assert(queueNackBackoffMsMin > 0 && queueNackBackoffMsMin <= queueNackBackoffMsM
 assert(queueProducerBatchesRemembered >= 1 && queueProducersPerPartitionMax > 0 && queueConsumersPerGroupMax > 0 && queueGroupsPerPartitionMax > 0,
   'queue dedup and membership bounds positive');
 assert(queueAppendBatchCountMax <= queueRedrivenRetainedMax, 'one redrive batch fits the redriven bound');
+assert(queueCatchUpChunkBytes <= queueStoreChunkBytesMax && queueCatchUpChunkBytes * queueCatchUpChunksPerPull <= connectionWriteQueueBytesMax / 2
+  && queueCatchUpChunkBytes + 64 * 1024 <= frameBytesMax && queueCatchUpPullTimeoutMs > 0, 'catch-up chunks fit a frame, a pull half a peer link\'s queue');
 assert(queueStoreRecordBytesMax >= queueMessageBytesMax + 24 + 12 + queueHeadersPerMessageMax * 6 + 2 + queueNameBytesMax,
   'a queue record holds a maximal message with its framing');
 assert(queueSegmentBytesMax >= queueStoreRecordBytesMax && queueSegmentBytesMax + queueStoreRecordBytesMax < 2 ** 32,

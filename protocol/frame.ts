@@ -73,6 +73,10 @@ export const Opcode = {
   Ring: 214,
   /** Peer-only push to group 0's leader: a partition's leader reports its group reached the placement of a move (QueueMoveDone). */
   QueueMoveDone: 215,
+  /** Peer-only push: a replica installing a partition snapshot pulls the bodies it lacks (QueueCatchUpPull). */
+  QueueCatchUpPull: 216,
+  /** Peer-only push: records answering a QueueCatchUpPull. */
+  QueueCatchUpChunk: 217,
   // Cache service: 300-399.
   CacheGet: 300,
   CacheSet: 301,

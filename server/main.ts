@@ -227,6 +227,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     hash: (bytes) => h32Raw(bytes),
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
+    fatal: (message) => node.fatal(message),
     topicDefaults: config.topicDefaults,
     ...(config.queueNodeDownMs === undefined ? {} : { nodeDownMs: config.queueNodeDownMs }),
   }, canaries)];

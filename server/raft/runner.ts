@@ -44,6 +44,18 @@ export interface StateMachine {
   restore(data: Uint8Array): void;
   /** Leadership of this replica changed (e.g. restart lease clocks on becoming leader). */
   onLeaderChange?(isLeader: boolean, leader: NodeId | ''): void;
+  /**
+   * For a snapshot that describes state kept outside it (a queue partition's message store),
+   * called right after snapshot() (or a job's last step): the runner saves it once `ready` resolves (that
+   * outside state is durable), then calls saved() (what is below it may be reclaimed).
+   */
+  persistSnapshot?(): { ready: Promise<void>; saved(): void };
+  /**
+   * A leader's snapshot, before Raft sees it: false holds it back (dropped; the machine first
+   * fetches the outside state it needs, then calls `retry`, which steps it again; Raft also
+   * resends it). Asked only for a snapshot past this replica's commit index.
+   */
+  admitSnapshot?(snapshot: Snapshot, from: NodeId, retry: () => void): boolean;
 }
 
 /** A snapshot being written in slices (StateMachine.beginSnapshot). */
@@ -299,8 +311,19 @@ export class GroupRunner {
     });
   }
 
-  step(message: Message): void {
+  step(received: Message): void {
     if (this.stopped) return;
+    let message = received;
+    // A replica whose log is shorter than the leader believes it matched (its data dir was
+    // wiped, or a snapshot is held back while its bodies stream in: admitSnapshot) hears
+    // heartbeats committing past its log; it commits only what it holds (the core asserts it).
+    if (message.type === MessageType.Heartbeat && message.commit > this.appliedIndex) {
+      const last = this.raft.status().lastIndex;
+      if (message.commit > last) message = { ...message, commit: last };
+    }
+    const snap = message.type === MessageType.Snap ? message.snapshot : null;
+    if (snap !== null && this.sm.admitSnapshot !== undefined && snap.meta.index > this.raft.status().commit
+      && !this.sm.admitSnapshot(snap, message.from, () => this.step(message))) return;
     const leader = this.raft.leaderId;
     // Quiesced, a follower's election clock stood still; woken by someone else's message (a
     // peer's pre-vote), it counts its leader's node's silence instead, as it would have
@@ -717,7 +740,9 @@ export class GroupRunner {
     this.raft.compact(index, data);
     this.snapshotIndex = index;
     const snapshot = { meta: { index, term: snapTerm, conf }, data };
-    this.host.storage.saveSnapshot(this.group, snapshot).catch((err: unknown) => {
+    const persist = this.sm.persistSnapshot?.() ?? null;
+    const save = (): Promise<void> => this.host.storage.saveSnapshot(this.group, snapshot);
+    (persist === null ? save() : persist.ready.then(save).then(() => persist.saved())).catch((err: unknown) => {
       this.host.log.error('snapshot save failed', { group: this.group, err: String(err) });
     });
   }

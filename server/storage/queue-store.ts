@@ -3,7 +3,8 @@
 // retained backlog. Memory per store: queueStoreIndexBytesPerMessage (12) bytes per
 // retained message (u32 file position, u32 timestamp delta, u32 size, in typed arrays
 // per segment; the active segment's arrays grow by doubling, sealed ones are trimmed),
-// plus fixed costs: a 64 KiB write buffer, at most 256 KiB of read cache and
+// (segments wholly below the logical front keep theirs until checkpointDurable() deletes
+// them: exports serve a lagging replica from them), plus fixed costs: a 64 KiB write buffer, at most 256 KiB of read cache and
 // queueStoreReadFilesMax + 1 open files (core/constants.ts).
 //
 // Durability rule. The Raft WAL is the source of truth; the store is state derived by
@@ -31,8 +32,9 @@
 //   longest valid prefix is recovered.
 // Reads are synchronous (MessageStore is): fs.readSync through a small LRU of
 // read-ahead blocks. A lagging replica gets the store as exportChunk() chunks of whole
-// records (at most queueStoreChunkBytesMax each) that importChunk() verifies and appends
-// into a store created empty at the snapshot's logStart.
+// records (at most queueStoreChunkBytesMax each; from the first file still here, below
+// the logical front too) that importChunk() verifies and appends into a store created
+// empty at the snapshot's logStart (services/queues/catchup.ts streams them).
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -426,13 +428,11 @@ export class QueueStore implements MessageStore {
   truncateBefore(at: Offset): void {
     assert(!this.closed, 'store is open');
     assert(Number.isSafeInteger(at) && at >= this.first && at <= this.next, 'truncation point within the store');
-    const last = this.segments[this.segments.length - 1];
     for (const s of this.segments) {
       const end = s.base + s.count;
       if (end <= this.first) continue;
       if (s.base >= at) break;
       for (let k = Math.max(0, this.first - s.base); k < Math.min(s.count, at - s.base); k++) this.total -= s.sizes[k] as number;
-      if (end <= at && s !== last) this.release(s);
     }
     this.first = at;
     assert(this.total >= 0 && (this.total === 0 || this.first < this.next), 'retained bytes stay consistent');
@@ -492,6 +492,16 @@ export class QueueStore implements MessageStore {
     return doomed.length;
   }
 
+  /** Closes every file at once; only when everything appended is synced already (a store handed over to another directory). */
+  closeSynced(): QueueStoreCheckpoint {
+    assert(!this.syncing && this.buffered === 0 && !this.dirDirty && this.segments.every((s) => !s.dirty), 'nothing unsynced');
+    for (const s of this.segments) this.closeFd(s);
+    this.openForRead.length = 0;
+    this.cache.length = 0;
+    this.closed = true;
+    return { firstOffset: offset(this.first), nextOffset: offset(this.next) };
+  }
+
   /** Syncs, closes every file and answers the checkpoint a reopen takes. */
   async close(): Promise<QueueStoreCheckpoint> {
     const cp = await this.sync();
@@ -509,26 +519,38 @@ export class QueueStore implements MessageStore {
    * chunkBytesMax bytes (at least one record). The sender loops from the checkpoint's
    * firstOffset with each answer's firstOffset + count until it reaches nextOffset.
    */
-  exportChunk(from: Offset, upTo: Offset): QueueStoreChunk {
+  exportChunk(from: Offset, upTo: Offset, bytesMax = this.chunkBytesMax): QueueStoreChunk {
+    assert(Number.isSafeInteger(bytesMax) && bytesMax > 0 && bytesMax <= queueStoreChunkBytesMax, 'chunk size within the limit');
     assert(upTo > from && upTo <= this.next, 'export range inside the store');
-    const { seg, k } = this.locate(from);
+    if (from < this.exportableFirst) throw new QueueStoreRangeError(from, this.exportableFirst, this.next);
+    const { seg, k } = this.locate(from, true);
     const pos = seg.positions[k] as number;
     let end = k;
     let endPos = pos;
     // Bounded by the segment's record count.
     while (end < seg.count && seg.base + end < upTo) {
       const recEnd = this.recordEnd(seg, end);
-      if (end > k && recEnd - pos > this.chunkBytesMax) break;
+      if (end > k && recEnd - pos > bytesMax) break;
       endPos = recEnd;
       end++;
     }
-    assert(end > k && endPos - pos <= Math.max(this.chunkBytesMax, queueStoreRecordBytesMax) && endPos - pos <= queueStoreChunkBytesMax,
+    assert(end > k && endPos - pos <= Math.max(bytesMax, queueStoreRecordBytesMax) && endPos - pos <= queueStoreChunkBytesMax,
       'a chunk holds at least one record, within the limit');
     if (seg === this.active() && endPos > seg.bytes - this.buffered) this.flush();
     const records = new Uint8Array(endPos - pos);
     const got = readFully(this.fdFor(seg), records, 0, records.length, pos);
     if (got !== records.length) throw new QueueStoreCorruptionError(seg.file, pos + got, 'segment shorter than its index');
     return { firstOffset: from, count: end - k, records };
+  }
+
+  /**
+   * The first offset exportChunk() serves: the first one whose segment file is still here.
+   * Below the logical front too: retention drops offsets at once for readers, but their
+   * files (and index) stay until a snapshot past them is durable, so a replica pulling the
+   * range of this node's latest snapshot finds it even after retention moved on.
+   */
+  get exportableFirst(): number {
+    return Math.min(this.first, this.segments[0]?.base ?? this.first);
   }
 
   /** Appends an exported chunk after verifying every record; a store built so must start at the chunk stream's first offset. */
@@ -617,8 +639,7 @@ export class QueueStore implements MessageStore {
       prev.positions = prev.positions.slice(0, prev.count);
       prev.timestampDeltas = prev.timestampDeltas.slice(0, prev.count);
       prev.sizes = prev.sizes.slice(0, prev.count);
-      if (prev.base + prev.count <= this.first) this.release(prev);
-      else if (prev.fd >= 0) this.touchOpen(prev);
+      if (prev.fd >= 0) this.touchOpen(prev);
     }
     return seg;
   }
@@ -664,9 +685,11 @@ export class QueueStore implements MessageStore {
     this.buffered = 0;
   }
 
-  private locate(at: Offset): { seg: Segment; k: number } {
+  /** The segment and slot of `at`; belowFront: also offsets under the logical front whose files are still here (exports). */
+  private locate(at: Offset, belowFront = false): { seg: Segment; k: number } {
     assert(!this.closed, 'store is open');
-    if (!Number.isSafeInteger(at) || at < this.first || at >= this.next) throw new QueueStoreRangeError(at, this.first, this.next);
+    const first = belowFront ? this.exportableFirst : this.first;
+    if (!Number.isSafeInteger(at) || at < first || at >= this.next) throw new QueueStoreRangeError(at, first, this.next);
     let lo = 0;
     let hi = this.segments.length - 1;
     // Binary search: the last segment whose base <= at.

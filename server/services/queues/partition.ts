@@ -8,22 +8,23 @@
 // QueuePartition asserts strictly increasing apply indexes, so command i of entry n is
 // applied at n x queueEntryCommandsMax + i.
 //
-// Snapshots and the backlog. snapshot() kicks the store's sync (storage.ts: write,
-// fsync, then delete segments below the front) and answers the machine's state AND
-// the bodies of every retained message [logStart, logEnd). restore():
-// - at start-up (no store open yet) reopens the store this node kept, which must hold
-//   exactly the snapshot's range (QueueStore.open with the checkpoint: it cuts the
-//   unsynced tail past it); entries after the snapshot re-apply from the WAL;
-// - otherwise (the store is missing or damaged, or a snapshot installed from the leader
-//   at run time) builds a new store from the bodies the snapshot carries.
-// So a replica that needs the backlog (new, or behind the leader's compaction) gets it
-// inside the Raft snapshot, as one message. That is NOT the chunked streaming
-// ARCHITECTURE.md asks for: the snapshot holds the whole retained backlog in memory
-// (on the leader while it is kept for followers, on the follower while it installs),
-// and Raft ships it in one peer frame, so a backlog whose snapshot exceeds frameBytesMax
-// cannot reach a follower that fell behind compaction. QueueStore.exportChunk/importChunk
-// are the pieces a streamed catch-up would use; the snapshot would then carry only the
-// checkpoint. Snapshots happen every snapshotEntriesThreshold applied entries.
+// Snapshots and the backlog. snapshot() kicks the store's sync (storage.ts: write and
+// fsync in the background) and answers the machine's state and the store's range
+// [logStart, logEnd) but not the bodies (bodies_in_store; memory stores, whose contents
+// die with the process, still put the bodies in). The runner saves the snapshot only
+// once that sync is done (persistSnapshot), and segments below its front go only after
+// the save, so a durable snapshot always finds its range in the files. restore():
+// - at start-up (no store open yet) reopens the store this node kept at the snapshot's
+//   range (QueueStore.open with the checkpoint: it cuts the unsynced tail past it), or
+//   the streamed-in one a crash left before it was switched in; entries after the
+//   snapshot re-apply from the WAL;
+// - at run time (a snapshot installed from the leader) adopts the incoming store that
+//   admitSnapshot() waited for: the listener streamed the range in from the sender's
+//   segment files (catchup.ts) before Raft saw the snapshot, so this replica never
+//   acks or applies past what its store holds;
+// - a snapshot with bodies (memory stores, or one an older node took) rebuilds the store
+//   from them: the upgrade path.
+// Snapshots happen every snapshotEntriesThreshold applied entries.
 
 import { assert } from '../../../core/assert.js';
 import { queueEntryCommandsMax, queueFencingLocksMax } from '../../../core/constants.js';
@@ -31,11 +32,12 @@ import { logIndex, offset } from '../../../core/ids.js';
 import type { QueueOutcome, QueueResult } from '../../../core/queue/commands.js';
 import { QueuePartition, type PartitionConfig, type QueuePartitionOptions, type QueuePartitionSnapshot } from '../../../core/queue/partition.js';
 import type { MessageStore } from '../../../core/queue/store.js';
-import type { Entry } from '../../../core/raft/types.js';
+import type { Entry, Snapshot } from '../../../core/raft/types.js';
 import type { NodeId } from '../../../core/ids.js';
 import { schema } from '../../../protocol/index.js';
 import type { StateMachine } from '../../raft/runner.js';
 import { decodeQueueEntry, type EntryCommand, fromWireMessage, toWireMessage } from './codec.js';
+import type { QueueStoreCheckpoint, QueueStoreChunk } from '../../storage/queue-store.js';
 import type { PartitionStorage } from './storage.js';
 
 /** A fenced command's answer: refused, nothing applied. */
@@ -51,6 +53,24 @@ export type CommandOutcome = QueueOutcome | FencedOutcome;
 export interface PartitionListener {
   applied(machine: PartitionMachine, entry: Entry, commands: readonly EntryCommand[], outcomes: readonly CommandOutcome[]): void;
   leaderChanged(machine: PartitionMachine, isLeader: boolean, leader: NodeId | ''): void;
+  /**
+   * A snapshot whose bodies are in its sender's store: true once this node's incoming store
+   * holds `range` synced; else start or go on streaming it in, then call `retry`. Absent: never.
+   */
+  admitSnapshot?(machine: PartitionMachine, range: SnapshotRange, from: NodeId, retry: () => void): boolean;
+}
+
+/** What a partition snapshot says of the store: the range it records, and whether its bodies are left out. */
+export interface SnapshotRange {
+  readonly firstOffset: number;
+  readonly nextOffset: number;
+  readonly bodiesInStore: boolean;
+}
+
+/** The range of an encoded partition snapshot (decodes the small fields; the state stays undecoded bytes). */
+export function snapshotRange(data: Uint8Array): SnapshotRange {
+  const snap = schema.QueuePartitionSnapshotData.decode(data);
+  return { firstOffset: Number(snap.firstOffset), nextOffset: Number(snap.nextOffset), bodiesInStore: snap.bodiesInStore === true };
 }
 
 interface SnapshotState {
@@ -63,6 +83,8 @@ export class PartitionMachine implements StateMachine {
   private store: MessageStore | null = null;
   /** Lock -> newest fencing token seen, least recently raised first. */
   private readonly fencing = new Map<string, number>();
+  /** The last snapshot's store sync, until the runner takes it (persistSnapshot). */
+  private checkpointing: { readonly ready: Promise<void>; readonly store: MessageStore; readonly cp: QueueStoreCheckpoint } | null = null;
 
   constructor(
     readonly topic: string,
@@ -115,16 +137,47 @@ export class PartitionMachine implements StateMachine {
     const part = this.partition;
     const store = this.store;
     assert(store !== null, 'a partition has a store');
-    this.storage.checkpoint(store);
+    const cp = { firstOffset: part.logStartOffset, nextOffset: part.logEndOffset };
+    this.checkpointing = { ready: this.storage.checkpoint(store), store, cp };
     const state: SnapshotState = { partition: part.toSnapshot(), fencing: [...this.fencing] };
     const messages: ReturnType<typeof schema.QueueStoredMessage.create>[] = [];
-    for (let o = part.logStartOffset as number; o < part.logEndOffset; o++) {
-      const m = store.read(offset(o));
-      messages.push({ offset: o, timestampMs: m.timestampMs, message: toWireMessage(m), onlyGroup: m.onlyGroup ?? '' });
+    if (this.storage.snapshotsCarryBodies) {
+      for (let o = part.logStartOffset as number; o < part.logEndOffset; o++) {
+        const m = store.read(offset(o));
+        messages.push({ offset: o, timestampMs: m.timestampMs, message: toWireMessage(m), onlyGroup: m.onlyGroup ?? '' });
+      }
     }
     return schema.QueuePartitionSnapshotData.encode({
-      state: new TextEncoder().encode(JSON.stringify(state)), firstOffset: part.logStartOffset, nextOffset: part.logEndOffset, messages,
+      state: new TextEncoder().encode(JSON.stringify(state)), firstOffset: cp.firstOffset, nextOffset: cp.nextOffset, messages,
+      bodiesInStore: !this.storage.snapshotsCarryBodies,
     }).finish();
+  }
+
+  /** The snapshot just taken may be saved once the store's sync resolves; after it is saved, files below its front may go. */
+  persistSnapshot(): { ready: Promise<void>; saved(): void } {
+    const c = this.checkpointing;
+    assert(c !== null, 'persistSnapshot follows snapshot');
+    this.checkpointing = null;
+    return { ready: c.ready, saved: () => this.storage.checkpointDurable(c.store, c.cp) };
+  }
+
+  /**
+   * A snapshot from `from` is about to be installed (GroupRunner.step). One whose bodies
+   * are in the sender's store is held back until this node's incoming store holds its
+   * whole range, synced: the listener streams them in (catchup.ts) and calls `retry`.
+   * Raft never hears of the snapshot before, so this replica neither acks nor applies past
+   * what its store holds, and a crash meanwhile leaves it at its previous snapshot.
+   */
+  admitSnapshot(snapshot: Snapshot, from: NodeId, retry: () => void): boolean {
+    const range = snapshotRange(snapshot.data);
+    if (!range.bodiesInStore || range.firstOffset === range.nextOffset) return true;
+    return this.listener.admitSnapshot?.(this, range, from, retry) ?? false;
+  }
+
+  /** Records from `from` for a replica catching up (null: this node has no file holding `from`). */
+  exportChunk(from: number, upTo: number): QueueStoreChunk | null {
+    if (this.store === null) return null;
+    return this.storage.exportChunk(this.store, offset(from), offset(upTo));
   }
 
   restore(data: Uint8Array): void {
@@ -132,18 +185,29 @@ export class PartitionMachine implements StateMachine {
     const state = JSON.parse(new TextDecoder().decode(snap.state)) as SnapshotState;
     const cp = { firstOffset: offset(Number(snap.firstOffset)), nextOffset: offset(Number(snap.nextOffset)) };
     assert(state.partition.logStart === cp.firstOffset && state.partition.logEnd === cp.nextOffset, 'the snapshot\'s bodies are its partition\'s range');
+    const atStartUp = this.store === null;
+    if (this.store !== null) this.storage.release(this.store);
+    this.store = null;
     let store: MessageStore | null = null;
-    if (this.store === null) {
-      store = this.storage.reopen(cp);
+    if (snap.bodiesInStore) {
+      // At start-up: the store this node kept (or streamed in: a crash before the switch). At
+      // run time: admitSnapshot() held the snapshot back until the incoming store held its range.
+      store = atStartUp ? this.storage.reopen(cp) : this.storage.adoptIncoming(cp);
+      if (store === null && cp.firstOffset === cp.nextOffset) store = this.storage.create(cp.firstOffset);
+      if (store === null) {
+        throw new Error(`queue partition ${this.topic}/${this.index}: no message store on this node holds its snapshot's range [${cp.firstOffset}, ${cp.nextOffset})`);
+      }
     } else {
-      this.storage.release(this.store);
-    }
-    if (store === null) {
-      store = this.storage.create(cp.firstOffset);
-      for (const m of snap.messages) {
-        const only = m.onlyGroup ?? '';
-        const msg = fromWireMessage(m.message ?? {});
-        store.append(offset(Number(m.offset)), m.timestampMs ?? 0, only === '' ? msg : { ...msg, onlyGroup: only as never });
+      // Bodies in the snapshot (memory stores, or a snapshot an older node took): kept store, else rebuilt from them.
+      if (atStartUp) store = this.storage.reopen(cp);
+      if (store === null) {
+        assert(snap.messages.length === cp.nextOffset - cp.firstOffset, 'the snapshot carries every body of its range');
+        store = this.storage.create(cp.firstOffset);
+        for (const m of snap.messages) {
+          const only = m.onlyGroup ?? '';
+          const msg = fromWireMessage(m.message ?? {});
+          store.append(offset(Number(m.offset)), m.timestampMs ?? 0, only === '' ? msg : { ...msg, onlyGroup: only as never });
+        }
       }
     }
     this.store = store;

@@ -79,6 +79,7 @@ import { decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCom
   toWireMessage } from './codec.js';
 import { type CommandOutcome, PartitionMachine, type PartitionListener } from './partition.js';
 import type { PartitionStorageFactory } from './storage.js';
+import { answerPull, type CatchUpCounts, PartitionCatchUp } from './catchup.js';
 
 /** Group 0's topic sub-machine: the table, and a listener told after every change. */
 export class TopicsMachine implements SubMachine {
@@ -120,6 +121,8 @@ export interface QueueServiceOptions {
   readonly topicDefaults?: { readonly replicas: number; readonly retentionMs: number };
   /** A deliberate bug for a checker's canary (server/node/canary.ts, test/sim/queues-canary.test.ts); never set otherwise. */
   readonly canary?: QueueCanary;
+  /** A partition's incoming store failed on disk (catchup.ts): stop the node (default: only logged). */
+  readonly fatal?: (message: string) => void;
   /** QUEUE_NODE_DOWN_MS: a voter group 0's leader has not heard from this long gets its partition replicas rebuilt on spare nodes. */
   readonly nodeDownMs?: number;
 }
@@ -172,6 +175,8 @@ interface Hosted {
   readonly group: GroupId;
   readonly machine: PartitionMachine;
   readonly runner: GroupRunner;
+  /** Streams in the bodies of a snapshot this replica is about to install (catchup.ts). */
+  readonly catchUp: PartitionCatchUp;
   isLeader: boolean;
   readonly pending: Pending[];
   pendingBytes: number;
@@ -227,6 +232,8 @@ export class QueueService implements Service {
   private readonly droppedHere = new Set<GroupId>();
   /** dsync_queue_partition_moves_total: moves this node proposed as group 0's leader, membership steps it took as a partition leader, settles it proposed. */
   readonly moveCounts = { planned: 0, steps: 0, settled: 0 };
+  /** Streamed catch-ups: snapshots installed after streaming their bodies in, chunks and bytes in and out. */
+  readonly catchUpCounts: CatchUpCounts = { admitted: 0, chunksIn: 0, bytesIn: 0, chunksOut: 0, bytesOut: 0 };
 
   constructor(private readonly opts: QueueServiceOptions) {
     this.topics = new TopicsMachine(opts.hash, opts.voters);
@@ -262,6 +269,29 @@ export class QueueService implements Service {
     this.dutyTimers.push(ctx.scheduler.every(queuePreferredLeaderCheckMs, () => this.preferLeaders()));
     this.dutyTimers.push(ctx.scheduler.every(queueRetentionCheckMs, () => this.enforceRetention()));
     this.dutyTimers.push(ctx.scheduler.every(queueRebalanceCheckMs, () => this.rebalance()));
+    // Streamed catch-up (catchup.ts): pulls served from this node's segment files, chunks imported by the replica installing.
+    ctx.peers.handle(Opcode.QueueCatchUpPull, (from, payload) => {
+      let pull: ReturnType<typeof schema.QueueCatchUpPull.decode>;
+      try {
+        pull = schema.QueueCatchUpPull.decode(payload);
+      } catch {
+        return null;
+      }
+      const h = this.hosted.get(groupId(Number(pull.group)));
+      answerPull(pull, h === undefined || h.stopped ? null : (at, upTo) => h.machine.exportChunk(at, upTo),
+        (chunk) => ctx.peers.send(from, Opcode.QueueCatchUpChunk, schema.QueueCatchUpChunk.encode(chunk).finish()), this.catchUpCounts);
+      return null;
+    });
+    ctx.peers.handle(Opcode.QueueCatchUpChunk, (_from, payload) => {
+      let chunk: ReturnType<typeof schema.QueueCatchUpChunk.decode>;
+      try {
+        chunk = schema.QueueCatchUpChunk.decode(payload);
+      } catch {
+        return null;
+      }
+      this.hosted.get(groupId(Number(chunk.group)))?.catchUp.chunk(chunk);
+      return null;
+    });
     ctx.peers.handle(Opcode.QueueMoveDone, (from, payload) => {
       let done: ReturnType<typeof schema.QueueMoveDone.decode>;
       try {
@@ -483,17 +513,22 @@ export class QueueService implements Service {
   private host(group: GroupId, topic: TopicRecord, index: number): void {
     // The runner calls the listener only on later turns (apply, leadership), after `hosted` is set.
     let hosted: Hosted | null = null;
+    const storage = this.opts.storage(group);
+    const catchUp = new PartitionCatchUp({ group, storage, clock: this.context.clock, scheduler: this.context.scheduler, log: this.node.log,
+      sendPull: (to, pull) => this.context.peers.send(to, Opcode.QueueCatchUpPull, schema.QueueCatchUpPull.encode(pull).finish()),
+      fatal: (message) => this.opts.fatal?.(message) }, this.catchUpCounts);
     const listener: PartitionListener = {
       applied: (_m, _entry, commands, outcomes) => { if (hosted !== null) this.applied(hosted, commands, outcomes); },
       leaderChanged: (_m, isLeader) => { if (hosted !== null) this.leaderChanged(hosted, isLeader); },
+      admitSnapshot: (_m, range, from, retry) => catchUp.admit(range, from, retry),
     };
     const canary = this.opts.canary;
-    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), this.opts.storage(group), listener,
+    const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), storage, listener,
       canary === undefined || canary === 'ack-before-majority' ? {} : { canary });
     const replicas = topic.placement[index] ?? [];
     // Every host bootstraps with the group's first configuration: a new replica replaying the log from index 1 then derives the others'.
     const runner = this.context.groups.ensure(group, machine, { voters: [...(topic.origin[index] ?? replicas)].sort(), learners: [] });
-    hosted = { topic, index, group, machine, runner, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, entriesInFlight: 0, flushAfterEntry: false, parked: new Set(),
+    hosted = { topic, index, group, machine, runner, catchUp, isLeader: false, pending: [], pendingBytes: 0, flushScheduled: false, entriesInFlight: 0, flushAfterEntry: false, parked: new Set(),
       wakeScheduled: false, deadlineTimer: null, deadlineAtMs: Infinity, expiring: false, retaining: false, outboxSending: false, outboxEpoch: 0,
       predictedEnd: 0, links: new Map(), moveStepping: false, stopped: false };
     this.hosted.set(group, hosted);
@@ -508,6 +543,7 @@ export class QueueService implements Service {
       this.context.groups.drop(h.group);
       this.node.log.info('dropped queue partition', { topic: h.topic.name, partition: h.index, group: h.group });
     }
+    h.catchUp.stop();
     h.machine.close(destroy);
   }
 
@@ -1180,6 +1216,12 @@ export class QueueService implements Service {
     m.counterFrom('dsync_queue_partition_moves_total', 'Partition moves: planned (proposed by this node as group 0\'s leader), step (membership changes '
       + 'this node proposed as a partition\'s leader: learner, promotion, removal), settled (moves whose end this node proposed as group 0\'s leader)',
     ['event'], () => [[{ event: 'planned' }, this.moveCounts.planned], [{ event: 'step' }, this.moveCounts.steps], [{ event: 'settled' }, this.moveCounts.settled]]);
+    m.counterFrom('dsync_queue_catchup_total', 'Streamed catch-up of partition snapshots\' bodies: snapshots installed after streaming in (installed), '
+      + 'record chunks received and sent (chunks_in, chunks_out) and their bytes (bytes_in, bytes_out)', ['event'], () => {
+      const c = this.catchUpCounts;
+      return [[{ event: 'installed' }, c.admitted], [{ event: 'chunks_in' }, c.chunksIn], [{ event: 'bytes_in' }, c.bytesIn],
+        [{ event: 'chunks_out' }, c.chunksOut], [{ event: 'bytes_out' }, c.bytesOut]];
+    });
     m.counterFrom('dsync_queue_dead_letters_dropped_total', 'Dead letters this node dropped after the dead-letter topic refused them for good (it was deleted, or the message no longer fits)',
       [], () => [[{}, this.deadLettersNotForwarded]]);
     m.counterFrom('dsync_queue_messages_total', 'Message events applied by partitions this node led: published, delivered, redelivered, acked, nacked, '
