@@ -313,13 +313,19 @@ export class GroupRunner {
 
   step(received: Message): void {
     if (this.stopped) return;
-    let message = received;
-    // A replica whose log is shorter than the leader believes it matched (its data dir was
-    // wiped, or a snapshot is held back while its bodies stream in: admitSnapshot) hears
-    // heartbeats committing past its log; it commits only what it holds (the core asserts it).
+    const message = received;
+    // A leader's heartbeat commits at most what this replica acknowledged (min(match, commit)),
+    // so a commit past its log means the log it acknowledged is gone: its data directory was
+    // wiped or lost. Raft cannot make that safe (its votes and acks are forgotten); stop and say so.
     if (message.type === MessageType.Heartbeat && message.commit > this.appliedIndex) {
       const last = this.raft.status().lastIndex;
-      if (message.commit > last) message = { ...message, commit: last };
+      if (message.commit > last) {
+        this.host.fatal(`group ${this.group}: leader ${message.from} commits up to ${message.commit}, which this replica acknowledged, `
+          + `but its log ends at ${last}: its data directory was wiped or lost. A node that lost its data must rejoin under a new id `
+          + '(dsync cluster remove OLD_ID, then dsync node --join with a new id)');
+        this.stop('the replica lost its log');
+        return;
+      }
     }
     const snap = message.type === MessageType.Snap ? message.snapshot : null;
     if (snap !== null && this.sm.admitSnapshot !== undefined && snap.meta.index > this.raft.status().commit

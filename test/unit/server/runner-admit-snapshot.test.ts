@@ -1,9 +1,9 @@
 // GroupRunner and a state machine that holds a leader's snapshot back (a queue partition
 // streaming its bodies in, services/queues/catchup.ts): the held snapshot reaches Raft
-// only when admitted, and meanwhile the replica's log stays as it was while the leader's
-// heartbeats commit past it. Before the runner clamped a heartbeat's commit to the log,
-// such a heartbeat ("commit 3532 beyond last index 0", met by bench:backlog) threw the
-// core's assert out of step() and stopped the node.
+// only when admitted, and meanwhile the replica's log stays as it was. A heartbeat that
+// commits past the log (the replica's data directory was wiped: bench:backlog met "commit
+// 3532 beyond last index 0" as the core's assert thrown out of step()) stops the node
+// with a message naming the cause.
 
 import t from 'tap';
 import { groupId, logIndex, nodeId, term } from '../../../core/ids.js';
@@ -18,7 +18,18 @@ const message = (type: MessageType, extra: Partial<Message>): Message => ({
   rejectHint: logIndex(0), rejectHintTerm: term(0), snapshot: null, context: new Uint8Array(0), ...extra,
 });
 
-t.test('a held snapshot reaches Raft only when admitted; heartbeats meanwhile commit only what the log holds', async (t) => {
+t.test('a heartbeat committing past the log stops the node, naming a lost data directory', (t) => {
+  const h = testHost({ id: 'n2' });
+  const g = h.host.ensure(groupId(256), { apply: () => undefined, snapshot: () => new Uint8Array(0), restore: () => {} },
+    { voters: [n1, n2], learners: [] });
+  t.doesNotThrow(() => g.step(message(MessageType.Heartbeat, { commit: logIndex(3532) })), 'no assert thrown out of step()');
+  t.equal(h.fatals.length, 1, 'the node stops');
+  t.match(h.fatals[0], /commits up to 3532.*log ends at 0.*wiped or lost.*new id/, 'naming the cause and the way back');
+  t.equal(Number(g.raft.status().commit), 0, 'committed nothing');
+  t.end();
+});
+
+t.test('a held snapshot reaches Raft only when admitted', async (t) => {
   const h = testHost({ id: 'n2' });
   let admit = false;
   const asked: number[] = [];
@@ -38,10 +49,6 @@ t.test('a held snapshot reaches Raft only when admitted; heartbeats meanwhile co
   const g = h.host.ensure(groupId(256), sm, { voters: [n1, n2], learners: [] });
   const snapshot: Snapshot = { meta: { index: logIndex(3532), term: term(2), conf: { voters: [n1, n2], learners: [] } }, data: new Uint8Array([7]) };
 
-  t.doesNotThrow(() => g.step(message(MessageType.Heartbeat, { commit: logIndex(3532) })), 'a heartbeat committing past the empty log');
-  h.scheduler.drain();
-  t.equal(Number(g.raft.status().commit), 0, 'commits nothing it does not hold');
-
   g.step(message(MessageType.Snap, { snapshot }));
   h.scheduler.drain();
   await Promise.resolve();
@@ -49,8 +56,8 @@ t.test('a held snapshot reaches Raft only when admitted; heartbeats meanwhile co
   t.same(asked, [3532], 'the machine was asked');
   t.equal(Number(g.raft.status().lastIndex), 0, 'held back: Raft never saw it');
   t.same(restored, [], 'nothing restored');
-  t.doesNotThrow(() => g.step(message(MessageType.Heartbeat, { commit: logIndex(3532) })), 'heartbeats while it is held');
-  t.same(h.fatals, []);
+  g.step(message(MessageType.Heartbeat, { commit: logIndex(0) }));
+  t.same(h.fatals, [], 'heartbeats while it is held (committing what it acknowledged) are fine');
 
   admit = true;
   t.ok(retry !== null, 'the machine got a retry');
