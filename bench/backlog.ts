@@ -23,13 +23,13 @@
 // BACKLOG_PORT_BASE (0: free ports; else 9 ports from it), BACKLOG_DATA_ROOT (a temp dir
 // under the OS temp dir; removed at the end), SEED.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, DsyncError } from '../client/index.js';
 import { TestCluster, type TestNode } from '../test/integration/helpers/cluster.js';
-import { createCleanup, envInt, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, prng, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
 
 const messages = envInt('BACKLOG_MESSAGES', 1_000_000, 1, 100_000_000);
 const valueBytes = envInt('BACKLOG_BYTES', 256, 1, 1 << 20);
@@ -46,16 +46,6 @@ const requestTimeoutMs = 30_000;
 const catchUpTimeoutMs = 30 * 60_000;
 
 const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'backlog.json');
-
-function rssMb(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m === null || m[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 function duBytes(dir: string): number {
   let total = 0;

@@ -225,8 +225,10 @@ export class QueueStore implements MessageStore {
   private next: number;
   private total = 0;
   private lastTimestampMs = 0;
-  private readonly writeBuf = new Uint8Array(queueStoreWriteBufferBytes);
-  private readonly writeView = new DataView(this.writeBuf.buffer);
+  // Allocated at the first append (prepare): a node hosts hundreds of partitions, and the
+  // many that never take a message (most dead-letter partitions) need not hold 64 KiB each.
+  private writeBuf = new Uint8Array(0);
+  private writeView = new DataView(this.writeBuf.buffer);
   /** Bytes at the end of the active segment still in writeBuf. */
   private buffered = 0;
   private readonly cache: CacheBlock[] = [];
@@ -614,6 +616,10 @@ export class QueueStore implements MessageStore {
       || (seg.count > 0 && timestampMs - seg.baseTimestampMs > u32Max);
     if (roll) seg = this.roll();
     assert(seg !== undefined, 'an active segment');
+    if (this.writeBuf.length === 0) {
+      this.writeBuf = new Uint8Array(queueStoreWriteBufferBytes);
+      this.writeView = new DataView(this.writeBuf.buffer);
+    }
     if (this.buffered + recordBytes > this.writeBuf.length) this.flush();
     return seg;
   }
