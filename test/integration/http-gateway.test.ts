@@ -154,7 +154,13 @@ t.test('HTTP gateway on a live 3-node cluster', async (t) => {
     t.equal((st['members'] as unknown[]).length, 3, 'three members');
     const members = await ok(lead, 'GET', '/v1/cluster/members');
     t.equal(members['leaderId'], leader!.spec.id);
-    const nl = await call(portOf(follower), 'GET', '/v1/cluster/members');
+    // Right after an election a follower may not have heard the new leader yet: it answers
+    // UNAVAILABLE ("no leader is known right now; retry shortly") until it has, as a client would see.
+    let nl = await call(portOf(follower), 'GET', '/v1/cluster/members');
+    for (let tries = 0; tries < 50 && nl.status === 503 && err(nl).code === 'UNAVAILABLE'; tries++) {
+      await sleep(100);
+      nl = await call(portOf(follower), 'GET', '/v1/cluster/members');
+    }
     t.equal(nl.status, 503, 'a follower answers 503');
     t.equal(err(nl).code, 'NOT_LEADER');
     t.equal(err(nl).leaderId, leader!.spec.id, 'naming the leader');
