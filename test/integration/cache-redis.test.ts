@@ -18,7 +18,7 @@ import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { routerOf } from '../../client/client.js';
 import { decodeRecord } from '../../server/services/cache/backing.js';
-import { cachePorts, startCacheCluster } from './cache-helpers.js';
+import { cacheRingFormed, cachePorts, startCacheCluster } from './cache-helpers.js';
 import { sleep, tempDir } from './helpers/cluster.js';
 
 /** Whether something accepts TCP connections on the port. */
@@ -72,7 +72,7 @@ t.test('write-through values land in Redis and a restarted cluster reads them ba
   const url = `redis://127.0.0.1:${port}`;
   const dataRoot = tempDir(t, 'dsync-cache-redis-');
 
-  let nodes = await startCacheCluster(t, ['--cache-backing', url], dataRoot);
+  const nodes = await startCacheCluster(t, ['--cache-backing', url], dataRoot);
   let clients = await Promise.all(nodes.map((n) => Client.connect({ seeds: [n.address], requestTimeoutMs: 8_000 })));
   const values = new Map<string, string>();
   for (let i = 0; i < 20; i++) {
@@ -92,8 +92,11 @@ t.test('write-through values land in Redis and a restarted cluster reads them ba
   await Promise.all(clients.map((c) => c.close()));
   await Promise.all(nodes.map((n) => n.stop()));
 
-  // A restart of the whole cluster: every home starts empty and reads memory from Redis.
-  nodes = await startCacheCluster(t, ['--cache-backing', url]);
+  // A restart of the whole cluster (same nodes, ports and data dirs): every home starts empty
+  // and reads memory from Redis. Group 0 keeps the ring generation, so the restarted homes pass
+  // the Redis fence; a brand-new cluster on this Redis would be refused (the fence's known limit).
+  await Promise.all(nodes.map((n) => n.start()));
+  await cacheRingFormed(nodes);
   clients = await Promise.all(nodes.map((n) => Client.connect({ seeds: [n.address], requestTimeoutMs: 8_000 })));
   t.teardown(() => Promise.all(clients.map((c) => c.close())).then(() => undefined));
   for (const [key, value] of values) {
