@@ -5,8 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { DsyncError } from '../protocol/errors.js';
 import { ConfigError } from '../server/node/config.js';
-import { StartError } from '../server/main.js';
-import { WalCorruptionError } from '../server/storage/wal.js';
+// The error classes come from their own small modules: importing server/main.js here would
+// load the whole node (about a second) for every client command.
+import { StartError } from '../server/node/listen.js';
+import { WalCorruptionError } from '../server/storage/errors.js';
 import { parseArgs, UsageError } from './args.js';
 import { type Command, positionalsAtMost, printable } from './command.js';
 import { cacheCommand } from './commands/cache.js';

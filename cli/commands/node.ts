@@ -2,7 +2,6 @@
 // optional config file (server/node/config.ts validates them).
 
 import { environmentWithEnvFile, loadConfig, type RawSettings, type SettingName, settingSpecs } from '../../server/node/config.js';
-import { startNode, stopOnSignals } from '../../server/main.js';
 import { type Command, positionalsAtMost } from '../command.js';
 import type { NodeListening } from './cluster.js';
 
@@ -41,6 +40,8 @@ Reference: docs/configuration.md`,
       if (v !== undefined) raw[name] = v;
     }
     const config = loadConfig(raw, environmentWithEnvFile(args.flags.get('env-file')).env);
+    // Loaded here, not at the top: every other dsync command would pay for loading the node.
+    const { startNode, stopOnSignals } = await import('../../server/main.js');
     const { node, ports } = await startNode(config);
     const stop = stopOnSignals(node);
     process.stdout.write(`dsync node ${config.nodeId} listening on ${config.host}:${ports.port} (http ${ports.httpPort}, console ${ports.consolePort})\n`);
