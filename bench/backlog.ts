@@ -16,9 +16,12 @@
 //       (as its leader had it before the restart), bytes of records moved
 //       (dsync_queue_catchup_total bytes_in / bytes_out), snapshots installed after
 //       streaming, and the RSS of the receiver and of each sender sampled every 200 ms.
-// Writes JSON to bench/results/backlog.json and prints a summary.
+// BACKLOG_NODES=1 runs one node and replicas 1, and only the fill: what one node's memory
+// does with the whole backlog retained on its disk, at a third of the CPU (the issue's
+// ten-million-message run).
+// Writes JSON to bench/results/backlog.json (backlog-1node.json with one node) and prints a summary.
 //
-// Env: BACKLOG_MESSAGES (1000000), BACKLOG_BYTES (256), BACKLOG_PARTITIONS (6),
+// Env: BACKLOG_NODES (3; or 1), BACKLOG_MESSAGES (1000000), BACKLOG_BYTES (256), BACKLOG_PARTITIONS (6),
 // BACKLOG_CLIENTS (8), BACKLOG_INFLIGHT (128), BACKLOG_SNAPSHOT_ENTRIES (1000),
 // BACKLOG_PORT_BASE (0: free ports; else 9 ports from it), BACKLOG_DATA_ROOT (a temp dir
 // under the OS temp dir; removed at the end), SEED.
@@ -39,13 +42,15 @@ const inflight = envInt('BACKLOG_INFLIGHT', 128, 1, 4096);
 const snapshotEntries = envInt('BACKLOG_SNAPSHOT_ENTRIES', 1000, 100, 10_000_000);
 const portBase = envInt('BACKLOG_PORT_BASE', 0, 0, 65_000);
 const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);
+const nodeCount = envInt('BACKLOG_NODES', 3, 1, 3);
+if (nodeCount === 2) throw new Error('BACKLOG_NODES is 3 (fill and catch-up) or 1 (fill only)');
 const topic = 'backlog';
 /** A publish waiting longer than this fails (and is retried by the fill). */
 const requestTimeoutMs = 30_000;
 /** The catch-up must end within this. */
 const catchUpTimeoutMs = 30 * 60_000;
 
-const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'backlog.json');
+const resultsPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', nodeCount === 1 ? 'backlog-1node.json' : 'backlog.json');
 
 function duBytes(dir: string): number {
   let total = 0;
@@ -91,19 +96,25 @@ async function metricSum(node: TestNode, pattern: RegExp): Promise<number> {
 }
 const catchUp = (event: string): RegExp => new RegExp(`^dsync_queue_catchup_total\\{[^}]*event="${event}"[^}]*\\} (\\d+)`, 'gm');
 
+function writeResult(result: object): void {
+  mkdirSync(dirname(resultsPath), { recursive: true });
+  writeFileSync(resultsPath, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`wrote ${resultsPath}`);
+}
+
 async function main(): Promise<void> {
   const cleanup = createCleanup();
   const dataRoot = mkdtempSync(join(process.env.BACKLOG_DATA_ROOT ?? tmpdir(), 'dsync-bench-backlog-'));
   cleanup.teardown(() => rmSync(dataRoot, { recursive: true, force: true }));
   try {
-    const ports = portBase === 0 ? undefined : Array.from({ length: 9 }, (_, i) => portBase + i);
-    const cluster = await TestCluster.start(cleanup, { dataRoot, extraArgs: ['--snapshot-entries', String(snapshotEntries)], ...(ports === undefined ? {} : { ports }) });
+    const ports = portBase === 0 ? undefined : Array.from({ length: 3 * nodeCount }, (_, i) => portBase + i);
+    const cluster = await TestCluster.start(cleanup, { dataRoot, nodes: nodeCount, extraArgs: ['--snapshot-entries', String(snapshotEntries)], ...(ports === undefined ? {} : { ports }) });
     const control = await Client.connect({ seeds: cluster.seeds, name: 'bench-control', requestTimeoutMs });
     cleanup.teardown(() => control.close());
     let info: Awaited<ReturnType<typeof control.topics.create>> | null = null;
     for (let attempt = 1; info === null; attempt++) {
       try {
-        info = await control.topics.create(topic, { partitions, replicas: 3 });
+        info = await control.topics.create(topic, { partitions, replicas: nodeCount });
       } catch (err) {
         if (attempt >= 50 || !(err instanceof DsyncError)) throw err;
         await sleep(200);
@@ -155,7 +166,15 @@ async function main(): Promise<void> {
     console.log(`fill: ${acked} messages of ${valueBytes} bytes in ${fillSeconds.toFixed(1)} s (${Math.round(acked / fillSeconds)}/s), ${failures} retried; `
       + `RSS max during ${JSON.stringify(rssDuringFill)}, after ${JSON.stringify(rssAfterFill)}, settled ${JSON.stringify(rssSettled)}; disk MB ${JSON.stringify(diskPerNodeMb)}`);
 
-    // (2) catch-up of a wiped replica
+    const fill = { acked, seconds: round(fillSeconds), perSec: Math.round(acked / fillSeconds), retried: failures, rssMbDuring: rssDuringFill, rssMbAfter: rssAfterFill,
+      rssMbSettled: rssSettled, diskMbPerNode: diskPerNodeMb };
+    const settings = { nodes: nodeCount, messages, valueBytes, partitions, clients: clientsCount, inflight, snapshotEntries, seed };
+    if (nodeCount === 1) {
+      writeResult({ date: new Date().toISOString(), loadavg: loadavg().map(round), command: 'BACKLOG_NODES=1 npm run bench:backlog', settings, fill });
+      return;
+    }
+
+    // (2) catch-up of a replica that was down
     const victim = cluster.nodes[cluster.nodes.length - 1] as TestNode;
     const others = cluster.nodes.filter((n) => n !== victim);
     const commits = new Map<number, number>();
@@ -220,17 +239,11 @@ async function main(): Promise<void> {
       + `${(bytesIn / 2 ** 20).toFixed(1)} MiB in ${chunksIn} chunks (senders: ${(bytesOut / 2 ** 20).toFixed(1)} MiB out), ${(bytesIn / 2 ** 20 / catchUpSeconds).toFixed(1)} MiB/s; `
       + `its disk ${victimDiskMb} MB; RSS during ${JSON.stringify(rssDuringCatchUp)}`);
 
-    const result = {
-      date: new Date().toISOString(), loadavg: loadavg().map(round), command: 'npm run bench:backlog',
-      settings: { messages, valueBytes, partitions, clients: clientsCount, inflight, snapshotEntries, seed },
-      fill: { acked, seconds: round(fillSeconds), perSec: Math.round(acked / fillSeconds), retried: failures, rssMbDuring: rssDuringFill, rssMbAfter: rssAfterFill,
-        rssMbSettled: rssSettled, diskMbPerNode: diskPerNodeMb },
+    writeResult({
+      date: new Date().toISOString(), loadavg: loadavg().map(round), command: 'npm run bench:backlog', settings, fill,
       catchUp: { node: victim.spec.id, seconds: round(catchUpSeconds), snapshotsInstalledAfterStreaming: installed, bytesIn, chunksIn, bytesOut,
         mibPerSec: round(bytesIn / 2 ** 20 / catchUpSeconds), diskMb: victimDiskMb, rssMb: rssDuringCatchUp },
-    };
-    mkdirSync(dirname(resultsPath), { recursive: true });
-    writeFileSync(resultsPath, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(`wrote ${resultsPath}`);
+    });
   } finally {
     await runCleanup(cleanup);
   }
