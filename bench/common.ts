@@ -23,13 +23,19 @@ export interface Cleanup {
   teardown(fn: () => void | Promise<void>): void;
 }
 
+/** Cleanups not yet run: what an interrupted benchmark must still tear down (its nodes run in their own process groups). */
+const pendingCleanups = new Set<Cleanup>();
+
 export function createCleanup(): Cleanup {
-  return { fns: [], teardown(fn) { this.fns.push(fn); } };
+  const cleanup: Cleanup = { fns: [], teardown(fn) { this.fns.push(fn); } };
+  pendingCleanups.add(cleanup);
+  return cleanup;
 }
 
 /** Runs the teardown steps last-registered first; a failing step is logged and the rest still run. */
 export async function runCleanup(cleanup: Cleanup): Promise<void> {
-  for (const fn of cleanup.fns.reverse()) {
+  pendingCleanups.delete(cleanup);
+  for (const fn of cleanup.fns.splice(0).reverse()) {
     try {
       await fn();
     } catch (err) {
@@ -59,7 +65,20 @@ export function latencySummaryMs(histogramUs: Histogram): LatencySummaryMs {
 
 /** Runs a benchmark's main and exits: 0 when it resolves, 1 (stack printed) when it rejects. */
 export function runBenchmark(main: () => Promise<void>): void {
-  main().then(() => process.exit(0), (err: unknown) => {
+  let interrupted = false;
+  // Ctrl-C or a kill must not leave the benchmark's nodes (and their data dirs) behind; what
+  // main() does after that (its clients fail as they close) must not exit before the teardown ends.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      interrupted = true;
+      console.error(`${signal}: stopping the benchmark's nodes`);
+      void Promise.all([...pendingCleanups].map((c) => runCleanup(c))).finally(() => process.exit(130));
+    });
+  }
+  main().then(() => {
+    if (!interrupted) process.exit(0);
+  }, (err: unknown) => {
+    if (interrupted) return;
     console.error(err instanceof Error ? err.stack ?? err.message : String(err));
     process.exit(1);
   });
