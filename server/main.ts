@@ -31,6 +31,8 @@ import { registerServices, type Service, serviceContext } from './services/servi
 import { fsyncBucketsNs } from './storage/shared.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
+import { FeatureVersionError, featureVersionFrom, type SnapshotFormats } from './node/version.js';
+import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { queueCanaryOf, type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
 
 export { StartError } from './node/listen.js';
@@ -119,7 +121,12 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
   }
   const ports = await node.start();
   node.log.info('asking the cluster to add this node', { via: config.join });
-  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log, config.security);
+  const featureVersion = node.featureVersion;
+  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf(), featureVersion }, node.log, config.security)
+    .catch((err: unknown) => {
+      if (err instanceof DsyncError && err.code === ErrorCode.BAD_VERSION) throw new FeatureVersionError(null, featureVersion, `the cluster at ${config.join} (${err.message})`);
+      throw err;
+    });
   const conf: ConfState = { voters: [...reply.voters].sort() as NodeId[], learners: [...reply.learners].sort() as NodeId[] };
   if (!conf.learners.includes(config.nodeId) && !conf.voters.includes(config.nodeId)) {
     throw new StartError(`the cluster at ${config.join} answered the join without adding ${config.nodeId}`);
@@ -135,7 +142,13 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
  * damaged log and StartError (one line naming the setting) on anything else that stops
  * it from starting, after undoing what it had started (servers, groups, the WAL writer).
  */
-export async function startNode(config: NodeConfig): Promise<RunningNode> {
+export async function startNode(givenConfig: NodeConfig): Promise<RunningNode> {
+  let config: NodeConfig;
+  try {
+    config = givenConfig.featureVersion === undefined ? { ...givenConfig, featureVersion: featureVersionFrom(process.env) } : givenConfig;
+  } catch (err) {
+    throw new StartError(err instanceof Error ? err.message : String(err));
+  }
   let opened: Awaited<ReturnType<typeof Wal.open>>;
   try {
     opened = await Wal.open(join(config.dataDir, 'wal'));
@@ -150,7 +163,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   } catch (err) {
     await node.abortStart().catch(() => {});
     await wal.close().catch(() => {});
-    if (err instanceof StartError) throw err;
+    if (err instanceof StartError || err instanceof FeatureVersionError) throw err;
     throw new StartError(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
@@ -223,15 +236,18 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   const boot = await bootstrapGroup0(config, node);
   const members = new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints });
   const { h32Raw } = await xxhash();
+  // Snapshots leave this node for its peers: their formats follow the cluster version, not this node's.
+  const snapshotFormats: SnapshotFormats = { formatVersion: () => members.machine.table.clusterVersion, readsUpTo: node.featureVersion };
   const list = [members, ...services(config, {
     hash: (bytes) => h32Raw(bytes),
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
     fatal: (message) => node.fatal(message),
+    snapshotFormats,
     topicDefaults: config.topicDefaults,
     ...(config.queueNodeDownMs === undefined ? {} : { nodeDownMs: config.queueNodeDownMs }),
   }, canaries)];
-  const sm = new Group0StateMachine();
+  const sm = new Group0StateMachine(snapshotFormats);
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);
   node.setLeaderProvider(() => group0.leader);

@@ -6,7 +6,7 @@
 
 import type { Socket } from 'node:net';
 import { connectionWriteQueueBytesMax, peerReconnectBackoffMsMax, peerReconnectBackoffMsMin,
-  protocolVersion } from '../../core/constants.js';
+  featureVersionCurrent, protocolVersion } from '../../core/constants.js';
 import type { NodeId } from '../../core/ids.js';
 import { ErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
@@ -26,7 +26,7 @@ class PeerLink {
   droppedFrames = 0;
 
   constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
-    private readonly security: NodeSecurity,
+    private readonly security: NodeSecurity, private readonly featureVersion: number,
     private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void) {}
 
   /** Bytes handed to this link and not yet written to the socket's kernel buffer. */
@@ -64,7 +64,7 @@ class PeerLink {
     if (this.stopped) return;
     const socket = dialNode(this.peer.host, this.peer.port, this.security, this.peer.id, () => {
       writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_PEER,
-        protocolVersion, name: this.selfId, advertise: this.advertise, credentials: this.security.auth?.peerToken ?? '' }).finish());
+        protocolVersion, name: this.selfId, advertise: this.advertise, credentials: this.security.auth?.peerToken ?? '', featureVersion: this.featureVersion }).finish());
     });
     this.socket = socket;
     socket.setNoDelay(true);
@@ -129,7 +129,8 @@ export class PeerLinks {
   onRemoved: (by: NodeId, message: string) => void = () => {};
 
   constructor(peers: readonly PeerAddress[], private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
-    private readonly onUp: (peer: NodeId) => void = () => {}, private readonly security: NodeSecurity = openSecurity) {
+    private readonly onUp: (peer: NodeId) => void = () => {}, private readonly security: NodeSecurity = openSecurity,
+    private readonly featureVersion: number = featureVersionCurrent) {
     for (const peer of peers) this.links.set(peer.id, this.newLink(peer));
   }
 
@@ -184,6 +185,6 @@ export class PeerLinks {
   }
 
   private newLink(peer: PeerAddress): PeerLink {
-    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.onUp, (by, message) => this.onRemoved(by, message));
+    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.featureVersion, this.onUp, (by, message) => this.onRemoved(by, message));
   }
 }
