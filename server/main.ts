@@ -124,7 +124,7 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
   const featureVersion = node.featureVersion;
   const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf(), featureVersion }, node.log, config.security)
     .catch((err: unknown) => {
-      if (err instanceof DsyncError && err.code === ErrorCode.BAD_VERSION) throw new FeatureVersionError(null, featureVersion, `the cluster at ${config.join} (${err.message})`);
+      if (err instanceof DsyncError && err.code === ErrorCode.FEATURE_VERSION) throw new FeatureVersionError(null, featureVersion, `the cluster at ${config.join} (${err.message})`);
       throw err;
     });
   const conf: ConfState = { voters: [...reply.voters].sort() as NodeId[], learners: [...reply.learners].sort() as NodeId[] };
@@ -198,6 +198,8 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
   m.counterFrom('dsync_raft_snapshot_transfers_total', 'Snapshot messages too large for one peer batch, sent in chunks (sent), reassembled and stepped (received), or abandoned half-way (discarded: Raft sends them again)',
     ['outcome'], () => [[{ outcome: 'sent' }, host.snapshotTransfers.sent], [{ outcome: 'received' }, host.snapshotTransfers.received],
       [{ outcome: 'discarded' }, host.snapshotTransfers.discarded]]);
+  m.counterFrom('dsync_raft_snapshots_installed_total', 'Snapshots a leader sent that this replica installed (it was behind the leader\'s compaction)', ['group'],
+    per((g) => g.counts.snapshotsInstalled));
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 

@@ -411,7 +411,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       // Snapshots in the cluster's formats would reach it, which it cannot read.
       this.log.warn('refusing a peer link from a member that speaks a feature version below the cluster version',
         { name: conn.name, from: conn.remoteAddress, speaks: conn.featureVersion, clusterVersion: floor });
-      return new DsyncError(ErrorCode.BAD_VERSION, `node ${conn.name} speaks feature version ${conn.featureVersion}; this cluster requires ${floor} (upgrade it)`);
+      return new DsyncError(ErrorCode.FEATURE_VERSION, `node ${conn.name} speaks feature version ${conn.featureVersion}; this cluster requires ${floor} (upgrade it)`);
     }
     if (conn.advertise !== '') this.advertisedAddresses.set(conn.name, conn.advertise);
     this.peerFeatureVersions.set(conn.name, conn.featureVersion);

@@ -27,7 +27,8 @@ class PeerLink {
 
   constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
     private readonly security: NodeSecurity, private readonly featureVersion: number,
-    private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void) {}
+    private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void,
+    private readonly onFeatureVersionRefused: (by: NodeId, message: string) => void) {}
 
   /** Bytes handed to this link and not yet written to the socket's kernel buffer. */
   get queuedBytes(): number {
@@ -83,6 +84,7 @@ class PeerLink {
             // an undecodable error frame says nothing we can act on
           }
           if (code === ErrorCode.MEMBER_REMOVED) this.onRemoved(this.peer.id, message);
+          else if (code === ErrorCode.FEATURE_VERSION) this.onFeatureVersionRefused(this.peer.id, message);
           else this.log.warn('peer refused the link', { peer: this.peer.id, code, message });
           return;
         }
@@ -127,6 +129,8 @@ export class PeerLinks {
   private stopped = false;
   /** Told once per peer answer that this node was removed from the cluster. */
   onRemoved: (by: NodeId, message: string) => void = () => {};
+  /** Told when a peer refuses this node's link because the cluster requires a newer feature version. */
+  onFeatureVersionRefused: (by: NodeId, message: string) => void = () => {};
 
   constructor(peers: readonly PeerAddress[], private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
     private readonly onUp: (peer: NodeId) => void = () => {}, private readonly security: NodeSecurity = openSecurity,
@@ -185,6 +189,7 @@ export class PeerLinks {
   }
 
   private newLink(peer: PeerAddress): PeerLink {
-    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.featureVersion, this.onUp, (by, message) => this.onRemoved(by, message));
+    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.featureVersion, this.onUp, (by, message) => this.onRemoved(by, message),
+      (by, message) => this.onFeatureVersionRefused(by, message));
   }
 }

@@ -137,6 +137,8 @@ export class MembersService implements Service {
     this.runner = ctx.groups.group0;
     this.ctx = ctx;
     this.machine.onChange = (change) => this.changed(change);
+    // Group 0's snapshot was restored before this listener was set.
+    if (!this.clusterVersionSpoken()) return;
     this.node.setMembersProvider(() => this.views());
     this.node.setPeerFeatureVersionFloor(() => this.machine.table.clusterVersion);
     this.node.setClusterProvider(() => ({ clusterId: this.machine.table.clusterId, clusterVersion: this.machine.table.clusterVersion }));
@@ -145,6 +147,13 @@ export class MembersService implements Service {
       return this.machine.table.get(id) !== undefined || this.hints.has(id) ? 'member' : 'unknown';
     });
     this.node.peers.onRemoved = (by, message) => this.retire(`${by} says: ${message}`);
+    // A member whose group 0 state has a cluster version above ours refuses our links; ours may lag (a quiesced leader sends nothing).
+    this.node.peers.onFeatureVersionRefused = (by, message) => {
+      if (this.versionRefused) return;
+      this.versionRefused = true;
+      this.node.fatal('a member refused this node\'s feature version', new FeatureVersionError(null, this.node.featureVersion, `the cluster (${by} says: ${message})`),
+        featureVersionExitCode);
+    };
     ctx.handle(Opcode.MemberJoin, (rc, payload) => this.join(rc, payload), 'admin');
     ctx.handle(Opcode.MemberRemove, (rc, payload) => this.remove(rc, payload), 'admin');
     ctx.handle(Opcode.MemberList, (rc) => {
@@ -215,16 +224,23 @@ export class MembersService implements Service {
 
   // ---- reacting to the replicated table ----
 
-  private changed(change: MembersChange | null): void {
+  /**
+   * Stops the node when the log (or a snapshot) says every member spoke a version this node
+   * does not: it may not read what they write. False when it did.
+   */
+  private clusterVersionSpoken(): boolean {
     const required = this.machine.table.clusterVersion;
-    if (required > this.node.featureVersion) {
-      // The log (or a snapshot) says every member spoke more than this node does: it may not read what they write.
-      if (this.versionRefused) return;
+    if (required <= this.node.featureVersion) return true;
+    if (!this.versionRefused) {
       this.versionRefused = true;
       this.node.fatal('the cluster requires a newer feature version', new FeatureVersionError(required, this.node.featureVersion, 'this cluster'),
         featureVersionExitCode);
-      return;
     }
+    return false;
+  }
+
+  private changed(change: MembersChange | null): void {
+    if (!this.clusterVersionSpoken()) return;
     if (change?.kind === 'versioned' || change?.kind === 'identified') {
       this.node.log.info('group 0 membership changed', { change: change.kind, member: change.id, clusterVersion: this.machine.table.clusterVersion,
         clusterId: this.machine.table.clusterId });
@@ -337,7 +353,7 @@ export class MembersService implements Service {
     }
     const spoken = spokenFeatureVersion(req.featureVersion);
     if (spoken < table.clusterVersion) {
-      throw new DsyncError(ErrorCode.BAD_VERSION, `node ${id} speaks feature version ${spoken}; this cluster requires ${table.clusterVersion} (upgrade it before it joins)`);
+      throw new DsyncError(ErrorCode.FEATURE_VERSION, `node ${id} speaks feature version ${spoken}; this cluster requires ${table.clusterVersion} (upgrade it before it joins)`);
     }
     if (table.size >= membersMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `group 0 already has ${table.size} members (at most ${membersMax})`);
     const context = schema.MemberAddress.encode({ address: req.address, peerAddress: req.peerAddress }).finish();
