@@ -47,17 +47,17 @@ export interface RunningNode {
 }
 
 /** The services every node runs after the members service, in start order. */
-function services(config: NodeConfig, queues: QueueServiceOptions, canaries: ReadonlySet<ServerCanary>): Service[] {
+function services(config: NodeConfig, queues: QueueServiceOptions, canaries: ReadonlySet<ServerCanary>, clusterId: () => string): Service[] {
   return [new JournalService(), new LockService(),
     new QueueService(((c) => (c === undefined ? queues : { ...queues, canary: c }))(queueCanaryOf(canaries))),
-    cacheService(config, canaries.has('cache-skip-invalidation'))];
+    cacheService(config, canaries.has('cache-skip-invalidation'), clusterId)];
 }
 
 /** The cache service with this node's cache settings: in-process memory or Redis behind its homes. */
-function cacheService(config: NodeConfig, skipInvalidationCanary: boolean): CacheService {
+function cacheService(config: NodeConfig, skipInvalidationCanary: boolean, clusterId: () => string): CacheService {
   const c = config.cache ?? cacheSettingsDefault;
   const cfg = { ...cacheConfigDefault, protocol: c.protocol, writePolicy: c.writePolicy, leaseMs: c.leaseMs, retryMs: Math.min(cacheConfigDefault.retryMs, Math.floor(c.leaseMs / 4)) };
-  const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs());
+  const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs(), { clusterId });
   // Wall-clock seconds x 1024 (room for 1024 ring changes a second; wraps after 48 days): a restarted node speaks with a larger incarnation than before.
   return new CacheService({ cfg, backing, lineEntriesMax: c.capacity, incarnationBase: (Math.floor(Date.now() / 1000) % 0x40_0000) * 1024,
     ringTiming: { nodeDownMs: c.nodeDownMs, nodeUpMs: Math.max(1, Math.floor(c.nodeDownMs / 2)) },
@@ -248,7 +248,7 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     snapshotFormats,
     topicDefaults: config.topicDefaults,
     ...(config.queueNodeDownMs === undefined ? {} : { nodeDownMs: config.queueNodeDownMs }),
-  }, canaries)];
+  }, canaries, () => members.machine.table.clusterId)];
   const sm = new Group0StateMachine(snapshotFormats);
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);
