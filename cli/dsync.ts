@@ -9,6 +9,7 @@ import { ConfigError } from '../server/node/config.js';
 // load the whole node (about a second) for every client command.
 import { StartError } from '../server/node/listen.js';
 import { WalCorruptionError } from '../server/storage/errors.js';
+import { FeatureVersionError, featureVersionExitCode } from '../server/node/version.js';
 import { parseArgs, UsageError } from './args.js';
 import { type Command, positionalsAtMost, printable } from './command.js';
 import { cacheCommand } from './commands/cache.js';
@@ -115,6 +116,10 @@ async function main(argv: readonly string[]): Promise<number> {
     if (err instanceof StartError) {
       printError(name, json, 'START', err.message, false);
       return 1;
+    }
+    if (err instanceof FeatureVersionError) {
+      printError(name, json, 'FEATURE_VERSION', `refusing to start: ${err.message}`, false);
+      return featureVersionExitCode;
     }
     if (err instanceof WalCorruptionError) {
       printError(name, json, 'WAL_CORRUPTION', `refusing to start: ${err.message}`, false);

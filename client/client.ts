@@ -96,6 +96,10 @@ export interface NodeStatus {
   readonly leaderAddress: string;
   readonly uptimeMs: number;
   readonly groups: readonly GroupStatus[];
+  /** Group 0's cluster id ('' until its first leader chose one, or from an older node). */
+  readonly clusterId: string;
+  /** The feature version every member speaks (0 from an older node). */
+  readonly clusterVersion: number;
 }
 
 /** The Router under a Client: for tests and tools inside this repository, not part of the public API. */
@@ -198,6 +202,8 @@ export class Client {
       groups: s.groups.map((g) => ({ group: g.group ?? 0, role: g.role ?? '', leaderId: g.leaderId ?? '', term: Number(g.term ?? 0),
         commit: Number(g.commit ?? 0), applied: Number(g.applied ?? 0), lastIndex: Number(g.lastIndex ?? 0), voters: g.voters ?? [],
         learners: g.learners ?? [], quiesced: g.quiesced === true })),
+      clusterId: s.clusterId,
+      clusterVersion: s.clusterVersion,
     };
   }
 

@@ -5,6 +5,18 @@ import { assert } from './assert.js';
 
 // --- wire protocol ---
 export const protocolVersion = 1;
+/**
+ * Storage and snapshot feature versions (etcd's cluster version). A node says the one it
+ * speaks in its peer hello; group 0 records it per member, and the cluster version is the
+ * highest version every member has spoken (it never goes down). A node writes a format only
+ * once the cluster version includes it.
+ * 1: group 0 snapshots as one JSON document (lock table version 3); partition snapshots carry their bodies.
+ * 2: group 0 snapshots in the chunked layout (lock table version 4, written in slices);
+ *    partition snapshots without bodies (bodies_in_store), installed by streamed catch-up.
+ */
+export const featureVersionBase = 1;
+export const featureVersionSnapshotsStreamed = 2;
+export const featureVersionCurrent = 2;
 /** Largest frame (after the length prefix) a peer may send; checked before buffering. */
 export const frameBytesMax = 4 * 1024 * 1024;
 /** Bytes in the fixed frame header after the u32 length: version u8, type u8, opcode u16, request id u32. */
@@ -90,6 +102,8 @@ export const overloadRetryAfterMs = 100;
 export const confChangeContextBytesMax = 1024;
 /** Members group 0 may hold (voters + learners); a join beyond it is refused. */
 export const membersMax = 64;
+/** Characters of a cluster id (hex of random bytes chosen when group 0 first elects a leader). */
+export const clusterIdBytes = 8;
 /** Removed node ids remembered (a removed id may not rejoin); the oldest are forgotten beyond it. */
 export const membersRemovedRememberedMax = 1024;
 /** Longest address (host:port) a member may advertise, in characters. */

@@ -34,6 +34,11 @@ export const ErrorCode = {
   WOULD_LOSE_QUORUM: 'WOULD_LOSE_QUORUM',
   /** This node id was removed from the cluster: it may not take part or rejoin under that id. */
   MEMBER_REMOVED: 'MEMBER_REMOVED',
+  /**
+   * A node (a peer link or a join) speaks a storage/snapshot feature version below the
+   * cluster version: it could not read the cluster's snapshots. Upgrade it.
+   */
+  FEATURE_VERSION: 'FEATURE_VERSION',
   INTERNAL: 'INTERNAL',
   /**
    * An ack, nack or extend named an attempt that is no longer current: the message was

@@ -31,6 +31,8 @@ import { registerServices, type Service, serviceContext } from './services/servi
 import { fsyncBucketsNs } from './storage/shared.js';
 import { Wal, WalCorruptionError } from './storage/wal.js';
 import { StartError } from './node/listen.js';
+import { FeatureVersionError, featureVersionFrom, type SnapshotFormats } from './node/version.js';
+import { DsyncError, ErrorCode } from '../protocol/errors.js';
 import { queueCanaryOf, type ServerCanary, serverCanaries, serverCanariesFrom } from './node/canary.js';
 
 export { StartError } from './node/listen.js';
@@ -45,17 +47,17 @@ export interface RunningNode {
 }
 
 /** The services every node runs after the members service, in start order. */
-function services(config: NodeConfig, queues: QueueServiceOptions, canaries: ReadonlySet<ServerCanary>): Service[] {
+function services(config: NodeConfig, queues: QueueServiceOptions, canaries: ReadonlySet<ServerCanary>, clusterId: () => string): Service[] {
   return [new JournalService(), new LockService(),
     new QueueService(((c) => (c === undefined ? queues : { ...queues, canary: c }))(queueCanaryOf(canaries))),
-    cacheService(config, canaries.has('cache-skip-invalidation'))];
+    cacheService(config, canaries.has('cache-skip-invalidation'), clusterId)];
 }
 
 /** The cache service with this node's cache settings: in-process memory or Redis behind its homes. */
-function cacheService(config: NodeConfig, skipInvalidationCanary: boolean): CacheService {
+function cacheService(config: NodeConfig, skipInvalidationCanary: boolean, clusterId: () => string): CacheService {
   const c = config.cache ?? cacheSettingsDefault;
   const cfg = { ...cacheConfigDefault, protocol: c.protocol, writePolicy: c.writePolicy, leaseMs: c.leaseMs, retryMs: Math.min(cacheConfigDefault.retryMs, Math.floor(c.leaseMs / 4)) };
-  const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs());
+  const backing = c.backing === null ? new InProcessBacking() : new RedisBacking(c.backing, () => monotonicClock.nowMs(), { clusterId });
   // Wall-clock seconds x 1024 (room for 1024 ring changes a second; wraps after 48 days): a restarted node speaks with a larger incarnation than before.
   return new CacheService({ cfg, backing, lineEntriesMax: c.capacity, incarnationBase: (Math.floor(Date.now() / 1000) % 0x40_0000) * 1024,
     ringTiming: { nodeDownMs: c.nodeDownMs, nodeUpMs: Math.max(1, Math.floor(c.nodeDownMs / 2)) },
@@ -119,7 +121,12 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
   }
   const ports = await node.start();
   node.log.info('asking the cluster to add this node', { via: config.join });
-  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf() }, node.log, config.security);
+  const featureVersion = node.featureVersion;
+  const reply = await requestJoin(config.join, { id: config.nodeId, address: node.addressOfSelf(), peerAddress: node.addressOfSelf(), featureVersion }, node.log, config.security)
+    .catch((err: unknown) => {
+      if (err instanceof DsyncError && err.code === ErrorCode.FEATURE_VERSION) throw new FeatureVersionError(null, featureVersion, `the cluster at ${config.join} (${err.message})`);
+      throw err;
+    });
   const conf: ConfState = { voters: [...reply.voters].sort() as NodeId[], learners: [...reply.learners].sort() as NodeId[] };
   if (!conf.learners.includes(config.nodeId) && !conf.voters.includes(config.nodeId)) {
     throw new StartError(`the cluster at ${config.join} answered the join without adding ${config.nodeId}`);
@@ -135,7 +142,13 @@ async function bootstrapGroup0(config: NodeConfig, node: DsyncNode): Promise<{ c
  * damaged log and StartError (one line naming the setting) on anything else that stops
  * it from starting, after undoing what it had started (servers, groups, the WAL writer).
  */
-export async function startNode(config: NodeConfig): Promise<RunningNode> {
+export async function startNode(givenConfig: NodeConfig): Promise<RunningNode> {
+  let config: NodeConfig;
+  try {
+    config = givenConfig.featureVersion === undefined ? { ...givenConfig, featureVersion: featureVersionFrom(process.env) } : givenConfig;
+  } catch (err) {
+    throw new StartError(err instanceof Error ? err.message : String(err));
+  }
   let opened: Awaited<ReturnType<typeof Wal.open>>;
   try {
     opened = await Wal.open(join(config.dataDir, 'wal'));
@@ -150,7 +163,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   } catch (err) {
     await node.abortStart().catch(() => {});
     await wal.close().catch(() => {});
-    if (err instanceof StartError) throw err;
+    if (err instanceof StartError || err instanceof FeatureVersionError) throw err;
     throw new StartError(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
@@ -185,6 +198,8 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
   m.counterFrom('dsync_raft_snapshot_transfers_total', 'Snapshot messages too large for one peer batch, sent in chunks (sent), reassembled and stepped (received), or abandoned half-way (discarded: Raft sends them again)',
     ['outcome'], () => [[{ outcome: 'sent' }, host.snapshotTransfers.sent], [{ outcome: 'received' }, host.snapshotTransfers.received],
       [{ outcome: 'discarded' }, host.snapshotTransfers.discarded]]);
+  m.counterFrom('dsync_raft_snapshots_installed_total', 'Snapshots a leader sent that this replica installed (it was behind the leader\'s compaction)', ['group'],
+    per((g) => g.counts.snapshotsInstalled));
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 
@@ -223,15 +238,18 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
   const boot = await bootstrapGroup0(config, node);
   const members = new MembersService({ node, host, bootstrap: boot.conf, hints: boot.hints });
   const { h32Raw } = await xxhash();
+  // Snapshots leave this node for its peers: their formats follow the cluster version, not this node's.
+  const snapshotFormats: SnapshotFormats = { formatVersion: () => members.machine.table.clusterVersion, readsUpTo: node.featureVersion };
   const list = [members, ...services(config, {
     hash: (bytes) => h32Raw(bytes),
     voters: () => members.machine.table.conf().voters,
     storage: diskPartitionStorage(join(config.dataDir, 'queues'), node.log, (message) => node.fatal(message)),
     fatal: (message) => node.fatal(message),
+    snapshotFormats,
     topicDefaults: config.topicDefaults,
     ...(config.queueNodeDownMs === undefined ? {} : { nodeDownMs: config.queueNodeDownMs }),
-  }, canaries)];
-  const sm = new Group0StateMachine();
+  }, canaries, () => members.machine.table.clusterId)];
+  const sm = new Group0StateMachine(snapshotFormats);
   registerServices(list, sm);
   const group0 = host.ensure(metaGroup, sm, boot.conf);
   node.setLeaderProvider(() => group0.leader);

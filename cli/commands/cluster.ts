@@ -16,6 +16,7 @@ import { Client } from '../../client/index.js';
 import { clusterNodesMax, clusterRestartBackoffMsMax, clusterRestartBackoffMsMin, clusterRestartStableMs, clusterStartMsMax,
   clusterStopGraceMs } from '../../core/constants.js';
 import { environmentWithEnvFile, parsePort } from '../../server/node/config.js';
+import { featureVersionExitCode } from '../../server/node/version.js';
 import { type ParsedArgs, UsageError } from '../args.js';
 import { clientValueFlags, type Command, intFlag, positionalsAtMost } from '../command.js';
 import { runMembership } from './members.js';
@@ -90,8 +91,8 @@ interface Member {
   gaveUp: boolean;
 }
 
-/** `dsync node` exit codes a restart cannot fix: 2 bad settings, 3 a damaged write-ahead log (cli/dsync.ts). */
-const notRestartedExitCodes = new Set([2, 3]);
+/** `dsync node` exit codes a restart cannot fix: 2 bad settings, 3 a damaged write-ahead log, 4 a feature version below the cluster's (cli/dsync.ts). */
+const notRestartedExitCodes = new Set([2, 3, featureVersionExitCode]);
 
 function alive(c: ChildProcess | null): boolean {
   return c !== null && c.exitCode === null && c.signalCode === null;

@@ -34,6 +34,7 @@ ${clientFlagsHelp}
         const m = first.members.find((x) => x.id === id);
         return m === undefined ? '' : ` member=${m.role}/${m.connected ? 'reachable' : 'unreachable'}`;
       };
+      process.stdout.write(`cluster ${first.clusterId === '' ? '(no id yet)' : first.clusterId} version ${first.clusterVersion}\n`);
       for (const v of views) {
         if ('error' in v) {
           process.stdout.write(`${v.nodeId.padEnd(6)} ${v.address.padEnd(21)} UNREACHABLE (${v.error})${membership(v.nodeId)}\n`);

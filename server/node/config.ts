@@ -44,6 +44,8 @@ export interface NodeConfig {
   readonly topicDefaults: { readonly replicas: number; readonly retentionMs: number };
   /** QUEUE_NODE_DOWN_MS: how long group 0's leader goes without hearing a voter before rebuilding its partition replicas elsewhere (absent: the default). */
   readonly queueNodeDownMs?: number;
+  /** The feature version this node speaks (server/node/version.ts); absent: featureVersionCurrent. */
+  readonly featureVersion?: number;
   /** Raft timing of every group on this node (milliseconds, whole ticks of raftTickMs). */
   readonly raftTiming: RaftTimingMs;
   /** Applied entries after which a group snapshots and compacts (SNAPSHOT_ENTRIES). */

@@ -4,7 +4,7 @@
 
 import type { Socket } from 'node:net';
 import { assert } from '../../core/assert.js';
-import { connectionIdleMsMax, connectionWriteQueueBytesMax, helloTimeoutMs, overloadRetryAfterMs, pendingRequestsPerConnectionMax,
+import { connectionIdleMsMax, connectionWriteQueueBytesMax, featureVersionBase, helloTimeoutMs, overloadRetryAfterMs, pendingRequestsPerConnectionMax,
   protocolVersion } from '../../core/constants.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
@@ -12,6 +12,7 @@ import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { Logger } from './log.js';
 import { type Credential, RateBucket } from './security.js';
+import { spokenFeatureVersion } from './version.js';
 
 export type ConnectionRole = 'pending' | 'client' | 'peer';
 
@@ -47,6 +48,8 @@ export class Connection implements FrameSink {
   name = '';
   /** Peers: the client address the peer advertised. */
   advertise = '';
+  /** Peers: the feature version the peer said it speaks (featureVersionBase when it did not say). */
+  featureVersion = featureVersionBase;
   private readonly decoder: FrameDecoder;
   private readonly writer: FrameWriter;
   private pendingRequests = 0;
@@ -228,6 +231,7 @@ export class Connection implements FrameSink {
     this.role = hello.role === schema.Role.ROLE_PEER ? 'peer' : 'client';
     this.name = hello.name;
     this.advertise = hello.advertise;
+    this.featureVersion = spokenFeatureVersion(hello.featureVersion);
     const unauthenticated = this.owner.authenticate?.(this, hello) ?? null;
     if (unauthenticated !== null) {
       this.owner.log.warn('refused a connection that did not authenticate', { conn: this.id, role: this.role, name: hello.name,

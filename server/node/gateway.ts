@@ -771,6 +771,7 @@ interface CompiledRoute {
 export function httpStatusOf(code: ErrorCode): number {
   switch (code) {
     case ErrorCode.BAD_REQUEST: case ErrorCode.BAD_PAYLOAD: case ErrorCode.BAD_FRAME: case ErrorCode.BAD_VERSION: case ErrorCode.HELLO_REQUIRED:
+    case ErrorCode.FEATURE_VERSION:
       return 400;
     case ErrorCode.UNAUTHORIZED: return 401;
     case ErrorCode.FORBIDDEN: return 403;

@@ -66,7 +66,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * once the node is a learner; throws the last DsyncError after joinAttemptsMax attempts,
  * or at once for an answer that retrying cannot change (MEMBER_REMOVED, BAD_REQUEST, ...).
  */
-export async function requestJoin(seed: string, request: { id: string; address: string; peerAddress: string }, log: Logger,
+export async function requestJoin(seed: string, request: { id: string; address: string; peerAddress: string; featureVersion?: number }, log: Logger,
   security: NodeSecurity = openSecurity): Promise<JoinReply> {
   const payload = schema.MemberJoinRequest.encode(request).finish();
   let target = seed;

@@ -5,7 +5,7 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { connectionsRefusedAnsweredMax, protocolVersion } from '../../core/constants.js';
+import { connectionsRefusedAnsweredMax, featureVersionBase, featureVersionCurrent, protocolVersion } from '../../core/constants.js';
 import type { NodeId } from '../../core/ids.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { encodeFrame, FrameType, Opcode, opcodeName } from '../../protocol/frame.js';
@@ -48,6 +48,8 @@ export interface MemberView {
   readonly role: 'voter' | 'learner';
   /** Where peers dial it ('' when not known). */
   readonly peerAddress: string;
+  /** The feature version it last said it speaks (0: never said). */
+  readonly featureVersion?: number;
 }
 
 /** Whether a node that says hello as a peer may link to this one. */
@@ -78,16 +80,25 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   /** Who may link as a peer (the members service sets it; before that, --peers only). */
   private peerAdmission: (id: NodeId) => PeerAdmission = (id) => (this.config.peers.some((p) => p.id === id) ? 'member' : 'unknown');
   /** What a broken invariant does: exit at once (main.ts may replace it; tests record instead). */
-  private fatalHandler: (message: string) => void = () => { process.exit(fatalExitCode); };
+  private fatalHandler: (message: string, exitCode: number) => void = (_message, exitCode) => { process.exit(exitCode); };
   /** Client addresses peers advertised in their hello (may differ from the peer-link address). */
   private readonly advertisedAddresses = new Map<string, string>();
+  /** The feature version each peer said in its latest hello. */
+  private readonly peerFeatureVersions = new Map<string, number>();
+  /** The lowest feature version a peer may speak (the cluster version; the members service sets it). */
+  private peerFeatureVersionFloor: () => number = () => featureVersionBase;
+  /** Group 0's cluster id and version for status (the members service sets it). */
+  private clusterProvider: () => { clusterId: string; clusterVersion: number } = () => ({ clusterId: '', clusterVersion: featureVersionBase });
+  /** The storage/snapshot feature version this node speaks (server/node/version.ts). */
+  readonly featureVersion: number;
   boundPort = 0;
 
   constructor(readonly config: NodeConfig, log?: Logger) {
     this.log = log ?? new Logger(config.nodeId, config.logLevel);
     this.metrics = new NodeMetrics(config.nodeId);
     const security = config.security;
-    this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log, undefined, security);
+    this.featureVersion = config.featureVersion ?? featureVersionCurrent;
+    this.peers = new PeerLinks(config.peers, config.nodeId, config.advertise, this.log, undefined, security, this.featureVersion);
     const accept = (socket: Socket): void => {
       if (this.connections.size >= security.connectionsMax) {
         const payload = schema.ErrorReply.encode({ code: ErrorCode.TOO_MANY_CONNECTIONS,
@@ -181,21 +192,34 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
     }
   }
 
+  /** The feature version `id` said it speaks in its latest peer hello (0: no hello since this node started). */
+  featureVersionOf(id: NodeId): number {
+    return this.peerFeatureVersions.get(id) ?? 0;
+  }
+
+  setPeerFeatureVersionFloor(floor: () => number): void {
+    this.peerFeatureVersionFloor = floor;
+  }
+
+  setClusterProvider(provider: () => { clusterId: string; clusterVersion: number }): void {
+    this.clusterProvider = provider;
+  }
+
   /** The client address a peer advertised in its hello ('' when it never said). */
   advertisedAddressOf(id: NodeId): string {
     return this.advertisedAddresses.get(id) ?? '';
   }
 
   /** Replaces what fatal() does after logging (the default exits with fatalExitCode). */
-  setFatalHandler(handler: (message: string) => void): void {
+  setFatalHandler(handler: (message: string, exitCode: number) => void): void {
     this.fatalHandler = handler;
   }
 
   /** A bug or lost storage: log it with its stack and stop the process; a replica that goes on may do harm. */
-  fatal(message: string, err?: unknown): void {
+  fatal(message: string, err?: unknown, exitCode: number = fatalExitCode): void {
     const detail = err === undefined ? '' : err instanceof Error ? err.stack ?? err.message : String(err);
     this.log.error('fatal: stopping the node', { reason: message, err: detail });
-    this.fatalHandler(err === undefined ? message : `${message}: ${err instanceof Error ? err.message : String(err)}`);
+    this.fatalHandler(err === undefined ? message : `${message}: ${err instanceof Error ? err.message : String(err)}`, exitCode);
   }
 
   onStop(hook: () => Promise<void> | void): void {
@@ -382,7 +406,15 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       this.log.warn('refusing a peer link from a node that is not a member', { name: conn.name, from: conn.remoteAddress });
       return new DsyncError(ErrorCode.UNAUTHORIZED, `node ${conn.name} is not a member of group 0 here (not in --peers nor added by a join)`);
     }
+    const floor = this.peerFeatureVersionFloor();
+    if (conn.featureVersion < floor) {
+      // Snapshots in the cluster's formats would reach it, which it cannot read.
+      this.log.warn('refusing a peer link from a member that speaks a feature version below the cluster version',
+        { name: conn.name, from: conn.remoteAddress, speaks: conn.featureVersion, clusterVersion: floor });
+      return new DsyncError(ErrorCode.FEATURE_VERSION, `node ${conn.name} speaks feature version ${conn.featureVersion}; this cluster requires ${floor} (upgrade it)`);
+    }
     if (conn.advertise !== '') this.advertisedAddresses.set(conn.name, conn.advertise);
+    this.peerFeatureVersions.set(conn.name, conn.featureVersion);
     return null;
   }
 
@@ -414,6 +446,7 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
       leaderAddress: this.addressOf(leader),
       uptimeMs: Date.now() - this.startedAtMs,
       groups: this.groupStatuses(),
+      ...this.clusterProvider(),
     });
   }
 
@@ -468,6 +501,7 @@ export function formatStatus(s: ReturnType<typeof schema.StatusReply.create>): s
     `node     ${s.nodeId} (${s.address})`,
     `leader   ${s.leaderId === '' ? '(none known)' : `${s.leaderId} (${s.leaderAddress})`}`,
     `uptime   ${Math.round(Number(s.uptimeMs) / 1000)}s`,
+    `cluster  ${s.clusterId === '' || s.clusterId === undefined || s.clusterId === null ? '(no id yet)' : s.clusterId} version ${s.clusterVersion ?? 0}`,
     `members  ${s.members.map((m) => `${m.id ?? ''}[${m.role === '' || m.role === undefined ? 'voter' : m.role}]${m.connected === true ? '' : '(unreachable)'}`).join(' ')}`,
   ];
   for (const g of s.groups) {

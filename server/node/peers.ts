@@ -6,7 +6,7 @@
 
 import type { Socket } from 'node:net';
 import { connectionWriteQueueBytesMax, peerReconnectBackoffMsMax, peerReconnectBackoffMsMin,
-  protocolVersion } from '../../core/constants.js';
+  featureVersionCurrent, protocolVersion } from '../../core/constants.js';
 import type { NodeId } from '../../core/ids.js';
 import { ErrorCode, type ProtocolError } from '../../protocol/errors.js';
 import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
@@ -26,8 +26,9 @@ class PeerLink {
   droppedFrames = 0;
 
   constructor(readonly peer: PeerAddress, private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
-    private readonly security: NodeSecurity,
-    private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void) {}
+    private readonly security: NodeSecurity, private readonly featureVersion: number,
+    private readonly onUp: (peer: NodeId) => void, private readonly onRemoved: (by: NodeId, message: string) => void,
+    private readonly onFeatureVersionRefused: (by: NodeId, message: string) => void) {}
 
   /** Bytes handed to this link and not yet written to the socket's kernel buffer. */
   get queuedBytes(): number {
@@ -64,7 +65,7 @@ class PeerLink {
     if (this.stopped) return;
     const socket = dialNode(this.peer.host, this.peer.port, this.security, this.peer.id, () => {
       writer.send(FrameType.Request, Opcode.Hello, 1, schema.Hello.encode({ role: schema.Role.ROLE_PEER,
-        protocolVersion, name: this.selfId, advertise: this.advertise, credentials: this.security.auth?.peerToken ?? '' }).finish());
+        protocolVersion, name: this.selfId, advertise: this.advertise, credentials: this.security.auth?.peerToken ?? '', featureVersion: this.featureVersion }).finish());
     });
     this.socket = socket;
     socket.setNoDelay(true);
@@ -83,6 +84,7 @@ class PeerLink {
             // an undecodable error frame says nothing we can act on
           }
           if (code === ErrorCode.MEMBER_REMOVED) this.onRemoved(this.peer.id, message);
+          else if (code === ErrorCode.FEATURE_VERSION) this.onFeatureVersionRefused(this.peer.id, message);
           else this.log.warn('peer refused the link', { peer: this.peer.id, code, message });
           return;
         }
@@ -127,9 +129,12 @@ export class PeerLinks {
   private stopped = false;
   /** Told once per peer answer that this node was removed from the cluster. */
   onRemoved: (by: NodeId, message: string) => void = () => {};
+  /** Told when a peer refuses this node's link because the cluster requires a newer feature version. */
+  onFeatureVersionRefused: (by: NodeId, message: string) => void = () => {};
 
   constructor(peers: readonly PeerAddress[], private readonly selfId: NodeId, private readonly advertise: string, private readonly log: Logger,
-    private readonly onUp: (peer: NodeId) => void = () => {}, private readonly security: NodeSecurity = openSecurity) {
+    private readonly onUp: (peer: NodeId) => void = () => {}, private readonly security: NodeSecurity = openSecurity,
+    private readonly featureVersion: number = featureVersionCurrent) {
     for (const peer of peers) this.links.set(peer.id, this.newLink(peer));
   }
 
@@ -184,6 +189,7 @@ export class PeerLinks {
   }
 
   private newLink(peer: PeerAddress): PeerLink {
-    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.onUp, (by, message) => this.onRemoved(by, message));
+    return new PeerLink(peer, this.selfId, this.advertise, this.log, this.security, this.featureVersion, this.onUp, (by, message) => this.onRemoved(by, message),
+      (by, message) => this.onFeatureVersionRefused(by, message));
   }
 }

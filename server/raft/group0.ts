@@ -7,6 +7,8 @@ import { assert } from '../../core/assert.js';
 import type { NodeId } from '../../core/ids.js';
 import type { ConfChange, Entry } from '../../core/raft/types.js';
 import type { SnapshotJob, StateMachine } from './runner.js';
+import { featureVersionSnapshotsStreamed } from '../../core/constants.js';
+import { allSnapshotFormats, FeatureVersionError, type SnapshotFormats } from '../node/version.js';
 
 export const EntryKind = {
   Journal: 1,
@@ -121,6 +123,8 @@ export class Group0StateMachine implements StateMachine {
   private readonly parts = new Map<EntryKind, { name: string; machine: SubMachine; initial: unknown }>();
   private confOwner: SubMachine | null = null;
 
+  constructor(private readonly formats: SnapshotFormats = allSnapshotFormats) {}
+
   register(kind: EntryKind, name: string, machine: SubMachine): void {
     assert(!this.parts.has(kind), `group 0 sub-machine ${name} registered twice`);
     // Its state before any entry: what a snapshot taken before this part existed (an older version) restores it to.
@@ -156,6 +160,11 @@ export class Group0StateMachine implements StateMachine {
    * size never stalls the event loop in one piece (only the final copy into one buffer).
    */
   beginSnapshot(): SnapshotJob {
+    if (this.formats.formatVersion() < featureVersionSnapshotsStreamed) {
+      // Some member reads only the one-document layout (lock table version 3): written whole, as before.
+      const data = this.snapshot();
+      return { step: () => data, abort: () => {} };
+    }
     const parts: { name: string; chunks: Uint8Array[]; job: PartSnapshotJob | null }[] = [];
     for (const { name, machine } of this.parts.values()) {
       if (machine.beginSnapshot !== undefined && machine.restoreChunks !== undefined) {
@@ -183,6 +192,9 @@ export class Group0StateMachine implements StateMachine {
 
   restore(data: Uint8Array): void {
     if (data[0] === snapshotLayoutChunked) {
+      if (this.formats.readsUpTo < featureVersionSnapshotsStreamed) {
+        throw new FeatureVersionError(featureVersionSnapshotsStreamed, this.formats.readsUpTo, 'a group 0 snapshot in the chunked layout');
+      }
       const chunked = decodeChunked(data);
       for (const { name, machine, initial } of this.parts.values()) {
         const chunks = chunked.get(name);

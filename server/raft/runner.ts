@@ -154,7 +154,7 @@ export class GroupRunner {
   private leaderId: NodeId | '' = '';
   private role: Role = Role.Follower;
   /** Counted for /metrics (dsync_raft_*_total): proposals accepted here, leaders seen, terms passed. */
-  readonly counts = { proposals: 0, leaderChanges: 0, terms: 0 };
+  readonly counts = { proposals: 0, leaderChanges: 0, terms: 0, snapshotsInstalled: 0 };
   /** The term when `counts.terms` was last brought up to date (at start: the recovered term). */
   private termCounted = 0;
   /**
@@ -611,6 +611,7 @@ export class GroupRunner {
       // The state it was writing is gone; it would also be older than this one.
       this.abortSnapshotJob();
       this.sm.restore(rd.snapshot.data);
+      this.counts.snapshotsInstalled++;
       this.appliedIndex = rd.snapshot.meta.index;
       this.appliedTerm = rd.snapshot.meta.term;
       this.snapshotIndex = this.appliedIndex;

@@ -7,10 +7,13 @@
 // Before the fence, the old home's SET overwrote the new home's value (the first assertion
 // on the refused write failed). Also: a fresh store takes any generation, and equal or newer
 // generations keep working.
+// A brand-new cluster (another cluster id, generations from 1) on a Redis an older cluster
+// used at generation 9 takes it over, and the old cluster's homes are then refused whatever
+// their generation. Before cluster ids its first read was refused (generation 9 > 1).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BackingFencedError, RedisBacking } from '../../server/services/cache/backing.js';
 import { cachePorts } from './cache-helpers.js';
 import { sleep, tempDir } from './helpers/cluster.js';
@@ -28,7 +31,8 @@ function accepts(port: number): Promise<boolean> {
 const enc = new TextEncoder();
 const text = (v: Uint8Array | null | undefined): string | null => (v === null || v === undefined ? null : new TextDecoder().decode(v));
 
-t.test('an old home cannot overwrite or read Redis after a newer home used it', { skip: hasRedis ? false : 'redis-server is not installed (.ci/run installs it)' }, async (t) => {
+/** A redis-server of its own for the test (killed at teardown); its URL. */
+async function startRedis(t: Test): Promise<string> {
   const [redisPort] = (await cachePorts(1)) as [number];
   const dir = tempDir(t, 'dsync-redis-fence-');
   const server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
@@ -37,7 +41,11 @@ t.test('an old home cannot overwrite or read Redis after a newer home used it', 
     if (i > 100) throw new Error(`redis-server did not listen on ${redisPort}`);
     await sleep(50);
   }
-  const url = `redis://127.0.0.1:${redisPort}`;
+  return `redis://127.0.0.1:${redisPort}`;
+}
+
+t.test('an old home cannot overwrite or read Redis after a newer home used it', { skip: hasRedis ? false : 'redis-server is not installed (.ci/run installs it)' }, async (t) => {
+  const url = await startRedis(t);
   const oldHome = new RedisBacking(url, () => 0);
   const newHome = new RedisBacking(url, () => 0);
   t.teardown(async () => { await oldHome.close(); await newHome.close(); });
@@ -67,4 +75,41 @@ t.test('an old home cannot overwrite or read Redis after a newer home used it', 
   // TTL writes go through the same script (PX).
   await oldHome.write('ttl', { value: enc.encode('t'), version: 1, expiresAtMs: 60_000 }, 7);
   t.equal(text((await oldHome.read('ttl', 7))?.value), 't', 'a write with a TTL lands');
+});
+
+t.test('a brand-new cluster takes over a Redis an older cluster used; the old cluster\'s homes are then refused', { skip: hasRedis ? false : 'redis-server is not installed (.ci/run installs it)' }, async (t) => {
+  const url = await startRedis(t);
+  const oldClusterId = '00000000000000aa';
+  let newClusterId = '';
+  const oldCluster = new RedisBacking(url, () => 0, { clusterId: () => oldClusterId });
+  const newCluster = new RedisBacking(url, () => 0, { clusterId: () => newClusterId });
+  t.teardown(async () => { await oldCluster.close(); await newCluster.close(); });
+
+  // The old cluster ran for a while: its ring generation is 9.
+  await oldCluster.write('k', { value: enc.encode('old'), version: 1, expiresAtMs: 0 }, 9);
+
+  // The new cluster's first leader has not chosen its id yet: it does not touch the store (retried, not fenced).
+  const unnamed = await newCluster.read('k', 1).then(() => null, (err: unknown) => err);
+  t.ok(unnamed instanceof Error && !(unnamed instanceof BackingFencedError) && /cluster id is not known yet/.test(unnamed.message),
+    'no cluster id yet: a retryable error, not a fence');
+
+  // Fresh data directories, so its generations start at 1. Before cluster ids this was refused (9 > 1) until someone ran DEL.
+  newClusterId = '00000000000000bb';
+  t.equal(text((await newCluster.read('k', 1))?.value), 'old', 'the new cluster at generation 1 reads what the old one left');
+  await newCluster.write('k', { value: enc.encode('new'), version: 2, expiresAtMs: 0 }, 1);
+  t.equal(text((await newCluster.read('k', 1))?.value), 'new', 'and writes');
+
+  // A stale home of the old cluster (generation 9, higher than the new cluster's) is refused for good.
+  const stale = await oldCluster.write('k', { value: enc.encode('stale'), version: 3, expiresAtMs: 0 }, 9).then(() => null, (err: unknown) => err);
+  t.ok(stale instanceof BackingFencedError, 'the old cluster\'s write is refused');
+  t.equal((stale as BackingFencedError).retiredCluster, oldClusterId, 'naming the cluster the store was taken from');
+  const staleRead = await oldCluster.read('k', 10).then(() => null, (err: unknown) => err);
+  t.ok(staleRead instanceof BackingFencedError, 'and so is its read, even at a higher generation');
+  t.equal(text((await newCluster.read('k', 1))?.value), 'new', 'Redis keeps the new cluster\'s value');
+
+  // Within the new cluster the generation fence works as before.
+  await newCluster.write('k', { value: enc.encode('gen2'), version: 4, expiresAtMs: 0 }, 2);
+  const older = await newCluster.write('k', { value: enc.encode('gen1'), version: 5, expiresAtMs: 0 }, 1).then(() => null, (err: unknown) => err);
+  t.ok(older instanceof BackingFencedError && older.retiredCluster === '' && older.newerGeneration === 2, 'an older generation of the new cluster is refused');
+  t.equal(text((await newCluster.read('k', 2))?.value), 'gen2');
 });

@@ -2,9 +2,10 @@
 // default) or Redis (CACHE_BACKING=redis://..., through ioredis). A record is stored as
 // version (u32 BE) + expiry (f64 BE, home clock 0 = none; Redis also gets PX) + a
 // has-value byte + the value bytes, so versions survive a home's restart and never go back.
-// Redis is shared by every home, so its operations are fenced by the cache ring's
-// generation: a home of an older generation can neither overwrite what a newer home wrote
-// nor read around it (RedisBacking).
+// Redis is shared by every home, so its operations are fenced by the cluster's id and the
+// cache ring's generation: a home of an older generation, or of a cluster that a newer one
+// took the store from, can neither overwrite what a newer home wrote nor read around it
+// (RedisBacking).
 
 import { Redis } from 'ioredis';
 import { InMemoryBacking } from '../../../core/cache/backing.js';
@@ -28,10 +29,15 @@ export interface CacheBackingStore {
   close(): Promise<void>;
 }
 
-/** A shared store refused a home's operation: a home of a newer ring generation has used the store since. */
+/**
+ * A shared store refused a home's operation: a home of a newer ring generation has used the
+ * store since (newerGeneration), or another cluster took the store from this one (retiredCluster).
+ */
 export class BackingFencedError extends Error {
-  constructor(readonly generation: number, readonly newerGeneration: number) {
-    super(`cache ring generation ${generation} is fenced off the backing store: generation ${newerGeneration} has used it`);
+  constructor(readonly generation: number, readonly newerGeneration: number, readonly retiredCluster = '') {
+    super(retiredCluster === ''
+      ? `cache ring generation ${generation} is fenced off the backing store: generation ${newerGeneration} has used it`
+      : `cluster ${retiredCluster} is fenced off the backing store: another cluster has taken it over`);
   }
 }
 
@@ -99,53 +105,98 @@ export function decodeRecord(b: Buffer): MemoryRecord | null {
  * write of an older home is refused: one still in flight (ioredis's offline queue), or
  * retried after Redis came back, cannot overwrite what the new home wrote, and the old home
  * never acknowledges it (its clients get TIMEOUT: may or may not have been applied, and it
- * was not). The fence is one key for the whole store (the generation is cluster-wide);
- * with Redis Cluster both keys would need one hash slot, so this assumes one Redis.
+ * was not). The generation is cluster-wide, so the fence is one key for the whole store.
+ *
+ * Generations are per cluster: a brand-new cluster counts from 1 again. So the store also
+ * records which cluster owns it, `${prefix}@cluster` (group 0's cluster id, etcd's cluster
+ * ID), and the ids it was taken from, the set `${prefix}@retired`. A home of another
+ * cluster takes the store over: the owner it replaces is retired, and the generation
+ * becomes the newcomer's. A home of a retired cluster is refused for good (a stale home of
+ * the old cluster, or the old cluster itself if it still runs against this Redis: the
+ * newest cluster to use a store wins it). What the old cluster left in Redis stays readable.
+ * Limits: a cluster of a release before cluster ids never sets or checks `@cluster`, so its
+ * homes are fenced by the generation alone; with Redis Cluster every fence key and the
+ * record would need one hash slot, so this assumes one Redis.
+ * KEYS: generation, cluster, retired, record. ARGV: cluster id, generation, then for writes
+ * the body and the PX ms (0: none). Answers {1, body or false} or {0, newer generation} or
+ * {0, 'retired'}.
  */
-const fencedReadScript = `
-local g = tonumber(redis.call('GET', KEYS[1]) or '0')
-local mine = tonumber(ARGV[1])
-if g > mine then return {0, tostring(g)} end
-if g < mine then redis.call('SET', KEYS[1], ARGV[1]) end
-return {1, redis.call('GET', KEYS[2])}
+const fenceScript = `
+local me = ARGV[1]
+local mine = tonumber(ARGV[2])
+if redis.call('SISMEMBER', KEYS[3], me) == 1 then return {0, 'retired'} end
+local owner = redis.call('GET', KEYS[2])
+if owner ~= me then
+  if owner then redis.call('SADD', KEYS[3], owner) end
+  redis.call('SET', KEYS[2], me)
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  local g = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if g > mine then return {0, tostring(g)} end
+  if g < mine then redis.call('SET', KEYS[1], ARGV[2]) end
+end
 `;
-const fencedWriteScript = `
-local g = tonumber(redis.call('GET', KEYS[1]) or '0')
-local mine = tonumber(ARGV[1])
-if g > mine then return {0, tostring(g)} end
-if g < mine then redis.call('SET', KEYS[1], ARGV[1]) end
-if ARGV[3] == '0' then redis.call('SET', KEYS[2], ARGV[2]) else redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+const fencedReadScript = `${fenceScript}
+return {1, redis.call('GET', KEYS[4])}
+`;
+const fencedWriteScript = `${fenceScript}
+if ARGV[4] == '0' then redis.call('SET', KEYS[4], ARGV[3]) else redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4]) end
 return {1, false}
 `;
 
 interface FencedRedis extends Redis {
   /** ioredis' Buffer variant of a defined command: bulk replies as Buffers (records are binary). */
-  dsyncFencedReadBuffer(fenceKey: string, key: string, generation: number): Promise<[number, Buffer | null]>;
-  dsyncFencedWrite(fenceKey: string, key: string, generation: number, body: Buffer, pxMs: number): Promise<[number, Buffer | null]>;
+  dsyncFencedReadBuffer(generationKey: string, clusterKey: string, retiredKey: string, key: string, clusterId: string, generation: number): Promise<[number, Buffer | null]>;
+  dsyncFencedWrite(generationKey: string, clusterKey: string, retiredKey: string, key: string, clusterId: string, generation: number, body: Buffer,
+    pxMs: number): Promise<[number, Buffer | null]>;
+}
+
+export interface RedisBackingOptions {
+  /** Prefix of every key (default `dsync:cache:`). */
+  readonly prefix?: string;
+  /**
+   * This cluster's id (group 0's); '' while not known, when operations fail and are
+   * retried. Absent: the store is fenced by the generation alone, under the unnamed owner ''.
+   */
+  readonly clusterId?: () => string;
+}
+
+function fenced(clusterId: string, generation: number, why: string): BackingFencedError {
+  return why === 'retired' ? new BackingFencedError(generation, 0, clusterId === '' ? '(unnamed)' : clusterId) : new BackingFencedError(generation, Number(why));
 }
 
 export class RedisBacking implements CacheBackingStore {
   readonly describe: string;
   private readonly redis: FencedRedis;
   private readonly prefix: string;
-  private readonly fenceKey: string;
+  private readonly fenceKeys: readonly [string, string, string];
+  private readonly clusterId: () => string;
 
-  constructor(url: string, private readonly nowMs: () => number, prefix = 'dsync:cache:') {
+  constructor(url: string, private readonly nowMs: () => number, opts: RedisBackingOptions = {}) {
     const u = new URL(url);
     this.describe = `redis://${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+    const prefix = opts.prefix ?? 'dsync:cache:';
     this.prefix = prefix;
-    this.fenceKey = `${prefix}@generation`;
+    this.fenceKeys = [`${prefix}@generation`, `${prefix}@cluster`, `${prefix}@retired`];
+    const clusterId = opts.clusterId;
+    this.clusterId = clusterId === undefined ? () => '' : () => {
+      const id = clusterId();
+      // Never touch the store unnamed: '' would take it over from this very cluster's homes.
+      if (id === '') throw new Error('the cluster id is not known yet (group 0 has not applied it); retrying');
+      return id;
+    };
     const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true });
     redis.on('error', () => {}); // reported by the failing commands; reconnects on its own
     // ioredis sends EVALSHA and falls back to EVAL once per connection when the script is not loaded.
-    redis.defineCommand('dsyncFencedRead', { numberOfKeys: 2, lua: fencedReadScript });
-    redis.defineCommand('dsyncFencedWrite', { numberOfKeys: 2, lua: fencedWriteScript });
+    redis.defineCommand('dsyncFencedRead', { numberOfKeys: 4, lua: fencedReadScript });
+    redis.defineCommand('dsyncFencedWrite', { numberOfKeys: 4, lua: fencedWriteScript });
     this.redis = redis as FencedRedis;
   }
 
   async read(key: string, generation: number): Promise<MemoryRecord | null> {
-    const [ok, b] = await this.redis.dsyncFencedReadBuffer(this.fenceKey, this.prefix + key, generation);
-    if (ok !== 1) throw new BackingFencedError(generation, Number(String(b)));
+    const id = this.clusterId();
+    const [ok, b] = await this.redis.dsyncFencedReadBuffer(...this.fenceKeys, this.prefix + key, id, generation);
+    if (ok !== 1) throw fenced(id, generation, String(b));
     if (b === null) return null;
     const r = decodeRecord(b);
     if (r === null) return null;
@@ -156,8 +207,9 @@ export class RedisBacking implements CacheBackingStore {
   async write(key: string, record: MemoryRecord, generation: number): Promise<void> {
     const body = encodeRecord(record);
     const pxMs = record.expiresAtMs > 0 ? Math.max(1, Math.ceil(record.expiresAtMs - this.nowMs())) : 0;
-    const [ok, newer] = await this.redis.dsyncFencedWrite(this.fenceKey, this.prefix + key, generation, body, pxMs);
-    if (ok !== 1) throw new BackingFencedError(generation, Number(String(newer)));
+    const id = this.clusterId();
+    const [ok, newer] = await this.redis.dsyncFencedWrite(...this.fenceKeys, this.prefix + key, id, generation, body, pxMs);
+    if (ok !== 1) throw fenced(id, generation, String(newer));
   }
 
   keepOnly(): void {}

@@ -398,9 +398,10 @@ export class CacheService implements Service {
       const name = op.kind === 'write' ? 'memoryWritesFenced' : 'memoryReadsFenced';
       this.metrics.add(name);
       if ((this.metrics.totals.get(name) ?? 0) % 100 === 1) {
-        // Also what a cluster started afresh (new data directories, generations from 1) meets on a Redis an older cluster used.
-        (this.ctx as ServiceContext).log.warn('the cache backing store refused this ring generation: a newer one has used it', { backing: this.opts.backing.describe,
-          generation: g.id, newer: err.newerGeneration, key: op.key, hint: 'a cluster started afresh on an old Redis: DEL dsync:cache:@generation there' });
+        // Also what a home of a cluster meets once another cluster took the store over (backing.ts).
+        (this.ctx as ServiceContext).log.warn(err.retiredCluster === '' ? 'the cache backing store refused this ring generation: a newer one has used it'
+          : 'the cache backing store refused this cluster: another cluster has taken the store over', { backing: this.opts.backing.describe,
+          generation: g.id, newer: err.newerGeneration, retiredCluster: err.retiredCluster, key: op.key });
       }
       return;
     }

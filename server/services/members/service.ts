@@ -17,10 +17,11 @@
 // It is node infrastructure (peer links, liveness), so it gets the node and the
 // group host through its constructor rather than through ServiceContext alone.
 
+import { randomBytes } from 'node:crypto';
 import { assert } from '../../../core/assert.js';
-import { learnerPromoteLagEntriesMax, leaderTransferWaitMsMax, memberHeardMsMax, membersCheckIntervalMs, membersMax } from '../../../core/constants.js';
+import { clusterIdBytes, learnerPromoteLagEntriesMax, leaderTransferWaitMsMax, memberHeardMsMax, membersCheckIntervalMs, membersMax } from '../../../core/constants.js';
 import type { NodeId } from '../../../core/ids.js';
-import { isMemberAddress, type MemberAddresses, type MemberRecord, type MembersChange, MembersSnapshot,
+import { isClusterId, isMemberAddress, type MemberAddresses, type MemberRecord, type MembersChange, MembersSnapshot,
   MembersTable } from '../../../core/members/table.js';
 import { type ConfChange, ConfChangeType, type ConfState, type Entry } from '../../../core/raft/types.js';
 import { DsyncError, ErrorCode } from '../../../protocol/errors.js';
@@ -31,6 +32,7 @@ import { decodePayload, type DsyncNode, type MemberView, removedError } from '..
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import type { GroupHost, GroupRunner } from '../../raft/runner.js';
 import type { Cancel } from '../../runtime.js';
+import { FeatureVersionError, featureVersionExitCode, spokenFeatureVersion } from '../../node/version.js';
 import type { RequestContext, Service, ServiceContext } from '../service.js';
 
 const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -49,7 +51,17 @@ export class MembersMachine implements SubMachine {
     const a = schema.MemberAnnounce.decode(body);
     // Proposed by a leader that checked them: anything else is corruption; every replica fails alike.
     assert(nodeIdPattern.test(a.id) && isMemberAddress(a.address) && isMemberAddress(a.peerAddress), `malformed member announcement for ${a.id}`);
-    const change = this.table.announce(a.id as NodeId, { address: a.address, peerAddress: a.peerAddress });
+    assert(a.clusterId === '' || isClusterId(a.clusterId), `malformed cluster id in an announcement by ${a.id}`);
+    const id = a.id as NodeId;
+    let change = this.table.announce(id, { address: a.address, peerAddress: a.peerAddress });
+    if (a.featureVersion !== 0) {
+      const versioned = this.table.setFeatureVersion(id, a.featureVersion);
+      if (versioned.kind !== 'none') change = versioned;
+    }
+    if (a.clusterId !== '') {
+      const identified = this.table.identify(id, a.clusterId);
+      if (identified.kind !== 'none') change = identified;
+    }
     this.onChange(change);
     return change;
   }
@@ -97,6 +109,8 @@ export class MembersService implements Service {
   /** A promotion or announcement this leader proposed and is waiting for. */
   private dutyInFlight = false;
   private removed = false;
+  /** The cluster version went past what this node speaks: it was told to stop. */
+  private versionRefused = false;
   private readonly node: DsyncNode;
   private readonly host: GroupHost;
   private readonly hints: Map<NodeId, PeerAddress>;
@@ -123,12 +137,23 @@ export class MembersService implements Service {
     this.runner = ctx.groups.group0;
     this.ctx = ctx;
     this.machine.onChange = (change) => this.changed(change);
+    // Group 0's snapshot was restored before this listener was set.
+    if (!this.clusterVersionSpoken()) return;
     this.node.setMembersProvider(() => this.views());
+    this.node.setPeerFeatureVersionFloor(() => this.machine.table.clusterVersion);
+    this.node.setClusterProvider(() => ({ clusterId: this.machine.table.clusterId, clusterVersion: this.machine.table.clusterVersion }));
     this.node.setPeerAdmission((id) => {
       if (this.machine.table.isRemoved(id)) return 'removed';
       return this.machine.table.get(id) !== undefined || this.hints.has(id) ? 'member' : 'unknown';
     });
     this.node.peers.onRemoved = (by, message) => this.retire(`${by} says: ${message}`);
+    // A member whose group 0 state has a cluster version above ours refuses our links; ours may lag (a quiesced leader sends nothing).
+    this.node.peers.onFeatureVersionRefused = (by, message) => {
+      if (this.versionRefused) return;
+      this.versionRefused = true;
+      this.node.fatal('a member refused this node\'s feature version', new FeatureVersionError(null, this.node.featureVersion, `the cluster (${by} says: ${message})`),
+        featureVersionExitCode);
+    };
     ctx.handle(Opcode.MemberJoin, (rc, payload) => this.join(rc, payload), 'admin');
     ctx.handle(Opcode.MemberRemove, (rc, payload) => this.remove(rc, payload), 'admin');
     ctx.handle(Opcode.MemberList, (rc) => {
@@ -187,19 +212,39 @@ export class MembersService implements Service {
 
   views(): MemberView[] {
     return this.machine.table.list().map((m) => ({ id: m.id, address: this.clientAddressOf(m), connected: this.reachable(m.id),
-      voter: m.role === 'voter', role: m.role,
+      voter: m.role === 'voter', role: m.role, featureVersion: m.featureVersion,
       // What others should dial (a joiner opens links from it): the member's own statement, not this node's --peers route.
       peerAddress: m.id === this.self ? this.node.addressOfSelf() : m.peerAddress !== '' ? m.peerAddress : this.announcedPeerAddressOf(m.id) }));
   }
 
   private membersReply(): Uint8Array {
-    return schema.MembersReply.encode({ members: this.views(), leaderId: this.group0Runner.leader }).finish();
+    const table = this.machine.table;
+    return schema.MembersReply.encode({ members: this.views(), leaderId: this.group0Runner.leader, clusterId: table.clusterId, clusterVersion: table.clusterVersion }).finish();
   }
 
   // ---- reacting to the replicated table ----
 
+  /**
+   * Stops the node when the log (or a snapshot) says every member spoke a version this node
+   * does not: it may not read what they write. False when it did.
+   */
+  private clusterVersionSpoken(): boolean {
+    const required = this.machine.table.clusterVersion;
+    if (required <= this.node.featureVersion) return true;
+    if (!this.versionRefused) {
+      this.versionRefused = true;
+      this.node.fatal('the cluster requires a newer feature version', new FeatureVersionError(required, this.node.featureVersion, 'this cluster'),
+        featureVersionExitCode);
+    }
+    return false;
+  }
+
   private changed(change: MembersChange | null): void {
-    if (change !== null && change.kind !== 'none') {
+    if (!this.clusterVersionSpoken()) return;
+    if (change?.kind === 'versioned' || change?.kind === 'identified') {
+      this.node.log.info('group 0 membership changed', { change: change.kind, member: change.id, clusterVersion: this.machine.table.clusterVersion,
+        clusterId: this.machine.table.clusterId });
+    } else if (change !== null && change.kind !== 'none') {
       this.node.log.info('group 0 membership changed', { change: change.kind, member: change.id, voters: this.machine.table.conf().voters.join(','),
         learners: this.machine.table.conf().learners.join(',') });
     }
@@ -260,6 +305,19 @@ export class MembersService implements Service {
       this.duty(runner.propose(frameEntry(EntryKind.Members, schema.MemberAnnounce.encode({ id: m.id, address, peerAddress }).finish())));
       return;
     }
+    if (table.clusterId === '') {
+      // etcd's cluster ID: chosen once, by the first leader; the cache's Redis fence names the cluster by it.
+      const clusterId = randomBytes(clusterIdBytes).toString('hex');
+      this.node.log.info('choosing the cluster id', { clusterId });
+      this.duty(runner.propose(frameEntry(EntryKind.Members, schema.MemberAnnounce.encode({ id: this.self, address: '', peerAddress: '', clusterId }).finish())));
+      return;
+    }
+    for (const m of table.list()) {
+      const spoken = m.id === this.self ? this.node.featureVersion : this.node.featureVersionOf(m.id);
+      if (spoken === 0 || spoken === m.featureVersion) continue;
+      this.duty(runner.propose(frameEntry(EntryKind.Members, schema.MemberAnnounce.encode({ id: m.id, address: '', peerAddress: '', featureVersion: spoken }).finish())));
+      return;
+    }
   }
 
   private duty(p: Promise<unknown>): void {
@@ -292,6 +350,10 @@ export class MembersService implements Service {
       // Already added (a retried join): answer as the first time did.
       rc.conn.reply(rc.requestId, rc.opcode, this.joinReply(table.conf()));
       return;
+    }
+    const spoken = spokenFeatureVersion(req.featureVersion);
+    if (spoken < table.clusterVersion) {
+      throw new DsyncError(ErrorCode.FEATURE_VERSION, `node ${id} speaks feature version ${spoken}; this cluster requires ${table.clusterVersion} (upgrade it before it joins)`);
     }
     if (table.size >= membersMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `group 0 already has ${table.size} members (at most ${membersMax})`);
     const context = schema.MemberAddress.encode({ address: req.address, peerAddress: req.peerAddress }).finish();

@@ -27,7 +27,8 @@
 // Snapshots happen every snapshotEntriesThreshold applied entries.
 
 import { assert } from '../../../core/assert.js';
-import { queueEntryCommandsMax, queueFencingLocksMax } from '../../../core/constants.js';
+import { featureVersionSnapshotsStreamed, queueEntryCommandsMax, queueFencingLocksMax } from '../../../core/constants.js';
+import { allSnapshotFormats, FeatureVersionError, type SnapshotFormats } from '../../node/version.js';
 import { logIndex, offset } from '../../../core/ids.js';
 import type { QueueOutcome, QueueResult } from '../../../core/queue/commands.js';
 import { QueuePartition, type PartitionConfig, type QueuePartitionOptions, type QueuePartitionSnapshot } from '../../../core/queue/partition.js';
@@ -93,6 +94,7 @@ export class PartitionMachine implements StateMachine {
     private readonly storage: PartitionStorage,
     private readonly listener: PartitionListener,
     private readonly options: QueuePartitionOptions = {},
+    private readonly formats: SnapshotFormats = allSnapshotFormats,
   ) {}
 
   /** The partition state (created empty on first use when no snapshot was restored). */
@@ -141,7 +143,9 @@ export class PartitionMachine implements StateMachine {
     this.checkpointing = { ready: this.storage.checkpoint(store), store, cp };
     const state: SnapshotState = { partition: part.toSnapshot(), fencing: [...this.fencing] };
     const messages: ReturnType<typeof schema.QueueStoredMessage.create>[] = [];
-    if (this.storage.snapshotsCarryBodies) {
+    // A member that does not speak streamed catch-up can only install a snapshot that carries its bodies.
+    const carryBodies = this.storage.snapshotsCarryBodies || this.formats.formatVersion() < featureVersionSnapshotsStreamed;
+    if (carryBodies) {
       for (let o = part.logStartOffset as number; o < part.logEndOffset; o++) {
         const m = store.read(offset(o));
         messages.push({ offset: o, timestampMs: m.timestampMs, message: toWireMessage(m), onlyGroup: m.onlyGroup ?? '' });
@@ -149,7 +153,7 @@ export class PartitionMachine implements StateMachine {
     }
     return schema.QueuePartitionSnapshotData.encode({
       state: new TextEncoder().encode(JSON.stringify(state)), firstOffset: cp.firstOffset, nextOffset: cp.nextOffset, messages,
-      bodiesInStore: !this.storage.snapshotsCarryBodies,
+      bodiesInStore: !carryBodies,
     }).finish();
   }
 
@@ -182,6 +186,9 @@ export class PartitionMachine implements StateMachine {
 
   restore(data: Uint8Array): void {
     const snap = schema.QueuePartitionSnapshotData.decode(data);
+    if (snap.bodiesInStore && this.formats.readsUpTo < featureVersionSnapshotsStreamed) {
+      throw new FeatureVersionError(featureVersionSnapshotsStreamed, this.formats.readsUpTo, `queue partition ${this.topic}/${this.index}: a snapshot without its bodies`);
+    }
     const state = JSON.parse(new TextDecoder().decode(snap.state)) as SnapshotState;
     const cp = { firstOffset: offset(Number(snap.firstOffset)), nextOffset: offset(Number(snap.nextOffset)) };
     assert(state.partition.logStart === cp.firstOffset && state.partition.logEnd === cp.nextOffset, 'the snapshot\'s bodies are its partition\'s range');

@@ -80,6 +80,7 @@ import { decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCom
 import { type CommandOutcome, PartitionMachine, type PartitionListener } from './partition.js';
 import type { PartitionStorageFactory } from './storage.js';
 import { answerPull, type CatchUpCounts, PartitionCatchUp } from './catchup.js';
+import { allSnapshotFormats, type SnapshotFormats } from '../../node/version.js';
 
 /** Group 0's topic sub-machine: the table, and a listener told after every change. */
 export class TopicsMachine implements SubMachine {
@@ -125,6 +126,8 @@ export interface QueueServiceOptions {
   readonly fatal?: (message: string) => void;
   /** QUEUE_NODE_DOWN_MS: a voter group 0's leader has not heard from this long gets its partition replicas rebuilt on spare nodes. */
   readonly nodeDownMs?: number;
+  /** Which partition snapshot formats to write and read (the cluster version; absent: every format). */
+  readonly snapshotFormats?: SnapshotFormats;
 }
 
 /**
@@ -524,7 +527,7 @@ export class QueueService implements Service {
     };
     const canary = this.opts.canary;
     const machine = new PartitionMachine(topic.name, index, partitionConfigOf(topic), storage, listener,
-      canary === undefined || canary === 'ack-before-majority' ? {} : { canary });
+      canary === undefined || canary === 'ack-before-majority' ? {} : { canary }, this.opts.snapshotFormats ?? allSnapshotFormats);
     const replicas = topic.placement[index] ?? [];
     // Every host bootstraps with the group's first configuration: a new replica replaying the log from index 1 then derives the others'.
     const runner = this.context.groups.ensure(group, machine, { voters: [...(topic.origin[index] ?? replicas)].sort(), learners: [] });

@@ -341,6 +341,8 @@ export function nodeArgs(spec: NodeSpec, extra: readonly string[] = []): string[
 /** One `dsync node` process that can be stopped, killed and restarted with the same spec. */
 export class TestNode {
   proc: ManagedProcess | null = null;
+  /** Extra environment for the next start (e.g. DSYNC_FEATURE_VERSION). */
+  env: Record<string, string> = {};
 
   constructor(private readonly t: Teardown, readonly spec: NodeSpec, private readonly extraArgs: readonly string[] = [],
     private readonly nodeFlags: readonly string[] = []) {}
@@ -362,7 +364,7 @@ export class TestNode {
   /** Spawns the node; with `wait` (default) resolves once it answers a ping. */
   async start(wait = true): Promise<void> {
     if (this.proc !== null && this.proc.running) throw new Error(`node ${this.spec.id} is already running`);
-    this.proc = spawnDsync(this.t, nodeArgs(this.spec, this.extraArgs), { nodeFlags: this.nodeFlags });
+    this.proc = spawnDsync(this.t, nodeArgs(this.spec, this.extraArgs), { nodeFlags: this.nodeFlags, env: this.env });
     if (!wait) return;
     await this.proc.waitForStdout(/listening on/);
     await waitUntilServing(this.address);
@@ -395,6 +397,8 @@ export interface ClusterOptions {
   readonly ports?: readonly number[];
   /** Flags for every node's node process (benchmarks profile with `--cpu-prof --cpu-prof-dir=DIR`). */
   readonly nodeFlags?: readonly string[];
+  /** Extra environment per node id for its first start (TestNode.env after that). */
+  readonly nodeEnv?: Readonly<Record<string, Record<string, string>>>;
 }
 
 /** N nodes `n1..nN` on free ports, each its own `dsync node` process, peers wired to each other. */
@@ -414,6 +418,7 @@ export class TestCluster {
       peers: ids.flatMap((pid, j) => (j === i ? [] : [`${pid}@127.0.0.1:${port(j)}`])),
     }));
     const cluster = new TestCluster(specs.map((s) => new TestNode(t, s, opts.extraArgs ?? [], opts.nodeFlags ?? [])), dataRoot);
+    for (const n of cluster.nodes) n.env = { ...(opts.nodeEnv?.[n.spec.id] ?? {}) };
     await Promise.all(cluster.nodes.map((n) => n.start()));
     return cluster;
   }

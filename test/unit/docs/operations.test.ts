@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { settingSpecs } from '../../../server/node/config.js';
 import { fatalExitCode } from '../../../server/node/node.js';
+import { featureVersionExitCode } from '../../../server/node/version.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 const read = (name: string): string => readFileSync(join(repoRoot, name), 'utf8');
@@ -47,5 +48,6 @@ t.test('the exit codes are the ones the code uses', async (t) => {
   t.match(codes.get(130) ?? '', /interrupted/, 'documented as interrupted');
   t.match(codes.get(1) ?? '', /request failed/, '1: a failed request');
   t.match(codes.get(0) ?? '', /success/, '0: success');
-  t.same([...codes.keys()].sort((a, b) => a - b), [0, 1, 2, 3, 70, 130], 'no other codes are documented');
+  t.match(codes.get(featureVersionExitCode) ?? '', /feature version/, `featureVersionExitCode ${featureVersionExitCode} documented as a feature version refusal`);
+  t.same([...codes.keys()].sort((a, b) => a - b), [0, 1, 2, 3, featureVersionExitCode, 70, 130], 'no other codes are documented');
 });

@@ -161,7 +161,7 @@ t.test('through group 0: ConfChange entries with a context, announcements, JSON 
   sm2.register(EntryKind.Members, 'members', restored);
   sm2.restore(snap);
   t.same(restored.table.snapshot(), machine.table.snapshot(), 'the group 0 snapshot carries the members');
-  t.same(restored.table.get(n('n4')), { id: 'n4', role: 'learner', address: '127.0.0.1:9404', peerAddress: '127.0.0.1:9404' }, "n4's addresses came from the context");
+  t.same(restored.table.get(n('n4')), { id: 'n4', role: 'learner', address: '127.0.0.1:9404', peerAddress: '127.0.0.1:9404', featureVersion: 0 }, "n4's addresses came from the context");
   t.throws(() => sm.apply(entry(3, EntryType.Normal, frameEntry(EntryKind.Members, schema.MemberAnnounce.encode({ id: 'n1', address: 'not an address', peerAddress: '' }).finish()))),
     /malformed member announcement/, 'a malformed announcement stops the replica (every replica alike), never diverges');
   t.end();
