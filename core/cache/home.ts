@@ -60,9 +60,11 @@ import {
   cacheHomeQueuePerKeyMax,
   cacheHomeQueuedRequestsMax,
   cacheLeaseDriftMarginMs,
+  cacheLineLeaseVolumes,
   cacheNodesMax,
   cacheRenewBatchKeysMax,
   cacheVersionMax,
+  cacheVolumeRevokesMax,
   cacheWriteWaitLeasesMax,
 } from '../constants.js';
 import { cacheNodeIndex } from '../ids.js';
@@ -70,7 +72,7 @@ import type { CacheNodeIndex } from '../ids.js';
 import type { MemoryOp, MemoryRecord } from './backing.js';
 import type { Fence, FenceTable } from './fence.js';
 import { St, assertCacheConfig } from './messages.js';
-import type { CacheConfig, CacheValue, Data, Nack, Push, ToHome, ToNode } from './messages.js';
+import type { CacheConfig, CacheValue, Data, Nack, Push, Revoke, ToHome, ToNode } from './messages.js';
 
 export interface HomeOptions {
   readonly self: CacheNodeIndex;
@@ -137,6 +139,12 @@ export class HomeCounters {
   renewalsRefused = 0;
   /** RenewBatch messages answered (their keys count in renewals / renewalsRefused). */
   renewBatches = 0;
+  /** Volume leases granted (one per node per renewal interval, whatever the number of lines). */
+  volumeRenewals = 0;
+  /** Revocations (rounds waiting on the node) carried in those grants. */
+  volumeRevokes = 0;
+  /** Volume renewals not granted: more rounds waited on the node than one grant carries. */
+  volumeRefused = 0;
   /** Writes refused because their fencing token was older than the newest seen for the lock. */
   fencedWrites = 0;
 }
@@ -219,6 +227,8 @@ export class CacheHome {
   private readonly fwdData: CacheValue[];
   private readonly roundOwnerState: Uint8Array;
   private readonly roundSentMs: Float64Array;
+  /** When the round's silent holders are treated as invalidated: the latest of their volume leases when it began. */
+  private readonly roundReclaimAtMs: Float64Array;
   private readonly inRound = new Set<number>();
   // after a memory write
   private readonly deferred: (ToNode[] | null)[];
@@ -242,6 +252,11 @@ export class CacheHome {
 
   /** Latest incarnation heard from each node (0 = none yet). */
   private readonly nodeInc = new Uint32Array(cacheNodesMax);
+  /** Each node's volume lease from this home, on this home's clock (0 = none granted). */
+  private readonly volumeUntilMs = new Float64Array(cacheNodesMax);
+  /** Each node's volume period here: grows when a round reclaims the node (its copies granted before are dead). */
+  private readonly volumeSeq = new Uint32Array(cacheNodesMax);
+  private readonly lineLeaseMs: number;
 
   private messages: ToNode[] = [];
   private memory: MemoryOp[] = [];
@@ -255,6 +270,7 @@ export class CacheHome {
     this.self = opts.self;
     this.epoch = opts.epoch;
     this.grantsFromMs = opts.startedMs + cfg.leaseMs;
+    this.lineLeaseMs = cfg.leaseMs * cacheLineLeaseVolumes;
     this.fences = opts.fences ?? null;
     this.entriesMax = n;
     this.canary = opts.canary;
@@ -292,6 +308,7 @@ export class CacheHome {
     this.fwdDirty = new Uint8Array(n);
     this.roundOwnerState = new Uint8Array(n);
     this.roundSentMs = new Float64Array(n);
+    this.roundReclaimAtMs = new Float64Array(n);
     this.writingVersion = new Uint32Array(n);
     this.freeAfter = new Uint8Array(n);
     this.freeSlots = new Int32Array(n);
@@ -347,6 +364,9 @@ export class CacheHome {
       case 'RenewBatch':
         this.onRenewBatch(msg.keys, msg.versions, msg.from, msg.sentMs, nowMs);
         return;
+      case 'Volume':
+        this.onVolume(msg.from, msg.sentMs, nowMs);
+        return;
       case 'GetS':
         this.enqueue(RK.GetS, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, 0, null, 0, nowMs);
         return;
@@ -368,7 +388,7 @@ export class CacheHome {
   tick(nowMs: number): void {
     for (const slot of this.inRound) {
       if (this.phase[slot] !== PH.round) continue;
-      if (nowMs >= (this.leaseUntilMs[slot] as number)) {
+      if (nowMs >= (this.roundReclaimAtMs[slot] as number)) {
         this.reclaim(slot);
         this.afterRound(slot, nowMs);
         this.serve(slot, nowMs);
@@ -481,6 +501,7 @@ export class CacheHome {
     if (incarnation > known) {
       if (known !== 0) this.forgetNode(from, nowMs);
       this.nodeInc[from] = incarnation;
+      this.volumeUntilMs[from] = 0; // a new life holds no line from here
     }
     return true;
   }
@@ -645,7 +666,7 @@ export class CacheHome {
       this.messages.push({
         kind: 'WriteAck', from: this.self, to: h, incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string,
         reqId: this.rReqId[r] as number, version: this.version[slot] as number, state: now,
-        leaseUntilMs: now === St.I ? 0 : this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0,
+        leaseUntilMs: now === St.I ? 0 : this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0, epoch: this.epoch, seq: this.volumeSeq[h] as number,
       });
     } else if (kind === RK.PutM) {
       this.messages.push({ kind: 'PutAck', from: this.self, to: h, incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string, reqId: this.rReqId[r] as number, applied: false });
@@ -687,7 +708,14 @@ export class CacheHome {
     }
     this.phase[slot] = PH.round;
     this.inRound.add(slot);
-    if (nowMs >= (this.leaseUntilMs[slot] as number)) {
+    // A holder serves only under its volume lease. Renewals granted from now on carry this
+    // round's Inv/Fwd, so the volume leases as they stand now bound how long it can serve.
+    let volumes = 0;
+    for (let n = 0; n < cacheNodesMax; n++) {
+      if ((pending & bit(n)) !== 0 && (this.volumeUntilMs[n] as number) > volumes) volumes = this.volumeUntilMs[n] as number;
+    }
+    this.roundReclaimAtMs[slot] = volumes;
+    if (nowMs >= (this.roundReclaimAtMs[slot] as number)) {
       // Every holder's lease has run out already: nobody can serve, nothing to ask.
       this.reclaim(slot);
       this.afterRound(slot, nowMs);
@@ -736,10 +764,15 @@ export class CacheHome {
     }
   }
 
-  /** The entry's lease ran out: every holder still pending is treated as invalidated. */
+  /**
+   * The volume leases of the holders still pending ran out: they are treated as invalidated,
+   * and each one's volume period ends, so no copy it was granted before can be served again
+   * (it may have missed this round's Inv and renew its volume lease later).
+   */
   private reclaim(slot: number): void {
     const pending = this.pending[slot] as number;
     this.counters.leaseReclaims += popcount(pending);
+    for (let n = 0; n < cacheNodesMax; n++) if ((pending & bit(n)) !== 0) this.volumeSeq[n] = (this.volumeSeq[n] as number) + 1;
     const f = this.fwd[slot] as number;
     if (f >= 0 && (pending & bit(f)) !== 0) {
       this.fwdState[slot] = FW.gone;
@@ -881,7 +914,7 @@ export class CacheHome {
           out.push({
             kind: 'WriteAck', from: this.self, to: cacheNodeIndex(h), incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string,
             reqId: this.rReqId[r] as number, version: this.version[slot] as number, state: st,
-            leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0,
+            leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0, epoch: this.epoch, seq: this.volumeSeq[h] as number,
           });
         }
         break;
@@ -943,7 +976,7 @@ export class CacheHome {
     return {
       kind: 'Data', from: this.self, to: cacheNodeIndex(h), incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string,
       reqId: this.rReqId[r] as number, state: st, version: this.version[slot] as number, value,
-      leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0,
+      leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0, epoch: this.epoch, seq: this.volumeSeq[h] as number,
     };
   }
 
@@ -953,7 +986,7 @@ export class CacheHome {
    */
   private leaseFor(slot: number, r: number, nowMs: number): number {
     const exp = this.expiresAtMs[slot] as number;
-    const lease = this.cfg.leaseMs;
+    const lease = this.lineLeaseMs;
     const homeUntil = exp > 0 ? Math.min(nowMs + lease, exp) : nowMs + lease;
     if (homeUntil > (this.leaseUntilMs[slot] as number)) this.leaseUntilMs[slot] = homeUntil;
     const sent = this.rSentMs[r] as number;
@@ -981,6 +1014,33 @@ export class CacheHome {
   }
 
   /**
+   * Renews `from`'s volume lease: until now + leaseMs here, sentMs + leaseMs - margin at the
+   * node. Every round still waiting on the node goes in the answer as a revocation, which
+   * the node applies before it takes the lease: a round's reclaim time (the volume leases
+   * when it began) is never outlived by a lease granted after it began. With more rounds
+   * than one answer carries, nothing is granted: the lease lapses and the rounds end by it.
+   */
+  private onVolume(from: CacheNodeIndex, sentMs: number, nowMs: number): void {
+    const b = bit(from);
+    const revoke: Revoke[] = [];
+    for (const slot of this.inRound) {
+      if (this.phase[slot] !== PH.round || ((this.pending[slot] as number) & b) === 0) continue;
+      if (revoke.length >= cacheVolumeRevokesMax) {
+        this.counters.volumeRefused++;
+        return;
+      }
+      revoke.push({ key: this.keys[slot] as string, round: this.round[slot] as number, version: this.version[slot] as number,
+        fwdTo: this.fwd[slot] === from ? (this.fwdTo[slot] as St) : null });
+    }
+    this.counters.volumeRenewals++;
+    this.counters.volumeRevokes += revoke.length;
+    const homeUntil = nowMs + this.cfg.leaseMs;
+    if (homeUntil > (this.volumeUntilMs[from] as number)) this.volumeUntilMs[from] = homeUntil;
+    this.messages.push({ kind: 'VolumeGranted', from: this.self, to: from, incarnation: this.nodeInc[from] as number, epoch: this.epoch,
+      seq: this.volumeSeq[from] as number, leaseUntilMs: sentMs + this.cfg.leaseMs - cacheLeaseDriftMarginMs, revoke });
+  }
+
+  /**
    * Renews `from`'s copy of `key` (anchored at its sentMs) and appends the answer to out;
    * false, appending nothing, while the entry is busy (renewals are refused during a round,
    * so a round waits for leases no longer than the one it started with).
@@ -1000,7 +1060,7 @@ export class CacheHome {
     }
     this.counters.renewals++;
     const exp = this.expiresAtMs[slot] as number;
-    const homeUntil = exp > 0 ? Math.min(nowMs + this.cfg.leaseMs, exp) : nowMs + this.cfg.leaseMs;
+    const homeUntil = exp > 0 ? Math.min(nowMs + this.lineLeaseMs, exp) : nowMs + this.lineLeaseMs;
     if (homeUntil > (this.leaseUntilMs[slot] as number)) this.leaseUntilMs[slot] = homeUntil;
     out.ok.push(true);
     out.versions.push(this.version[slot] as number);

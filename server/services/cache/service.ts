@@ -576,7 +576,7 @@ export class CacheService implements Service {
       return h;
     };
     const node = new NodeCache(this.opts.cfg, {
-      self, incarnation, homeOf,
+      self, incarnation, homeOf, homes: members.length,
       ...(this.opts.lineEntriesMax === undefined ? {} : { entriesMax: this.opts.lineEntriesMax }),
       ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
     });
