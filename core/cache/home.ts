@@ -12,13 +12,28 @@
 // - Requests for one key are served one at a time. A busy entry (loading, in a round of
 //   invalidations, or writing memory) queues them, bounded per key and over the home;
 //   beyond either bound the requester gets Nack busy and resends.
+// - Volume leases (Yin et al.): a node serves a line only within three leases: the line's
+//   own (long: cacheLineLeaseVolumes leases), this home's volume lease to the node (short:
+//   one lease, renewed by one Volume message per home whatever the number of lines), and
+//   the node's volume period here (volumeSeq). Each lease is granted as sentMs + lease -
+//   drift margin on the node's clock and recorded as nowMs + lease here, so the node's
+//   runs out first.
 // - A round: Inv to sharers, Fwd to the owner; the request completes when every one
-//   acknowledged, or when the entry's lease ran out (the home "reclaims": the silent
-//   holders are treated as invalidated; an owner's unsent dirty data under write-back is
-//   lost and counted). One lease per entry, the latest any holder was given: a round
-//   waits for the slowest holder's lease, never for a live node that keeps renewing,
-//   because renewals are refused while the entry is busy. Inv/Fwd are resent every retryMs.
-//   Nodes renew in rounds: one RenewBatch per home names many keys and gets one
+//   acknowledged, or when the holders' volume leases, as they stood when the round began,
+//   ran out (the home "reclaims": the silent holders are treated as invalidated; an
+//   owner's unsent dirty data under write-back is lost and counted). Why that is enough:
+//   a holder serves only within its volume lease; a lease recorded before the round began
+//   ends by the reclaim time; every lease granted after it began (Volume is never refused)
+//   carries the round's Inv/Fwd in its VolumeGranted, which the node applies before it
+//   takes the lease, and it then stops serving the key even where the Fwd let it keep a
+//   copy. So once the reclaim time passed, the holder serves the key only if it took a
+//   later grant, which revoked it. Inv/Fwd are resent every retryMs.
+// - A reclaim ends the holder's volume period (volumeSeq[n]++), and every grant (Data,
+//   WriteAck, VolumeGranted) names the period it belongs to: a node cut off past a reclaim
+//   that is heard again and renews its volume lease (nothing revoked: the round is over)
+//   learns of the new period and serves none of the lines granted in the old one.
+// - A line's own lease bounds a TTL (never past it) and how long an unread line stays;
+//   lines are renewed in rounds: one RenewBatch per home names many keys and gets one
 //   RenewedBatch back (busy keys left out); each key is renewed exactly as by Renew.
 // - Round ids are unique per home epoch, so a late Ack of an earlier round never counts.
 //   The version grows when memory changes and when exclusivity (E/M) is granted, so a
@@ -40,7 +55,8 @@
 // - A node that restarts speaks with a higher incarnation: the home first forgets the old
 //   one (holders, waits in rounds, queued requests), counting an owner's lost dirty data.
 // - A new home (restart, ring change) grants nothing for one lease after it started: a
-//   previous home's grants have run out by then.
+//   previous home's volume leases have run out by then, and this home's epoch, in its
+//   grants, ends their period at every node. It grants volume leases at once.
 // - TTL: expiry is applied when the key is next served. Leases, at nodes and here, never
 //   outlast the TTL, so at expiry no holder can still serve the old value.
 // - MOESI (write-back only: write-through lines are never dirty): a dirty owner asked to

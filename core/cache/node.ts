@@ -5,12 +5,21 @@
 //
 // Decisions:
 // - A hit touches typed arrays only (no allocation, no message): a line serves while nowMs
-//   is before its lease, which the home computed on this node's clock from the request's
-//   send time. Lines in use are renewed in rounds (tick, every lease/8): each clean line
-//   read within cacheRenewIdleLeases leases whose lease is past half goes into one
-//   RenewBatch per home; a line not read that long lapses. A line whose lease ran out is
-//   dropped (a dirty one is first given back with PutM, the only way dirty data leaves a
-//   node); dirty lines are renewed one by one on tick, read or not.
+//   is before its own lease and its home's volume lease to this node, and while the node
+//   is still in the volume period the line was granted in (home.ts argues why). Leases
+//   are computed by the home on this node's clock from the request's send time.
+// - Volume leases: on tick, each home this node asks (every home of the ring, given as
+//   `homes`, and any it sent a request to) gets one Volume when its lease is past half.
+//   A VolumeGranted's revocations (rounds still waiting on this node) are applied first,
+//   as their Inv/Fwd would be, and the revoked copies stop being served; a grant naming a
+//   newer period (or home epoch) starts it, and every line of the older one is dead. A
+//   grant of an older period installs nothing servable. A Data that arrives before the
+//   first volume lease installs a line that becomes servable once the lease comes.
+// - Lines in use are renewed in rounds (tick, every line lease/8): each clean line read
+//   within cacheRenewIdleLeases leases whose own lease is past half goes into one
+//   RenewBatch per home; a line not read that long lapses. A line not servable is dropped
+//   (a dirty one is first given back with PutM, the only way dirty data leaves a node);
+//   dirty lines are renewed one by one on tick, read or not.
 // - One transaction per key keeps the home's reasoning simple: a node asks again only
 //   when it holds nothing dirty, so a new request from a recorded holder means "nothing here".
 // - A grant is stale when an Inv/Fwd for the same key arrived while it was in flight with
