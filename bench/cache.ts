@@ -66,7 +66,7 @@ interface ScenarioResult {
   readonly measuredOps: number;
   readonly seconds: number;
   readonly hitRatio: number;
-  /** Line renewals the nodes asked their homes for, per operation (a fixed rate per working set: lines read within cacheRenewIdleLeases leases). */
+  /** Renewals the nodes asked their homes for, per operation: lines (a fixed rate per working set) plus volume leases (a fixed rate per home). */
   readonly renewalsPerOp: number;
   readonly latencyMs: LatencySummaryMs;
   readonly errors: number;
@@ -109,7 +109,8 @@ async function hitsAndMisses(probes: readonly Client[]): Promise<{ hits: number;
     const s = await c.cache.stats();
     hits += s.counters['node.hits'] ?? 0;
     misses += s.counters['node.misses'] ?? 0;
-    renewals += s.counters['node.renewalsSent'] ?? 0;
+    // Line renewals and volume-lease renewals (one per home per interval): every renewal message's key or volume.
+    renewals += (s.counters['node.renewalsSent'] ?? 0) + (s.counters['node.volumeRenewalsSent'] ?? 0);
   }
   return { hits, misses, renewals };
 }

@@ -284,6 +284,19 @@ export const cacheRenewBatchKeysMax = 2_048;
 /** Keys, and their bytes (as keyBytes counts them), one renewal round sends over all homes; the rest wait for the next round. */
 export const cacheRenewRoundKeysMax = 16_384;
 export const cacheRenewRoundKeyBytesMax = 1024 * 1024;
+/**
+ * A line's own lease, in (volume) leases: 32 s at the default lease. A line is served only
+ * while its own lease AND its home's volume lease to the node are valid (core/cache/home.ts);
+ * the volume lease is the short one, renewed per home, so a line's own lease only has to be
+ * renewed every half of this (a renewal round every line lease / cacheRenewRoundsPerLease).
+ */
+export const cacheLineLeaseVolumes = 16;
+/**
+ * Rounds one VolumeGranted may carry as revocations (the rounds of its home still waiting
+ * on the node). With more waiting, the home does not renew the node's volume lease: it
+ * lapses, the node stops serving that home's lines, and the rounds end by the lease.
+ */
+export const cacheVolumeRevokesMax = 2_048;
 /** Largest version: a key's version is a u32 and never wraps. */
 export const cacheVersionMax = 0xffff_ffff;
 /** Longest TTL a set may carry. */
@@ -454,6 +467,8 @@ assert(cacheValueBytesMax + cacheKeyBytesMax < frameBytesMax, 'a cache value and
 // A round's keys (UTF-8: at most 1.5x keyBytes) plus ~32 bytes of fields each, asked or answered, take at most half a peer frame.
 assert(1.5 * cacheRenewRoundKeyBytesMax + 32 * cacheRenewRoundKeysMax <= frameBytesMax / 2 && cacheRenewBatchKeysMax <= cacheRenewRoundKeysMax, 'a renewal round and its answer fit in a peer frame');
 assert(cacheWriteWaitLeasesMax >= 1, 'a write may wait at least one lease');
+assert(cacheLineLeaseVolumes >= 2 && cacheLineLeaseVolumes <= cacheRenewIdleLeases, 'a line lease outlasts its volume lease; a line read within the idle window is renewed');
+assert(cacheVolumeRevokesMax * (cacheKeyBytesMax + 32) <= frameBytesMax / 2, 'a volume grant and its revocations fit in a peer frame');
 assert(cacheRenewIdleLeases >= 1 && cacheRenewRoundsPerLease >= 4, 'a line read within a lease is renewed, and asked for twice before its lease ends');
 assert(cacheLineBytesMaxDefault >= 4 * (cacheValueBytesMax + cacheKeyBytesMax), 'a node caches several maximal values');
 assert(cacheNodeTransactionsMax <= cacheNodeOpsPendingMax, 'every transaction holds at least one op');

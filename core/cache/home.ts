@@ -12,13 +12,28 @@
 // - Requests for one key are served one at a time. A busy entry (loading, in a round of
 //   invalidations, or writing memory) queues them, bounded per key and over the home;
 //   beyond either bound the requester gets Nack busy and resends.
+// - Volume leases (Yin et al.): a node serves a line only within three leases: the line's
+//   own (long: cacheLineLeaseVolumes leases), this home's volume lease to the node (short:
+//   one lease, renewed by one Volume message per home whatever the number of lines), and
+//   the node's volume period here (volumeSeq). Each lease is granted as sentMs + lease -
+//   drift margin on the node's clock and recorded as nowMs + lease here, so the node's
+//   runs out first.
 // - A round: Inv to sharers, Fwd to the owner; the request completes when every one
-//   acknowledged, or when the entry's lease ran out (the home "reclaims": the silent
-//   holders are treated as invalidated; an owner's unsent dirty data under write-back is
-//   lost and counted). One lease per entry, the latest any holder was given: a round
-//   waits for the slowest holder's lease, never for a live node that keeps renewing,
-//   because renewals are refused while the entry is busy. Inv/Fwd are resent every retryMs.
-//   Nodes renew in rounds: one RenewBatch per home names many keys and gets one
+//   acknowledged, or when the holders' volume leases, as they stood when the round began,
+//   ran out (the home "reclaims": the silent holders are treated as invalidated; an
+//   owner's unsent dirty data under write-back is lost and counted). Why that is enough:
+//   a holder serves only within its volume lease; a lease recorded before the round began
+//   ends by the reclaim time; every lease granted after it began (Volume is never refused)
+//   carries the round's Inv/Fwd in its VolumeGranted, which the node applies before it
+//   takes the lease, and it then stops serving the key even where the Fwd let it keep a
+//   copy. So once the reclaim time passed, the holder serves the key only if it took a
+//   later grant, which revoked it. Inv/Fwd are resent every retryMs.
+// - A reclaim ends the holder's volume period (volumeSeq[n]++), and every grant (Data,
+//   WriteAck, VolumeGranted) names the period it belongs to: a node cut off past a reclaim
+//   that is heard again and renews its volume lease (nothing revoked: the round is over)
+//   learns of the new period and serves none of the lines granted in the old one.
+// - A line's own lease bounds a TTL (never past it) and how long an unread line stays;
+//   lines are renewed in rounds: one RenewBatch per home names many keys and gets one
 //   RenewedBatch back (busy keys left out); each key is renewed exactly as by Renew.
 // - Round ids are unique per home epoch, so a late Ack of an earlier round never counts.
 //   The version grows when memory changes and when exclusivity (E/M) is granted, so a
@@ -40,7 +55,8 @@
 // - A node that restarts speaks with a higher incarnation: the home first forgets the old
 //   one (holders, waits in rounds, queued requests), counting an owner's lost dirty data.
 // - A new home (restart, ring change) grants nothing for one lease after it started: a
-//   previous home's grants have run out by then.
+//   previous home's volume leases have run out by then, and this home's epoch, in its
+//   grants, ends their period at every node. It grants volume leases at once.
 // - TTL: expiry is applied when the key is next served. Leases, at nodes and here, never
 //   outlast the TTL, so at expiry no holder can still serve the old value.
 // - MOESI (write-back only: write-through lines are never dirty): a dirty owner asked to
@@ -60,9 +76,11 @@ import {
   cacheHomeQueuePerKeyMax,
   cacheHomeQueuedRequestsMax,
   cacheLeaseDriftMarginMs,
+  cacheLineLeaseVolumes,
   cacheNodesMax,
   cacheRenewBatchKeysMax,
   cacheVersionMax,
+  cacheVolumeRevokesMax,
   cacheWriteWaitLeasesMax,
 } from '../constants.js';
 import { cacheNodeIndex } from '../ids.js';
@@ -70,7 +88,7 @@ import type { CacheNodeIndex } from '../ids.js';
 import type { MemoryOp, MemoryRecord } from './backing.js';
 import type { Fence, FenceTable } from './fence.js';
 import { St, assertCacheConfig } from './messages.js';
-import type { CacheConfig, CacheValue, Data, Nack, Push, ToHome, ToNode } from './messages.js';
+import type { CacheConfig, CacheValue, Data, Nack, Push, Revoke, ToHome, ToNode } from './messages.js';
 
 export interface HomeOptions {
   readonly self: CacheNodeIndex;
@@ -137,6 +155,12 @@ export class HomeCounters {
   renewalsRefused = 0;
   /** RenewBatch messages answered (their keys count in renewals / renewalsRefused). */
   renewBatches = 0;
+  /** Volume leases granted (one per node per renewal interval, whatever the number of lines). */
+  volumeRenewals = 0;
+  /** Revocations (rounds waiting on the node) carried in those grants. */
+  volumeRevokes = 0;
+  /** Volume renewals not granted: more rounds waited on the node than one grant carries. */
+  volumeRefused = 0;
   /** Writes refused because their fencing token was older than the newest seen for the lock. */
   fencedWrites = 0;
 }
@@ -219,6 +243,8 @@ export class CacheHome {
   private readonly fwdData: CacheValue[];
   private readonly roundOwnerState: Uint8Array;
   private readonly roundSentMs: Float64Array;
+  /** When the round's silent holders are treated as invalidated: the latest of their volume leases when it began. */
+  private readonly roundReclaimAtMs: Float64Array;
   private readonly inRound = new Set<number>();
   // after a memory write
   private readonly deferred: (ToNode[] | null)[];
@@ -242,6 +268,11 @@ export class CacheHome {
 
   /** Latest incarnation heard from each node (0 = none yet). */
   private readonly nodeInc = new Uint32Array(cacheNodesMax);
+  /** Each node's volume lease from this home, on this home's clock (0 = none granted). */
+  private readonly volumeUntilMs = new Float64Array(cacheNodesMax);
+  /** Each node's volume period here: grows when a round reclaims the node (its copies granted before are dead). */
+  private readonly volumeSeq = new Uint32Array(cacheNodesMax);
+  private readonly lineLeaseMs: number;
 
   private messages: ToNode[] = [];
   private memory: MemoryOp[] = [];
@@ -255,6 +286,7 @@ export class CacheHome {
     this.self = opts.self;
     this.epoch = opts.epoch;
     this.grantsFromMs = opts.startedMs + cfg.leaseMs;
+    this.lineLeaseMs = cfg.leaseMs * cacheLineLeaseVolumes;
     this.fences = opts.fences ?? null;
     this.entriesMax = n;
     this.canary = opts.canary;
@@ -292,6 +324,7 @@ export class CacheHome {
     this.fwdDirty = new Uint8Array(n);
     this.roundOwnerState = new Uint8Array(n);
     this.roundSentMs = new Float64Array(n);
+    this.roundReclaimAtMs = new Float64Array(n);
     this.writingVersion = new Uint32Array(n);
     this.freeAfter = new Uint8Array(n);
     this.freeSlots = new Int32Array(n);
@@ -347,6 +380,9 @@ export class CacheHome {
       case 'RenewBatch':
         this.onRenewBatch(msg.keys, msg.versions, msg.from, msg.sentMs, nowMs);
         return;
+      case 'Volume':
+        this.onVolume(msg.from, msg.sentMs, nowMs);
+        return;
       case 'GetS':
         this.enqueue(RK.GetS, msg.key, msg.from, msg.incarnation, msg.reqId, msg.sentMs, 0, null, 0, nowMs);
         return;
@@ -368,7 +404,7 @@ export class CacheHome {
   tick(nowMs: number): void {
     for (const slot of this.inRound) {
       if (this.phase[slot] !== PH.round) continue;
-      if (nowMs >= (this.leaseUntilMs[slot] as number)) {
+      if (nowMs >= (this.roundReclaimAtMs[slot] as number)) {
         this.reclaim(slot);
         this.afterRound(slot, nowMs);
         this.serve(slot, nowMs);
@@ -481,6 +517,7 @@ export class CacheHome {
     if (incarnation > known) {
       if (known !== 0) this.forgetNode(from, nowMs);
       this.nodeInc[from] = incarnation;
+      this.volumeUntilMs[from] = 0; // a new life holds no line from here
     }
     return true;
   }
@@ -645,7 +682,7 @@ export class CacheHome {
       this.messages.push({
         kind: 'WriteAck', from: this.self, to: h, incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string,
         reqId: this.rReqId[r] as number, version: this.version[slot] as number, state: now,
-        leaseUntilMs: now === St.I ? 0 : this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0,
+        leaseUntilMs: now === St.I ? 0 : this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0, epoch: this.epoch, seq: this.volumeSeq[h] as number,
       });
     } else if (kind === RK.PutM) {
       this.messages.push({ kind: 'PutAck', from: this.self, to: h, incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string, reqId: this.rReqId[r] as number, applied: false });
@@ -687,7 +724,14 @@ export class CacheHome {
     }
     this.phase[slot] = PH.round;
     this.inRound.add(slot);
-    if (nowMs >= (this.leaseUntilMs[slot] as number)) {
+    // A holder serves only under its volume lease. Renewals granted from now on carry this
+    // round's Inv/Fwd, so the volume leases as they stand now bound how long it can serve.
+    let volumes = 0;
+    for (let n = 0; n < cacheNodesMax; n++) {
+      if ((pending & bit(n)) !== 0 && (this.volumeUntilMs[n] as number) > volumes) volumes = this.volumeUntilMs[n] as number;
+    }
+    this.roundReclaimAtMs[slot] = volumes;
+    if (nowMs >= (this.roundReclaimAtMs[slot] as number)) {
       // Every holder's lease has run out already: nobody can serve, nothing to ask.
       this.reclaim(slot);
       this.afterRound(slot, nowMs);
@@ -736,10 +780,15 @@ export class CacheHome {
     }
   }
 
-  /** The entry's lease ran out: every holder still pending is treated as invalidated. */
+  /**
+   * The volume leases of the holders still pending ran out: they are treated as invalidated,
+   * and each one's volume period ends, so no copy it was granted before can be served again
+   * (it may have missed this round's Inv and renew its volume lease later).
+   */
   private reclaim(slot: number): void {
     const pending = this.pending[slot] as number;
     this.counters.leaseReclaims += popcount(pending);
+    for (let n = 0; n < cacheNodesMax; n++) if ((pending & bit(n)) !== 0) this.volumeSeq[n] = (this.volumeSeq[n] as number) + 1;
     const f = this.fwd[slot] as number;
     if (f >= 0 && (pending & bit(f)) !== 0) {
       this.fwdState[slot] = FW.gone;
@@ -881,7 +930,7 @@ export class CacheHome {
           out.push({
             kind: 'WriteAck', from: this.self, to: cacheNodeIndex(h), incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string,
             reqId: this.rReqId[r] as number, version: this.version[slot] as number, state: st,
-            leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0,
+            leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0, epoch: this.epoch, seq: this.volumeSeq[h] as number,
           });
         }
         break;
@@ -943,7 +992,7 @@ export class CacheHome {
     return {
       kind: 'Data', from: this.self, to: cacheNodeIndex(h), incarnation: this.nodeInc[h] as number, key: this.keys[slot] as string,
       reqId: this.rReqId[r] as number, state: st, version: this.version[slot] as number, value,
-      leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0,
+      leaseUntilMs: this.leaseFor(slot, r, nowMs), ttl: (this.expiresAtMs[slot] as number) > 0, epoch: this.epoch, seq: this.volumeSeq[h] as number,
     };
   }
 
@@ -953,7 +1002,7 @@ export class CacheHome {
    */
   private leaseFor(slot: number, r: number, nowMs: number): number {
     const exp = this.expiresAtMs[slot] as number;
-    const lease = this.cfg.leaseMs;
+    const lease = this.lineLeaseMs;
     const homeUntil = exp > 0 ? Math.min(nowMs + lease, exp) : nowMs + lease;
     if (homeUntil > (this.leaseUntilMs[slot] as number)) this.leaseUntilMs[slot] = homeUntil;
     const sent = this.rSentMs[r] as number;
@@ -981,6 +1030,33 @@ export class CacheHome {
   }
 
   /**
+   * Renews `from`'s volume lease: until now + leaseMs here, sentMs + leaseMs - margin at the
+   * node. Every round still waiting on the node goes in the answer as a revocation, which
+   * the node applies before it takes the lease: a round's reclaim time (the volume leases
+   * when it began) is never outlived by a lease granted after it began. With more rounds
+   * than one answer carries, nothing is granted: the lease lapses and the rounds end by it.
+   */
+  private onVolume(from: CacheNodeIndex, sentMs: number, nowMs: number): void {
+    const b = bit(from);
+    const revoke: Revoke[] = [];
+    for (const slot of this.inRound) {
+      if (this.phase[slot] !== PH.round || ((this.pending[slot] as number) & b) === 0) continue;
+      if (revoke.length >= cacheVolumeRevokesMax) {
+        this.counters.volumeRefused++;
+        return;
+      }
+      revoke.push({ key: this.keys[slot] as string, round: this.round[slot] as number, version: this.version[slot] as number,
+        fwdTo: this.fwd[slot] === from ? (this.fwdTo[slot] as St) : null });
+    }
+    this.counters.volumeRenewals++;
+    this.counters.volumeRevokes += revoke.length;
+    const homeUntil = nowMs + this.cfg.leaseMs;
+    if (homeUntil > (this.volumeUntilMs[from] as number)) this.volumeUntilMs[from] = homeUntil;
+    this.messages.push({ kind: 'VolumeGranted', from: this.self, to: from, incarnation: this.nodeInc[from] as number, epoch: this.epoch,
+      seq: this.volumeSeq[from] as number, leaseUntilMs: sentMs + this.cfg.leaseMs - cacheLeaseDriftMarginMs, revoke });
+  }
+
+  /**
    * Renews `from`'s copy of `key` (anchored at its sentMs) and appends the answer to out;
    * false, appending nothing, while the entry is busy (renewals are refused during a round,
    * so a round waits for leases no longer than the one it started with).
@@ -1000,7 +1076,7 @@ export class CacheHome {
     }
     this.counters.renewals++;
     const exp = this.expiresAtMs[slot] as number;
-    const homeUntil = exp > 0 ? Math.min(nowMs + this.cfg.leaseMs, exp) : nowMs + this.cfg.leaseMs;
+    const homeUntil = exp > 0 ? Math.min(nowMs + this.lineLeaseMs, exp) : nowMs + this.lineLeaseMs;
     if (homeUntil > (this.leaseUntilMs[slot] as number)) this.leaseUntilMs[slot] = homeUntil;
     out.ok.push(true);
     out.versions.push(this.version[slot] as number);

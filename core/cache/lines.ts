@@ -22,6 +22,9 @@ export class CacheLines {
   private readonly used: Float64Array;
   private readonly dirtyFlag: Uint8Array;
   private readonly ttlFlag: Uint8Array;
+  /** The node's index of the line's home, and the node's volume period of that home the line was granted in. */
+  private readonly homeIdx: Uint8Array;
+  private readonly periodOf: Uint32Array;
   private readonly size: Uint32Array;
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
@@ -47,6 +50,8 @@ export class CacheLines {
     this.used = new Float64Array(entriesMax);
     this.dirtyFlag = new Uint8Array(entriesMax);
     this.ttlFlag = new Uint8Array(entriesMax);
+    this.homeIdx = new Uint8Array(entriesMax);
+    this.periodOf = new Uint32Array(entriesMax);
     this.size = new Uint32Array(entriesMax);
     this.prev = new Int32Array(entriesMax).fill(-1);
     this.next = new Int32Array(entriesMax).fill(-1);
@@ -95,6 +100,12 @@ export class CacheLines {
   hasTtl(slot: number): boolean {
     return this.ttlFlag[slot] === 1;
   }
+  home(slot: number): number {
+    return this.homeIdx[slot] as number;
+  }
+  period(slot: number): number {
+    return this.periodOf[slot] as number;
+  }
 
   /** Whether `extraLines` more lines of `extraBytes` in all fit within both bounds. */
   fits(extraLines: number, extraBytes: number): boolean {
@@ -123,6 +134,8 @@ export class CacheLines {
     this.used[slot] = nowMs;
     this.dirtyFlag[slot] = 0;
     this.ttlFlag[slot] = ttl ? 1 : 0;
+    this.homeIdx[slot] = 0;
+    this.periodOf[slot] = 0;
     this.size[slot] = bytes;
     this.bytesTotal += bytes;
     this.link(slot);
@@ -174,6 +187,11 @@ export class CacheLines {
   }
   setTtl(slot: number, ttl: boolean): void {
     this.ttlFlag[slot] = ttl ? 1 : 0;
+  }
+  /** Which home's volume lease the line is served under, and in which of the node's periods of it. */
+  setVolume(slot: number, home: number, period: number): void {
+    this.homeIdx[slot] = home;
+    this.periodOf[slot] = period;
   }
 
   /** Marks the line most recently used, at nowMs (a node's clock never goes back). */

@@ -148,7 +148,19 @@ export interface Ack extends FromNode {
   readonly dirty: boolean;
   readonly value: CacheValue;
 }
-export type ToHome = GetS | GetM | Write | PutM | Renew | RenewBatch | Ack;
+/**
+ * Asks a home to renew this node's volume lease: one lease over every line the node holds
+ * from that home (home.ts has the argument). No key: one per home per renewal interval.
+ */
+export interface Volume {
+  readonly kind: 'Volume';
+  readonly from: CacheNodeIndex;
+  readonly incarnation: number;
+  readonly to: CacheNodeIndex;
+  /** The sender's clock when it sent this: the lease in the answer is anchored here. */
+  readonly sentMs: number;
+}
+export type ToHome = GetS | GetM | Write | PutM | Renew | RenewBatch | Ack | Volume;
 
 // --- home -> node ---
 
@@ -159,8 +171,17 @@ interface FromHome {
   readonly incarnation: number;
   readonly key: string;
 }
-/** A grant: a copy in `state` (S, E or M) at `version`, servable until leaseUntilMs (addressee's clock). */
-export interface Data extends FromHome {
+/**
+ * Which volume-lease period of the home a grant belongs to: the home's life (epoch) and
+ * the addressee's reclaim count there (seq; it grows each time the home reclaimed a round
+ * from the node on volume-lease grounds). A copy is served only within its period.
+ */
+export interface VolumePeriod {
+  readonly epoch: number;
+  readonly seq: number;
+}
+/** A grant: a copy in `state` (S, E or M) at `version`, servable until leaseUntilMs (addressee's clock) and within its volume period. */
+export interface Data extends FromHome, VolumePeriod {
   readonly kind: 'Data';
   readonly reqId: number;
   readonly state: St;
@@ -176,7 +197,7 @@ export interface Push extends FromHome {
   readonly version: number;
   readonly value: CacheValue;
 }
-export interface WriteAck extends FromHome {
+export interface WriteAck extends FromHome, VolumePeriod {
   readonly kind: 'WriteAck';
   readonly reqId: number;
   /** The version memory now has. */
@@ -241,11 +262,33 @@ export interface RenewedBatch {
   readonly versions: readonly number[];
   readonly leaseUntilMs: readonly number[];
 }
-export type ToNode = Data | Push | WriteAck | PutAck | Nack | Inv | Fwd | Renewed | RenewedBatch;
+/**
+ * The answer to Volume: every line this node holds from the home (life `epoch`) may be
+ * served until leaseUntilMs (the node's clock), but only after the node applied `revoke`:
+ * every Inv or Fwd of a round still waiting for this node, as if each had arrived on its own. A lease granted while a round waits on
+ * the node thus never lets it serve the copy the round takes back.
+ */
+export interface VolumeGranted extends VolumePeriod {
+  readonly kind: 'VolumeGranted';
+  readonly from: CacheNodeIndex;
+  readonly to: CacheNodeIndex;
+  readonly incarnation: number;
+  readonly leaseUntilMs: number;
+  readonly revoke: readonly Revoke[];
+}
+/** One round waiting on the addressee, carried in a VolumeGranted: an Inv (fwdTo null) or a Fwd. */
+export interface Revoke {
+  readonly key: string;
+  readonly round: number;
+  readonly version: number;
+  /** null: an Inv; S or I: a Fwd to that state. */
+  readonly fwdTo: St | null;
+}
+export type ToNode = Data | Push | WriteAck | PutAck | Nack | Inv | Fwd | Renewed | RenewedBatch | VolumeGranted;
 
 /** Message kinds as a tuple, for counters and tests. */
-export const toHomeKinds = ['GetS', 'GetM', 'Write', 'PutM', 'Renew', 'Ack', 'RenewBatch'] as const;
-export const toNodeKinds = ['Data', 'Push', 'WriteAck', 'PutAck', 'Nack', 'Inv', 'Fwd', 'Renewed', 'RenewedBatch'] as const;
+export const toHomeKinds = ['GetS', 'GetM', 'Write', 'PutM', 'Renew', 'Ack', 'RenewBatch', 'Volume'] as const;
+export const toNodeKinds = ['Data', 'Push', 'WriteAck', 'PutAck', 'Nack', 'Inv', 'Fwd', 'Renewed', 'RenewedBatch', 'VolumeGranted'] as const;
 
 /** UTF-16 code units of a key count as two bytes each toward a node's byte bound (no encoder on the hot path). */
 export function keyBytes(key: string): number {

@@ -5,12 +5,21 @@
 //
 // Decisions:
 // - A hit touches typed arrays only (no allocation, no message): a line serves while nowMs
-//   is before its lease, which the home computed on this node's clock from the request's
-//   send time. Lines in use are renewed in rounds (tick, every lease/8): each clean line
-//   read within cacheRenewIdleLeases leases whose lease is past half goes into one
-//   RenewBatch per home; a line not read that long lapses. A line whose lease ran out is
-//   dropped (a dirty one is first given back with PutM, the only way dirty data leaves a
-//   node); dirty lines are renewed one by one on tick, read or not.
+//   is before its own lease and its home's volume lease to this node, and while the node
+//   is still in the volume period the line was granted in (home.ts argues why). Leases
+//   are computed by the home on this node's clock from the request's send time.
+// - Volume leases: on tick, each home this node asks (every home of the ring, given as
+//   `homes`, and any it sent a request to) gets one Volume when its lease is past half.
+//   A VolumeGranted's revocations (rounds still waiting on this node) are applied first,
+//   as their Inv/Fwd would be, and the revoked copies stop being served; a grant naming a
+//   newer period (or home epoch) starts it, and every line of the older one is dead. A
+//   grant of an older period installs nothing servable. A Data that arrives before the
+//   first volume lease installs a line that becomes servable once the lease comes.
+// - Lines in use are renewed in rounds (tick, every line lease/8): each clean line read
+//   within cacheRenewIdleLeases leases whose own lease is past half goes into one
+//   RenewBatch per home; a line not read that long lapses. A line not servable is dropped
+//   (a dirty one is first given back with PutM, the only way dirty data leaves a node);
+//   dirty lines are renewed one by one on tick, read or not.
 // - One transaction per key keeps the home's reasoning simple: a node asks again only
 //   when it holds nothing dirty, so a new request from a recorded holder means "nothing here".
 // - A grant is stale when an Inv/Fwd for the same key arrived while it was in flight with
@@ -30,6 +39,8 @@ import { assert } from '../assert.js';
 import {
   cacheKeyBytesMax,
   cacheLineBytesMaxDefault,
+  cacheLineLeaseVolumes,
+  cacheNodesMax,
   cacheLineEntriesMaxDefault,
   cacheNodeOpsPendingMax,
   cacheNodeTransactionsMax,
@@ -47,7 +58,7 @@ import { utf8Bytes } from '../locks/table.js';
 import type { Fence } from './fence.js';
 import { CacheLines } from './lines.js';
 import { St, assertCacheConfig, keyBytes, valueBytes } from './messages.js';
-import type { CacheConfig, CacheValue, Data, Fwd, Inv, Nack, Push, PutAck, RenewedBatch, ToHome, ToNode, WriteAck } from './messages.js';
+import type { CacheConfig, CacheValue, Data, Fwd, Inv, Nack, Push, PutAck, RenewedBatch, ToHome, ToNode, VolumeGranted, WriteAck } from './messages.js';
 
 /** The op waits for its home; its completion comes out of ready(). */
 export const PENDING: unique symbol = Symbol('cache.pending');
@@ -79,8 +90,13 @@ export interface NodeOptions {
   readonly homeOf: (key: string) => CacheNodeIndex;
   readonly entriesMax?: number;
   readonly bytesMax?: number;
-  /** Deliberately broken build for checker canaries: clean lines are served after their lease ran out. */
-  readonly canary?: 'serve-past-lease';
+  /** Homes in the ring (indices 0..homes-1): their volume leases are asked for from the first tick, before any line is. */
+  readonly homes?: number;
+  /**
+   * Deliberately broken build for checker canaries: clean lines are served though their
+   * home's volume lease ran out, or from a volume period that ended (a reclaim).
+   */
+  readonly canary?: 'serve-past-volume-lease';
 }
 
 /** How long a write asking to wait waitMs is kept trying: at least one lease, at most cacheWriteWaitLeasesMax. */
@@ -106,6 +122,10 @@ export class NodeCounters {
   /** Lines asked to be renewed (one by one, or in a round's RenewBatch). */
   renewalsSent = 0;
   renewBatchesSent = 0;
+  /** Volume leases asked for (one message per home, whatever the number of lines). */
+  volumeRenewalsSent = 0;
+  /** Volume periods that ended (a home reclaimed from this node, or restarted): every line from that home stopped being served. */
+  volumePeriodsEnded = 0;
   refused = 0;
   fencedWrites = 0;
 }
@@ -155,7 +175,17 @@ export class NodeCache {
   private readonly self: CacheNodeIndex;
   private readonly incarnation: number;
   private readonly homeOf: (key: string) => CacheNodeIndex;
-  private readonly servePastLease: boolean;
+  private readonly servePastVolume: boolean;
+  private readonly lineLeaseMs: number;
+  // Per home index: the volume lease this node holds from it (on this node's clock), the
+  // home life and period it belongs to, this node's number for that period (lines carry
+  // it), and when it was last asked for. volumesWanted: homes this node renews from.
+  private readonly volumeUntilMs = new Float64Array(cacheNodesMax);
+  private readonly volumeEpoch = new Uint32Array(cacheNodesMax);
+  private readonly volumeSeq = new Uint32Array(cacheNodesMax);
+  private readonly volumePeriod = new Uint32Array(cacheNodesMax).fill(1);
+  private readonly volumeSentMs = new Float64Array(cacheNodesMax).fill(Number.NEGATIVE_INFINITY);
+  private volumesWanted = 0;
   private readonly txns = new Map<string, Txn>();
   /** Slots of dirty lines (write-back), for renewal and give-back on tick. */
   private readonly dirtySlots = new Set<number>();
@@ -179,7 +209,11 @@ export class NodeCache {
     this.self = opts.self;
     this.incarnation = opts.incarnation;
     this.homeOf = opts.homeOf;
-    this.servePastLease = opts.canary === 'serve-past-lease';
+    this.servePastVolume = opts.canary === 'serve-past-volume-lease';
+    this.lineLeaseMs = cfg.leaseMs * cacheLineLeaseVolumes;
+    const homes = opts.homes ?? 0;
+    assert(Number.isInteger(homes) && homes >= 0 && homes <= cacheNodesMax, 'homes within cacheNodesMax');
+    for (let h = 0; h < homes; h++) this.volumesWanted = (this.volumesWanted | (1 << h)) >>> 0;
     this.lines = new CacheLines(opts.entriesMax ?? cacheLineEntriesMaxDefault, opts.bytesMax ?? cacheLineBytesMaxDefault);
   }
 
@@ -197,6 +231,11 @@ export class NodeCache {
 
   get transactions(): number {
     return this.txns.size;
+  }
+
+  /** The volume lease this node holds from home h (its clock; tests and the console). */
+  volumeLeaseUntilMs(h: CacheNodeIndex): number {
+    return this.volumeUntilMs[h] as number;
   }
 
   get dirtyCount(): number {
@@ -217,7 +256,7 @@ export class NodeCache {
    */
   line(key: string, nowMs: number): { state: St; version: number; value: CacheValue; dirty: boolean; leaseUntilMs: number } | null {
     const slot = this.lines.find(key);
-    if (slot < 0 || nowMs >= this.lines.leaseUntilMs(slot) || this.txns.has(key)) return null;
+    if (slot < 0 || !this.live(slot, nowMs) || this.txns.has(key)) return null;
     return { state: this.lines.state(slot), version: this.lines.version(slot), value: this.lines.value(slot), dirty: this.lines.dirty(slot), leaseUntilMs: this.lines.leaseUntilMs(slot) };
   }
 
@@ -316,6 +355,9 @@ export class NodeCache {
       case 'RenewedBatch':
         this.onRenewedBatch(msg, nowMs);
         return;
+      case 'VolumeGranted':
+        this.onVolumeGranted(msg, nowMs);
+        return;
       default:
         assertNeverMsg(msg);
     }
@@ -323,6 +365,7 @@ export class NodeCache {
 
   /** Resends unanswered requests, renews lines in use (a round) and dirty lines, gives back dirty lines whose lease ran out. */
   tick(nowMs: number): void {
+    this.renewVolumes(nowMs);
     this.renewRound(nowMs);
     for (const txn of [...this.txns.values()]) {
       if ((txn.kind === 'Write' || txn.writes) && nowMs >= txn.giveUpAtMs) {
@@ -336,7 +379,7 @@ export class NodeCache {
     for (const slot of [...this.dirtySlots]) {
       const key = this.lines.key(slot);
       if (this.txns.has(key)) continue;
-      if (nowMs >= this.lines.leaseUntilMs(slot)) {
+      if (!this.live(slot, nowMs)) {
         if (this.txns.size < cacheNodeTransactionsMax) this.startPutM(key, slot, [], nowMs);
       } else {
         this.maybeRenew(slot, nowMs);
@@ -368,8 +411,7 @@ export class NodeCache {
   private validSlot(key: string, nowMs: number): number {
     const slot = this.lines.find(key);
     if (slot < 0) return -1;
-    if (nowMs < this.lines.leaseUntilMs(slot)) return slot;
-    if (this.servePastLease && !this.lines.dirty(slot) && this.lines.leaseUntilMs(slot) > -Infinity) return slot;
+    if (this.live(slot, nowMs)) return slot;
     if (!this.lines.dirty(slot)) {
       this.counters.leaseExpiries++;
       this.removeLine(slot);
@@ -401,7 +443,7 @@ export class NodeCache {
       const op = ops[i] as Op;
       const countIt = fresh || i > 0;
       let slot = this.lines.find(key);
-      if (slot >= 0 && nowMs >= this.lines.leaseUntilMs(slot)) {
+      if (slot >= 0 && !this.live(slot, nowMs)) {
         if (this.lines.dirty(slot)) {
           this.startPutM(key, slot, ops.slice(i), nowMs);
           return;
@@ -458,6 +500,11 @@ export class NodeCache {
     const txn: Txn = { key, kind, reqId, msg: msg(reqId), firstSentMs: nowMs, retryAtMs: nowMs + this.cfg.retryMs, giveUpAtMs: nowMs + waitMs, invFloor: -1, ops, value, flush, writes };
     this.txns.set(key, txn);
     this.messages.push(txn.msg);
+    const h = txn.msg.to;
+    if ((this.volumesWanted & (1 << h)) === 0 || nowMs >= (this.volumeUntilMs[h] as number)) {
+      this.volumesWanted = (this.volumesWanted | (1 << h)) >>> 0;
+      this.maybeRenewVolume(h, nowMs);
+    }
     return txn;
   }
 
@@ -557,21 +604,27 @@ export class NodeCache {
       this.lines.setVersion(slot, msg.version);
       this.lines.setLease(slot, msg.leaseUntilMs);
       this.lines.setTtl(slot, msg.ttl);
+      this.lines.setVolume(slot, msg.from, this.periodOf(msg.from, msg.epoch, msg.seq));
       if (txn.writes) {
         this.complete(txn.ops[0] as Op, txn.value);
         this.finish(txn, nowMs, true);
         return;
       }
-      this.txns.delete(txn.key);
-      this.run(txn.key, txn.ops, nowMs, false);
-      return;
+      if (this.live(slot, nowMs)) {
+        this.txns.delete(txn.key);
+        this.run(txn.key, txn.ops, nowMs, false);
+        return;
+      }
+      // Not servable (yet): no volume lease from the home yet (it becomes servable once one
+      // comes), or granted in a volume period that has ended. The waiting reads take the
+      // value, which was the home's when it granted, within their operations.
     }
     if (txn.writes) {
       this.complete(txn.ops[0] as Op, txn.value);
       this.finish(txn, nowMs, true);
       return;
     }
-    // No room for a line: the reads waiting now can still take the value; the rest asks again.
+    // No (servable) line: the reads waiting now can still take the value; the rest asks again.
     this.txns.delete(txn.key);
     let i = 0;
     if (txn.kind === 'GetS') {
@@ -597,6 +650,7 @@ export class NodeCache {
         this.lines.setVersion(slot, msg.version);
         this.lines.setLease(slot, msg.leaseUntilMs);
         this.lines.setTtl(slot, msg.ttl);
+        this.lines.setVolume(slot, msg.from, this.periodOf(msg.from, msg.epoch, msg.seq));
         if (msg.state !== St.O) {
           this.lines.setDirty(slot, false);
           this.dirtySlots.delete(slot);
@@ -731,6 +785,8 @@ export class NodeCache {
     if (!this.makeRoom(CacheLines.bytesOf(msg.key, msg.value), nowMs)) return;
     // Not servable until renewed: the lease must be anchored at a time this node sent something.
     const slot = this.lines.insert(msg.key, St.S, msg.version, -Infinity, msg.value, false, nowMs);
+    // Its Renewed (the home still records this node as a holder, later than the push) makes it servable in the current period.
+    this.lines.setVolume(slot, msg.from, this.volumePeriod[msg.from] as number);
     this.counters.pushesInstalled++;
     this.sendRenew(slot, nowMs);
   }
@@ -768,7 +824,7 @@ export class NodeCache {
 
   private maybeRenew(slot: number, nowMs: number): void {
     const left = this.lines.leaseUntilMs(slot) - nowMs;
-    if (left < this.cfg.leaseMs / 2 && nowMs - this.lines.renewSentMs(slot) >= this.cfg.retryMs) this.sendRenew(slot, nowMs);
+    if (left < this.lineLeaseMs / 2 && nowMs - this.lines.renewSentMs(slot) >= this.cfg.retryMs) this.sendRenew(slot, nowMs);
   }
 
   /**
@@ -780,15 +836,15 @@ export class NodeCache {
    */
   private renewRound(nowMs: number): void {
     if (nowMs < this.renewRoundAtMs) return;
-    const leaseMs = this.cfg.leaseMs;
+    const leaseMs = this.lineLeaseMs;
     this.renewRoundAtMs = nowMs + leaseMs / cacheRenewRoundsPerLease;
-    const idleSinceMs = nowMs - cacheRenewIdleLeases * leaseMs;
+    const idleSinceMs = nowMs - cacheRenewIdleLeases * this.cfg.leaseMs;
     const batches = new Map<CacheNodeIndex, { keys: string[]; versions: number[] }>();
     let keys = 0;
     let bytes = 0;
     for (let s = this.lines.mru(); s >= 0 && this.lines.usedMs(s) >= idleSinceMs; s = this.lines.older(s)) {
       const untilMs = this.lines.leaseUntilMs(s);
-      if (this.lines.dirty(s) || nowMs >= untilMs || untilMs - nowMs >= leaseMs / 2 || nowMs - this.lines.renewSentMs(s) < this.cfg.retryMs) continue;
+      if (this.lines.dirty(s) || untilMs - nowMs >= leaseMs / 2 || !this.live(s, nowMs) || nowMs - this.lines.renewSentMs(s) < this.cfg.retryMs) continue;
       const key = this.lines.key(s);
       if (this.txns.has(key)) continue;
       if (keys >= cacheRenewRoundKeysMax || bytes + keyBytes(key) > cacheRenewRoundKeyBytesMax) break;
@@ -806,6 +862,69 @@ export class NodeCache {
       this.lines.setRenewSent(s, nowMs);
     }
     for (const [to, b] of batches) this.sendRenewBatch(to, b.keys, b.versions, nowMs);
+  }
+
+  /**
+   * Whether the line may be served now: within its own lease, and within the volume lease
+   * of its home in the period it was granted in.
+   */
+  private live(slot: number, nowMs: number): boolean {
+    if (nowMs >= this.lines.leaseUntilMs(slot)) return false;
+    if (this.servePastVolume && !this.lines.dirty(slot)) return true;
+    const h = this.lines.home(slot);
+    return this.lines.period(slot) === this.volumePeriod[h] && nowMs < (this.volumeUntilMs[h] as number);
+  }
+
+  /**
+   * This node's number for the volume period (epoch, seq) of home h, moving to it when it is
+   * newer than the current one (every line of the earlier period stops being served); 0
+   * (never servable) for an earlier period.
+   */
+  private periodOf(h: CacheNodeIndex, epoch: number, seq: number): number {
+    const e = this.volumeEpoch[h] as number;
+    if (epoch < e || (epoch === e && seq < (this.volumeSeq[h] as number))) return 0;
+    if (epoch > e || seq > (this.volumeSeq[h] as number)) {
+      if (epoch > e) this.volumeUntilMs[h] = 0; // a lease of another life of the home is not this one's
+      this.volumeEpoch[h] = epoch;
+      this.volumeSeq[h] = seq;
+      this.volumePeriod[h] = (this.volumePeriod[h] as number) + 1;
+      this.counters.volumePeriodsEnded++;
+    }
+    return this.volumePeriod[h] as number;
+  }
+
+  /** Asks every home this node renews from for its volume lease when it is past half. */
+  private renewVolumes(nowMs: number): void {
+    let wanted = this.volumesWanted;
+    for (let h = 0; wanted !== 0; h++, wanted >>>= 1) if ((wanted & 1) !== 0) this.maybeRenewVolume(h as CacheNodeIndex, nowMs);
+  }
+
+  private maybeRenewVolume(h: CacheNodeIndex, nowMs: number): void {
+    if ((this.volumeUntilMs[h] as number) - nowMs >= this.cfg.leaseMs / 2 || nowMs - (this.volumeSentMs[h] as number) < this.cfg.retryMs) return;
+    this.volumeSentMs[h] = nowMs;
+    this.counters.volumeRenewalsSent++;
+    this.messages.push({ kind: 'Volume', from: this.self, incarnation: this.incarnation, to: h, sentMs: nowMs });
+  }
+
+  /**
+   * Applies the rounds the grant revokes (as their Inv/Fwd would), then takes the lease.
+   * A revoked key's copy stops being served even where its Fwd let the node keep one (S, or
+   * O with its data in the Ack): the home may still reclaim the round if that Ack is lost,
+   * and then it records no copy here, while this lease outlasts the round.
+   */
+  private onVolumeGranted(msg: VolumeGranted, nowMs: number): void {
+    const h = msg.from;
+    if (msg.epoch < (this.volumeEpoch[h] as number)) return; // from an earlier life of the home
+    for (const r of msg.revoke) {
+      const round = { from: h, to: this.self, incarnation: msg.incarnation, key: r.key, epoch: msg.epoch, round: r.round, version: r.version };
+      if (r.fwdTo === null) this.onInv({ kind: 'Inv', ...round });
+      else this.onFwd({ kind: 'Fwd', ...round, toState: r.fwdTo }, nowMs);
+      const slot = this.lines.find(r.key);
+      // Not served from now on; a dirty (O) copy goes back by PutM on the next tick, as any lapsed dirty line.
+      if (slot >= 0 && this.lines.version(slot) <= r.version && this.lines.state(slot) !== St.E && this.lines.state(slot) !== St.M) this.lines.setLease(slot, Number.NEGATIVE_INFINITY);
+    }
+    this.periodOf(h, msg.epoch, msg.seq);
+    if (msg.leaseUntilMs > (this.volumeUntilMs[h] as number)) this.volumeUntilMs[h] = msg.leaseUntilMs;
   }
 
   private sendRenewBatch(to: CacheNodeIndex, keys: string[], versions: number[], nowMs: number): void {

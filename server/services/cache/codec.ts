@@ -3,7 +3,7 @@
 // CachePeerBatch. Decoding checks every field a core state machine asserts on, so a
 // malformed batch is a ProtocolError (the peer link closes), never an assertion.
 
-import { cacheKeyBytesMax, cacheNodesMax, cacheRenewBatchKeysMax, cacheValueBytesMax } from '../../../core/constants.js';
+import { cacheKeyBytesMax, cacheNodesMax, cacheRenewBatchKeysMax, cacheValueBytesMax, cacheVolumeRevokesMax } from '../../../core/constants.js';
 import { cacheNodeIndex } from '../../../core/ids.js';
 import { St, toHomeKinds, toNodeKinds } from '../../../core/cache/messages.js';
 import type { CacheValue, ToHome, ToNode } from '../../../core/cache/messages.js';
@@ -22,6 +22,7 @@ export function encodeToHome(m: ToHome): Wire {
   if (m.kind === 'RenewBatch') {
     return { kind: toHomeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, sentMs: m.sentMs, renewKeys: m.keys as string[], renewVersions: m.versions as number[] };
   }
+  if (m.kind === 'Volume') return { kind: toHomeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, sentMs: m.sentMs };
   const w: Record<string, unknown> = { kind: toHomeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, key: m.key };
   switch (m.kind) {
     case 'GetS':
@@ -51,16 +52,21 @@ export function encodeToNode(m: ToNode): Wire {
     return { kind: toNodeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation,
       renewKeys: m.keys as string[], renewOk: m.ok as boolean[], renewVersions: m.versions as number[], renewLeaseUntilMs: m.leaseUntilMs as number[] };
   }
+  if (m.kind === 'VolumeGranted') {
+    return { kind: toNodeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, epoch: m.epoch, volumeSeq: m.seq, leaseUntilMs: m.leaseUntilMs,
+      renewKeys: m.revoke.map((r) => r.key), renewVersions: m.revoke.map((r) => r.version), revokeRounds: m.revoke.map((r) => r.round),
+      revokeKinds: m.revoke.map((r) => (r.fwdTo === null ? 0 : 1 + r.fwdTo)) };
+  }
   const w: Record<string, unknown> = { kind: toNodeKinds.indexOf(m.kind), from: m.from, to: m.to, incarnation: m.incarnation, key: m.key };
   switch (m.kind) {
     case 'Data':
-      Object.assign(w, { reqId: m.reqId, state: m.state, version: m.version, leaseUntilMs: m.leaseUntilMs, ttl: m.ttl }, valueOut(m.value));
+      Object.assign(w, { reqId: m.reqId, state: m.state, version: m.version, leaseUntilMs: m.leaseUntilMs, ttl: m.ttl, epoch: m.epoch, volumeSeq: m.seq }, valueOut(m.value));
       break;
     case 'Push':
       Object.assign(w, { version: m.version }, valueOut(m.value));
       break;
     case 'WriteAck':
-      Object.assign(w, { reqId: m.reqId, version: m.version, state: m.state, leaseUntilMs: m.leaseUntilMs, ttl: m.ttl });
+      Object.assign(w, { reqId: m.reqId, version: m.version, state: m.state, leaseUntilMs: m.leaseUntilMs, ttl: m.ttl, epoch: m.epoch, volumeSeq: m.seq });
       break;
     case 'PutAck':
       Object.assign(w, { reqId: m.reqId, applied: m.applied });
@@ -148,6 +154,8 @@ export function decodeToHome(w: Wire, nodes: number): ToHome {
       return { kind, ...c, ...req, version: num(w.version) };
     case 'Ack':
       return { kind, ...c, epoch: num(w.epoch), round: num(w.round), kept: w.kept === true, dirty: w.dirty === true, value: valueIn(w) };
+    case 'Volume':
+      return { kind, from: c.from, to: c.to, incarnation: c.incarnation, sentMs: num(w.sentMs) };
     case 'RenewBatch': {
       const keys = renewKeysIn(w);
       const versions = (w.renewVersions ?? []).map(num);
@@ -164,11 +172,13 @@ export function decodeToNode(w: Wire, nodes: number): ToNode {
   const kind = toNodeKinds[num(w.kind)];
   switch (kind) {
     case 'Data':
-      return { kind, ...c, reqId: num(w.reqId), state: state(w.state, [St.S, St.E, St.M]), version: num(w.version), value: valueIn(w), leaseUntilMs: num(w.leaseUntilMs), ttl: w.ttl === true };
+      return { kind, ...c, reqId: num(w.reqId), state: state(w.state, [St.S, St.E, St.M]), version: num(w.version), value: valueIn(w), leaseUntilMs: num(w.leaseUntilMs), ttl: w.ttl === true,
+        epoch: num(w.epoch), seq: num(w.volumeSeq) };
     case 'Push':
       return { kind, ...c, version: num(w.version), value: valueIn(w) };
     case 'WriteAck':
-      return { kind, ...c, reqId: num(w.reqId), version: num(w.version), state: state(w.state, [St.I, St.S, St.M, St.O]), leaseUntilMs: num(w.leaseUntilMs), ttl: w.ttl === true };
+      return { kind, ...c, reqId: num(w.reqId), version: num(w.version), state: state(w.state, [St.I, St.S, St.M, St.O]), leaseUntilMs: num(w.leaseUntilMs), ttl: w.ttl === true,
+        epoch: num(w.epoch), seq: num(w.volumeSeq) };
     case 'PutAck':
       return { kind, ...c, reqId: num(w.reqId), applied: w.applied === true };
     case 'Nack':
@@ -187,6 +197,20 @@ export function decodeToNode(w: Wire, nodes: number): ToNode {
       const leaseUntilMs = (w.renewLeaseUntilMs ?? []).map(num);
       if (ok.length !== keys.length || versions.length !== keys.length || leaseUntilMs.length !== keys.length) bad('renewed batch with fields unlike its key count');
       return { kind, from: c.from, to: c.to, incarnation: c.incarnation, keys, ok, versions, leaseUntilMs };
+    }
+    case 'VolumeGranted': {
+      const keys = w.renewKeys ?? [];
+      const versions = (w.renewVersions ?? []).map(num);
+      const rounds = (w.revokeRounds ?? []).map(num);
+      const kinds = (w.revokeKinds ?? []).map(num);
+      if (keys.length > cacheVolumeRevokesMax || versions.length !== keys.length || rounds.length !== keys.length || kinds.length !== keys.length) bad('volume grant with revocations unlike its key count');
+      const revoke = keys.map((key, i) => {
+        if (key === '' || Buffer.byteLength(key) > cacheKeyBytesMax) bad('revoked key empty or over the size limit');
+        const k = kinds[i] as number;
+        if (k !== 0 && k !== 1 + St.I && k !== 1 + St.S) bad(`revocation kind ${k}`);
+        return { key, round: rounds[i] as number, version: versions[i] as number, fwdTo: k === 0 ? null : ((k - 1) as St) };
+      });
+      return { kind, from: c.from, to: c.to, incarnation: c.incarnation, epoch: num(w.epoch), seq: num(w.volumeSeq), leaseUntilMs: num(w.leaseUntilMs), revoke };
     }
     default:
       return bad(`unknown kind ${String(w.kind)} to a node`);

@@ -97,6 +97,10 @@ export class CacheMetrics {
   }
 }
 
+/** A set's and a flush's answers carry nothing: encoded once (replies are written, never changed). */
+const emptyCacheReply = schema.CacheReply.encode({}).finish();
+const emptyFlushReply = schema.CacheFlushReply.encode({}).finish();
+
 export class CacheService implements Service {
   readonly name = 'cache';
   readonly opcodes = { min: 300, max: 399 };
@@ -224,7 +228,7 @@ export class CacheService implements Service {
     const waitMs = Number(req.waitMs ?? 0);
     const r = g.node.set(opId, key, value, nowMs, ttlMs, fence, waitMs);
     if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'set', sinceMs: nowMs, untilMs: nowMs + writeWaitMsFor(this.opts.cfg, waitMs) });
-    else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, schema.CacheReply.encode({}).finish());
+    else if (r === DONE) rc.conn.reply(rc.requestId, rc.opcode, emptyCacheReply);
     else throw refusal(r === TOO_LARGE);
     this.pump();
   }
@@ -235,7 +239,7 @@ export class CacheService implements Service {
     const opId = ++this.opCounter;
     const r = g.node.flush(opId, nowMs);
     if (r === PENDING) g.waiting.set(opId, { ctx: rc, kind: 'flush', sinceMs: nowMs, untilMs: nowMs });
-    else rc.conn.reply(rc.requestId, rc.opcode, schema.CacheFlushReply.encode({}).finish());
+    else rc.conn.reply(rc.requestId, rc.opcode, emptyFlushReply);
     this.pump();
   }
 
@@ -257,8 +261,8 @@ export class CacheService implements Service {
       return;
     }
     if (w.kind === 'get') ctx.conn.reply(ctx.requestId, ctx.opcode, encodeValue(c.value));
-    else if (w.kind === 'set') ctx.conn.reply(ctx.requestId, ctx.opcode, schema.CacheReply.encode({}).finish());
-    else ctx.conn.reply(ctx.requestId, ctx.opcode, schema.CacheFlushReply.encode({}).finish());
+    else if (w.kind === 'set') ctx.conn.reply(ctx.requestId, ctx.opcode, emptyCacheReply);
+    else ctx.conn.reply(ctx.requestId, ctx.opcode, emptyFlushReply);
   }
 
   // ------------------------------------------------------------------ peers
@@ -577,7 +581,7 @@ export class CacheService implements Service {
       return h;
     };
     const node = new NodeCache(this.opts.cfg, {
-      self, incarnation, homeOf,
+      self, incarnation, homeOf, homes: members.length,
       ...(this.opts.lineEntriesMax === undefined ? {} : { entriesMax: this.opts.lineEntriesMax }),
       ...(this.opts.lineBytesMax === undefined ? {} : { bytesMax: this.opts.lineBytesMax }),
     });

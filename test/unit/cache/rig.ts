@@ -45,6 +45,8 @@ export function showToNode(m: ToNode): string {
       return `Renewed>${m.to} ${m.ok ? 'ok' : 'refused'}`;
     case 'RenewedBatch':
       return `RenewedBatch>${m.to} ${m.keys.map((k, i) => `${k}:${m.ok[i] === true ? 'ok' : 'refused'}`).join(',')}`;
+    case 'VolumeGranted':
+      return `VolumeGranted>${m.to} seq${m.seq}${m.revoke.map((r) => ` ${r.fwdTo === null ? 'Inv' : `Fwd ${stateNames[r.fwdTo]}`} ${r.key}v${r.version}`).join('')}`;
   }
 }
 
@@ -63,6 +65,8 @@ export function showToHome(m: ToHome): string {
       return `RenewBatch ${m.keys.map((k, i) => `${k}v${m.versions[i] ?? '?'}`).join(',')}`;
     case 'Ack':
       return `Ack${m.kept ? ' kept' : ''}${m.dirty ? ` dirty=${str(m.value)}` : ''}`;
+    case 'Volume':
+      return 'Volume';
   }
 }
 
@@ -85,8 +89,12 @@ export class HomeRig {
     return { from: cacheNodeIndex(n), incarnation: this.inc[n] as number, to: cacheNodeIndex(3), key: KEY };
   }
 
+  /** Node n's message; a request comes with a renewal of n's volume lease (its answer not shown), as a node keeps one while it asks. */
   send(msg: ToHome): string {
-    if (msg.kind !== 'Ack' && msg.kind !== 'Renew' && msg.kind !== 'RenewBatch') this.lastReq.set(msg.from, msg);
+    if (msg.kind !== 'Ack' && msg.kind !== 'Renew' && msg.kind !== 'RenewBatch' && msg.kind !== 'Volume') {
+      this.lastReq.set(msg.from, msg);
+      this.home.step({ kind: 'Volume', from: msg.from, incarnation: msg.incarnation, to: msg.to, sentMs: this.nowMs }, this.nowMs);
+    }
     this.home.step(msg, this.nowMs);
     return this.drain();
   }
@@ -98,7 +106,7 @@ export class HomeRig {
       const r = this.home.ready();
       for (const m of r.messages) {
         if (m.kind === 'Inv' || m.kind === 'Fwd') this.rounds.set(m.to, { epoch: m.epoch, round: m.round });
-        out.push(showToNode(m));
+        if (m.kind !== 'VolumeGranted' || m.revoke.length > 0) out.push(showToNode(m));
       }
       if (r.memory.length === 0) break;
       for (const op of r.memory) {
@@ -164,6 +172,8 @@ export class NodeRig {
 
   constructor(readonly cfg: CacheConfig, readonly incarnation = 1, opts: { entriesMax?: number; bytesMax?: number } = {}) {
     this.node = new NodeCache(cfg, { self: cacheNodeIndex(0), incarnation, homeOf: () => cacheNodeIndex(3), ...opts });
+    // A volume lease from the home for the whole test: these tables are about the lines' own protocol.
+    this.node.step({ kind: 'VolumeGranted', from: cacheNodeIndex(3), to: cacheNodeIndex(0), incarnation, epoch: 1, seq: 0, leaseUntilMs: this.nowMs + 1e9, revoke: [] }, this.nowMs);
   }
 
   private drain(immediate?: string): string {
@@ -213,11 +223,11 @@ export class NodeRig {
   data(state: St, version: number, value: string | null, opts: { key?: string; leaseMs?: number; reqId?: number; incarnation?: number } = {}): string {
     const last = this.last();
     const reqId = opts.reqId ?? ('reqId' in last ? last.reqId : 0);
-    return this.reply({ kind: 'Data', reqId, state, version, value: val(value), leaseUntilMs: this.nowMs + (opts.leaseMs ?? this.cfg.leaseMs - 100), ttl: false, ...(opts.incarnation !== undefined ? { incarnation: opts.incarnation } : {}) }, opts.key ?? KEY);
+    return this.reply({ kind: 'Data', reqId, state, version, value: val(value), leaseUntilMs: this.nowMs + (opts.leaseMs ?? this.cfg.leaseMs - 100), ttl: false, epoch: 1, seq: 0, ...(opts.incarnation !== undefined ? { incarnation: opts.incarnation } : {}) }, opts.key ?? KEY);
   }
   writeAck(state: St, version: number): string {
     const last = this.last();
-    return this.reply({ kind: 'WriteAck', reqId: 'reqId' in last ? last.reqId : 0, state, version, leaseUntilMs: this.nowMs + this.cfg.leaseMs - 100, ttl: false });
+    return this.reply({ kind: 'WriteAck', reqId: 'reqId' in last ? last.reqId : 0, state, version, leaseUntilMs: this.nowMs + this.cfg.leaseMs - 100, ttl: false, epoch: 1, seq: 0 });
   }
   putAck(applied = true): string {
     const last = this.last();

@@ -15,6 +15,7 @@
 
 import fc from 'fast-check';
 import t from 'tap';
+import { cacheNodeIndex } from '../../../core/ids.js';
 import { assert } from '../../../core/assert.js';
 import { cacheConfigDefault } from '../../../core/cache/messages.js';
 import type { CacheConfig } from '../../../core/cache/messages.js';
@@ -132,12 +133,15 @@ for (const [i, v] of variants.entries()) {
 
 const canaryCfg = simCfg(cacheConfigDefault);
 
-/** Delivers every message in order; invalidations and forwards to `cut` are dropped (a one-way partition). */
-function deliverAll(sim: Sim, cut = -1): void {
+/**
+ * Delivers every message in order; invalidations and forwards to `cut` are dropped (a
+ * one-way partition), or with `all` every message to `cut` (its volume leases lapse).
+ */
+function deliverAll(sim: Sim, cut = -1, all = false): void {
   for (let d = 0; sim.flights.length > 0; d++) {
     if (d > 10_000) throw new Error('messages keep flowing');
     const f = sim.flights[0];
-    const toCut = f !== undefined && f.to === 'node' && f.msg.to === cut && (f.msg.kind === 'Inv' || f.msg.kind === 'Fwd');
+    const toCut = f !== undefined && f.to === 'node' && f.msg.to === cut && (all || f.msg.kind === 'Inv' || f.msg.kind === 'Fwd');
     sim.apply({ t: toCut ? 'drop' : 'deliver', pick: 0 });
   }
 }
@@ -159,19 +163,27 @@ function sharersThenWrite(canary?: 'skip-one-invalidation' | 'grant-m-before-ack
   return sim;
 }
 
-/** Node 0 reads; node 1 writes (twice) while node 0 is cut off from invalidations until its lease ran out; node 0 reads again. */
-function cutOffReader(canary?: 'serve-past-lease'): Sim {
+/**
+ * Node 0 reads; node 1 writes (twice) while nothing reaches node 0 (its volume lease
+ * lapses, its home reclaims it); node 0 reads again, still cut off, or (`back`) after it
+ * was heard again for a lease (its volume lease renewed, in a new period).
+ */
+function cutOffReader(canary?: 'serve-past-volume-lease', back = false): Sim {
   const sim = new Sim({ nodes: 3, keys: 1, cfg: canaryCfg, invariants: false, ...(canary !== undefined ? { canary } : {}) });
   sim.apply({ t: 'get', node: 0, key: 0 });
   deliverAll(sim);
   sim.apply({ t: 'set', node: 1, key: 0, del: false });
   for (let i = 0; i < 20; i++) {
-    deliverAll(sim, 0);
+    deliverAll(sim, 0, true);
     sim.apply({ t: 'tick', ms: 50 });
   }
   // The first write waited out the reader's lease and may be reported unknown; a second one completes at once.
   sim.apply({ t: 'set', node: 1, key: 0, del: false });
-  deliverAll(sim, 0);
+  deliverAll(sim, 0, true);
+  for (let i = 0; back && i < 10; i++) {
+    deliverAll(sim);
+    sim.apply({ t: 'tick', ms: 50 });
+  }
   sim.apply({ t: 'get', node: 0, key: 0 });
   if (!sim.settle()) throw new Error('ops left open');
   return sim;
@@ -200,12 +212,15 @@ for (const [i, canary] of (['skip-one-invalidation', 'grant-m-before-acks'] as c
   });
 }
 
-t.test('canary: a node that serves a line past its lease is caught by the history check alone', async (t) => {
-  const real = cutOffReader();
-  t.ok(checkHistory(real.history).ok, 'the scenario is linearizable on the real build');
-  t.ok((real.homes[0]?.counters.leaseReclaims ?? 0) > 0, 'the home reclaimed the cut-off reader');
-  t.notOk(checkHistory(cutOffReader('serve-past-lease').history).ok, 'the broken build produces a non-linearizable history');
-});
+for (const back of [false, true]) {
+  t.test(`canary: a node that serves a line past its volume lease${back ? ', or in a volume period that ended,' : ''} is caught by the history check alone`, async (t) => {
+    const real = cutOffReader(undefined, back);
+    t.ok(checkHistory(real.history).ok, 'the scenario is linearizable on the real build');
+    t.ok((real.homes[0]?.counters.leaseReclaims ?? 0) > 0, 'the home reclaimed the cut-off reader');
+    if (back) t.ok((real.nodes[0]?.volumeLeaseUntilMs(cacheNodeIndex(0)) ?? 0) > real.nowMs, 'the reader holds a volume lease again when it reads');
+    t.notOk(checkHistory(cutOffReader('serve-past-volume-lease', back).history).ok, 'the broken build produces a non-linearizable history');
+  });
+}
 
 // Every schedule that ever failed, replayed as found (shrunk) by fast-check.
 

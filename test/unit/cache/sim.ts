@@ -35,7 +35,7 @@ export interface SimOptions {
   readonly nodes: number;
   readonly keys: number;
   readonly cfg: CacheConfig;
-  readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks' | 'serve-past-lease';
+  readonly canary?: 'skip-one-invalidation' | 'grant-m-before-acks' | 'serve-past-volume-lease';
   readonly lineEntriesMax?: number;
   /** Directory entries per home; default simHomeEntriesMax (a home of the default sizes costs more to allocate than a whole run). */
   readonly homeEntriesMax?: number;
@@ -104,9 +104,9 @@ export class Sim {
 
   private newNode(n: number): NodeCache {
     return new NodeCache(this.opts.cfg, {
-      self: cacheNodeIndex(n), incarnation: this.incarnations[n] as number, homeOf: this.homeOf,
+      self: cacheNodeIndex(n), incarnation: this.incarnations[n] as number, homeOf: this.homeOf, homes: this.opts.nodes,
       ...(this.opts.lineEntriesMax !== undefined ? { entriesMax: this.opts.lineEntriesMax } : {}),
-      ...(this.opts.canary === 'serve-past-lease' ? { canary: this.opts.canary } : {}),
+      ...(this.opts.canary === 'serve-past-volume-lease' ? { canary: this.opts.canary } : {}),
     });
   }
 
@@ -206,6 +206,7 @@ export class Sim {
       if (a.t === 'crash' || (this.nodes[n] as NodeCache).counters.dirtyLost === nodeLost[n]) continue;
       if (picked !== undefined && picked.to === 'node') {
         if (picked.msg.kind === 'RenewedBatch') for (const k of picked.msg.keys) this.lossKeys.add(k);
+        else if (picked.msg.kind === 'VolumeGranted') for (const r of picked.msg.revoke) this.lossKeys.add(r.key);
         else this.lossKeys.add(picked.msg.key);
       }
       else for (const k of this.keyNames) this.lossKeys.add(k);
