@@ -185,6 +185,11 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
   m.counterFrom('dsync_raft_snapshot_transfers_total', 'Snapshot messages too large for one peer batch, sent in chunks (sent), reassembled and stepped (received), or abandoned half-way (discarded: Raft sends them again)',
     ['outcome'], () => [[{ outcome: 'sent' }, host.snapshotTransfers.sent], [{ outcome: 'received' }, host.snapshotTransfers.received],
       [{ outcome: 'discarded' }, host.snapshotTransfers.discarded]]);
+  m.counterFrom('dsync_raft_messages_total', 'Raft messages (heartbeats included) this node sent to and received from peers', ['direction'],
+    () => [[{ direction: 'sent' }, host.traffic.messagesSent], [{ direction: 'received' }, host.traffic.messagesReceived]]);
+  m.counterFrom('dsync_raft_peer_frames_total', 'Raft batches (one peer frame each) this node sent and received', ['direction'],
+    () => [[{ direction: 'sent' }, host.traffic.framesSent], [{ direction: 'received' }, host.traffic.framesReceived]]);
+  m.counterFrom('dsync_raft_readys_total', 'Readys taken from the Raft cores of every group hosted here', [], () => [[{}, host.traffic.readys]]);
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 
