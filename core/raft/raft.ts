@@ -25,6 +25,10 @@
 //   is persisted; report appliedTo(index) after applying them (a snapshot: its
 //   index, after installing it). At most raftReadyCommittedEntriesMax per Ready.
 //   Serve reads in rd.readStates once applied >= index.
+// - A leader's Ready that hands out committed entries holds back a broadcast that
+//   would carry only the commit index (hasReady() stays true): call ready() again
+//   after applying them, once what the application proposed meanwhile is in, and
+//   the commit rides with those entries instead of an empty append per follower.
 // - A Ready with a snapshot: persist it only after every earlier Ready is
 //   durable, and persist nothing after it until it is durable (the WAL drops
 //   earlier records of the group when it takes the snapshot).
