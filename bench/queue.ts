@@ -12,7 +12,9 @@
 // RSS of every node process at the end (/proc/PID/status). Per phase, from the nodes'
 // /metrics: messages per Raft entry of the topic's partitions (what the leaders applied
 // over the entries they proposed), WAL fsyncs per second per node and WAL records per
-// fsync (the group commit across every group's Ready). Prints a table and writes JSON to
+// fsync (the group commit across every group's Ready), and per partition entry the Raft
+// messages and peer frames the nodes sent and the Readys they took (work that does not depend
+// on the machine's load, unlike CPU ms per message). Prints a table and writes JSON to
 // bench/results/queue.json.
 //
 // Env: QUEUE_BENCH_SECONDS (10, the publish phase), QUEUE_BENCH_WARMUP_SECONDS (1),
@@ -143,6 +145,9 @@ interface Counters {
   readonly published: number;
   readonly delivered: number;
   readonly acked: number;
+  readonly raftMessagesSent: number;
+  readonly peerFramesSent: number;
+  readonly readys: number;
 }
 
 async function scrape(cluster: TestCluster): Promise<Counters> {
@@ -153,6 +158,9 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
   let published = 0;
   let delivered = 0;
   let acked = 0;
+  let raftMessagesSent = 0;
+  let peerFramesSent = 0;
+  let readys = 0;
   for (const n of cluster.nodes) {
     const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -164,6 +172,9 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
       else if (name === 'dsync_wal_records_total') walRecords += v;
       else if (name === 'dsync_wal_fsync_seconds_total') fsyncSeconds += v;
       else if (name === 'dsync_raft_proposals_total' && !labels.includes('group="0"')) partitionEntries += v;
+      else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+      else if (name === 'dsync_raft_readys_total') readys += v;
       else if (name === 'dsync_queue_messages_total' && labels.includes(`topic="${topic}"`)) {
         if (labels.includes('event="published"')) published += v;
         else if (labels.includes('event="delivered"')) delivered += v;
@@ -171,7 +182,7 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
       }
     }
   }
-  return { fsyncs, fsyncSeconds, walRecords, partitionEntries, published, delivered, acked };
+  return { fsyncs, fsyncSeconds, walRecords, partitionEntries, published, delivered, acked, raftMessagesSent, peerFramesSent, readys };
 }
 
 interface PhaseBreakdown {
@@ -183,6 +194,10 @@ interface PhaseBreakdown {
   readonly fsyncsPerSecPerNode: number;
   readonly walRecordsPerFsync: number;
   readonly fsyncMeanMs: number;
+  /** Work per partition entry, summed over the nodes (all groups, heartbeats included): Raft messages sent, peer frames sent, Readys taken. */
+  readonly raftMessagesPerEntry: number;
+  readonly peerFramesPerEntry: number;
+  readonly readysPerEntry: number;
   /** CPU time (user + system, all threads) the nodes and this process spent, per message of the phase. */
   readonly nodesCpuMsPerMessage: number;
   readonly clientCpuMsPerMessage: number;
@@ -208,6 +223,9 @@ function breakdown(before: Counters, after: Counters, seconds: number, nodes: nu
   return { seconds, messagesPerEntry: entries === 0 ? 0 : messages / entries, entriesPerSec: entries / seconds,
     fsyncsPerSecPerNode: fsyncs / seconds / nodes, walRecordsPerFsync: fsyncs === 0 ? 0 : (after.walRecords - before.walRecords) / fsyncs,
     fsyncMeanMs: fsyncs === 0 ? 0 : (after.fsyncSeconds - before.fsyncSeconds) * 1000 / fsyncs,
+    raftMessagesPerEntry: entries === 0 ? 0 : (after.raftMessagesSent - before.raftMessagesSent) / entries,
+    peerFramesPerEntry: entries === 0 ? 0 : (after.peerFramesSent - before.peerFramesSent) / entries,
+    readysPerEntry: entries === 0 ? 0 : (after.readys - before.readys) / entries,
     nodesCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.nodes * 1000 / phaseMessages, clientCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.client * 1000 / phaseMessages };
 }
 
@@ -282,7 +300,8 @@ async function main(): Promise<void> {
     console.log('  phase (whole, incl. warm-up/drain)  msgs/entry  entries/s  fsyncs/s/node  WAL records/fsync  fsync mean ms  CPU ms/msg nodes  client');
     for (const b of breakdowns) {
       const x = b.figures;
-      console.log(`  ${b.phase.padEnd(34)} ${f(x.messagesPerEntry, 10, 1)} ${f(x.entriesPerSec, 10, 0)} ${f(x.fsyncsPerSecPerNode, 14, 0)} ${f(x.walRecordsPerFsync, 18, 1)} ${f(x.fsyncMeanMs, 13, 2)} ${f(x.nodesCpuMsPerMessage, 17, 3)} ${f(x.clientCpuMsPerMessage, 7, 3)}`);
+      console.log(`  ${b.phase.padEnd(34)} ${f(x.messagesPerEntry, 10, 1)} ${f(x.entriesPerSec, 10, 0)} ${f(x.fsyncsPerSecPerNode, 14, 0)} ${f(x.walRecordsPerFsync, 18, 1)} ${f(x.fsyncMeanMs, 13, 2)} ${f(x.nodesCpuMsPerMessage, 17, 3)} ${f(x.clientCpuMsPerMessage, 7, 3)}`
+        + `  per entry: raft msgs ${f(x.raftMessagesPerEntry, 5, 1)} frames ${f(x.peerFramesPerEntry, 5, 1)} readys ${f(x.readysPerEntry, 5, 1)}`);
     }
     console.log(`  published ${publish.total} in all; leaders ${report.leaders.join(',')}; RSS at the end: ${rss.map((r) => `${r.node} ${r.rssMb.toFixed(0)} MB`).join(', ')}`);
     console.log(`  JSON: ${resultsPath}`);

@@ -200,6 +200,11 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
       [{ outcome: 'discarded' }, host.snapshotTransfers.discarded]]);
   m.counterFrom('dsync_raft_snapshots_installed_total', 'Snapshots a leader sent that this replica installed (it was behind the leader\'s compaction)', ['group'],
     per((g) => g.counts.snapshotsInstalled));
+  m.counterFrom('dsync_raft_messages_total', 'Raft messages (heartbeats included) this node sent to and received from peers', ['direction'],
+    () => [[{ direction: 'sent' }, host.traffic.messagesSent], [{ direction: 'received' }, host.traffic.messagesReceived]]);
+  m.counterFrom('dsync_raft_peer_frames_total', 'Raft batches (one peer frame each) this node sent and received', ['direction'],
+    () => [[{ direction: 'sent' }, host.traffic.framesSent], [{ direction: 'received' }, host.traffic.framesReceived]]);
+  m.counterFrom('dsync_raft_readys_total', 'Readys taken from the Raft cores of every group hosted here', [], () => [[{}, host.traffic.readys]]);
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 

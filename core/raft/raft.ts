@@ -25,6 +25,10 @@
 //   is persisted; report appliedTo(index) after applying them (a snapshot: its
 //   index, after installing it). At most raftReadyCommittedEntriesMax per Ready.
 //   Serve reads in rd.readStates once applied >= index.
+// - A leader's Ready that hands out committed entries holds back a broadcast that
+//   would carry only the commit index (hasReady() stays true): call ready() again
+//   after applying them, once what the application proposed meanwhile is in, and
+//   the commit rides with those entries instead of an empty append per follower.
 // - A Ready with a snapshot: persist it only after every earlier Ready is
 //   durable, and persist nothing after it until it is durable (the WAL drops
 //   earlier records of the group when it takes the snapshot).
@@ -138,6 +142,8 @@ export class Raft implements RaftNode {
   private pendingConfIndex = 0;
   /** Leader: new entries or commit to send; flushed once per ready() so proposals batch. */
   private bcastPending = false;
+  /** Leader: a commit-only broadcast was held back by one Ready (see ready()). */
+  private commitBcastHeld = false;
   /** The latest snapshot (ours or the leader's), sent to followers that fell behind compaction. */
   private snapshot: Snapshot | null;
 
@@ -380,8 +386,17 @@ export class Raft implements RaftNode {
 
   ready(): Ready {
     if (this.bcastPending) {
-      this.bcastPending = false;
-      this.bcastAppend();
+      // When all there is to send is the commit index and this Ready hands the leader
+      // committed entries, the broadcast waits one Ready (bcastPending keeps hasReady()
+      // true): what the application proposes on applying them then carries the commit,
+      // instead of an empty append now and each follower's answer to it. Held once only.
+      if (!this.commitBcastHeld && this.role === Role.Leader && this.log.hasNextCommitted() && this.onlyCommitToSend()) {
+        this.commitBcastHeld = true;
+      } else {
+        this.bcastPending = false;
+        this.commitBcastHeld = false;
+        this.bcastAppend();
+      }
     }
     const hardState = this.hardStateChanged() ? this.hardState() : null;
     const softState = this.softStateChanged() ? this.softState() : null;
@@ -520,6 +535,7 @@ export class Raft implements RaftNode {
     this.readOnly.reset();
     this.pendingReads = [];
     this.bcastPending = false;
+    this.commitBcastHeld = false;
   }
 
   private becomeFollower(t: number, lead: NodeId | ''): void {
@@ -987,6 +1003,16 @@ export class Raft implements RaftNode {
   private answerRead(from: NodeId, index: number, context: Uint8Array): void {
     if (from === this.id) this.readStates.push({ index: logIndex(index), context });
     else this.send(MessageType.ReadIndexResp, from, this.term, { index, context });
+  }
+
+  /** Whether every peer is replicating and has every entry sent already (a broadcast would carry only the commit). */
+  private onlyCommitToSend(): boolean {
+    const last = this.log.lastIndex();
+    for (const id of this.peers) {
+      const pr = this.progress.get(id);
+      if (pr === undefined || pr.state !== ProgressState.Replicate || pr.next <= last) return false;
+    }
+    return true;
   }
 
   /** Sends new entries (or at least the commit index) to every peer, filling each pipeline. */

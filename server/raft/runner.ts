@@ -452,6 +452,7 @@ export class GroupRunner {
   private processReady(): void {
     if (this.stopped || this.snapshotInFlight || this.flights.length >= raftReadysInFlightMax || !this.raft.hasReady()) return;
     const rd = this.raft.ready();
+    this.host.traffic.readys++;
     if (rd.snapshot !== null) {
       void this.processSnapshotReady(rd);
       return;
@@ -884,6 +885,8 @@ export class GroupHost implements GroupRegistry {
   private readonly snapshotAssemblies = new Map<string, SnapshotAssembly>();
   /** Snapshot messages sent in chunks and reassembled here, since start (tests and /metrics). */
   readonly snapshotTransfers = { sent: 0, received: 0, discarded: 0 };
+  /** Raft messages and peer frames this node sent and received, and Readys its groups took, since start (/metrics: work per entry). */
+  readonly traffic = { messagesSent: 0, framesSent: 0, messagesReceived: 0, framesReceived: 0, readys: 0 };
 
   constructor(readonly env: GroupHostEnv) {
     assert(env.bootNonce.length === readContextNonceBytes, `the boot nonce is ${readContextNonceBytes} bytes`);
@@ -992,6 +995,8 @@ export class GroupHost implements GroupRegistry {
       if (!this.heartbeats.has(peer) && this.hostTicks - (this.sentAtTick.get(peer) ?? 0) >= this.livenessTicks) this.heartbeats.set(peer, []);
     }
     for (const [peer, heartbeats] of this.heartbeats) {
+      this.traffic.messagesSent += heartbeats.length;
+      this.traffic.framesSent++;
       this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: [], heartbeats }).finish());
       this.sentAtTick.set(peer, this.hostTicks);
     }
@@ -1126,17 +1131,23 @@ export class GroupHost implements GroupRegistry {
           continue;
         }
         if (batch.length > 0 && bytes + size > raftBatchBytesMax) {
-          this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: batch }).finish());
+          this.sendBatch(peer, batch);
           batch = [];
           bytes = 0;
         }
         batch.push(m);
         bytes += size;
       }
-      if (batch.length > 0) this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: batch }).finish());
+      if (batch.length > 0) this.sendBatch(peer, batch);
       messages.length = 0;
     }
     if (this.snapshotSends.size > 0) this.pumpSnapshotSends();
+  }
+
+  private sendBatch(peer: NodeId, batch: ReturnType<typeof toWire>[]): void {
+    this.traffic.messagesSent += batch.length;
+    this.traffic.framesSent++;
+    this.env.sendToPeer(peer, schema.RaftBatch.encode({ messages: batch }).finish());
   }
 
   private get snapshotChunkBytes(): number {
@@ -1268,6 +1279,8 @@ export class GroupHost implements GroupRegistry {
     } catch (err) {
       return new ProtocolError(ErrorCode.BAD_PAYLOAD, `undecodable raft batch from ${from}: ${(err as Error).message}`, true);
     }
+    this.traffic.framesReceived++;
+    this.traffic.messagesReceived += batch.messages.length + batch.heartbeats.length;
     for (const w of batch.messages) {
       const malformed = checkWire(w, from, this.nodeId);
       if (malformed !== null) return malformed;

@@ -240,15 +240,21 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((r) => server.close(() => r()));
 }
 
-/** Ports handed out by freePorts() come from here: below the ephemeral range, apart from freeBasePort's blocks. */
-const freePortsMin = 10_000;
-const freePortsSpan = 10_000;
+/**
+ * Ports handed out by freePorts() come from here: below the ephemeral range, apart from
+ * freeBasePort's blocks. DSYNC_TEST_PORTS=LO-HI narrows it (several people sharing one
+ * machine, each given a range).
+ */
+const freePortsRange = (/^(\d+)-(\d+)$/.exec(process.env.DSYNC_TEST_PORTS ?? '') ?? [])
+  .slice(1).map(Number).filter((n) => n >= 1024 && n < 32_768);
+const freePortsMin = freePortsRange.length === 2 ? freePortsRange[0] as number : 10_000;
+const freePortsSpan = freePortsRange.length === 2 ? Math.max(1, (freePortsRange[1] as number) - freePortsMin + 1) : 10_000;
 /** Where the next freePorts() search starts: pid-dependent so parallel test files rarely collide, moving on per call. */
 let freePortsCursor = (process.pid * 131) % freePortsSpan;
 
 /**
- * `count` distinct ports that are free right now, in 10000..19999 (never the
- * ephemeral range above 32767, where the OS also picks outgoing ports).
+ * `count` distinct ports that are free right now, in 10000..19999 or DSYNC_TEST_PORTS
+ * (never the ephemeral range above 32767, where the OS also picks outgoing ports).
  */
 export async function freePorts(count: number): Promise<number[]> {
   const servers: Server[] = [];
@@ -259,7 +265,7 @@ export async function freePorts(count: number): Promise<number[]> {
       const s = await listenOn(port);
       if (s !== null) servers.push(s);
     }
-    if (servers.length < count) throw new Error(`found only ${servers.length} of ${count} free ports below 20000`);
+    if (servers.length < count) throw new Error(`found only ${servers.length} of ${count} free ports in ${freePortsMin}..${freePortsMin + freePortsSpan - 1}`);
     return servers.map((s) => {
       const addr = s.address();
       if (addr === null || typeof addr === 'string') throw new Error('no port');

@@ -237,12 +237,48 @@ t.test('§5.3 the leader commits once a majority persisted, and followers learn 
   drain(a);
   a.step(msg(MessageType.AppResp, B, A, 1, { index: 2 }));
   t.equal(a.status().commit, 2);
+  const first = drain(a);
+  t.same(first.committedEntries.map((e) => e.index), [2], 'the leader applies the entry first');
+  t.equal(first.messages.filter((m) => m.type === MessageType.App).length, 0, 'the commit alone waits one Ready');
+  t.ok(a.hasReady(), 'and asks for that Ready');
   const apps = sent(a, MessageType.App);
-  t.ok(apps.length > 0 && apps.every((m) => m.commit === 2), 'commit propagated');
+  t.ok(apps.length === 2 && apps.every((m) => m.commit === 2 && m.entries.length === 0), 'commit propagated');
 
   const f = withLog(B, [A, B, C], [1, 1], { term: 1 });
   f.step(msg(MessageType.App, A, B, 1, { index: 2, logTerm: 1, commit: 2 }));
   t.equal(f.status().commit, 2);
+  t.end();
+});
+
+t.test('a proposal made on applying committed entries carries their commit: no empty append to each follower', (t) => {
+  const a = leaderOf3();
+  a.propose(new Uint8Array([1]));
+  drain(a);
+  a.step(msg(MessageType.AppResp, B, A, 1, { index: 2 }));
+  const applying = drain(a);
+  t.same(applying.committedEntries.map((e) => e.index), [2]);
+  a.propose(new Uint8Array([2])); // what a queue leader does when its entry is answered
+  const apps = [...applying.messages, ...drain(a).messages].filter((m) => m.type === MessageType.App);
+  t.equal(apps.length, 2, 'one append per follower');
+  t.ok(apps.every((m) => m.commit === 2 && m.entries.length === 1 && m.entries[0]?.index === 3), 'the new entry with the commit');
+  t.end();
+});
+
+t.test('a commit-only broadcast is held for one Ready at most', (t) => {
+  const a = leaderOf3();
+  a.propose(new Uint8Array([1]));
+  drain(a);
+  a.propose(new Uint8Array([2]));
+  drain(a);
+  a.step(msg(MessageType.AppResp, B, A, 1, { index: 2 }));
+  const held = drain(a);
+  t.same(held.committedEntries.map((e) => e.index), [2]);
+  t.equal(held.messages.length, 0, 'held while the leader applies entry 2');
+  a.step(msg(MessageType.AppResp, B, A, 1, { index: 3 }));
+  const rd = drain(a);
+  t.same(rd.committedEntries.map((e) => e.index), [3], 'entry 3 applied in the next Ready');
+  const apps = rd.messages.filter((m) => m.type === MessageType.App);
+  t.ok(apps.length === 2 && apps.every((m) => m.commit === 3), 'the held broadcast is not held again');
   t.end();
 });
 
