@@ -13,6 +13,7 @@ import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { PeerAddress } from './config.js';
+import { latencyTrace } from './latency-trace.js';
 import type { Logger } from './log.js';
 import { dialNode, type NodeSecurity, openSecurity } from './security.js';
 
@@ -68,7 +69,10 @@ class PeerLink {
     });
     this.socket = socket;
     socket.setNoDelay(true);
-    const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
+    const writer = new FrameWriter({ write: (chunk) => {
+      latencyTrace?.mark('peerWrite');
+      return socket.write(chunk);
+    } });
     this.writer = writer;
     const decoder = new FrameDecoder({
       frame: (type, opcode, _requestId, payload) => {

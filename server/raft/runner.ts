@@ -20,6 +20,7 @@ import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { dsync } from '../../protocol/generated/dsync.js';
 import type { GroupStatusView } from '../node/node.js';
+import { latencyTrace } from '../node/latency-trace.js';
 import type { Logger } from '../node/log.js';
 import type { Cancel, MonotonicClock, Scheduler } from '../runtime.js';
 import type { RecoveredGroup, SaveSnapshotOptions } from '../storage/wal.js';
@@ -234,6 +235,7 @@ export class GroupRunner {
       return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `group ${this.group} cannot take proposals right now (${outcome.reason}); retry shortly`));
     }
     this.walBytesReserved += bytes;
+    latencyTrace?.mark('propose', outcome.index, this.group);
     this.counts.proposals++;
     this.host.noteAwake(this);
     this.schedule();
@@ -456,6 +458,7 @@ export class GroupRunner {
       void this.processSnapshotReady(rd);
       return;
     }
+    if (latencyTrace !== null) traceReady(this.group, rd);
     this.applyReady(rd);
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     this.host.env.observe?.afterAdvance(this.group, this.raft, rd);
@@ -472,6 +475,7 @@ export class GroupRunner {
       this.unwrittenHardState = null;
       try {
         seq = wal.append(this.group, written, rd.entries);
+        latencyTrace?.mark('walQueued', rd.entries[rd.entries.length - 1]?.index ?? 0, seq);
       } catch (err) {
         // Without durable storage this replica must not say anything more: stop the node.
         this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
@@ -544,6 +548,7 @@ export class GroupRunner {
   /** Ready rd (and every one before it) is durable: send what waited for that, tell the core. */
   private finishReady(rd: Ready, later: readonly Message[], written: HardState | null): void {
     if (written !== null) this.durableTerm = Math.max(this.durableTerm, written.term);
+    if (latencyTrace !== null && rd.entries.length > 0) latencyTrace.mark('flightDone', rd.entries[rd.entries.length - 1]?.index ?? 0, this.group);
     this.host.send(this.group, later);
     this.raft.persisted(rd.number);
   }
@@ -893,6 +898,7 @@ export class GroupHost implements GroupRegistry {
     this.log = env.log;
     this.nodeId = env.nodeId;
     this.storage = env.storage;
+    latencyTrace?.mark('node', 0, env.nodeId);
     for (const g of env.dropped ?? []) this.droppedGroups.add(g);
     this.livenessTicks = Math.max(this.timing.heartbeatTicks, Math.floor(this.timing.electionTicksMin / electionTimeoutHeartbeatsMin));
     this.stopTicks = env.scheduler.every(raftTickMs, () => this.tick());
@@ -1064,6 +1070,7 @@ export class GroupHost implements GroupRegistry {
         continue;
       }
       queued = true;
+      if (latencyTrace !== null) traceSent(group, m);
       let queue = this.outbox.get(m.to);
       if (queue === undefined) {
         queue = [];
@@ -1109,6 +1116,7 @@ export class GroupHost implements GroupRegistry {
    */
   private flush(): void {
     this.flushScheduled = false;
+    latencyTrace?.mark('hostFlush');
     for (const [peer, messages] of this.outbox) {
       if (messages.length === 0) continue;
       this.sentAtTick.set(peer, this.hostTicks);
@@ -1286,6 +1294,7 @@ export class GroupHost implements GroupRegistry {
     for (const { group, message } of heartbeats) this.groups.get(group)?.step(message);
     for (const w of batch.messages) {
       const { group, message } = fromWire(w);
+      if (latencyTrace !== null) traceReceived(group, message);
       const runner = this.groups.get(group);
       if (runner === undefined) continue;
       if (message.entries.length > 0 && !this.storage.hasRoomFor(this.walBytesReserved + entriesBytes(message.entries))) {
@@ -1335,4 +1344,27 @@ function entriesBytes(entries: readonly Entry[]): number {
   let bytes = 0;
   for (const e of entries) bytes += entryBytes(e);
   return bytes;
+}
+
+/** bench:latency's steps (DSYNC_LATENCY_TRACE): group 0's entries through a Ready. */
+function traceReady(group: GroupId, rd: Ready): void {
+  if (group !== 0 || latencyTrace === null) return;
+  const last = rd.entries[rd.entries.length - 1];
+  if (last !== undefined) latencyTrace.mark('ready', last.index);
+  const applied = rd.committedEntries[rd.committedEntries.length - 1];
+  if (applied !== undefined) latencyTrace.mark('apply', applied.index);
+}
+
+function traceSent(group: GroupId, m: Message): void {
+  if (group !== 0 || latencyTrace === null) return;
+  const last = m.entries[m.entries.length - 1];
+  if (m.type === MessageType.App && last !== undefined) latencyTrace.mark('appQueued', last.index, m.to);
+  else if (m.type === MessageType.AppResp) latencyTrace.mark('respQueued', m.index, m.to);
+}
+
+function traceReceived(group: GroupId, m: Message): void {
+  if (group !== 0 || latencyTrace === null) return;
+  const last = m.entries[m.entries.length - 1];
+  if (m.type === MessageType.App && last !== undefined) latencyTrace.mark('appRecv', last.index, m.from);
+  else if (m.type === MessageType.AppResp) latencyTrace.mark('respRecv', m.index, m.from);
 }
