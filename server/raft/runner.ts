@@ -168,10 +168,6 @@ export class GroupRunner {
   private unwrittenHardState: HardState | null = null;
   /** One-shot callbacks for the end of the Ready being persisted (whenReadyDone). */
   private readyDoneCallbacks: (() => void)[] = [];
-  private readonly runBound = (): void => {
-    this.scheduled = false;
-    void this.processReady();
-  };
 
   constructor(readonly group: GroupId, private readonly host: GroupHost, private readonly sm: StateMachine,
     recovered: RecoveredGroup | undefined, bootstrap: ConfState, seed: number) {
@@ -438,7 +434,13 @@ export class GroupRunner {
   private schedule(): void {
     if (this.scheduled || this.stopped || this.snapshotInFlight || this.flights.length >= raftReadysInFlightMax) return;
     this.scheduled = true;
-    this.host.env.scheduler.defer(this.runBound);
+    this.host.requestReady(this);
+  }
+
+  /** The host's ready pass (GroupHost.readyPass) takes this runner's next Ready. */
+  runReady(): void {
+    this.scheduled = false;
+    this.processReady();
   }
 
   /**
@@ -866,6 +868,12 @@ export class GroupHost implements GroupRegistry {
   /** Ticks between liveness batches to a peer nothing else was sent to: electionTimeoutHeartbeatsMin per shortest election timeout. */
   private readonly livenessTicks: number;
   private flushScheduled = false;
+  /** Runners with a Ready to take in the next ready pass, in the order they asked. */
+  private readonly readyQueue = new Set<GroupRunner>();
+  private readyPassScheduled = false;
+  /** A ready pass is running: what it sends is flushed at its end, in the same turn. */
+  private inReadyPass = false;
+  private readonly readyPassBound = (): void => this.readyPass();
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
   /** Groups drop() stopped on this node (their ids are never reused). */
@@ -933,6 +941,32 @@ export class GroupHost implements GroupRegistry {
   silentTicks(peer: NodeId): number {
     const at = this.heardAtTick.get(peer);
     return at === undefined ? this.timing.electionTicksMax : Math.min(this.timing.electionTicksMax, this.hostTicks - at);
+  }
+
+  /**
+   * `runner` has a Ready to take: every group's Ready of a turn is taken in one deferred pass
+   * (readyPass), so their WAL records share one worker wake-up and one fdatasync, and what
+   * they send leaves at the end of that pass, one batch per peer, without a turn of its own.
+   */
+  requestReady(runner: GroupRunner): void {
+    this.readyQueue.add(runner);
+    if (this.readyPassScheduled) return;
+    this.readyPassScheduled = true;
+    this.env.scheduler.defer(this.readyPassBound);
+  }
+
+  private readyPass(): void {
+    this.readyPassScheduled = false;
+    const runners = [...this.readyQueue];
+    this.readyQueue.clear();
+    this.inReadyPass = true;
+    try {
+      // A runner with more to take asks again (requestReady): that goes to the next pass.
+      for (const r of runners) r.runReady();
+    } finally {
+      this.inReadyPass = false;
+    }
+    this.flush();
   }
 
   /** A runner got input (a message, proposal, read, transfer): tick it again unless it stayed quiesced. */
@@ -1078,9 +1112,13 @@ export class GroupHost implements GroupRegistry {
       }
       queue.push(toWire(group, m));
     }
-    if (queued && !this.flushScheduled) {
+    if (queued && !this.flushScheduled && !this.inReadyPass) {
+      // Outside a ready pass these are acknowledgements of writes that just became durable
+      // (completeFlights, run for every group whose write that fdatasync covered, in one
+      // microtask run): they leave together as soon as those completions are done, not a
+      // turn later.
       this.flushScheduled = true;
-      this.env.scheduler.defer(this.flushBound);
+      queueMicrotask(this.flushBound);
     }
   }
 
