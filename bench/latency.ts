@@ -10,8 +10,13 @@
 // The tracing itself costs a few microseconds per step; compare end-to-end figures with
 // bench:raft at RAFT_BENCH_DEPTH=1 RAFT_BENCH_PROPOSERS=1, not with this.
 //
-// Env: LATENCY_BENCH_APPENDS (2000 measured), LATENCY_BENCH_WARMUP_APPENDS (200),
-// LATENCY_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
+// LATENCY_BENCH_OP=lock times the lock service instead: one client's session acquires a
+// lock (one of 1,000 names) and releases it, and prints the same table for the acquires
+// and for the releases (the entry of each is the leader's first group 0 proposal after
+// the request was sent; the client's session keep-alives are rare enough not to matter).
+//
+// Env: LATENCY_BENCH_APPENDS (2000 measured; lock: pairs), LATENCY_BENCH_WARMUP_APPENDS (200),
+// LATENCY_BENCH_OP (append | lock), LATENCY_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +34,9 @@ const warmupCount = envInt('LATENCY_BENCH_WARMUP_APPENDS', 200, 0, 100_000);
 const portBase = envInt('LATENCY_BENCH_PORT_BASE', 0, 0, 65_000);
 const requestTimeoutMs = 10_000;
 const payloadBytes = 64;
+const op = process.env['LATENCY_BENCH_OP'] ?? 'append';
+if (op !== 'append' && op !== 'lock') throw new Error(`LATENCY_BENCH_OP must be append or lock, got ${op}`);
+const lockNamesCount = 1000;
 
 interface TraceEvent {
   readonly ns: number;
@@ -109,7 +117,8 @@ function walPath(node: NodeTrace, fromNs: number, seq: number): Record<'wake' | 
 }
 
 interface Sample {
-  readonly index: number;
+  /** The entry's log index; 0: the leader's first group 0 proposal after sendNs. */
+  index: number;
   readonly sendNs: number;
   readonly recvNs: number;
 }
@@ -118,10 +127,10 @@ type Timeline = Record<string, number | undefined>;
 
 /** The step timestamps of one append, or null when a step is missing from a trace (a lost tail, a leader change). */
 function timeline(s: Sample, leader: NodeTrace, followers: readonly NodeTrace[]): Timeline | null {
-  const i = s.index;
   const L = leader.main;
-  const propose = first(L, s.sendNs, (e) => e.step === 'propose' && e.a === i && e.b === '0');
-  if (propose === undefined) return null;
+  const propose = first(L, s.sendNs, (e) => e.step === 'propose' && (s.index === 0 || e.a === s.index) && e.b === '0');
+  if (propose === undefined || propose.ns > s.recvNs) return null;
+  const i = propose.a;
   const t: Timeline = { clientSend: s.sendNs, propose: propose.ns, clientRecv: s.recvNs };
   t['leaderFrameIn'] = last(L, propose.ns, s.sendNs, (e) => e.step === 'frameIn' && e.a === 0)?.ns;
   t['leaderReady'] = first(L, propose.ns, (e) => e.step === 'ready' && e.a === i)?.ns;
@@ -262,7 +271,20 @@ async function main(): Promise<void> {
     cleanup.teardown(() => client.close());
     const conn = await routerOf(client).connection(leaderNode.address);
     const payload = schema.JournalAppend.encode({ data: new Uint8Array(payloadBytes).fill(7) }).finish();
+    const releases: Sample[] = [];
     for (let k = 0; k < warmupCount + appendsCount; k++) {
+      if (op === 'lock') {
+        const sendNs = Number(process.hrtime.bigint());
+        const held = await client.lock(`latency-${k % lockNamesCount}`, { waitMs: requestTimeoutMs });
+        const releaseNs = Number(process.hrtime.bigint());
+        await held.release();
+        const recvNs = Number(process.hrtime.bigint());
+        if (k >= warmupCount) {
+          samples.push({ index: 0, sendNs, recvNs: releaseNs });
+          releases.push({ index: 0, sendNs: releaseNs, recvNs });
+        }
+        continue;
+      }
       const sendNs = Number(process.hrtime.bigint());
       const reply = await conn.request(Opcode.JournalAppend, payload, requestTimeoutMs);
       const recvNs = Number(process.hrtime.bigint());
@@ -275,19 +297,23 @@ async function main(): Promise<void> {
     const leaderTrace = traces.get(leaderId);
     if (leaderTrace === undefined) throw new Error(`no trace from the leader ${leaderId}`);
     const followers = [...traces.values()].filter((n) => n.id !== leaderId);
-    const lines: Timeline[] = [];
-    for (const s of samples) {
-      const t = timeline(s, leaderTrace, followers);
-      if (t !== null) lines.push(t);
-    }
     const firstNs = samples[0]?.sendNs ?? 0;
-    const lastNs = samples[samples.length - 1]?.recvNs ?? 0;
-    console.log(`bench:latency  3 nodes, 1 client, 1 in flight, ${payloadBytes}-byte journal appends; ${lines.length} of ${samples.length} traced whole`);
-    printSteps('critical path (the follower whose AppResp came first)', steps, lines);
-    printSteps('beside it', leaderWalSteps, lines);
+    const lastNs = Math.max(samples[samples.length - 1]?.recvNs ?? 0, releases[releases.length - 1]?.recvNs ?? 0);
+    const kinds: [string, Sample[]][] = op === 'lock' ? [['lock acquires', samples], ['lock releases', releases]] : [[`${payloadBytes}-byte journal appends`, samples]];
+    for (const [what, list] of kinds) {
+      const lines: Timeline[] = [];
+      for (const s of list) {
+        const t = timeline(s, leaderTrace, followers);
+        if (t !== null) lines.push(t);
+      }
+      console.log(`bench:latency  3 nodes, 1 client, 1 in flight, ${what}; ${lines.length} of ${list.length} traced whole`);
+      printSteps('critical path (the follower whose AppResp came first)', steps, lines);
+      printSteps('beside it', leaderWalSteps, lines);
+    }
+    const ops = samples.length + releases.length;
     for (const n of traces.values()) {
       const fsyncs = n.worker.filter((e) => e.step === 'fsyncEnd' && e.ns >= firstNs && e.ns <= lastNs).length;
-      console.log(`  ${n.id}${n.id === leaderId ? ' (leader)' : ''}: ${(fsyncs / samples.length).toFixed(2)} fsyncs per append`);
+      console.log(`  ${n.id}${n.id === leaderId ? ' (leader)' : ''}: ${(fsyncs / ops).toFixed(2)} fsyncs per request`);
     }
   } finally {
     await runCleanup(cleanup);
