@@ -770,6 +770,8 @@ export interface RaftStorage {
   /** Whether `bytes` more of proposed entries fit while leaving room for what Raft must persist. */
   hasRoomFor(bytes: number): boolean;
   whenDurable(seq: number): Promise<void>;
+  /** Optional: starts writing what was appended so far now, instead of at the end of the current task. */
+  wakeWorker?(): void;
   saveSnapshot(group: GroupId, snapshot: Snapshot, opts?: SaveSnapshotOptions): Promise<void>;
   /** Forgets the group for good (a tombstone): a restart does not recover it; its records are reclaimed. */
   dropGroup(group: GroupId): Promise<void>;
@@ -966,6 +968,9 @@ export class GroupHost implements GroupRegistry {
     } finally {
       this.inReadyPass = false;
     }
+    // The leader's own fdatasync first, then its socket writes (which may hand the CPU to the
+    // followers they wake): otherwise the WAL's wake-up waits for the end of this task.
+    this.storage.wakeWorker?.();
     this.flush();
   }
 

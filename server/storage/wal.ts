@@ -585,13 +585,17 @@ export class Wal {
   private scheduleWake(): void {
     if (this.wakeScheduled) return;
     this.wakeScheduled = true;
-    queueMicrotask(() => {
-      this.wakeScheduled = false;
-      latencyTrace?.mark('walWake');
-      Atomics.store(this.ctrl, ctrlWake, 1);
-      Atomics.notify(this.ctrl, ctrlWake);
-      this.watchDurable();
-    });
+    queueMicrotask(() => this.wakeWorker());
+  }
+
+  /** Wakes the writer now for what was appended so far (else at the end of the task); a no-op when nothing waits. */
+  wakeWorker(): void {
+    if (!this.wakeScheduled) return;
+    this.wakeScheduled = false;
+    latencyTrace?.mark('walWake');
+    Atomics.store(this.ctrl, ctrlWake, 1);
+    Atomics.notify(this.ctrl, ctrlWake);
+    this.watchDurable();
   }
 
   /** The worker keeps the process alive only while records are outstanding. */
