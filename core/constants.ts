@@ -622,3 +622,8 @@ export const statusFileBytesMax = 256 * 1024;
 assert(statusPeerTimeoutMs < statusSampleIntervalMs && statusPeerCacheMs <= statusSampleIntervalMs && statusHistorySamplesMax > 0,
   'a member status request finishes within one sample period, and cached answers are not older than one');
 assert(queueFetchBytesMax + queueMessageBytesMax + 256 * 1024 <= frameBytesMax, 'a fetch\'s deliveries, the one past the byte budget and the envelope included, fit one frame');
+
+/** bench:latency's tracing (DSYNC_LATENCY_TRACE): events a WAL worker keeps before writing them out (it has no timers). */
+export const latencyTraceBufferedEventsMax = 256;
+/** bench:latency's tracing: how often a node's event loop writes its events out. */
+export const latencyTraceFlushMs = 500;

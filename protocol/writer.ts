@@ -30,7 +30,8 @@ export class FrameWriter {
     return this.pendingBytes;
   }
 
-  send(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+  /** Queues a frame for the end of the turn; `now` writes it (and anything queued before it) at once instead. */
+  send(type: FrameType, opcode: number, requestId: number, payload: Uint8Array, now = false): void {
     if (this.closed) return;
     assert(frameHeaderBytes + payload.length <= frameBytesMax, `outgoing frame of ${payload.length} bytes exceeds the frame limit`);
     this.types.push(type);
@@ -38,6 +39,10 @@ export class FrameWriter {
     this.requestIds.push(requestId);
     this.payloads.push(payload);
     this.pendingBytes += frameOverheadBytes + payload.length;
+    if (now) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushBound);

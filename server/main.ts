@@ -215,7 +215,8 @@ async function wire(config: NodeConfig, node: DsyncNode, wal: Wal, recovered: Aw
     storage: wal,
     recovered,
     dropped,
-    sendToPeer: (peer, batch) => { node.peers.send(peer, Opcode.Raft, batch); },
+    // The host already sends one batch per peer per turn: no second wait for the end of the turn.
+    sendToPeer: (peer, batch) => { node.peers.send(peer, Opcode.Raft, batch, true); },
     peerQueuedBytes: (peer) => node.peers.queuedBytes(peer),
     snapshotEntriesThreshold: config.snapshotEntries,
     clock: monotonicClock,

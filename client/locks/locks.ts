@@ -11,6 +11,7 @@ import { lockNameProblem } from '../../core/locks/names.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
+import { wireNumber } from '../../protocol/wire-number.js';
 import type { GroupTransport, RequestOptions } from '../transport/router.js';
 import { type CancelTimer, type ClientClock, realClock, sleepOn } from '../transport/time.js';
 
@@ -171,7 +172,7 @@ class Held implements HeldLock {
     try {
       const r = await this.locks.mutate(Opcode.LockDowngrade, { session: this.session, lock: this.name });
       this.mode = 'shared';
-      this.token = Number(r.token);
+      this.token = wireNumber(r.token);
     } catch (err) {
       if (err instanceof DsyncError) this.locks.holdGone(this, err);
       throw err;
@@ -274,18 +275,18 @@ export class LockClient implements LockAdmin {
     const reply = schema.LockListReply.decode(raw);
     return reply.locks.map((l) => ({
       name: l.name ?? '',
-      holders: (l.holders ?? []).map((h) => ({ session: Number(h.session ?? 0), mode: h.exclusive === true ? 'exclusive' as const : 'shared' as const,
-        count: h.count ?? 0, token: Number(h.token ?? 0) })),
-      waiters: (l.waiters ?? []).map((w) => ({ session: Number(w.session ?? 0), mode: w.exclusive === true ? 'exclusive' as const : 'shared' as const,
+      holders: (l.holders ?? []).map((h) => ({ session: wireNumber(h.session), mode: h.exclusive === true ? 'exclusive' as const : 'shared' as const,
+        count: h.count ?? 0, token: wireNumber(h.token) })),
+      waiters: (l.waiters ?? []).map((w) => ({ session: wireNumber(w.session), mode: w.exclusive === true ? 'exclusive' as const : 'shared' as const,
         requestId: w.requestId ?? '' })),
-      lastToken: Number(l.lastToken ?? 0),
+      lastToken: wireNumber(l.lastToken),
       delayUntilMs: l.delayUntilMs ?? 0,
     }));
   }
 
   async sessions(): Promise<LockSessionInfo[]> {
     const raw = await this.transport.request(lockGroup, Opcode.SessionList, new Uint8Array(0), { idempotent: true });
-    return schema.SessionListReply.decode(raw).sessions.map((s) => ({ session: Number(s.session ?? 0), clientId: s.clientId ?? '',
+    return schema.SessionListReply.decode(raw).sessions.map((s) => ({ session: wireNumber(s.session), clientId: s.clientId ?? '',
       ttlMs: s.ttlMs ?? 0, holds: s.holds ?? [], waits: s.waits ?? 0 }));
   }
 
@@ -388,7 +389,7 @@ export class LockClient implements LockAdmin {
     const dropGrant = async (reply: ReturnType<typeof schema.LockReply.decode>): Promise<void> => {
       if (grantDropped) return;
       grantDropped = true;
-      const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', Number(reply.token), session);
+      const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', wireNumber(reply.token), session);
       this.held.add(h);
       await h.release();
     };
@@ -396,7 +397,7 @@ export class LockClient implements LockAdmin {
       this.mutate(Opcode.LockCancel, { session, lock: name, requestId })
         // A token in the answer: the request was granted before the cancel applied (the
         // grant never reached us). Release that hold, or nobody ever would.
-        .then((r) => (Number(r.token) > 0 ? dropGrant(r) : undefined))
+        .then((r) => (wireNumber(r.token) > 0 ? dropGrant(r) : undefined))
         .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
@@ -435,7 +436,7 @@ export class LockClient implements LockAdmin {
       await dropGrant(r);
       throw aborted(name, signal);
     }
-    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', Number(r.token), session);
+    const held = new Held(this, name, r.exclusive ? 'exclusive' : 'shared', wireNumber(r.token), session);
     this.held.add(held);
     return held;
   }
@@ -466,7 +467,7 @@ export class LockClient implements LockAdmin {
     const r = await this.mutate(Opcode.SessionOpen, { ttlMs, lockDelayMs: this.lockDelayMs },
       { onSend: (atMs) => { if (Number.isNaN(firstSentMs)) firstSentMs = atMs; } });
     assert(!Number.isNaN(firstSentMs), 'an answered request was sent');
-    const s: LiveSession = { id: Number(r.session), ttlMs: r.ttlMs, renewedAtMs: firstSentMs, keepAliveTimer: null, lossTimer: null,
+    const s: LiveSession = { id: wireNumber(r.session), ttlMs: r.ttlMs, renewedAtMs: firstSentMs, keepAliveTimer: null, lossTimer: null,
       keepAliveInFlight: false };
     assert(s.id > 0 && s.ttlMs > 0, 'SessionOpen answers a session id and TTL');
     if (this.closed) {
@@ -555,8 +556,8 @@ export class LockClient implements LockAdmin {
     } catch {
       return; // undecodable push: nothing to act on; the lease timer still guards the hold
     }
-    const session = Number(p.session);
-    const token = Number(p.token);
+    const session = wireNumber(p.session);
+    const token = wireNumber(p.token);
     const code = isErrorCode(p.code) ? p.code : ErrorCode.FORCE_RELEASED;
     const err = typed(new DsyncError(code, p.message !== '' ? p.message : `lock ${p.lock} was taken from session ${session} (${code})`));
     for (const h of [...this.held]) {

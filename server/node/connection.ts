@@ -11,6 +11,7 @@ import { FrameDecoder, type FrameSink, FrameType, Opcode, opcodeName } from '../
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { Logger } from './log.js';
+import { latencyTrace } from './latency-trace.js';
 import { type Credential, RateBucket } from './security.js';
 import { spokenFeatureVersion } from './version.js';
 
@@ -101,6 +102,7 @@ export class Connection implements FrameSink {
   frame(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
     // Frames that arrived in the same chunk as a refused hello (or after any close) are never served.
     if (this.isClosed) return;
+    latencyTrace?.mark('frameIn', this.role === 'peer' ? 1 : 0);
     if (this.role === 'pending') {
       this.handleHello(type, opcode, requestId, payload);
       return;
@@ -255,6 +257,7 @@ export class Connection implements FrameSink {
 
   private writeToSocket(chunk: Uint8Array): boolean {
     if (this.socket.destroyed) return false;
+    latencyTrace?.mark('writeOut', this.role === 'peer' ? 1 : 0);
     const ok = this.socket.write(chunk);
     if (!ok) {
       if (this.socket.writableLength > connectionWriteQueueBytesMax) {

@@ -13,6 +13,7 @@ import { FrameDecoder, FrameType, Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { FrameWriter } from '../../protocol/writer.js';
 import type { PeerAddress } from './config.js';
+import { latencyTrace } from './latency-trace.js';
 import type { Logger } from './log.js';
 import { dialNode, type NodeSecurity, openSecurity } from './security.js';
 
@@ -43,14 +44,15 @@ class PeerLink {
     this.dial();
   }
 
-  send(opcode: number, payload: Uint8Array): boolean {
+  /** `now`: hand it to the socket at once (the caller batched the turn's messages already) instead of at the end of the turn. */
+  send(opcode: number, payload: Uint8Array, now = false): boolean {
     const socket = this.socket;
     const writer = this.writer;
     if (!this.ready || socket === null || writer === null || socket.writableLength + writer.queuedBytes > connectionWriteQueueBytesMax) {
       this.droppedFrames++;
       return false;
     }
-    writer.send(FrameType.Push, opcode, 0, payload);
+    writer.send(FrameType.Push, opcode, 0, payload, now);
     return true;
   }
 
@@ -69,7 +71,10 @@ class PeerLink {
     });
     this.socket = socket;
     socket.setNoDelay(true);
-    const writer = new FrameWriter({ write: (chunk) => socket.write(chunk) });
+    const writer = new FrameWriter({ write: (chunk) => {
+      latencyTrace?.mark('peerWrite');
+      return socket.write(chunk);
+    } });
     this.writer = writer;
     const decoder = new FrameDecoder({
       frame: (type, opcode, _requestId, payload) => {
@@ -171,8 +176,9 @@ export class PeerLinks {
     return [...this.links.keys()].sort();
   }
 
-  send(peer: NodeId, opcode: number, payload: Uint8Array): boolean {
-    return this.links.get(peer)?.send(opcode, payload) ?? false;
+  /** `now`: written to the socket at once, not batched with the rest of the turn (see PeerLink.send). */
+  send(peer: NodeId, opcode: number, payload: Uint8Array, now = false): boolean {
+    return this.links.get(peer)?.send(opcode, payload, now) ?? false;
   }
 
   queuedBytes(peer: NodeId): number {

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RingBuffer } from 'ringbuf.js';
 import { assert } from '../../core/assert.js';
+import { latencyTrace } from '../node/latency-trace.js';
 import { readU64, recordHeaderBytes, segmentFileName, segmentRollNeeded } from './format.js';
 import {
   ctrlFailed,
@@ -110,6 +111,7 @@ function writeBatch(n: number): void {
   let off = 0;
   let chunkStart = 0;
   let records = 0;
+  latencyTrace?.mark('batch', lastSeq + 1);
   while (off < n) {
     assert(n - off >= recordHeaderBytes, 'the ring holds whole records only');
     const recordBytes = recordHeaderBytes + batchView.getUint32(off, true);
@@ -140,7 +142,9 @@ function writeBatch(n: number): void {
   if (loseUnsyncedAfterBatches >= 0 && batchesWritten++ >= loseUnsyncedAfterBatches) {
     loseUnsyncedAndDie(segFd, segBytes - tail.length, chunkStart, n);
   }
+  latencyTrace?.mark('fsyncStart', lastSeq);
   datasync(segFd);
+  latencyTrace?.mark('fsyncEnd', lastSeq);
   Atomics.add(seqs, statRecords, BigInt(records));
   Atomics.add(seqs, statBytes, BigInt(n));
   Atomics.add(seqs, statBatches, 1n);
@@ -148,6 +152,7 @@ function writeBatch(n: number): void {
   Atomics.store(seqs, statLastBatchBytes, BigInt(n));
   Atomics.store(seqs, seqDurable, BigInt(lastSeq));
   Atomics.notify(seqs, seqDurable);
+  latencyTrace?.flushIfFull();
 }
 
 function run(): void {
@@ -168,6 +173,7 @@ function run(): void {
     fs.closeSync(segFd);
     segFd = null;
   }
+  latencyTrace?.flush();
 }
 
 try {

@@ -19,6 +19,7 @@ import {
 import type { GroupId } from '../../core/ids.js';
 import { logIndex, term } from '../../core/ids.js';
 import type { ConfState, Entry, HardState, PersistedState, Snapshot } from '../../core/raft/types.js';
+import { latencyTrace } from '../node/latency-trace.js';
 import { WalClosedError, WalFailedError, WalOverloadError } from './errors.js';
 import {
   encodeEntriesRecord,
@@ -584,12 +585,17 @@ export class Wal {
   private scheduleWake(): void {
     if (this.wakeScheduled) return;
     this.wakeScheduled = true;
-    queueMicrotask(() => {
-      this.wakeScheduled = false;
-      Atomics.store(this.ctrl, ctrlWake, 1);
-      Atomics.notify(this.ctrl, ctrlWake);
-      this.watchDurable();
-    });
+    queueMicrotask(() => this.wakeWorker());
+  }
+
+  /** Wakes the writer now for what was appended so far (else at the end of the task); a no-op when nothing waits. */
+  wakeWorker(): void {
+    if (!this.wakeScheduled) return;
+    this.wakeScheduled = false;
+    latencyTrace?.mark('walWake');
+    Atomics.store(this.ctrl, ctrlWake, 1);
+    Atomics.notify(this.ctrl, ctrlWake);
+    this.watchDurable();
   }
 
   /** The worker keeps the process alive only while records are outstanding. */
@@ -627,6 +633,7 @@ export class Wal {
     const d = Number(Atomics.load(this.seqs, seqDurable));
     if (d > this.durableSeq) {
       assert(d < this.nextSeq, 'durable seq never passes the appended seq');
+      latencyTrace?.mark('durableSeen', d);
       this.durableSeq = d;
       // Resolve in seq order; bounded by the number of waiters.
       let k = 0;

@@ -29,6 +29,7 @@ import { lockNameProblem } from '../../../core/locks/names.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
+import { wireNumber } from '../../../protocol/wire-number.js';
 import type { GroupRunner } from '../../raft/runner.js';
 import { EntryKind, frameEntry, type PartSnapshotJob, type SubMachine } from '../../raft/group0.js';
 import { decodePayload } from '../../node/node.js';
@@ -72,14 +73,14 @@ export function decodeLockCommand(body: Uint8Array): LockCommand {
   const e = schema.LockCommandEntry.decode(body);
   const kind = kindByNumber.get(e.kind);
   assert(kind !== undefined, `lock entry of unknown kind ${e.kind}`);
-  const client = { clientId: toClientId(e.clientId), seq: Number(e.seq), nowMs: e.nowMs };
-  const session = sessionId(Number(e.session));
+  const client = { clientId: toClientId(e.clientId), seq: wireNumber(e.seq), nowMs: e.nowMs };
+  const session = sessionId(wireNumber(e.session));
   switch (kind) {
     case 'openSession': return { kind, ...client, ttlMs: e.ttlMs, lockDelayMs: e.lockDelayMs };
     case 'keepAlive': return { kind, ...client, session };
     case 'closeSession': return { kind, ...client, session };
     case 'expireSessions': return { kind, nowMs: e.nowMs, sessions: e.expireSessions.map((s, i) => ({
-      session: sessionId(Number(s)), renewedIndex: logIndex(Number(e.expireRenewedIndex[i] ?? 0)) })) };
+      session: sessionId(wireNumber(s)), renewedIndex: logIndex(wireNumber(e.expireRenewedIndex[i])) })) };
     case 'acquire': return { kind, ...client, session, lock: e.lock, mode: e.exclusive ? 'exclusive' : 'shared', requestId: e.requestId, wait: e.wait,
       waitMs: e.waitMs };
     case 'release': return { kind, ...client, session, lock: e.lock };
@@ -365,7 +366,7 @@ export class LockService implements SubMachine, Service {
         const req = decodePayload((b) => schema.LockRequest.decode(b), payload, 'lock request');
         if (!this.isLeader) throw this.notLeader();
         if (req.clientId === '' && opcode !== Opcode.LockCancel) throw new DsyncError(ErrorCode.BAD_REQUEST, 'lock requests need a client id');
-        if (Number(req.session) !== 0) this.trackLink(sessionId(Number(req.session)), ctx.conn);
+        if (wireNumber(req.session) !== 0) this.trackLink(sessionId(wireNumber(req.session)), ctx.conn);
         fn(ctx, req);
       }, access);
     };
@@ -377,19 +378,19 @@ export class LockService implements SubMachine, Service {
       }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
     };
     const client = (req: ReturnType<typeof schema.LockRequest.decode>): { clientId: ClientId; seq: number; nowMs: number } =>
-      ({ clientId: toClientId(req.clientId), seq: Number(req.seq), nowMs: Date.now() });
+      ({ clientId: toClientId(req.clientId), seq: wireNumber(req.seq), nowMs: Date.now() });
 
     on(Opcode.SessionOpen, (ctx, req) => answer(ctx, this.propose({ kind: 'openSession', ...client(req), ttlMs: req.ttlMs, lockDelayMs: req.lockDelayMs })));
-    on(Opcode.SessionKeepAlive, (ctx, req) => answer(ctx, this.propose({ kind: 'keepAlive', ...client(req), session: sessionId(Number(req.session)) })));
-    on(Opcode.SessionClose, (ctx, req) => answer(ctx, this.propose({ kind: 'closeSession', ...client(req), session: sessionId(Number(req.session)) })));
-    on(Opcode.LockRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'release', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
-    on(Opcode.LockDowngrade, (ctx, req) => answer(ctx, this.propose({ kind: 'downgrade', ...client(req), session: sessionId(Number(req.session)), lock: req.lock })));
+    on(Opcode.SessionKeepAlive, (ctx, req) => answer(ctx, this.propose({ kind: 'keepAlive', ...client(req), session: sessionId(wireNumber(req.session)) })));
+    on(Opcode.SessionClose, (ctx, req) => answer(ctx, this.propose({ kind: 'closeSession', ...client(req), session: sessionId(wireNumber(req.session)) })));
+    on(Opcode.LockRelease, (ctx, req) => answer(ctx, this.propose({ kind: 'release', ...client(req), session: sessionId(wireNumber(req.session)), lock: req.lock })));
+    on(Opcode.LockDowngrade, (ctx, req) => answer(ctx, this.propose({ kind: 'downgrade', ...client(req), session: sessionId(wireNumber(req.session)), lock: req.lock })));
     on(Opcode.LockForceRelease, (ctx, req) => {
       checkLockName(req.lock);
       answer(ctx, this.propose({ kind: 'forceRelease', ...client(req), lock: req.lock }));
     }, 'admin');
     on(Opcode.LockCancel, (ctx, req) => answer(ctx, this.propose({
-      kind: 'cancelWait', ...client(req), session: sessionId(Number(req.session)), lock: req.lock, requestId: req.requestId, reason: 'cancelled',
+      kind: 'cancelWait', ...client(req), session: sessionId(wireNumber(req.session)), lock: req.lock, requestId: req.requestId, reason: 'cancelled',
     })));
     on(Opcode.LockAcquire, (ctx, req) => this.acquire(ctx, req, client(req)));
 
@@ -421,7 +422,7 @@ export class LockService implements SubMachine, Service {
     if (req.requestId === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'acquire needs a request id');
     checkLockName(req.lock);
     const key = parkKey(client.clientId, req.requestId);
-    const session = sessionId(Number(req.session));
+    const session = sessionId(wireNumber(req.session));
     // Park before proposing: a grant can apply in the same batch as the queued answer.
     const previous = this.parked.get(key);
     if (previous === undefined && this.parked.size >= lockParkedAcquiresMax) {
