@@ -27,8 +27,9 @@ t.test('status, console raft and console status show group 0 leader, term and co
 
   const cli = await runDsync(t, ['status', '--seeds', cluster.seeds.join(',')]);
   t.equal(cli.code, 0, `dsync status exits 0\n${cli.stderr}`);
-  const rows = cli.stdout.trim().split('\n');
-  t.equal(rows.length, 3, 'one row per member');
+  const [clusterLine, ...rows] = cli.stdout.trim().split('\n');
+  t.match(clusterLine, /^cluster (?:[0-9a-f]+|\(no id yet\)) version \d+$/, 'first the cluster id and version');
+  t.equal(rows.length, 3, 'then one row per member');
   let leaders = 0;
   for (const id of ids) {
     const row = rows.find((r) => r.startsWith(`${id} `));

@@ -351,9 +351,13 @@ export class MembersService implements Service {
       rc.conn.reply(rc.requestId, rc.opcode, this.joinReply(table.conf()));
       return;
     }
-    const spoken = spokenFeatureVersion(req.featureVersion);
-    if (spoken < table.clusterVersion) {
-      throw new DsyncError(ErrorCode.FEATURE_VERSION, `node ${id} speaks feature version ${spoken}; this cluster requires ${table.clusterVersion} (upgrade it before it joins)`);
+    // A join that states a version below the cluster's is refused here. One that states none
+    // (an operator's add through the HTTP API, or a release before feature versions) is let in:
+    // its peer links are refused below the cluster version, so such a node gets nothing (and
+    // one of this release stops with exit 4).
+    const stated = req.featureVersion ?? 0;
+    if (stated !== 0 && spokenFeatureVersion(stated) < table.clusterVersion) {
+      throw new DsyncError(ErrorCode.FEATURE_VERSION, `node ${id} speaks feature version ${stated}; this cluster requires ${table.clusterVersion} (upgrade it before it joins)`);
     }
     if (table.size >= membersMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `group 0 already has ${table.size} members (at most ${membersMax})`);
     const context = schema.MemberAddress.encode({ address: req.address, peerAddress: req.peerAddress }).finish();
