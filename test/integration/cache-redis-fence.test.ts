@@ -14,6 +14,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import t, { type Test } from 'tap';
+import { Redis } from 'ioredis';
 import { BackingFencedError, RedisBacking } from '../../server/services/cache/backing.js';
 import { cachePorts } from './cache-helpers.js';
 import { sleep, tempDir } from './helpers/cluster.js';
@@ -112,4 +113,21 @@ t.test('a brand-new cluster takes over a Redis an older cluster used; the old cl
   const older = await newCluster.write('k', { value: enc.encode('gen1'), version: 5, expiresAtMs: 0 }, 1).then(() => null, (err: unknown) => err);
   t.ok(older instanceof BackingFencedError && older.retiredCluster === '' && older.newerGeneration === 2, 'an older generation of the new cluster is refused');
   t.equal(text((await newCluster.read('k', 2))?.value), 'gen2');
+});
+
+t.test('a store a release before cluster ids used is claimed under its generation fence', { skip: hasRedis ? false : 'redis-server is not installed (.ci/run installs it)' }, async (t) => {
+  const url = await startRedis(t);
+  // What the old release left: the generation key alone, no owner.
+  const raw = new Redis(url);
+  t.teardown(() => { raw.disconnect(); });
+  await raw.set('dsync:cache:@generation', '9');
+  const home = new RedisBacking(url, () => 0, { clusterId: () => '00000000000000cc' });
+  t.teardown(() => home.close());
+  // A stale home of the same cluster, upgraded, is still below the fence. Taking an ownerless
+  // store over as if it were another cluster's reset the generation and let it write.
+  const stale = await home.write('k', { value: enc.encode('stale'), version: 1, expiresAtMs: 0 }, 5).then(() => null, (err: unknown) => err);
+  t.ok(stale instanceof BackingFencedError && stale.newerGeneration === 9, 'generation 5 is refused below the stored 9');
+  await home.write('k', { value: enc.encode('current'), version: 2, expiresAtMs: 0 }, 10);
+  t.equal(await raw.get('dsync:cache:@cluster'), '00000000000000cc', 'a current home claims the store for its cluster');
+  t.equal(text((await home.read('k', 10))?.value), 'current');
 });

@@ -114,6 +114,9 @@ export function decodeRecord(b: Buffer): MemoryRecord | null {
  * becomes the newcomer's. A home of a retired cluster is refused for good (a stale home of
  * the old cluster, or the old cluster itself if it still runs against this Redis: the
  * newest cluster to use a store wins it). What the old cluster left in Redis stays readable.
+ * A store with no owner yet is claimed under the generation fence, not taken over: one a
+ * release before cluster ids used holds only `@generation`, and a stale home of that same
+ * cluster, upgraded, must still be refused below it.
  * Limits: a cluster of a release before cluster ids never sets or checks `@cluster`, so its
  * homes are fenced by the generation alone; with Redis Cluster every fence key and the
  * record would need one hash slot, so this assumes one Redis.
@@ -126,14 +129,15 @@ local me = ARGV[1]
 local mine = tonumber(ARGV[2])
 if redis.call('SISMEMBER', KEYS[3], me) == 1 then return {0, 'retired'} end
 local owner = redis.call('GET', KEYS[2])
-if owner ~= me then
-  if owner then redis.call('SADD', KEYS[3], owner) end
+if owner and owner ~= me then
+  redis.call('SADD', KEYS[3], owner)
   redis.call('SET', KEYS[2], me)
   redis.call('SET', KEYS[1], ARGV[2])
 else
   local g = tonumber(redis.call('GET', KEYS[1]) or '0')
   if g > mine then return {0, tostring(g)} end
   if g < mine then redis.call('SET', KEYS[1], ARGV[2]) end
+  if not owner then redis.call('SET', KEYS[2], me) end
 end
 `;
 const fencedReadScript = `${fenceScript}
