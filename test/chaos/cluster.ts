@@ -92,6 +92,15 @@ export class ChaosNode {
     await waitUntilServing(this.address, startTimeoutMs);
   }
 
+  /** Resolves once the process has exited or `ms` passed, whichever is first. */
+  async exitedWithin(ms: number): Promise<void> {
+    const proc = this.proc;
+    if (proc === null || !proc.running) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([proc.exited, new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
+    clearTimeout(timer);
+  }
+
   async kill9(): Promise<void> {
     this.paused = false;
     await this.proc?.kill9();

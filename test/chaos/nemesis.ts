@@ -22,6 +22,8 @@ export const moveNames: readonly MoveName[] = ['kill', 'pause', 'pause-leader-fi
 const mustMoves: readonly MoveName[] = ['pause-leader-first-lock', 'pause-leader-long', 'kill', 'partition', 'lose-unsynced'];
 /** A must move's usual length with the quiet gap after it (the long pause is longer, a kill shorter). */
 const mustMoveMsTypical = 9_000;
+/** After a lose-unsynced hold, how long a node still running may take to reach its failpoint. */
+const loseUnsyncedGraceMs = 15_000;
 const randomMoves: readonly MoveName[] = ['kill', 'kill', 'pause', 'pause', 'partition', 'partition', 'one-way', 'bridge', 'delay', 'flaky',
   'lose-unsynced', 'join-leave'];
 
@@ -127,6 +129,9 @@ export class Nemesis {
           `${batches + 1} after a restart, then dies; clean restart after ${holdMs} ms`, nodes: [n], tag: '', holdMs,
           apply: async () => { await c.node(n).kill9(); await c.node(n).start(`lose-unsynced-after:${batches}`); },
           heal: async () => {
+            // The hold starts at spawn, so a slow start (a loaded machine) can eat most of it:
+            // give the failpoint a bounded grace to fire before calling it a miss.
+            await c.node(n).exitedWithin(loseUnsyncedGraceMs);
             const outcome = c.node(n).running ? 'the failpoint did not fire (killed)' : 'died at the failpoint';
             this.log(`${fmt(this.now())} ${n}: ${outcome}`);
             await c.node(n).kill9();
