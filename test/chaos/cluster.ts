@@ -1,7 +1,8 @@
 // The cluster a fault run drives: N `dsync node` processes on loopback whose peer
 // links each go through a FaultProxy (one per direction per pair), with the moves
 // the nemesis needs (kill -9 and restart, SIGSTOP/SIGCONT, per-link faults) and a
-// leader lookup. Ports come from 20000-32000 (below the ephemeral range). Every
+// leader lookup. Ports come from 29600-32699: below the ephemeral range, apart from
+// every other test's (the runner shares the machine with them in CI). Every
 // process and proxy started here is stopped by close(), also after a failure; the
 // helpers' exit hook kills the process groups if the runner itself dies.
 
@@ -34,8 +35,8 @@ export class Teardowns implements Teardown {
   }
 }
 
-const portLow = 20_000;
-const portHigh = 32_000;
+const portLow = 29_600;
+const portHigh = 32_700;
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((r) => {
@@ -45,7 +46,7 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** `count` ports in 20000-32000 free right now, from a pid-dependent start so parallel runs rarely collide. */
+/** `count` ports in portLow..portHigh free right now, from a pid-dependent start so parallel runs rarely collide. */
 export async function lowPorts(count: number): Promise<number[]> {
   const found: number[] = [];
   let p = portLow + ((process.pid * 131) % (portHigh - portLow));

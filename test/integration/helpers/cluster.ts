@@ -276,17 +276,20 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
+const freeBaseMin = 20_000;
+const freeBaseSpan = 7_500;
+
 /**
  * A base port P such that P..P+count-1, and the same +1000 (HTTP) and +2000
  * (console), are all free: the layout `dsync cluster --base-port P` uses.
- * Bases are searched in 20000..29999 so that even base+2000+count stays below
- * the ephemeral range (32768 up), starting at a pid-dependent offset so
- * parallel runs rarely collide.
+ * Bases are searched in 20000..27499, so that even base+2000+count stays below
+ * the fault runner's ports (29600 up, see test/chaos/cluster.ts), starting at a
+ * pid-dependent offset so parallel runs rarely collide.
  */
 export async function freeBasePort(count: number): Promise<number> {
-  let base = 20_000 + ((process.pid * 37) % 10_000);
+  let base = freeBaseMin + ((process.pid * 37) % freeBaseSpan);
   for (let attempt = 0; attempt < portSearchAttemptsMax; attempt++) {
-    base = 20_000 + ((base - 20_000 + 97) % 10_000);
+    base = freeBaseMin + ((base - freeBaseMin + 97) % freeBaseSpan);
     const wanted = [0, 1000, 2000].flatMap((offset) => Array.from({ length: count }, (_, i) => base + offset + i));
     const held: Server[] = [];
     let ok = true;
