@@ -16,11 +16,8 @@ import { routerOf } from '../../client/client.js';
 import { consoleLineBytesMax } from '../../core/constants.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
-import { repoRoot, runDsync, sleep, spawnDsync, tempDir, TestNode } from './helpers/cluster.js';
-import { freePortsInRange } from './helpers/port-range.js';
+import { freePorts, repoRoot, runDsync, sleep, spawnDsync, tempDir, TestNode } from './helpers/cluster.js';
 
-const portRangeMin = 25_000;
-const portRangeMax = 25_499;
 /** Bounds on the polling loops below. */
 const pollAttemptsMax = 100;
 const pollIntervalMs = 100;
@@ -76,7 +73,7 @@ class ConsoleTap {
 }
 
 t.test('a node: read commands with --json, wrong ports, lock names, signals, health, console', async (t) => {
-  const [port, httpPort, consolePort, lonePort, loneHttp, loneConsole, ghostPort] = await freePortsInRange(portRangeMin, portRangeMax, 7);
+  const [port, httpPort, consolePort, lonePort, loneHttp, loneConsole, ghostPort] = await freePorts(7);
   const dir = tempDir(t);
   const node = new TestNode(t, { id: 'n1', port: port!, httpPort: httpPort!, consolePort: consolePort!, dataDir: join(dir, 'n1'), peers: [] });
   // n2 names a peer that never runs: a 2-voter group 0 without a quorum, so no leader.

@@ -13,11 +13,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { Client } from '../../client/index.js';
-import { pidAlive, runDsync, sleep, spawnDsync, tempDir } from './helpers/cluster.js';
-import { freeBlockInRange, freePortsInRange } from './helpers/port-range.js';
+import { freePortBlock, freePorts, pidAlive, runDsync, sleep, spawnDsync, tempDir } from './helpers/cluster.js';
 
-const portRangeMin = 25_500;
-const portRangeMax = 25_999;
 const pollAttemptsMax = 150;
 const pollIntervalMs = 100;
 
@@ -53,8 +50,8 @@ function clusterArgs(nodes: number, base: number, dataRoot: string, extra: reado
 }
 
 t.test('own children: inherited ports, a second cluster, restart, graceful Ctrl-C', async (t) => {
-  const base = await freeBlockInRange(portRangeMin, portRangeMax - 100, 6);
-  const [strayPort, strayHttp] = await freePortsInRange(portRangeMax - 99, portRangeMax, 2);
+  const base = await freePortBlock(6);
+  const [strayPort, strayHttp] = await freePorts(2);
   const dataRoot = tempDir(t);
   // Inherited settings that, applied to every child, would make them collide.
   const cluster = spawnDsync(t, clusterArgs(2, base, dataRoot), { env: { PORT: String(strayPort!), HTTP_PORT: String(strayHttp!) } });
@@ -99,7 +96,7 @@ t.test('own children: inherited ports, a second cluster, restart, graceful Ctrl-
 });
 
 t.test('--no-restart reports a dead node; SIGHUP stops the nodes; a killed supervisor leaves no orphans', async (t) => {
-  const base = await freeBlockInRange(portRangeMin, portRangeMax - 100, 3);
+  const base = await freePortBlock(3);
   const seen = new Set<number>();
   reapAtTeardown(t, () => [...seen]);
 

@@ -10,8 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { runDsync, sleep, spawnDsync, tempDir } from './helpers/cluster.js';
-import { freeBlockInRange } from './helpers/port-range.js';
+import { freePortBlock, runDsync, sleep, spawnDsync, tempDir } from './helpers/cluster.js';
 
 const pollAttemptsMax = 100;
 const pollIntervalMs = 100;
@@ -37,7 +36,7 @@ async function consoleCommand(port: number, line: string): Promise<string> {
 t.test('dsync cluster reads ./.env; the environment wins over it', async (t) => {
   const cwd = tempDir(t);
   writeFileSync(join(cwd, '.env'), '# timing for every node\nDSYNC_ELECTION_TIMEOUT_MIN=200\nELECTION_TIMEOUT_MAX="400"\nHEARTBEAT_INTERVAL=40\n');
-  const base = await freeBlockInRange(25_000, 25_499, 3);
+  const base = await freePortBlock(3);
   const cluster = spawnDsync(t, ['cluster', '--nodes', '1', '--base-port', String(base), '--http-base-port', String(base + 1),
     '--console-base-port', String(base + 2), '--data-dir', join(cwd, 'data')], { cwd, env: { HEARTBEAT_INTERVAL: '30' } });
   await cluster.waitForStdout(/1 node up/, 30_000);
@@ -49,7 +48,7 @@ t.test('a malformed env file or disagreeing settings stop the start, named', asy
   const cwd = tempDir(t);
   writeFileSync(join(cwd, '.env'), 'LOG_LEVEL=info\nthis is not a setting\n');
   writeFileSync(join(cwd, 'timing.env'), 'ELECTION_TIMEOUT_MIN=300\nELECTION_TIMEOUT_MAX=1500\n');
-  const base = await freeBlockInRange(25_000, 25_499, 3);
+  const base = await freePortBlock(3);
   const ports = ['--port', String(base), '--http-port', String(base + 1), '--console-port', String(base + 2)];
   const [node, cluster, timing] = await Promise.all([
     runDsync(t, ['node', '--id', 'n1', ...ports, '--data-dir', join(cwd, 'n1')], { cwd }),

@@ -9,13 +9,9 @@
 
 import t from 'tap';
 import { Client } from '../../client/index.js';
-import { type ManagedProcess, pollUntil, spawnDsync, TestCluster, tempDir } from './helpers/cluster.js';
-import { freePortsInRange } from './helpers/port-range.js';
+import { freePorts, type ManagedProcess, pollUntil, spawnDsync, TestCluster, tempDir } from './helpers/cluster.js';
 import { leaderOfGroup } from './queues-helpers.js';
 
-/** This file's ports (the gates range). */
-const portRangeMin = 27_000;
-const portRangeMax = 27_499;
 /** Bounds on the waits (never asserted as timing: a loaded machine may need them). */
 const catchUpWaitMs = 30_000;
 const featureVersionExitCode = 4;
@@ -40,7 +36,7 @@ async function exitWithin(proc: ManagedProcess): Promise<{ code: number | null; 
 }
 
 t.test('a node speaking version 1 gets old-format snapshots; once every member speaks 2, a version 1 node is refused', async (t) => {
-  const ports = await freePortsInRange(portRangeMin, portRangeMax, 12);
+  const ports = await freePorts(12);
   const cluster = await TestCluster.start(t, { ports: ports.slice(0, 9), extraArgs: ['--snapshot-entries', '100'],
     nodeEnv: { n3: { DSYNC_FEATURE_VERSION: '1' } } });
   const client = await Client.connect({ seeds: cluster.seeds, requestTimeoutMs: 10_000, maxRedirects: 40 });

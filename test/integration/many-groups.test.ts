@@ -8,15 +8,11 @@
 
 import t from 'tap';
 import { Client } from '../../client/index.js';
-import { freePortsInRange } from './helpers/port-range.js';
 import { leadersByNode, quiescedByNode, startManyGroupCluster, waitForLeaders } from './helpers/many-groups.js';
-import { sleep } from './helpers/cluster.js';
+import { freePorts, sleep } from './helpers/cluster.js';
 
 const topicsCount = Number(process.env['MANY_GROUPS_TOPICS'] ?? 1);
 const partitions = Number(process.env['MANY_GROUPS_PARTITIONS'] ?? 6);
-/** This test's port range (its helper session's). */
-const portRangeMin = 24_000;
-const portRangeMax = 24_999;
 /** Bounds on the waits (never asserted as timing: a loaded machine may need them). */
 const quiesceWaitMs = 30_000;
 const electWaitMs = 60_000;
@@ -25,7 +21,7 @@ const consumeWaitMs = 60_000;
 t.setTimeout(300_000);
 
 t.test(`${2 * topicsCount * partitions} quiesced groups: kill -9 the node leading most, every group elects again and keeps what was acknowledged`, async (t) => {
-  const ports = await freePortsInRange(portRangeMin, portRangeMax, 9);
+  const ports = await freePorts(9);
   const { cluster, control, topics, groups } = await startManyGroupCluster(t, { topics: topicsCount, partitions, ports, readyTimeoutMs: electWaitMs });
   const client = await Client.connect({ seeds: cluster.seeds, requestTimeoutMs: 20_000, maxRedirects: 40 });
   t.teardown(() => client.close());

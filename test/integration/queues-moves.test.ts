@@ -14,8 +14,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { Client, DsyncError, type TopicInfo } from '../../client/index.js';
-import { pollUntil, sleep, TestCluster, TestNode } from './helpers/cluster.js';
-import { freePortsInRange } from './helpers/port-range.js';
+import { freePorts, pollUntil, sleep, TestCluster, TestNode } from './helpers/cluster.js';
 import { ConsumeLoad, duplicates } from './queues-helpers.js';
 
 const messagesMax = Number(process.env['QUEUE_MOVES_MESSAGES'] ?? 6_000);
@@ -63,7 +62,7 @@ const loads = (infos: readonly TopicInfo[]): Map<string, number> => {
 };
 
 t.test('a 4th node joins under producers and consumers; partitions move to it; nothing acknowledged is lost', async (t) => {
-  const ports = await freePortsInRange(25_500, 25_999, 12);
+  const ports = await freePorts(12);
   const cluster = await TestCluster.start(t, { nodes: 3, ports: ports.slice(0, 9) });
   const [port, httpPort, consolePort] = ports.slice(9);
   const n4 = new TestNode(t, { id: 'n4', port: port!, httpPort: httpPort!, consolePort: consolePort!, dataDir: join(cluster.dataRoot, 'n4'), peers: [] },

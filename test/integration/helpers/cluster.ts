@@ -276,6 +276,26 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
+/**
+ * The first of `count` consecutive ports free right now, from freePorts()'s range
+ * (for `dsync cluster --base-port P --http-base-port P+n ...` layouts).
+ */
+export async function freePortBlock(count: number): Promise<number> {
+  for (let attempt = 0; attempt < portSearchAttemptsMax * 10; attempt++) {
+    const base = freePortsMin + (freePortsCursor % Math.max(1, freePortsSpan - count + 1));
+    freePortsCursor = (freePortsCursor + count) % freePortsSpan;
+    const held: Server[] = [];
+    for (let p = base; p < base + count; p++) {
+      const s = await listenOn(p);
+      if (s === null) break;
+      held.push(s);
+    }
+    await Promise.all(held.map(closeServer));
+    if (held.length === count) return base;
+  }
+  throw new Error(`found no ${count} consecutive free ports in ${freePortsMin}..${freePortsMin + freePortsSpan - 1}`);
+}
+
 const freeBaseMin = 20_000;
 const freeBaseSpan = 7_500;
 
