@@ -986,7 +986,9 @@ export class GroupHost implements GroupRegistry {
     // The leader's own fdatasync first, then its socket writes (which may hand the CPU to the
     // followers they wake): otherwise the WAL's wake-up waits for the end of this task.
     this.storage.wakeWorker?.();
-    if (this.answeredInPass && !this.outboxUrgent) {
+    // A pass right after an answering one (the same Ready's held commit broadcast, say)
+    // must not send that news early either: with only news queued, the pending flush does.
+    if ((this.answeredInPass || this.flushLaterScheduled) && !this.outboxUrgent) {
       // All that is queued is news of a commit (Apps without entries, a new commit index):
       // the replies to the proposers that commit answered go first. They are written a turn
       // from now (the client connection's writer); these two turns from now, as before this

@@ -3,7 +3,7 @@
 // follower's AppResp in the same task when its write is durable at once, and in the
 // microtasks of the durable notification when it is not; never a scheduler turn later.
 
-import t from 'tap';
+import t, { type Test as Tap } from 'tap';
 import { type GroupId, groupId, type NodeId } from '../../../core/ids.js';
 import { MessageType } from '../../../core/raft/types.js';
 import { schema } from '../../../protocol/index.js';
@@ -71,9 +71,15 @@ function runOneTask(h: TestHost): number {
   return queued;
 }
 
+/** Runs the tasks `h` had deferred when the turn began (setImmediate's turns); those they defer wait for the next. */
+function runTurn(h: TestHost): void {
+  for (const task of h.scheduler.deferred.splice(0)) task();
+}
+
 const microtasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-t.test('an App leaves in the task that takes its Ready; an AppResp as soon as its write is durable', async (t) => {
+/** Three hosts with one group, a leader elected and its no-op committed everywhere; then the clock stops. */
+async function electedGroup(t: Tap): Promise<{ storages: HeldStorage[]; hosts: TestHost[]; runners: GroupRunner[]; leaderAt: number }> {
   const storages = [new HeldStorage(), new HeldStorage(), new HeldStorage()];
   const hosts = ['n1', 'n2', 'n3'].map((id, i) => testHost({ id, bootNonce: nonce(i + 1), storage: storages[i] as HeldStorage }));
   const voters = hosts.map((h) => h.host.nodeId);
@@ -87,14 +93,18 @@ t.test('an App leaves in the task that takes its Ready; an AppResp as soon as it
     leaderAt = runners.findIndex((r) => r.isLeader);
   }
   t.ok(leaderAt >= 0, 'a leader is elected');
-  const leader = hosts[leaderAt] as TestHost;
-  const follower = hosts[(leaderAt + 1) % 3] as TestHost;
-  // Let the leader's no-op commit everywhere, then stop the clock: only the proposal moves.
   for (let i = 0; i < 20; i++) {
     settle(hosts);
     await microtasks();
   }
   for (const h of hosts) h.sent.length = 0;
+  return { storages, hosts, runners, leaderAt };
+}
+
+t.test('an App leaves in the task that takes its Ready; an AppResp as soon as its write is durable', async (t) => {
+  const { storages, hosts, runners, leaderAt } = await electedGroup(t);
+  const leader = hosts[leaderAt] as TestHost;
+  const follower = hosts[(leaderAt + 1) % 3] as TestHost;
 
   const applied = (runners[leaderAt] as GroupRunner).propose(new Uint8Array([1, 2, 3]));
   t.equal(runOneTask(leader), 1, 'the proposal queued one task: the ready pass');
@@ -136,4 +146,50 @@ t.test('an App leaves in the task that takes its Ready; an AppResp as soon as it
   await microtasks();
   settle(hosts);
   await second;
+});
+
+t.test('a ready pass that answered a proposer sends news of the commit two turns later; entries leave at its end', async (t) => {
+  const { hosts, runners, leaderAt } = await electedGroup(t);
+  const leader = hosts[leaderAt] as TestHost;
+  const followers = hosts.filter((_, i) => i !== leaderAt);
+  const leaderRunner = runners[leaderAt] as GroupRunner;
+  /** Delivers the leader's App to both followers and their AppResps back; the leader's pass is then queued, not run. */
+  const replicate = (): void => {
+    runOneTask(leader);
+    for (const { peer, batch } of leader.sent.splice(0)) hosts.find((h) => h.host.nodeId === peer)?.host.receive(leader.host.nodeId as NodeId, batch);
+    for (const f of followers) {
+      runOneTask(f);
+      for (const { batch } of f.sent.splice(0)) leader.host.receive(f.host.nodeId as NodeId, batch);
+    }
+  };
+
+  let answered = false;
+  const first = leaderRunner.propose(new Uint8Array([1])).then(() => { answered = true; });
+  replicate();
+  t.equal(runOneTask(leader), 1, 'the AppResps queued one ready pass');
+  await microtasks();
+  t.ok(answered, 'the pass applied the entry and answered its proposer');
+  t.same(types(leader), [], 'news of the commit did not leave in that pass');
+  runTurn(leader);
+  t.same(types(leader), [], 'nor in the next turn (the reply\'s)');
+  runTurn(leader);
+  t.ok(types(leader).length > 0 && types(leader).every((m) => m === MessageType.App), 'it left two turns after the pass, as Apps');
+  t.ok(leader.sent.every(({ batch }) => schema.RaftBatch.decode(batch).messages.every((m) => (m.entries?.length ?? 0) === 0)), 'carrying no entries');
+  await first;
+  settle(hosts);
+  await microtasks();
+  settle(hosts);
+
+  // The same pass with an entry to send as well: everything leaves at its end.
+  leader.sent.length = 0;
+  const second = leaderRunner.propose(new Uint8Array([2]));
+  replicate();
+  const third = leaderRunner.propose(new Uint8Array([3]));
+  t.equal(runOneTask(leader), 1, 'the AppResps and the next proposal share one ready pass');
+  t.ok(leader.sent.some(({ batch }) => schema.RaftBatch.decode(batch).messages.some((m) => (m.entries?.length ?? 0) > 0)),
+    'a pass that also queued entries sends them at its end');
+  settle(hosts);
+  await microtasks();
+  settle(hosts);
+  await Promise.all([second, third]);
 });
