@@ -6,7 +6,8 @@
 // line is reclaimed by its home after the node's volume lease, by when the silent node
 // stopped serving it; after such a reclaim, none of the node's old lines from that home is
 // served again, even once its volume lease is renewed; a volume grant carries the rounds
-// still waiting on the node; a refused renewal drops the line.
+// still waiting on the node, and with more of them than one grant carries, none is granted:
+// the lease lapses and the rounds end by it; a refused renewal drops the line.
 
 import t from 'tap';
 import { InMemoryBacking } from '../../../core/cache/backing.js';
@@ -15,7 +16,7 @@ import { cacheConfigDefault, St } from '../../../core/cache/messages.js';
 import type { CacheConfig, CacheValue, RenewBatch, ToHome, ToNode } from '../../../core/cache/messages.js';
 import { NodeCache, PENDING } from '../../../core/cache/node.js';
 import type { CacheCompletion } from '../../../core/cache/node.js';
-import { cacheLineLeaseVolumes, cacheRenewIdleLeases } from '../../../core/constants.js';
+import { cacheLineLeaseVolumes, cacheRenewIdleLeases, cacheVolumeRevokesMax } from '../../../core/constants.js';
 import { cacheNodeIndex } from '../../../core/ids.js';
 import { str, val } from './rig.js';
 
@@ -303,4 +304,52 @@ t.test('a renewed batch: ok extends the lease from the batch\'s send time, refus
   t.ok((node.line('c', nowMs)?.leaseUntilMs ?? 0) < until, 'c: an answer about an older version changes nothing');
   t.equal(node.counters.renewBatchesSent, 1);
   t.equal(node.counters.renewalsSent, 3);
+});
+
+/** Node 0 reads `keys` keys, then every Inv/Fwd to it is lost while node 1 writes them all; until every write completes. Grants to node 0 are counted from the writes until the home's first reclaim. */
+function manyRoundsWaiting(keys: number): { p: Pair; servesUntil: number; servedLate: number; waitMs: number; volumeGrantsToNode0: number } {
+  const p = new Pair();
+  const names = Array.from({ length: keys }, (_, i) => `k${i}`);
+  seed(p, names, val('old'));
+  for (const k of names) p.get(0, k);
+  p.tick(tickMs);
+  const node0 = p.nodes[0] as NodeCache;
+  const servesUntil = node0.volumeLeaseUntilMs(HOME);
+  p.lose = (m) => (m.kind === 'Inv' || m.kind === 'Fwd') && m.to === 0;
+  let volumeGrantsToNode0 = 0;
+  const lose = p.lose;
+  const ids: number[] = [];
+  p.lose = (m) => {
+    if (m.kind === 'VolumeGranted' && m.to === 0 && ids.length > 0 && p.home.counters.leaseReclaims === 0) volumeGrantsToNode0++;
+    return lose(m);
+  };
+  for (const k of names) ids.push(p.set(1, k, 'new'));
+  const startMs = p.nowMs;
+  let servedLate = 0;
+  while (!ids.every((id) => p.done.has(id)) && p.nowMs < startMs + 3 * cfg.leaseMs) {
+    p.tick(tickMs);
+    // Node 0's clients keep reading: nothing old may be served past its volume lease.
+    if (p.get(0, 'k0') === 'hit=old' && p.nowMs >= servesUntil) servedLate++;
+  }
+  if (!ids.every((id) => p.done.get(id)?.ok === true)) throw new Error('some write never completed');
+  return { p, servesUntil, servedLate, waitMs: p.nowMs - startMs, volumeGrantsToNode0 };
+}
+
+t.test(`${cacheVolumeRevokesMax} rounds waiting on a node ride one volume grant; one more and the home grants nothing, the lease lapses and the rounds end by it`, async (t) => {
+  const fits = manyRoundsWaiting(cacheVolumeRevokesMax);
+  t.equal(fits.p.home.counters.volumeRefused, 0, `${cacheVolumeRevokesMax} revocations fit one grant`);
+  t.ok(fits.volumeGrantsToNode0 >= 1, 'which reached node 0 while the writes waited');
+  t.ok(fits.p.home.counters.volumeRevokes >= cacheVolumeRevokesMax, 'the grant carried them all');
+  t.equal(fits.p.home.counters.leaseReclaims, 0, 'node 0 applied them: nothing reclaimed');
+  t.ok(fits.waitMs < cfg.leaseMs, `the writes ended at the next volume renewal (${fits.waitMs} ms)`);
+
+  const over = manyRoundsWaiting(cacheVolumeRevokesMax + 1);
+  t.ok(over.p.home.counters.volumeRefused >= 1, 'with one round more the home refused to renew the volume lease');
+  t.equal(over.p.home.counters.volumeRevokes, 0, 'and sent no partial list of revocations');
+  t.equal(over.volumeGrantsToNode0, 0, 'no grant reached node 0 while the rounds waited (before the home reclaimed)');
+  t.equal(over.p.home.counters.leaseReclaims, cacheVolumeRevokesMax + 1, 'every round ended by reclaiming node 0 after its lease');
+  t.ok(over.waitMs >= over.servesUntil - (over.p.nowMs - over.waitMs), 'the writes completed only after node 0\'s volume lease');
+  t.equal(over.servedLate, 0, 'node 0 served no old value past its volume lease');
+  t.equal((over.p.nodes[0] as NodeCache).line('k1', over.p.nowMs), null, 'node 0 holds none of the reclaimed lines it did not read again');
+  t.equal(over.p.get(0, `k${cacheVolumeRevokesMax}`), 'miss=new', 'a read there asks the home and gets the new value');
 });
