@@ -17,8 +17,20 @@
 // on the machine's load, unlike CPU ms per message). Prints a table and writes JSON to
 // bench/results/queue.json.
 //
+// Partitions: one by default, because the peers' cells it is compared with (compare.sh queue:
+// Redis XADD on one stream, NATS JetStream R3 publish to one stream) are one replicated,
+// totally ordered log that all 64 producers append to, and dsync's equivalent is a topic of
+// one partition (one Raft group). More partitions split the same 64 publishes over more
+// logs: with one entry in flight per partition, an entry carries about
+// producers / partitions / 2 publishes (the answered half of the producers comes back while
+// the other half's entry is in flight), and the work per entry (a Ready, a WAL record and
+// fdatasync on every replica, an append and its answer per follower) is most of a publish's
+// CPU, so on a machine whose cores are the ceiling more partitions cost more CPU per message
+// (2 cores: about 2x at 6 partitions against 1). QUEUE_BENCH_PARTITIONS=6 is the spread
+// case (every node leads two partitions).
+//
 // Env: QUEUE_BENCH_SECONDS (10, the publish phase), QUEUE_BENCH_WARMUP_SECONDS (1),
-// QUEUE_BENCH_PRODUCERS (64), QUEUE_BENCH_PARTITIONS (6), QUEUE_BENCH_CONSUMERS (4,16),
+// QUEUE_BENCH_PRODUCERS (64), QUEUE_BENCH_PARTITIONS (1), QUEUE_BENCH_CONSUMERS (4,16),
 // QUEUE_BENCH_BYTES (256), QUEUE_BENCH_PORT_BASE (0: free ports; else 9 ports from it), SEED,
 // QUEUE_BENCH_NODE_FLAGS (flags for the nodes' node processes, space-separated: profile them
 // with `--cpu-prof --cpu-prof-dir=DIR`; the profiles are written when the nodes stop).
@@ -34,7 +46,7 @@ import { closedLoop, createCleanup, envInt, type LatencySummaryMs, prng, rssMb, 
 const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
 const producersCount = envInt('QUEUE_BENCH_PRODUCERS', 64, 1, 1024);
-const partitions = envInt('QUEUE_BENCH_PARTITIONS', 6, 1, 256);
+const partitions = envInt('QUEUE_BENCH_PARTITIONS', 1, 1, 256);
 const valueBytes = envInt('QUEUE_BENCH_BYTES', 256, 1, 1 << 20);
 const portBase = envInt('QUEUE_BENCH_PORT_BASE', 0, 0, 65_000);
 const seed = envInt('SEED', 1, 0, 2 ** 31 - 1);

@@ -22,7 +22,7 @@ import { clientConsumerFetchWaitMsDefault, clientConsumerMaxInFlightDefault, cli
   queueAppendBatchCountMax, queueFetchCountMax } from '../../core/constants.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
-import { schema } from '../../protocol/index.js';
+import { schema, wireNumber } from '../../protocol/index.js';
 import type { Router } from '../transport/router.js';
 import xxhash from 'xxhash-wasm';
 
@@ -408,7 +408,7 @@ class ProducerImpl implements Producer {
     const group = map.groups[partition] as number;
     this.router.request(group, Opcode.Publish, payload, { idempotent: true }).then((bytesReply) => {
       const r = schema.PublishReply.decode(bytesReply);
-      batch.forEach((o, i) => o.resolve({ partition, offset: Number(r.baseOffset) + i }));
+      batch.forEach((o, i) => o.resolve({ partition, offset: wireNumber(r.baseOffset) + i }));
     }, (err: unknown) => {
       // The topic may have been deleted (and made again): look its map up afresh next time.
       if (err instanceof DsyncError && (err.code === ErrorCode.NOT_FOUND || err.code === ErrorCode.BAD_REQUEST)) this.queues.forgetMap(this.topic);
@@ -552,7 +552,7 @@ class ConsumerImpl implements Consumer {
   }
 
   private deliver(p: PartitionConsumer, d: ReturnType<typeof schema.FetchReply.decode>['messages'][number]): void {
-    const delivery = Number(d.delivery ?? 0);
+    const delivery = wireNumber(d.delivery);
     const attempt = d.attempt ?? 0;
     const m = d.message ?? {};
     const headers: Record<string, Uint8Array> = {};
@@ -573,7 +573,7 @@ class ConsumerImpl implements Consumer {
       return work.finally(release);
     };
     const msg: ReceivedMessage = {
-      topic: this.topic, partition: p.index, offset: Number(d.offset ?? 0), key: m.key ?? new Uint8Array(0), value: m.value ?? new Uint8Array(0),
+      topic: this.topic, partition: p.index, offset: wireNumber(d.offset), key: m.key ?? new Uint8Array(0), value: m.value ?? new Uint8Array(0),
       headers, deliveries: attempt, timestampMs: d.timestampMs ?? 0,
       ack: () => settle('ack'), nack: (delayMs?: number) => settle('nack', delayMs), extend: () => settle('extend'),
     };

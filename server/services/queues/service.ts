@@ -69,7 +69,7 @@ import type { Hash32 } from '../../../core/ring/index.js';
 import { Ring } from '../../../core/ring/index.js';
 import { DsyncError, ErrorCode, isErrorCode } from '../../../protocol/errors.js';
 import { Opcode } from '../../../protocol/frame.js';
-import { schema } from '../../../protocol/index.js';
+import { schema, wireNumber } from '../../../protocol/index.js';
 import { decodePayload } from '../../node/node.js';
 import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import type { GroupRunner } from '../../raft/runner.js';
@@ -259,9 +259,9 @@ export class QueueService implements Service {
       } catch {
         return null;
       }
-      const done = this.forwards.get(Number(r.id));
+      const done = this.forwards.get(wireNumber(r.id));
       if (done === undefined) return null;
-      this.forwards.delete(Number(r.id));
+      this.forwards.delete(wireNumber(r.id));
       done({ code: r.code, message: r.message, leaderId: r.leaderId });
       return null;
     });
@@ -819,7 +819,7 @@ export class QueueService implements Service {
     }
     const messages = (req.messages ?? []).map((w) => fromWireMessage(w));
     const producer = producerId(req.producer ?? '');
-    const firstSeq = Number(req.firstSeq ?? 0);
+    const firstSeq = wireNumber(req.firstSeq);
     const bytes = messages.reduce((n, m) => n + messageBytes(m), 0);
     this.enqueue(h, (nowMs) => ({ cmd: { kind: 'append', nowMs, producer, firstSeq, messages } }), bytes).then((o) => {
       if (o.result.kind === 'error') answer(o.result.code, o.result.message, '');
@@ -990,11 +990,11 @@ export class QueueService implements Service {
       if (size > queueMessageBytesMax) throw new DsyncError(ErrorCode.MESSAGE_TOO_LARGE, `message ${i} has ${size} bytes; the limit is ${queueMessageBytesMax}`);
       bytes += size;
     }
-    if (req.producer !== '' && Number(req.firstSeq) < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a producer\'s publish needs first_seq >= 1');
+    const firstSeq = wireNumber(req.firstSeq);
+    if (req.producer !== '' && firstSeq < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a producer\'s publish needs first_seq >= 1');
     const h = this.leaderOf(req.topic, req.partition);
     const fencing = fencingOf(req.fencing);
     const producer = req.producer === '' ? undefined : producerId(req.producer);
-    const firstSeq = Number(req.firstSeq);
     this.answer(rc, this.enqueue(h, (nowMs) => {
       const cmd: QueueCommand = producer === undefined ? { kind: 'append', nowMs, messages } : { kind: 'append', nowMs, messages, producer, firstSeq };
       return fencing === undefined ? { cmd } : { cmd, fencing };
@@ -1016,12 +1016,12 @@ export class QueueService implements Service {
 
   private fetch(rc: RequestContext, req: ReturnType<typeof schema.FetchRequest.decode>): void {
     if (req.group === '' || req.consumer === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a fetch names its group and consumer');
-    if (Number(req.seq) < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a fetch needs seq >= 1');
+    if (wireNumber(req.seq) < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a fetch needs seq >= 1');
     if (req.max < 1 || req.max > queueFetchCountMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `max must be in [1, ${queueFetchCountMax}] (got ${req.max})`);
     if (req.waitMs > queueFetchWaitMsMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `waitMs must be at most ${queueFetchWaitMsMax} (got ${req.waitMs})`);
     const h = this.leaderOf(req.topic, req.partition);
     const args: FetchArgs = {
-      group: consumerGroup(req.group), consumer: consumerId(req.consumer), seq: Number(req.seq),
+      group: consumerGroup(req.group), consumer: consumerId(req.consumer), seq: wireNumber(req.seq),
       max: req.maxInFlight > 0 ? Math.min(req.max, req.maxInFlight) : req.max, ackDeadlineMs: req.ackDeadlineMs,
     };
     this.trackConsumer(h, rc.conn, args.consumer);
@@ -1122,14 +1122,14 @@ export class QueueService implements Service {
     if (req.items.length === 0 || req.items.length > queueAckBatchCountMax) {
       throw new DsyncError(ErrorCode.BAD_REQUEST, `a settle carries 1 to ${queueAckBatchCountMax} items (got ${req.items.length})`);
     }
-    const firstSeq = Number(req.firstSeq);
+    const firstSeq = wireNumber(req.firstSeq);
     if (firstSeq < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a settle needs first_seq >= 1');
     const h = this.leaderOf(req.topic, req.partition);
     const base = { group: consumerGroup(req.group), consumer: consumerId(req.consumer) };
     const fencing = fencingOf(req.fencing);
     const wrap = (cmd: QueueCommand): EntryCommand => (fencing === undefined ? { cmd } : { cmd, fencing });
     this.trackConsumer(h, rc.conn, base.consumer);
-    const items = req.items.map((i) => ({ delivery: deliveryId(Number(i.delivery ?? 0)), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true }));
+    const items = req.items.map((i) => ({ delivery: deliveryId(wireNumber(i.delivery)), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true }));
     type Status = { code: string; message: string; atMs: number };
     let answers: Promise<Status[]>;
     const statusOf = (o: CommandOutcome): Status => {
@@ -1253,7 +1253,7 @@ export class QueueService implements Service {
 
   private replay(rc: RequestContext, req: ReturnType<typeof schema.ReplayRequest.decode>): void {
     if (req.group === '') throw new DsyncError(ErrorCode.BAD_REQUEST, 'a replay names its group');
-    const at = req.byTime ? req.timestampMs : Number(req.offset);
+    const at = req.byTime ? req.timestampMs : wireNumber(req.offset);
     if (!Number.isSafeInteger(at) || at < 0) {
       throw new DsyncError(ErrorCode.BAD_REQUEST, `replay from ${req.byTime ? 'a timestampMs' : 'an offset'} that is a non-negative integer (got ${at})`);
     }
@@ -1272,7 +1272,7 @@ export class QueueService implements Service {
     if (req.messages.length === 0 || req.messages.length > queueAppendBatchCountMax) {
       throw new DsyncError(ErrorCode.BAD_REQUEST, `a redrive carries 1 to ${queueAppendBatchCountMax} dead letters (got ${req.messages.length})`);
     }
-    const firstDlqOffset = Number(req.firstDlqOffset);
+    const firstDlqOffset = wireNumber(req.firstDlqOffset);
     if (!Number.isSafeInteger(firstDlqOffset) || firstDlqOffset < 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'first_dlq_offset must be a safe integer');
     let bytes = 0;
     const letters: StoredMessage[] = req.messages.map((w, i) => {
