@@ -339,7 +339,9 @@ export class CacheService implements Service {
     const g = this.outboxGeneration;
     if (g !== null && g === this.gen) {
       for (const [peer, b] of this.outbox) {
-        const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish());
+        // At once: this runs after the turn that made the messages (they are its batch), and a
+        // FrameWriter flush scheduled from here would run one more loop turn later, per hop.
+        const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish(), true);
         if (!ok) this.metrics.add('peerBatchesDropped');
         this.peerBatchesSent++;
         this.peerMessagesSent += b.toHome.length + b.toNode.length;
