@@ -36,7 +36,8 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '../client/index.js';
 import { cacheRingFormed } from '../test/integration/cache-helpers.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
+import * as hdr from 'hdr-histogram-js';
+import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
 
 const measureSeconds = envInt('CACHE_BENCH_SECONDS', 8, 1, 3600);
 const warmupSeconds = envInt('CACHE_BENCH_WARMUP_SECONDS', 2, 0, 600);
@@ -81,6 +82,9 @@ interface ScenarioResult {
   /** Read and write system calls of the three nodes together, per operation. */
   readonly nodesSyscallsPerOp: number;
   readonly latencyMs: LatencySummaryMs;
+  /** The same for gets and sets apart: which kind the tail is made of. */
+  readonly getLatencyMs: LatencySummaryMs;
+  readonly setLatencyMs: LatencySummaryMs;
   readonly errors: number;
   readonly firstError: string;
   /** CPU microseconds per operation over the measured window: the three nodes together, and this client process. */
@@ -170,17 +174,24 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
   let nodesCpuSeconds = 0;
   let clientCpuSecondsUsed = 0;
   let nodesSyscalls = 0;
+  const histogram = (): ReturnType<typeof hdr.build> => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: latencyUsMax, numberOfSignificantValueDigits: 3 });
+  const getUs = histogram();
+  const setUs = histogram();
   const r = await closedLoop({
     clients, warmupSeconds, measureSeconds, latencyUsMax,
     op: async (client, counts) => {
       const key = `key:${next() % keysCount}`;
       const isGet = next() % 1_000_000 < getBelow;
+      const t0 = performance.now();
       if (isGet) await client.cache.get(key);
       else await client.cache.set(key, value);
+      const us = Math.min(latencyUsMax, Math.max(1, Math.round((performance.now() - t0) * 1000)));
       if (counts()) {
         if (isGet) gets++;
         else sets++;
+        (isGet ? getUs : setUs).recordValue(us);
       }
+      return us;
     },
     beforeMeasure: async () => {
       before = await hitsAndMisses(probes);
@@ -215,6 +226,8 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], p
     peerBatchesPerOp: ops === 0 ? 0 : (after.peerBatches - before.peerBatches) / ops,
     nodesSyscallsPerOp: ops === 0 ? 0 : nodesSyscalls / ops,
     latencyMs: r.latencyMs,
+    getLatencyMs: latencySummaryMs(getUs),
+    setLatencyMs: latencySummaryMs(setUs),
     errors,
     firstError,
     nodesCpuUsPerOp: gets + sets === 0 ? 0 : (nodesCpuSeconds * 1e6) / (gets + sets),
@@ -297,6 +310,7 @@ async function main(): Promise<void> {
     for (const r of results) {
       console.log(`  ${r.scenario.padEnd(11)} ${f(r.opsPerSec, 10, 0)} ${f(r.getsPerSec, 9, 0)} ${f(r.setsPerSec, 9, 0)} ${f(r.hitRatio, 10, 3)} ${f(r.latencyMs.p50)} ${f(r.latencyMs.p99)} ${f(r.latencyMs.p999)} ${f(r.latencyMs.max)} ${f(r.nodesCpuUsPerOp, 16, 1)} ${f(r.clientCpuUsPerOp, 17, 1)} ${f(r.renewalsPerOp, 12, 2)} ${f(r.peerMessagesPerOp, 13, 2)} ${f(r.peerBatchesPerOp, 16, 2)} ${f(r.nodesSyscallsPerOp, 17, 2)} ${String(r.errors).padStart(7)}${r.firstError === '' ? '' : `  first error: ${r.firstError}`}`);
     }
+    for (const r of results) console.log(`  ${r.scenario}: get p50/p99 ${f(r.getLatencyMs.p50, 0)}/${f(r.getLatencyMs.p99, 0)} ms, set p50/p99 ${f(r.setLatencyMs.p50, 0)}/${f(r.setLatencyMs.p99, 0)} ms`);
     console.log(`  JSON: ${resultsPath}`);
   } finally {
     await runCleanup(cleanup);
