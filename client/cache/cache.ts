@@ -57,13 +57,19 @@ const refusedBeforeApplying = new Set<string>([ErrorCode.UNAVAILABLE, ErrorCode.
 const attemptsMax = 8;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+const surrogate = /[\uD800-\uDFFF]/;
 
 export class CacheClient implements CacheApi {
   constructor(private readonly router: Router, private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))) {}
 
-  async get(key: string): Promise<Uint8Array | null> {
-    const reply = schema.CacheReply.decode(await this.request(Opcode.CacheGet, schema.CacheRequest.encode({ key: checkKey(key) }).finish(), true));
-    return reply.found === true ? reply.value ?? new Uint8Array(0) : null;
+  get(key: string): Promise<Uint8Array | null> {
+    let payload: Uint8Array;
+    try {
+      payload = encodeGetRequest(checkKey(key));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.request(Opcode.CacheGet, payload, true).then(decodeGetReply);
   }
 
   async getString(key: string): Promise<string | null> {
@@ -132,6 +138,59 @@ function fenceFields(opts: CacheFenceOptions): { fencingToken?: number; lock?: s
   if (!Number.isSafeInteger(opts.fencingToken) || opts.fencingToken <= 0) throw new DsyncError(ErrorCode.BAD_REQUEST, 'fencingToken must be a positive integer (a lock\'s token)');
   if (opts.lock !== undefined && enc.encode(opts.lock).byteLength > cacheKeyBytesMax) throw new DsyncError(ErrorCode.BAD_REQUEST, `lock name over ${cacheKeyBytesMax} bytes`);
   return { fencingToken: opts.fencingToken, ...(opts.lock === undefined ? {} : { lock: opts.lock }) };
+}
+
+/**
+ * A get's CacheRequest ({ key }) laid out by hand: the bytes protobufjs writes (tag 0x0a,
+ * varint length, UTF-8 key; test/unit/client/cache-codec.test.ts), without its writer
+ * objects. The key is never empty (checkKey), so the field is always present. A key with
+ * surrogates goes through protobufjs: its UTF-8 writer keeps a lone surrogate where Buffer
+ * writes U+FFFD, and a get must name the key exactly as a set (protobufjs) names it.
+ */
+export function encodeGetRequest(key: string): Uint8Array {
+  const n = Buffer.byteLength(key, 'utf8');
+  if (n !== key.length && surrogate.test(key)) return schema.CacheRequest.encode({ key }).finish();
+  const lenBytes = n < 0x80 ? 1 : n < 0x4000 ? 2 : 3;
+  const out = Buffer.allocUnsafe(1 + lenBytes + n);
+  out[0] = 0x0a;
+  let at = 1;
+  let rest = n;
+  while (rest >= 0x80) {
+    out[at++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
+  }
+  out[at++] = rest;
+  out.write(key, at, 'utf8');
+  return out;
+}
+
+/**
+ * A get's CacheReply read by hand when it is what nodes send (nothing: absent; found; found
+ * and a value that ends the payload); anything else goes through the generated decoder.
+ * The value is a view of the payload, as the generated decoder's is.
+ */
+export function decodeGetReply(payload: Uint8Array): Uint8Array | null {
+  if (payload.length === 0) return null;
+  if (payload[0] === 0x08 && payload[1] === 0x01) {
+    if (payload.length === 2) return new Uint8Array(0);
+    if (payload[2] === 0x12) {
+      let len = 0;
+      let shift = 0;
+      let at = 3;
+      for (; at < payload.length && at < 8; at++) {
+        const b = payload[at] as number;
+        len += (b & 0x7f) * 2 ** shift;
+        shift += 7;
+        if (b < 0x80) {
+          at++;
+          if (at + len === payload.length) return payload.subarray(at);
+          break;
+        }
+      }
+    }
+  }
+  const reply = schema.CacheReply.decode(payload);
+  return reply.found === true ? reply.value ?? new Uint8Array(0) : null;
 }
 
 function checkKey(key: string): string {

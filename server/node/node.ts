@@ -165,8 +165,8 @@ export class DsyncNode implements ConnectionOwner, ServiceNode {
   }
 
   /** A Push frame to a peer over its outbound link (fire and forget; false when dropped). */
-  sendPeer(to: NodeId, opcode: number, payload: Uint8Array): boolean {
-    return this.peers.send(to, opcode, payload);
+  sendPeer(to: NodeId, opcode: number, payload: Uint8Array, now = false): boolean {
+    return this.peers.send(to, opcode, payload, now);
   }
 
   addGroupStatus(provider: () => GroupStatusView[]): void {

@@ -50,8 +50,12 @@ export type PeerMessageHandler = (from: NodeId, payload: Uint8Array) => Protocol
  * full, so a service that needs delivery resends (the cache's requests and invalidations do).
  */
 export interface PeerChannel {
-  /** Sends to peer `to` (not this node); false when it was dropped (no link, link full). */
-  send(to: NodeId, opcode: number, payload: Uint8Array): boolean;
+  /**
+   * Sends to peer `to` (not this node); false when it was dropped (no link, link full).
+   * `now`: written to the link at once rather than with the rest of the turn (a caller that
+   * already gathered its turn's messages, so the frame does not wait one more loop turn).
+   */
+  send(to: NodeId, opcode: number, payload: Uint8Array, now?: boolean): boolean;
   /** Registers the handler for `opcode` payloads from peers. */
   handle(opcode: number, handler: PeerMessageHandler): void;
 }
@@ -79,8 +83,8 @@ export interface ServiceNode {
   asDsyncError(err: unknown): DsyncError;
   /** `access`: what a credential's role needs to call it when the node asks for tokens (default write). */
   handle(opcode: number, handler: RequestHandler, access?: Access): void;
-  /** Sends a Push frame to a peer over its peer link; false when dropped. */
-  sendPeer(to: NodeId, opcode: number, payload: Uint8Array): boolean;
+  /** Sends a Push frame to a peer over its peer link; false when dropped. `now` as PeerChannel.send. */
+  sendPeer(to: NodeId, opcode: number, payload: Uint8Array, now?: boolean): boolean;
   /** Registers the handler of Push frames with `opcode` from peers. */
   handlePeerPush(opcode: number, handler: PeerMessageHandler): void;
   /** Group 0's members as this node knows them now. */
@@ -143,10 +147,10 @@ export function serviceContext(service: Service, shared: Omit<ServiceContext, 'h
       shared.node.handle(opcode, handler, access);
     },
     peers: {
-      send: (to, opcode, payload) => {
+      send: (to, opcode, payload, now) => {
         fenced(opcode, 'sends');
         assert(to !== shared.node.nodeId, `service ${service.name} sends a peer message to its own node`);
-        return shared.node.sendPeer(to, opcode, payload);
+        return shared.node.sendPeer(to, opcode, payload, now);
       },
       handle: (opcode, handler) => {
         fenced(opcode, 'registers peer messages');

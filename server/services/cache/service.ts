@@ -137,6 +137,9 @@ export class CacheService implements Service {
   private outbox = new Map<NodeId, { toHome: ReturnType<typeof encodeToHome>[]; toNode: ReturnType<typeof encodeToNode>[] }>();
   private outboxGeneration: Generation | null = null;
   private outboxFlushScheduled = false;
+  /** Batches handed to the peer links and the messages in them (plain fields: counted on every flush). */
+  private peerBatchesSent = 0;
+  private peerMessagesSent = 0;
   private readonly flushOutboxBound = (): void => this.flushOutbox();
 
   constructor(private readonly opts: CacheServiceOptions) {
@@ -336,8 +339,12 @@ export class CacheService implements Service {
     const g = this.outboxGeneration;
     if (g !== null && g === this.gen) {
       for (const [peer, b] of this.outbox) {
-        const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish());
+        // At once: this runs after the turn that made the messages (they are its batch), and a
+        // FrameWriter flush scheduled from here would run one more loop turn later, per hop.
+        const ok = (this.ctx as ServiceContext).peers.send(peer, Opcode.CachePeer, schema.CachePeerBatch.encode({ ring: g.id, toHome: b.toHome, toNode: b.toNode }).finish(), true);
         if (!ok) this.metrics.add('peerBatchesDropped');
+        this.peerBatchesSent++;
+        this.peerMessagesSent += b.toHome.length + b.toNode.length;
       }
     }
     this.outbox.clear();
@@ -663,6 +670,8 @@ export class CacheService implements Service {
     const hits = out.get('node.hits') ?? 0;
     const misses = out.get('node.misses') ?? 0;
     out.set('hitRatio', hits + misses === 0 ? 0 : hits / (hits + misses));
+    out.set('peerBatchesSent', this.peerBatchesSent);
+    out.set('peerMessagesSent', this.peerMessagesSent);
     out.set('memoryInFlight', this.memoryInFlight);
     out.set('backingDown', this.memoryFailingSinceMs === null ? 0 : 1);
     out.set('ringGeneration', this.ring.state.generation);

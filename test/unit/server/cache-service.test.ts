@@ -40,6 +40,8 @@ class World {
   };
   /** Peer payloads in flight: delivered by run() unless their destination is held. */
   readonly inFlight: { from: NodeId; to: NodeId; payload: Uint8Array }[] = [];
+  /** The `now` argument of every peer send: whether the batch was handed to the link at once. */
+  readonly sentNow: (boolean | undefined)[] = [];
   readonly held = new Set<NodeId>();
   readonly peerHandlers = new Map<NodeId, PeerMessageHandler>();
   /** Whether each node's group 0 barrier succeeds now. */
@@ -97,7 +99,7 @@ class World {
       node, groups: { group0, sinceHeardMs: () => 0 }, clock: { nowMs: () => this.nowMs }, scheduler: this.scheduler, log,
       handle: (opcode: number, handler: RequestHandler) => { handlers.set(opcode, handler); },
       peers: {
-        send: (to: NodeId, _opcode: number, payload: Uint8Array) => { this.inFlight.push({ from: self, to, payload }); return true; },
+        send: (to: NodeId, _opcode: number, payload: Uint8Array, now?: boolean) => { this.inFlight.push({ from: self, to, payload }); this.sentNow.push(now); return true; },
         handle: (_opcode: number, handler: PeerMessageHandler) => { this.peerHandlers.set(self, handler); },
       },
     } as unknown as ServiceContext;
@@ -194,4 +196,22 @@ t.test('a set whose client deadline passes while its node is unconfirmed gets TI
   t.equal(answers.got.get(1), undefined, 'waiting within its deadline');
   await world.run(2 * cfg.leaseMs);
   t.equal(answers.got.get(1), 'TIMEOUT', 'TIMEOUT once its client stopped waiting');
+});
+
+t.test('a turn\'s peer batch is handed to its link at once, not left for the link\'s own end-of-turn flush', async (t) => {
+  // The outbox is flushed from a deferred callback, after the turn that filled it; a batch
+  // the link then queued for its own flush left one event-loop turn later, on every hop of
+  // a miss or an invalidation round (before d25a247 every send here had now undefined).
+  const { world, call, answers, homeOf } = await twoNodes(t);
+  let key = '';
+  for (let i = 0; key === '' && i < 100; i++) if (homeOf(`k${i}`) === 'n2') key = `k${i}`;
+  t.not(key, '', `a key homed at n2 (${key})`);
+  world.sentNow.length = 0;
+  call(n1, Opcode.CacheSet, 1, setPayload(key, 8 * cfg.leaseMs));
+  call(n1, Opcode.CacheGet, 2, getPayload(key));
+  await world.run(200);
+  t.equal(answers.got.get(1), 'ok', 'the set completed');
+  t.equal(answers.got.get(2), 'ok', 'the get completed');
+  t.ok(world.sentNow.length >= 2, `batches went both ways (${world.sentNow.length})`);
+  t.same(world.sentNow.filter((now) => now !== true), [], 'every batch was written at once');
 });
