@@ -1,7 +1,8 @@
 // The queue service under the simulator: SimNodes run the shipped QueueService (topics
 // in group 0, each partition its own Raft group, memory message stores, snapshots every
 // 12 entries - though over the 500 CI seeds no follower falls behind the leader's
-// compaction, so none installs a partition snapshot: snapshotsInstalled stays 0) and a
+// compaction, so none installs a partition snapshot; the `laggard` option's seeds
+// (queues-laggard.test.ts) cut one replica off long enough that it must) and a
 // client on the shipped Router over simulated connections publishes with
 // producer dedup while consumers of one group fetch and ack, during the faults and after.
 // The nemesis crashes and restarts nodes (losing unsynced writes), isolates them, pauses
@@ -102,6 +103,14 @@ export interface QueueSimOptions {
   readonly canary?: QueueCanary;
   /** Keep the cluster's trace, the history and the partitions' final state (QueueSeedResult.trace). */
   readonly trace?: boolean;
+  /**
+   * A laggard: one follower of partition 0 is cut off from the other nodes for the whole
+   * fault phase (the nemesis leaves it alone), so its partitions compact past it and it
+   * catches up by installing their snapshots once healed.
+   */
+  readonly laggard?: boolean;
+  /** Applied entries between a group's snapshots (default 12). */
+  readonly snapshotEntries?: number;
 }
 
 const topic = 'sim';
@@ -145,7 +154,7 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
   // At least 3 nodes, partitions of 3 replicas; snapshots every few entries so install-snapshot runs;
   // peer messages always lossy (the profile's rate, at least 1%).
   const network = { ...profiled.cluster.network, dropProb: Math.max(0.01, profiled.cluster.network.dropProb) };
-  const c = new SimCluster({ ...profiled.cluster, network, nodeCount, snapshotEntries: 12, services });
+  const c = new SimCluster({ ...profiled.cluster, network, nodeCount, snapshotEntries: opts.snapshotEntries ?? 12, services });
   holder.cluster = c;
   /** Proposes the queue's voters through group 0's leader until some node applied them (retried: leaders change, entries get lost). */
   const changeVoters = (next: string[], why: string): void => {
@@ -276,17 +285,25 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
     const i = c.nodes.findIndex((node) => node.up && node.host?.leaderOf(groupId(gid)) === node.nodeId);
     return i < 0 ? null : i;
   };
+  let laggard = -1;
+  /** Heals the nemesis's cuts; the laggard's stays until the fault phase ends. */
+  const heal = (): void => {
+    c.heal();
+    if (laggard >= 0) c.isolate(laggard);
+  };
   const nemesis = (): void => {
     if (c.world.nowMs > faultPhaseMs) return;
     const target = p.next() < 0.5 ? partitionLeader(p.int(0, partitions - 1)) : null;
     const idx = target ?? p.int(0, c.nodes.length - 1);
     const r = p.next();
-    if (r < 0.3) {
+    if (idx === laggard) {
+      // Left alone: it is already cut off.
+    } else if (r < 0.3) {
       c.crash(idx);
       c.world.at(p.int(100, 600), () => c.restart(idx));
     } else if (r < 0.45) {
       c.isolate(idx);
-      c.world.at(p.int(100, 600), () => c.heal());
+      c.world.at(p.int(100, 600), heal);
     } else if (r < 0.6) {
       c.pause(idx, p.int(50, 400));
     } else if (r < 0.75) {
@@ -303,6 +320,20 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
     await c.world.runUntil(() => groups.length === partitions, 30_000);
     await created;
     phasesMs.push(c.world.nowMs);
+    if (opts.laggard === true) {
+      const gid = groupId(groups[0] as number);
+      // A replica of partition 0 that is not its leader and has heard from it (it hosts the group).
+      const follower = (): number => {
+        const leaderOf0 = partitionLeader(0);
+        return leaderOf0 === null ? -1 : c.nodes.findIndex((node, i) => i !== leaderOf0 && node.up && (node.host?.leaderOf(gid) ?? '') !== '');
+      };
+      await c.world.runUntil(() => follower() >= 0, 10_000);
+      laggard = follower();
+      if (laggard >= 0) {
+        c.note(`laggard ${c.node(laggard).id}`);
+        c.isolate(laggard);
+      }
+    }
     c.world.at(100, nemesis);
     if (membership !== 'none') {
       const m = new Xoshiro128(seed ^ 0x4d454d42);
@@ -320,6 +351,7 @@ export async function runQueueSeed(seed: number, hash: Hash32, opts: QueueSimOpt
     }
     await c.world.runUntil(() => c.world.nowMs > faultPhaseMs, faultPhaseMs + 1_000);
     phasesMs.push(c.world.nowMs);
+    laggard = -1;
     c.healAll();
     net.healAll();
     // The publishers finish once healed (what they publish then must be acknowledged), then the consumers drain.

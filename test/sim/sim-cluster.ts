@@ -501,6 +501,11 @@ export class SimCluster {
     return {
       afterAdvance: (group: GroupId, raft: Raft, rd: Ready): void => {
         this.world.guard(() => {
+          // Counted in every group, checked or not (a queue partition's install is one too).
+          if (rd.snapshot !== null) {
+            this.stats.snapshotsInstalled++;
+            this.note(`${node.id} installed snapshot ${rd.snapshot.meta.index} of group ${group}`);
+          }
           const checker = this.checkerFor(group);
           if (checker === null) return;
           const st = raft.status();
@@ -508,10 +513,6 @@ export class SimCluster {
           if (st.term < lastTerm) checker.fail('term-monotonic', `${node.id} went from term ${lastTerm} to ${st.term} in group ${group}`);
           node.lastTerms.set(group, st.term);
           for (const e of rd.committedEntries) checker.onCommitted(node.id, e, st.term);
-          if (rd.snapshot !== null) {
-            this.stats.snapshotsInstalled++;
-            this.note(`${node.id} installed snapshot ${rd.snapshot.meta.index}`);
-          }
           if (rd.softState !== null && this.traceEnabled) this.note(`${node.id} role ${st.role} term ${st.term} leader '${st.leader}'`);
           if (st.role === Role.Leader) {
             checker.onLeader(node.id, st.term);
