@@ -200,3 +200,27 @@ export function rssMb(pid: number | undefined): number {
     return Number.NaN;
   }
 }
+
+/** User + system CPU seconds a process spent so far, all its threads (/proc/PID/stat), 0 when unknown. */
+export function processCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Write system calls a process made so far (/proc/PID/io syscw: socket and file writes alike), 0 when unknown. */
+export function processWriteCalls(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m === null || m[1] === undefined ? 0 : Number(m[1]);
+  } catch {
+    return 0;
+  }
+}

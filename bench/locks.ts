@@ -10,8 +10,12 @@
 //       brought the table to L), their rate, and the nodes' RSS (VmRSS) at L with the
 //       growth per 100,000 held locks. Cost that grows with state shows as a higher p99
 //       or max at the larger level.
-// Every grant and release is a group 0 entry, acknowledged only once committed
-// (fsynced on a majority) and applied on the leader. Acquire latency (request
+// Every grant and release is a group 0 command, acknowledged only once committed
+// (fsynced on a majority) and applied on the leader. Per cycle of distinct and hot, the
+// work behind it: CPU (user + system, all threads) of the 3 nodes together and of this
+// process (the 64 clients), group 0 entries, write system calls of the nodes (socket and
+// WAL writes), and per group 0 entry the Raft messages, peer frames, Readys and WAL
+// fsyncs of the nodes together (figures that load disturbs far less than throughput). Acquire latency (request
 // sent to grant received, including the wait in the queue) in an HDR histogram:
 // p50/p99/p999. Checks that the hot lock's fencing tokens never repeat. Prints a
 // table and writes JSON to bench/results/locks.json.
@@ -31,7 +35,8 @@ import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
 import * as hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
-import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, latencySummaryMs, prng, runBenchmark, runCleanup } from './common.js';
+import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, latencySummaryMs, processCpuSeconds, processWriteCalls, prng, runBenchmark,
+  runCleanup } from './common.js';
 
 const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('LOCKS_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -77,6 +82,82 @@ interface ScenarioResult {
   readonly goal: { opsPerSec: number; p99Ms: number; met: boolean };
   readonly leaderFsyncsPerSec: number;
   readonly entriesPerLeaderFsync: number;
+  readonly perCycle: CycleWork;
+}
+
+/** The nodes' counters (summed over the nodes) and CPU at one moment. */
+interface WorkCounters {
+  readonly group0Entries: number;
+  readonly raftMessagesSent: number;
+  readonly peerFramesSent: number;
+  readonly readys: number;
+  readonly fsyncs: number;
+  readonly nodeWriteCalls: number;
+  readonly nodesCpuSeconds: number;
+  readonly clientCpuSeconds: number;
+}
+
+/** What one acquire+release cycle (a hand-over, for hot) cost over the measured window. */
+interface CycleWork {
+  readonly nodesCpuMs: number;
+  readonly clientCpuMs: number;
+  readonly group0Entries: number;
+  readonly nodeWriteCalls: number;
+  /** Per group 0 entry, the nodes together. */
+  readonly raftMessagesPerEntry: number;
+  readonly peerFramesPerEntry: number;
+  readonly readysPerEntry: number;
+  readonly fsyncsPerEntry: number;
+}
+
+interface BenchNode {
+  readonly pid: number;
+  readonly httpPort: number;
+}
+
+async function workCounters(nodes: readonly BenchNode[]): Promise<WorkCounters> {
+  let group0Entries = 0;
+  let raftMessagesSent = 0;
+  let peerFramesSent = 0;
+  let readys = 0;
+  let fsyncs = 0;
+  for (const n of nodes) {
+    const text = await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+      if (m === null) continue;
+      const [, name, labels = '', raw] = m;
+      const v = Number(raw);
+      if (name === 'dsync_raft_proposals_total' && labels.includes('group="0"')) group0Entries += v;
+      else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+      else if (name === 'dsync_raft_readys_total') readys += v;
+      else if (name === 'dsync_wal_fsyncs_total') fsyncs += v;
+    }
+  }
+  const usage = process.cpuUsage();
+  return { group0Entries, raftMessagesSent, peerFramesSent, readys, fsyncs,
+    nodeWriteCalls: nodes.reduce((sum, n) => sum + processWriteCalls(n.pid), 0),
+    nodesCpuSeconds: nodes.reduce((sum, n) => sum + processCpuSeconds(n.pid), 0), clientCpuSeconds: (usage.user + usage.system) / 1e6 };
+}
+
+const emptyWork: WorkCounters = { group0Entries: 0, raftMessagesSent: 0, peerFramesSent: 0, readys: 0, fsyncs: 0, nodeWriteCalls: 0, nodesCpuSeconds: 0,
+  clientCpuSeconds: 0 };
+
+function cycleWork(before: WorkCounters, after: WorkCounters, cycles: number): CycleWork {
+  const entries = after.group0Entries - before.group0Entries;
+  const perCycle = (n: number): number => (cycles === 0 ? 0 : n / cycles);
+  const perEntry = (n: number): number => (entries === 0 ? 0 : n / entries);
+  return {
+    nodesCpuMs: perCycle((after.nodesCpuSeconds - before.nodesCpuSeconds) * 1000),
+    clientCpuMs: perCycle((after.clientCpuSeconds - before.clientCpuSeconds) * 1000),
+    group0Entries: perCycle(entries),
+    nodeWriteCalls: perCycle(after.nodeWriteCalls - before.nodeWriteCalls),
+    raftMessagesPerEntry: perEntry(after.raftMessagesSent - before.raftMessagesSent),
+    peerFramesPerEntry: perEntry(after.peerFramesSent - before.peerFramesSent),
+    readysPerEntry: perEntry(after.readys - before.readys),
+    fsyncsPerEntry: perEntry(after.fsyncs - before.fsyncs),
+  };
 }
 
 interface WalMetricsView {
@@ -90,11 +171,12 @@ async function walFsyncs(consolePort: number): Promise<number> {
   return (JSON.parse(m[1]) as WalMetricsView).fsyncs;
 }
 
-async function runScenario(scenario: ScenarioName, clients: readonly Client[], leaderConsolePort: number): Promise<ScenarioResult> {
+async function runScenario(scenario: ScenarioName, clients: readonly Client[], leaderConsolePort: number, nodes: readonly BenchNode[]): Promise<ScenarioResult> {
   const next = prng(seed + (scenario === 'hot' ? 7919 : 0));
   const hotTokens = new Set<number>();
   let repeatedToken = 0;
   let fsyncs = 0;
+  const work: { before: WorkCounters | null; after: WorkCounters | null } = { before: null, after: null };
   const r = await closedLoop({
     clients, warmupSeconds, measureSeconds, latencyUsMax,
     // The acquire is timed; the release is part of the cycle counted.
@@ -110,8 +192,14 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], l
       await lock.release();
       return latencyUs;
     },
-    beforeMeasure: async () => { fsyncs = await walFsyncs(leaderConsolePort); },
-    afterMeasure: async () => { fsyncs = (await walFsyncs(leaderConsolePort)) - fsyncs; },
+    beforeMeasure: async () => {
+      fsyncs = await walFsyncs(leaderConsolePort);
+      work.before = await workCounters(nodes);
+    },
+    afterMeasure: async () => {
+      work.after = await workCounters(nodes);
+      fsyncs = (await walFsyncs(leaderConsolePort)) - fsyncs;
+    },
   });
   if (repeatedToken !== 0) throw new Error(`hot lock: fencing token ${repeatedToken} was granted twice`);
   const { measured, seconds, errors, firstError } = r;
@@ -134,6 +222,7 @@ async function runScenario(scenario: ScenarioName, clients: readonly Client[], l
     goal: { ...goal, met: opsPerSec >= goal.opsPerSec && latency.p99 < goal.p99Ms },
     leaderFsyncsPerSec: fsyncs / seconds,
     entriesPerLeaderFsync: (2 * measured) / Math.max(1, fsyncs),
+    perCycle: work.before === null || work.after === null ? cycleWork(emptyWork, emptyWork, 0) : cycleWork(work.before, work.after, measured),
   };
 }
 
@@ -263,7 +352,10 @@ async function main(): Promise<void> {
     let held: HeldResult | null = null;
     for (const s of scenarios) {
       if (s === 'held') held = await runHeld(clients, cluster.nodes.map((n) => ({ id: n.spec.id, pid: n.process.pid })));
-      else results.push(await runScenario(s, clients, leaderNode.spec.consolePort));
+      else {
+        results.push(await runScenario(s, clients, leaderNode.spec.consolePort,
+          cluster.nodes.map((n) => ({ pid: n.process.pid, httpPort: n.spec.httpPort }))));
+      }
     }
     const after = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
 
@@ -283,7 +375,10 @@ async function main(): Promise<void> {
     console.log('  scenario          ops/s  unit                       p50 ms    p99 ms   p999 ms    max ms  errors  goal');
     for (const r of results) {
       console.log(`  ${r.scenario.padEnd(9)} ${f(r.opsPerSec, 12, 0)}  ${r.opsUnit.padEnd(24)} ${f(r.acquireLatencyMs.p50)} ${f(r.acquireLatencyMs.p99)} ${f(r.acquireLatencyMs.p999)} ${f(r.acquireLatencyMs.max)} ${String(r.errors).padStart(7)}  ${r.goal.met ? 'met' : 'NOT met'} (>= ${r.goal.opsPerSec}/s, p99 < ${r.goal.p99Ms} ms)`);
-      console.log(`            leader fsyncs/s ${r.leaderFsyncsPerSec.toFixed(0)}, lock entries per leader fsync ${r.entriesPerLeaderFsync.toFixed(1)}${r.firstError === '' ? '' : `; first error: ${r.firstError}`}`);
+      console.log(`            leader fsyncs/s ${r.leaderFsyncsPerSec.toFixed(0)}, lock commands per leader fsync ${r.entriesPerLeaderFsync.toFixed(1)}${r.firstError === '' ? '' : `; first error: ${r.firstError}`}`);
+      const w = r.perCycle;
+      console.log(`            per cycle: CPU ms nodes ${w.nodesCpuMs.toFixed(3)} client ${w.clientCpuMs.toFixed(3)}, group 0 entries ${w.group0Entries.toFixed(2)}, node write calls ${w.nodeWriteCalls.toFixed(2)}; `
+        + `per entry: Raft messages ${w.raftMessagesPerEntry.toFixed(2)}, peer frames ${w.peerFramesPerEntry.toFixed(2)}, Readys ${w.readysPerEntry.toFixed(2)}, fsyncs ${w.fsyncsPerEntry.toFixed(2)}`);
     }
     if (held !== null) {
       console.log(`  held: ${held.description}; ${held.acquired} acquired in ${held.seconds.toFixed(1)} s, errors ${held.errors}${held.firstError === '' ? '' : ` (first: ${held.firstError})`}`);

@@ -35,13 +35,13 @@
 // QUEUE_BENCH_NODE_FLAGS (flags for the nodes' node processes, space-separated: profile them
 // with `--cpu-prof --cpu-prof-dir=DIR`; the profiles are written when the nodes stop).
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, DsyncError, type Producer } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { closedLoop, createCleanup, envInt, type LatencySummaryMs, prng, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, envInt, type LatencySummaryMs, processCpuSeconds, prng, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -215,19 +215,6 @@ interface PhaseBreakdown {
   readonly clientCpuMsPerMessage: number;
 }
 
-/** User + system CPU seconds of a process so far (/proc/PID/stat), 0 when unknown. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 function breakdown(before: Counters, after: Counters, seconds: number, nodes: number, cpu: { nodes: number; client: number }, phaseMessages: number): PhaseBreakdown {
   const entries = after.partitionEntries - before.partitionEntries;
   const fsyncs = after.fsyncs - before.fsyncs;
@@ -269,7 +256,7 @@ async function main(): Promise<void> {
 
     const breakdowns: { phase: string; figures: PhaseBreakdown }[] = [];
     const cpuNow = (): { nodes: number; client: number } => ({
-      nodes: cluster.nodes.reduce((sum, n) => sum + cpuSeconds(n.proc?.child.pid), 0), client: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 });
+      nodes: cluster.nodes.reduce((sum, n) => sum + processCpuSeconds(n.proc?.child.pid), 0), client: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 });
     const measured = async <T>(phase: string, run: () => Promise<T>, messages: (r: T) => number): Promise<T> => {
       const before = await scrape(cluster);
       const cpu0 = cpuNow();

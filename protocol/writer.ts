@@ -1,6 +1,9 @@
 // Batches outgoing frames per event-loop turn: frames queued during one turn
 // are laid out in one buffer and handed to the socket in one write (cork per
 // turn), so a burst of pipelined replies costs one syscall, not one each.
+// sendAfterTask narrows the batch to the current task: the frames go out in a
+// microtask once it ends, not after the rest of the turn (the answers a Raft
+// ready pass produces, which would otherwise wait behind the next poll phase).
 
 import { assert } from '../core/assert.js';
 import { frameBytesMax, frameHeaderBytes } from '../core/constants.js';
@@ -18,8 +21,13 @@ export class FrameWriter {
   private readonly payloads: Uint8Array[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
+  private flushAfterTaskScheduled = false;
   private closed = false;
   private readonly flushBound = (): void => {
+    this.flush();
+  };
+  private readonly flushAfterTaskBound = (): void => {
+    this.flushAfterTaskScheduled = false;
     this.flush();
   };
 
@@ -32,13 +40,7 @@ export class FrameWriter {
 
   /** Queues a frame for the end of the turn; `now` writes it (and anything queued before it) at once instead. */
   send(type: FrameType, opcode: number, requestId: number, payload: Uint8Array, now = false): void {
-    if (this.closed) return;
-    assert(frameHeaderBytes + payload.length <= frameBytesMax, `outgoing frame of ${payload.length} bytes exceeds the frame limit`);
-    this.types.push(type);
-    this.opcodes.push(opcode);
-    this.requestIds.push(requestId);
-    this.payloads.push(payload);
-    this.pendingBytes += frameOverheadBytes + payload.length;
+    if (!this.enqueue(type, opcode, requestId, payload)) return;
     if (now) {
       this.flush();
       return;
@@ -47,6 +49,29 @@ export class FrameWriter {
       this.flushScheduled = true;
       setImmediate(this.flushBound);
     }
+  }
+
+  /**
+   * Queues a frame for a microtask after the current task: every frame the task queued
+   * (by either send) leaves in one write as soon as it ends, before the next turn.
+   */
+  sendAfterTask(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {
+    if (!this.enqueue(type, opcode, requestId, payload)) return;
+    if (!this.flushAfterTaskScheduled) {
+      this.flushAfterTaskScheduled = true;
+      queueMicrotask(this.flushAfterTaskBound);
+    }
+  }
+
+  private enqueue(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): boolean {
+    if (this.closed) return false;
+    assert(frameHeaderBytes + payload.length <= frameBytesMax, `outgoing frame of ${payload.length} bytes exceeds the frame limit`);
+    this.types.push(type);
+    this.opcodes.push(opcode);
+    this.requestIds.push(requestId);
+    this.payloads.push(payload);
+    this.pendingBytes += frameOverheadBytes + payload.length;
+    return true;
   }
 
   /** Hands every queued frame to the sink as one buffer; returns the sink's write() result. */

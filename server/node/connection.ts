@@ -155,14 +155,16 @@ export class Connection implements FrameSink {
 
   // ---- replies ----
 
-  reply(requestId: number, opcode: number, payload: Uint8Array): void {
+  /** `afterTask`: written once the current task ends (FrameWriter.sendAfterTask), not at the end of the turn. */
+  reply(requestId: number, opcode: number, payload: Uint8Array, afterTask = false): void {
     this.answered(requestId, opcode, 'OK');
-    this.writer.send(FrameType.Response, opcode, requestId, payload);
+    if (afterTask) this.writer.sendAfterTask(FrameType.Response, opcode, requestId, payload);
+    else this.writer.send(FrameType.Response, opcode, requestId, payload);
   }
 
-  replyError(requestId: number, opcode: number, err: DsyncError): void {
+  replyError(requestId: number, opcode: number, err: DsyncError, afterTask = false): void {
     this.answered(requestId, opcode, err.code);
-    this.sendError(requestId, opcode, err);
+    this.sendError(requestId, opcode, err, afterTask);
   }
 
   /** Number of requests dispatched and not answered yet (bounded by pendingRequestsPerConnectionMax). */
@@ -202,10 +204,11 @@ export class Connection implements FrameSink {
     this.onSocketClosed();
   }
 
-  private sendError(requestId: number, opcode: number, err: DsyncError): void {
+  private sendError(requestId: number, opcode: number, err: DsyncError, afterTask = false): void {
     const payload = schema.ErrorReply.encode({ code: err.code, message: err.message, leaderAddress: err.leaderAddress,
       leaderId: err.leaderId, retryAfterMs: err.retryAfterMs }).finish();
-    this.writer.send(FrameType.Error, opcode, requestId, payload);
+    if (afterTask) this.writer.sendAfterTask(FrameType.Error, opcode, requestId, payload);
+    else this.writer.send(FrameType.Error, opcode, requestId, payload);
   }
 
   private handleHello(type: FrameType, opcode: number, requestId: number, payload: Uint8Array): void {

@@ -20,8 +20,13 @@ export const serviceOpcodeMin = 11;
 /** Where a request came from and how to answer it: a client connection on a node, a simulated one in test/sim. */
 export interface ClientLink {
   readonly closed: boolean;
-  reply(requestId: number, opcode: number, payload: Uint8Array): void;
-  replyError(requestId: number, opcode: number, err: DsyncError): void;
+  /**
+   * `afterTask`: the answer leaves once the current task ends (a microtask), not at the end
+   * of the event-loop turn. For answers a Raft ready pass produces (applied commands): at the
+   * end of the turn they would wait behind the next poll phase's input.
+   */
+  reply(requestId: number, opcode: number, payload: Uint8Array, afterTask?: boolean): void;
+  replyError(requestId: number, opcode: number, err: DsyncError, afterTask?: boolean): void;
   /** A frame the client did not ask for (e.g. a lock taken away). */
   push(opcode: number, requestId: number, payload: Uint8Array): void;
   /** Calls fn once when the link closes; returns an unsubscribe. */

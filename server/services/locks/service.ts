@@ -373,9 +373,9 @@ export class LockService implements SubMachine, Service {
     const answer = (ctx: RequestContext, promise: Promise<LockResult>): void => {
       promise.then((r) => {
         if (r.kind === 'sessionOpened') this.trackLink(r.session, ctx.conn);
-        if (r.kind === 'error') ctx.conn.replyError(ctx.requestId, ctx.opcode, lockError(r.code, r.message));
-        else ctx.conn.reply(ctx.requestId, ctx.opcode, schema.LockReply.encode(resultReply(r)).finish());
-      }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
+        if (r.kind === 'error') ctx.conn.replyError(ctx.requestId, ctx.opcode, lockError(r.code, r.message), true);
+        else ctx.conn.reply(ctx.requestId, ctx.opcode, schema.LockReply.encode(resultReply(r)).finish(), true);
+      }, (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err), true));
     };
     const client = (req: ReturnType<typeof schema.LockRequest.decode>): { clientId: ClientId; seq: number; nowMs: number } =>
       ({ clientId: toClientId(req.clientId), seq: wireNumber(req.seq), nowMs: Date.now() });
@@ -413,8 +413,8 @@ export class LockService implements SubMachine, Service {
   private linearizable(ctx: RequestContext, render: () => Uint8Array): void {
     const group0 = this.runner;
     assert(group0 !== null, 'lock service used before attach');
-    group0.readBarrier().then(() => ctx.conn.reply(ctx.requestId, ctx.opcode, render()),
-      (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err)));
+    group0.readBarrier().then(() => ctx.conn.reply(ctx.requestId, ctx.opcode, render(), true),
+      (err: unknown) => ctx.conn.replyError(ctx.requestId, ctx.opcode, this.node.asDsyncError(err), true));
   }
 
   private acquire(ctx: RequestContext, req: ReturnType<typeof schema.LockRequest.decode>,
@@ -453,15 +453,20 @@ export class LockService implements SubMachine, Service {
       }, (err: unknown) => this.finish(p, null, this.node.asDsyncError(err)));
   }
 
-  /** Answers a parked acquire once (reply, error, or nothing when its connection is gone). */
+  /**
+   * Answers a parked acquire once (reply, error, or nothing when its connection is gone).
+   * Answers here and in answer() leave after the task (ClientLink.reply's afterTask): most
+   * come out of group 0's ready pass, and a hot lock hands over only as fast as each grant
+   * reaches the next holder; at the end of the turn they waited behind the next poll phase.
+   */
   private finish(p: ParkedAcquire, reply: ReturnType<typeof schema.LockReply.create> | null, err: DsyncError | null): void {
     if (p.done) return;
     p.done = true;
     p.unsubscribeClose();
     if (this.parked.get(p.key) === p) this.parked.delete(p.key);
     if (p.conn.closed) return;
-    if (reply !== null) p.conn.reply(p.requestId, Opcode.LockAcquire, schema.LockReply.encode(reply).finish());
-    else if (err !== null) p.conn.replyError(p.requestId, Opcode.LockAcquire, err);
+    if (reply !== null) p.conn.reply(p.requestId, Opcode.LockAcquire, schema.LockReply.encode(reply).finish(), true);
+    else if (err !== null) p.conn.replyError(p.requestId, Opcode.LockAcquire, err, true);
   }
 
   // ---- console ----

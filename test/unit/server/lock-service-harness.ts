@@ -53,15 +53,16 @@ export class FakeScheduler implements Scheduler {
 
 export class FakeLink implements ClientLink {
   closed = false;
-  readonly replies: { requestId: number; opcode: number; payload: Uint8Array }[] = [];
-  readonly errors: { requestId: number; opcode: number; err: DsyncError }[] = [];
+  /** afterTask: the service asked for the answer to leave once the current task ends (ClientLink.reply). */
+  readonly replies: { requestId: number; opcode: number; payload: Uint8Array; afterTask: boolean }[] = [];
+  readonly errors: { requestId: number; opcode: number; err: DsyncError; afterTask: boolean }[] = [];
   readonly pushes: { opcode: number; payload: Uint8Array }[] = [];
   private readonly closers = new Set<() => void>();
-  reply(requestId: number, opcode: number, payload: Uint8Array): void {
-    this.replies.push({ requestId, opcode, payload });
+  reply(requestId: number, opcode: number, payload: Uint8Array, afterTask = false): void {
+    this.replies.push({ requestId, opcode, payload, afterTask });
   }
-  replyError(requestId: number, opcode: number, err: DsyncError): void {
-    this.errors.push({ requestId, opcode, err });
+  replyError(requestId: number, opcode: number, err: DsyncError, afterTask = false): void {
+    this.errors.push({ requestId, opcode, err, afterTask });
   }
   push(opcode: number, _requestId: number, payload: Uint8Array): void {
     this.pushes.push({ opcode, payload });

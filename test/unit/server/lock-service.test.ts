@@ -112,6 +112,34 @@ t.test('the holder hears LockLost when its lock is force-released or its session
   g.replica(n1).service.stop();
 });
 
+// A hot lock hands over only as fast as each grant reaches the next holder: every answer
+// of an applied command (the proposer's, a parked waiter's grant, an error) asks to leave
+// once the ready pass's task ends, not after the rest of the event-loop turn.
+t.test('answers of applied lock commands are written after the task, not at the end of the turn', async (t) => {
+  const clock = new FakeClock();
+  const g = new FakeGroup(clock, 1);
+  t.teardown(() => g.replica(n1).service.stop());
+  g.elect(n1);
+  const holder = new FakeLink();
+  const waiter = new FakeLink();
+  const a = await openSession(g, holder, 'h1', 60_000);
+  const b = await openSession(g, waiter, 'w1', 60_000);
+  g.request(n1, holder, Opcode.LockAcquire, { clientId: 'h1', seq: 2, session: a, lock: 'L', exclusive: true, requestId: 'r1', wait: true });
+  await g.settle();
+  const handedOver = g.request(n1, waiter, Opcode.LockAcquire, { clientId: 'w1', seq: 2, session: b, lock: 'L', exclusive: true, requestId: 'r2',
+    wait: true });
+  await g.settle();
+  g.request(n1, holder, Opcode.LockRelease, { clientId: 'h1', seq: 3, session: a, lock: 'L' });
+  await g.settle();
+  g.request(n1, holder, Opcode.LockAcquire, { clientId: 'h1', seq: 4, session: a, lock: 'L', exclusive: true, requestId: 'r3', wait: false });
+  await g.settle();
+  t.equal(holder.replies.length + waiter.replies.length, 5, 'two opens, the grant, the release and the hand-over answered');
+  t.ok(replyTo(waiter, handedOver)?.token !== undefined && Number(replyTo(waiter, handedOver)?.token) > 0, 'the waiter got the lock');
+  t.match(holder.errors, [{ err: { code: ErrorCode.WOULD_BLOCK } }], 'the try-lock was refused');
+  t.same([...holder.replies, ...waiter.replies, ...holder.errors].filter((r) => !r.afterTask).map((r) => r.requestId), [],
+    'every answer was asked to leave after the task');
+});
+
 // Item 1 (the retry side): a client whose waiting acquire was handed back by a failover
 // retries it (same client id, seq and request id) on the new leader. The retry must be
 // answered with what became of the wait: granted while nobody listened, failed, or, if

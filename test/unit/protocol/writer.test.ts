@@ -1,0 +1,65 @@
+// FrameWriter's two batching horizons: send() writes what a whole event-loop turn queued in
+// one write, sendAfterTask() what the current task queued, in a microtask as soon as that
+// task ends (before anything the next turn reads). Asserts on the order and number of writes.
+
+import t from 'tap';
+import { FrameDecoder, FrameType, Opcode } from '../../../protocol/frame.js';
+import { FrameWriter } from '../../../protocol/writer.js';
+
+class Recorder {
+  readonly writes: Uint8Array[] = [];
+  readonly events: string[] = [];
+  write(chunk: Uint8Array): boolean {
+    this.writes.push(chunk);
+    this.events.push(`write of ${this.framesIn(chunk).join(',')}`);
+    return true;
+  }
+
+  /** The request ids of the frames in one write, in order. */
+  framesIn(chunk: Uint8Array): number[] {
+    const ids: number[] = [];
+    const decoder = new FrameDecoder({ frame: (_type, _opcode, requestId) => { ids.push(requestId); }, error: (err) => { throw err; } });
+    decoder.push(chunk);
+    return ids;
+  }
+}
+
+const payload = new Uint8Array([1, 2, 3]);
+
+t.test('sendAfterTask: one write after the task, before the next turn, with what send() queued before it', async (t) => {
+  const sink = new Recorder();
+  const w = new FrameWriter(sink);
+  setImmediate(() => sink.events.push('next turn'));
+  w.send(FrameType.Response, Opcode.LockAcquire, 1, payload);
+  w.sendAfterTask(FrameType.Response, Opcode.LockAcquire, 2, payload);
+  w.sendAfterTask(FrameType.Response, Opcode.LockAcquire, 3, payload);
+  sink.events.push('task ends');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(sink.events, ['task ends', 'write of 1,2,3', 'next turn'], 'written in a microtask, all three in one write, in order');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(sink.writes.length, 1, 'the turn-end flush that send() scheduled finds nothing left');
+});
+
+t.test('send alone still waits for the end of the turn', async (t) => {
+  const sink = new Recorder();
+  const w = new FrameWriter(sink);
+  w.send(FrameType.Response, Opcode.LockAcquire, 1, payload);
+  await Promise.resolve();
+  t.equal(sink.writes.length, 0, 'not written in the microtasks after the task');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(sink.events, ['write of 1'], 'written by the end of the turn');
+});
+
+t.test('frames queued after a task flushed go in a write of their own; a closed writer drops them', async (t) => {
+  const sink = new Recorder();
+  const w = new FrameWriter(sink);
+  w.sendAfterTask(FrameType.Response, Opcode.LockAcquire, 1, payload);
+  await Promise.resolve();
+  w.sendAfterTask(FrameType.Error, Opcode.LockAcquire, 2, payload);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(sink.events, ['write of 1', 'write of 2'], 'two tasks, two writes');
+  w.close();
+  w.sendAfterTask(FrameType.Response, Opcode.LockAcquire, 3, payload);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(sink.writes.length, 2, 'nothing after close');
+});
