@@ -10,15 +10,14 @@
 // runner is now what runs, and runner-canary.test.ts breaks its disk instead.)
 
 import t from 'tap';
+import { runLockSeed } from './locks-sim.js';
 import type { LockSimOptions, LockSimResult } from './locks-sim.js';
-import { mapSeedsOnWorker } from './on-worker.js';
 
 const seedsCount = Number(process.env['LOCK_CANARY_SEEDS'] ?? '30');
 
 async function run(opts: LockSimOptions, n = seedsCount): Promise<{ results: LockSimResult[]; byProperty: Map<string, number> }> {
-  // Off tap's thread (on-worker.ts says why).
-  const seeds = Array.from({ length: n }, (_, i) => i);
-  const results = await mapSeedsOnWorker<LockSimOptions, LockSimResult>(new URL('./locks-sim.js', import.meta.url), 'runLockSeed', seeds, opts);
+  const results: LockSimResult[] = [];
+  for (let seed = 0; seed < n; seed++) results.push(await runLockSeed(seed, opts));
   const byProperty = new Map<string, number>();
   for (const r of results) if (!r.ok) byProperty.set(r.property, (byProperty.get(r.property) ?? 0) + 1);
   return { results, byProperty };

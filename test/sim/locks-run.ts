@@ -40,13 +40,14 @@ async function runSeeds(job: Job, onResult: (s: LockSeedSummary) => void): Promi
   }
 }
 
-/**
- * Runs seeds over `jobs` worker threads (one for few seeds); never in the calling
- * thread, which may be tap's (on-worker.ts says why that is slow).
- */
+/** Runs seeds over `jobs` worker threads (in this thread when jobs <= 1 or few seeds). */
 export async function runLockSeedsParallel(seeds: readonly number[], opts: LockSimOptions, jobs: number): Promise<LockSeedSummary[]> {
-  const workers = seeds.length < 20 ? 1 : Math.max(1, jobs);
-  return runSeedsOnWorkers<Job, LockSeedSummary>(seeds, workers, new URL(import.meta.url), (chunk) => ({ seeds: chunk, opts }));
+  if (jobs <= 1 || seeds.length < 20) {
+    const out: LockSeedSummary[] = [];
+    await runSeeds({ seeds, opts }, (s) => out.push(s));
+    return out;
+  }
+  return runSeedsOnWorkers<Job, LockSeedSummary>(seeds, jobs, new URL(import.meta.url), (chunk) => ({ seeds: chunk, opts }));
 }
 
 async function main(): Promise<number> {

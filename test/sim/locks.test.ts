@@ -12,12 +12,10 @@
 
 import { availableParallelism } from 'node:os';
 import t from 'tap';
-import { assert } from '../../core/assert.js';
 import { runLockSeedsParallel } from './locks-run.js';
 import type { LockSeedSummary } from './locks-run.js';
 import { failureReport } from './common.js';
-import type { LockSimResult } from './locks-sim.js';
-import { mapSeedsOnWorker } from './on-worker.js';
+import { runLockSeed } from './locks-sim.js';
 import { loadLockFailedSeeds } from './seeds.js';
 
 const seedsCount = Number(process.env['LOCK_SIM_SEEDS'] ?? '600');
@@ -64,9 +62,8 @@ t.test(`${seedsCount} random seeds keep the lock invariants and every client get
 
 t.test('a lock seed replays byte for byte', async (t) => {
   for (const seed of [3, 17, 42]) {
-    // Off tap's thread (on-worker.ts says why), both runs in one thread as before.
-    const [a, b] = await mapSeedsOnWorker<{ trace: boolean }, LockSimResult>(new URL('./locks-sim.js', import.meta.url), 'runLockSeed', [seed, seed], { trace: true });
-    assert(a !== undefined && b !== undefined, 'two runs');
+    const a = await runLockSeed(seed, { trace: true });
+    const b = await runLockSeed(seed, { trace: true });
     t.ok(a.ok && b.ok, `seed ${seed} passes`);
     t.equal(a.trace.join('\n'), b.trace.join('\n'), `seed ${seed}: identical traces`);
     t.same(a.lockStats, b.lockStats, `seed ${seed}: identical lock counters`);

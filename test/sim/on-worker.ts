@@ -1,9 +1,11 @@
 // Runs one exported function of a simulator module on a worker thread and hands
 // back its (structured-clone) result. Why: a tap test file's own thread carries
-// tap's async-hook-domain, whose init and destroy hooks track every promise; the
-// SimWorld simulators (sim-cluster.ts) make one or more promises per event, and
-// those hooks cost them about a quarter of their CPU. A worker has no such hooks.
-// Same seeds, same code, same order: only the thread differs.
+// tap's async-hook-domain, whose init and destroy hooks track every promise (an
+// await costs ~30 times more there than on a worker). The SimWorld simulators whose
+// events run promise chains (the queue simulation's clients, the runner's storage)
+// spent a third to a half of their CPU in those hooks. The lock simulations gain
+// little (their service is synchronous) and a worker costs a second to start, so
+// they stay on tap's thread. Same seeds, same code, same order: only the thread differs.
 
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
