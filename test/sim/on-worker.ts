@@ -4,8 +4,8 @@
 // await costs ~30 times more there than on a worker). The SimWorld simulators whose
 // events run promise chains (the queue simulation's clients, the runner's storage)
 // spent a third to a half of their CPU in those hooks. The lock simulations gain
-// little (their service is synchronous) and a worker costs a second to start, so
-// they stay on tap's thread. Same seeds, same code, same order: only the thread differs.
+// little (their service is synchronous), nor did the queue canaries (mostly idle
+// drains), and a worker costs a second to start, so those stay on tap's thread. Same seeds, same code, same order: only the thread differs.
 
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 

@@ -14,19 +14,20 @@
 // Seeds: QUEUE_CANARY_SEEDS (default 20).
 
 import t, { type Test } from 'tap';
+import xxhash from 'xxhash-wasm';
 import type { QueueCanary } from '../../server/services/queues/service.js';
-import { mapSeedsOnWorker } from './on-worker.js';
-import type { QueueSeedResult, QueueSimOptions } from './queues-sim.js';
+import { runQueueSeed, type QueueSeedResult } from './queues-sim.js';
 
 const seedsCount = Number(process.env['QUEUE_CANARY_SEEDS'] ?? '12');
+const { h32Raw } = await xxhash();
 t.setTimeout(Math.max(240_000, seedsCount * 20_000));
 /** Shorter than the CI run's 30 s: a caught seed waits out the whole drain. The control runs use it too. */
 const drainMs = 10_000;
 
 async function run(canary: QueueCanary | undefined, seeds: readonly number[]): Promise<QueueSeedResult[]> {
-  // Off tap's thread (on-worker.ts says why).
-  return mapSeedsOnWorker<QueueSimOptions, QueueSeedResult>(new URL('./queues-seeds.js', import.meta.url), 'runQueueSeedXxhash', seeds,
-    { drainMs, ...(canary === undefined ? {} : { canary }) });
+  const out: QueueSeedResult[] = [];
+  for (const seed of seeds) out.push(await runQueueSeed(seed, (b) => h32Raw(b), { drainMs, ...(canary === undefined ? {} : { canary }) }));
+  return out;
 }
 
 async function caughtBy(t: Test, canary: QueueCanary, kinds: readonly string[], atLeast: number): Promise<void> {

@@ -10,7 +10,6 @@ import type { Test } from 'tap';
 import xxhash from 'xxhash-wasm';
 import { runOnWorker } from './on-worker.js';
 import { runQueueSeed } from './queues-sim.js';
-import type { QueueSeedResult, QueueSimOptions } from './queues-sim.js';
 
 /**
  * A CI seed's size: 48 values published under 2.5 s of faults (the simulator's default is 80
@@ -21,15 +20,6 @@ const ciSeedSize = {
   publishes: Number(process.env['QUEUE_SIM_PUBLISHES'] ?? '48'),
   faultPhaseMs: Number(process.env['QUEUE_SIM_FAULT_MS'] ?? '2500'),
 };
-
-let xxhashLoaded: ReturnType<typeof xxhash> | null = null;
-
-/** runQueueSeed hashing with xxhash's h32, as the CI runs do (an export for on-worker.ts's mapSeedsOnWorker). */
-export async function runQueueSeedXxhash(seed: number, opts: QueueSimOptions): Promise<QueueSeedResult> {
-  xxhashLoaded ??= xxhash();
-  const { h32Raw } = await xxhashLoaded;
-  return runQueueSeed(seed, (b) => h32Raw(b), opts);
-}
 
 /** The seeds half `half` (0 or 1) of the run takes. */
 export function queueSeedRange(half: 0 | 1, env: Readonly<Record<string, string | undefined>> = process.env): { first: number; count: number } {
