@@ -35,14 +35,13 @@ async function runSeeds(job: Job, onResult: (s: ClientSeedSummary) => void): Pro
   }
 }
 
-/** Runs seeds over `jobs` worker threads (in this thread when jobs <= 1 or few seeds). */
+/**
+ * Runs seeds over `jobs` worker threads (one for few seeds); never in the calling
+ * thread, which may be tap's (on-worker.ts says why that is slow).
+ */
 export async function runClientSeedsParallel(seeds: readonly number[], opts: ClientSimOptions, jobs: number): Promise<ClientSeedSummary[]> {
-  if (jobs <= 1 || seeds.length < 4) {
-    const out: ClientSeedSummary[] = [];
-    await runSeeds({ seeds, opts }, (s) => out.push(s));
-    return out;
-  }
-  return runSeedsOnWorkers<Job, ClientSeedSummary>(seeds, jobs, new URL(import.meta.url), (chunk) => ({ seeds: chunk, opts }));
+  const workers = seeds.length < 4 ? 1 : Math.max(1, jobs);
+  return runSeedsOnWorkers<Job, ClientSeedSummary>(seeds, workers, new URL(import.meta.url), (chunk) => ({ seeds: chunk, opts }));
 }
 
 async function main(): Promise<number> {

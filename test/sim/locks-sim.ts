@@ -111,6 +111,8 @@ function pick<T>(prng: Xoshiro128, items: readonly T[]): T {
 
 // ------------------------------------------------------------------ replicas
 
+const noTokens: ReadonlyMap<string, number> = new Map();
+
 /** The LockService's group 0 part, watched: a shadow table per replica, canaries, and the checks. */
 class CheckedLockMachine implements SubMachine {
   private shadow = new LockTable();
@@ -124,8 +126,9 @@ class CheckedLockMachine implements SubMachine {
 
   apply(entry: Entry, body: Uint8Array): unknown {
     const cmd = decodeLockCommand(body);
-    const before = cmd.kind === 'acquire' ? this.shadow.lockInfo(cmd.lock) : null;
-    const lastTokens = new Map(this.shadow.listLocks().map((l) => [l.name, l.lastToken] as const));
+    // What only the canaries read (the table before this entry): the correct build skips building it on every apply.
+    const before = cmd.kind === 'acquire' && this.sim.variant === 'barge' ? this.shadow.lockInfo(cmd.lock) : null;
+    const lastTokens = this.sim.variant === 'reuse-token' ? new Map(this.shadow.listLocks().map((l) => [l.name, l.lastToken] as const)) : noTokens;
     const real = this.inner.apply(entry, body);
     const outcome = canaryOutcome(this.sim.variant, this.shadow.apply(cmd, logIndex(entry.index)), cmd, entry.index, before, lastTokens);
     const raft = this.node.group0.raft;

@@ -7,13 +7,20 @@
 // MULTIGROUP_FAULT_MS sets the fault phase (1,500 ms of simulated time).
 
 import t from 'tap';
-import { multiGroupCount, reelectionMsMax, runMultiGroupSeed } from './multigroup.js';
+import type { DiskVariant } from './sim-disk.js';
+import { multiGroupCount, type MultiGroupResult, reelectionMsMax } from './multigroup.js';
+import { runOnWorker } from './on-worker.js';
 
 const seeds = Number(process.env['MULTIGROUP_SEEDS'] ?? '4');
 const seedStart = Number(process.env['SEED_START'] ?? '0');
 const faultPhaseMs = Number(process.env['MULTIGROUP_FAULT_MS'] ?? '1500');
 // Each seed simulates ~200 replicas; a loaded machine needs far more than tap's default per file.
 t.setTimeout(seeds * 60_000);
+
+/** runMultiGroupSeed off tap's thread (on-worker.ts says why), one worker per seed (each is seconds of CPU). */
+function runMultiGroupSeed(seed: number, faultMs: number, diskVariant: DiskVariant = 'correct'): Promise<MultiGroupResult> {
+  return runOnWorker(new URL('./multigroup.js', import.meta.url), 'runMultiGroupSeed', [seed, faultMs, diskVariant]);
+}
 
 t.test(`${seeds} seeds of ${multiGroupCount} groups on 5 nodes: Raft invariants in every group, nothing acknowledged lost`, async (t) => {
   let acked = 0;

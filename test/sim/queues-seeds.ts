@@ -8,6 +8,7 @@
 
 import type { Test } from 'tap';
 import xxhash from 'xxhash-wasm';
+import { runOnWorker } from './on-worker.js';
 import { runQueueSeed } from './queues-sim.js';
 
 /**
@@ -46,8 +47,20 @@ export interface SeedRangeOutcome {
   readonly movesUnsettled: number;
 }
 
-/** Runs half `half` of the CI seeds; `comment` gets the timing and totals. The test files assert on the outcome. */
+/** Runs half `half` of the CI seeds on a worker thread (on-worker.ts); `comment` gets the timing and totals. The test files assert on the outcome. */
 export async function runQueueSeedHalf(half: 0 | 1, comment: (line: string) => void): Promise<SeedRangeOutcome> {
+  const { outcome, comments } = await runOnWorker<{ outcome: SeedRangeOutcome; comments: string[] }>(
+    new URL(import.meta.url), 'queueSeedHalfInThread', [half]);
+  for (const line of comments) comment(line);
+  return outcome;
+}
+
+/** runQueueSeedHalf's work, in the calling thread; the comment lines are returned. */
+export async function queueSeedHalfInThread(half: 0 | 1): Promise<{ outcome: SeedRangeOutcome; comments: string[] }> {
+  const comments: string[] = [];
+  const comment = (line: string): void => {
+    comments.push(line);
+  };
   const { first, count } = queueSeedRange(half);
   const { h32Raw } = await xxhash();
   const startedMs = performance.now();
@@ -73,7 +86,7 @@ export async function runQueueSeedHalf(half: 0 | 1, comment: (line: string) => v
   comment(`${sum.acked} publishes acknowledged, ${sum.delivered} deliveries (${sum.redeliveries} redeliveries, ${sum.duplicates} duplicates), `
     + `${sum.crashes} crashes, ${sum.resets} client connection resets, ${sum.installed} snapshots installed, ${sum.saved} saved, `
     + `${sum.moves} partition moves (${sum.movesUnsettled} unsettled at the end)`);
-  return sum;
+  return { outcome: sum, comments };
 }
 
 /** About 0.3 s of CPU a seed at the CI size: 250 seeds take ~75 s on an idle core; this leaves room for a loaded machine. */

@@ -12,13 +12,14 @@
 //   groups quiesced, which changed every schedule; they show none now.
 
 import t from 'tap';
-import { runRunnerSeed } from './runner-sim.js';
-import type { RunnerSimOptions } from './runner-sim.js';
+import { mapSeedsOnWorker } from './on-worker.js';
+import type { RunnerSimOptions, RunnerSimResult } from './runner-sim.js';
 
 async function tally(n: number, opts: RunnerSimOptions, seedStart = 0): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (let seed = seedStart; seed < seedStart + n; seed++) {
-    const r = await runRunnerSeed(seed, opts);
+  // Off tap's thread (on-worker.ts says why).
+  const seeds = Array.from({ length: n }, (_, i) => seedStart + i);
+  for (const r of await mapSeedsOnWorker<RunnerSimOptions, RunnerSimResult>(new URL('./runner-sim.js', import.meta.url), 'runRunnerSeed', seeds, opts)) {
     if (!r.ok) out.set(r.property, (out.get(r.property) ?? 0) + 1);
   }
   return out;

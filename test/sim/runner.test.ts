@@ -8,18 +8,24 @@
 // A failure names the seed; replay with `SEED=n TRACE=1 node dist/test/sim/runner-run.js`.
 
 import t from 'tap';
+import { assert } from '../../core/assert.js';
 import { failureReport } from './common.js';
-import { runRunnerSeed } from './runner-sim.js';
+import { mapSeedsOnWorker } from './on-worker.js';
+import type { RunnerSimOptions, RunnerSimResult } from './runner-sim.js';
 import { loadKeptSeeds } from './seeds.js';
 
 const seedsCount = Number(process.env['RUNNER_SIM_SEEDS'] ?? '120');
 const seedStart = Number(process.env['SEED_START'] ?? '0');
 
+/** runRunnerSeed for each seed, in order, off tap's thread (on-worker.ts says why). */
+function runRunnerSeeds(seeds: readonly number[], opts: RunnerSimOptions = {}): Promise<RunnerSimResult[]> {
+  return mapSeedsOnWorker(new URL('./runner-sim.js', import.meta.url), 'runRunnerSeed', seeds, opts);
+}
+
 t.test('every runner seed that ever failed still passes', async (t) => {
   const kept = loadKeptSeeds('runner-seeds.json');
-  for (const s of kept) {
-    const r = await runRunnerSeed(s.seed);
-    t.ok(r.ok, r.ok ? `seed ${s.seed} passes` : failureReport(r, 'node dist/test/sim/runner-run.js'));
+  for (const r of await runRunnerSeeds(kept.map((s) => s.seed))) {
+    t.ok(r.ok, r.ok ? `seed ${r.seed} passes` : failureReport(r, 'node dist/test/sim/runner-run.js'));
   }
   t.pass(`${kept.length} regression seeds replayed`);
 });
@@ -34,8 +40,7 @@ t.test(`${seedsCount} seeds of the real runner keep every invariant and converge
   let reads = 0;
   let events = 0;
   let readysInFlightMax = 0;
-  for (let seed = seedStart; seed < seedStart + seedsCount; seed++) {
-    const r = await runRunnerSeed(seed);
+  for (const r of await runRunnerSeeds(Array.from({ length: seedsCount }, (_, i) => seedStart + i))) {
     if (!r.ok) failures.push(failureReport(r, 'node dist/test/sim/runner-run.js'));
     crashes += r.stats.crashes;
     torn += r.stats.tornWrites;
@@ -59,8 +64,8 @@ t.test(`${seedsCount} seeds of the real runner keep every invariant and converge
 
 t.test('a runner seed replays byte for byte', async (t) => {
   for (const seed of [3, 17]) {
-    const a = await runRunnerSeed(seed, { trace: true });
-    const b = await runRunnerSeed(seed, { trace: true });
+    const [a, b] = await runRunnerSeeds([seed, seed], { trace: true });
+    assert(a !== undefined && b !== undefined, 'two runs');
     t.ok(a.ok, `seed ${seed} passes`);
     t.equal(a.trace.join('\n'), b.trace.join('\n'), `seed ${seed}: identical traces`);
     t.same([a.stats, a.acked, a.reads, a.events], [b.stats, b.acked, b.reads, b.events], `seed ${seed}: identical counters`);
