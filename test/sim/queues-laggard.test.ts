@@ -3,27 +3,19 @@
 // the partition compacts past it (snapshots every 4 entries here) and it catches up by
 // installing the partition's snapshot; the checker then reads the whole history. The
 // 500 CI seeds of queues*.test.ts never take that path (their cuts last under a second).
-// QUEUE_LAGGARD_SEEDS (default 6), SEED_START.
+// The seeds run on a worker (on-worker.ts: the queue simulation's promise chains cost a
+// third more under tap's hooks). QUEUE_LAGGARD_SEEDS (default 6), SEED_START.
 
 import t from 'tap';
-import xxhash from 'xxhash-wasm';
-import { runQueueSeed } from './queues-sim.js';
+import { runOnWorker } from './on-worker.js';
+import type { LaggardOutcome } from './queues-seeds.js';
 
 const count = Number(process.env['QUEUE_LAGGARD_SEEDS'] ?? 6);
 const first = Number(process.env['SEED_START'] ?? 9_000);
 
 t.test(`seeds ${first}-${first + count - 1}: a replica cut off while its partition compacts installs the snapshot; nothing acknowledged is lost`, async (t) => {
-  const { h32Raw } = await xxhash();
-  const failures: string[] = [];
-  let installed = 0;
-  let acked = 0;
-  for (let seed = first; seed < first + count; seed++) {
-    const r = await runQueueSeed(seed, (b) => h32Raw(b), { laggard: true, publishes: 160, faultPhaseMs: 6_000, snapshotEntries: 4 });
-    if (!r.ok) failures.push(`seed ${seed}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')} (${r.profile})`);
-    installed += r.snapshotsInstalled;
-    acked += r.acked;
-  }
-  t.same(failures, [], `all ${count} seeds pass the queue checker`);
-  t.ok(acked > count * 20, `publishes were acknowledged (${acked})`);
-  t.ok(installed >= count, `the laggards installed partition snapshots (${installed} in ${count} seeds)`);
+  const r = await runOnWorker<LaggardOutcome>(new URL('./queues-seeds.js', import.meta.url), 'runLaggardSeeds', [first, count]);
+  t.same(r.failures, [], `all ${count} seeds pass the queue checker`);
+  t.ok(r.acked > count * 20, `publishes were acknowledged (${r.acked})`);
+  t.ok(r.installed >= count, `the laggards installed partition snapshots (${r.installed} in ${count} seeds)`);
 });

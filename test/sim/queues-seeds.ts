@@ -102,3 +102,22 @@ export function assertFaultsExercised(t: Test, r: SeedRangeOutcome, count: numbe
   t.ok(r.redeliveries > 0, 'failed attempts were redelivered');
   t.ok(r.moves > 0, `partitions moved when the queue's voters changed (${r.moves} moves, ${r.movesUnsettled} unsettled when their seed ended)`);
 }
+
+export interface LaggardOutcome {
+  readonly failures: string[];
+  readonly acked: number;
+  readonly installed: number;
+}
+
+/** Seeds first..first+count-1 with a laggard replica (queues-laggard.test.ts runs this on a worker). */
+export async function runLaggardSeeds(first: number, count: number): Promise<LaggardOutcome> {
+  const { h32Raw } = await xxhash();
+  const out = { failures: [] as string[], acked: 0, installed: 0 };
+  for (let seed = first; seed < first + count; seed++) {
+    const r = await runQueueSeed(seed, (b) => h32Raw(b), { laggard: true, publishes: 160, faultPhaseMs: 6_000, snapshotEntries: 4 });
+    if (!r.ok) out.failures.push(`seed ${seed}: ${r.property}: ${r.error.split('\n').slice(0, 4).join(' | ')} (${r.profile})`);
+    out.acked += r.acked;
+    out.installed += r.snapshotsInstalled;
+  }
+  return out;
+}
