@@ -160,6 +160,8 @@ interface Counters {
   readonly raftMessagesSent: number;
   readonly peerFramesSent: number;
   readonly readys: number;
+  /** Raft messages sent, by type (dsync_raft_messages_by_type_total), summed over the nodes. */
+  readonly sentByType: Readonly<Record<string, number>>;
 }
 
 async function scrape(cluster: TestCluster): Promise<Counters> {
@@ -173,6 +175,7 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
   let raftMessagesSent = 0;
   let peerFramesSent = 0;
   let readys = 0;
+  const sentByType: Record<string, number> = {};
   for (const n of cluster.nodes) {
     const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -187,6 +190,10 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
       else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
       else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
       else if (name === 'dsync_raft_readys_total') readys += v;
+      else if (name === 'dsync_raft_messages_by_type_total') {
+        const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
+        sentByType[type] = (sentByType[type] ?? 0) + v;
+      }
       else if (name === 'dsync_queue_messages_total' && labels.includes(`topic="${topic}"`)) {
         if (labels.includes('event="published"')) published += v;
         else if (labels.includes('event="delivered"')) delivered += v;
@@ -194,7 +201,7 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
       }
     }
   }
-  return { fsyncs, fsyncSeconds, walRecords, partitionEntries, published, delivered, acked, raftMessagesSent, peerFramesSent, readys };
+  return { fsyncs, fsyncSeconds, walRecords, partitionEntries, published, delivered, acked, raftMessagesSent, peerFramesSent, readys, sentByType };
 }
 
 interface PhaseBreakdown {
@@ -210,6 +217,8 @@ interface PhaseBreakdown {
   readonly raftMessagesPerEntry: number;
   readonly peerFramesPerEntry: number;
   readonly readysPerEntry: number;
+  /** Raft messages sent per partition entry, by type (types never sent left out). */
+  readonly raftMessagesPerEntryByType: Readonly<Record<string, number>>;
   /** CPU time (user + system, all threads) the nodes and this process spent, per message of the phase. */
   readonly nodesCpuMsPerMessage: number;
   readonly clientCpuMsPerMessage: number;
@@ -225,6 +234,8 @@ function breakdown(before: Counters, after: Counters, seconds: number, nodes: nu
     raftMessagesPerEntry: entries === 0 ? 0 : (after.raftMessagesSent - before.raftMessagesSent) / entries,
     peerFramesPerEntry: entries === 0 ? 0 : (after.peerFramesSent - before.peerFramesSent) / entries,
     readysPerEntry: entries === 0 ? 0 : (after.readys - before.readys) / entries,
+    raftMessagesPerEntryByType: Object.fromEntries(Object.entries(after.sentByType)
+      .map(([type, n]) => [type, entries === 0 ? 0 : (n - (before.sentByType[type] ?? 0)) / entries] as const).filter(([, v]) => v > 0)),
     nodesCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.nodes * 1000 / phaseMessages, clientCpuMsPerMessage: phaseMessages === 0 ? 0 : cpu.client * 1000 / phaseMessages };
 }
 
@@ -301,6 +312,7 @@ async function main(): Promise<void> {
       const x = b.figures;
       console.log(`  ${b.phase.padEnd(34)} ${f(x.messagesPerEntry, 10, 1)} ${f(x.entriesPerSec, 10, 0)} ${f(x.fsyncsPerSecPerNode, 14, 0)} ${f(x.walRecordsPerFsync, 18, 1)} ${f(x.fsyncMeanMs, 13, 2)} ${f(x.nodesCpuMsPerMessage, 17, 3)} ${f(x.clientCpuMsPerMessage, 7, 3)}`
         + `  per entry: raft msgs ${f(x.raftMessagesPerEntry, 5, 1)} frames ${f(x.peerFramesPerEntry, 5, 1)} readys ${f(x.readysPerEntry, 5, 1)}`);
+      console.log(`    raft msgs per entry by type: ${Object.entries(x.raftMessagesPerEntryByType).map(([type, v]) => `${type} ${v.toFixed(2)}`).join(', ')}`);
     }
     console.log(`  published ${publish.total} in all; leaders ${report.leaders.join(',')}; RSS at the end: ${rss.map((r) => `${r.node} ${r.rssMb.toFixed(0)} MB`).join(', ')}`);
     console.log(`  JSON: ${resultsPath}`);

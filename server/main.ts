@@ -16,7 +16,7 @@ import { requestJoin } from './node/join.js';
 import { MembersService } from './services/members/service.js';
 import { DsyncNode } from './node/node.js';
 import { Group0StateMachine } from './raft/group0.js';
-import { GroupHost, type GroupRunner } from './raft/runner.js';
+import { GroupHost, type GroupRunner, raftMessageTypeNames } from './raft/runner.js';
 import { monotonicClock, nodeScheduler } from './runtime.js';
 import { cacheConfigDefault } from '../core/cache/messages.js';
 import { cacheSettingsDefault } from './node/config.js';
@@ -202,6 +202,8 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
     per((g) => g.counts.snapshotsInstalled));
   m.counterFrom('dsync_raft_messages_total', 'Raft messages (heartbeats included) this node sent to and received from peers', ['direction'],
     () => [[{ direction: 'sent' }, host.traffic.messagesSent], [{ direction: 'received' }, host.traffic.messagesReceived]]);
+  m.counterFrom('dsync_raft_messages_by_type_total', 'Raft messages the cores of the groups hosted here sent, by type (AppEmpty: an App without entries)', ['type'],
+    () => raftMessageTypeNames.map((type, i) => [{ type }, host.traffic.sentByType[i] as number]));
   m.counterFrom('dsync_raft_peer_frames_total', 'Raft batches (one peer frame each) this node sent and received', ['direction'],
     () => [[{ direction: 'sent' }, host.traffic.framesSent], [{ direction: 'received' }, host.traffic.framesReceived]]);
   m.counterFrom('dsync_raft_readys_total', 'Readys taken from the Raft cores of every group hosted here', [], () => [[{}, host.traffic.readys]]);

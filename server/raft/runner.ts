@@ -29,6 +29,11 @@ import { entryBytes } from '../storage/format.js';
 import { wireNumber } from '../../protocol/wire-number.js';
 import { checkWire, coalescible, fromWire, heartbeatFromWire, heartbeatToWire, toWire } from './codec.js';
 
+/** Labels of traffic.sentByType: the MessageType values in order, then Apps that carry no entries (commit or probe only). */
+export const raftMessageTypeNames = ['PreVote', 'PreVoteResp', 'Vote', 'VoteResp', 'App', 'AppResp', 'Heartbeat', 'HeartbeatResp', 'Snap',
+  'TimeoutNow', 'ReadIndex', 'ReadIndexResp', 'AppEmpty'] as const;
+const emptyAppTypeSlot = raftMessageTypeNames.length - 1;
+
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */
 export interface StateMachine {
   /** Applies one committed entry (never the leader's empty no-op); returns the proposer's answer. */
@@ -912,7 +917,9 @@ export class GroupHost implements GroupRegistry {
   /** Snapshot messages sent in chunks and reassembled here, since start (tests and /metrics). */
   readonly snapshotTransfers = { sent: 0, received: 0, discarded: 0 };
   /** Raft messages and peer frames this node sent and received, and Readys its groups took, since start (/metrics: work per entry). */
-  readonly traffic = { messagesSent: 0, framesSent: 0, messagesReceived: 0, framesReceived: 0, readys: 0 };
+  readonly traffic = { messagesSent: 0, framesSent: 0, messagesReceived: 0, framesReceived: 0, readys: 0,
+    /** Raft messages the cores handed to send, by MessageType (index raftMessageTypeNames.length - 1: Apps without entries). */
+    sentByType: new Float64Array(raftMessageTypeNames.length) };
 
   constructor(readonly env: GroupHostEnv) {
     assert(env.bootNonce.length === readContextNonceBytes, `the boot nonce is ${readContextNonceBytes} bytes`);
@@ -1136,7 +1143,10 @@ export class GroupHost implements GroupRegistry {
   send(group: GroupId, messages: readonly Message[]): void {
     if (messages.length === 0) return;
     let queued = false;
+    const byType = this.traffic.sentByType;
     for (const m of messages) {
+      const slot = m.type === MessageType.App && m.entries.length === 0 ? emptyAppTypeSlot : m.type;
+      byType[slot] = (byType[slot] as number) + 1;
       if (coalescible(m)) {
         let beats = this.heartbeats.get(m.to);
         if (beats === undefined) {

@@ -7,7 +7,7 @@ import t, { type Test as Tap } from 'tap';
 import { type GroupId, groupId, type NodeId } from '../../../core/ids.js';
 import { MessageType } from '../../../core/raft/types.js';
 import { schema } from '../../../protocol/index.js';
-import type { GroupRunner } from '../../../server/raft/runner.js';
+import { type GroupRunner, raftMessageTypeNames } from '../../../server/raft/runner.js';
 import { InstantStorage, nonce, nullMachine, type TestHost, testHost } from './runner-env.js';
 
 /** Appends become durable only when the test says so (release), in order. */
@@ -163,6 +163,8 @@ t.test('a ready pass that answered a proposer sends news of the commit two turns
     }
   };
 
+  const sentOf = (type: (typeof raftMessageTypeNames)[number]): number => leader.host.traffic.sentByType[raftMessageTypeNames.indexOf(type)] as number;
+  const [appsBefore, emptyBefore] = [sentOf('App'), sentOf('AppEmpty')];
   let answered = false;
   const first = leaderRunner.propose(new Uint8Array([1])).then(() => { answered = true; });
   replicate();
@@ -175,6 +177,8 @@ t.test('a ready pass that answered a proposer sends news of the commit two turns
   runTurn(leader);
   t.ok(types(leader).length > 0 && types(leader).every((m) => m === MessageType.App), 'it left two turns after the pass, as Apps');
   t.ok(leader.sent.every(({ batch }) => schema.RaftBatch.decode(batch).messages.every((m) => (m.entries?.length ?? 0) === 0)), 'carrying no entries');
+  t.same([sentOf('App') - appsBefore, sentOf('AppEmpty') - emptyBefore], [2, 2],
+    'counted by type (dsync_raft_messages_by_type_total): an App with the entry and an App without entries to each follower');
   await first;
   settle(hosts);
   await microtasks();
