@@ -12,6 +12,7 @@ import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { wireNumber } from '../../protocol/wire-number.js';
+import { decodeLockReply, encodeLockRequest, type LockReplyFields, type LockRequestFields } from './lock-codec.js';
 import type { GroupTransport, RequestOptions } from '../transport/router.js';
 import { type CancelTimer, type ClientClock, realClock, sleepOn } from '../transport/time.js';
 
@@ -39,8 +40,7 @@ const lockGroup = 0;
 /** Every lock request carries a client id + seq (or only reads): safe to send again. */
 const idempotentRequest: RequestOptions = { idempotent: true };
 
-type LockRequestFields = Omit<Parameters<typeof schema.LockRequest.create>[0] & object, 'clientId' | 'seq'>;
-type LockReplyMessage = ReturnType<typeof schema.LockReply.decode>;
+type LockReplyMessage = LockReplyFields;
 
 /** The typed error for a lock failure (subclasses for the codes callers branch on). */
 function typed(err: DsyncError): DsyncError {
@@ -321,7 +321,8 @@ export class LockClient implements LockAdmin {
   }
 
   /** One mutating lock request on a lane (client id + seq), routed to the leader; retries are applied once. */
-  async mutate(opcode: number, fields: LockRequestFields, opts: RequestOptions = idempotentRequest): Promise<LockReplyMessage> {
+  /** `fields` is the caller's own object: its clientId and seq are set here. */
+  async mutate(opcode: number, fields: Omit<LockRequestFields, 'clientId' | 'seq'>, opts: RequestOptions = idempotentRequest): Promise<LockReplyMessage> {
     // One async layer per request: the lane, the retries under a fresh id and the send inline.
     const reapplySafe = reapplySafeOpcodes.has(opcode);
     const requestOpts = opts.idempotent === true ? opts : { ...opts, idempotent: true };
@@ -332,8 +333,10 @@ export class LockClient implements LockAdmin {
         const seq = ++lane.seq;
         const id = lane.id;
         try {
-          const payload = schema.LockRequest.encode({ ...fields, clientId: id, seq }).finish();
-          return schema.LockReply.decode(await this.transport.request(lockGroup, opcode, payload, requestOpts));
+          const request: LockRequestFields = fields;
+          request.clientId = id;
+          request.seq = seq;
+          return decodeLockReply(await this.transport.request(lockGroup, opcode, encodeLockRequest(request), requestOpts));
         } catch (err) {
           const fatal = this.lanes.refused(lane, err, attempt, reapplySafe, firstId, id, seq);
           if (fatal !== null) throw fatal instanceof DsyncError ? typed(fatal) : fatal;
@@ -404,10 +407,10 @@ export class LockClient implements LockAdmin {
     if (err.code === ErrorCode.SESSION_EXPIRED && s !== null && s.id === h.session) this.sessionLost(s, err);
   }
 
-  private async send(opcode: number, fields: Parameters<typeof schema.LockRequest.create>[0] & object): Promise<LockReplyMessage> {
-    const payload = schema.LockRequest.encode(fields).finish();
+  private async send(opcode: number, fields: LockRequestFields): Promise<LockReplyMessage> {
+    const payload = encodeLockRequest(fields);
     try {
-      return schema.LockReply.decode(await this.transport.request(lockGroup, opcode, payload, idempotentRequest));
+      return decodeLockReply(await this.transport.request(lockGroup, opcode, payload, idempotentRequest));
     } catch (err) {
       throw err instanceof DsyncError ? typed(err) : err;
     }
@@ -427,7 +430,7 @@ export class LockClient implements LockAdmin {
     // A grant this acquire will not hand to user code (aborted, or granted before its cancel
     // applied) is released exactly once, whichever answer reports it first.
     let grantDropped = false;
-    const dropGrant = async (reply: ReturnType<typeof schema.LockReply.decode>): Promise<void> => {
+    const dropGrant = async (reply: LockReplyMessage): Promise<void> => {
       if (grantDropped) return;
       grantDropped = true;
       const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', wireNumber(reply.token), session);
@@ -442,7 +445,7 @@ export class LockClient implements LockAdmin {
         .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
-    let r: ReturnType<typeof schema.LockReply.decode>;
+    let r: LockReplyMessage;
     try {
       const timeoutMs = !wait ? this.transport.requestTimeoutMs : waitMs > 0 ? waitMs + this.transport.requestTimeoutMs : Infinity;
       r = await this.mutate(Opcode.LockAcquire, { session, lock: name, exclusive: mode === 'exclusive', requestId, wait, waitMs: wait ? waitMs : 0 },
