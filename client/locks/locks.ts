@@ -12,6 +12,7 @@ import { DsyncError, ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { Opcode } from '../../protocol/frame.js';
 import { schema } from '../../protocol/index.js';
 import { wireNumber } from '../../protocol/wire-number.js';
+import { decodeLockReply, encodeLockRequest, type LockReplyFields, type LockRequestFields } from './lock-codec.js';
 import type { GroupTransport, RequestOptions } from '../transport/router.js';
 import { type CancelTimer, type ClientClock, realClock, sleepOn } from '../transport/time.js';
 
@@ -35,6 +36,11 @@ export class ForceReleasedError extends DsyncError {
 
 /** The lock service lives in Raft group 0. */
 const lockGroup = 0;
+
+/** Every lock request carries a client id + seq (or only reads): safe to send again. */
+const idempotentRequest: RequestOptions = { idempotent: true };
+
+type LockReplyMessage = LockReplyFields;
 
 /** The typed error for a lock failure (subclasses for the codes callers branch on). */
 function typed(err: DsyncError): DsyncError {
@@ -82,6 +88,8 @@ export interface HeldLock extends AsyncDisposable {
   downgrade(): Promise<void>;
 }
 
+interface Lane { readonly index: number; id: string; seq: number; busy: boolean }
+
 /**
  * Client id + sequence lanes: each lane has one mutating request in flight, so retries
  * dedup exactly.
@@ -94,7 +102,7 @@ export interface HeldLock extends AsyncDisposable {
  * may not have been applied.
  */
 class RequestLanes {
-  private readonly lanes: { readonly index: number; id: string; seq: number; busy: boolean }[] = [];
+  private readonly lanes: Lane[] = [];
   private static readonly lanesMax = 1024;
   /** Fresh client ids handed out after STALE_REQUEST (part of each new id, so ids never repeat). */
   private renewals = 0;
@@ -102,6 +110,26 @@ class RequestLanes {
   constructor(private readonly base: string) {}
 
   async run<T>(fn: (clientId: string, seq: number) => Promise<T>, reapplySafe = false): Promise<T> {
+    const lane = this.take();
+    const firstId = lane.id;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const seq = ++lane.seq;
+        const id = lane.id;
+        try {
+          return await fn(id, seq);
+        } catch (err) {
+          const fatal = this.refused(lane, err, attempt, reapplySafe, firstId, id, seq);
+          if (fatal !== null) throw fatal;
+        }
+      }
+    } finally {
+      lane.busy = false;
+    }
+  }
+
+  /** A free lane, marked busy: the caller sets `busy = false` when its request is done. */
+  take(): Lane {
     let lane = this.lanes.find((l) => !l.busy);
     if (lane === undefined) {
       if (this.lanes.length >= RequestLanes.lanesMax) {
@@ -111,28 +139,24 @@ class RequestLanes {
       this.lanes.push(lane);
     }
     lane.busy = true;
-    const firstId = lane.id;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        lane.seq++;
-        const [id, seq] = [lane.id, lane.seq];
-        try {
-          return await fn(id, seq);
-        } catch (err) {
-          if (!(err instanceof DsyncError) || err.code !== ErrorCode.STALE_REQUEST) throw err;
-          lane.id = `${this.base}/${lane.index}.${++this.renewals}`;
-          lane.seq = 0;
-          assert(lane.id !== id, 'a stale lane gets a new client id');
-          if (reapplySafe && attempt === 0) continue;
-          throw new DsyncError(ErrorCode.STALE_REQUEST, reapplySafe
-            ? `the server refused this request as stale under client id ${firstId} and again under the fresh id ${id}: ${err.message}`
-            : `the server cannot tell whether this request (client id ${id}, seq ${seq}) was applied, and it is not safe to send again; `
-              + `check the state before retrying (this client now uses client id ${lane.id}): ${err.message}`);
-        }
-      }
-    } finally {
-      lane.busy = false;
-    }
+    return lane;
+  }
+
+  /**
+   * After a request (client id `id`, seq `seq`) on `lane` failed with `err`: null when it is
+   * to be sent again (a STALE_REQUEST for a reapply-safe request, under the lane's fresh
+   * id), else the error to fail with.
+   */
+  refused(lane: Lane, err: unknown, attempt: number, reapplySafe: boolean, firstId: string, id: string, seq: number): unknown {
+    if (!(err instanceof DsyncError) || err.code !== ErrorCode.STALE_REQUEST) return err;
+    lane.id = `${this.base}/${lane.index}.${++this.renewals}`;
+    lane.seq = 0;
+    assert(lane.id !== id, 'a stale lane gets a new client id');
+    if (reapplySafe && attempt === 0) return null;
+    return new DsyncError(ErrorCode.STALE_REQUEST, reapplySafe
+      ? `the server refused this request as stale under client id ${firstId} and again under the fresh id ${id}: ${err.message}`
+      : `the server cannot tell whether this request (client id ${id}, seq ${seq}) was applied, and it is not safe to send again; `
+        + `check the state before retrying (this client now uses client id ${lane.id}): ${err.message}`);
   }
 }
 
@@ -297,9 +321,30 @@ export class LockClient implements LockAdmin {
   }
 
   /** One mutating lock request on a lane (client id + seq), routed to the leader; retries are applied once. */
-  async mutate(opcode: number, fields: Omit<Parameters<typeof schema.LockRequest.create>[0] & object, 'clientId' | 'seq'>,
-    opts: RequestOptions = {}): Promise<ReturnType<typeof schema.LockReply.decode>> {
-    return this.lanes.run((clientId, seq) => this.send(opcode, { ...fields, clientId, seq }, opts), reapplySafeOpcodes.has(opcode));
+  /** `fields` is the caller's own object: its clientId and seq are set here. */
+  async mutate(opcode: number, fields: Omit<LockRequestFields, 'clientId' | 'seq'>, opts: RequestOptions = idempotentRequest): Promise<LockReplyMessage> {
+    // One async layer per request: the lane, the retries under a fresh id and the send inline.
+    const reapplySafe = reapplySafeOpcodes.has(opcode);
+    const requestOpts = opts.idempotent === true ? opts : { ...opts, idempotent: true };
+    const lane = this.lanes.take();
+    const firstId = lane.id;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const seq = ++lane.seq;
+        const id = lane.id;
+        try {
+          const request: LockRequestFields = fields;
+          request.clientId = id;
+          request.seq = seq;
+          return decodeLockReply(await this.transport.request(lockGroup, opcode, encodeLockRequest(request), requestOpts));
+        } catch (err) {
+          const fatal = this.lanes.refused(lane, err, attempt, reapplySafe, firstId, id, seq);
+          if (fatal !== null) throw fatal instanceof DsyncError ? typed(fatal) : fatal;
+        }
+      }
+    } finally {
+      lane.busy = false;
+    }
   }
 
   /**
@@ -362,11 +407,10 @@ export class LockClient implements LockAdmin {
     if (err.code === ErrorCode.SESSION_EXPIRED && s !== null && s.id === h.session) this.sessionLost(s, err);
   }
 
-  private async send(opcode: number, fields: Parameters<typeof schema.LockRequest.create>[0] & object,
-    opts: RequestOptions = {}): Promise<ReturnType<typeof schema.LockReply.decode>> {
-    const payload = schema.LockRequest.encode(fields).finish();
+  private async send(opcode: number, fields: LockRequestFields): Promise<LockReplyMessage> {
+    const payload = encodeLockRequest(fields);
     try {
-      return schema.LockReply.decode(await this.transport.request(lockGroup, opcode, payload, { idempotent: true, ...opts }));
+      return decodeLockReply(await this.transport.request(lockGroup, opcode, payload, idempotentRequest));
     } catch (err) {
       throw err instanceof DsyncError ? typed(err) : err;
     }
@@ -386,7 +430,7 @@ export class LockClient implements LockAdmin {
     // A grant this acquire will not hand to user code (aborted, or granted before its cancel
     // applied) is released exactly once, whichever answer reports it first.
     let grantDropped = false;
-    const dropGrant = async (reply: ReturnType<typeof schema.LockReply.decode>): Promise<void> => {
+    const dropGrant = async (reply: LockReplyMessage): Promise<void> => {
       if (grantDropped) return;
       grantDropped = true;
       const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', wireNumber(reply.token), session);
@@ -401,11 +445,11 @@ export class LockClient implements LockAdmin {
         .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
-    let r: ReturnType<typeof schema.LockReply.decode>;
+    let r: LockReplyMessage;
     try {
       const timeoutMs = !wait ? this.transport.requestTimeoutMs : waitMs > 0 ? waitMs + this.transport.requestTimeoutMs : Infinity;
       r = await this.mutate(Opcode.LockAcquire, { session, lock: name, exclusive: mode === 'exclusive', requestId, wait, waitMs: wait ? waitMs : 0 },
-        { timeoutMs, followLeader: wait });
+        { timeoutMs, followLeader: wait, idempotent: true });
     } catch (err) {
       if (err instanceof DsyncError) {
         if (!wait && err.code === ErrorCode.WOULD_BLOCK) return null;

@@ -57,8 +57,6 @@ export interface RouterOptions {
   readonly tls?: ClientTlsOptions;
 }
 
-type LeaderWatcher = (group: number, address: string) => void;
-
 export class Router implements GroupTransport {
   readonly requestTimeoutMs: number;
   readonly attemptTimeoutMs: number;
@@ -77,7 +75,12 @@ export class Router implements GroupTransport {
   private readonly leaders = new Map<number, string>();
   /** Addresses that just failed an attempt (clock ms until which): a redirect to one is not followed. */
   private readonly suspects = new Map<string, number>();
-  private readonly leaderWatchers = new Set<LeaderWatcher>();
+  /**
+   * Long polls (followLeader) share one AbortController per group and target, aborted when
+   * the group's leader is learned to be elsewhere: one controller per leadership, not one
+   * (with a watcher closure) per waiting acquire.
+   */
+  private readonly abandonSignals = new Map<number, Map<string, AbortController>>();
   private closed = false;
 
   constructor(opts: RouterOptions) {
@@ -241,30 +244,40 @@ export class Router implements GroupTransport {
   }
 
   /** One attempt at one node; a connection that cannot be had in time is UNAVAILABLE (nothing was sent). */
-  private async attempt(group: number, target: string, opcode: number, payload: Uint8Array, attemptMs: number,
+  private attempt(group: number, target: string, opcode: number, payload: Uint8Array, attemptMs: number,
     opts: RequestOptions): Promise<Uint8Array> {
-    const conn = await withDeadline(this.clock, this.connection(target), attemptMs, () =>
-      new DsyncError(ErrorCode.UNAVAILABLE, `no connection to ${target} within ${Math.round(attemptMs)} ms`)).catch((err: unknown) => {
-      throw err instanceof DsyncError && err.code !== ErrorCode.CONNECTION_CLOSED
-        ? new DsyncError(ErrorCode.UNAVAILABLE, err.message) : err;
-    });
-    if (opts.followLeader !== true) {
-      opts.onSend?.(this.clock.nowMs());
-      return conn.request(opcode, payload, attemptMs);
+    // An open connection needs no deadline on the connect: skip its timer and promise hops.
+    const open = this.open.get(target);
+    if (open !== undefined && open.isOpen) return this.sendOn(open, group, target, opcode, payload, attemptMs, opts);
+    return withDeadline(this.clock, this.connection(target), attemptMs, () =>
+      new DsyncError(ErrorCode.UNAVAILABLE, `no connection to ${target} within ${Math.round(attemptMs)} ms`)).then(
+      (conn) => this.sendOn(conn, group, target, opcode, payload, attemptMs, opts),
+      (err: unknown) => {
+        throw err instanceof DsyncError && err.code !== ErrorCode.CONNECTION_CLOSED
+          ? new DsyncError(ErrorCode.UNAVAILABLE, err.message) : err;
+      });
+  }
+
+  private sendOn(conn: ClientConnection, group: number, target: string, opcode: number, payload: Uint8Array, attemptMs: number,
+    opts: RequestOptions): Promise<Uint8Array> {
+    opts.onSend?.(this.clock.nowMs());
+    if (opts.followLeader !== true) return conn.request(opcode, payload, attemptMs);
+    return conn.request(opcode, payload, attemptMs, this.abandonSignal(group, target));
+  }
+
+  /** Aborted (NOT_LEADER) as soon as `group`'s leader is learned to be somewhere other than `target`. */
+  private abandonSignal(group: number, target: string): AbortSignal {
+    let byTarget = this.abandonSignals.get(group);
+    if (byTarget === undefined) {
+      byTarget = new Map();
+      this.abandonSignals.set(group, byTarget);
     }
-    const abandon = new AbortController();
-    const watcher: LeaderWatcher = (g, address) => {
-      if (g === group && address !== target) {
-        abandon.abort(new DsyncError(ErrorCode.NOT_LEADER, `the leader of group ${group} moved to ${address}`, { leaderAddress: address }));
-      }
-    };
-    this.leaderWatchers.add(watcher);
-    try {
-      opts.onSend?.(this.clock.nowMs());
-      return await conn.request(opcode, payload, attemptMs, abandon.signal);
-    } finally {
-      this.leaderWatchers.delete(watcher);
+    let controller = byTarget.get(target);
+    if (controller === undefined) {
+      controller = new AbortController();
+      byTarget.set(target, controller);
     }
+    return controller.signal;
   }
 
   private target(group: number): string {
@@ -279,7 +292,13 @@ export class Router implements GroupTransport {
   private setLeader(group: number, address: string): void {
     if (this.leaders.get(group) === address) return;
     this.leaders.set(group, address);
-    for (const w of [...this.leaderWatchers]) w(group, address);
+    const byTarget = this.abandonSignals.get(group);
+    if (byTarget === undefined) return;
+    for (const [target, controller] of byTarget) {
+      if (target === address) continue;
+      byTarget.delete(target);
+      controller.abort(new DsyncError(ErrorCode.NOT_LEADER, `the leader of group ${group} moved to ${address}`, { leaderAddress: address }));
+    }
   }
 
   private isSuspect(address: string): boolean {

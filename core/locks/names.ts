@@ -16,6 +16,8 @@ export function lockNameProblem(name: string): string | null {
     const code = control[0].codePointAt(0) ?? 0;
     return `a lock name must not contain control characters (U+${code.toString(16).toUpperCase().padStart(4, '0')} at position ${control.index})`;
   }
+  // A UTF-16 unit takes at most 3 UTF-8 bytes: a short name is within the limit without encoding it.
+  if (name.length * 3 <= lockNameBytesMax) return null;
   const bytes = encoder.encode(name).length;
   if (bytes > lockNameBytesMax) return `a lock name must be at most ${lockNameBytesMax} UTF-8 bytes (this one has ${bytes})`;
   return null;
