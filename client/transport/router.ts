@@ -3,6 +3,7 @@
 // next member when a node fails, is unreachable or (for requests safe to repeat)
 // does not answer within one attempt, so a paused leader costs one attempt.
 
+import { setMaxListeners } from 'node:events';
 import { assert } from '../../core/assert.js';
 import { clientAttemptTimeoutMsDefault, clientConnectTimeoutMsDefault, clientRequestAttemptsMaxDefault, clientRequestTimeoutMsDefault,
   clientRetryBackoffMsMax, clientRetryBackoffMsMin } from '../../core/constants.js';
@@ -275,6 +276,9 @@ export class Router implements GroupTransport {
     let controller = byTarget.get(target);
     if (controller === undefined) {
       controller = new AbortController();
+      // Shared by every long poll waiting on the target (one listener each, removed when it ends):
+      // more than 10 is normal, not the leak Node's EventTarget warning suspects.
+      setMaxListeners(0, controller.signal);
       byTarget.set(target, controller);
     }
     return controller.signal;

@@ -37,15 +37,22 @@ t.test('a leader move abandons every long poll waiting on the old leader, once',
   // Open the connection first, so the long polls are queued on it synchronously.
   await router.connection('a:1');
   await router.connection('b:1');
-  const polls = [0, 1, 2].map(() => router.request(0, poll, new Uint8Array(0), { followLeader: true, timeoutMs: 60_000 }));
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => { warnings.push(w.name); };
+  process.on('warning', onWarning);
+  t.teardown(() => { process.off('warning', onWarning); });
+  const waiting = 16;
+  const polls = Array.from({ length: waiting }, () => router.request(0, poll, new Uint8Array(0), { followLeader: true, timeoutMs: 60_000 }));
   await new Promise((r) => setImmediate(r));
-  t.equal(sent.filter((s) => s.address === 'a:1' && s.opcode === poll).length, 3, 'three long polls wait on a:1');
+  t.equal(sent.filter((s) => s.address === 'a:1' && s.opcode === poll).length, waiting, `${waiting} long polls wait on a:1`);
   t.equal(new Set(sent.map((s) => s.signal)).size, 1, 'they share one signal');
+  await new Promise((r) => setImmediate(r));
+  t.same(warnings, [], 'with no MaxListenersExceededWarning (a signal shared by more than 10 waiters)');
   // Another request hears NOT_LEADER -> b:1 and is answered there: the leader moved.
   t.same([...await router.request(0, other, new Uint8Array(0), { idempotent: true })], [other]);
   const answers = await Promise.all(polls);
-  t.same(answers.map((a) => [...a]), [[poll], [poll], [poll]], 'every long poll was resent to b:1 and answered');
-  t.equal(sent.filter((s) => s.address === 'b:1' && s.opcode === poll).length, 3);
+  t.same(answers.map((a) => [...a]), Array.from({ length: waiting }, () => [poll]), 'every long poll was resent to b:1 and answered');
+  t.equal(sent.filter((s) => s.address === 'b:1' && s.opcode === poll).length, waiting);
   // Back to a:1: a new long poll there gets a fresh signal, not the aborted one.
   router.hintLeader(1, 'a:1');
   const late = router.request(1, poll, new Uint8Array(0), { followLeader: true, timeoutMs: 60_000 });
