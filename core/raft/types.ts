@@ -80,6 +80,25 @@ export const enum MessageType {
   ReadIndexResp = 11,
 }
 
+/**
+ * Every MessageType's name, keyed by the enum, so adding a type without a name is a compile
+ * error (a const enum has no reverse map); metrics label their counters with these.
+ */
+export const messageTypeNames = {
+  [MessageType.PreVote]: 'PreVote',
+  [MessageType.PreVoteResp]: 'PreVoteResp',
+  [MessageType.Vote]: 'Vote',
+  [MessageType.VoteResp]: 'VoteResp',
+  [MessageType.App]: 'App',
+  [MessageType.AppResp]: 'AppResp',
+  [MessageType.Heartbeat]: 'Heartbeat',
+  [MessageType.HeartbeatResp]: 'HeartbeatResp',
+  [MessageType.Snap]: 'Snap',
+  [MessageType.TimeoutNow]: 'TimeoutNow',
+  [MessageType.ReadIndex]: 'ReadIndex',
+  [MessageType.ReadIndexResp]: 'ReadIndexResp',
+} as const satisfies { readonly [T in MessageType]: string };
+
 export interface Message {
   readonly type: MessageType;
   readonly from: NodeId;

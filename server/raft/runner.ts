@@ -15,7 +15,7 @@ import { type GroupId, type LogIndex, type NodeId, type Term, logIndex, term } f
 import { Xoshiro128 } from '../../core/prng.js';
 import { Raft } from '../../core/raft/raft.js';
 import { decodeConfChange } from '../../core/raft/confchange.js';
-import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
+import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, MessageType, messageTypeNames, type Ready, Role, type Snapshot } from '../../core/raft/types.js';
 import { DsyncError, ErrorCode, ProtocolError } from '../../protocol/errors.js';
 import { schema } from '../../protocol/index.js';
 import type { dsync } from '../../protocol/generated/dsync.js';
@@ -30,8 +30,13 @@ import { wireNumber } from '../../protocol/wire-number.js';
 import { checkWire, coalescible, fromWire, heartbeatFromWire, heartbeatToWire, toWire } from './codec.js';
 
 /** Labels of traffic.sentByType: the MessageType values in order, then Apps that carry no entries (commit or probe only). */
-export const raftMessageTypeNames = ['PreVote', 'PreVoteResp', 'Vote', 'VoteResp', 'App', 'AppResp', 'Heartbeat', 'HeartbeatResp', 'Snap',
-  'TimeoutNow', 'ReadIndex', 'ReadIndexResp', 'AppEmpty'] as const;
+/** Labels of GroupHost.traffic.sentByType: every MessageType at its value, then Apps without entries. */
+export const raftMessageTypeNames: readonly (typeof messageTypeNames[MessageType] | 'AppEmpty')[] = [
+  ...Array.from({ length: Object.keys(messageTypeNames).length }, (_, type) => {
+    const name = (messageTypeNames as Partial<Record<number, typeof messageTypeNames[MessageType]>>)[type];
+    assert(name !== undefined, `MessageType values are 0..n-1; ${type} has no name`);
+    return name;
+  }), 'AppEmpty'];
 const emptyAppTypeSlot = raftMessageTypeNames.length - 1;
 
 /** What a Raft group replicates: deterministic apply, plus snapshot/restore for compaction. */

@@ -5,7 +5,7 @@
 
 import t, { type Test as Tap } from 'tap';
 import { type GroupId, groupId, type NodeId } from '../../../core/ids.js';
-import { MessageType } from '../../../core/raft/types.js';
+import { MessageType, messageTypeNames } from '../../../core/raft/types.js';
 import { schema } from '../../../protocol/index.js';
 import { type GroupRunner, raftMessageTypeNames } from '../../../server/raft/runner.js';
 import { InstantStorage, nonce, nullMachine, type TestHost, testHost } from './runner-env.js';
@@ -196,4 +196,13 @@ t.test('a ready pass that answered a proposer sends news of the commit two turns
   await microtasks();
   settle(hosts);
   await Promise.all([second, third]);
+});
+
+t.test('the traffic labels name every MessageType at its value, then Apps without entries', (t) => {
+  const named = Object.entries(messageTypeNames);
+  t.equal(raftMessageTypeNames.length, named.length + 1, 'one label per type plus AppEmpty');
+  for (const [value, name] of named) t.equal(raftMessageTypeNames[Number(value)], name, `${name} at ${value}`);
+  t.equal(raftMessageTypeNames[MessageType.HeartbeatResp], 'HeartbeatResp');
+  t.equal(raftMessageTypeNames.at(-1), 'AppEmpty');
+  t.end();
 });
