@@ -59,21 +59,23 @@ function present(v: string | number | boolean | undefined | null): boolean {
 /** uint32 fields go on the wire as protobufjs writes them (value >>> 0). */
 const u32 = (v: number): number => v >>> 0;
 
-/** The bytes of `schema.LockRequest.encode(fields).finish()`. */
-export function encodeLockRequest(f: LockRequestFields): Uint8Array {
-  const clientId = f.clientId;
+/**
+ * The bytes of `schema.LockRequest.encode(fields).finish()`, with `clientId` and `seq` (a
+ * lane's, per attempt) in place of the fields' own, which stay untouched.
+ */
+export function encodeLockRequest(f: Readonly<LockRequestFields>, clientId = f.clientId, seq = f.seq): Uint8Array {
   const lock = f.lock;
   const requestId = f.requestId;
   if ((present(clientId) && surrogate.test(clientId as string)) || (present(lock) && surrogate.test(lock as string))
     || (present(requestId) && surrogate.test(requestId as string))) {
-    return schema.LockRequest.encode(f).finish();
+    return schema.LockRequest.encode({ ...f, clientId: clientId ?? null, seq: seq ?? null }).finish();
   }
   const clientIdBytes = present(clientId) ? Buffer.byteLength(clientId as string, 'utf8') : -1;
   const lockBytes = present(lock) ? Buffer.byteLength(lock as string, 'utf8') : -1;
   const requestIdBytes = present(requestId) ? Buffer.byteLength(requestId as string, 'utf8') : -1;
   let size = 0;
   if (clientIdBytes >= 0) size += 1 + varintSize(clientIdBytes) + clientIdBytes;
-  if (present(f.seq)) size += 1 + varintSize(f.seq as number);
+  if (present(seq)) size += 1 + varintSize(seq as number);
   if (present(f.session)) size += 1 + varintSize(f.session as number);
   if (lockBytes >= 0) size += 1 + varintSize(lockBytes) + lockBytes;
   if (present(f.exclusive)) size += 2;
@@ -89,7 +91,7 @@ export function encodeLockRequest(f: LockRequestFields): Uint8Array {
     at = putVarint(out, at, clientIdBytes);
     at += out.write(clientId as string, at, 'utf8');
   }
-  if (present(f.seq)) { out[at++] = 0x10; at = putVarint(out, at, f.seq as number); }
+  if (present(seq)) { out[at++] = 0x10; at = putVarint(out, at, seq as number); }
   if (present(f.session)) { out[at++] = 0x18; at = putVarint(out, at, f.session as number); }
   if (lockBytes >= 0) {
     out[at++] = 0x22;

@@ -40,8 +40,6 @@ const lockGroup = 0;
 /** Every lock request carries a client id + seq (or only reads): safe to send again. */
 const idempotentRequest: RequestOptions = { idempotent: true };
 
-type LockReplyMessage = LockReplyFields;
-
 /** The typed error for a lock failure (subclasses for the codes callers branch on). */
 function typed(err: DsyncError): DsyncError {
   switch (err.code) {
@@ -103,6 +101,8 @@ interface Lane { readonly index: number; id: string; seq: number; busy: boolean 
  */
 class RequestLanes {
   private readonly lanes: Lane[] = [];
+  /** Lanes not in use, the most recently freed last (taken first, so few client ids stay in use). */
+  private readonly free: Lane[] = [];
   private static readonly lanesMax = 1024;
   /** Fresh client ids handed out after STALE_REQUEST (part of each new id, so ids never repeat). */
   private renewals = 0;
@@ -124,13 +124,13 @@ class RequestLanes {
         }
       }
     } finally {
-      lane.busy = false;
+      this.give(lane);
     }
   }
 
-  /** A free lane, marked busy: the caller sets `busy = false` when its request is done. */
+  /** A free lane, marked busy: the caller gives it back (give) when its request is done. */
   take(): Lane {
-    let lane = this.lanes.find((l) => !l.busy);
+    let lane = this.free.pop();
     if (lane === undefined) {
       if (this.lanes.length >= RequestLanes.lanesMax) {
         throw new DsyncError(ErrorCode.TOO_MANY_REQUESTS, `more than ${RequestLanes.lanesMax} lock requests in flight from one client`);
@@ -138,8 +138,16 @@ class RequestLanes {
       lane = { index: this.lanes.length, id: `${this.base}/${this.lanes.length}`, seq: 0, busy: false };
       this.lanes.push(lane);
     }
+    assert(!lane.busy, 'a free lane is not in use');
     lane.busy = true;
     return lane;
+  }
+
+  /** Ends the use of a lane taken with take(). */
+  give(lane: Lane): void {
+    assert(lane.busy, 'a lane is given back once');
+    lane.busy = false;
+    this.free.push(lane);
   }
 
   /**
@@ -321,8 +329,7 @@ export class LockClient implements LockAdmin {
   }
 
   /** One mutating lock request on a lane (client id + seq), routed to the leader; retries are applied once. */
-  /** `fields` is the caller's own object: its clientId and seq are set here. */
-  async mutate(opcode: number, fields: Omit<LockRequestFields, 'clientId' | 'seq'>, opts: RequestOptions = idempotentRequest): Promise<LockReplyMessage> {
+  async mutate(opcode: number, fields: Omit<LockRequestFields, 'clientId' | 'seq'>, opts: RequestOptions = idempotentRequest): Promise<LockReplyFields> {
     // One async layer per request: the lane, the retries under a fresh id and the send inline.
     const reapplySafe = reapplySafeOpcodes.has(opcode);
     const requestOpts = opts.idempotent === true ? opts : { ...opts, idempotent: true };
@@ -333,17 +340,14 @@ export class LockClient implements LockAdmin {
         const seq = ++lane.seq;
         const id = lane.id;
         try {
-          const request: LockRequestFields = fields;
-          request.clientId = id;
-          request.seq = seq;
-          return decodeLockReply(await this.transport.request(lockGroup, opcode, encodeLockRequest(request), requestOpts));
+          return decodeLockReply(await this.transport.request(lockGroup, opcode, encodeLockRequest(fields, id, seq), requestOpts));
         } catch (err) {
           const fatal = this.lanes.refused(lane, err, attempt, reapplySafe, firstId, id, seq);
           if (fatal !== null) throw fatal instanceof DsyncError ? typed(fatal) : fatal;
         }
       }
     } finally {
-      lane.busy = false;
+      this.lanes.give(lane);
     }
   }
 
@@ -407,7 +411,7 @@ export class LockClient implements LockAdmin {
     if (err.code === ErrorCode.SESSION_EXPIRED && s !== null && s.id === h.session) this.sessionLost(s, err);
   }
 
-  private async send(opcode: number, fields: LockRequestFields): Promise<LockReplyMessage> {
+  private async send(opcode: number, fields: LockRequestFields): Promise<LockReplyFields> {
     const payload = encodeLockRequest(fields);
     try {
       return decodeLockReply(await this.transport.request(lockGroup, opcode, payload, idempotentRequest));
@@ -430,7 +434,7 @@ export class LockClient implements LockAdmin {
     // A grant this acquire will not hand to user code (aborted, or granted before its cancel
     // applied) is released exactly once, whichever answer reports it first.
     let grantDropped = false;
-    const dropGrant = async (reply: LockReplyMessage): Promise<void> => {
+    const dropGrant = async (reply: LockReplyFields): Promise<void> => {
       if (grantDropped) return;
       grantDropped = true;
       const h = new Held(this, name, reply.exclusive ? 'exclusive' : 'shared', wireNumber(reply.token), session);
@@ -445,7 +449,7 @@ export class LockClient implements LockAdmin {
         .catch(() => { /* best effort: the session's end withdraws it anyway */ });
     };
     signal?.addEventListener('abort', cancel, { once: true });
-    let r: LockReplyMessage;
+    let r: LockReplyFields;
     try {
       const timeoutMs = !wait ? this.transport.requestTimeoutMs : waitMs > 0 ? waitMs + this.transport.requestTimeoutMs : Infinity;
       r = await this.mutate(Opcode.LockAcquire, { session, lock: name, exclusive: mode === 'exclusive', requestId, wait, waitMs: wait ? waitMs : 0 },

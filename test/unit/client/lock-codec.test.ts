@@ -57,6 +57,18 @@ t.test('encodeLockRequest writes the bytes protobufjs writes', async (t) => {
   t.same({ ...decoded, seq: wireNumber(decoded.seq), session: wireNumber(decoded.session) }, acquire);
 });
 
+t.test('a lane\'s client id and seq replace the fields\' own, and the fields stay as the caller made them', async (t) => {
+  // The second request goes by protobufjs (a lone surrogate in the lock name): the override holds there too.
+  for (const lock of ['name-17', 'bad-\uD800']) {
+    const fields = { clientId: 'stale/1', seq: 3, session: 12, lock, exclusive: true, requestId: 'r99' };
+    const before = { ...fields };
+    const mine = Buffer.from(encodeLockRequest(fields, 'c/4.2', 7));
+    t.same(mine, Buffer.from(schema.LockRequest.encode({ ...fields, clientId: 'c/4.2', seq: 7 }).finish()), `${lock}: the lane's client id and seq`);
+    t.notSame(mine, Buffer.from(encodeLockRequest(fields)), `${lock}: not the fields' own`);
+    t.same(fields, before, `${lock}: the caller's object is untouched`);
+  }
+});
+
 t.test('decodeLockReply reads what protobufjs reads', async (t) => {
   const rng = new Xoshiro128(11);
   let mismatches = 0;

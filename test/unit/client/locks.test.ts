@@ -307,6 +307,32 @@ t.test('item 3: STALE_REQUEST on an acquire is not re-sent: lock() fails with ST
   await held.release();
 });
 
+t.test('lanes: requests in flight at once use distinct client ids, a freed lane is reused, and 1,024 in flight is the bound', async (t) => {
+  const base = grantAll(10_000);
+  const hanging: (() => void)[] = [];
+  const { fake, locks } = setup(t, async (opcode, req) => {
+    if (opcode === Opcode.LockAcquire && (req.lock ?? '').startsWith('hang-')) {
+      await new Promise<void>((resolve) => hanging.push(resolve));
+      throw new DsyncError(ErrorCode.LOCK_TIMEOUT, 'gave up');
+    }
+    return base(opcode, req);
+  });
+  const first = await locks.lock('warm');
+  const laneOfFirst = fake.sent.find((s) => s.opcode === Opcode.LockAcquire)?.req.clientId;
+  const waits = Array.from({ length: 1023 }, (_, i) => locks.lock(`hang-${i}`).catch((err: unknown) => err));
+  await until(() => hanging.length === 1023, '1,023 acquires in flight');
+  const inFlight = fake.sent.filter((s) => s.opcode === Opcode.LockAcquire && (s.req.lock ?? '').startsWith('hang-'));
+  t.equal(new Set(inFlight.map((s) => s.req.clientId)).size, 1023, 'each request in flight has a client id of its own');
+  t.equal(inFlight.filter((s) => s.req.clientId === laneOfFirst).length, 1, 'the lane freed by the first acquire is taken again');
+  // The session's keep-alive may hold a lane too; the 1,025th request in flight is refused either way.
+  await t.rejects(Promise.all([locks.lock('hang-1023'), locks.lock('hang-1024')]), { code: ErrorCode.TOO_MANY_REQUESTS, message: /1024 lock requests in flight/ });
+  for (const wake of hanging.splice(0)) wake();
+  await Promise.all(waits);
+  const after = await locks.lock('after');
+  t.ok(after.token > first.token, 'lanes given back serve the next request');
+  await Promise.all([first.release(), after.release()]);
+});
+
 t.test('issue 12: an aborted wait rejects with CANCELLED whose cause is the signal\'s reason', async (t) => {
   const base = grantAll(10_000);
   let cancelled: (() => void) | null = null;
