@@ -206,7 +206,8 @@ export class FrameDecoder {
           continue;
         }
         // The payload straddles chunks: one buffer of exactly its (already bounded) size.
-        this.payload = new Uint8Array(this.payloadBytes);
+        // Pooled below 4 KiB (a typed array over 64 bytes costs a malloc); filled before it is emitted.
+        this.payload = Buffer.allocUnsafe(this.payloadBytes);
         this.payloadFilled = 0;
         this.state = DecodeState.Payload;
       } else {

@@ -113,7 +113,8 @@ function decodeChunked(data: Uint8Array): Map<string, Uint8Array[]> {
 }
 
 export function frameEntry(kind: EntryKind, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(1 + body.length);
+  // Pooled (a typed array over 64 bytes costs a malloc and a GC-tracked backing store); every byte is written.
+  const out = Buffer.allocUnsafe(1 + body.length);
   out[0] = kind;
   out.set(body, 1);
   return out;

@@ -200,9 +200,10 @@ t.test('arbitrary bytes: same events as the naive twin, only typed ProtocolError
 });
 
 t.test('the decoder never allocates more than its frame limit', (t) => {
-  // Count every Uint8Array the decoder creates while pushing (the global is
-  // looked up at call time, so a counting proxy sees the decoder's allocations).
+  // Count every Uint8Array and pooled Buffer the decoder creates while pushing (both are
+  // looked up at call time, so a counting proxy and wrapper see the decoder's allocations).
   const RealUint8Array = globalThis.Uint8Array;
+  const realAllocUnsafe = Buffer.allocUnsafe;
   let largestBytes = 0;
   const counting = new Proxy(RealUint8Array, {
     construct(target, args, newTarget) {
@@ -211,12 +212,18 @@ t.test('the decoder never allocates more than its frame limit', (t) => {
       return Reflect.construct(target, args, newTarget) as object;
     },
   });
+  const countingAllocUnsafe: typeof Buffer.allocUnsafe = (size) => {
+    largestBytes = Math.max(largestBytes, size);
+    return realAllocUnsafe(size);
+  };
   const withCounting = (push: () => void): void => {
     globalThis.Uint8Array = counting;
+    Buffer.allocUnsafe = countingAllocUnsafe;
     try {
       push();
     } finally {
       globalThis.Uint8Array = RealUint8Array;
+      Buffer.allocUnsafe = realAllocUnsafe;
     }
   };
   let sawAllocation = false;

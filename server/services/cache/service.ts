@@ -788,7 +788,8 @@ export function encodeValue(v: CacheValue): Uint8Array {
   const n = v.byteLength;
   if (n === 0) return foundEmptyReply; // protobufjs leaves an empty bytes field out
   const lenBytes = n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
-  const out = new Uint8Array(2 + 1 + lenBytes + n);
+  // Every byte is written below; Buffer's pooled allocation costs a tenth of a typed array over 64 bytes.
+  const out = Buffer.allocUnsafe(2 + 1 + lenBytes + n);
   out[0] = 0x08;
   out[1] = 0x01;
   out[2] = 0x12;
