@@ -56,7 +56,8 @@ export interface CacheApi {
 const refusedBeforeApplying = new Set<string>([ErrorCode.UNAVAILABLE, ErrorCode.TOO_MANY_REQUESTS]);
 const attemptsMax = 8;
 const enc = new TextEncoder();
-const dec = new TextDecoder();
+// ignoreBOM: a value that begins with U+FEFF reads back whole.
+const dec = new TextDecoder('utf-8', { ignoreBOM: true });
 const surrogate = /[\uD800-\uDFFF]/;
 
 export class CacheClient implements CacheApi {

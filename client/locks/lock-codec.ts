@@ -30,8 +30,8 @@ export interface LockReplyFields {
 }
 
 const surrogate = /[\uD800-\uDFFF]/;
-/** Strict, as protobufjs' string reader is: invalid UTF-8 (a lone surrogate written by a lax writer) is refused. */
-const dec = new TextDecoder('utf-8', { fatal: true });
+/** Strict, as protobufjs' string reader is: invalid UTF-8 (a lone surrogate written by a lax writer) is refused; a leading U+FEFF is kept, as protobufjs keeps it. */
+const dec = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function varintSize(v: number): number {
   let n = 1;

@@ -19,7 +19,7 @@ import type { Append, DeadLetter, Header, Message, StoredMessage } from './comma
 
 export const dlqHeaderPrefix = 'dsync-dlq-';
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const text = (s: string): Uint8Array => encoder.encode(s);
 
 /** The dead-letter topic's copy of `m` (the source message at letter.offset). */

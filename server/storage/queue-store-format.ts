@@ -48,7 +48,8 @@ export function parseQueueSegmentFileName(name: string): number | null {
 }
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a header or group name may begin with U+FEFF, and must read back as written.
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes the record of `m` takes on disk. */
 export function queueRecordBytes(m: Message): number {

@@ -744,7 +744,8 @@ function decodeCacheRequest(b: Uint8Array): ReturnType<typeof schema.CacheReques
   return schema.CacheRequest.decode(b);
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a key may begin with U+FEFF; the decoder must not drop it (protobufjs keeps it).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** CacheReply { found: false }: every field at its default, so no bytes. */
 const absentReply = new Uint8Array(0);
 /** CacheReply { found: true, value: empty }. */

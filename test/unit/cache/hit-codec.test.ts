@@ -27,7 +27,8 @@ t.test('encodeValue writes the bytes protobufjs writes', async (t) => {
 });
 
 t.test('decodeGetKey reads what the generated decoder reads', async (t) => {
-  const keys = ['k', 'key:1234', 'ключ-é-🙂', 'x'.repeat(127), 'y'.repeat(128), 'z'.repeat(1000)];
+  // '\uFEFFk' is another key than 'k': a decoder that drops a leading byte-order mark would serve k's line for it.
+  const keys = ['k', '\uFEFFk', 'key:1234', 'ключ-é-🙂', 'x'.repeat(127), 'y'.repeat(128), 'z'.repeat(1000)];
   for (const key of keys) {
     const payload = schema.CacheRequest.encode({ key }).finish();
     t.equal(decodeGetKey(payload), key, `key of ${key.length} units`);

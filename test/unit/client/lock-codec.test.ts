@@ -11,7 +11,7 @@ import { schema } from '../../../protocol/index.js';
 import { wireNumber } from '../../../protocol/wire-number.js';
 
 const messages = 2_000;
-const strings = ['', 'c', 'bench-1a2b3c4d/17', 'lock:name', 'ключ-é-🙂', 'x'.repeat(127), 'y'.repeat(128), 'z'.repeat(20_000), 'a\uD800b', '\uDC00'];
+const strings = ['', 'c', 'bench-1a2b3c4d/17', 'lock:name', 'ключ-é-🙂', 'x'.repeat(127), 'y'.repeat(128), 'z'.repeat(20_000), 'a\uD800b', '\uDC00', '\uFEFFbom-led'];
 
 function uint64(rng: Xoshiro128): number {
   const classes = [0, rng.int(1, 127), rng.int(128, 16_383), rng.int(0, 0xffff_ffff), rng.int(0, 2 ** 21) * 2 ** 32 + rng.int(0, 0xffff_ffff), 2 ** 53 - 1];

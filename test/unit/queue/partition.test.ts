@@ -19,7 +19,7 @@ import {
   queueRedrivenRetainedMax,
   queueUnackedPerGroupMaxDefault,
 } from '../../../core/constants.js';
-import { deliveryId, logIndex, offset, partitionId } from '../../../core/ids.js';
+import { consumerGroup, deliveryId, logIndex, offset, partitionId } from '../../../core/ids.js';
 import type { DeadLettered, Delivery, QueueErrorCode, StoredMessage } from '../../../core/queue/commands.js';
 import { deadLetterInfo, deadLetterMessage, redriveAppend } from '../../../core/queue/deadletter.js';
 import { QueuePartition, checkPartitionConfig, nackBackoffMs } from '../../../core/queue/partition.js';
@@ -248,6 +248,9 @@ t.test('dead letters go to the dead-letter partition and are redriven to the gro
   const dead = [dlq.store.read(offset(0)), dlq.store.read(offset(1))] as StoredMessage[];
   t.match(deadLetterInfo(dead[0] as StoredMessage), { group: 'G', partition: 3, offset: 0, deliveries: 1, reason: 'deadline' });
   t.equal(deadLetterInfo(msg('plain')), null);
+  // A group name that begins with U+FEFF reads back whole (a decoder that drops it would name another group).
+  const bomGroup = deadLetterMessage({ ...(head?.letters[0] as (typeof head & {})['letters'][number]), group: consumerGroup('\uFEFFG') }, d.q.readMessage(offset(0)), partitionId(3));
+  t.equal(deadLetterInfo(bomGroup)?.group, '\uFEFFG');
   const redrive = redriveAppend('orders', partitionId(3), dead, d.nowMs);
   t.match(d.apply(redrive), { duplicate: false, result: { baseOffset: 2, count: 2 } });
   t.match(d.apply(redrive), { duplicate: true, result: { baseOffset: 2 } }, 'a repeated redrive is applied once');

@@ -61,7 +61,7 @@ function randomBytes(r: Prng, n: number): Uint8Array {
 
 /** Mostly small messages, a few over the write buffer, read block and segment sizes. */
 function randomMessage(r: Prng, big: boolean): Message {
-  const headers = Array.from({ length: r.int(0, 2) }, (_, h) => ({ name: h === 0 ? 'trace-id' : `hé-${r.int(0, 9)}`, value: randomBytes(r, r.int(0, 20)) }));
+  const headers = Array.from({ length: r.int(0, 2) }, (_, h) => ({ name: h === 0 ? 'trace-id' : `${r.int(0, 1) === 0 ? '\uFEFF' : ''}hé-${r.int(0, 9)}`, value: randomBytes(r, r.int(0, 20)) }));
   return {
     key: randomBytes(r, r.int(0, 16)),
     value: randomBytes(r, big ? r.int(40_000, 120_000) : r.int(0, 300)),
