@@ -11,7 +11,7 @@ import type { Header, Message, QueueCommand } from '../../../core/queue/commands
 import type { TopicCommand, TopicSpec } from '../../../core/queue/topics.js';
 import type { NodeId } from '../../../core/ids.js';
 import { schema, wireNumber } from '../../../protocol/index.js';
-import { type CommandFields, layQueueEntry, queueCommandKinds, readQueueEntry } from './queue-entry-layout.js';
+import { type CommandFields, layPublishReply, layQueueEntry, type PublishFields, queueCommandKinds, readPublishRequest, readQueueEntry } from './queue-entry-layout.js';
 
 /** A lock's fencing token carried by a publish or an ack. */
 export interface Fencing {
@@ -184,6 +184,23 @@ export function decodeQueueEntrySlow(bytes: Uint8Array): EntryCommand[] {
   const fields = schema.QueueEntry.decode(bytes).commands.map(fieldsOfWire);
   assert(fields.length > 0, 'a queue entry carries at least one command');
   return fields.map(commandOf);
+}
+
+// ---- publish requests and replies ----
+
+export type { PublishFields } from './queue-entry-layout.js';
+
+/** A PublishRequest read by hand, or by protobufjs when the hand reader leaves it (it throws on malformed bytes). */
+export function decodePublishRequest(payload: Uint8Array): PublishFields {
+  const hand = readPublishRequest(payload);
+  if (hand !== null) return hand;
+  const r = schema.PublishRequest.decode(payload);
+  return { topic: r.topic, partition: r.partition, producer: r.producer, firstSeq: wireNumber(r.firstSeq), messages: r.messages.map(fromWireMessage),
+    fencing: r.fencing === null || r.fencing === undefined ? null : { lock: r.fencing.lock ?? '', token: wireNumber(r.fencing.token) } };
+}
+
+export function encodePublishReply(partition: number, baseOffset: number, count: number, timestampMs: number): Uint8Array {
+  return layPublishReply(partition, baseOffset, count, timestampMs) ?? schema.PublishReply.encode({ partition, baseOffset, count, timestampMs }).finish();
 }
 
 // ---- group 0: topic commands ----

@@ -8,7 +8,8 @@
 // reads back as the same ''s. What this layout does not write exactly as protobufjs would
 // (a negative or fractional integer, a string with a lone surrogate) and what this reader
 // does not know (unknown fields, integers past 2^53 - 1, invalid UTF-8) answer null, and the
-// codec (codec.ts) goes through protobufjs, which decides as it always has.
+// codec (codec.ts) goes through protobufjs, which decides as it always has. A publish
+// request (whose messages become the entry's) is read and its reply written the same way.
 
 import { isUtf8 } from 'node:buffer';
 import { assert, assertNever } from '../../../core/assert.js';
@@ -55,9 +56,6 @@ interface LaidCommand {
 
 // ---------------------------------------------------------------- writing
 
-/** A lone surrogate: protobufjs writes it as 3 bytes of its own, Buffer as U+FFFD. */
-const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /** Tags (field number << 3 | wire type) of QueueCommandEntry's fields, and of the messages inside. */
 const tag = {
   command: 0x0a, kind: 0x08, nowMs: 0x11, producer: 0x1a, firstSeq: 0x20, message: 0x2a, group: 0x32, consumer: 0x3a, seq: 0x40, max: 0x48,
@@ -87,12 +85,31 @@ const isUint32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0
  */
 const sizes: number[] = [];
 
+/**
+ * UTF-8 bytes of `s`, or -1 when it holds a lone surrogate (protobufjs writes one as three
+ * bytes of its own, Buffer as U+FFFD: such a string is left to protobufjs).
+ */
+function utf8Length(s: string): number {
+  let n = 0;
+  // Bounded by the string's length.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c < 0xd800 || c > 0xdfff) n += 3;
+    else if (c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else return -1;
+  }
+  return n;
+}
+
 /** Bytes of a string field (tag, length, UTF-8), 0 when it is '' (not written); -1 when protobufjs must write it. */
 function stringField(s: string, tagBytes = 1): number {
   if (s === '') return 0;
-  if (loneSurrogate.test(s)) return -1;
-  const n = Buffer.byteLength(s, 'utf8');
-  return tagBytes + varintBytes(n) + n;
+  const n = utf8Length(s);
+  return n < 0 ? -1 : tagBytes + varintBytes(n) + n;
 }
 
 const bytesField = (b: Uint8Array): number => (b.length === 0 ? 0 : 1 + varintBytes(b.length) + b.length);
@@ -262,8 +279,9 @@ class EntryWriter {
     if (s === '' && !repeated) return;
     this.out[this.at++] = t;
     if (twoByteTag) this.out[this.at++] = 0x01;
-    this.varint(Buffer.byteLength(s, 'utf8'));
-    this.at += this.out.write(s, this.at, 'utf8');
+    const n = utf8Length(s);
+    this.varint(n);
+    this.at += this.out.write(s, this.at, n, n === s.length ? 'latin1' : 'utf8');
   }
 
   bytes(t: number, b: Uint8Array): void {
@@ -617,4 +635,74 @@ export function readQueueEntry(entry: Uint8Array): CommandFields[] | null {
   input = empty;
   view = new DataView(empty.buffer);
   return ok ? out : null;
+}
+
+/** A PublishRequest's fields, absent ones at their defaults (as protobufjs reads them). */
+export interface PublishFields {
+  readonly topic: string;
+  readonly partition: number;
+  readonly producer: string;
+  readonly firstSeq: number;
+  readonly messages: Message[];
+  readonly fencing: { readonly lock: string; readonly token: number } | null;
+}
+
+/** PublishRequest's tags: the messages (field 5) are QueueMessages, read as an entry's are. */
+const publishTag = { topic: 0x0a, partition: 0x10, producer: 0x1a, firstSeq: 0x20, message: 0x2a, fencing: 0x32 } as const;
+
+/** A publish request read by hand, or null when protobufjs must read it (as readQueueEntry()). */
+export function readPublishRequest(payload: Uint8Array): PublishFields | null {
+  input = payload;
+  view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  at = 0;
+  unusual = false;
+  let topic = '';
+  let partition = 0;
+  let producer = '';
+  let firstSeq = 0;
+  const messages: Message[] = [];
+  let fence: { lock: string; token: number } | null = null;
+  const end = payload.length;
+  while (at < end && !unusual) {
+    const t = input[at++] as number;
+    switch (t) {
+      case publishTag.topic: topic = string(end); break;
+      case publishTag.partition: partition = uint32(end); break;
+      case publishTag.producer: producer = string(end); break;
+      case publishTag.firstSeq: firstSeq = uint64(end); break;
+      case publishTag.message: {
+        const stop = delimited(end);
+        messages.push(message(stop));
+        at = stop;
+        break;
+      }
+      case publishTag.fencing: {
+        const stop = delimited(end);
+        fence = fencing(stop);
+        at = stop;
+        break;
+      }
+      default:
+        unusual = true;
+    }
+  }
+  const ok = !unusual;
+  input = empty;
+  view = new DataView(empty.buffer);
+  return ok ? { topic, partition, producer, firstSeq, messages, fencing: fence } : null;
+}
+
+/** The bytes of a PublishReply as protobufjs writes them (uint32 fields at their low 32 bits; base offsets are safe integers). */
+export function layPublishReply(partition: number, baseOffset: number, count: number, timestampMs: number): Uint8Array | null {
+  if (!isUint64(baseOffset)) return null;
+  const p = partition >>> 0;
+  const c = count >>> 0;
+  const size = uint64Field(p) + uint64Field(baseOffset) + uint64Field(c) + (Object.is(timestampMs, 0) ? 0 : 9);
+  const w = new EntryWriter(Buffer.allocUnsafe(size));
+  w.uint(0x08, p);
+  w.uint(0x10, baseOffset);
+  w.uint(0x18, c);
+  w.double(0x21, timestampMs);
+  assert(w.at === size, 'publish reply layout');
+  return w.out;
 }

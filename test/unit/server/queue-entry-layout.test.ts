@@ -6,13 +6,17 @@
 // both readers read the same commands from protobufjs' bytes (what older nodes wrote); values
 // the layout leaves to protobufjs (lone surrogates, negative or fractional integers) and bytes
 // the reader leaves to it (unknown fields, long varints, mutations) give what protobufjs gives.
+// A publish request is read, and its reply written, as protobufjs does.
 
 import t from 'tap';
 import { consumerGroup, consumerId, deliveryId, offset, producerId } from '../../../core/ids.js';
 import { Xoshiro128 } from '../../../core/prng.js';
 import type { Message } from '../../../core/queue/commands.js';
-import { decodeQueueEntry, decodeQueueEntrySlow, encodeQueueEntry, encodeQueueEntrySlow, type EntryCommand } from '../../../server/services/queues/codec.js';
-import { layQueueEntry, readQueueEntry } from '../../../server/services/queues/queue-entry-layout.js';
+import { decodePublishRequest, decodeQueueEntry, decodeQueueEntrySlow, encodePublishReply, encodeQueueEntry, encodeQueueEntrySlow, type EntryCommand,
+  fromWireMessage, toWireMessage } from '../../../server/services/queues/codec.js';
+import { layPublishReply, layQueueEntry, readPublishRequest, readQueueEntry } from '../../../server/services/queues/queue-entry-layout.js';
+import { schema } from '../../../protocol/index.js';
+import { wireNumber } from '../../../protocol/wire-number.js';
 
 const seed = Number(process.env.SEED ?? 1);
 const entries = 500;
@@ -170,4 +174,38 @@ t.test('bytes the reader leaves to protobufjs, and mutated bytes: the same answe
     if (JSON.stringify(outcome(() => decodeQueueEntry(cut))) !== JSON.stringify(outcome(() => decodeQueueEntrySlow(cut)))) differ++;
   }
   t.equal(differ, 0, `mutated entries read alike by both readers (seed ${seed + 1})`);
+});
+
+t.test('publish requests read and replies written as protobufjs does', async (t) => {
+  const rng = new Xoshiro128(seed + 2);
+  const viaProtobufjs = (bytes: Uint8Array): unknown => {
+    const r = schema.PublishRequest.decode(bytes);
+    return plain({ topic: r.topic, partition: r.partition, producer: r.producer, firstSeq: wireNumber(r.firstSeq), messages: r.messages.map(fromWireMessage),
+      fencing: r.fencing === null || r.fencing === undefined ? null : { lock: r.fencing.lock, token: wireNumber(r.fencing.token) } });
+  };
+  for (let i = 0; i < 300; i++) {
+    const req = schema.PublishRequest.create({
+      topic: pick(rng, ['', ...names]), partition: uint32(rng), producer: pick(rng, ['', ...names]), firstSeq: uint64(rng),
+      messages: Array.from({ length: rng.int(0, 3) }, () => toWireMessage(message(rng, false))),
+    });
+    if (rng.int(0, 2) === 0) req.fencing = { lock: pick(rng, ['', ...names]), token: uint64(rng) };
+    const bytes = schema.PublishRequest.encode(req).finish();
+    t.not(readPublishRequest(bytes), null, `request ${i}: read by hand`, { diagnostic: false });
+    t.same(plain(decodePublishRequest(bytes)), viaProtobufjs(bytes), `request ${i}: the fields protobufjs reads`, { diagnostic: false });
+    const reply = { partition: uint32(rng), baseOffset: uint64(rng), count: uint32(rng), timestampMs: time(rng) };
+    const hand = layPublishReply(reply.partition, reply.baseOffset, reply.count, reply.timestampMs);
+    t.same(Array.from(hand ?? []), Array.from(schema.PublishReply.encode(reply).finish()), `reply ${i}: protobufjs' bytes`, { diagnostic: false });
+  }
+  t.same(Array.from(encodePublishReply(1, 2 ** 60, 3, 4)), Array.from(schema.PublishReply.encode({ partition: 1, baseOffset: 2 ** 60, count: 3, timestampMs: 4 }).finish()),
+    'a base offset past 2^53: protobufjs writes it');
+  let differ = 0;
+  for (let i = 0; i < 1_000; i++) {
+    const good = Buffer.from(schema.PublishRequest.encode({ topic: 't', partition: 1, producer: pick(rng, names), firstSeq: uint64(rng),
+      messages: [toWireMessage(message(rng, false))] }).finish());
+    const bad = Buffer.from(good);
+    bad[rng.int(0, bad.length - 1)] = rng.int(0, 255);
+    const cut = rng.int(0, 3) === 0 ? bad.subarray(0, rng.int(0, bad.length)) : bad;
+    if (JSON.stringify(outcome(() => decodePublishRequest(cut))) !== JSON.stringify(outcome(() => viaProtobufjs(cut)))) differ++;
+  }
+  t.equal(differ, 0, `mutated requests read alike (seed ${seed + 2})`);
 });
