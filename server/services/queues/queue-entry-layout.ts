@@ -413,7 +413,8 @@ export function layQueueEntry(commands: readonly LaidCommand[]): Uint8Array | nu
  * call out in between (module state rather than a reader object per entry).
  */
 let input: Uint8Array = new Uint8Array(0);
-let view: DataView = new DataView(input.buffer);
+/** Made at the first double read (a publish request has none). */
+let view: DataView | null = null;
 let at = 0;
 /** Set when the bytes are not what this reader takes: the whole entry goes to protobufjs. */
 let unusual = false;
@@ -462,6 +463,7 @@ function double(end: number): number {
     unusual = true;
     return 0;
   }
+  view ??= new DataView(input.buffer, input.byteOffset, input.byteLength);
   const v = view.getFloat64(at, true);
   at += 8;
   return v;
@@ -494,7 +496,8 @@ function bytes(end: number): Uint8Array {
   return input.subarray(from, stop);
 }
 
-const noHeaders: readonly Header[] = [];
+/** Messages without headers share this list (Message.headers is read-only; frozen, so nothing can add to it). */
+const noHeaders: readonly Header[] = Object.freeze([]);
 const empty: Uint8Array = new Uint8Array(0);
 
 function header(end: number): Header {
@@ -523,8 +526,7 @@ function message(end: number): Message {
       at = stop;
     } else unusual = true;
   }
-  // A fresh empty list per message, as fromWireMessage() gives: nothing may share it.
-  return { key, value, headers: headers ?? (noHeaders.slice() as Header[]) };
+  return { key, value, headers: headers ?? noHeaders };
 }
 
 function item(end: number): ItemFields {
@@ -616,7 +618,7 @@ function command(end: number): CommandFields {
 /** The commands' fields of an entry, or null when protobufjs must read it (see the opening comment). */
 export function readQueueEntry(entry: Uint8Array): CommandFields[] | null {
   input = entry;
-  view = new DataView(entry.buffer, entry.byteOffset, entry.byteLength);
+  view = null;
   at = 0;
   unusual = false;
   const out: CommandFields[] = [];
@@ -633,7 +635,7 @@ export function readQueueEntry(entry: Uint8Array): CommandFields[] | null {
   }
   const ok = !unusual;
   input = empty;
-  view = new DataView(empty.buffer);
+  view = null;
   return ok ? out : null;
 }
 
@@ -653,7 +655,7 @@ const publishTag = { topic: 0x0a, partition: 0x10, producer: 0x1a, firstSeq: 0x2
 /** A publish request read by hand, or null when protobufjs must read it (as readQueueEntry()). */
 export function readPublishRequest(payload: Uint8Array): PublishFields | null {
   input = payload;
-  view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  view = null;
   at = 0;
   unusual = false;
   let topic = '';
@@ -688,7 +690,7 @@ export function readPublishRequest(payload: Uint8Array): PublishFields | null {
   }
   const ok = !unusual;
   input = empty;
-  view = new DataView(empty.buffer);
+  view = null;
   return ok ? { topic, partition, producer, firstSeq, messages, fencing: fence } : null;
 }
 
