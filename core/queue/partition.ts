@@ -351,12 +351,16 @@ const nameError = (what: string, s: unknown): string | null =>
 /** Set while fromSnapshot constructs: the store may hold messages then. */
 let restoring = false;
 
+/** What a command did besides its result; the lists are made by the first push (most commands make none). */
 interface Effects {
   readonly nowMs: number;
-  readonly events: QueueEvent[];
+  events: QueueEvent[] | null;
   /** Dead letters made by this command (they become outbox batches after it). */
-  readonly letters: DeadLetter[];
+  letters: DeadLetter[] | null;
 }
+
+/** The events of every outcome without any (read-only; frozen, so nothing can add to it). */
+const noEvents: readonly QueueEvent[] = Object.freeze([]);
 
 export type PartitionCanary = 'forget-failed-attempts' | 'cursor-before-ack';
 
@@ -414,7 +418,7 @@ export class QueuePartition {
     assert(Number.isSafeInteger(index) && index > this.lastAppliedIndex, 'apply index must increase');
     assert(typeof cmd === 'object' && cmd !== null && Number.isFinite(cmd.nowMs), 'nowMs is stamped by the proposing leader');
     this.lastAppliedIndex = index;
-    const fx: Effects = { nowMs: cmd.nowMs, events: [], letters: [] };
+    const fx: Effects = { nowMs: cmd.nowMs, events: null, letters: null };
     let result: QueueResult;
     let duplicate = false;
     switch (cmd.kind) {
@@ -463,9 +467,9 @@ export class QueuePartition {
       default:
         return assertNever(cmd, 'queue command');
     }
-    if (fx.letters.length > 0) this.batchLetters(fx.letters);
+    if (fx.letters !== null) this.batchLetters(fx.letters);
     this.check();
-    return { result, duplicate, events: fx.events };
+    return { result, duplicate, events: fx.events ?? noEvents };
   }
 
   // ------------------------------------------------------------------ append
@@ -825,10 +829,10 @@ export class QueuePartition {
       this.finish(d); // the deliberate bug: the attempt failed, yet the message counts as done and is never handed out again
       return false;
     }
-    if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries && this.outboxLetters + fx.letters.length < this.outboxMax) {
+    if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries && this.outboxLetters + (fx.letters?.length ?? 0) < this.outboxMax) {
       const letter: DeadLetter = { seq: this.nextDeadLetterSeq++, group: g.name, offset: d.offset, deliveries: d.attempt, reason };
-      fx.letters.push(letter);
-      fx.events.push({ kind: 'deadLettered', ...letter, delivery: d.id });
+      (fx.letters ??= []).push(letter);
+      (fx.events ??= []).push({ kind: 'deadLettered', ...letter, delivery: d.id });
       this.finish(d);
       return true;
     }
