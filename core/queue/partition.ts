@@ -215,9 +215,77 @@ interface ProducerBatch {
 }
 
 interface ProducerState {
+  readonly id: ProducerId;
   lastSeq: number;
   /** Oldest first, at most queueProducerBatchesRemembered. */
   readonly batches: ProducerBatch[];
+  /** Neighbours in the partition's recency list (ProducerRecency). */
+  older: ProducerState | null;
+  newer: ProducerState | null;
+}
+
+/**
+ * Producers by id, least recently appending first. A Map alone would keep the order by a
+ * delete and a set per append (the Map's table churns, and every set stores a new key
+ * string); here the order is a list through the producers themselves: an append moves its
+ * producer to the newest end in O(1), the Map changes only when a producer comes or goes.
+ */
+class ProducerRecency {
+  private readonly byId = new Map<ProducerId, ProducerState>();
+  private oldest: ProducerState | null = null;
+  private newest: ProducerState | null = null;
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: ProducerId): ProducerState | undefined {
+    return this.byId.get(id);
+  }
+
+  /** A new producer, newest. */
+  add(id: ProducerId, lastSeq: number, batches: ProducerBatch[]): ProducerState {
+    assert(!this.byId.has(id), 'a producer is added once');
+    const p: ProducerState = { id, lastSeq, batches, older: this.newest, newer: null };
+    if (this.newest !== null) this.newest.newer = p;
+    else this.oldest = p;
+    this.newest = p;
+    this.byId.set(id, p);
+    return p;
+  }
+
+  /** `p` just appended: it becomes the newest. */
+  touch(p: ProducerState): void {
+    if (p === this.newest) return;
+    this.unlink(p);
+    p.older = this.newest;
+    p.newer = null;
+    (this.newest as ProducerState).newer = p;
+    this.newest = p;
+  }
+
+  /** Forgets the least recently appending producer. */
+  dropOldest(): void {
+    const p = this.oldest;
+    assert(p !== null, 'a producer to drop');
+    this.unlink(p);
+    this.byId.delete(p.id);
+  }
+
+  /** Least recently appending first. */
+  *inOrder(): IterableIterator<ProducerState> {
+    // Bounded by the producers: each step moves to a newer one.
+    for (let p = this.oldest; p !== null; p = p.newer) yield p;
+  }
+
+  private unlink(p: ProducerState): void {
+    if (p.older !== null) p.older.newer = p.newer;
+    else this.oldest = p.newer;
+    if (p.newer !== null) p.newer.older = p.older;
+    else this.newest = p.older;
+    p.older = null;
+    p.newer = null;
+  }
 }
 
 // --- snapshot shapes (plain JSON data but for the cached results' numbers) ---
@@ -283,12 +351,16 @@ const nameError = (what: string, s: unknown): string | null =>
 /** Set while fromSnapshot constructs: the store may hold messages then. */
 let restoring = false;
 
+/** What a command did besides its result; the lists are made by the first push (most commands make none). */
 interface Effects {
   readonly nowMs: number;
-  readonly events: QueueEvent[];
+  events: QueueEvent[] | null;
   /** Dead letters made by this command (they become outbox batches after it). */
-  readonly letters: DeadLetter[];
+  letters: DeadLetter[] | null;
 }
+
+/** The events of every outcome without any (read-only; frozen, so nothing can add to it). */
+const noEvents: readonly QueueEvent[] = Object.freeze([]);
 
 export type PartitionCanary = 'forget-failed-attempts' | 'cursor-before-ack';
 
@@ -312,8 +384,7 @@ export class QueuePartition {
   private readonly deadlines = new PairHeap();
   /** Creation order. */
   private readonly groups = new Map<ConsumerGroup, GroupState>();
-  /** Least recently appending first. */
-  private readonly producers = new Map<ProducerId, ProducerState>();
+  private readonly producers = new ProducerRecency();
   /** Redriven offsets -> the one group that sees them (ascending offsets). */
   private readonly onlyFor = new Map<number, ConsumerGroup>();
   private lastAppliedIndex: LogIndex = logIndex(0);
@@ -347,7 +418,7 @@ export class QueuePartition {
     assert(Number.isSafeInteger(index) && index > this.lastAppliedIndex, 'apply index must increase');
     assert(typeof cmd === 'object' && cmd !== null && Number.isFinite(cmd.nowMs), 'nowMs is stamped by the proposing leader');
     this.lastAppliedIndex = index;
-    const fx: Effects = { nowMs: cmd.nowMs, events: [], letters: [] };
+    const fx: Effects = { nowMs: cmd.nowMs, events: null, letters: null };
     let result: QueueResult;
     let duplicate = false;
     switch (cmd.kind) {
@@ -396,9 +467,9 @@ export class QueuePartition {
       default:
         return assertNever(cmd, 'queue command');
     }
-    if (fx.letters.length > 0) this.batchLetters(fx.letters);
+    if (fx.letters !== null) this.batchLetters(fx.letters);
     this.check();
-    return { result, duplicate, events: fx.events };
+    return { result, duplicate, events: fx.events ?? noEvents };
   }
 
   // ------------------------------------------------------------------ append
@@ -417,7 +488,12 @@ export class QueuePartition {
       if (!isInt(cmd.firstSeq, 1, Number.MAX_SAFE_INTEGER - n)) return { result: err('BAD_REQUEST', 'firstSeq must be a positive integer'), duplicate: false };
       p = this.producers.get(cmd.producer);
       if (p !== undefined) {
-        const seen = p.batches.find((b) => b.firstSeq === cmd.firstSeq);
+        let seen: ProducerBatch | undefined;
+        for (const b of p.batches) {
+          if (b.firstSeq !== cmd.firstSeq) continue;
+          seen = b;
+          break;
+        }
         if (seen !== undefined) {
           if (seen.count !== n) {
             return { result: err('BAD_REQUEST', `producer ${cmd.producer} sent seq ${cmd.firstSeq} before with ${seen.count} messages, now ${n}`), duplicate: false };
@@ -444,13 +520,12 @@ export class QueuePartition {
     }
     this.lastTimestampMs = ts;
     if (cmd.producer !== undefined) {
-      if (p === undefined) p = { lastSeq: 0, batches: [] };
-      this.producers.delete(cmd.producer); // most recent last
-      this.producers.set(cmd.producer, p);
+      if (p === undefined) p = this.producers.add(cmd.producer, 0, []);
+      else this.producers.touch(p);
       p.batches.push({ firstSeq: cmd.firstSeq as number, count: n, baseOffset: base, timestampMs: ts });
       if (p.batches.length > queueProducerBatchesRemembered) p.batches.shift();
       p.lastSeq = (cmd.firstSeq as number) + n - 1;
-      if (this.producers.size > queueProducersPerPartitionMax) this.producers.delete(this.producers.keys().next().value as ProducerId);
+      if (this.producers.size > queueProducersPerPartitionMax) this.producers.dropOldest();
     }
     this.retain(fx.nowMs);
     return { result: { kind: 'appended', baseOffset: base, count: n, timestampMs: ts }, duplicate: false };
@@ -754,10 +829,10 @@ export class QueuePartition {
       this.finish(d); // the deliberate bug: the attempt failed, yet the message counts as done and is never handed out again
       return false;
     }
-    if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries && this.outboxLetters + fx.letters.length < this.outboxMax) {
+    if (this.config.maxDeliveries > 0 && d.attempt >= this.config.maxDeliveries && this.outboxLetters + (fx.letters?.length ?? 0) < this.outboxMax) {
       const letter: DeadLetter = { seq: this.nextDeadLetterSeq++, group: g.name, offset: d.offset, deliveries: d.attempt, reason };
-      fx.letters.push(letter);
-      fx.events.push({ kind: 'deadLettered', ...letter, delivery: d.id });
+      (fx.letters ??= []).push(letter);
+      (fx.events ??= []).push({ kind: 'deadLettered', ...letter, delivery: d.id });
       this.finish(d);
       return true;
     }
@@ -1033,7 +1108,7 @@ export class QueuePartition {
       logEnd: offset(this.logEnd),
       lastTimestampMs: this.lastTimestampMs,
       nextDeliveryId: deliveryId(this.nextDeliveryId),
-      producers: [...this.producers].map(([producer, p]) => ({ producer, lastSeq: p.lastSeq, batches: p.batches.map((b) => ({ ...b })) })),
+      producers: [...this.producers.inOrder()].map((p) => ({ producer: p.id, lastSeq: p.lastSeq, batches: p.batches.map((b) => ({ ...b })) })),
       onlyFor: [...this.onlyFor].map(([o, group]) => ({ offset: offset(o), group })),
       groups: [...this.groups.values()].map((g) => ({
         group: g.name,
@@ -1064,7 +1139,7 @@ export class QueuePartition {
     q.logEnd = snap.logEnd;
     q.lastTimestampMs = snap.lastTimestampMs;
     q.nextDeliveryId = snap.nextDeliveryId;
-    for (const p of snap.producers) q.producers.set(p.producer, { lastSeq: p.lastSeq, batches: p.batches.map((b) => ({ ...b })) });
+    for (const p of snap.producers) q.producers.add(p.producer, p.lastSeq, p.batches.map((b) => ({ ...b })));
     for (const o of snap.onlyFor) q.onlyFor.set(o.offset, o.group);
     for (const b of snap.outbox ?? []) {
       q.outbox.push({ firstSeq: b.firstSeq, letters: b.letters.map((l) => ({ ...l })) });

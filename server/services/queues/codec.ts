@@ -2,7 +2,8 @@
 // several per entry when a turn batched them, each with an optional fencing token) and
 // group 0's topic entry (TopicCommandEntry), both protobuf (protocol/dsync.proto).
 // Decoding is strict about kinds: an entry no replica can read crashes every replica
-// alike (assert), never lets them diverge.
+// alike (assert), never lets them diverge. Partition entries are laid out and read by hand
+// (queue-entry-layout.ts: the same protobuf bytes), protobufjs taking what that does not.
 
 import { assert, assertNever } from '../../../core/assert.js';
 import { consumerGroup, consumerId, deliveryId, offset, producerId } from '../../../core/ids.js';
@@ -10,6 +11,7 @@ import type { Header, Message, QueueCommand } from '../../../core/queue/commands
 import type { TopicCommand, TopicSpec } from '../../../core/queue/topics.js';
 import type { NodeId } from '../../../core/ids.js';
 import { schema, wireNumber } from '../../../protocol/index.js';
+import { type CommandFields, layPublishReply, layQueueEntry, type PublishFields, queueCommandKinds, readPublishRequest, readQueueEntry } from './queue-entry-layout.js';
 
 /** A lock's fencing token carried by a publish or an ack. */
 export interface Fencing {
@@ -23,9 +25,7 @@ export interface EntryCommand {
   readonly fencing?: Fencing;
 }
 
-const Kind = {
-  append: 1, fetch: 2, ack: 3, nack: 4, extend: 5, expireDeadlines: 6, consumerGone: 7, replay: 8, deleteGroup: 9, enforceRetention: 10, deadLettersForwarded: 11,
-} as const satisfies Record<QueueCommand['kind'], number>;
+const Kind = queueCommandKinds;
 const kindByNumber = new Map<number, QueueCommand['kind']>(Object.entries(Kind).map(([k, v]) => [v, k as QueueCommand['kind']]));
 
 type WireMessage = ReturnType<typeof schema.QueueMessage.create>;
@@ -89,51 +89,68 @@ function encodeCommand(c: EntryCommand): ReturnType<typeof schema.QueueCommandEn
 
 export function encodeQueueEntry(commands: readonly EntryCommand[]): Uint8Array {
   assert(commands.length > 0, 'an entry carries at least one command');
+  return layQueueEntry(commands) ?? encodeQueueEntrySlow(commands);
+}
+
+/** The entry through protobufjs: what the hand layout leaves to it, and the reference its tests compare with. */
+export function encodeQueueEntrySlow(commands: readonly EntryCommand[]): Uint8Array {
   return schema.QueueEntry.encode({ commands: commands.map(encodeCommand) }).finish();
 }
 
 type WireCommand = ReturnType<typeof schema.QueueEntry.decode>['commands'][number];
 
-function decodeCommand(w: WireCommand): EntryCommand {
-  const e = {
-    kind: w.kind ?? 0, nowMs: w.nowMs ?? 0, producer: w.producer ?? '', firstSeq: wireNumber(w.firstSeq), messages: w.messages ?? [],
+/** A protobufjs-decoded command as the fields commandOf() reads. */
+function fieldsOfWire(w: WireCommand): CommandFields {
+  return {
+    kind: w.kind ?? 0, nowMs: w.nowMs ?? 0, producer: w.producer ?? '', firstSeq: wireNumber(w.firstSeq), messages: (w.messages ?? []).map(fromWireMessage),
     group: w.group ?? '', consumer: w.consumer ?? '', seq: wireNumber(w.seq), max: w.max ?? 0, ackDeadlineMs: w.ackDeadlineMs ?? 0,
     items: (w.items ?? []).map((i) => ({ delivery: wireNumber(i.delivery), attempt: i.attempt ?? 0, delayMs: i.delayMs ?? 0, hasDelay: i.hasDelay === true })),
-    fencing: w.fencing ?? null, replayOffset: wireNumber(w.replayOffset), replayTimestampMs: w.replayTimestampMs ?? 0,
+    fencing: w.fencing === null || w.fencing === undefined ? null : { lock: w.fencing.lock ?? '', token: wireNumber(w.fencing.token) },
+    replayOffset: wireNumber(w.replayOffset), replayTimestampMs: w.replayTimestampMs ?? 0,
     replayByTime: w.replayByTime === true, onlyGroup: w.onlyGroup ?? [],
   };
+}
+
+/** The command the fields of one QueueCommandEntry say (read by hand or by protobufjs). */
+function commandOf(e: CommandFields): EntryCommand {
   const kind = kindByNumber.get(e.kind);
   assert(kind !== undefined, `queue entry command of unknown kind ${e.kind}`);
   const nowMs = e.nowMs;
-  const from = { group: consumerGroup(e.group), consumer: consumerId(e.consumer), seq: e.seq, nowMs };
-  const item = e.items[0];
   let cmd: QueueCommand;
   switch (kind) {
     case 'append': {
-      const messages = e.messages.map((w, i) => {
-        const m = fromWireMessage(w);
-        const only = e.onlyGroup[i] ?? '';
-        return only === '' ? m : { ...m, onlyGroup: consumerGroup(only) };
+      const only = e.onlyGroup;
+      const messages = only.length === 0 ? e.messages : e.messages.map((m, i) => {
+        const group = only[i] ?? '';
+        return group === '' ? m : { ...m, onlyGroup: consumerGroup(group) };
       });
-      cmd = e.producer === '' ? { kind, nowMs, messages } : { kind, nowMs, messages, producer: producerId(e.producer), firstSeq: Number(e.firstSeq) };
+      cmd = e.producer === '' ? { kind, nowMs, messages } : { kind, nowMs, messages, producer: producerId(e.producer), firstSeq: e.firstSeq };
       break;
     }
-    case 'fetch':
+    case 'fetch': {
+      const from = { group: consumerGroup(e.group), consumer: consumerId(e.consumer), seq: e.seq, nowMs };
       cmd = e.ackDeadlineMs === 0 ? { kind, ...from, max: e.max } : { kind, ...from, max: e.max, ackDeadlineMs: e.ackDeadlineMs };
       break;
+    }
     case 'ack':
-      cmd = { kind, ...from, items: e.items.map((i) => ({ delivery: deliveryId(Number(i.delivery)), attempt: i.attempt })) };
+      cmd = { kind, group: consumerGroup(e.group), consumer: consumerId(e.consumer), seq: e.seq, nowMs,
+        items: e.items.map((i) => ({ delivery: deliveryId(i.delivery), attempt: i.attempt })) };
       break;
-    case 'nack':
+    case 'nack': {
+      const item = e.items[0];
       assert(item !== undefined, 'a nack entry names its delivery');
+      const from = { group: consumerGroup(e.group), consumer: consumerId(e.consumer), seq: e.seq, nowMs };
       cmd = item.hasDelay
-        ? { kind, ...from, delivery: deliveryId(Number(item.delivery)), attempt: item.attempt, delayMs: item.delayMs }
-        : { kind, ...from, delivery: deliveryId(Number(item.delivery)), attempt: item.attempt };
+        ? { kind, ...from, delivery: deliveryId(item.delivery), attempt: item.attempt, delayMs: item.delayMs }
+        : { kind, ...from, delivery: deliveryId(item.delivery), attempt: item.attempt };
       break;
-    case 'extend':
+    }
+    case 'extend': {
+      const item = e.items[0];
       assert(item !== undefined, 'an extend entry names its delivery');
-      cmd = { kind, ...from, delivery: deliveryId(Number(item.delivery)), attempt: item.attempt };
+      cmd = { kind, group: consumerGroup(e.group), consumer: consumerId(e.consumer), seq: e.seq, nowMs, delivery: deliveryId(item.delivery), attempt: item.attempt };
       break;
+    }
     case 'expireDeadlines': case 'enforceRetention':
       cmd = { kind, nowMs };
       break;
@@ -152,14 +169,38 @@ function decodeCommand(w: WireCommand): EntryCommand {
     default:
       return assertNever(kind, 'queue command kind');
   }
-  const f = e.fencing;
-  return f === null ? { cmd } : { cmd, fencing: { lock: f.lock ?? '', token: wireNumber(f.token) } };
+  return e.fencing === null ? { cmd } : { cmd, fencing: e.fencing };
 }
 
 export function decodeQueueEntry(bytes: Uint8Array): EntryCommand[] {
-  const entry = schema.QueueEntry.decode(bytes);
-  assert(entry.commands.length > 0, 'a queue entry carries at least one command');
-  return entry.commands.map(decodeCommand);
+  const fields = readQueueEntry(bytes);
+  if (fields === null) return decodeQueueEntrySlow(bytes);
+  assert(fields.length > 0, 'a queue entry carries at least one command');
+  return fields.map(commandOf);
+}
+
+/** The entry read by protobufjs alone: what the hand reader leaves to it, and the reference its tests compare with. */
+export function decodeQueueEntrySlow(bytes: Uint8Array): EntryCommand[] {
+  const fields = schema.QueueEntry.decode(bytes).commands.map(fieldsOfWire);
+  assert(fields.length > 0, 'a queue entry carries at least one command');
+  return fields.map(commandOf);
+}
+
+// ---- publish requests and replies ----
+
+export type { PublishFields } from './queue-entry-layout.js';
+
+/** A PublishRequest read by hand, or by protobufjs when the hand reader leaves it (it throws on malformed bytes). */
+export function decodePublishRequest(payload: Uint8Array): PublishFields {
+  const hand = readPublishRequest(payload);
+  if (hand !== null) return hand;
+  const r = schema.PublishRequest.decode(payload);
+  return { topic: r.topic, partition: r.partition, producer: r.producer, firstSeq: wireNumber(r.firstSeq), messages: r.messages.map(fromWireMessage),
+    fencing: r.fencing === null || r.fencing === undefined ? null : { lock: r.fencing.lock ?? '', token: wireNumber(r.fencing.token) } };
+}
+
+export function encodePublishReply(partition: number, baseOffset: number, count: number, timestampMs: number): Uint8Array {
+  return layPublishReply(partition, baseOffset, count, timestampMs) ?? schema.PublishReply.encode({ partition, baseOffset, count, timestampMs }).finish();
 }
 
 // ---- group 0: topic commands ----

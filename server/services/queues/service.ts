@@ -75,8 +75,8 @@ import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
 import type { GroupRunner } from '../../raft/runner.js';
 import type { Cancel } from '../../runtime.js';
 import type { ClientLink, RequestContext, Service, ServiceContext, ServiceNode } from '../service.js';
-import { decodeTopicCommand, encodeQueueEntry, encodeTopicCommand, type EntryCommand, type Fencing, fromWireMessage, specOf,
-  toWireMessage } from './codec.js';
+import { decodePublishRequest, decodeTopicCommand, encodePublishReply, encodeQueueEntry, encodeTopicCommand, type EntryCommand, type Fencing, fromWireMessage,
+  type PublishFields, specOf, toWireMessage } from './codec.js';
 import { type CommandOutcome, PartitionMachine, type PartitionListener } from './partition.js';
 import type { PartitionStorageFactory } from './storage.js';
 import { answerPull, type CatchUpCounts, PartitionCatchUp } from './catchup.js';
@@ -600,19 +600,28 @@ export class QueueService implements Service {
   // ------------------------------------------------------------------ proposing (batched per turn)
 
   private enqueue(h: Hosted, make: (nowMs: number) => EntryCommand, bytes: number, early?: number): Promise<CommandOutcome> {
-    if (!h.isLeader || h.stopped) return Promise.reject(this.notLeader(h));
-    if (h.pending.length >= queuePendingRequestsPerPartitionMax) {
-      return Promise.reject(new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
-        `partition ${h.index} of ${h.topic.name} has ${h.pending.length} requests waiting for its next entry; retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
-    }
     return new Promise((resolve, reject) => {
-      h.pending.push(early === undefined ? { make, bytes, resolve, reject } : { make, bytes, early, resolve, reject });
-      h.pendingBytes += bytes;
-      if (!h.flushScheduled) {
-        h.flushScheduled = true;
-        this.context.scheduler.defer(() => this.flush(h));
-      }
+      this.submit(h, early === undefined ? { make, bytes, resolve, reject } : { make, bytes, early, resolve, reject });
     });
+  }
+
+  /** Queues a request for the partition's next entry; refused at once (reject) when this node does not lead it or too many wait. */
+  private submit(h: Hosted, p: Pending): void {
+    if (!h.isLeader || h.stopped) {
+      p.reject(this.notLeader(h));
+      return;
+    }
+    if (h.pending.length >= queuePendingRequestsPerPartitionMax) {
+      p.reject(new DsyncError(ErrorCode.TOO_MANY_REQUESTS,
+        `partition ${h.index} of ${h.topic.name} has ${h.pending.length} requests waiting for its next entry; retry shortly`, { retryAfterMs: overloadRetryAfterMs }));
+      return;
+    }
+    h.pending.push(p);
+    h.pendingBytes += p.bytes;
+    if (!h.flushScheduled) {
+      h.flushScheduled = true;
+      this.context.scheduler.defer(() => this.flush(h));
+    }
   }
 
   private flush(h: Hosted): void {
@@ -899,7 +908,7 @@ export class QueueService implements Service {
       if (req.local) rc.conn.reply(rc.requestId, rc.opcode, schema.TopicState.encode(this.topicState(this.knownTopic(req.topic))).finish());
       else this.topicStateReply(rc, req.topic);
     }, 'read');
-    c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload((b) => schema.PublishRequest.decode(b), payload, 'publish')));
+    c.handle(Opcode.Publish, (rc, payload) => this.publish(rc, decodePayload(decodePublishRequest, payload, 'publish')));
     c.handle(Opcode.Fetch, (rc, payload) => this.fetch(rc, decodePayload((b) => schema.FetchRequest.decode(b), payload, 'fetch')));
     c.handle(Opcode.Ring, (rc) => rc.conn.reply(rc.requestId, rc.opcode, schema.RingReply.encode(this.ringReply()).finish()), 'read');
     for (const op of [Opcode.Ack, Opcode.Nack, Opcode.Extend]) {
@@ -979,28 +988,40 @@ export class QueueService implements Service {
     });
   }
 
-  private publish(rc: RequestContext, req: ReturnType<typeof schema.PublishRequest.decode>): void {
-    if (req.messages.length === 0 || req.messages.length > queueAppendBatchCountMax) {
-      throw new DsyncError(ErrorCode.BAD_REQUEST, `a publish carries 1 to ${queueAppendBatchCountMax} messages (got ${req.messages.length})`);
+  private publish(rc: RequestContext, req: PublishFields): void {
+    const messages = req.messages;
+    if (messages.length === 0 || messages.length > queueAppendBatchCountMax) {
+      throw new DsyncError(ErrorCode.BAD_REQUEST, `a publish carries 1 to ${queueAppendBatchCountMax} messages (got ${messages.length})`);
     }
-    const messages = req.messages.map((w) => fromWireMessage(w));
     let bytes = 0;
-    for (const [i, m] of messages.entries()) {
-      const size = messageBytes(m);
+    for (let i = 0; i < messages.length; i++) {
+      const size = messageBytes(messages[i] as Message);
       if (size > queueMessageBytesMax) throw new DsyncError(ErrorCode.MESSAGE_TOO_LARGE, `message ${i} has ${size} bytes; the limit is ${queueMessageBytesMax}`);
       bytes += size;
     }
-    const firstSeq = wireNumber(req.firstSeq);
+    const firstSeq = req.firstSeq;
     if (req.producer !== '' && firstSeq < 1) throw new DsyncError(ErrorCode.BAD_REQUEST, 'a producer\'s publish needs first_seq >= 1');
     const h = this.leaderOf(req.topic, req.partition);
     const fencing = fencingOf(req.fencing);
     const producer = req.producer === '' ? undefined : producerId(req.producer);
-    this.answer(rc, this.enqueue(h, (nowMs) => {
-      const cmd: QueueCommand = producer === undefined ? { kind: 'append', nowMs, messages } : { kind: 'append', nowMs, messages, producer, firstSeq };
-      return fencing === undefined ? { cmd } : { cmd, fencing };
-    }, bytes, this.opts.canary === 'ack-before-majority' ? messages.length : undefined), (r) => {
-      assert(r.kind === 'appended', 'an append answers appended or an error');
-      return schema.PublishReply.encode({ partition: req.partition, baseOffset: r.baseOffset, count: r.count, timestampMs: r.timestampMs }).finish();
+    const partition = req.partition;
+    // Answered from the pending request's own callbacks: no promise and reaction per publish.
+    this.submit(h, {
+      make: (nowMs) => {
+        const cmd: QueueCommand = producer === undefined ? { kind: 'append', nowMs, messages } : { kind: 'append', nowMs, messages, producer, firstSeq };
+        return fencing === undefined ? { cmd } : { cmd, fencing };
+      },
+      bytes,
+      ...(this.opts.canary === 'ack-before-majority' ? { early: messages.length } : {}),
+      resolve: (o) => {
+        const r = o.result;
+        if (r.kind === 'error') rc.conn.replyError(rc.requestId, rc.opcode, queueError(r.code, r.message));
+        else {
+          assert(r.kind === 'appended', 'an append answers appended or an error');
+          rc.conn.reply(rc.requestId, rc.opcode, encodePublishReply(partition, r.baseOffset, r.count, r.timestampMs));
+        }
+      },
+      reject: (err) => rc.conn.replyError(rc.requestId, rc.opcode, err),
     });
   }
 
@@ -1169,20 +1190,29 @@ export class QueueService implements Service {
       counts = new Map();
       this.eventCounts.set(topic, counts);
     }
-    const add = (event: QueueEventName, n: number): void => { if (n > 0) counts.set(event, (counts.get(event) ?? 0) + n); };
     const r = o.result;
     switch (r.kind) {
-      case 'appended': add('published', r.count); break;
-      case 'delivered':
-        add('delivered', r.deliveries.length);
-        add('redelivered', r.deliveries.filter((d) => d.attempt > 1).length);
+      case 'appended': addCount(counts, 'published', r.count); break;
+      case 'delivered': {
+        let redelivered = 0;
+        for (const d of r.deliveries) if (d.attempt > 1) redelivered++;
+        addCount(counts, 'delivered', r.deliveries.length);
+        addCount(counts, 'redelivered', redelivered);
         break;
-      case 'acked': add('acked', r.statuses.filter((st) => st === 'OK').length); break;
-      case 'nacked': add('nacked', 1); break;
-      case 'expired': add('deadline_expired', r.count); break;
+      }
+      case 'acked': {
+        let acked = 0;
+        for (const st of r.statuses) if (st === 'OK') acked++;
+        addCount(counts, 'acked', acked);
+        break;
+      }
+      case 'nacked': addCount(counts, 'nacked', 1); break;
+      case 'expired': addCount(counts, 'deadline_expired', r.count); break;
       default: break;
     }
-    add('dead_lettered', o.events.filter((e) => e.kind === 'deadLettered').length);
+    let deadLettered = 0;
+    for (const e of o.events) if (e.kind === 'deadLettered') deadLettered++;
+    addCount(counts, 'dead_lettered', deadLettered);
   }
 
   /**
@@ -1347,6 +1377,10 @@ type QueueEventName = 'published' | 'delivered' | 'redelivered' | 'acked' | 'nac
 function fencingOf(f: { lock?: string | null; token?: number | null } | null | undefined): Fencing | undefined {
   if (f === null || f === undefined || (f.lock ?? '') === '') return undefined;
   return { lock: f.lock ?? '', token: Number(f.token ?? 0) };
+}
+
+function addCount(counts: Map<QueueEventName, number>, event: QueueEventName, n: number): void {
+  if (n > 0) counts.set(event, (counts.get(event) ?? 0) + n);
 }
 
 function queueError(code: string, message: string): DsyncError {

@@ -354,6 +354,19 @@ t.test('bounds: consumers per group, groups, producers, redriven messages', (t) 
   t.match(p.produce('first', 1, msg('a')), { duplicate: false }, 'a forgotten producer\'s retry is appended again (at-least-once)');
   t.match(p.produce(`p${queueProducersPerPartitionMax - 1}`, 1, msg('x')), { duplicate: true }, 'recent producers are remembered');
 
+  // An append makes its producer the most recent: the one forgotten next is the least recently
+  // appending, not the first to arrive; the order survives a snapshot.
+  const lru = new Driver();
+  lru.produce('active', 1, msg('a'));
+  for (let i = 0; i < queueProducersPerPartitionMax - 1; i++) lru.produce(`q${i}`, 1, msg('x'));
+  lru.produce('active', 2, msg('b'));
+  lru.store = MemoryMessageStore.fromSnapshot(lru.store.toSnapshot());
+  lru.q = QueuePartition.fromSnapshot(JSON.parse(JSON.stringify(lru.q.toSnapshot())) as ReturnType<QueuePartition['toSnapshot']>, lru.store);
+  t.equal(lru.q.toSnapshot().producers[queueProducersPerPartitionMax - 1]?.producer, 'active', 'the producer that appended last is the most recent');
+  lru.produce('newcomer', 1, msg('n'));
+  t.match(lru.produce('active', 2, msg('b')), { duplicate: true }, 'an active producer is remembered past newer arrivals');
+  t.match(lru.produce('q0', 1, msg('x')), { duplicate: false }, 'the least recently appending producer was forgotten');
+
   const r = new Driver();
   const redriven = Array.from({ length: queueAppendBatchCountMax }, () => ({ ...msg('r'), onlyGroup: g('G') }));
   const fills = Array.from({ length: queueRedrivenRetainedMax / queueAppendBatchCountMax }, () => code(r.publish(...redriven)));
