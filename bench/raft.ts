@@ -279,13 +279,15 @@ async function main(): Promise<void> {
     const proposalsPerSec = ackedMeasured / elapsedS;
     const perProposal = (n: number): number => (ackedMeasured === 0 ? 0 : n / ackedMeasured);
     const nodeCpuMs = (i: number): number => ((cpuAfter.nodesCpuSeconds[i] ?? 0) - (cpuBefore.nodesCpuSeconds[i] ?? 0)) * 1000;
+    const nodeWriteCalls = (i: number): number => (cpuAfter.nodesWriteCalls[i] ?? 0) - (cpuBefore.nodesWriteCalls[i] ?? 0);
     const followerIndexes = cluster.nodes.map((_, i) => i).filter((i) => i !== leaderIndex);
     const cpuPerProposal = {
       leaderMs: perProposal(nodeCpuMs(leaderIndex)),
       followerMsMean: perProposal(followerIndexes.reduce((sum, i) => sum + nodeCpuMs(i), 0) / Math.max(1, followerIndexes.length)),
       nodesMs: perProposal(cluster.nodes.reduce((sum, _, i) => sum + nodeCpuMs(i), 0)),
       clientMs: perProposal((cpuAfter.clientCpuSeconds - cpuBefore.clientCpuSeconds) * 1000),
-      nodesWriteCalls: perProposal(cluster.nodes.reduce((sum, _, i) => sum + (cpuAfter.nodesWriteCalls[i] ?? 0) - (cpuBefore.nodesWriteCalls[i] ?? 0), 0)),
+      nodesWriteCalls: perProposal(cluster.nodes.reduce((sum, _, i) => sum + nodeWriteCalls(i), 0)),
+      leaderWriteCalls: perProposal(nodeWriteCalls(leaderIndex)),
     };
     const result = {
       scenario: '3 nodes, group 0 journal appends, acknowledged once committed (fsynced on a majority) and applied on the leader',
@@ -314,7 +316,7 @@ async function main(): Promise<void> {
     for (const [k, v] of Object.entries(fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
     console.log(`  proposals per leader fsync ${result.proposalsPerLeaderFsync.toFixed(1)}`);
     console.log(`  CPU ms per proposal: nodes ${cpuPerProposal.nodesMs.toFixed(4)} (leader ${cpuPerProposal.leaderMs.toFixed(4)}, follower mean ${cpuPerProposal.followerMsMean.toFixed(4)}),`
-      + ` client ${cpuPerProposal.clientMs.toFixed(4)}; node write calls per proposal ${cpuPerProposal.nodesWriteCalls.toFixed(3)}`);
+      + ` client ${cpuPerProposal.clientMs.toFixed(4)}; node write calls per proposal ${cpuPerProposal.nodesWriteCalls.toFixed(3)} (leader ${cpuPerProposal.leaderWriteCalls.toFixed(3)})`);
     console.log(`  errors ${errors}${firstError === '' ? '' : ` (first: ${firstError})`}`);
     console.log(`  converged: ${converged.length} nodes at count=${journalCount} hash=${result.converged.hash} (>= ${ackedTotal} acknowledged)`);
     if (many !== null) {

@@ -63,3 +63,22 @@ t.test('frames queued after a task flushed go in a write of their own; a closed 
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(sink.writes.length, 2, 'nothing after close');
 });
+
+t.test('a flush writes only what was queued since the last one, however many frames the earlier batches held', async (t) => {
+  const sink = new Recorder();
+  const w = new FrameWriter(sink);
+  for (const id of [1, 2, 3]) w.send(FrameType.Response, Opcode.LockAcquire, id, new Uint8Array(id).fill(id));
+  w.flush();
+  w.send(FrameType.Response, Opcode.LockAcquire, 4, new Uint8Array([4, 4, 4, 4]));
+  w.flush();
+  for (const id of [5, 6]) w.sendAfterTask(FrameType.Error, Opcode.LockAcquire, id, new Uint8Array([id]));
+  await Promise.resolve();
+  t.same(sink.events, ['write of 1,2,3', 'write of 4', 'write of 5,6'], 'each write holds its own frames, in order');
+  const payloads: number[][] = [];
+  const decoder = new FrameDecoder({ frame: (_type, _opcode, _id, p) => { payloads.push([...p]); }, error: (err) => { throw err; } });
+  for (const chunk of sink.writes) decoder.push(chunk);
+  t.same(payloads, [[1], [2, 2], [3, 3, 3], [4, 4, 4, 4], [5], [6]], 'every frame with its own payload');
+  t.equal(w.queuedBytes, 0, 'nothing left queued');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(sink.writes.length, 3, 'the flushes send() scheduled find nothing left');
+});
