@@ -5,7 +5,8 @@
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
 import { decodePayload } from '../../node/node.js';
-import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
+import { EntryKind, type SubMachine } from '../../raft/group0.js';
+import { encodeJournalAppendReply, journalEntryFromAppend } from './codec.js';
 import type { Service, ServiceContext } from '../service.js';
 import { Journal } from './journal.js';
 
@@ -25,10 +26,9 @@ export class JournalService implements Service {
   start(ctx: ServiceContext): void {
     const group0 = ctx.groups.group0;
     ctx.handle(Opcode.JournalAppend, (rc, payload) => {
-      const req = decodePayload((b) => schema.JournalAppend.decode(b), payload, 'journal append');
-      group0.propose(frameEntry(EntryKind.Journal, req.data)).then((applied) => {
+      group0.propose(journalEntryFromAppend(EntryKind.Journal, payload)).then((applied) => {
         const { index, count } = applied as { index: number; count: number };
-        rc.conn.reply(rc.requestId, rc.opcode, schema.JournalAppendReply.encode({ index, count }).finish());
+        rc.conn.reply(rc.requestId, rc.opcode, encodeJournalAppendReply(index, count));
       }, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, ctx.node.asDsyncError(err)));
     });
     ctx.handle(Opcode.JournalInfo, (rc, payload) => {
