@@ -64,7 +64,8 @@ function putVarint(out: Uint8Array, at: number, v: number): number {
 
 /** JournalAppendReply { index, count }, each left out when 0 (proto3, as protobufjs writes it). */
 export function encodeJournalAppendReply(index: number, count: number): Uint8Array {
-  const out = new Uint8Array((index === 0 ? 0 : 1 + varintBytes(index)) + (count === 0 ? 0 : 1 + varintBytes(count)));
+  // A slice of Node's buffer pool: the reply lives until its frame is written, and a Uint8Array of its own costs an ArrayBuffer each.
+  const out = Buffer.allocUnsafe((index === 0 ? 0 : 1 + varintBytes(index)) + (count === 0 ? 0 : 1 + varintBytes(count)));
   let at = 0;
   if (index !== 0) {
     out[at++] = indexTag;
