@@ -17,6 +17,45 @@ export interface ByteSink {
 /** What a flushed payload slot holds, so the writer keeps no reference to a payload it wrote. */
 const noPayload = new Uint8Array(0);
 
+/**
+ * The writers with frames for the end of this turn, flushed by one setImmediate in the order
+ * they queued: one per writer cost an Immediate per connection per turn (a leader answering
+ * 64 connections ran 64 of them). A writer queued while they flush waits for the next turn,
+ * as its own setImmediate would have.
+ */
+class TurnEndFlush {
+  private queued: (FrameWriter | null)[] = [];
+  private queuedCount = 0;
+  private flushing: (FrameWriter | null)[] = [];
+  private scheduled = false;
+  private readonly runBound = (): void => this.run();
+
+  add(writer: FrameWriter): void {
+    this.queued[this.queuedCount++] = writer;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.runBound);
+    }
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    const writers = this.queued;
+    const count = this.queuedCount;
+    // Swapped, not truncated: both arrays keep their backing stores from turn to turn.
+    this.queued = this.flushing;
+    this.queuedCount = 0;
+    this.flushing = writers;
+    for (let i = 0; i < count; i++) {
+      const writer = writers[i] as FrameWriter;
+      writers[i] = null;
+      writer.flushAtTurnEnd();
+    }
+  }
+}
+
+const turnEndFlush = new TurnEndFlush();
+
 export class FrameWriter {
   /**
    * The queued frames are the first queuedCount slots of these. The arrays keep their
@@ -29,12 +68,10 @@ export class FrameWriter {
   private readonly payloads: Uint8Array[] = [];
   private queuedCount = 0;
   private pendingBytes = 0;
-  private flushScheduled = false;
+  /** This writer is in turnEndFlush's queue (at most once per turn). */
+  private flushAtTurnEndQueued = false;
   private flushAfterTaskScheduled = false;
   private closed = false;
-  private readonly flushBound = (): void => {
-    this.flush();
-  };
   private readonly flushAfterTaskBound = (): void => {
     this.flushAfterTaskScheduled = false;
     this.flush();
@@ -54,9 +91,9 @@ export class FrameWriter {
       this.flush();
       return;
     }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushBound);
+    if (!this.flushAtTurnEndQueued) {
+      this.flushAtTurnEndQueued = true;
+      turnEndFlush.add(this);
     }
   }
 
@@ -84,9 +121,14 @@ export class FrameWriter {
     return true;
   }
 
+  /** turnEndFlush's call: the end of the turn in which send() queued frames. */
+  flushAtTurnEnd(): void {
+    this.flushAtTurnEndQueued = false;
+    this.flush();
+  }
+
   /** Hands every queued frame to the sink as one buffer; returns the sink's write() result. */
   flush(): boolean {
-    this.flushScheduled = false;
     const count = this.queuedCount;
     if (count === 0 || this.closed) return true;
     const out = Buffer.allocUnsafe(this.pendingBytes);

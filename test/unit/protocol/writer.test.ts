@@ -82,3 +82,32 @@ t.test('a flush writes only what was queued since the last one, however many fra
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(sink.writes.length, 3, 'the flushes send() scheduled find nothing left');
 });
+
+t.test('several writers: one write each at the end of the turn, in the order they first queued; a frame queued meanwhile waits a turn', async (t) => {
+  const order: string[] = [];
+  const named = (name: string, onWrite?: () => void): FrameWriter => new FrameWriter({ write: (chunk) => {
+    order.push(`${name}:${new Recorder().framesIn(chunk).join(',')}`);
+    onWrite?.();
+    return true;
+  } });
+  const late = named('late');
+  const a = named('a', () => late.send(FrameType.Response, Opcode.LockAcquire, 9, payload));
+  const b = named('b');
+  b.send(FrameType.Response, Opcode.LockAcquire, 1, payload);
+  a.send(FrameType.Response, Opcode.LockAcquire, 2, payload);
+  b.send(FrameType.Response, Opcode.LockAcquire, 3, payload);
+  b.flush();
+  b.send(FrameType.Response, Opcode.LockAcquire, 4, payload);
+  a.close();
+  const c = named('c');
+  c.send(FrameType.Response, Opcode.LockAcquire, 5, payload);
+  setImmediate(() => order.push('turn end'));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(order, ['b:1,3', 'b:4', 'c:5', 'turn end'], 'b flushed early, then once more at the turn end; closed a wrote nothing; c after b');
+  const c2 = named('c2', () => late.send(FrameType.Response, Opcode.LockAcquire, 8, payload));
+  c2.send(FrameType.Response, Opcode.LockAcquire, 6, payload);
+  setImmediate(() => order.push('turn end'));
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(order.slice(4), ['c2:6', 'turn end', 'late:8'], 'a frame queued by a turn-end write goes out at the next turn end');
+});
