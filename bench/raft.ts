@@ -16,7 +16,14 @@
 //
 // Env: RAFT_BENCH_SECONDS (10), RAFT_BENCH_WARMUP_SECONDS (1), RAFT_BENCH_PROPOSERS (64),
 // RAFT_BENCH_DEPTH (8 requests in flight per proposer), RAFT_BENCH_PAYLOAD_BYTES (64),
-// RAFT_BENCH_GROUPS (200), RAFT_BENCH_GROUPS_WARMUP_SECONDS (10: the new groups elect), RAFT_BENCH_PORT_BASE (0: free ports; else 9 ports from it).
+// RAFT_BENCH_GROUPS (200), RAFT_BENCH_GROUPS_WARMUP_SECONDS (10: the new groups elect), RAFT_BENCH_PORT_BASE (0: free ports; else 9 ports from it),
+// RAFT_BENCH_CPU_PROF_DIR (if set, the nodes are CPU-profiled over the one-group measured window by locks-profiler.ts
+// and write node-PID.cpuprofile there).
+//
+// CPU per proposal (one group): user + system CPU of each node process (/proc/PID/stat, all threads) and of this
+// process (the proposers) over the measured window, divided by the proposals acknowledged in it, with the nodes'
+// write system calls per proposal: on a machine whose cores are the ceiling these are the figures to compare
+// builds by, since proposals/s moves with whatever else the machine runs.
 
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -33,7 +40,7 @@ import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForConvergence, waitForLeader } from '../test/integration/raft-helpers.js';
 import { queueTopicPartitionsMax } from '../core/constants.js';
 import type { Producer } from '../client/index.js';
-import { createCleanup, envInt, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, latencySummaryMs, processCpuSeconds, processWriteCalls, profileNodeProcesses, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('RAFT_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -43,6 +50,7 @@ const payloadBytes = envInt('RAFT_BENCH_PAYLOAD_BYTES', 64, 1, 1024 * 1024);
 const manyGroups = envInt('RAFT_BENCH_GROUPS', 200, 0, queueTopicPartitionsMax);
 const portBase = envInt('RAFT_BENCH_PORT_BASE', 0, 0, 65_000);
 const manyGroupsWarmupSeconds = envInt('RAFT_BENCH_GROUPS_WARMUP_SECONDS', 10, 0, 600);
+const cpuProfDir = process.env.RAFT_BENCH_CPU_PROF_DIR ?? '';
 /** A single request slower than this is an error, not a latency sample. */
 const requestTimeoutMs = 10_000;
 /** Raw write+fdatasync samples for the hardware floor. */
@@ -87,6 +95,30 @@ async function pingFloor(client: Client): Promise<{ p50Ms: number; p99Ms: number
   for (let i = 0; i < pingSamplesCount; i++) samples.push(await client.ping());
   samples.sort((a, b) => a - b);
   return { p50Ms: percentileMs(samples, 0.5), p99Ms: percentileMs(samples, 0.99) };
+}
+
+/** Starts (first call) or ends and writes (second call) the nodes' CPU profiles (locks-profiler.ts, window mode). */
+function signalProfilers(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGUSR2');
+    } catch {
+      // gone: nothing to profile
+    }
+  }
+}
+
+/** CPU seconds of each node and of this process, and the nodes' write system calls, at one moment. */
+interface CpuSnapshot {
+  readonly nodesCpuSeconds: readonly number[];
+  readonly clientCpuSeconds: number;
+  readonly nodesWriteCalls: readonly number[];
+}
+
+function cpuSnapshot(pids: readonly number[]): CpuSnapshot {
+  const usage = process.cpuUsage();
+  return { nodesCpuSeconds: pids.map((pid) => processCpuSeconds(pid)), clientCpuSeconds: (usage.user + usage.system) / 1e6,
+    nodesWriteCalls: pids.map((pid) => processWriteCalls(pid)) };
 }
 
 async function walFsyncs(consolePort: number): Promise<number> {
@@ -159,7 +191,12 @@ async function main(): Promise<void> {
   try {
     const floor = fdatasyncFloor(dataRoot);
     const ports = portBase === 0 ? undefined : Array.from({ length: 9 }, (_, i) => portBase + i);
+    if (cpuProfDir !== '') process.env.LOCKS_BENCH_CPU_PROF_WINDOW = 'signal';
+    const profilingDone = profileNodeProcesses(cpuProfDir);
     const cluster = await TestCluster.start(cleanup, { dataRoot, ...(ports === undefined ? {} : { ports }) });
+    profilingDone();
+    delete process.env.LOCKS_BENCH_CPU_PROF_WINDOW;
+    const nodePids = cluster.nodes.map((n) => n.process.pid);
     const control = await Client.connect({ seeds: cluster.seeds });
     cleanup.teardown(() => control.close());
     const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
@@ -214,11 +251,15 @@ async function main(): Promise<void> {
 
     await sleep(warmupSeconds * 1000);
     const fsyncsBefore = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+    if (cpuProfDir !== '') signalProfilers(nodePids);
+    const cpuBefore = cpuSnapshot(nodePids);
     measuring = true;
     const t0 = performance.now();
     await sleep(measureSeconds * 1000);
     measuring = false;
     const elapsedS = (performance.now() - t0) / 1000;
+    const cpuAfter = cpuSnapshot(nodePids);
+    if (cpuProfDir !== '') signalProfilers(nodePids);
     const fsyncsAfter = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
     stopping = true;
     await running;
@@ -236,6 +277,18 @@ async function main(): Promise<void> {
     const leaderIndex = cluster.nodes.indexOf(leaderNode);
     const leaderFsyncs = (fsyncsAfter[leaderIndex] ?? 0) - (fsyncsBefore[leaderIndex] ?? 0);
     const proposalsPerSec = ackedMeasured / elapsedS;
+    const perProposal = (n: number): number => (ackedMeasured === 0 ? 0 : n / ackedMeasured);
+    const nodeCpuMs = (i: number): number => ((cpuAfter.nodesCpuSeconds[i] ?? 0) - (cpuBefore.nodesCpuSeconds[i] ?? 0)) * 1000;
+    const nodeWriteCalls = (i: number): number => (cpuAfter.nodesWriteCalls[i] ?? 0) - (cpuBefore.nodesWriteCalls[i] ?? 0);
+    const followerIndexes = cluster.nodes.map((_, i) => i).filter((i) => i !== leaderIndex);
+    const cpuPerProposal = {
+      leaderMs: perProposal(nodeCpuMs(leaderIndex)),
+      followerMsMean: perProposal(followerIndexes.reduce((sum, i) => sum + nodeCpuMs(i), 0) / Math.max(1, followerIndexes.length)),
+      nodesMs: perProposal(cluster.nodes.reduce((sum, _, i) => sum + nodeCpuMs(i), 0)),
+      clientMs: perProposal((cpuAfter.clientCpuSeconds - cpuBefore.clientCpuSeconds) * 1000),
+      nodesWriteCalls: perProposal(cluster.nodes.reduce((sum, _, i) => sum + nodeWriteCalls(i), 0)),
+      leaderWriteCalls: perProposal(nodeWriteCalls(leaderIndex)),
+    };
     const result = {
       scenario: '3 nodes, group 0 journal appends, acknowledged once committed (fsynced on a majority) and applied on the leader',
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
@@ -245,6 +298,7 @@ async function main(): Promise<void> {
       commitLatencyMs: latencySummaryMs(histogram),
       fsyncsPerSec,
       proposalsPerLeaderFsync: ackedMeasured / Math.max(1, leaderFsyncs),
+      cpuPerProposal,
       errors, firstError,
       acknowledgedTotal: ackedTotal,
       converged: { count: journalCount, hash: converged[0]?.hash ?? 0, nodes: converged.length },
@@ -261,6 +315,8 @@ async function main(): Promise<void> {
     console.log(`                       ${f(result.commitLatencyMs.p50)} ${f(result.commitLatencyMs.p99)} ${f(result.commitLatencyMs.p999)} ${f(result.commitLatencyMs.max)}`);
     for (const [k, v] of Object.entries(fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
     console.log(`  proposals per leader fsync ${result.proposalsPerLeaderFsync.toFixed(1)}`);
+    console.log(`  CPU ms per proposal: nodes ${cpuPerProposal.nodesMs.toFixed(4)} (leader ${cpuPerProposal.leaderMs.toFixed(4)}, follower mean ${cpuPerProposal.followerMsMean.toFixed(4)}),`
+      + ` client ${cpuPerProposal.clientMs.toFixed(4)}; node write calls per proposal ${cpuPerProposal.nodesWriteCalls.toFixed(3)} (leader ${cpuPerProposal.leaderWriteCalls.toFixed(3)})`);
     console.log(`  errors ${errors}${firstError === '' ? '' : ` (first: ${firstError})`}`);
     console.log(`  converged: ${converged.length} nodes at count=${journalCount} hash=${result.converged.hash} (>= ${ackedTotal} acknowledged)`);
     if (many !== null) {

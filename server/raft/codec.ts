@@ -90,8 +90,12 @@ export function checkWire(w: dsync.RaftMessage.$Properties, from: NodeId, self: 
     group: wireNumber(w.group), term: wireNumber(w.term), logTerm: wireNumber(w.logTerm), index: wireNumber(w.index),
     commit: wireNumber(w.commit), rejectHint: wireNumber(w.rejectHint), rejectHintTerm: wireNumber(w.rejectHintTerm),
   };
-  for (const [name, v] of Object.entries(n)) {
-    if (!isCount(v)) return bad(`${name} ${v} is not a non-negative safe integer`);
+  // Checked field by field: a loop over Object.entries(n) allocated its arrays on every message.
+  if (!(isCount(n.group) && isCount(n.term) && isCount(n.logTerm) && isCount(n.index) && isCount(n.commit) && isCount(n.rejectHint)
+    && isCount(n.rejectHintTerm))) {
+    for (const [name, v] of Object.entries(n)) {
+      if (!isCount(v)) return bad(`${name} ${v} is not a non-negative safe integer`);
+    }
   }
   if (n.logTerm > n.term) return bad(`log term ${n.logTerm} is above the message term ${n.term}`);
   if (n.rejectHintTerm > n.term) return bad(`reject hint term ${n.rejectHintTerm} is above the message term ${n.term}`);

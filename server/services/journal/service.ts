@@ -5,9 +5,26 @@
 import { Opcode } from '../../../protocol/frame.js';
 import { schema } from '../../../protocol/index.js';
 import { decodePayload } from '../../node/node.js';
-import { EntryKind, frameEntry, type SubMachine } from '../../raft/group0.js';
-import type { Service, ServiceContext } from '../service.js';
+import type { DsyncError } from '../../../protocol/errors.js';
+import { EntryKind, type SubMachine } from '../../raft/group0.js';
+import type { ProposalOutcome } from '../../raft/runner.js';
+import { encodeJournalAppendReply, journalEntryFromAppend } from './codec.js';
+import type { RequestContext, Service, ServiceContext } from '../service.js';
 import { Journal } from './journal.js';
+
+/** Answers one append once its entry is applied here, or fails: one object per append, no promise. */
+class AppendAnswer implements ProposalOutcome {
+  constructor(private readonly rc: RequestContext) {}
+
+  applied(result: unknown): void {
+    const { index, count } = result as { index: number; count: number };
+    this.rc.conn.reply(this.rc.requestId, this.rc.opcode, encodeJournalAppendReply(index, count));
+  }
+
+  failed(err: DsyncError): void {
+    this.rc.conn.replyError(this.rc.requestId, this.rc.opcode, err);
+  }
+}
 
 export class JournalService implements Service {
   readonly name = 'journal';
@@ -25,11 +42,7 @@ export class JournalService implements Service {
   start(ctx: ServiceContext): void {
     const group0 = ctx.groups.group0;
     ctx.handle(Opcode.JournalAppend, (rc, payload) => {
-      const req = decodePayload((b) => schema.JournalAppend.decode(b), payload, 'journal append');
-      group0.propose(frameEntry(EntryKind.Journal, req.data)).then((applied) => {
-        const { index, count } = applied as { index: number; count: number };
-        rc.conn.reply(rc.requestId, rc.opcode, schema.JournalAppendReply.encode({ index, count }).finish());
-      }, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, ctx.node.asDsyncError(err)));
+      group0.proposeFor(journalEntryFromAppend(EntryKind.Journal, payload), new AppendAnswer(rc));
     });
     ctx.handle(Opcode.JournalInfo, (rc, payload) => {
       const req = decodePayload((b) => schema.JournalInfoRequest.decode(b), payload, 'journal info');
