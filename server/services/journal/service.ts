@@ -26,10 +26,12 @@ export class JournalService implements Service {
     const group0 = ctx.groups.group0;
     ctx.handle(Opcode.JournalAppend, (rc, payload) => {
       const req = decodePayload((b) => schema.JournalAppend.decode(b), payload, 'journal append');
+      // Answered after the ready pass's task (afterTask), as lock answers are: at the end of
+      // the turn the reply would wait behind the next poll phase, a loop turn per append.
       group0.propose(frameEntry(EntryKind.Journal, req.data)).then((applied) => {
         const { index, count } = applied as { index: number; count: number };
-        rc.conn.reply(rc.requestId, rc.opcode, schema.JournalAppendReply.encode({ index, count }).finish());
-      }, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, ctx.node.asDsyncError(err)));
+        rc.conn.reply(rc.requestId, rc.opcode, schema.JournalAppendReply.encode({ index, count }).finish(), true);
+      }, (err: unknown) => rc.conn.replyError(rc.requestId, rc.opcode, ctx.node.asDsyncError(err), true));
     });
     ctx.handle(Opcode.JournalInfo, (rc, payload) => {
       const req = decodePayload((b) => schema.JournalInfoRequest.decode(b), payload, 'journal info');
