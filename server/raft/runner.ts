@@ -890,17 +890,8 @@ export class GroupHost implements GroupRegistry {
   private readyPassScheduled = false;
   /** A ready pass is running: what it sends is flushed at its end, in the same turn. */
   private inReadyPass = false;
-  /** Proposers the ready pass answered (their replies go out after it); see readyPass. */
-  private answeredInPass = 0;
-  /**
-   * Readys the latest pass that took any took, and proposers the latest pass that answered
-   * any answered. At most one each: the node serves one request at a time, so what asks for
-   * the next pass has nothing to wait for (requestReady). Many proposers answered at once
-   * send their next requests from many connections over the turn, and many groups' Readys
-   * in one pass mean input from many peers: those wait for the turn, together.
-   */
-  private readysOfLastPass = 0;
-  private answeredByLastAnsweringPass = 0;
+  /** The ready pass answered a proposer (its reply goes out in the next turn); see readyPass. */
+  private answeredInPass = false;
   /** Something other than an App without entries (news of a commit) was queued for a peer since the last flush. */
   private outboxUrgent = false;
   /** A flush two turns from now is pending (readyPass); a send outside a pass still flushes in a microtask. */
@@ -996,19 +987,16 @@ export class GroupHost implements GroupRegistry {
     this.readyQueue.add(runner);
     if (this.readyPassScheduled) return;
     this.readyPassScheduled = true;
-    // Idle (the disk has nothing to write, the last passes took one Ready and answered at most
-    // one proposer, the group has at most one other proposal waiting), the rest of the turn
-    // brings nothing to batch with: the write this pass starts would find the disk free, and
-    // its messages and replies no one to share a frame with. So the pass runs once the current
-    // task ends (the task's own messages and proposals still share it), not after the turn's
-    // remaining I/O: one event-loop turn less per Ready on the latency path (proposal,
-    // follower's append, commit). Busy, it waits for the turn as before, so every group's
-    // Readys of a turn share one pass, one WAL wake-up and one batch per peer. Inside a pass,
-    // a runner with more to take goes to the next turn's pass (no chain of passes).
+    // Idle (the disk has nothing to write, the group answers at most this one proposal), the
+    // rest of the turn brings nothing to batch with: the write this pass starts would find the
+    // disk free, and its messages and replies no one to share a frame with. So the pass runs
+    // once the current task ends (the task's own messages and proposals still share it), not
+    // after the turn's remaining I/O: one event-loop turn less per Ready on the latency path
+    // (proposal, follower's append, commit). Busy, it waits for the turn as before, so every
+    // group's Readys of a turn share one pass, one WAL wake-up and one batch per peer. Inside
+    // a pass, a runner with more to take goes to the next turn's pass (no chain of passes).
     const scheduler = this.env.scheduler;
-    if (scheduler.afterTask !== undefined && !this.inReadyPass && this.readysOfLastPass <= 1 && this.answeredByLastAnsweringPass <= 1
-      && runner.proposalsWaiting <= 1
-      && this.storage.durable >= this.walSeqAppended) {
+    if (scheduler.afterTask !== undefined && !this.inReadyPass && runner.proposalsWaiting <= 1 && this.storage.durable >= this.walSeqAppended) {
       this.traffic.readyPassesAfterTask++;
       scheduler.afterTask(this.readyPassBound);
       return;
@@ -1027,41 +1015,37 @@ export class GroupHost implements GroupRegistry {
     const runners = [...this.readyQueue];
     this.readyQueue.clear();
     this.inReadyPass = true;
-    const readysBefore = this.traffic.readys;
     try {
       // A runner with more to take asks again (requestReady): that goes to the next pass.
       for (const r of runners) r.runReady();
     } finally {
       this.inReadyPass = false;
     }
-    const readysTaken = this.traffic.readys - readysBefore;
-    if (readysTaken > 0) this.readysOfLastPass = readysTaken;
-    if (this.answeredInPass > 0) this.answeredByLastAnsweringPass = this.answeredInPass;
     // The leader's own fdatasync first, then its socket writes (which may hand the CPU to the
     // followers they wake): otherwise the WAL's wake-up waits for the end of this task.
     this.storage.wakeWorker?.();
     // A pass right after an answering one (the same Ready's held commit broadcast, say)
     // must not send that news early either: with only news queued, the pending flush does.
-    if ((this.answeredInPass > 0 || this.flushLaterScheduled) && !this.outboxUrgent) {
+    if ((this.answeredInPass || this.flushLaterScheduled) && !this.outboxUrgent) {
       // All that is queued is news of a commit (Apps without entries, a new commit index):
       // the replies to the proposers that commit answered go first. They are written a turn
       // from now (the client connection's writer); these two turns from now, as before this
       // pass flushed at its end. Written first, they cost the replies a scheduler wake-up of
       // the followers on a loaded machine (bench:latency, apply -> reply p50 +60-120 us).
-      this.answeredInPass = 0;
+      this.answeredInPass = false;
       if (!this.flushLaterScheduled) {
         this.flushLaterScheduled = true;
         this.env.scheduler.defer(this.flushLaterBound);
       }
       return;
     }
-    this.answeredInPass = 0;
+    this.answeredInPass = false;
     this.flush();
   }
 
   /** A proposer was answered in the current ready pass. */
   noteAnswered(): void {
-    if (this.inReadyPass) this.answeredInPass++;
+    if (this.inReadyPass) this.answeredInPass = true;
   }
 
   /** A runner got input (a message, proposal, read, transfer): tick it again unless it stayed quiesced. */

@@ -216,14 +216,14 @@ t.test('idle, a Ready is taken once the task that made it ends; busy, it waits f
   const leaderStorage = storages[leaderAt] as HeldStorage;
   const passesAfterTask = leader.host.traffic.readyPassesAfterTask;
 
-  // Idle: a proposal's Ready is taken right after its task, with no scheduler turn.
+  // Idle: two proposals of one task share a Ready taken right after that task, with no scheduler turn.
   const batchesBefore = leaderStorage.batches.length;
-  const first = [leaderRunner.propose(new Uint8Array([1]))];
+  const first = [leaderRunner.propose(new Uint8Array([1])), leaderRunner.propose(new Uint8Array([2]))];
   t.equal(leader.scheduler.deferred.length, 0, 'no scheduler turn was asked for');
   t.same(types(leader), [], 'nothing taken inside the proposing task');
   await Promise.resolve();
   t.ok(types(leader).includes(MessageType.App), 'the App left once the task ended');
-  t.same(leaderStorage.batches.slice(batchesBefore).map((b) => b.entries), [1], 'its entry in one WAL batch');
+  t.same(leaderStorage.batches.slice(batchesBefore).map((b) => b.entries), [2], 'both proposals in one WAL batch');
   t.equal(leader.host.traffic.readyPassesAfterTask, passesAfterTask + 1, 'counted as a pass after the task');
 
   // The follower, idle too, takes the App's Ready after the receiving task; its AppResp (its write durable at once) leaves with it.
@@ -263,49 +263,4 @@ t.test('idle, a Ready is taken once the task that made it ends; busy, it waits f
   settle(hosts);
   await microtasks();
   await Promise.all(busy);
-});
-
-t.test('a pass that answered several proposers sends the next proposal to the turn, though the disk is idle', async (t) => {
-  const { hosts, runners, leaderAt } = await electedGroup(t, true);
-  const leader = hosts[leaderAt] as TestHost;
-  const leaderRunner = runners[leaderAt] as GroupRunner;
-  /** Hands every batch `from` sent to its peers; what that makes them do runs after the task (microtasks). */
-  const deliver = async (from: TestHost): Promise<void> => {
-    for (const { peer, batch } of from.sent.splice(0)) hosts.find((h) => h.host.nodeId === peer)?.host.receive(from.host.nodeId as NodeId, batch);
-    await microtasks();
-  };
-  const followers = hosts.filter((_, i) => i !== leaderAt);
-  let answered = 0;
-  const storage = leader.storage;
-  const batchesBefore = storage.batches.length;
-  const two = [leaderRunner.propose(new Uint8Array([1])), leaderRunner.propose(new Uint8Array([2]))].map((p) => p.then(() => { answered++; }));
-  await microtasks();
-  t.ok(types(leader).includes(MessageType.App), 'idle: the two proposals left after their task');
-  t.same(storage.batches.slice(batchesBefore).map((b) => b.entries), [2], 'together: the task\'s own proposals share the pass');
-  await deliver(leader);
-  for (const f of followers) await deliver(f);
-  t.equal(answered, 0, 'with two proposals waiting, the commit waits for the turn');
-  runTurn(leader);
-  await microtasks();
-  t.equal(answered, 2, 'the turn\'s pass answered both proposers');
-  // The passes after it (the commit broadcast the core held back) take one Ready each and answer no one.
-  for (let i = 0; i < 10 && leader.scheduler.deferred.length > 0; i++) {
-    runTurn(leader);
-    await microtasks();
-  }
-  t.equal(leader.scheduler.deferred.length, 0, 'the leader is idle');
-  const passesAfterTask = leader.host.traffic.readyPassesAfterTask;
-  leader.sent.length = 0;
-  const next = leaderRunner.propose(new Uint8Array([3]));
-  await microtasks();
-  t.equal(leader.host.traffic.readyPassesAfterTask, passesAfterTask, 'the next proposal did not go after its task');
-  t.notOk(types(leader).includes(MessageType.App), 'nor was its Ready taken');
-  runTurn(leader);
-  t.ok(leader.sent.some(({ batch }) => schema.RaftBatch.decode(batch).messages.some((m) => (m.entries?.length ?? 0) > 0)),
-    'the turn\'s pass took it, where the other proposers\' next requests would join it');
-  settle(hosts);
-  await microtasks();
-  settle(hosts);
-  await microtasks();
-  await Promise.all([...two, next]);
 });
