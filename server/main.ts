@@ -207,8 +207,6 @@ function raftMetrics(node: DsyncNode, host: GroupHost): void {
   m.counterFrom('dsync_raft_peer_frames_total', 'Raft batches (one peer frame each) this node sent and received', ['direction'],
     () => [[{ direction: 'sent' }, host.traffic.framesSent], [{ direction: 'received' }, host.traffic.framesReceived]]);
   m.counterFrom('dsync_raft_readys_total', 'Readys taken from the Raft cores of every group hosted here', [], () => [[{}, host.traffic.readys]]);
-  m.counterFrom('dsync_raft_ready_passes_total', 'Ready passes over the groups hosted here, by when they ran: after the task that asked (the node was idle) or after the turn',
-    ['when'], () => [[{ when: 'task' }, host.traffic.readyPassesAfterTask], [{ when: 'turn' }, host.traffic.readyPasses - host.traffic.readyPassesAfterTask]]);
   m.counterFrom('dsync_raft_elections_total', 'Terms this replica saw begin since it started: one per election round, won or not', ['group'], per((g) => g.counts.terms));
 }
 

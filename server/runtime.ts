@@ -14,11 +14,6 @@ export type Cancel = () => void;
 export interface Scheduler {
   /** Runs fn once, after the current turn (setImmediate on a node): batches a turn's work. */
   defer(fn: () => void): void;
-  /**
-   * Optional: runs fn once the current task ends, before the next turn (a microtask on a
-   * node): batches only the task's own work. Callers without it defer.
-   */
-  afterTask?(fn: () => void): void;
   /** Runs fn once after ms. */
   after(ms: number, fn: () => void): Cancel;
   /** Runs fn every ms until cancelled. */
@@ -30,7 +25,6 @@ export const monotonicClock: MonotonicClock = { nowMs: () => performance.now() }
 /** Timers that never keep the process alive on their own: a stopped node exits. */
 export const nodeScheduler: Scheduler = {
   defer: (fn) => { setImmediate(fn); },
-  afterTask: (fn) => { queueMicrotask(fn); },
   after: (ms, fn) => {
     const t = setTimeout(fn, ms);
     t.unref();

@@ -281,11 +281,6 @@ export class GroupRunner {
     return this.flights.length > 0 || this.snapshotInFlight;
   }
 
-  /** Proposals accepted here and not yet answered. */
-  get proposalsWaiting(): number {
-    return this.proposals.size;
-  }
-
   /** Readys in flight now, and the most at once since start (the simulator checks the pipeline is used). */
   get pipeline(): { readonly inFlight: number; readonly maxSeen: number } {
     return { inFlight: this.flights.length, maxSeen: this.flightsMaxSeen };
@@ -409,7 +404,7 @@ export class GroupRunner {
     const hs = this.unwrittenHardState;
     this.unwrittenHardState = null;
     try {
-      this.host.walAppended(this.host.storage.append(this.group, hs, []));
+      this.host.storage.append(this.group, hs, []);
     } catch (err) {
       // A failed WAL already stopped this node's writes; the commit index is recomputed anyway.
       this.host.log.warn('the commit index was not written at shutdown', { group: this.group, err: String(err) });
@@ -488,7 +483,6 @@ export class GroupRunner {
       this.unwrittenHardState = null;
       try {
         seq = wal.append(this.group, written, rd.entries);
-        this.host.walAppended(seq);
         latencyTrace?.mark('walQueued', rd.entries[rd.entries.length - 1]?.index ?? 0, seq);
       } catch (err) {
         // Without durable storage this replica must not say anything more: stop the node.
@@ -599,7 +593,6 @@ export class GroupRunner {
       this.unwrittenHardState = null;
       if (written !== null || rd.entries.length > 0) {
         const seq = wal.append(this.group, written, rd.entries);
-        this.host.walAppended(seq);
         this.releaseWalReservation(rd.entries);
         if (written !== null) {
           this.writtenTerm = written.term;
@@ -901,8 +894,6 @@ export class GroupHost implements GroupRegistry {
     this.flush();
   });
   private readonly readyPassBound = (): void => this.readyPass();
-  /** Highest WAL seq the runners appended: the disk is idle while storage.durable has reached it. */
-  private walSeqAppended = 0;
   private readonly stopTicks: Cancel;
   private group0Runner: GroupRunner | null = null;
   /** Groups drop() stopped on this node (their ids are never reused). */
@@ -927,8 +918,6 @@ export class GroupHost implements GroupRegistry {
   readonly snapshotTransfers = { sent: 0, received: 0, discarded: 0 };
   /** Raft messages and peer frames this node sent and received, and Readys its groups took, since start (/metrics: work per entry). */
   readonly traffic = { messagesSent: 0, framesSent: 0, messagesReceived: 0, framesReceived: 0, readys: 0,
-    /** Ready passes run, and those of them run at the end of the task that asked (the node was idle; see requestReady), not after the turn. */
-    readyPasses: 0, readyPassesAfterTask: 0,
     /** Raft messages the cores handed to send, by MessageType (index raftMessageTypeNames.length - 1: Apps without entries). */
     sentByType: new Float64Array(raftMessageTypeNames.length) };
 
@@ -987,31 +976,11 @@ export class GroupHost implements GroupRegistry {
     this.readyQueue.add(runner);
     if (this.readyPassScheduled) return;
     this.readyPassScheduled = true;
-    // Idle (the disk has nothing to write, the group answers at most this one proposal), the
-    // rest of the turn brings nothing to batch with: the write this pass starts would find the
-    // disk free, and its messages and replies no one to share a frame with. So the pass runs
-    // once the current task ends (the task's own messages and proposals still share it), not
-    // after the turn's remaining I/O: one event-loop turn less per Ready on the latency path
-    // (proposal, follower's append, commit). Busy, it waits for the turn as before, so every
-    // group's Readys of a turn share one pass, one WAL wake-up and one batch per peer. Inside
-    // a pass, a runner with more to take goes to the next turn's pass (no chain of passes).
-    const scheduler = this.env.scheduler;
-    if (scheduler.afterTask !== undefined && !this.inReadyPass && runner.proposalsWaiting <= 1 && this.storage.durable >= this.walSeqAppended) {
-      this.traffic.readyPassesAfterTask++;
-      scheduler.afterTask(this.readyPassBound);
-      return;
-    }
-    scheduler.defer(this.readyPassBound);
-  }
-
-  /** A runner handed the WAL a batch up to `seq` (storage.append's answer). */
-  walAppended(seq: number): void {
-    if (seq > this.walSeqAppended) this.walSeqAppended = seq;
+    this.env.scheduler.defer(this.readyPassBound);
   }
 
   private readyPass(): void {
     this.readyPassScheduled = false;
-    this.traffic.readyPasses++;
     const runners = [...this.readyQueue];
     this.readyQueue.clear();
     this.inReadyPass = true;

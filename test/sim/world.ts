@@ -165,11 +165,6 @@ export class NodeTime implements MonotonicClock, Scheduler {
     this.world.at(0, this.gated(fn));
   }
 
-  /** A promise reaction, not queueMicrotask: settle() counts reactions, so the event's promise work runs it before the next event. */
-  afterTask(fn: () => void): void {
-    void Promise.resolve().then(this.gated(fn));
-  }
-
   after(ms: number, fn: () => void): Cancel {
     let cancelled = false;
     this.world.at(Math.max(0, ms) / this.rate, this.gated(() => {

@@ -100,9 +100,9 @@ export function nonce(fill: number): Uint8Array {
   return new Uint8Array(readContextNonceBytes).fill(fill);
 }
 
-export function testHost(opts: { id?: string; bootNonce?: Uint8Array; storage?: InstantStorage; clock?: MonotonicClock; scheduler?: ManualScheduler } = {}): TestHost {
+export function testHost(opts: { id?: string; bootNonce?: Uint8Array; storage?: InstantStorage; clock?: MonotonicClock } = {}): TestHost {
   const storage = opts.storage ?? new InstantStorage();
-  const scheduler = opts.scheduler ?? new ManualScheduler();
+  const scheduler = new ManualScheduler();
   const fatals: string[] = [];
   const sent: { peer: NodeId; batch: Uint8Array }[] = [];
   const env: GroupHostEnv = {

@@ -2,15 +2,13 @@
 // replicated append"): a leader's App leaves in the same task that takes its Ready, a
 // follower's AppResp in the same task when its write is durable at once, and in the
 // microtasks of the durable notification when it is not; never a scheduler turn later.
-// On a node whose disk is idle, the Ready itself is taken once the task that made it ends
-// (Scheduler.afterTask), not a turn later; busy, a turn's Readys still share one pass.
 
 import t, { type Test as Tap } from 'tap';
 import { type GroupId, groupId, type NodeId } from '../../../core/ids.js';
 import { MessageType } from '../../../core/raft/types.js';
 import { schema } from '../../../protocol/index.js';
 import { type GroupRunner, raftMessageTypeNames } from '../../../server/raft/runner.js';
-import { InstantStorage, ManualScheduler, nonce, nullMachine, type TestHost, testHost } from './runner-env.js';
+import { InstantStorage, nonce, nullMachine, type TestHost, testHost } from './runner-env.js';
 
 /** Appends become durable only when the test says so (release), in order. */
 class HeldStorage extends InstantStorage {
@@ -38,13 +36,6 @@ class HeldStorage extends InstantStorage {
     const due = this.waiters.filter((w) => w.seq <= this.durable);
     this.waiters = this.waiters.filter((w) => w.seq > this.durable);
     for (const w of due) w.resolve();
-  }
-}
-
-/** A node's scheduler (runtime.ts nodeScheduler): afterTask is a microtask; turns are run by the test. */
-class AfterTaskScheduler extends ManualScheduler {
-  afterTask(fn: () => void): void {
-    queueMicrotask(fn);
   }
 }
 
@@ -88,10 +79,9 @@ function runTurn(h: TestHost): void {
 const microtasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** Three hosts with one group, a leader elected and its no-op committed everywhere; then the clock stops. */
-async function electedGroup(t: Tap, afterTask = false): Promise<{ storages: HeldStorage[]; hosts: TestHost[]; runners: GroupRunner[]; leaderAt: number }> {
+async function electedGroup(t: Tap): Promise<{ storages: HeldStorage[]; hosts: TestHost[]; runners: GroupRunner[]; leaderAt: number }> {
   const storages = [new HeldStorage(), new HeldStorage(), new HeldStorage()];
-  const hosts = ['n1', 'n2', 'n3'].map((id, i) => testHost({ id, bootNonce: nonce(i + 1), storage: storages[i] as HeldStorage,
-    ...(afterTask ? { scheduler: new AfterTaskScheduler() } : {}) }));
+  const hosts = ['n1', 'n2', 'n3'].map((id, i) => testHost({ id, bootNonce: nonce(i + 1), storage: storages[i] as HeldStorage }));
   const voters = hosts.map((h) => h.host.nodeId);
   const runners: GroupRunner[] = hosts.map((h) => h.host.ensure(group, nullMachine, { voters, learners: [] }));
   let leaderAt = -1;
@@ -206,61 +196,4 @@ t.test('a ready pass that answered a proposer sends news of the commit two turns
   await microtasks();
   settle(hosts);
   await Promise.all([second, third]);
-});
-
-t.test('idle, a Ready is taken once the task that made it ends; busy, it waits for the turn and the turn\'s input shares it', async (t) => {
-  const { storages, hosts, runners, leaderAt } = await electedGroup(t, true);
-  const leader = hosts[leaderAt] as TestHost;
-  const follower = hosts[(leaderAt + 1) % 3] as TestHost;
-  const leaderRunner = runners[leaderAt] as GroupRunner;
-  const leaderStorage = storages[leaderAt] as HeldStorage;
-  const passesAfterTask = leader.host.traffic.readyPassesAfterTask;
-
-  // Idle: two proposals of one task share a Ready taken right after that task, with no scheduler turn.
-  const batchesBefore = leaderStorage.batches.length;
-  const first = [leaderRunner.propose(new Uint8Array([1])), leaderRunner.propose(new Uint8Array([2]))];
-  t.equal(leader.scheduler.deferred.length, 0, 'no scheduler turn was asked for');
-  t.same(types(leader), [], 'nothing taken inside the proposing task');
-  await Promise.resolve();
-  t.ok(types(leader).includes(MessageType.App), 'the App left once the task ended');
-  t.same(leaderStorage.batches.slice(batchesBefore).map((b) => b.entries), [2], 'both proposals in one WAL batch');
-  t.equal(leader.host.traffic.readyPassesAfterTask, passesAfterTask + 1, 'counted as a pass after the task');
-
-  // The follower, idle too, takes the App's Ready after the receiving task; its AppResp (its write durable at once) leaves with it.
-  const toFollower = leader.sent.filter((s) => s.peer === follower.host.nodeId);
-  leader.sent.length = 0;
-  for (const { batch } of toFollower) follower.host.receive(leader.host.nodeId as NodeId, batch);
-  t.equal(follower.scheduler.deferred.length, 0, 'the follower asked for no scheduler turn either');
-  await Promise.resolve();
-  t.ok(types(follower).includes(MessageType.AppResp), 'its AppResp left once the receiving task ended');
-  settle(hosts);
-  await microtasks();
-  settle(hosts);
-  await Promise.all(first);
-
-  // Busy: the leader's write is in flight, so proposals wait for the turn's pass and
-  // proposals of two tasks in that turn share it.
-  leaderStorage.holding = true;
-  for (const h of hosts) h.sent.length = 0;
-  const passesBeforeBusy = leader.host.traffic.readyPassesAfterTask;
-  const busy = [leaderRunner.propose(new Uint8Array([3]))];
-  await Promise.resolve();
-  const held = leaderStorage.batches.length;
-  t.equal(leader.host.traffic.readyPassesAfterTask, passesBeforeBusy + 1, 'idle again, the next proposal went after its task');
-  busy.push(leaderRunner.propose(new Uint8Array([4])));
-  await Promise.resolve();
-  busy.push(leaderRunner.propose(new Uint8Array([5])));
-  await Promise.resolve();
-  t.equal(leaderStorage.batches.length, held, 'with a write in flight, nothing is taken after the task');
-  t.equal(leader.scheduler.deferred.length, 1, 'one pass waits for the turn');
-  runTurn(leader);
-  t.same(leaderStorage.batches.slice(held).map((b) => b.entries), [2], 'the turn\'s pass took both tasks\' proposals in one Ready');
-  t.equal(leader.host.traffic.readyPassesAfterTask, passesBeforeBusy + 1, 'no further pass after a task');
-  leaderStorage.holding = false;
-  leaderStorage.release();
-  settle(hosts);
-  await microtasks();
-  settle(hosts);
-  await microtasks();
-  await Promise.all(busy);
 });
