@@ -12,17 +12,21 @@ import { encodeJournalAppendReply, journalEntryFromAppend } from './codec.js';
 import type { RequestContext, Service, ServiceContext } from '../service.js';
 import { Journal } from './journal.js';
 
-/** Answers one append once its entry is applied here, or fails: one object per append, no promise. */
+/**
+ * Answers one append once its entry is applied here, or fails: one object per append, no
+ * promise. Answered after the ready pass's task (afterTask), as lock answers are: at the
+ * end of the turn the reply would wait behind the next poll phase, a loop turn per append.
+ */
 class AppendAnswer implements ProposalOutcome {
   constructor(private readonly rc: RequestContext) {}
 
   applied(result: unknown): void {
     const { index, count } = result as { index: number; count: number };
-    this.rc.conn.reply(this.rc.requestId, this.rc.opcode, encodeJournalAppendReply(index, count));
+    this.rc.conn.reply(this.rc.requestId, this.rc.opcode, encodeJournalAppendReply(index, count), true);
   }
 
   failed(err: DsyncError): void {
-    this.rc.conn.replyError(this.rc.requestId, this.rc.opcode, err);
+    this.rc.conn.replyError(this.rc.requestId, this.rc.opcode, err, true);
   }
 }
 
