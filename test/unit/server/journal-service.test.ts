@@ -12,7 +12,7 @@ import { schema } from '../../../protocol/index.js';
 import { ConsoleRegistry } from '../../../server/node/console.js';
 import { NodeMetrics } from '../../../server/node/metrics.js';
 import { Logger } from '../../../server/node/log.js';
-import type { GroupRegistry, GroupRunner } from '../../../server/raft/runner.js';
+import type { GroupRegistry, GroupRunner, ProposalOutcome } from '../../../server/raft/runner.js';
 import { monotonicClock, nodeScheduler } from '../../../server/runtime.js';
 import { JournalService } from '../../../server/services/journal/service.js';
 import { type ClientLink, type RequestHandler, type ServiceNode, serviceContext } from '../../../server/services/service.js';
@@ -51,8 +51,10 @@ t.test('journal append answers (applied or refused) leave after the task, not at
   let proposals = 0;
   // The first proposal is applied, the second refused (this node lost leadership).
   const group0 = {
-    propose: (): Promise<unknown> => (++proposals === 1 ? Promise.resolve({ index: 5, count: 1 })
-      : Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'))),
+    proposeFor: (_data: Uint8Array, outcome: ProposalOutcome): void => {
+      if (++proposals === 1) outcome.applied({ index: 5, count: 1 });
+      else outcome.failed(new DsyncError(ErrorCode.UNAVAILABLE, 'this node lost leadership before the request committed; retry'));
+    },
   } as unknown as GroupRunner;
   const groups = { group0 } as unknown as GroupRegistry;
   const service = new JournalService();
