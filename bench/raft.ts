@@ -5,7 +5,10 @@
 // on the leader. Prints throughput, p50/p99/p999 commit latency (HDR histogram),
 // fsyncs/s per node from the console `raft` WAL metrics, and the hardware floor
 // (write+fdatasync latency, loopback ping); checks that all nodes converged to one
-// (count, hash) with count >= acknowledged. JSON to bench/results/raft.json.
+// (count, hash) with count >= acknowledged. Per proposal, for each phase: the three nodes'
+// CPU (/proc, all threads) and this client's, Raft messages by type, peer frames and Readys
+// (from /metrics): on a shared machine these, not proposals/s, show what a change costs.
+// JSON to bench/results/raft.json.
 //
 // Many groups (RAFT_BENCH_GROUPS, default 200; 0 skips it): then the same proposers and depth
 // publish to a topic of that many partitions, each partition its own Raft group with 3
@@ -33,7 +36,7 @@ import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForConvergence, waitForLeader } from '../test/integration/raft-helpers.js';
 import { queueTopicPartitionsMax } from '../core/constants.js';
 import type { Producer } from '../client/index.js';
-import { createCleanup, envInt, latencySummaryMs, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, latencySummaryMs, processCpuSeconds, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('RAFT_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -98,10 +101,75 @@ async function walFsyncs(consolePort: number): Promise<number> {
   return metrics.fsyncs;
 }
 
+/** What the nodes spent so far: CPU seconds (all three, all threads), this process's CPU, and Raft work counters. */
+interface WorkSample {
+  readonly nodesCpuSeconds: number;
+  readonly clientCpuSeconds: number;
+  readonly raftMessagesSent: number;
+  readonly peerFramesSent: number;
+  readonly readys: number;
+  /** Raft messages sent by type (dsync_raft_messages_by_type_total), summed over the nodes. */
+  readonly sentByType: Readonly<Record<string, number>>;
+}
+
+async function sampleWork(cluster: TestCluster): Promise<WorkSample> {
+  let raftMessagesSent = 0;
+  let peerFramesSent = 0;
+  let readys = 0;
+  const sentByType: Record<string, number> = {};
+  for (const n of cluster.nodes) {
+    const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+      if (m === null) continue;
+      const [, name, labels = '', value] = m;
+      const v = Number(value);
+      if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+      else if (name === 'dsync_raft_readys_total') readys += v;
+      else if (name === 'dsync_raft_messages_by_type_total') {
+        const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
+        sentByType[type] = (sentByType[type] ?? 0) + v;
+      }
+    }
+  }
+  const u = process.cpuUsage();
+  return { nodesCpuSeconds: cluster.nodes.reduce((sum, n) => sum + processCpuSeconds(n.proc?.child.pid), 0),
+    clientCpuSeconds: (u.user + u.system) / 1e6, raftMessagesSent, peerFramesSent, readys, sentByType };
+}
+
+/** Work per acknowledged proposal between two samples (CPU in microseconds, the rest in counts). */
+interface WorkPerProposal {
+  readonly nodesCpuUs: number;
+  readonly clientCpuUs: number;
+  readonly raftMessages: number;
+  readonly peerFrames: number;
+  readonly readys: number;
+  readonly byType: Readonly<Record<string, number>>;
+}
+
+function workPerProposal(before: WorkSample, after: WorkSample, proposals: number): WorkPerProposal {
+  const n = Math.max(1, proposals);
+  const byType: Record<string, number> = {};
+  for (const [type, v] of Object.entries(after.sentByType)) {
+    const per = (v - (before.sentByType[type] ?? 0)) / n;
+    if (per > 0) byType[type] = per;
+  }
+  return { nodesCpuUs: (after.nodesCpuSeconds - before.nodesCpuSeconds) * 1e6 / n, clientCpuUs: (after.clientCpuSeconds - before.clientCpuSeconds) * 1e6 / n,
+    raftMessages: (after.raftMessagesSent - before.raftMessagesSent) / n, peerFrames: (after.peerFramesSent - before.peerFramesSent) / n,
+    readys: (after.readys - before.readys) / n, byType };
+}
+
+function formatWork(w: WorkPerProposal): string {
+  const types = Object.entries(w.byType).map(([t, v]) => `${t} ${v.toFixed(2)}`).join(', ');
+  return `per proposal: nodes CPU ${w.nodesCpuUs.toFixed(0)} us, client CPU ${w.clientCpuUs.toFixed(0)} us, raft messages ${w.raftMessages.toFixed(2)}`
+    + ` (${types}), peer frames ${w.peerFrames.toFixed(2)}, readys ${w.readys.toFixed(2)}`;
+}
+
 /** The same proposers and depth over `manyGroups` groups: a topic's partitions, keys at random. */
 async function manyGroupsPhase(control: Client, cluster: TestCluster, clients: readonly Client[]): Promise<{
   groups: number; groupsUsed: number; proposalsPerSec: number; commitLatencyMs: ReturnType<typeof latencySummaryMs>;
-  fsyncsPerSec: Record<string, number>; errors: number; firstError: string;
+  fsyncsPerSec: Record<string, number>; errors: number; firstError: string; work: WorkPerProposal;
 }> {
   const topic = 'bench-raft-groups';
   await control.topics.create(topic, { partitions: manyGroups, replicas: 3 });
@@ -138,18 +206,20 @@ async function manyGroupsPhase(control: Client, cluster: TestCluster, clients: r
   // The new groups elect and the producers learn the partition map during their own warm-up.
   await sleep(manyGroupsWarmupSeconds * 1000);
   const before = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+  const workBefore = await sampleWork(cluster);
   measuring = true;
   const t0 = performance.now();
   await sleep(measureSeconds * 1000);
   measuring = false;
   const seconds = (performance.now() - t0) / 1000;
+  const workAfter = await sampleWork(cluster);
   const after = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
   stopping = true;
   await running;
   const fsyncsPerSec: Record<string, number> = {};
   cluster.nodes.forEach((n, i) => { fsyncsPerSec[n.spec.id] = ((after[i] ?? 0) - (before[i] ?? 0)) / seconds; });
   return { groups: manyGroups, groupsUsed: used.size, proposalsPerSec: measured / seconds, commitLatencyMs: latencySummaryMs(histogram),
-    fsyncsPerSec, errors, firstError };
+    fsyncsPerSec, errors, firstError, work: workPerProposal(workBefore, workAfter, measured) };
 }
 
 async function main(): Promise<void> {
@@ -214,11 +284,13 @@ async function main(): Promise<void> {
 
     await sleep(warmupSeconds * 1000);
     const fsyncsBefore = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+    const workBefore = await sampleWork(cluster);
     measuring = true;
     const t0 = performance.now();
     await sleep(measureSeconds * 1000);
     measuring = false;
     const elapsedS = (performance.now() - t0) / 1000;
+    const workAfter = await sampleWork(cluster);
     const fsyncsAfter = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
     stopping = true;
     await running;
@@ -245,6 +317,7 @@ async function main(): Promise<void> {
       commitLatencyMs: latencySummaryMs(histogram),
       fsyncsPerSec,
       proposalsPerLeaderFsync: ackedMeasured / Math.max(1, leaderFsyncs),
+      work: workPerProposal(workBefore, workAfter, ackedMeasured),
       errors, firstError,
       acknowledgedTotal: ackedTotal,
       converged: { count: journalCount, hash: converged[0]?.hash ?? 0, nodes: converged.length },
@@ -261,6 +334,7 @@ async function main(): Promise<void> {
     console.log(`                       ${f(result.commitLatencyMs.p50)} ${f(result.commitLatencyMs.p99)} ${f(result.commitLatencyMs.p999)} ${f(result.commitLatencyMs.max)}`);
     for (const [k, v] of Object.entries(fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
     console.log(`  proposals per leader fsync ${result.proposalsPerLeaderFsync.toFixed(1)}`);
+    console.log(`  ${formatWork(result.work)}`);
     console.log(`  errors ${errors}${firstError === '' ? '' : ` (first: ${firstError})`}`);
     console.log(`  converged: ${converged.length} nodes at count=${journalCount} hash=${result.converged.hash} (>= ${ackedTotal} acknowledged)`);
     if (many !== null) {
@@ -268,6 +342,7 @@ async function main(): Promise<void> {
         + ` (one group: ${proposalsPerSec.toFixed(0)}, ratio ${(many.proposalsPerSec / proposalsPerSec).toFixed(2)})`);
       console.log(`                       ${f(many.commitLatencyMs.p50)} ${f(many.commitLatencyMs.p99)} ${f(many.commitLatencyMs.p999)} ${f(many.commitLatencyMs.max)}`);
       for (const [k, v] of Object.entries(many.fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
+      console.log(`  ${formatWork(many.work)}`);
       console.log(`  groups proposed to ${many.groupsUsed}, errors ${many.errors}${many.firstError === '' ? '' : ` (first: ${many.firstError})`}`);
     }
     console.log(`  floor: write+fdatasync 4 KiB p50 ${floor.p50Ms.toFixed(3)} ms p99 ${floor.p99Ms.toFixed(3)} ms; loopback ping p50 ${ping.p50Ms.toFixed(3)} ms p99 ${ping.p99Ms.toFixed(3)} ms`);
