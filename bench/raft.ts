@@ -108,6 +108,8 @@ interface WorkSample {
   readonly raftMessagesSent: number;
   readonly peerFramesSent: number;
   readonly readys: number;
+  /** Client requests the nodes answered with an error (dsync_requests_total, code other than OK): NOT_LEADER redirects above all. */
+  readonly errorAnswers: number;
   /** Raft messages sent by type (dsync_raft_messages_by_type_total), summed over the nodes. */
   readonly sentByType: Readonly<Record<string, number>>;
 }
@@ -116,6 +118,7 @@ async function sampleWork(cluster: TestCluster): Promise<WorkSample> {
   let raftMessagesSent = 0;
   let peerFramesSent = 0;
   let readys = 0;
+  let errorAnswers = 0;
   const sentByType: Record<string, number> = {};
   for (const n of cluster.nodes) {
     const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
@@ -127,6 +130,7 @@ async function sampleWork(cluster: TestCluster): Promise<WorkSample> {
       if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
       else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
       else if (name === 'dsync_raft_readys_total') readys += v;
+      else if (name === 'dsync_requests_total' && !labels.includes('code="OK"')) errorAnswers += v;
       else if (name === 'dsync_raft_messages_by_type_total') {
         const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
         sentByType[type] = (sentByType[type] ?? 0) + v;
@@ -135,7 +139,7 @@ async function sampleWork(cluster: TestCluster): Promise<WorkSample> {
   }
   const u = process.cpuUsage();
   return { nodesCpuSeconds: cluster.nodes.reduce((sum, n) => sum + processCpuSeconds(n.proc?.child.pid), 0),
-    clientCpuSeconds: (u.user + u.system) / 1e6, raftMessagesSent, peerFramesSent, readys, sentByType };
+    clientCpuSeconds: (u.user + u.system) / 1e6, raftMessagesSent, peerFramesSent, readys, errorAnswers, sentByType };
 }
 
 /** Work per acknowledged proposal between two samples (CPU in microseconds, the rest in counts). */
@@ -145,6 +149,7 @@ interface WorkPerProposal {
   readonly raftMessages: number;
   readonly peerFrames: number;
   readonly readys: number;
+  readonly errorAnswers: number;
   readonly byType: Readonly<Record<string, number>>;
 }
 
@@ -157,13 +162,13 @@ function workPerProposal(before: WorkSample, after: WorkSample, proposals: numbe
   }
   return { nodesCpuUs: (after.nodesCpuSeconds - before.nodesCpuSeconds) * 1e6 / n, clientCpuUs: (after.clientCpuSeconds - before.clientCpuSeconds) * 1e6 / n,
     raftMessages: (after.raftMessagesSent - before.raftMessagesSent) / n, peerFrames: (after.peerFramesSent - before.peerFramesSent) / n,
-    readys: (after.readys - before.readys) / n, byType };
+    readys: (after.readys - before.readys) / n, errorAnswers: (after.errorAnswers - before.errorAnswers) / n, byType };
 }
 
 function formatWork(w: WorkPerProposal): string {
   const types = Object.entries(w.byType).map(([t, v]) => `${t} ${v.toFixed(2)}`).join(', ');
   return `per proposal: nodes CPU ${w.nodesCpuUs.toFixed(0)} us, client CPU ${w.clientCpuUs.toFixed(0)} us, raft messages ${w.raftMessages.toFixed(2)}`
-    + ` (${types}), peer frames ${w.peerFrames.toFixed(2)}, readys ${w.readys.toFixed(2)}`;
+    + ` (${types}), peer frames ${w.peerFrames.toFixed(2)}, readys ${w.readys.toFixed(2)}, error answers ${w.errorAnswers.toFixed(3)}`;
 }
 
 /** The same proposers and depth over `manyGroups` groups: a topic's partitions, keys at random. */
