@@ -128,7 +128,7 @@ export class GroupRunner {
   readonly raft: Raft;
   /** Readys handed to the WAL and not yet durable, oldest first (at most raftReadysInFlightMax). */
   private readonly flights: ReadyFlight[] = [];
-  /** Registered with the host's durable watch (GroupHost.awaitDurable) for the oldest flight's seq. */
+  /** A whenDurable() for the oldest flight is pending (one at a time per group). */
   private watchingDurable = false;
   /** A Ready with a snapshot is being persisted: nothing else is taken before it is done. */
   private snapshotInFlight = false;
@@ -355,8 +355,7 @@ export class GroupRunner {
     // no longer hears a quorum: it must stay awake for check-quorum to depose it.
     if (this.role === Role.Leader && !this.persisting && this.proposals.size === 0 && this.reads.size === 0
       && this.readsAwaitingApply.length === 0 && this.host.hearsQuorum(this.raft.voterIds)) this.raft.maybeQuiesce();
-    // Most ticks of most groups change nothing: no place in the next ready pass for those.
-    if (this.raft.hasReady()) this.schedule();
+    this.schedule();
   }
 
   /** Nothing for the tick timer to do: the replica is quiesced and no read waits for its timeout here. */
@@ -523,18 +522,18 @@ export class GroupRunner {
     if (this.raft.hasReady()) this.schedule();
   }
 
-  /** Waits for the oldest flight's write (through the host, which watches the WAL once for every group), then completes what is durable. */
+  /** Waits (one whenDurable at a time) for the oldest flight's write, then completes what is durable. */
   private watchDurable(): void {
     const head = this.flights[0];
     if (this.watchingDurable || head === undefined || this.stopped) return;
     this.watchingDurable = true;
-    this.host.awaitDurable(this, head.seq);
-  }
-
-  /** The host saw the WAL's durable seq advance (or its watch end): completes what is durable, then watches the next. */
-  durableAdvanced(): void {
-    this.watchingDurable = false;
-    this.completeFlights();
+    this.host.storage.whenDurable(head.seq).then(() => {
+      this.watchingDurable = false;
+      this.completeFlights();
+    }, (err: unknown) => {
+      this.watchingDurable = false;
+      this.host.fatal(`group ${this.group} could not persist its log: ${(err as Error).message}`);
+    });
   }
 
   /** Completes, in order, every flight whose write is durable; then watches the next. */
@@ -901,20 +900,6 @@ export class GroupHost implements GroupRegistry {
   private readonly droppedGroups = new Set<GroupId>();
   /** Entry bytes accepted as proposals (any group) but not yet appended to the shared WAL. */
   private walBytesReserved = 0;
-  /**
-   * Runners whose oldest Ready in flight waits for the WAL. One whenDurable() serves them all
-   * (for the lowest seq any of them waits for), not a promise and a sorted WAL waiter per group
-   * per write: with hundreds of groups writing an entry each, one fdatasync covered hundreds.
-   */
-  private durableWaiting = new Set<GroupRunner>();
-  /** The spare set durableWaiting is swapped with while the waiting runners are completed. */
-  private durableCompleting = new Set<GroupRunner>();
-  /** The seq of the latest whenDurable() this host waits on (0: none): a runner waiting for a seq at or above it needs no other. */
-  private durableWatchSeq = 0;
-  private readonly durableBound = (seq: number): void => this.onDurable(seq);
-  private readonly durableFailedBound = (err: unknown): void => {
-    this.env.fatal(`the write-ahead log could not persist raft state: ${(err as Error).message}`);
-  };
   /** hostTicks when each peer's last well-formed Raft batch arrived: what quiesced followers count their leader's silence in. */
   private readonly heardAtTick = new Map<NodeId, number>();
   /** When each peer's last well-formed Raft batch arrived (clock.nowMs): liveness for membership checks. */
@@ -980,33 +965,6 @@ export class GroupHost implements GroupRegistry {
   silentTicks(peer: NodeId): number {
     const at = this.heardAtTick.get(peer);
     return at === undefined ? this.timing.electionTicksMax : Math.min(this.timing.electionTicksMax, this.hostTicks - at);
-  }
-
-  /** `runner`'s oldest Ready in flight waits for WAL seq `seq`: it is told (durableAdvanced) once that may be durable. */
-  awaitDurable(runner: GroupRunner, seq: number): void {
-    this.durableWaiting.add(runner);
-    if (this.durableWatchSeq !== 0 && this.durableWatchSeq <= seq) return;
-    this.watchDurableSeq(seq);
-  }
-
-  private watchDurableSeq(seq: number): void {
-    this.durableWatchSeq = seq;
-    this.storage.whenDurable(seq).then(() => this.durableBound(seq), this.durableFailedBound);
-  }
-
-  /**
-   * The WAL is durable up to at least `seq`: every waiting runner completes what is durable
-   * (in one microtask, so what they send leaves in one flush), then one watch covers the rest.
-   */
-  private onDurable(seq: number): void {
-    // A later, lower watch may have replaced this one; only the latest clears the mark.
-    if (this.durableWatchSeq === seq) this.durableWatchSeq = 0;
-    const completing = this.durableWaiting;
-    this.durableWaiting = this.durableCompleting;
-    this.durableCompleting = completing;
-    // Runners still waiting re-register (awaitDurable) into the other set while this one is walked.
-    for (const runner of completing) runner.durableAdvanced();
-    completing.clear();
   }
 
   /**
