@@ -5,7 +5,10 @@
 // on the leader. Prints throughput, p50/p99/p999 commit latency (HDR histogram),
 // fsyncs/s per node from the console `raft` WAL metrics, and the hardware floor
 // (write+fdatasync latency, loopback ping); checks that all nodes converged to one
-// (count, hash) with count >= acknowledged. JSON to bench/results/raft.json.
+// (count, hash) with count >= acknowledged. Per proposal, for each phase: the three nodes'
+// CPU (/proc, all threads) and this client's, Raft messages by type, peer frames and Readys
+// (from /metrics): on a shared machine these, not proposals/s, show what a change costs.
+// JSON to bench/results/raft.json.
 //
 // Many groups (RAFT_BENCH_GROUPS, default 200; 0 skips it): then the same proposers and depth
 // publish to a topic of that many partitions, each partition its own Raft group with 3
@@ -19,11 +22,6 @@
 // RAFT_BENCH_GROUPS (200), RAFT_BENCH_GROUPS_WARMUP_SECONDS (10: the new groups elect), RAFT_BENCH_PORT_BASE (0: free ports; else 9 ports from it),
 // RAFT_BENCH_CPU_PROF_DIR (if set, the nodes are CPU-profiled over the one-group measured window by locks-profiler.ts
 // and write node-PID.cpuprofile there).
-//
-// CPU per proposal (one group): user + system CPU of each node process (/proc/PID/stat, all threads) and of this
-// process (the proposers) over the measured window, divided by the proposals acknowledged in it, with the nodes'
-// write system calls per proposal: on a machine whose cores are the ceiling these are the figures to compare
-// builds by, since proposals/s moves with whatever else the machine runs.
 
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -43,6 +41,7 @@ import type { Producer } from '../client/index.js';
 import { createCleanup, envInt, latencySummaryMs, processCpuSeconds, processWriteCalls, profileNodeProcesses, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
+const cpuProfDir = process.env.RAFT_BENCH_CPU_PROF_DIR ?? '';
 const warmupSeconds = envInt('RAFT_BENCH_WARMUP_SECONDS', 1, 0, 600);
 const proposersCount = envInt('RAFT_BENCH_PROPOSERS', 64, 1, 4096);
 const depthPerProposer = envInt('RAFT_BENCH_DEPTH', 8, 1, 1024);
@@ -50,7 +49,6 @@ const payloadBytes = envInt('RAFT_BENCH_PAYLOAD_BYTES', 64, 1, 1024 * 1024);
 const manyGroups = envInt('RAFT_BENCH_GROUPS', 200, 0, queueTopicPartitionsMax);
 const portBase = envInt('RAFT_BENCH_PORT_BASE', 0, 0, 65_000);
 const manyGroupsWarmupSeconds = envInt('RAFT_BENCH_GROUPS_WARMUP_SECONDS', 10, 0, 600);
-const cpuProfDir = process.env.RAFT_BENCH_CPU_PROF_DIR ?? '';
 /** A single request slower than this is an error, not a latency sample. */
 const requestTimeoutMs = 10_000;
 /** Raw write+fdatasync samples for the hardware floor. */
@@ -97,30 +95,6 @@ async function pingFloor(client: Client): Promise<{ p50Ms: number; p99Ms: number
   return { p50Ms: percentileMs(samples, 0.5), p99Ms: percentileMs(samples, 0.99) };
 }
 
-/** Starts (first call) or ends and writes (second call) the nodes' CPU profiles (locks-profiler.ts, window mode). */
-function signalProfilers(pids: readonly number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGUSR2');
-    } catch {
-      // gone: nothing to profile
-    }
-  }
-}
-
-/** CPU seconds of each node and of this process, and the nodes' write system calls, at one moment. */
-interface CpuSnapshot {
-  readonly nodesCpuSeconds: readonly number[];
-  readonly clientCpuSeconds: number;
-  readonly nodesWriteCalls: readonly number[];
-}
-
-function cpuSnapshot(pids: readonly number[]): CpuSnapshot {
-  const usage = process.cpuUsage();
-  return { nodesCpuSeconds: pids.map((pid) => processCpuSeconds(pid)), clientCpuSeconds: (usage.user + usage.system) / 1e6,
-    nodesWriteCalls: pids.map((pid) => processWriteCalls(pid)) };
-}
-
 async function walFsyncs(consolePort: number): Promise<number> {
   const out = await consoleCommand(consolePort, 'raft');
   const m = /^wal: (\{.*\})$/m.exec(out);
@@ -130,10 +104,107 @@ async function walFsyncs(consolePort: number): Promise<number> {
   return metrics.fsyncs;
 }
 
+/** Starts (first call) or ends and writes (second call) the nodes' CPU profiles (locks-profiler.ts, window mode). */
+function signalProfilers(cluster: TestCluster): void {
+  for (const n of cluster.nodes) {
+    try {
+      if (n.proc?.child.pid !== undefined) process.kill(n.proc.child.pid, 'SIGUSR2');
+    } catch {
+      // gone: nothing to profile
+    }
+  }
+}
+
+/** What the nodes spent so far: CPU seconds and write system calls (each node, all threads), this process's CPU, and Raft work counters. */
+interface WorkSample {
+  readonly nodeCpuSeconds: readonly number[];
+  readonly nodeWriteCalls: readonly number[];
+  readonly clientCpuSeconds: number;
+  readonly raftMessagesSent: number;
+  readonly peerFramesSent: number;
+  readonly readys: number;
+  /** Client requests the nodes answered with an error (dsync_requests_total, code other than OK): NOT_LEADER redirects above all. */
+  readonly errorAnswers: number;
+  /** Raft messages sent by type (dsync_raft_messages_by_type_total), summed over the nodes. */
+  readonly sentByType: Readonly<Record<string, number>>;
+}
+
+async function sampleWork(cluster: TestCluster): Promise<WorkSample> {
+  let raftMessagesSent = 0;
+  let peerFramesSent = 0;
+  let readys = 0;
+  let errorAnswers = 0;
+  const sentByType: Record<string, number> = {};
+  for (const n of cluster.nodes) {
+    const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+      if (m === null) continue;
+      const [, name, labels = '', value] = m;
+      const v = Number(value);
+      if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+      else if (name === 'dsync_raft_readys_total') readys += v;
+      else if (name === 'dsync_requests_total' && !labels.includes('code="OK"')) errorAnswers += v;
+      else if (name === 'dsync_raft_messages_by_type_total') {
+        const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
+        sentByType[type] = (sentByType[type] ?? 0) + v;
+      }
+    }
+  }
+  const u = process.cpuUsage();
+  return { nodeCpuSeconds: cluster.nodes.map((n) => processCpuSeconds(n.proc?.child.pid)), nodeWriteCalls: cluster.nodes.map((n) => processWriteCalls(n.proc?.child.pid)),
+    clientCpuSeconds: (u.user + u.system) / 1e6, raftMessagesSent, peerFramesSent, readys, errorAnswers, sentByType };
+}
+
+/** Work per acknowledged proposal between two samples (CPU in microseconds, the rest in counts). */
+interface WorkPerProposal {
+  readonly nodesCpuUs: number;
+  /** The leader's share, and a follower's on average (-1 when no one node leads every group). */
+  readonly leaderCpuUs: number;
+  readonly followerCpuUsMean: number;
+  /** write(2) and friends the nodes made (syscw), all of them and the leader's. */
+  readonly nodesWriteCalls: number;
+  readonly leaderWriteCalls: number;
+  readonly clientCpuUs: number;
+  readonly raftMessages: number;
+  readonly peerFrames: number;
+  readonly readys: number;
+  readonly errorAnswers: number;
+  readonly byType: Readonly<Record<string, number>>;
+}
+
+function workPerProposal(before: WorkSample, after: WorkSample, proposals: number, leaderIndex = -1): WorkPerProposal {
+  const n = Math.max(1, proposals);
+  const cpuUs = after.nodeCpuSeconds.map((c, i) => (c - (before.nodeCpuSeconds[i] ?? 0)) * 1e6 / n);
+  const writes = after.nodeWriteCalls.map((c, i) => (c - (before.nodeWriteCalls[i] ?? 0)) / n);
+  const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+  const followers = cpuUs.filter((_, i) => i !== leaderIndex);
+  const byType: Record<string, number> = {};
+  for (const [type, v] of Object.entries(after.sentByType)) {
+    const per = (v - (before.sentByType[type] ?? 0)) / n;
+    if (per > 0) byType[type] = per;
+  }
+  return { nodesCpuUs: sum(cpuUs), leaderCpuUs: leaderIndex < 0 ? -1 : cpuUs[leaderIndex] ?? 0,
+    followerCpuUsMean: leaderIndex < 0 ? -1 : sum(followers) / Math.max(1, followers.length),
+    nodesWriteCalls: sum(writes), leaderWriteCalls: leaderIndex < 0 ? -1 : writes[leaderIndex] ?? 0, clientCpuUs: (after.clientCpuSeconds - before.clientCpuSeconds) * 1e6 / n,
+    raftMessages: (after.raftMessagesSent - before.raftMessagesSent) / n, peerFrames: (after.peerFramesSent - before.peerFramesSent) / n,
+    readys: (after.readys - before.readys) / n, errorAnswers: (after.errorAnswers - before.errorAnswers) / n, byType };
+}
+
+function formatWork(w: WorkPerProposal): string {
+  const types = Object.entries(w.byType).map(([t, v]) => `${t} ${v.toFixed(2)}`).join(', ');
+  const split = w.leaderCpuUs < 0 ? '' : ` (leader ${w.leaderCpuUs.toFixed(0)}, follower mean ${w.followerCpuUsMean.toFixed(0)})`;
+  const leaderWrites = w.leaderWriteCalls < 0 ? '' : ` (leader ${w.leaderWriteCalls.toFixed(2)})`;
+  return `per proposal: nodes CPU ${w.nodesCpuUs.toFixed(0)} us${split}, client CPU ${w.clientCpuUs.toFixed(0)} us, node write calls ${w.nodesWriteCalls.toFixed(2)}${leaderWrites},`
+    + ` raft messages ${w.raftMessages.toFixed(2)}`
+    + ` (${types}), peer frames ${w.peerFrames.toFixed(2)}, readys ${w.readys.toFixed(2)}, error answers ${w.errorAnswers.toFixed(3)}`;
+}
+
 /** The same proposers and depth over `manyGroups` groups: a topic's partitions, keys at random. */
 async function manyGroupsPhase(control: Client, cluster: TestCluster, clients: readonly Client[]): Promise<{
   groups: number; groupsUsed: number; proposalsPerSec: number; commitLatencyMs: ReturnType<typeof latencySummaryMs>;
-  fsyncsPerSec: Record<string, number>; errors: number; firstError: string;
+  fsyncsPerSec: Record<string, number>; errors: number; firstError: string; work: WorkPerProposal;
 }> {
   const topic = 'bench-raft-groups';
   await control.topics.create(topic, { partitions: manyGroups, replicas: 3 });
@@ -170,18 +241,20 @@ async function manyGroupsPhase(control: Client, cluster: TestCluster, clients: r
   // The new groups elect and the producers learn the partition map during their own warm-up.
   await sleep(manyGroupsWarmupSeconds * 1000);
   const before = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
+  const workBefore = await sampleWork(cluster);
   measuring = true;
   const t0 = performance.now();
   await sleep(measureSeconds * 1000);
   measuring = false;
   const seconds = (performance.now() - t0) / 1000;
+  const workAfter = await sampleWork(cluster);
   const after = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
   stopping = true;
   await running;
   const fsyncsPerSec: Record<string, number> = {};
   cluster.nodes.forEach((n, i) => { fsyncsPerSec[n.spec.id] = ((after[i] ?? 0) - (before[i] ?? 0)) / seconds; });
   return { groups: manyGroups, groupsUsed: used.size, proposalsPerSec: measured / seconds, commitLatencyMs: latencySummaryMs(histogram),
-    fsyncsPerSec, errors, firstError };
+    fsyncsPerSec, errors, firstError, work: workPerProposal(workBefore, workAfter, measured) };
 }
 
 async function main(): Promise<void> {
@@ -196,7 +269,6 @@ async function main(): Promise<void> {
     const cluster = await TestCluster.start(cleanup, { dataRoot, ...(ports === undefined ? {} : { ports }) });
     profilingDone();
     delete process.env.LOCKS_BENCH_CPU_PROF_WINDOW;
-    const nodePids = cluster.nodes.map((n) => n.process.pid);
     const control = await Client.connect({ seeds: cluster.seeds });
     cleanup.teardown(() => control.close());
     const leader = await waitForLeader(control, cluster.seeds, cluster.nodes.map((n) => n.spec.id));
@@ -251,15 +323,15 @@ async function main(): Promise<void> {
 
     await sleep(warmupSeconds * 1000);
     const fsyncsBefore = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
-    if (cpuProfDir !== '') signalProfilers(nodePids);
-    const cpuBefore = cpuSnapshot(nodePids);
+    const workBefore = await sampleWork(cluster);
+    if (cpuProfDir !== '') signalProfilers(cluster);
     measuring = true;
     const t0 = performance.now();
     await sleep(measureSeconds * 1000);
     measuring = false;
     const elapsedS = (performance.now() - t0) / 1000;
-    const cpuAfter = cpuSnapshot(nodePids);
-    if (cpuProfDir !== '') signalProfilers(nodePids);
+    if (cpuProfDir !== '') signalProfilers(cluster);
+    const workAfter = await sampleWork(cluster);
     const fsyncsAfter = await Promise.all(cluster.nodes.map((n) => walFsyncs(n.spec.consolePort)));
     stopping = true;
     await running;
@@ -277,18 +349,6 @@ async function main(): Promise<void> {
     const leaderIndex = cluster.nodes.indexOf(leaderNode);
     const leaderFsyncs = (fsyncsAfter[leaderIndex] ?? 0) - (fsyncsBefore[leaderIndex] ?? 0);
     const proposalsPerSec = ackedMeasured / elapsedS;
-    const perProposal = (n: number): number => (ackedMeasured === 0 ? 0 : n / ackedMeasured);
-    const nodeCpuMs = (i: number): number => ((cpuAfter.nodesCpuSeconds[i] ?? 0) - (cpuBefore.nodesCpuSeconds[i] ?? 0)) * 1000;
-    const nodeWriteCalls = (i: number): number => (cpuAfter.nodesWriteCalls[i] ?? 0) - (cpuBefore.nodesWriteCalls[i] ?? 0);
-    const followerIndexes = cluster.nodes.map((_, i) => i).filter((i) => i !== leaderIndex);
-    const cpuPerProposal = {
-      leaderMs: perProposal(nodeCpuMs(leaderIndex)),
-      followerMsMean: perProposal(followerIndexes.reduce((sum, i) => sum + nodeCpuMs(i), 0) / Math.max(1, followerIndexes.length)),
-      nodesMs: perProposal(cluster.nodes.reduce((sum, _, i) => sum + nodeCpuMs(i), 0)),
-      clientMs: perProposal((cpuAfter.clientCpuSeconds - cpuBefore.clientCpuSeconds) * 1000),
-      nodesWriteCalls: perProposal(cluster.nodes.reduce((sum, _, i) => sum + nodeWriteCalls(i), 0)),
-      leaderWriteCalls: perProposal(nodeWriteCalls(leaderIndex)),
-    };
     const result = {
       scenario: '3 nodes, group 0 journal appends, acknowledged once committed (fsynced on a majority) and applied on the leader',
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', node: process.version },
@@ -298,7 +358,7 @@ async function main(): Promise<void> {
       commitLatencyMs: latencySummaryMs(histogram),
       fsyncsPerSec,
       proposalsPerLeaderFsync: ackedMeasured / Math.max(1, leaderFsyncs),
-      cpuPerProposal,
+      work: workPerProposal(workBefore, workAfter, ackedMeasured, leaderIndex),
       errors, firstError,
       acknowledgedTotal: ackedTotal,
       converged: { count: journalCount, hash: converged[0]?.hash ?? 0, nodes: converged.length },
@@ -315,8 +375,7 @@ async function main(): Promise<void> {
     console.log(`                       ${f(result.commitLatencyMs.p50)} ${f(result.commitLatencyMs.p99)} ${f(result.commitLatencyMs.p999)} ${f(result.commitLatencyMs.max)}`);
     for (const [k, v] of Object.entries(fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
     console.log(`  proposals per leader fsync ${result.proposalsPerLeaderFsync.toFixed(1)}`);
-    console.log(`  CPU ms per proposal: nodes ${cpuPerProposal.nodesMs.toFixed(4)} (leader ${cpuPerProposal.leaderMs.toFixed(4)}, follower mean ${cpuPerProposal.followerMsMean.toFixed(4)}),`
-      + ` client ${cpuPerProposal.clientMs.toFixed(4)}; node write calls per proposal ${cpuPerProposal.nodesWriteCalls.toFixed(3)} (leader ${cpuPerProposal.leaderWriteCalls.toFixed(3)})`);
+    console.log(`  ${formatWork(result.work)}`);
     console.log(`  errors ${errors}${firstError === '' ? '' : ` (first: ${firstError})`}`);
     console.log(`  converged: ${converged.length} nodes at count=${journalCount} hash=${result.converged.hash} (>= ${ackedTotal} acknowledged)`);
     if (many !== null) {
@@ -324,6 +383,7 @@ async function main(): Promise<void> {
         + ` (one group: ${proposalsPerSec.toFixed(0)}, ratio ${(many.proposalsPerSec / proposalsPerSec).toFixed(2)})`);
       console.log(`                       ${f(many.commitLatencyMs.p50)} ${f(many.commitLatencyMs.p99)} ${f(many.commitLatencyMs.p999)} ${f(many.commitLatencyMs.max)}`);
       for (const [k, v] of Object.entries(many.fsyncsPerSec)) console.log(`  fsyncs/s ${k.padEnd(16)} ${v.toFixed(0)}`);
+      console.log(`  ${formatWork(many.work)}`);
       console.log(`  groups proposed to ${many.groupsUsed}, errors ${many.errors}${many.firstError === '' ? '' : ` (first: ${many.firstError})`}`);
     }
     console.log(`  floor: write+fdatasync 4 KiB p50 ${floor.p50Ms.toFixed(3)} ms p99 ${floor.p99Ms.toFixed(3)} ms; loopback ping p50 ${ping.p50Ms.toFixed(3)} ms p99 ${ping.p99Ms.toFixed(3)} ms`);
