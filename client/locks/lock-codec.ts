@@ -6,6 +6,7 @@
 
 import { schema } from '../../protocol/index.js';
 import { wireNumber } from '../../protocol/wire-number.js';
+import { putVarint, varintBytes } from '../../protocol/varint.js';
 
 export interface LockRequestFields {
   clientId?: string;
@@ -33,24 +34,6 @@ const surrogate = /[\uD800-\uDFFF]/;
 /** Strict, as protobufjs' string reader is: invalid UTF-8 (a lone surrogate written by a lax writer) is refused; a leading U+FEFF is kept, as protobufjs keeps it. */
 const dec = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-function putVarint(out: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    out[at++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  out[at++] = v;
-  return at;
-}
-
 /** A field protobufjs writes (proto3): set, and not its type's default ('', 0, false). */
 function present(v: string | number | boolean | undefined | null): boolean {
   return v !== undefined && v !== null && v !== '' && v !== 0 && v !== false;
@@ -74,16 +57,16 @@ export function encodeLockRequest(f: Readonly<LockRequestFields>, clientId = f.c
   const lockBytes = present(lock) ? Buffer.byteLength(lock as string, 'utf8') : -1;
   const requestIdBytes = present(requestId) ? Buffer.byteLength(requestId as string, 'utf8') : -1;
   let size = 0;
-  if (clientIdBytes >= 0) size += 1 + varintSize(clientIdBytes) + clientIdBytes;
-  if (present(seq)) size += 1 + varintSize(seq as number);
-  if (present(f.session)) size += 1 + varintSize(f.session as number);
-  if (lockBytes >= 0) size += 1 + varintSize(lockBytes) + lockBytes;
+  if (clientIdBytes >= 0) size += 1 + varintBytes(clientIdBytes) + clientIdBytes;
+  if (present(seq)) size += 1 + varintBytes(seq as number);
+  if (present(f.session)) size += 1 + varintBytes(f.session as number);
+  if (lockBytes >= 0) size += 1 + varintBytes(lockBytes) + lockBytes;
   if (present(f.exclusive)) size += 2;
-  if (requestIdBytes >= 0) size += 1 + varintSize(requestIdBytes) + requestIdBytes;
+  if (requestIdBytes >= 0) size += 1 + varintBytes(requestIdBytes) + requestIdBytes;
   if (present(f.wait)) size += 2;
-  if (present(f.waitMs)) size += 1 + varintSize(u32(f.waitMs as number));
-  if (present(f.ttlMs)) size += 1 + varintSize(u32(f.ttlMs as number));
-  if (present(f.lockDelayMs)) size += 1 + varintSize(u32(f.lockDelayMs as number));
+  if (present(f.waitMs)) size += 1 + varintBytes(u32(f.waitMs as number));
+  if (present(f.ttlMs)) size += 1 + varintBytes(u32(f.ttlMs as number));
+  if (present(f.lockDelayMs)) size += 1 + varintBytes(u32(f.lockDelayMs as number));
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   if (clientIdBytes >= 0) {

@@ -7,6 +7,7 @@
 import { schema } from '../../../protocol/index.js';
 import { decodePayload } from '../../node/node.js';
 import { type EntryKind, frameEntry } from '../../raft/group0.js';
+import { putVarint, varintBytes } from '../../../protocol/varint.js';
 
 /** JournalAppend's only field: data = 1, length-delimited (wire type 2). */
 const dataTag = (1 << 3) | 2;
@@ -42,24 +43,6 @@ export function journalEntryFromAppend(kind: EntryKind, payload: Uint8Array): Ui
   // Unknown fields, a repeated data field, a malformed varint: protobufjs decides.
   const req = decodePayload((b) => schema.JournalAppend.decode(b), payload, 'journal append');
   return frameEntry(kind, req.data);
-}
-
-function varintBytes(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-function putVarint(out: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    out[at++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  out[at++] = v;
-  return at;
 }
 
 /** JournalAppendReply { index, count }, each left out when 0 (proto3, as protobufjs writes it). */

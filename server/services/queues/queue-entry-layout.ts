@@ -14,6 +14,7 @@
 import { isUtf8 } from 'node:buffer';
 import { assert, assertNever } from '../../../core/assert.js';
 import type { Header, Message, QueueCommand } from '../../../core/queue/commands.js';
+import { putVarint, varintBytes } from '../../../protocol/varint.js';
 
 /** The kind numbers of QueueCommandEntry.kind. */
 export const queueCommandKinds = {
@@ -65,15 +66,6 @@ const tag = {
   key: 0x0a, value: 0x12, header: 0x1a, headerName: 0x0a, headerValue: 0x12,
   itemDelivery: 0x08, itemAttempt: 0x10, itemDelayMs: 0x18, itemHasDelay: 0x20, fencingLock: 0x0a, fencingToken: 0x10,
 } as const;
-
-function varintBytes(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
 
 const isUint64 = (v: number): boolean => Number.isSafeInteger(v) && v >= 0;
 const isUint32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
@@ -246,14 +238,7 @@ class EntryWriter {
   }
 
   varint(v: number): void {
-    const out = this.out;
-    let at = this.at;
-    while (v >= 0x80) {
-      out[at++] = (v % 128) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    out[at++] = v;
-    this.at = at;
+    this.at = putVarint(this.out, this.at, v);
   }
 
   uint(t: number, v: number): void {
