@@ -190,6 +190,22 @@ export function profileNodeProcesses(dir: string): () => void {
   return () => { delete process.env.NODE_OPTIONS; };
 }
 
+/**
+ * Calls `sample` with every sample line of each node's /metrics (Prometheus text: name,
+ * the label block as written or '', value); the benches sum the counters they report.
+ */
+export async function forEachMetricSample(httpPorts: readonly number[], sample: (name: string, labels: string, value: number) => void): Promise<void> {
+  for (const port of httpPorts) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+      if (m === null) continue;
+      const [, name = '', labels = '', raw] = m;
+      sample(name, labels, Number(raw));
+    }
+  }
+}
+
 /** A process's resident set in MiB (VmRSS from /proc), NaN when it is gone or unknown. */
 export function rssMb(pid: number | undefined): number {
   if (pid === undefined) return Number.NaN;

@@ -35,7 +35,7 @@ import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForLeader } from '../test/integration/raft-helpers.js';
 import * as hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
-import { closedLoop, createCleanup, profileNodeProcesses, envInt, type LatencySummaryMs, latencySummaryMs, processCpuSeconds, processWriteCalls, prng, runBenchmark,
+import { closedLoop, createCleanup, forEachMetricSample, profileNodeProcesses, envInt, type LatencySummaryMs, latencySummaryMs, processCpuSeconds, processWriteCalls, prng, runBenchmark,
   runCleanup } from './common.js';
 
 const measureSeconds = envInt('LOCKS_BENCH_SECONDS', 10, 1, 3600);
@@ -121,20 +121,13 @@ async function workCounters(nodes: readonly BenchNode[]): Promise<WorkCounters> 
   let peerFramesSent = 0;
   let readys = 0;
   let fsyncs = 0;
-  for (const n of nodes) {
-    const text = await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text();
-    for (const line of text.split('\n')) {
-      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
-      if (m === null) continue;
-      const [, name, labels = '', raw] = m;
-      const v = Number(raw);
-      if (name === 'dsync_raft_proposals_total' && labels.includes('group="0"')) group0Entries += v;
-      else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
-      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
-      else if (name === 'dsync_raft_readys_total') readys += v;
-      else if (name === 'dsync_wal_fsyncs_total') fsyncs += v;
-    }
-  }
+  await forEachMetricSample(nodes.map((n) => n.httpPort), (name, labels, v) => {
+    if (name === 'dsync_raft_proposals_total' && labels.includes('group="0"')) group0Entries += v;
+    else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+    else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+    else if (name === 'dsync_raft_readys_total') readys += v;
+    else if (name === 'dsync_wal_fsyncs_total') fsyncs += v;
+  });
   const usage = process.cpuUsage();
   return { group0Entries, raftMessagesSent, peerFramesSent, readys, fsyncs,
     nodeWriteCalls: nodes.reduce((sum, n) => sum + processWriteCalls(n.pid), 0),

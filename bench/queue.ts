@@ -41,7 +41,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, DsyncError, type Producer } from '../client/index.js';
 import { TestCluster } from '../test/integration/helpers/cluster.js';
-import { closedLoop, createCleanup, envInt, type LatencySummaryMs, processCpuSeconds, prng, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
+import { closedLoop, createCleanup, envInt, forEachMetricSample, type LatencySummaryMs, processCpuSeconds, prng, rssMb, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('QUEUE_BENCH_SECONDS', 10, 1, 3600);
 const warmupSeconds = envInt('QUEUE_BENCH_WARMUP_SECONDS', 1, 0, 600);
@@ -176,31 +176,24 @@ async function scrape(cluster: TestCluster): Promise<Counters> {
   let peerFramesSent = 0;
   let readys = 0;
   const sentByType: Record<string, number> = {};
-  for (const n of cluster.nodes) {
-    const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
-    for (const line of text.split('\n')) {
-      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
-      if (m === null) continue;
-      const [, name, labels = '', raw] = m;
-      const v = Number(raw);
-      if (name === 'dsync_wal_fsyncs_total') fsyncs += v;
-      else if (name === 'dsync_wal_records_total') walRecords += v;
-      else if (name === 'dsync_wal_fsync_seconds_total') fsyncSeconds += v;
-      else if (name === 'dsync_raft_proposals_total' && !labels.includes('group="0"')) partitionEntries += v;
-      else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
-      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
-      else if (name === 'dsync_raft_readys_total') readys += v;
-      else if (name === 'dsync_raft_messages_by_type_total') {
-        const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
-        sentByType[type] = (sentByType[type] ?? 0) + v;
-      }
-      else if (name === 'dsync_queue_messages_total' && labels.includes(`topic="${topic}"`)) {
-        if (labels.includes('event="published"')) published += v;
-        else if (labels.includes('event="delivered"')) delivered += v;
-        else if (labels.includes('event="acked"')) acked += v;
-      }
+  await forEachMetricSample(cluster.nodes.map((n) => n.spec.httpPort), (name, labels, v) => {
+    if (name === 'dsync_wal_fsyncs_total') fsyncs += v;
+    else if (name === 'dsync_wal_records_total') walRecords += v;
+    else if (name === 'dsync_wal_fsync_seconds_total') fsyncSeconds += v;
+    else if (name === 'dsync_raft_proposals_total' && !labels.includes('group="0"')) partitionEntries += v;
+    else if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+    else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+    else if (name === 'dsync_raft_readys_total') readys += v;
+    else if (name === 'dsync_raft_messages_by_type_total') {
+      const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
+      sentByType[type] = (sentByType[type] ?? 0) + v;
     }
-  }
+    else if (name === 'dsync_queue_messages_total' && labels.includes(`topic="${topic}"`)) {
+      if (labels.includes('event="published"')) published += v;
+      else if (labels.includes('event="delivered"')) delivered += v;
+      else if (labels.includes('event="acked"')) acked += v;
+    }
+  });
   return { fsyncs, fsyncSeconds, walRecords, partitionEntries, published, delivered, acked, raftMessagesSent, peerFramesSent, readys, sentByType };
 }
 

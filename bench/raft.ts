@@ -38,7 +38,7 @@ import { TestCluster } from '../test/integration/helpers/cluster.js';
 import { consoleCommand, waitForConvergence, waitForLeader } from '../test/integration/raft-helpers.js';
 import { queueTopicPartitionsMax } from '../core/constants.js';
 import type { Producer } from '../client/index.js';
-import { createCleanup, envInt, latencySummaryMs, processCpuSeconds, processWriteCalls, profileNodeProcesses, prng, runBenchmark, runCleanup, sleep } from './common.js';
+import { createCleanup, envInt, forEachMetricSample, latencySummaryMs, processCpuSeconds, processWriteCalls, profileNodeProcesses, prng, runBenchmark, runCleanup, sleep } from './common.js';
 
 const measureSeconds = envInt('RAFT_BENCH_SECONDS', 10, 1, 3600);
 const cpuProfDir = process.env.RAFT_BENCH_CPU_PROF_DIR ?? '';
@@ -135,23 +135,16 @@ async function sampleWork(cluster: TestCluster): Promise<WorkSample> {
   let readys = 0;
   let errorAnswers = 0;
   const sentByType: Record<string, number> = {};
-  for (const n of cluster.nodes) {
-    const text = await (await fetch(`http://127.0.0.1:${n.spec.httpPort}/metrics`)).text();
-    for (const line of text.split('\n')) {
-      const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
-      if (m === null) continue;
-      const [, name, labels = '', value] = m;
-      const v = Number(value);
-      if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
-      else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
-      else if (name === 'dsync_raft_readys_total') readys += v;
-      else if (name === 'dsync_requests_total' && !labels.includes('code="OK"')) errorAnswers += v;
-      else if (name === 'dsync_raft_messages_by_type_total') {
-        const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
-        sentByType[type] = (sentByType[type] ?? 0) + v;
-      }
+  await forEachMetricSample(cluster.nodes.map((n) => n.spec.httpPort), (name, labels, v) => {
+    if (name === 'dsync_raft_messages_total' && labels.includes('direction="sent"')) raftMessagesSent += v;
+    else if (name === 'dsync_raft_peer_frames_total' && labels.includes('direction="sent"')) peerFramesSent += v;
+    else if (name === 'dsync_raft_readys_total') readys += v;
+    else if (name === 'dsync_requests_total' && !labels.includes('code="OK"')) errorAnswers += v;
+    else if (name === 'dsync_raft_messages_by_type_total') {
+      const type = /type="(\w+)"/.exec(labels)?.[1] ?? '?';
+      sentByType[type] = (sentByType[type] ?? 0) + v;
     }
-  }
+  });
   const u = process.cpuUsage();
   return { nodeCpuSeconds: cluster.nodes.map((n) => processCpuSeconds(n.proc?.child.pid)), nodeWriteCalls: cluster.nodes.map((n) => processWriteCalls(n.proc?.child.pid)),
     clientCpuSeconds: (u.user + u.system) / 1e6, raftMessagesSent, peerFramesSent, readys, errorAnswers, sentByType };
