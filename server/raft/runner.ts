@@ -29,8 +29,7 @@ import { entryBytes } from '../storage/format.js';
 import { wireNumber } from '../../protocol/wire-number.js';
 import { checkWire, coalescible, fromWire, heartbeatFromWire, heartbeatToWire, toWire } from './codec.js';
 
-/** Labels of traffic.sentByType: the MessageType values in order, then Apps that carry no entries (commit or probe only). */
-/** Labels of GroupHost.traffic.sentByType: every MessageType at its value, then Apps without entries. */
+/** Labels of GroupHost.traffic.sentByType: every MessageType at its value, then Apps that carry no entries (commit or probe only). */
 export const raftMessageTypeNames: readonly (typeof messageTypeNames[MessageType] | 'AppEmpty')[] = [
   ...Array.from({ length: Object.keys(messageTypeNames).length }, (_, type) => {
     const name = (messageTypeNames as Partial<Record<number, typeof messageTypeNames[MessageType]>>)[type];
