@@ -33,10 +33,7 @@ export function journalEntryFromAppend(kind: EntryKind, payload: Uint8Array): Ui
       length += (b & 0x7f) * 2 ** shift;
       if (b < 0x80) {
         if (at + length !== payload.length) break;
-        const entry = new Uint8Array(1 + length);
-        entry[0] = kind;
-        entry.set(payload.subarray(at), 1);
-        return entry;
+        return frameEntry(kind, payload.subarray(at));
       }
     }
   }
